@@ -1,0 +1,21 @@
+"""The error type raised for bad input data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DataError(ValueError):
+    """Bad input data: the message names the file (or folder) and the problem.
+
+    Attributes:
+        path: the offending file or folder, or ``None`` where there is none.
+    """
+
+    def __init__(self, path: str | Path | None, message: str):
+        self.path = None if path is None else Path(path)
+        super().__init__(message)
+
+
+class MissingFileError(DataError, FileNotFoundError):
+    """A file or folder that should exist does not (also a ``FileNotFoundError``)."""

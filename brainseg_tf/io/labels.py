@@ -1,0 +1,195 @@
+"""Label conventions: canonical labels, source conventions, conversions and region masks.
+
+Canonical labels (used everywhere inside the library, see ``docs/conventions.md``):
+
+====  =====  ============================================
+0     BG     background and healthy tissue
+1     NCR    necrotic / non-enhancing tumour core
+2     ED     peritumoral edema (SNFH)
+3     ET     enhancing tumour
+====  =====  ============================================
+
+Regions: WT = {1, 2, 3}, TC = {1, 3}, ET = {3}, channel order ``(WT, TC, ET)``.
+
+Source conventions (value in the file for NCR, ED, ET):
+
+* ``"brats"`` -- BraTS 2017-2021 (1, 2, 4); label 3 is unused and is an error.
+* ``"brats2023"`` -- BraTS 2023+ GLI (1, 2, 3).
+* ``"brats2024_post"`` -- post-treatment GLI (1, 2, 3) plus 4 = resection cavity, which is not
+  tumour (not in WT/TC) and reads as canonical background.
+* ``"msd"`` -- Medical Segmentation Decathlon Task01 (2, 1, 3): 1 edema, 2 non-enhancing,
+  3 enhancing. Not the same as BraTS 2023's 1/2/3.
+* ``"canonical"`` -- this library's own (1, 2, 3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from brainseg_tf.io.errors import DataError
+
+CLASS_NAMES: tuple[str, ...] = ("BG", "NCR", "ED", "ET")
+FOREGROUND_CLASSES: tuple[int, ...] = (1, 2, 3)
+REGIONS: tuple[str, ...] = ("WT", "TC", "ET")
+REGION_LABELS: dict[str, tuple[int, ...]] = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
+MODALITIES: tuple[str, ...] = ("flair", "t1", "t1ce", "t2")
+
+
+@dataclass(frozen=True)
+class Convention:
+    """A source label convention: ``to_canonical[v]`` is the canonical label of file value ``v``."""
+
+    name: str
+    to_canonical: dict[int, int]
+    description: str
+
+    @property
+    def allowed(self) -> tuple[int, ...]:
+        return tuple(sorted(self.to_canonical))
+
+    @property
+    def from_canonical(self) -> dict[int, int]:
+        """Canonical label -> file value (the first source value mapping to each canonical one)."""
+        inverse: dict[int, int] = {}
+        for src, canon in sorted(self.to_canonical.items()):
+            inverse.setdefault(canon, src)
+        return inverse
+
+
+CONVENTIONS: dict[str, Convention] = {
+    c.name: c
+    for c in (
+        Convention("canonical", {0: 0, 1: 1, 2: 2, 3: 3}, "brainseg_tf canonical: 1 NCR, 2 ED, 3 ET"),
+        Convention("brats", {0: 0, 1: 1, 2: 2, 4: 3}, "BraTS 2017-2021: 1 NCR/NET, 2 ED, 4 ET (3 unused)"),
+        Convention("brats2023", {0: 0, 1: 1, 2: 2, 3: 3}, "BraTS 2023+ GLI: 1 NCR, 2 ED, 3 ET"),
+        Convention(
+            "brats2024_post",
+            {0: 0, 1: 1, 2: 2, 3: 3, 4: 0},
+            "BraTS 2024+ post-treatment GLI: 1 NETC, 2 SNFH, 3 ET, 4 RC (read as background)",
+        ),
+        Convention("msd", {0: 0, 1: 2, 2: 1, 3: 3}, "MSD Task01: 1 edema, 2 non-enhancing, 3 enhancing"),
+    )
+}
+
+_ALIASES = {
+    "brats2017": "brats", "brats2018": "brats", "brats2019": "brats", "brats2020": "brats",
+    "brats2021": "brats", "gli": "brats2023", "brats2024": "brats2023", "msd_task01": "msd",
+}
+
+
+def get_convention(name: str) -> Convention:
+    """Return a :class:`Convention` by name or alias (``brats2020`` -> ``brats``).
+
+    Raises:
+        ValueError: unknown name (the message lists the known ones).
+    """
+    key = _ALIASES.get(str(name).lower(), str(name).lower())
+    if key not in CONVENTIONS:
+        known = sorted(set(CONVENTIONS) | set(_ALIASES))
+        raise ValueError(f"convention={name!r} is unknown; expected one of {known}")
+    return CONVENTIONS[key]
+
+
+def _lookup_table(mapping: dict[int, int], size: int = 256) -> np.ndarray:
+    lut = np.full(size, 255, dtype=np.uint8)
+    for src, dst in mapping.items():
+        lut[src] = dst
+    return lut
+
+
+def _integer_view(label: np.ndarray, source: str | Path | None) -> np.ndarray:
+    """Labels as a non-negative integer array (float files with integral values are accepted)."""
+    arr = np.asarray(label)
+    where = f"{source}: " if source is not None else ""
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)):
+            raise DataError(source, f"{where}label map contains NaN or Inf values")
+        rounded = np.rint(arr)
+        if not np.array_equal(rounded, arr):
+            raise DataError(source, f"{where}label map has non-integer values (is this an image, not a mask?)")
+        arr = rounded.astype(np.int64)
+    elif arr.dtype.kind == "b":
+        arr = arr.astype(np.uint8)
+    elif arr.dtype.kind not in "iu":
+        raise DataError(source, f"{where}label map has unsupported dtype {arr.dtype}")
+    return arr
+
+
+def label_values(label: np.ndarray) -> dict[int, int]:
+    """Voxel count of every value present in an integer label map (fast: bincount, not unique)."""
+    arr = _integer_view(label, None)
+    if arr.size == 0:
+        return {}
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo >= 0 and hi < 65536:
+        counts = np.bincount(arr.ravel(order="K"), minlength=hi + 1)
+        return {int(v): int(c) for v, c in enumerate(counts) if c}
+    values, counts = np.unique(arr, return_counts=True)
+    return {int(v): int(c) for v, c in zip(values, counts)}
+
+
+def to_canonical(label: np.ndarray, convention: str, source: str | Path | None = None) -> np.ndarray:
+    """Convert a label map from a source convention to canonical uint8 labels.
+
+    Args:
+        label: integer (or integral float) array of any shape, values in the source convention.
+        convention: source convention name (see module docstring).
+        source: file the labels came from, named in error messages.
+
+    Returns:
+        uint8 array of the same shape with values in {0, 1, 2, 3}.
+
+    Raises:
+        DataError: values outside the convention (e.g. a 3 in a BraTS 2020 mask), with the file
+            named and the offending values and voxel counts listed.
+    """
+    conv = get_convention(convention)
+    arr = _integer_view(label, source)
+    present = label_values(arr)
+    bad = {v: n for v, n in present.items() if v not in conv.to_canonical}
+    if bad:
+        where = f"{source}: " if source is not None else ""
+        listed = ", ".join(f"{v} ({n} voxels)" for v, n in sorted(bad.items()))
+        raise DataError(
+            source,
+            f"{where}label values {listed} are not in the {conv.name!r} convention "
+            f"(allowed {list(conv.allowed)}: {conv.description})",
+        )
+    return _lookup_table(conv.to_canonical)[arr]
+
+
+def from_canonical(label: np.ndarray, convention: str) -> np.ndarray:
+    """Convert canonical labels (0-3) to a target convention; returns uint8.
+
+    Raises:
+        DataError: ``label`` holds values outside 0-3.
+    """
+    conv = get_convention(convention)
+    arr = _integer_view(label, None)
+    present = label_values(arr)
+    bad = sorted(v for v in present if v not in (0, 1, 2, 3))
+    if bad:
+        raise DataError(None, f"canonical label map holds values {bad}; expected 0 BG, 1 NCR, 2 ED, 3 ET")
+    return _lookup_table(conv.from_canonical)[arr]
+
+
+def region_masks(label: np.ndarray) -> np.ndarray:
+    """Boolean region masks ``(..., 3)`` in the order (WT, TC, ET) from canonical labels ``(...)``."""
+    arr = np.asarray(label)
+    return np.stack([np.isin(arr, REGION_LABELS[r]) for r in REGIONS], axis=-1)
+
+
+def regions_to_labels(regions: np.ndarray) -> np.ndarray:
+    """Canonical labels from nested region masks ``(..., 3)`` (WT, TC, ET) -> ``(...)`` uint8.
+
+    ET wins over TC, TC over WT: ET -> 3, TC without ET -> 1 (NCR), WT without TC -> 2 (ED).
+    """
+    reg = np.asarray(regions).astype(bool)
+    out = np.zeros(reg.shape[:-1], dtype=np.uint8)
+    out[reg[..., 0]] = 2
+    out[reg[..., 1]] = 1
+    out[reg[..., 2]] = 3
+    return out

@@ -1,0 +1,402 @@
+"""Dataset layouts: BraTS 2018/2019, 2020, 2021, 2023+ GLI and MSD Task01, detected from a folder.
+
+Every layout is reduced to a list of :class:`CaseRef` (which files make up one case, which label
+convention they use); :func:`brainseg_tf.io.read_case` turns a reference into a :class:`Case` with
+canonical channels ``(flair, t1, t1ce, t2)`` and canonical labels.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from brainseg_tf.io.errors import DataError, MissingFileError
+from brainseg_tf.io.labels import MODALITIES, from_canonical
+from brainseg_tf.io.nifti import is_nifti_name, save_nifti, strip_nifti_suffix
+
+LAYOUTS: tuple[str, ...] = ("brats2018", "brats2020", "brats2021", "brats2023", "msd")
+
+# File-name token (after the case id) -> canonical modality, or "seg".
+_TOKENS: dict[str, str] = {
+    "flair": "flair", "t2f": "flair", "t2flair": "flair",
+    "t1": "t1", "t1n": "t1", "t1w": "t1",
+    "t1ce": "t1ce", "t1c": "t1ce", "t1gd": "t1ce",
+    "t2": "t2", "t2w": "t2",
+    "seg": "seg", "segm": "seg", "label": "seg", "mask": "seg",
+}
+# Per layout: canonical modality -> file token, and the label convention of its masks.
+_LAYOUT_TOKENS: dict[str, dict[str, str]] = {
+    "brats2018": {"flair": "flair", "t1": "t1", "t1ce": "t1ce", "t2": "t2", "seg": "seg"},
+    "brats2020": {"flair": "flair", "t1": "t1", "t1ce": "t1ce", "t2": "t2", "seg": "seg"},
+    "brats2021": {"flair": "flair", "t1": "t1", "t1ce": "t1ce", "t2": "t2", "seg": "seg"},
+    "brats2023": {"flair": "t2f", "t1": "t1n", "t1ce": "t1c", "t2": "t2w", "seg": "seg"},
+}
+LAYOUT_CONVENTION: dict[str, str] = {
+    "brats2018": "brats", "brats2020": "brats", "brats2021": "brats", "brats2023": "brats2023", "msd": "msd",
+}
+_PREFIX_LAYOUT = (
+    (re.compile(r"^BraTS-(GLI|MEN|MET|PED|SSA)-", re.I), "brats2023"),
+    (re.compile(r"^BraTS2021_", re.I), "brats2021"),
+    (re.compile(r"^BraTS20_", re.I), "brats2020"),
+    (re.compile(r"^Brats1[789]_", re.I), "brats2018"),
+)
+# The canonical MSD Task01 dataset.json label names -> canonical label.
+_MSD_NAME_TO_CANONICAL = {"background": 0, "edema": 2, "non-enhancing tumor": 1, "enhancing tumour": 3,
+                          "enhancing tumor": 3, "non-enhancing tumour": 1}
+_MSD_MODALITY_NAMES = {"flair": "flair", "t1w": "t1", "t1": "t1", "t1gd": "t1ce", "t1ce": "t1ce", "t2w": "t2", "t2": "t2"}
+
+
+@dataclass
+class CaseRef:
+    """Where one case's files are.
+
+    Attributes:
+        case_id: the case identifier (folder name for BraTS, file stem for MSD).
+        layout: one of :data:`LAYOUTS`.
+        convention: label convention of the mask file.
+        images: canonical modality -> file (BraTS), or ``{"4d": file}`` for MSD.
+        label: mask file, or ``None`` (validation/test cases).
+        channel_order: for a 4D image, the canonical modality of each channel.
+        grade: ``"HGG"``/``"LGG"`` where the folder says so.
+    """
+
+    case_id: str
+    layout: str
+    convention: str
+    images: dict[str, Path]
+    label: Path | None = None
+    channel_order: tuple[str, ...] = MODALITIES
+    grade: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def files(self) -> list[Path]:
+        return list(self.images.values()) + ([self.label] if self.label is not None else [])
+
+
+def _token(name: str, case_id: str | None) -> str | None:
+    stem = strip_nifti_suffix(name)
+    if case_id and stem.lower().startswith(case_id.lower()):
+        rest = stem[len(case_id):].lstrip("_-.").lower()
+        if rest in _TOKENS:
+            return _TOKENS[rest]
+    last = re.split(r"[_\-.]", stem)[-1].lower()
+    return _TOKENS.get(last)
+
+
+def layout_of_case_id(case_id: str) -> str | None:
+    """The layout implied by a case id's prefix (``BraTS20_Training_001`` -> ``brats2020``)."""
+    for pattern, layout in _PREFIX_LAYOUT:
+        if pattern.match(case_id):
+            return layout
+    return None
+
+
+def scan_case_folder(folder: Path, layout: str | None = None) -> CaseRef:
+    """Identify the modality and mask files of one BraTS-style case folder.
+
+    Raises:
+        MissingFileError: the folder does not exist.
+        DataError: a modality is missing, a modality appears twice, or the files are not named
+            like any known layout.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MissingFileError(folder, f"{folder}: case folder not found")
+    case_id = folder.name
+    files = sorted(p for p in folder.iterdir() if p.is_file() and is_nifti_name(p.name))
+    if not files:
+        raise DataError(folder, f"{folder}: no NIfTI files (.nii/.nii.gz) in this case folder")
+    found: dict[str, Path] = {}
+    unknown: list[str] = []
+    notes: list[str] = []
+    for f in files:
+        kind = _token(f.name, case_id)
+        if kind is None:
+            unknown.append(f.name)
+            continue
+        if kind in found:
+            raise DataError(f, f"{f}: a second {kind!r} file in {folder} (the other is {found[kind].name})")
+        found[kind] = f
+        if not strip_nifti_suffix(f.name).lower().startswith(case_id.lower()):
+            # BraTS 2020 training case 355 ships its mask as W39_1998.09.19_Segm.nii.
+            notes.append(f"{f}: mask/image file not named after its case {case_id!r}; used as {kind!r}")
+    if layout is None:
+        tokens = {strip_nifti_suffix(f.name).lower().rsplit("-", 1)[-1] for f in files}
+        layout = layout_of_case_id(case_id) or ("brats2023" if tokens & {"t1n", "t1c", "t2f", "t2w"} else None)
+        if layout is None:
+            if not set(found) & set(MODALITIES):
+                raise DataError(
+                    folder,
+                    f"{folder}: unknown layout: files {[f.name for f in files][:6]} match no BraTS naming "
+                    f"(<case>_flair/_t1/_t1ce/_t2/_seg or BraTS 2023 -t1n/-t1c/-t2w/-t2f/-seg)",
+                )
+            layout = "brats2021"  # generic 2017-2021 naming with an unrecognised prefix
+    missing = [m for m in MODALITIES if m not in found]
+    if missing:
+        expected = _LAYOUT_TOKENS.get(layout, _LAYOUT_TOKENS["brats2021"])
+        raise DataError(
+            folder,
+            f"{folder}: missing modality {', '.join(missing)} (expected a file named like "
+            f"{case_id}{'-' if layout == 'brats2023' else '_'}{expected[missing[0]]}.nii.gz; "
+            f"found {[f.name for f in files]})",
+        )
+    if unknown:
+        notes.append(f"{folder}: ignored files not named like a modality or mask: {unknown}")
+    grade = folder.parent.name.upper() if folder.parent.name.upper() in ("HGG", "LGG") else None
+    return CaseRef(
+        case_id=case_id,
+        layout=layout,
+        convention=LAYOUT_CONVENTION[layout],
+        images={m: found[m] for m in MODALITIES},
+        label=found.get("seg"),
+        grade=grade,
+        warnings=notes,
+    )
+
+
+def _read_msd_json(root: Path) -> dict:
+    path = root / "dataset.json"
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"{path}: not valid JSON ({exc})") from exc
+
+
+def msd_channel_order(meta: dict, source: Path) -> tuple[str, ...]:
+    """Canonical modality of each channel of the 4D MSD image, from ``dataset.json['modality']``."""
+    modality = meta.get("modality") or meta.get("channel_names")
+    if not modality:
+        return MODALITIES
+    order = []
+    for key in sorted(modality, key=int):
+        name = str(modality[key]).lower().replace("-", "").replace(" ", "")
+        if name not in _MSD_MODALITY_NAMES:
+            raise DataError(source, f"{source}: unknown modality name {modality[key]!r} in 'modality'")
+        order.append(_MSD_MODALITY_NAMES[name])
+    if sorted(order) != sorted(MODALITIES):
+        raise DataError(source, f"{source}: 'modality' must name flair, t1, t1gd and t2 once each, got {order}")
+    return tuple(order)
+
+
+def check_msd_labels(meta: dict, source: Path) -> None:
+    """Refuse an MSD ``dataset.json`` whose label names differ from Task01's 1 edema/2 NET/3 ET."""
+    labels = meta.get("labels")
+    if not labels:
+        return
+    for value, name in labels.items():
+        key = str(name).strip().lower()
+        expected = {"0": 0, "1": 2, "2": 1, "3": 3}.get(str(value))
+        if _MSD_NAME_TO_CANONICAL.get(key, -1) != expected:
+            raise DataError(
+                source,
+                f"{source}: label {value} is {name!r}; the 'msd' convention expects 1 edema, "
+                f"2 non-enhancing tumor, 3 enhancing tumour (Task01)",
+            )
+
+
+def scan_msd(root: Path) -> list[CaseRef]:
+    """Cases of an MSD Task01 folder (``dataset.json``, ``imagesTr``/``labelsTr``, ``imagesTs``)."""
+    meta = _read_msd_json(root)
+    order = msd_channel_order(meta, root / "dataset.json")
+    check_msd_labels(meta, root / "dataset.json")
+    refs: list[CaseRef] = []
+    for images_dir, labels_dir in (("imagesTr", "labelsTr"), ("imagesTs", "labelsTs")):
+        idir = root / images_dir
+        if not idir.is_dir():
+            continue
+        for f in sorted(p for p in idir.iterdir() if is_nifti_name(p.name) and not p.name.startswith(".")):
+            case_id = strip_nifti_suffix(f.name)
+            lab = root / labels_dir / f.name
+            refs.append(CaseRef(case_id, "msd", "msd", {"4d": f}, lab if lab.exists() else None, order))
+    return refs
+
+
+def find_case_folders(root: Path, max_depth: int = 3) -> list[Path]:
+    """Folders holding NIfTI files under ``root`` (the root itself counts), breadth-first to ``max_depth``."""
+    found: list[Path] = []
+    level = [root]
+    for _ in range(max_depth + 1):
+        nxt: list[Path] = []
+        for d in level:
+            try:
+                entries = sorted(d.iterdir())
+            except PermissionError:
+                continue
+            if any(e.is_file() and is_nifti_name(e.name) for e in entries):
+                found.append(d)
+            else:
+                nxt.extend(e for e in entries if e.is_dir() and not e.name.startswith("."))
+        if found or not nxt:
+            break
+        level = nxt
+    return found
+
+
+def detect_layout(root: str | Path) -> str:
+    """Name of the layout of a dataset folder (or of a single case folder)."""
+    root = Path(root)
+    if (root / "dataset.json").is_file():
+        return "msd"
+    folders = find_case_folders(root)
+    if not folders:
+        raise DataError(root, f"{root}: no NIfTI files found (empty folder or unknown layout)")
+    return scan_case_folder(folders[0]).layout
+
+
+def scan_dataset(root: str | Path, layout: str | None = None) -> tuple[str, list[CaseRef]]:
+    """Detect the layout of ``root`` and list its cases.
+
+    Raises:
+        MissingFileError: ``root`` does not exist.
+        DataError: empty folder, unknown layout, or a case folder with a missing modality.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise MissingFileError(root, f"{root}: dataset folder not found")
+    if not root.is_dir():
+        raise DataError(root, f"{root}: is a file, expected a dataset folder")
+    if layout is not None and layout not in LAYOUTS:
+        raise ValueError(f"layout={layout!r} is unknown; expected one of {list(LAYOUTS)}")
+    if layout == "msd" or (layout is None and (root / "dataset.json").is_file()):
+        refs = scan_msd(root)
+        if not refs:
+            raise DataError(root, f"{root}: MSD dataset.json found but no images in imagesTr/ or imagesTs/")
+        return "msd", refs
+    folders = find_case_folders(root)
+    if not folders:
+        if not any(root.iterdir()):
+            raise DataError(root, f"{root}: empty folder")
+        raise DataError(root, f"{root}: unknown layout: no case folders with NIfTI files found")
+    if folders == [root]:
+        refs = [scan_case_folder(root, layout)]
+    else:
+        refs = [scan_case_folder(f, layout) for f in folders]
+    layouts = sorted({r.layout for r in refs})
+    if len(layouts) > 1:
+        raise DataError(root, f"{root}: case folders of several layouts {layouts}; pass layout= explicitly")
+    ids = [r.case_id for r in refs]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise DataError(root, f"{root}: duplicate case ids {dupes[:5]}")
+    return layouts[0], refs
+
+
+# ----------------------------------------------------------------------------------- writing
+
+
+def case_id_for(layout: str, index: int) -> str:
+    """The ``index``-th (0-based) case id in a layout's naming, e.g. ``BraTS2021_00000``."""
+    if layout == "brats2018":
+        return f"Brats18_SYN_{index + 1:03d}_1"
+    if layout == "brats2020":
+        return f"BraTS20_Training_{index + 1:03d}"
+    if layout == "brats2021":
+        return f"BraTS2021_{index:05d}"
+    if layout == "brats2023":
+        return f"BraTS-GLI-{index:05d}-000"
+    if layout == "msd":
+        return f"BRATS_{index + 1:03d}"
+    raise ValueError(f"layout={layout!r} is unknown; expected one of {list(LAYOUTS)}")
+
+
+def _msd_dataset_json(root: Path) -> None:
+    path = root / "dataset.json"
+    if path.exists():
+        return
+    meta = {
+        "name": "BRATS",
+        "description": "Synthetic brain tumour data in the MSD Task01 layout (brainseg_tf)",
+        "tensorImageSize": "4D",
+        "modality": {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"},
+        "labels": {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"},
+        "training": [],
+        "test": [],
+    }
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta, indent=2))
+    tmp.replace(path)
+
+
+def _update_msd_index(root: Path, case_id: str, has_label: bool) -> None:
+    path = root / "dataset.json"
+    meta = json.loads(path.read_text())
+    if has_label:
+        entry = {"image": f"./imagesTr/{case_id}.nii.gz", "label": f"./labelsTr/{case_id}.nii.gz"}
+        if entry not in meta["training"]:
+            meta["training"].append(entry)
+    elif f"./imagesTs/{case_id}.nii.gz" not in meta["test"]:
+        meta["test"].append(f"./imagesTs/{case_id}.nii.gz")
+    meta["numTraining"], meta["numTest"] = len(meta["training"]), len(meta["test"])
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta, indent=2))
+    tmp.replace(path)
+
+
+def write_case(
+    root: str | Path,
+    layout: str,
+    case_id: str,
+    images: dict[str, np.ndarray],
+    label: np.ndarray | None,
+    affine: np.ndarray,
+    *,
+    grade: str | None = None,
+    header=None,
+    suffix: str = ".nii.gz",
+) -> CaseRef:
+    """Write one case in a layout's file naming, converting canonical labels to its convention.
+
+    Args:
+        root: dataset folder.
+        layout: one of :data:`LAYOUTS`.
+        case_id: the case id (see :func:`case_id_for`).
+        images: canonical modality (``flair``, ``t1``, ``t1ce``, ``t2``) -> ``(X, Y, Z)`` array,
+            written with its own dtype (int16 like real BraTS files).
+        label: canonical ``(X, Y, Z)`` labels (0-3) or ``None`` for an unlabelled case.
+        affine: 4x4 voxel-to-world affine shared by all files.
+        grade: for ``brats2018``, put the case under ``HGG/`` or ``LGG/``.
+        suffix: ``.nii.gz`` or ``.nii``.
+
+    Returns:
+        The :class:`CaseRef` of the written files.
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout={layout!r} is unknown; expected one of {list(LAYOUTS)}")
+    missing = [m for m in MODALITIES if m not in images]
+    if missing:
+        raise ValueError(f"images is missing modalities {missing}")
+    root = Path(root)
+    convention = LAYOUT_CONVENTION[layout]
+    file_label = None if label is None else from_canonical(label, convention)
+    if layout == "msd":
+        _msd_dataset_json(root)
+        stack = np.stack([images[m] for m in MODALITIES], axis=-1)
+        img_dir, lab_dir = ("imagesTr", "labelsTr") if label is not None else ("imagesTs", "labelsTs")
+        img_path = save_nifti(stack, root / img_dir / f"{case_id}{suffix}", affine=affine, header=header)
+        lab_path = None
+        if file_label is not None:
+            lab_path = save_nifti(file_label, root / lab_dir / f"{case_id}{suffix}", affine=affine, header=header)
+        _update_msd_index(root, case_id, label is not None)
+        return CaseRef(case_id, "msd", "msd", {"4d": img_path}, lab_path, MODALITIES)
+    folder = root / grade / case_id if (grade and layout == "brats2018") else root / case_id
+    sep = "-" if layout == "brats2023" else "_"
+    tokens = _LAYOUT_TOKENS[layout]
+    paths = {
+        m: save_nifti(images[m], folder / f"{case_id}{sep}{tokens[m]}{suffix}", affine=affine, header=header)
+        for m in MODALITIES
+    }
+    lab_path = None
+    if file_label is not None:
+        lab_path = save_nifti(file_label, folder / f"{case_id}{sep}seg{suffix}", affine=affine, header=header)
+    return CaseRef(case_id, layout, convention, paths, lab_path, grade=grade)
+
+
+def warn_notes(ref: CaseRef) -> None:
+    for note in ref.warnings:
+        warnings.warn(note, stacklevel=3)
