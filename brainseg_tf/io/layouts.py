@@ -318,8 +318,13 @@ def _msd_dataset_json(root: Path) -> None:
         "training": [],
         "test": [],
     }
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(meta, indent=2))
+    _write_json_atomic(path, meta)
+
+
+def _write_json_atomic(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
     tmp.replace(path)
 
 
@@ -333,9 +338,7 @@ def _update_msd_index(root: Path, case_id: str, has_label: bool) -> None:
     elif f"./imagesTs/{case_id}.nii.gz" not in meta["test"]:
         meta["test"].append(f"./imagesTs/{case_id}.nii.gz")
     meta["numTraining"], meta["numTest"] = len(meta["training"]), len(meta["test"])
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(meta, indent=2))
-    tmp.replace(path)
+    _write_json_atomic(path, meta)
 
 
 def write_case(
