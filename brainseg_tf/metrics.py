@@ -1,0 +1,455 @@
+"""Epoch-level (streaming) segmentation metrics for Keras 3: Dice, IoU, precision, sensitivity,
+specificity per class or per BraTS region, for softmax-class and sigmoid-region heads.
+
+Every metric accumulates true/false positive/negative voxel counts (TP, FP, FN, TN) in float32
+variables over the whole epoch and computes the score from the totals in ``result()``. It never
+averages per-batch scores: the epoch Dice equals the Dice of all the epoch's voxels pooled
+(the "global" or micro Dice over the evaluated set), which is what checkpoints on ``val_dice_et``
+should see. This is not the mean of per-case Dice that BraTS reports; use
+:mod:`brainseg_tf.evaluation` for that.
+
+Items and heads:
+
+- ``target="class"``: canonical classes 0 BG, 1 NCR, 2 ED, 3 ET (``ids`` are class values).
+- ``target="region"``: regions (WT, TC, ET) = ({1,2,3}, {1,3}, {3}) (``ids`` index that tuple).
+  The ET region and the ET class are the same voxel set, so there is a single ``dice_et``.
+- ``head="softmax"``: ``y_pred`` ``(B, *spatial, C)`` class probabilities (or logits);
+  hard predictions are the argmax; soft region probabilities are sums of class probabilities.
+- ``head="sigmoid"``: ``y_pred`` ``(B, *spatial, 3)`` region probabilities (WT, TC, ET) (or
+  logits); hard predictions are ``p > threshold``; classes are decoded by painting ED where WT,
+  NCR where TC, ET where ET (nnU-Net's region order).
+- ``y_true``: canonical integer labels ``(B, *spatial)`` or ``(B, *spatial, 1)``; a one-hot
+  ``(B, *spatial, C)`` for softmax heads; region masks ``(B, *spatial, 3)`` for sigmoid heads.
+
+Choices, each an argument: ``soft`` (default `False`: hard argmax/threshold, as BraTS scores);
+``threshold`` for sigmoid heads (default 0.5); ``empty_value`` when a score's denominator is 0
+over the whole epoch (default 1.0: nothing to find and nothing predicted is perfect, the legacy
+BraTS rule; pass ``float("nan")`` to leave such items out of the mean); no smoothing. Items are
+averaged with equal weight (macro mean) over the per-item epoch scores. ``sample_weight`` is
+not supported (ignored) because voxel counts, not samples, are accumulated.
+
+Seed aliases (drop-in names from the seed notebooks, corrected definitions):
+``dice_coef`` (mean Dice of NCR, ED, ET: background excluded, hard, epoch-level; the seed
+included background, was soft with smoothing 1 and averaged per-batch values),
+``dice_coef_necrotic``/``dice_coef_edema``/``dice_coef_enhancing`` (hard epoch Dice of one class;
+the seed's were soft with squared denominators, per batch), and ``precision``/``sensitivity``/
+``specificity`` (macro mean over NCR, ED, ET; the seed's pooled all four channels including
+background, so they were about 0.99 whatever the tumour segmentation). They are classes, so both
+``metrics=[dice_coef]`` and ``metrics=[dice_coef()]`` work.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import keras
+from keras import ops
+
+from brainseg_tf.losses import labels_to_regions
+
+__all__ = [
+    "confusion_counts",
+    "ConfusionMetric",
+    "Dice",
+    "IoU",
+    "Precision",
+    "Sensitivity",
+    "Specificity",
+    "standard_metrics",
+    "dice_coef",
+    "dice_coef_necrotic",
+    "dice_coef_edema",
+    "dice_coef_enhancing",
+    "precision",
+    "sensitivity",
+    "specificity",
+    "CLASS_NAMES",
+    "REGION_NAMES",
+]
+
+_PACKAGE = "brainseg_tf"
+CLASS_NAMES = ("bg", "ncr", "ed", "et")
+REGION_NAMES = ("wt", "tc", "et")
+_REGION_CLASSES = ((1, 2, 3), (1, 3), (3,))
+_STATISTICS = ("dice", "iou", "precision", "sensitivity", "specificity")
+_TARGETS = ("class", "region")
+_HEADS = ("softmax", "sigmoid")
+
+
+def _true_items(y_true, y_pred, head: str, target: str, ids: Sequence[int]):
+    """float32 ``(B, *spatial, K)`` memberships of the reference in the K selected items."""
+    rank_pred = len(y_pred.shape)
+    channels = y_pred.shape[-1]
+    dense = len(y_true.shape) == rank_pred and y_true.shape[-1] != 1
+    if head == "sigmoid" and dense:
+        regions = ops.cast(y_true, "float32")
+        if target == "region":
+            return ops.stack([regions[..., i] for i in ids], axis=-1)
+        return _regions_to_classes_hard(regions > 0.5, ids)
+    if dense:  # one-hot softmax target
+        if y_true.shape[-1] != channels:
+            raise ValueError(
+                f"one-hot y_true has {y_true.shape[-1]} channels but y_pred has {channels}"
+            )
+        labels = ops.argmax(y_true, axis=-1)
+    else:
+        labels = y_true[..., 0] if len(y_true.shape) == rank_pred else y_true
+    return _label_items(ops.cast(labels, "int32"), target, ids)
+
+
+def _label_items(labels, target: str, ids: Sequence[int]):
+    if target == "class":
+        return ops.cast(ops.stack([ops.equal(labels, c) for c in ids], axis=-1), "float32")
+    regions = labels_to_regions(labels)
+    return ops.stack([regions[..., i] for i in ids], axis=-1)
+
+
+def _regions_to_classes_hard(masks, ids: Sequence[int]):
+    wt, tc, et = masks[..., 0], masks[..., 1], masks[..., 2]
+    labels = ops.where(et, 3, ops.where(tc, 1, ops.where(wt, 2, 0)))
+    return _label_items(labels, "class", ids)
+
+
+def _pred_items(y_pred, head: str, target: str, ids: Sequence[int], *, from_logits: bool,
+                threshold: float, soft: bool):
+    """float32 ``(B, *spatial, K)`` predicted memberships (0/1, or probabilities when soft)."""
+    y_pred = ops.cast(y_pred, "float32")
+    if head == "softmax":
+        if not soft:
+            return _label_items(ops.cast(ops.argmax(y_pred, axis=-1), "int32"), target, ids)
+        prob = ops.softmax(y_pred, axis=-1) if from_logits else y_pred
+        if target == "class":
+            return ops.stack([prob[..., c] for c in ids], axis=-1)
+        return ops.stack([sum(prob[..., c] for c in _REGION_CLASSES[i]) for i in ids], axis=-1)
+    prob = ops.sigmoid(y_pred) if from_logits else y_pred
+    if not soft:
+        masks = prob > threshold
+        if target == "region":
+            return ops.cast(ops.stack([masks[..., i] for i in ids], axis=-1), "float32")
+        return _regions_to_classes_hard(masks, ids)
+    if target == "region":
+        return ops.stack([prob[..., i] for i in ids], axis=-1)
+    p_wt, p_tc, p_et = prob[..., 0], prob[..., 1], prob[..., 2]
+    soft_classes = (1.0 - p_wt, p_tc * (1.0 - p_et), p_wt * (1.0 - p_tc), p_et)
+    return ops.stack([soft_classes[c] for c in ids], axis=-1)
+
+
+def confusion_counts(
+    y_true,
+    y_pred,
+    *,
+    ids: Sequence[int] = (1, 2, 3),
+    target: str = "class",
+    head: str = "softmax",
+    from_logits: bool = False,
+    threshold: float = 0.5,
+    soft: bool = False,
+):
+    """TP, FP, FN, TN voxel counts per item, summed over batch and space in float32.
+
+    Args: see :class:`ConfusionMetric`.
+
+    Returns:
+        Four float32 tensors of shape ``(K,)``, ``K = len(ids)``.
+    """
+    t = _true_items(y_true, y_pred, head, target, ids)
+    p = _pred_items(y_pred, head, target, ids, from_logits=from_logits, threshold=threshold, soft=soft)
+    axes = list(range(len(p.shape) - 1))
+    tp = ops.sum(t * p, axis=axes)
+    fp = ops.sum((1.0 - t) * p, axis=axes)
+    fn = ops.sum(t * (1.0 - p), axis=axes)
+    tn = ops.sum((1.0 - t) * (1.0 - p), axis=axes)
+    return tp, fp, fn, tn
+
+
+def _validate(ids, target: str, statistic: str, head: str, threshold: float) -> tuple[int, ...]:
+    if target not in _TARGETS:
+        raise ValueError(f"target must be one of {_TARGETS}, got target={target!r}")
+    if statistic not in _STATISTICS:
+        raise ValueError(f"statistic must be one of {_STATISTICS}, got statistic={statistic!r}")
+    if head not in _HEADS:
+        raise ValueError(f"head must be one of {_HEADS}, got head={head!r}")
+    ids = tuple(int(i) for i in ids)
+    limit = 4 if target == "class" else 3
+    if not ids or any(i < 0 or i >= limit for i in ids):
+        raise ValueError(
+            f"ids must be a non-empty subset of range({limit}) for target={target!r}, got ids={ids}"
+        )
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got threshold={threshold!r}")
+    return ids
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ConfusionMetric(keras.metrics.Metric):
+    """Streaming confusion-count metric: one statistic, macro-averaged over the selected items.
+
+    Args:
+        ids: class values (``target="class"``) or region indices into (WT, TC, ET)
+            (``target="region"``). Defaults to `(1, 2, 3)`.
+        target: ``"class"`` or ``"region"``. Defaults to `"class"`.
+        statistic: ``"dice"`` ``2TP/(2TP+FP+FN)``, ``"iou"`` ``TP/(TP+FP+FN)``, ``"precision"``
+            ``TP/(TP+FP)``, ``"sensitivity"`` ``TP/(TP+FN)``, ``"specificity"`` ``TN/(TN+FP)``.
+        head: ``"softmax"`` or ``"sigmoid"``. Defaults to `"softmax"`.
+        from_logits: ``y_pred`` are logits. Defaults to `False`.
+        threshold: sigmoid probability threshold for hard predictions. Defaults to 0.5.
+        soft: use probabilities instead of hard predictions. Defaults to `False`.
+        empty_value: score of an item whose denominator is 0 over the epoch; NaN drops the item
+            from the mean (all NaN gives NaN). Defaults to 1.0.
+        name: metric name (``val_`` is prefixed by Keras on validation data).
+
+    Raises:
+        ValueError: unknown ``target``/``statistic``/``head``, ids out of range, empty ids,
+            threshold outside (0, 1).
+    """
+
+    def __init__(
+        self,
+        ids: Sequence[int] = (1, 2, 3),
+        target: str = "class",
+        statistic: str = "dice",
+        head: str = "softmax",
+        from_logits: bool = False,
+        threshold: float = 0.5,
+        soft: bool = False,
+        empty_value: float = 1.0,
+        name: str | None = None,
+        dtype=None,
+    ):
+        ids = _validate(ids, target, statistic, head, threshold)
+        super().__init__(name=name or f"{statistic}_{target}", dtype=dtype)
+        self.ids = ids
+        self.target = target
+        self.statistic = statistic
+        self.head = head
+        self.from_logits = bool(from_logits)
+        self.threshold = float(threshold)
+        self.soft = bool(soft)
+        self.empty_value = float(empty_value)
+        k = len(ids)
+        self.tp = self.add_variable(shape=(k,), initializer="zeros", name="tp", dtype="float32")
+        self.fp = self.add_variable(shape=(k,), initializer="zeros", name="fp", dtype="float32")
+        self.fn = self.add_variable(shape=(k,), initializer="zeros", name="fn", dtype="float32")
+        self.tn = self.add_variable(shape=(k,), initializer="zeros", name="tn", dtype="float32")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        tp, fp, fn, tn = confusion_counts(
+            y_true, y_pred, ids=self.ids, target=self.target, head=self.head,
+            from_logits=self.from_logits, threshold=self.threshold, soft=self.soft,
+        )
+        self.tp.assign_add(tp)
+        self.fp.assign_add(fp)
+        self.fn.assign_add(fn)
+        self.tn.assign_add(tn)
+
+    def per_item(self):
+        """float32 ``(K,)`` epoch score of each item (``empty_value`` where undefined)."""
+        tp, fp, fn, tn = (ops.convert_to_tensor(v) for v in (self.tp, self.fp, self.fn, self.tn))
+        if self.statistic == "dice":
+            num, den = 2.0 * tp, 2.0 * tp + fp + fn
+        elif self.statistic == "iou":
+            num, den = tp, tp + fp + fn
+        elif self.statistic == "precision":
+            num, den = tp, tp + fp
+        elif self.statistic == "sensitivity":
+            num, den = tp, tp + fn
+        else:
+            num, den = tn, tn + fp
+        safe = ops.where(den > 0, den, ops.ones_like(den))
+        return ops.where(den > 0, num / safe, self.empty_value * ops.ones_like(den))
+
+    def result(self):
+        scores = self.per_item()
+        if math.isnan(self.empty_value):
+            valid = ops.logical_not(ops.isnan(scores))
+            count = ops.sum(ops.cast(valid, "float32"))
+            total = ops.sum(ops.where(valid, scores, ops.zeros_like(scores)))
+            return ops.where(count > 0, total / ops.maximum(count, 1.0), float("nan"))
+        return ops.mean(scores)
+
+    def reset_state(self):
+        for v in (self.tp, self.fp, self.fn, self.tn):
+            v.assign(ops.zeros(v.shape, dtype=v.dtype))
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            {
+                "ids": list(self.ids), "target": self.target, "statistic": self.statistic,
+                "head": self.head, "from_logits": self.from_logits, "threshold": self.threshold,
+                "soft": self.soft, "empty_value": self.empty_value,
+            }
+        )
+        return config
+
+
+class _FixedStatistic(ConfusionMetric):
+    _statistic = "dice"
+
+    def __init__(self, ids: Sequence[int] = (1, 2, 3), target: str = "class", name: str | None = None, **kwargs):
+        kwargs.pop("statistic", None)
+        ids = _validate(ids, target, self._statistic, kwargs.get("head", "softmax"), kwargs.get("threshold", 0.5))
+        super().__init__(ids=ids, target=target, statistic=self._statistic,
+                         name=name or _default_name(self._statistic, target, ids), **kwargs)
+
+
+def _default_name(statistic: str, target: str, ids: Sequence[int]) -> str:
+    names = CLASS_NAMES if target == "class" else REGION_NAMES
+    ids = tuple(ids)
+    if len(ids) == 1:
+        return f"{statistic}_{names[ids[0]]}"
+    if target == "class" and ids == (1, 2, 3):
+        return f"mean_{statistic}"
+    if target == "region" and ids == (0, 1, 2):
+        return f"mean_region_{statistic}"
+    return f"{statistic}_" + "_".join(names[i] for i in ids)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Dice(_FixedStatistic):
+    """Epoch Dice ``2TP / (2TP + FP + FN)``, macro mean over ``ids``; see :class:`ConfusionMetric`.
+
+    ``Dice(ids=(3,))`` is named ``dice_et``; ``Dice(ids=(0,), target="region")`` ``dice_wt``;
+    ``Dice()`` (NCR, ED, ET) ``mean_dice``.
+    """
+
+    _statistic = "dice"
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class IoU(_FixedStatistic):
+    """Epoch IoU (Jaccard) ``TP / (TP + FP + FN)``; see :class:`ConfusionMetric`."""
+
+    _statistic = "iou"
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Precision(_FixedStatistic):
+    """Epoch precision ``TP / (TP + FP)``; see :class:`ConfusionMetric`."""
+
+    _statistic = "precision"
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Sensitivity(_FixedStatistic):
+    """Epoch sensitivity (recall) ``TP / (TP + FN)``; see :class:`ConfusionMetric`."""
+
+    _statistic = "sensitivity"
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Specificity(_FixedStatistic):
+    """Epoch specificity ``TN / (TN + FP)``; see :class:`ConfusionMetric`."""
+
+    _statistic = "specificity"
+
+
+def standard_metrics(
+    head: str = "softmax",
+    *,
+    from_logits: bool = False,
+    soft: bool = False,
+    threshold: float = 0.5,
+    empty_value: float = 1.0,
+) -> list[ConfusionMetric]:
+    """The standard named metric list for a head type, ready for ``model.compile(metrics=...)``.
+
+    Softmax heads: ``dice_ncr, dice_ed, dice_et, dice_wt, dice_tc, mean_dice`` (NCR, ED, ET),
+    ``mean_region_dice`` (WT, TC, ET), ``iou_ncr, iou_ed, iou_et``, ``precision, sensitivity,
+    specificity`` (macro over NCR, ED, ET). Sigmoid heads: ``dice_wt, dice_tc, dice_et,
+    mean_region_dice, iou_wt, iou_tc, iou_et, precision, sensitivity, specificity`` (macro over
+    WT, TC, ET).
+
+    Args:
+        head: ``"softmax"`` or ``"sigmoid"``.
+        from_logits, soft, threshold, empty_value: passed to every metric.
+
+    Returns:
+        A new list of metric instances.
+    """
+    if head not in _HEADS:
+        raise ValueError(f"head must be one of {_HEADS}, got head={head!r}")
+    common = dict(head=head, from_logits=from_logits, soft=soft, threshold=threshold, empty_value=empty_value)
+    if head == "softmax":
+        out: list[ConfusionMetric] = [Dice(ids=(c,), **common) for c in (1, 2, 3)]
+        out += [Dice(ids=(r,), target="region", **common) for r in (0, 1)]
+        out += [Dice(**common), Dice(ids=(0, 1, 2), target="region", **common)]
+        out += [IoU(ids=(c,), **common) for c in (1, 2, 3)]
+        out += [Precision(name="precision", **common), Sensitivity(name="sensitivity", **common),
+                Specificity(name="specificity", **common)]
+        return out
+    region = dict(target="region", **common)
+    out = [Dice(ids=(r,), **region) for r in (0, 1, 2)]
+    out += [Dice(ids=(0, 1, 2), **region)]
+    out += [IoU(ids=(r,), **region) for r in (0, 1, 2)]
+    out += [Precision(ids=(0, 1, 2), name="precision", **region),
+            Sensitivity(ids=(0, 1, 2), name="sensitivity", **region),
+            Specificity(ids=(0, 1, 2), name="specificity", **region)]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Seed aliases: same names as the seed notebooks, corrected definitions (module docstring).
+# Lower-case class names on purpose, so seed code `metrics=[dice_coef, ...]` keeps working.
+# --------------------------------------------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class dice_coef(Dice):  # noqa: N801
+    """Seed alias: mean hard epoch Dice over NCR, ED, ET (no background)."""
+
+    def __init__(self, name: str = "dice_coef", **kwargs):
+        kwargs.setdefault("ids", (1, 2, 3))
+        super().__init__(name=name, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class dice_coef_necrotic(Dice):  # noqa: N801
+    """Seed alias: hard epoch Dice of class 1 (NCR)."""
+
+    def __init__(self, name: str = "dice_coef_necrotic", **kwargs):
+        kwargs.setdefault("ids", (1,))
+        super().__init__(name=name, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class dice_coef_edema(Dice):  # noqa: N801
+    """Seed alias: hard epoch Dice of class 2 (ED)."""
+
+    def __init__(self, name: str = "dice_coef_edema", **kwargs):
+        kwargs.setdefault("ids", (2,))
+        super().__init__(name=name, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class dice_coef_enhancing(Dice):  # noqa: N801
+    """Seed alias: hard epoch Dice of class 3 (ET)."""
+
+    def __init__(self, name: str = "dice_coef_enhancing", **kwargs):
+        kwargs.setdefault("ids", (3,))
+        super().__init__(name=name, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class precision(Precision):  # noqa: N801
+    """Seed alias: macro precision over NCR, ED, ET (the seed pooled all channels incl. background)."""
+
+    def __init__(self, name: str = "precision", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class sensitivity(Sensitivity):  # noqa: N801
+    """Seed alias: macro sensitivity over NCR, ED, ET."""
+
+    def __init__(self, name: str = "sensitivity", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class specificity(Specificity):  # noqa: N801
+    """Seed alias: macro specificity over NCR, ED, ET."""
+
+    def __init__(self, name: str = "specificity", **kwargs):
+        super().__init__(name=name, **kwargs)
