@@ -1,0 +1,113 @@
+"""The ``brainseg`` command line: a thin wrapper over the Python API of each stage.
+
+Heavy modules (TensorFlow) are imported inside the commands that need them, so ``brainseg info``
+and ``brainseg validate`` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from brainseg_tf import io
+
+    print(io.format_summary(io.dataset_summary(args.dir, layout=args.layout, progress=not args.quiet)))
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from brainseg_tf import io
+
+    problems = io.validate_dataset(args.dir, layout=args.layout, progress=not args.quiet)
+    errors = [p for p in problems if not p.startswith("warning:")]
+    for p in problems:
+        print(p)
+    if errors:
+        print(f"{len(errors)} problem(s) in {args.dir}", file=sys.stderr)
+        return 1
+    print(f"{args.dir}: OK ({len(problems)} warning(s))")
+    return 0
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from brainseg_tf import synthetic
+
+    out = synthetic.make_dataset(
+        args.out, layout=args.layout, n_cases=args.cases, seed=args.seed, shape=tuple(args.shape),
+        with_labels=not args.no_labels, progress=not args.quiet,
+    )
+    print(f"wrote {args.cases} synthetic {args.layout} case(s) to {out}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from brainseg_tf import demo
+
+    report = demo.run_demo(args.out, quick=args.quick)
+    print(f"demo finished: {report}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="brainseg", description="Brain tumour segmentation toolkit (BraTS).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("info", help="print a dataset summary (layout, cases, shapes, spacing, label volumes)")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--layout", default=None, help="force a layout instead of detecting it")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("validate", help="read every case and report all problems; exit 1 if any")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--layout", default=None)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("synth", help="write a synthetic BraTS-like dataset")
+    p.add_argument("--layout", default="brats2021", choices=["brats2018", "brats2020", "brats2021", "brats2023", "msd"])
+    p.add_argument("--cases", type=int, default=4)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shape", type=int, nargs=3, default=(240, 240, 155), metavar=("X", "Y", "Z"))
+    p.add_argument("--no-labels", action="store_true", help="validation-style cases without masks")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("demo", help="the main job on synthetic data; writes a report under --out")
+    p.add_argument("--out", type=Path, default=Path("runs/demo"))
+    p.add_argument("--quick", action="store_true", help="tiny sizes (for tests)")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def _version() -> str:
+    from brainseg_tf import __version__
+
+    return __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``brainseg`` console script."""
+    args = build_parser().parse_args(argv)
+    from brainseg_tf.io.errors import DataError
+
+    try:
+        return int(args.func(args) or 0)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
