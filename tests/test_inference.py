@@ -1,0 +1,298 @@
+"""Inference: sliding window (identity on odd shapes), TTA, postprocessing, predict_case/folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from brainseg_tf import io as bio
+from brainseg_tf.inference import (
+    Predictor,
+    importance_map,
+    load_predictor,
+    mirror_tta,
+    postprocess,
+    predict_case,
+    predict_folder,
+    probabilities_to_labels,
+    sliding_window,
+    window_starts,
+)
+
+
+def identity(batch: np.ndarray) -> np.ndarray:
+    return batch
+
+
+# ----------------------------------------------------------------------------- sliding window
+
+
+@pytest.mark.parametrize("mode", ["gaussian", "constant"])
+@pytest.mark.parametrize(
+    "shape, roi, overlap, batch_size",
+    [
+        ((16, 15, 7, 2), (8, 8, 4), 0.5, 1),  # MONAI's odd shape, roi smaller on every axis
+        ((17, 9, 5, 3), (8, 16, 8), 0.25, 3),  # roi larger than the image on two axes: pad, crop back
+        ((23, 31, 13, 1), (10, 7, 5), 0.7, 4),  # many overlapping windows, partial last batch
+        ((11, 13, 4), (5, 6), 0.5, 2),  # 2D (H, W, C) with a 2D roi
+        ((9, 9, 9, 2), 9, 0.0, 1),  # exactly one window
+    ],
+)
+def test_identity_predictor_returns_input_exactly(shape, roi, overlap, batch_size, mode):
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=shape).astype(np.float32) * 100
+    out = sliding_window(identity, image, roi=roi, overlap=overlap, batch_size=batch_size, mode=mode)
+    assert out.dtype == np.float32
+    assert out.shape == image.shape
+    np.testing.assert_array_equal(out, image)  # bit-exact, not approximately equal
+
+
+def test_shifted_predictor_and_channel_change():
+    image = np.arange(15 * 14 * 9, dtype=np.float32).reshape(15, 14, 9, 1)
+    out = sliding_window(lambda b: np.concatenate([b + 1, -b], axis=-1), image, roi=(8, 8, 8), overlap=0.5)
+    assert out.shape == (15, 14, 9, 2)
+    np.testing.assert_array_equal(out[..., 0], image[..., 0] + 1)
+    np.testing.assert_array_equal(out[..., 1], -image[..., 0])
+
+
+def test_windows_are_batched_and_cover_everything():
+    calls = []
+
+    def spy(batch):
+        calls.append(batch.shape)
+        return np.ones(batch.shape[:-1] + (1,), np.float32)
+
+    out = sliding_window(spy, np.zeros((20, 12, 7, 4), np.float32), roi=(8, 8, 8), overlap=0.5, batch_size=4)
+    n_windows = len(window_starts(20, 8, 0.5)) * len(window_starts(12, 8, 0.5)) * 1
+    assert [c[0] for c in calls] == [4] * (n_windows // 4) + ([n_windows % 4] if n_windows % 4 else [])
+    assert all(c[1:] == (8, 8, 8, 4) for c in calls)
+    np.testing.assert_array_equal(out, 1.0)
+
+
+def test_window_starts_even_and_covering():
+    assert window_starts(5, 8, 0.5) == [0]
+    assert window_starts(8, 8, 0.5) == [0]
+    assert window_starts(16, 8, 0.5) == [0, 4, 8]
+    for size, roi, overlap in [(155, 128, 0.5), (240, 128, 0.5), (37, 10, 0.0), (37, 10, 0.9), (7, 1, 0.5)]:
+        starts = window_starts(size, roi, overlap)
+        assert starts[0] == 0 and starts[-1] == size - roi
+        steps = np.diff(starts)
+        assert np.all(steps >= 1) and np.all(steps <= max(roi * (1 - overlap), 1))
+
+
+def test_importance_map_gaussian_never_zero():
+    w = importance_map((32, 32, 32), "gaussian", sigma_scale=0.125)
+    assert w.dtype == np.float32 and w.shape == (32, 32, 32)
+    assert w.min() > 0 and w.min() == pytest.approx(1e-3)
+    assert w.max() == pytest.approx(1.0)
+    assert w[16, 16, 16] > w[8, 16, 16] > w[0, 0, 0]
+    np.testing.assert_array_equal(importance_map((4, 5), "constant"), np.ones((4, 5), np.float32))
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"roi": (8, 8, 8), "overlap": 1.0}, "overlap"),
+        ({"roi": (8, 8, 8), "overlap": -0.1}, "overlap"),
+        ({"roi": (8, 8), "overlap": 0.5}, "roi"),
+        ({"roi": (8, 0, 8)}, "roi"),
+        ({"roi": 8, "batch_size": 0}, "batch_size"),
+        ({"roi": 8, "mode": "triangle"}, "mode"),
+        ({"roi": 8, "min_weight": 0.0}, "min_weight"),
+    ],
+)
+def test_bad_arguments_name_the_argument(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        sliding_window(identity, np.zeros((9, 9, 9, 1), np.float32), **kwargs)
+
+
+def test_predictor_with_wrong_output_shape_is_reported():
+    with pytest.raises(ValueError, match="predictor returned shape"):
+        sliding_window(lambda b: b[:, :4], np.zeros((9, 9, 9, 1), np.float32), roi=8)
+
+
+def test_mirror_tta_averages_flips():
+    rng = np.random.default_rng(1)
+    batch = rng.normal(size=(2, 6, 5, 4, 3)).astype(np.float32)
+    # an equivariant predictor is unchanged by TTA
+    np.testing.assert_allclose(mirror_tta(lambda b: 2 * b, (0, 1, 2))(batch), 2 * batch, rtol=1e-6)
+    # a position-dependent predictor gets averaged over flips along axis 0 only
+    ramp = np.arange(6, dtype=np.float32)[None, :, None, None, None]
+    out = mirror_tta(lambda b: np.broadcast_to(ramp, b.shape[:-1] + (1,)).copy(), (0,))(batch)
+    np.testing.assert_allclose(out, np.full(out.shape, 2.5), rtol=1e-6)
+    calls = []
+    mirror_tta(lambda b: calls.append(1) or b, (0, 1, 2))(batch)
+    assert len(calls) == 8
+
+
+# ----------------------------------------------------------------------------- postprocessing
+
+
+def test_probabilities_to_labels_softmax_and_sigmoid():
+    probs = np.zeros((2, 2, 1, 4), np.float32)
+    probs[0, 0, 0] = [0.7, 0.1, 0.1, 0.1]
+    probs[0, 1, 0] = [0.1, 0.6, 0.2, 0.1]
+    probs[1, 0, 0] = [0.1, 0.2, 0.6, 0.1]
+    probs[1, 1, 0] = [0.1, 0.1, 0.2, 0.6]
+    np.testing.assert_array_equal(probabilities_to_labels(probs, "softmax")[..., 0], [[0, 1], [2, 3]])
+    regions = np.zeros((2, 2, 1, 3), np.float32)
+    regions[0, 1, 0] = [0.9, 0.8, 0.1]  # TC without ET -> NCR
+    regions[1, 0, 0] = [0.9, 0.2, 0.1]  # WT only -> ED
+    regions[1, 1, 0] = [0.9, 0.9, 0.9]  # ET
+    np.testing.assert_array_equal(probabilities_to_labels(regions, "sigmoid")[..., 0], [[0, 1], [2, 3]])
+
+
+def test_postprocess_small_et_becomes_ncr():
+    lab = np.zeros((10, 10, 10), np.uint8)
+    lab[2:6, 2:6, 2:6] = 2
+    lab[3:5, 3:5, 3] = 3  # 4 ET voxels
+    out = postprocess(lab, et_min_voxels=5)
+    assert (out == 3).sum() == 0 and (out == 1).sum() == 4
+    np.testing.assert_array_equal(postprocess(lab, et_min_voxels=4), lab)  # not below the threshold
+    np.testing.assert_array_equal(postprocess(lab), lab)  # disabled by default
+    assert lab[3, 3, 3] == 3  # input untouched
+
+
+def test_postprocess_removes_small_components_26_connected():
+    lab = np.zeros((12, 12, 12), np.uint8)
+    lab[1:5, 1:5, 1:5] = 2  # 64 voxels
+    lab[8, 8, 8] = 1
+    lab[9, 9, 9] = 3  # diagonal neighbour: one 26-connected component of 2 voxels
+    lab[8, 1, 10] = 2  # isolated single voxel
+    out = postprocess(lab, min_component_voxels=2)
+    assert out[8, 1, 10] == 0 and out[8, 8, 8] == 1 and out[9, 9, 9] == 3
+    out = postprocess(lab, min_component_voxels=3)
+    assert out[8, 8, 8] == 0 and out[9, 9, 9] == 0 and (out == 2).sum() == 64
+    with pytest.raises(ValueError, match="min_component_voxels"):
+        postprocess(lab, min_component_voxels=-1)
+
+
+# ----------------------------------------------------------------------------- cases
+
+
+def _synthetic_case(root: Path, case_id: str = "BraTS2021_00001", shape=(30, 26, 20)) -> Path:
+    rng = np.random.default_rng(3)
+    brain = np.zeros(shape, bool)
+    brain[4:26, 3:23, 2:17] = True
+    images = {}
+    for i, m in enumerate(bio.MODALITIES):
+        vol = (rng.normal(size=shape) * 50 + 300 + 100 * i).astype(np.int16)
+        images[m] = np.where(brain, vol, 0).astype(np.int16)
+    label = np.zeros(shape, np.uint8)
+    label[10:18, 10:16, 6:12] = 2
+    label[12:16, 12:15, 8:10] = 3
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0])
+    affine[:3, 3] = [0, shape[1] - 1, 0]
+    ref = bio.write_case(root, "brats2021", case_id, images, label, affine)
+    return Path(ref.images["flair"]).parent
+
+
+def _channel_rule(batch: np.ndarray) -> np.ndarray:
+    """A model-free 'segmenter': class = argmax over (0, flair, t1ce, t2) z-scores, as softmax-like scores."""
+    scores = np.concatenate([np.zeros_like(batch[..., :1]) + 1.0, batch[..., [0, 2, 3]]], axis=-1)
+    e = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def test_predict_case_native_grid_and_geometry(tmp_path):
+    case_dir = _synthetic_case(tmp_path / "data")
+    case = bio.read_case(case_dir)
+    pred = predict_case(Predictor(fn=_channel_rule), case, roi=16, return_probabilities=True)
+    assert pred.labels.shape == case.shape and pred.labels.dtype == np.uint8
+    assert set(np.unique(pred.labels)) <= {0, 1, 2, 3}
+    assert pred.probabilities.shape == case.shape + (4,)
+    np.testing.assert_allclose(pred.probabilities.sum(-1), 1.0, atol=1e-5)
+    outside = ~(case.image != 0).any(-1)
+    assert (pred.labels[outside] == 0).all()  # outside the brain box and background inside it
+    out = pred.write(tmp_path / "out" / "case.nii.gz")
+    img = nib.load(out)
+    np.testing.assert_allclose(img.affine, case.affine)
+    assert img.shape == case.shape
+    written = np.asarray(img.dataobj)
+    assert set(np.unique(written)) <= {0, 1, 2, 4}  # the source's BraTS 2021 convention
+    np.testing.assert_array_equal(bio.to_canonical(written, "brats"), pred.labels)
+
+
+def test_predict_case_channel_subset_2d_and_tta(tmp_path):
+    case = bio.read_case(_synthetic_case(tmp_path / "data"))
+    seen = []
+
+    def two_channel_2d(batch):  # (B, H, W, 2) slices of flair and t1ce
+        seen.append(batch.shape)
+        return _channel_rule(np.concatenate([batch[..., :1], batch[..., :1], batch[..., 1:], batch[..., 1:]], -1))
+
+    p = Predictor(fn=two_channel_2d, modalities=("flair", "t1ce"), spatial_dims=2, roi=(16, 16))
+    out = predict_case(p, case, tta=True, batch_size=8)
+    assert out.labels.shape == case.shape
+    assert all(len(s) == 4 and s[1:] == (16, 16, 2) for s in seen)
+
+
+def test_predict_folder_writes_each_case_and_skips_existing(tmp_path):
+    data = tmp_path / "data"
+    _synthetic_case(data, "BraTS2021_00001")
+    _synthetic_case(data, "BraTS2021_00002")
+    p = Predictor(fn=_channel_rule, roi=(16, 16, 16))
+    recs = predict_folder(p, data, tmp_path / "pred", save_probabilities=True, progress=False, convention="brats2023")
+    assert [r["status"] for r in recs] == ["written", "written"]
+    lab = nib.load(tmp_path / "pred" / "BraTS2021_00001.nii.gz")
+    assert lab.get_data_dtype() == np.uint8
+    assert set(np.unique(np.asarray(lab.dataobj))) <= {0, 1, 2, 3}
+    prob = nib.load(tmp_path / "pred" / "BraTS2021_00002_prob.nii.gz")
+    assert prob.shape == (30, 26, 20, 4) and prob.get_data_dtype() == np.float32
+    again = predict_folder(p, data, tmp_path / "pred", save_probabilities=True, progress=False)
+    assert [r["status"] for r in again] == ["skipped", "skipped"]
+
+
+# ----------------------------------------------------------------------------- Keras models
+
+
+def _tiny_keras(channels: int = 4, head: str = "softmax"):
+    import keras
+
+    inp = keras.Input((None, None, None, channels))
+    out = keras.layers.Conv3D(4 if head == "softmax" else 3, 1, activation=head, name="head")(inp)
+    return keras.Model(inp, out)
+
+
+def test_load_predictor_from_run_dir(tmp_path):
+    model = _tiny_keras(2, "sigmoid")
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "best.keras")
+    cfg = {
+        "model": {"name": "unet", "options": {}},
+        "modalities": ["flair", "t1ce"],
+        "head": "sigmoid",
+        "patch_size": [16, 16, 16],
+        "postprocess": {"et_min_voxels": 7},
+    }
+    (run / "config.json").write_text(json.dumps(cfg))
+    p = load_predictor(run)
+    assert p.modalities == ("flair", "t1ce") and p.head == "sigmoid"
+    assert p.roi == (16, 16, 16) and p.et_min_voxels == 7
+    x = np.random.default_rng(0).normal(size=(1, 16, 16, 16, 2)).astype(np.float32)
+    np.testing.assert_allclose(p(x), model.predict(x, verbose=0), atol=1e-6)
+    # a bare .keras file: metadata inferred from the shapes
+    q = load_predictor(run / "best.keras")
+    assert q.modalities == ("flair", "t1ce") and q.head == "sigmoid"
+
+
+@pytest.mark.real_data
+def test_predict_real_case_source_geometry_and_convention(real_brats2018, tmp_path):
+    case_dir = real_brats2018 / "Brats18_2013_23_1"
+    if not case_dir.is_dir():
+        case_dir = sorted(p for p in real_brats2018.iterdir() if p.is_dir())[0]
+    model = _tiny_keras(4, "softmax")
+    recs = predict_folder(Predictor.from_keras(model), case_dir, tmp_path, roi=(64, 64, 64), overlap=0.25,
+                          batch_size=2, progress=False)
+    assert recs[0]["status"] == "written", recs
+    src = nib.load(sorted(case_dir.glob("*_seg.nii.gz"))[0])
+    out = nib.load(recs[0]["path"])
+    assert out.shape == src.shape == (240, 240, 155)
+    np.testing.assert_allclose(out.affine, src.affine)
+    assert nib.aff2axcodes(out.affine) == nib.aff2axcodes(src.affine)
+    assert set(np.unique(np.asarray(out.dataobj))) <= {0, 1, 2, 4}
