@@ -1,0 +1,165 @@
+"""Speed and realism of the synthetic BraTS-like generator, next to the shared real BraTS 2018 cases.
+
+Prints seconds per full-size synthetic case (generation, and writing its 5 gzipped NIfTI files),
+then per modality the median and interquartile range (over cases) of the per-case median NCR, ED
+and ET intensity relative to the case's healthy-brain median (brain = nonzero in all four
+modalities; healthy = brain with label 0), and the tumour volumes in ml. The real part is skipped
+with a message when the folder is absent.
+
+    python bench/synthetic.py [--cases 8] [--seed 0] [--real ../shared/data/brats2018] [--markdown]
+
+The last line is machine-readable:
+``synthetic_case_seconds=<float> write_case_seconds=<float> orderings_match=<true|false>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from brainseg_tf.synthetic import MODALITIES, synthesize_case  # noqa: E402
+
+CLASSES = (("NCR", 1), ("ED", 2), ("ET", 3))
+
+
+def case_stats(images: dict[str, np.ndarray], label: np.ndarray, voxel_ml: float) -> dict:
+    """Per-modality median intensity of each tumour class relative to the healthy-brain median.
+
+    Args:
+        images: modality -> ``(X, Y, Z)`` array.
+        label: canonical labels (0 BG, 1 NCR, 2 ED, 3 ET).
+        voxel_ml: voxel volume in ml.
+
+    Returns:
+        ``{"rel": {modality: {class: ratio or nan}}, "vol": {class: ml}}``.
+    """
+    brain = np.ones(label.shape, dtype=bool)
+    for m in MODALITIES:
+        brain &= images[m] > 0
+    healthy = brain & (label == 0)
+    masks = {name: label == value for name, value in CLASSES}
+    rel = {}
+    for m in MODALITIES:
+        img = images[m]
+        ref = float(np.median(img[healthy]))
+        rel[m] = {name: (float(np.median(img[mask])) / ref if mask.any() else np.nan) for name, mask in masks.items()}
+    vol = {name: float(mask.sum()) * voxel_ml for name, mask in masks.items()}
+    vol["WT"] = sum(vol.values())
+    return {"rel": rel, "vol": vol}
+
+
+def real_cases(root: Path):
+    """Yield (case_id, images, canonical label, voxel ml) for every BraTS 2018 case folder under ``root``."""
+    import nibabel as nib
+
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        cid = folder.name
+        images = {m: np.asarray(nib.load(folder / f"{cid}_{m}.nii.gz").dataobj) for m in MODALITIES}
+        seg_img = nib.load(folder / f"{cid}_seg.nii.gz")
+        seg = np.asarray(seg_img.dataobj).astype(np.int16)
+        label = np.zeros(seg.shape, dtype=np.uint8)  # BraTS 2018: 1 NCR, 2 ED, 4 ET
+        label[seg == 1], label[seg == 2], label[seg == 4] = 1, 2, 3
+        yield cid, images, label, float(np.prod(seg_img.header.get_zooms()[:3])) / 1000.0
+
+
+def summarise(stats: list[dict]) -> dict:
+    """Median and quartiles over cases (cases lacking a class are left out for that class)."""
+    out = {"rel": {}, "vol": {}, "n": len(stats)}
+    for m in MODALITIES:
+        out["rel"][m] = {}
+        for name, _ in CLASSES:
+            v = np.array([s["rel"][m][name] for s in stats], dtype=float)
+            v = v[np.isfinite(v)]
+            out["rel"][m][name] = (np.median(v), np.percentile(v, 25), np.percentile(v, 75), v.size) if v.size else None
+    for name in ("NCR", "ED", "ET", "WT"):
+        v = np.array([s["vol"][name] for s in stats], dtype=float)
+        out["vol"][name] = (np.median(v), v.min(), v.max(), int((v > 0).sum()))
+    return out
+
+
+def ordering(summary: dict, modality: str) -> str:
+    """Classes and healthy brain (``brain`` = 1.0) sorted by median relative intensity, brightest first."""
+    items = [("brain", 1.0)] + [(n, summary["rel"][modality][n][0]) for n, _ in CLASSES if summary["rel"][modality][n]]
+    return " > ".join(n for n, _ in sorted(items, key=lambda t: -t[1]))
+
+
+def table(syn: dict, real: dict | None) -> str:
+    """Markdown table of relative intensities and volumes."""
+    def cell(t):
+        return "–" if t is None else f"{t[0]:.2f} [{t[1]:.2f}–{t[2]:.2f}]"
+
+    head = "| modality | class | synthetic (n={}) | real BraTS 2018 (n={}) |".format(syn["n"], real["n"] if real else 0)
+    lines = [head, "|---|---|---|---|"]
+    for m in MODALITIES:
+        for name, _ in CLASSES:
+            r = cell(real["rel"][m][name]) if real else "–"
+            lines.append(f"| {m} | {name} | {cell(syn['rel'][m][name])} | {r} |")
+        r = ordering(real, m) if real else "–"
+        lines.append(f"| {m} | **ordering** | {ordering(syn, m)} | {r} |")
+    lines += ["", "| volume (ml) | synthetic median [min–max] (cases with class) | real median [min–max] (cases with class) |",
+              "|---|---|---|"]
+    for name in ("NCR", "ED", "ET", "WT"):
+        def vcell(t):
+            return f"{t[0]:.1f} [{t[1]:.1f}–{t[2]:.1f}] ({t[3]})"
+        r = vcell(real["vol"][name]) if real else "–"
+        lines.append(f"| {name} | {vcell(syn['vol'][name])} | {r} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", type=int, default=8, help="synthetic full-size cases (default 8)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--real", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "brats2018")
+    ap.add_argument("--write", type=int, default=2, help="cases to time writing for (default 2)")
+    args = ap.parse_args(argv)
+
+    from brainseg_tf.io import write_case
+
+    gen_times, write_times, syn_stats = [], [], []
+    synthesize_case(10_000, (64, 64, 48))  # warm-up: imports and first-call allocations
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.cases):
+            t0 = time.perf_counter()
+            case = synthesize_case(args.seed + i)
+            gen_times.append(time.perf_counter() - t0)
+            if i < args.write:
+                t0 = time.perf_counter()
+                write_case(tmp, "brats2021", f"BraTS2021_{i:05d}", case.images, case.label, case.affine)
+                write_times.append(time.perf_counter() - t0)
+            syn_stats.append(case_stats(case.images, case.label, float(np.prod(case.spacing)) / 1000.0))
+            print(f"synthetic seed {args.seed + i}: {gen_times[-1]:.2f} s  kind={case.kind:<8} "
+                  + " ".join(f"{k}={v:.1f}" for k, v in case.volumes_ml.items() if k != "brain"), flush=True)
+    gen_s = float(np.mean(gen_times))
+    write_s = float(np.mean(write_times)) if write_times else float("nan")
+    print(f"\ngeneration: {gen_s:.2f} s per 240x240x155 case (min {min(gen_times):.2f}, max {max(gen_times):.2f}); "
+          f"writing 5 gzipped NIfTI files: {write_s:.2f} s per case")
+    syn = summarise(syn_stats)
+
+    real = None
+    if args.real.is_dir():
+        real_stats = []
+        for cid, images, label, vml in real_cases(args.real):
+            real_stats.append(case_stats(images, label, vml))
+        real = summarise(real_stats)
+    else:
+        print(f"real cases not found at {args.real}: showing synthetic statistics only")
+
+    print("\nMedian [IQR over cases] of the per-case median intensity relative to the healthy-brain median\n")
+    print(table(syn, real))
+    match = real is not None and all(ordering(syn, m) == ordering(real, m) for m in MODALITIES)
+    print(f"\nsynthetic_case_seconds={gen_s:.3f} write_case_seconds={write_s:.3f} "
+          f"orderings_match={'true' if match else 'false'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

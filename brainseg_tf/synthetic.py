@@ -1,0 +1,573 @@
+"""Synthetic BraTS-like multimodal MRI cases with glioma labels, written in any dataset layout.
+
+Nobody can redistribute BraTS, so the demo, notebooks and tests run on cases made here; the same
+code then runs unchanged on real data. A case is built in template millimetres (a 240 x 240 x 155
+BraTS grid, scaled to fill whatever grid is asked for):
+
+* anatomy: a skull-stripped brain (cerebrum, cerebellum, brainstem) whose outline is a deformed
+  ellipsoid union, a folded cortical grey-matter ribbon around sulcal CSF sheets (zero sets of a
+  band-limited random field) and an interhemispheric fissure, white matter inside, deep grey
+  nuclei and two curved lateral ventricles; sulci and ventricles widen with age (atrophy);
+* tumour: an irregular core (noise-perturbed, randomly rotated ellipsoid) split into a necrotic
+  centre and an enhancing rim of varying thickness, surrounded by edema that spreads preferentially
+  along white matter and stays out of CSF; the anatomy around it is pushed outwards (mass effect).
+  About 15 % of cases have no enhancing tumour (LGG-like) and about 15 % no necrosis;
+* intensities: per tissue and modality with the contrast ordering of real BraTS scans (measured on
+  the shared real cases, see ``docs/synthetic.md``), partial volume, tumour texture, a smooth
+  multiplicative bias field per modality, Rician noise, a per-case scale per modality; background
+  exactly 0 outside the brain; int16 images, uint8 canonical labels (0 BG, 1 NCR, 2 ED, 3 ET).
+
+Geometry is computed on a half-resolution grid for large volumes and upsampled linearly, which
+also provides partial-volume blurring; a full 240 x 240 x 155 case takes about a second.
+
+Example::
+
+    case = synthesize_case(0)                         # SyntheticCase, images int16 (240, 240, 155)
+    make_dataset("data/synth", layout="brats2021", n_cases=8, seed=0)
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+MODALITIES: tuple[str, ...] = ("flair", "t1", "t1ce", "t2")
+TEMPLATE_SHAPE: tuple[int, int, int] = (240, 240, 155)
+SURVIVAL_COLUMNS: tuple[str, ...] = ("Brats20ID", "Age", "Survival_days", "Extent_of_Resection")
+
+# Template landmarks (mm on the 240 x 240 x 155 grid; axis 1 runs anterior -> posterior as in
+# BraTS' LPS voxel order, axis 2 inferior -> superior). Fitted to the brain extent of the real cases.
+_CENTRE = np.array([119.5, 128.0, 82.0], dtype=np.float32)
+
+# Relative intensities (healthy brain median ~ 1) per tissue/tumour class, columns = MODALITIES.
+# Orderings follow the real BraTS 2018 cases: FLAIR NCR > ET > ED > brain, CSF dark;
+# T1 WM > GM > CSF, ED ~ brain > ET > NCR; T1ce ET > brain > ED > NCR; T2 CSF brightest, NCR > ET > ED.
+_TISSUE = {
+    #          flair  t1    t1ce  t2
+    "csf": (0.32, 0.35, 0.40, 2.60),
+    "gm": (1.10, 0.84, 0.86, 1.12),
+    "wm": (0.90, 1.12, 1.08, 0.82),
+    "dgm": (1.00, 0.94, 0.95, 0.96),
+}
+_TUMOUR = {
+    "ncr": (1.77, 0.71, 0.65, 2.30),
+    "et": (1.65, 0.76, 1.45, 1.85),
+    "ed": (1.53, 0.85, 0.78, 1.65),
+}
+# Typical intensity scale (healthy median in file units) per modality; varies per case.
+_SCALE = {"flair": 230.0, "t1": 380.0, "t1ce": 420.0, "t2": 330.0}
+
+_KINDS = ("classic", "solid", "no_et", "patchy")  # rim + necrosis, no NCR, no ET (LGG-like), gappy rim
+_KIND_P = (0.55, 0.15, 0.15, 0.15)
+
+
+@dataclass
+class SyntheticCase:
+    """One synthetic subject.
+
+    Attributes:
+        images: canonical modality (``flair``, ``t1``, ``t1ce``, ``t2``) -> int16 ``(X, Y, Z)``,
+            0 outside the brain.
+        label: uint8 ``(X, Y, Z)`` canonical labels (0 BG, 1 NCR, 2 ED, 3 ET).
+        affine: 4x4 BraTS-like LPS affine ``diag(-sx, -sy, sz)`` with translation ``(0, (Y-1) sy, 0)``.
+        brain_mask: bool ``(X, Y, Z)``; every modality is nonzero exactly here.
+        spacing: voxel size in mm.
+        seed: the seed the case was made from.
+        age: patient age in years (older brains get wider sulci and ventricles).
+        grade: ``"HGG"`` or ``"LGG"`` (cases without enhancing tumour are LGG-like).
+        kind: tumour pattern, one of ``classic``, ``solid``, ``no_et``, ``patchy``, or ``none``.
+        volumes_ml: ``ncr``, ``ed``, ``et``, ``tc``, ``wt`` and ``brain`` volumes in ml.
+        centroid_vox: whole-tumour centroid in voxel indices (NaN without tumour).
+        centroid_mm: the same in world millimetres (through ``affine``).
+        features: extra tumour features for survival models (``depth_mm``: distance of the centre
+            below the brain surface, ``midline_mm``: distance to the midline plane,
+            ``hemisphere``: ``"left"``/``"right"``, ``et_fraction``: ET / TC volume).
+    """
+
+    images: dict[str, np.ndarray]
+    label: np.ndarray
+    affine: np.ndarray
+    brain_mask: np.ndarray
+    spacing: tuple[float, float, float]
+    seed: int
+    age: float
+    grade: str
+    kind: str
+    volumes_ml: dict[str, float]
+    centroid_vox: tuple[float, float, float]
+    centroid_mm: tuple[float, float, float]
+    features: dict = field(default_factory=dict)
+
+    @property
+    def has_ncr(self) -> bool:
+        return bool(self.volumes_ml["ncr"] > 0)
+
+    @property
+    def has_et(self) -> bool:
+        return bool(self.volumes_ml["et"] > 0)
+
+    def image_stack(self) -> np.ndarray:
+        """The images as one ``(X, Y, Z, 4)`` float32 array in canonical channel order."""
+        return np.stack([self.images[m] for m in MODALITIES], axis=-1).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def brats_affine(shape: tuple[int, int, int], spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> np.ndarray:
+    """The LPS voxel-to-world affine BraTS files carry: ``diag(-sx, -sy, sz)``, origin ``(0, (Y-1) sy, 0)``."""
+    sx, sy, sz = (float(s) for s in spacing)
+    aff = np.diag([-sx, -sy, sz, 1.0])
+    aff[1, 3] = (shape[1] - 1) * sy
+    return aff
+
+
+def _ramp(x: np.ndarray, width: float) -> np.ndarray:
+    """Partial-volume fraction of a voxel of ``width`` mm whose centre is ``x`` mm inside a boundary."""
+    return np.clip(x * (1.0 / width) + 0.5, 0.0, 1.0, dtype=np.float32)
+
+
+def _interp_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """Dense linear-interpolation matrix (n_out, n_in) mapping corners to corners."""
+    pos = np.linspace(0.0, n_in - 1.0, n_out)
+    i0 = np.minimum(np.floor(pos).astype(int), n_in - 2) if n_in > 1 else np.zeros(n_out, int)
+    w = pos - i0
+    m = np.zeros((n_out, n_in), dtype=np.float32)
+    rows = np.arange(n_out)
+    m[rows, i0] = 1.0 - w
+    if n_in > 1:
+        m[rows, i0 + 1] += w
+    return m
+
+
+def _resize(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Linear resize of a small 3D array, corners mapped to corners (separable, via BLAS)."""
+    out = a.astype(np.float32, copy=False)
+    for ax in range(3):
+        if out.shape[ax] != shape[ax]:
+            out = np.moveaxis(np.tensordot(_interp_matrix(shape[ax], out.shape[ax]), out, axes=(1, ax)), 0, ax)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def _noise(rng: np.random.Generator, shape: tuple[int, ...], step: tuple[float, ...]) -> np.ndarray:
+    """Smooth Gaussian random field, unit variance, correlation length ~ 2 ``step`` voxels per axis."""
+    lattice = tuple(max(3, int(np.ceil((n - 1) / max(s, 1e-3))) + 1) for n, s in zip(shape, step))
+    z = ndimage.gaussian_filter(rng.standard_normal(lattice).astype(np.float32), 1.0, mode="wrap")
+    z /= z.std() + 1e-6
+    return _resize(z, shape)
+
+
+def _upsample2(a: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """Linear x2 upsampling (coarse voxel i sits on fine voxel 2i), cropped to ``shape``."""
+    for ax in (2, 1, 0):  # the largest pass last, along the outermost axis
+        n = a.shape[ax]
+        m = min(2 * n - 1, shape[ax])
+        out_shape = list(a.shape)
+        out_shape[ax] = m
+        out = np.empty(out_shape, dtype=np.float32)
+        even = [slice(None)] * 3
+        odd = [slice(None)] * 3
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        n_even, n_odd = (m + 1) // 2, m // 2
+        even[ax] = slice(0, m, 2)
+        odd[ax] = slice(1, m, 2)
+        lo[ax] = slice(0, n_odd)
+        hi[ax] = slice(1, n_odd + 1)
+        src = [slice(None)] * 3
+        src[ax] = slice(0, n_even)
+        out[tuple(even)] = a[tuple(src)]
+        o = out[tuple(odd)]
+        np.add(a[tuple(lo)], a[tuple(hi)], out=o)
+        o *= 0.5
+        a = out
+    return a
+
+
+def _ellipsoid_sdf(p: tuple, c, a) -> np.ndarray:
+    """Approximate signed distance (mm, negative inside) to an axis-aligned ellipsoid."""
+    q = [(p[i] - c[i]) for i in range(3)]
+    k0 = np.sqrt((q[0] / a[0]) ** 2 + (q[1] / a[1]) ** 2 + (q[2] / a[2]) ** 2)
+    k1 = np.sqrt((q[0] / a[0] ** 2) ** 2 + (q[1] / a[1] ** 2) ** 2 + (q[2] / a[2] ** 2) ** 2)
+    return (k0 * (k0 - 1.0) / (k1 + 1e-6)).astype(np.float32)
+
+
+def _smin(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
+    """Smooth union of two signed distances (blend radius ``k`` mm)."""
+    h = np.clip(k - np.abs(a - b), 0.0, None) / k
+    return np.minimum(a, b) - h * h * (k * 0.25)
+
+
+@dataclass
+class _Grid:
+    shape: tuple[int, int, int]
+    factor: int
+    coarse: tuple[int, int, int]
+    mm: np.ndarray  # template mm per coarse voxel, per axis
+    axes: tuple  # template-mm coordinate vectors, broadcastable
+
+    @classmethod
+    def make(cls, shape: tuple[int, int, int]) -> "_Grid":
+        factor = 2 if int(np.prod(shape)) > 1_500_000 else 1
+        coarse = tuple(s // 2 + 1 for s in shape) if factor == 2 else tuple(shape)
+        mm = np.array([factor * t / s for t, s in zip(TEMPLATE_SHAPE, shape)], dtype=np.float32)
+        axes = tuple(
+            (np.arange(n, dtype=np.float32) * mm[i]).reshape([-1 if j == i else 1 for j in range(3)])
+            for i, n in enumerate(coarse)
+        )
+        return cls(tuple(shape), factor, coarse, mm, axes)
+
+    def up(self, a: np.ndarray) -> np.ndarray:
+        return _upsample2(a, self.shape) if self.factor == 2 else a
+
+
+# ------------------------------------------------------------------------------------ anatomy
+
+
+@dataclass
+class _Anatomy:
+    """Random anatomy parameters of one subject."""
+
+    scale: np.ndarray
+    atrophy: float
+    cortex: float
+    sulcus_depth: float
+    csf_width: float
+    vent_scale: float
+
+
+def _brain_sdf(grid: _Grid, an: _Anatomy, wobble: np.ndarray) -> np.ndarray:
+    x, y, z = grid.axes
+    c = _CENTRE
+    s = an.scale
+    px, py, pz = x - c[0], y - c[1], z - c[2]
+    # Cerebrum: narrower frontally, flatter below; temporal lobes hang lower laterally.
+    ant = np.clip(-py / 84.0, 0.0, 1.0)
+    ax_ = 68.0 * s[0] * (1.0 - 0.13 * ant * ant)
+    lateral = np.clip((np.abs(px) - 25.0) / 35.0, 0.0, 1.0) * np.clip(1.0 - np.abs(py + 15.0) / 55.0, 0.0, 1.0)
+    az = np.where(pz > 0, 60.0 * s[2], (38.0 + 12.0 * lateral) * s[2])
+    cere = _ellipsoid_sdf((px, py, pz), (0, 0, 0), (ax_, 84.0 * s[1], az))
+    cbl = _ellipsoid_sdf((px, py, pz), (0.0, 40.0 * s[1], -42.0 * s[2]), (50.0 * s[0], 30.0 * s[1], 23.0 * s[2]))
+    stem = _ellipsoid_sdf((px, py, pz), (0.0, 14.0 * s[1], -48.0 * s[2]), (13.0, 15.0, 34.0 * s[2]))
+    d = _smin(_smin(cere, cbl, 8.0), stem, 10.0)
+    return d + 3.0 * wobble
+
+
+def _anatomy_fractions(p: tuple, d: np.ndarray, g: np.ndarray, gnorm: np.ndarray, thick: np.ndarray,
+                       an: _Anatomy, vox: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Partial-volume fractions (csf, grey matter, deep grey nuclei) at template points ``p``.
+
+    ``d`` is the depth below the brain surface (mm), ``g``/``gnorm`` the sulcal random field and
+    its gradient norm (its zero set is the sulcal fundus sheet), ``thick`` the cortex thickness.
+    """
+    x, y, z = p
+    c = _CENTRE
+    # Distance to the nearest sulcal sheet, only down to the sulcal depth.
+    dist_sheet = np.abs(g) / (gnorm + 1e-3)
+    below = np.clip(d - an.sulcus_depth, 0.0, None)
+    to_sulcus = np.sqrt(dist_sheet * dist_sheet + below * below)
+    # Interhemispheric fissure: above the corpus callosum and at the frontal/occipital poles.
+    mid = np.abs(x - c[0] - 1.5 * np.tanh((y - c[1]) / 60.0))
+    fissure_on = ((z - c[2]) > 14.0) | (np.abs(y - c[1]) > 58.0)
+    mid = np.where(fissure_on & ((z - c[2]) > -30.0), mid * 0.8, np.float32(1e3))
+    cdist = np.minimum(np.minimum(d, to_sulcus), mid)
+    w = an.csf_width
+    f_csf = _ramp(w - cdist, vox)
+    f_gm = _ramp(w + thick - cdist, vox) - f_csf
+    # Lateral ventricles: curved tubes either side of the midline, arching down at both ends.
+    vs = an.vent_scale
+    t = np.clip((y - (c[1] - 2.0)) / 36.0, -1.0, 1.0)
+    tp = np.clip(t, 0.0, None)
+    tn = np.clip(-t, 0.0, None)
+    zc = c[2] + 8.0 - 16.0 * tp * tp - 6.0 * tn * tn
+    rx = (3.2 + 2.6 * tn + 1.6 * (1 - t * t)) * vs
+    rz = (5.0 + 2.0 * tn - 1.5 * tp) * vs
+    ends = np.clip(np.abs(y - (c[1] - 2.0)) - 36.0, 0.0, None) / 5.0
+    f_vent = np.zeros_like(f_csf)
+    for side in (-1.0, 1.0):
+        xc = c[0] + side * (4.0 * vs + 13.0 * tp * tp + 2.0 * (1 - t * t))
+        q = np.sqrt(((x - xc) / rx) ** 2 + ((z - zc) / rz) ** 2 + ends * ends)
+        f_vent = np.maximum(f_vent, _ramp((1.0 - q) * np.minimum(rx, rz), vox))
+    # Deep grey nuclei (thalamus, lentiform) below and lateral to the ventricles.
+    dgm = np.full(np.broadcast_shapes(x.shape, y.shape, z.shape), 1e3, dtype=np.float32)
+    for side in (-1.0, 1.0):
+        th = _ellipsoid_sdf(p, (c[0] + side * 11.0, c[1] + 14.0, c[2] - 6.0), (8.0, 12.0, 8.0))
+        le = _ellipsoid_sdf(p, (c[0] + side * 24.0, c[1] - 4.0, c[2] - 4.0), (6.0, 15.0, 9.0))
+        dgm = np.minimum(dgm, np.minimum(th, le))
+    f_dgm = _ramp(-dgm, vox) * (1.0 - f_vent)
+    f_csf = np.maximum(f_csf, f_vent)
+    f_gm = np.clip(f_gm - f_vent - f_dgm, 0.0, None)
+    return f_csf, f_gm, f_dgm
+
+
+# ------------------------------------------------------------------------------------ tumour
+
+
+@dataclass
+class _Tumour:
+    kind: str
+    centre: np.ndarray  # template mm
+    rot: np.ndarray
+    core_axes: np.ndarray
+    ed_axes: np.ndarray
+    ed_shift: np.ndarray
+    rim: float
+    mass: float
+    wm_pref: float
+    box: tuple  # coarse-grid slices
+
+
+def _draw_tumour(rng: np.random.Generator, grid: _Grid, d_brain: np.ndarray) -> _Tumour:
+    kind = _KINDS[int(rng.choice(len(_KINDS), p=_KIND_P))]
+    r_core = float(np.clip(rng.lognormal(np.log(18.0), 0.3), 7.0, 32.0))
+    if kind == "solid":
+        r_core = float(np.clip(r_core * 0.6, 5.0, 14.0))
+    elif kind == "no_et":
+        r_core = float(np.clip(r_core * 1.25, 9.0, 32.0))
+    margin = float(rng.uniform(3.0, 24.0)) * (0.7 if kind == "no_et" else 1.0)
+    core_axes = r_core * rng.uniform(0.75, 1.25, 3)
+    ed_axes = (r_core + margin) * rng.uniform(0.8, 1.25, 3)
+    q, r = np.linalg.qr(rng.standard_normal((3, 3)))
+    rot = (q * np.sign(np.diag(r))).astype(np.float32)
+    ed_shift = rng.normal(0.0, 0.25 * margin, 3)
+    rim = float(rng.uniform(2.5, 6.5))
+    c = _CENTRE
+    need = max(8.0, 0.55 * r_core)
+    centre = None
+    for _ in range(200):
+        side = rng.choice([-1.0, 1.0])
+        cand = np.array([
+            c[0] + side * rng.uniform(10.0, 48.0),
+            c[1] + rng.uniform(-62.0, 52.0),
+            c[2] + rng.uniform(-22.0, 40.0),
+        ], dtype=np.float32)
+        idx = tuple(int(np.clip(round(cand[i] / grid.mm[i]), 0, grid.coarse[i] - 1)) for i in range(3))
+        if -d_brain[idx] > need:
+            centre = cand
+            break
+    if centre is None:  # tiny or odd grids: fall back to the deepest cerebral point
+        centre = c + np.array([20.0, 0.0, 15.0], dtype=np.float32)
+    reach = 1.6 * float(ed_axes.max()) + float(np.abs(ed_shift).max()) + 12.0
+    box = tuple(
+        slice(int(max(0, np.floor((centre[i] - reach) / grid.mm[i]))),
+              int(min(grid.coarse[i], np.ceil((centre[i] + reach) / grid.mm[i]) + 1)))
+        for i in range(3)
+    )
+    return _Tumour(kind, centre, rot, core_axes.astype(np.float32), ed_axes.astype(np.float32),
+                   ed_shift.astype(np.float32), rim, float(rng.uniform(0.25, 0.5)),
+                   float(rng.uniform(0.5, 0.9)), box)
+
+
+def _box_coords(grid: _Grid, box: tuple) -> tuple:
+    return tuple(grid.axes[i][tuple(box[j] if j == i else slice(None) for j in range(3))] for i in range(3))
+
+
+# ------------------------------------------------------------------------------------ case
+
+
+def _validate(seed, shape, spacing) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed={seed!r} must be a non-negative int")
+    shape = tuple(shape)
+    if len(shape) != 3 or any((not isinstance(s, (int, np.integer))) or s < 16 for s in shape):
+        raise ValueError(f"shape={shape!r} must be three ints >= 16")
+    spacing = tuple(float(s) for s in spacing)
+    if len(spacing) != 3 or any(not np.isfinite(s) or s <= 0 for s in spacing):
+        raise ValueError(f"spacing={spacing!r} must be three positive numbers")
+    return tuple(int(s) for s in shape), spacing
+
+
+def synthesize_case(
+    seed: int,
+    shape: tuple[int, int, int] = (240, 240, 155),
+    *,
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    with_tumour: bool = True,
+) -> SyntheticCase:
+    """Make one synthetic BraTS-like case, deterministic per ``seed``.
+
+    Args:
+        seed: non-negative int; the same seed (and shape) gives identical arrays.
+        shape: grid ``(X, Y, Z)``; the anatomy is scaled to fill it the way a brain fills a
+            240 x 240 x 155 BraTS grid (axis 0 right -> left, 1 anterior -> posterior,
+            2 inferior -> superior, as in BraTS' LPS voxel order).
+        spacing: voxel size in mm, used for the affine and the volumes.
+        with_tumour: ``False`` gives a healthy brain with an all-zero label.
+
+    Returns:
+        A :class:`SyntheticCase` with int16 images, uint8 canonical labels and tumour features.
+
+    Raises:
+        ValueError: a negative or non-int seed, a shape that is not three ints >= 16, a
+            non-positive spacing.
+    """
+    shape, spacing = _validate(seed, shape, spacing)
+    rng = np.random.default_rng(int(seed))
+    grid = _Grid.make(shape)
+    vox = float(grid.mm.mean())  # coarse voxel size in template mm (partial-volume width)
+
+    has_tumour = bool(with_tumour)
+    # Age first: LGG-like (no ET) patients are younger; atrophy grows with age.
+    age = float(np.clip(rng.normal(60.0, 12.0), 19.0, 86.0))
+    atrophy = float(np.clip((age - 35.0) / 50.0 + rng.normal(0.0, 0.1), 0.0, 1.0))
+    an = _Anatomy(
+        scale=rng.uniform(0.92, 1.04, 3).astype(np.float32) * np.float32(rng.uniform(0.95, 1.03)),
+        atrophy=atrophy,
+        cortex=float(rng.uniform(2.6, 3.4)),
+        sulcus_depth=float(rng.uniform(18.0, 26.0)),
+        csf_width=0.35 + 0.9 * atrophy,
+        vent_scale=0.8 + 0.6 * atrophy + float(rng.uniform(-0.05, 0.1)),
+    )
+    cshape = grid.coarse
+    step_mm = lambda mm: tuple(mm / float(grid.mm[i]) for i in range(3))  # noqa: E731
+    wobble = _noise(rng, cshape, step_mm(20.0))
+    g = _noise(rng, cshape, step_mm(4.0))
+    thick = an.cortex * (1.0 + 0.25 * _noise(rng, cshape, step_mm(15.0)))
+    d_brain = _brain_sdf(grid, an, wobble)
+    depth = -d_brain
+    gr = np.gradient(g, *[float(m) for m in grid.mm])
+    gnorm = np.sqrt(gr[0] ** 2 + gr[1] ** 2 + gr[2] ** 2)
+    del gr
+    f_csf, f_gm, f_dgm = _anatomy_fractions(grid.axes, depth, g, gnorm, thick, an, vox)
+
+    tum = None
+    if has_tumour:
+        tum = _draw_tumour(rng, grid, d_brain)
+        if tum.kind == "no_et":
+            age = float(np.clip(age - rng.uniform(8.0, 22.0), 19.0, 86.0))
+        box = tum.box
+        bp = _box_coords(grid, box)
+        rel = [bp[i] - tum.centre[i] for i in range(3)]
+        r = np.sqrt(rel[0] ** 2 + rel[1] ** 2 + rel[2] ** 2)
+        # Mass effect: each point shows the anatomy from nearer the centre, so structures
+        # around the tumour appear pushed away (compressed ventricles, effaced sulci).
+        rm = float(np.mean(tum.core_axes)) * 1.3 + 4.0
+        shrink = 1.0 - tum.mass * np.exp(-((r / rm) ** 2))
+        src = [tum.centre[i] + rel[i] * shrink for i in range(3)]
+        coords = np.stack([s / grid.mm[i] for i, s in enumerate(src)])
+        g_box = ndimage.map_coordinates(g, coords, order=1, mode="nearest")
+        del coords
+        gr = np.gradient(g_box, *[float(m) for m in grid.mm])
+        fb = _anatomy_fractions(tuple(src), depth[box], g_box, np.sqrt(gr[0] ** 2 + gr[1] ** 2 + gr[2] ** 2),
+                                thick[box], an, vox)
+        # The brain outline stays put (the skull holds it); only inner structures move.
+        inner = np.clip(depth[box] / 6.0, 0.0, 1.0)
+        for full, new in zip((f_csf, f_gm, f_dgm), fb):
+            full[box] = inner * new + (1.0 - inner) * full[box]
+        rel_rot = [sum(tum.rot[j, i] * rel[j] for j in range(3)) for i in range(3)]
+        n_core = _noise(rng, r.shape, step_mm(5.0))
+        n_rim = _noise(rng, r.shape, step_mm(7.0))
+        n_ed = _noise(rng, r.shape, step_mm(8.0))
+        kc = np.sqrt(sum((rel_rot[i] / tum.core_axes[i]) ** 2 for i in range(3)))
+        core = (kc - 1.0) * float(tum.core_axes.mean()) + 0.22 * float(tum.core_axes.mean()) * n_core
+        rim = tum.rim * (1.0 + 0.35 * n_rim)
+        if tum.kind == "patchy":
+            rim = np.where(n_rim < -0.3, 0.0, rim * 1.3)
+        if tum.kind == "solid":
+            ncr = np.full_like(core, 1e3)
+        elif tum.kind == "no_et":
+            ncr = core
+        else:
+            ncr = core + np.clip(rim, 0.0, None)
+        ke = np.sqrt(sum(((rel_rot[i] - tum.ed_shift[i]) / tum.ed_axes[i]) ** 2 for i in range(3)))
+        f_w_box = np.clip(1.0 - f_csf[box] - f_gm[box] - f_dgm[box], 0.0, 1.0)
+        wm_s = ndimage.gaussian_filter(f_w_box, 3.0 / vox, mode="nearest")
+        re = float(tum.ed_axes.mean())
+        edema = (ke - 1.0) * re + 0.25 * re * n_ed - tum.wm_pref * re * (wm_s - 0.5) + 25.0 * f_csf[box]
+        edema = np.minimum(edema, core)
+        outside = d_brain[box] > -1.0
+        for a in (core, ncr, edema):
+            a[outside] = 1e3
+    # ---------------------------------------------------------------- intensities (coarse grid)
+    f_wm = np.clip(1.0 - f_csf - f_gm - f_dgm, 0.0, 1.0)
+    jitter = {k: rng.normal(1.0, 0.03, 4) for k in _TISSUE}
+    tj = {k: rng.normal(1.0, 0.10, 4) for k in _TUMOUR}
+    images_c = {}
+    for mi, m in enumerate(MODALITIES):
+        img = (f_csf * (_TISSUE["csf"][mi] * jitter["csf"][mi])
+               + f_gm * (_TISSUE["gm"][mi] * jitter["gm"][mi])
+               + f_dgm * (_TISSUE["dgm"][mi] * jitter["dgm"][mi])
+               + f_wm * (_TISSUE["wm"][mi] * jitter["wm"][mi]))
+        images_c[m] = img
+    if tum is not None:
+        box = tum.box
+        f_core = _ramp(-core, vox)
+        f_ncr = np.minimum(_ramp(-ncr, vox), f_core)
+        f_ed = np.maximum(_ramp(-edema, 2.0 * vox), f_core)
+        tex = _noise(rng, core.shape, step_mm(3.0))
+        for mi, m in enumerate(MODALITIES):
+            base = images_c[m][box]
+            ed_val = _TUMOUR["ed"][mi] * tj["ed"][mi] * (0.8 + 0.2 * base)
+            et_val = _TUMOUR["et"][mi] * tj["et"][mi] * (1.0 + 0.10 * tex)
+            ncr_val = _TUMOUR["ncr"][mi] * tj["ncr"][mi] * (1.0 - 0.12 * tex)
+            images_c[m][box] = ((1.0 - f_ed) * base + (f_ed - f_core) * ed_val
+                                + (f_core - f_ncr) * et_val + f_ncr * ncr_val)
+    # Bias field, Rician noise, per-case scale.
+    sigma = float(rng.uniform(0.025, 0.06))
+    for m in MODALITIES:
+        bias = np.exp(0.12 * _noise(rng, cshape, step_mm(60.0)))
+        img = images_c[m] * bias
+        n1 = rng.standard_normal(cshape, dtype=np.float32)
+        n2 = rng.standard_normal(cshape, dtype=np.float32)
+        img = np.sqrt((img + sigma * n1) ** 2 + (sigma * n2) ** 2)
+        images_c[m] = img * np.float32(_SCALE[m] * rng.lognormal(0.0, 0.3))
+
+    # ---------------------------------------------------------------- full resolution
+    brain = grid.up(d_brain) < 0.0
+    images = {}
+    for m in MODALITIES:
+        full = grid.up(images_c[m])
+        np.clip(full, 1.0, 32767.0, out=full)
+        full += 0.5  # positive values: truncation below rounds to nearest
+        full *= brain
+        images[m] = full.astype(np.int16)
+    label = np.zeros(shape, dtype=np.uint8)
+    if tum is not None:
+        box = tum.box
+        fbox = tuple(slice(b.start * grid.factor, min(shape[i], (b.stop - 1) * grid.factor + 1))
+                     for i, b in enumerate(box))
+        fshape = tuple(s.stop - s.start for s in fbox)
+        up = (lambda a: _upsample2(a, fshape)) if grid.factor == 2 else (lambda a: a)  # noqa: E731
+        core_f, ncr_f, ed_f = up(core), up(ncr), up(edema)
+        lab = np.zeros(fshape, dtype=np.uint8)
+        lab[ed_f < 0] = 2
+        lab[core_f < 0] = 3
+        lab[(ncr_f < 0) & (core_f < 0)] = 1
+        lab[~brain[fbox]] = 0
+        label[fbox] = lab
+    fbox = fbox if tum is not None else tuple(slice(0, 0) for _ in range(3))
+    return _finish(label, fbox, images, brain, shape, spacing, int(seed), age, tum, depth, grid)
+
+
+def _finish(label, fbox, images, brain, shape, spacing, seed, age, tum, depth, grid) -> SyntheticCase:
+    affine = brats_affine(shape, spacing)
+    vml = float(np.prod(spacing)) / 1000.0
+    counts = np.bincount(label[fbox].ravel(), minlength=4)  # the tumour lies inside its box
+    vols = {"ncr": counts[1] * vml, "ed": counts[2] * vml, "et": counts[3] * vml}
+    vols["tc"] = vols["ncr"] + vols["et"]
+    vols["wt"] = vols["tc"] + vols["ed"]
+    vols["brain"] = float(np.count_nonzero(brain)) * vml
+    vols = {k: float(v) for k, v in vols.items()}
+    features: dict = {}
+    if vols["wt"] > 0:
+        idx = np.nonzero(label[fbox])
+        cen = tuple(float(i.mean()) + fbox[k].start for k, i in enumerate(idx))
+        cmm = tuple(float(v) for v in (affine @ np.array([*cen, 1.0]))[:3])
+        ci = tuple(int(np.clip(round(cen[i] / grid.factor), 0, grid.coarse[i] - 1)) for i in range(3))
+        # Template axis 0 runs right -> left (LPS voxel order).
+        features = {
+            "depth_mm": float(depth[ci]),
+            "midline_mm": float(abs(cen[0] * TEMPLATE_SHAPE[0] / shape[0] - _CENTRE[0])),
+            "hemisphere": "left" if cen[0] * TEMPLATE_SHAPE[0] / shape[0] > _CENTRE[0] else "right",
+            "et_fraction": vols["et"] / vols["tc"] if vols["tc"] > 0 else 0.0,
+        }
+    else:
+        cen = cmm = (float("nan"),) * 3
+    kind = tum.kind if tum is not None else "none"
+    grade = "LGG" if kind == "no_et" else ("HGG" if tum is not None else "none")
+    return SyntheticCase(images, label, affine, brain, spacing, seed, round(age, 3), grade, kind, vols,
+                         cen, cmm, features)
