@@ -46,6 +46,31 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_preprocess(args: argparse.Namespace) -> int:
+    from brainseg_tf.data.cache import build_cache
+
+    out = build_cache(
+        args.src, args.out, max_cases=args.max_cases, margin=args.margin, reorient=args.reorient,
+        spacing=args.spacing, dtype=args.dtype, overwrite=args.overwrite, progress=not args.quiet,
+    )
+    print(f"cache ready: {out}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from brainseg_tf.evaluation import evaluate_folders, format_summary
+
+    result = evaluate_folders(
+        args.pred, args.ref, ref_convention=args.ref_convention, pred_convention=args.pred_convention,
+        out_csv=args.out, progress=not args.quiet, lesion_wise=not args.no_lesion_wise,
+        dilation=args.dilation, min_lesion_volume=args.min_lesion_volume,
+    )
+    print(format_summary(result))
+    if args.out is not None:
+        print(f"per-case metrics: {args.out}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from brainseg_tf import demo
 
@@ -80,6 +105,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-labels", action="store_true", help="validation-style cases without masks")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("preprocess", help="crop, normalise and cache a dataset into HDF5 (resumable)")
+    p.add_argument("src", type=Path, help="dataset folder (any layout)")
+    p.add_argument("--out", type=Path, required=True, help="cache file, e.g. cache.h5")
+    p.add_argument("--max-cases", type=int, default=None)
+    p.add_argument("--margin", type=int, default=0, help="voxels kept around the brain box")
+    p.add_argument("--reorient", action="store_true", help="reorient to RAS (recorded; undone on paste-back)")
+    p.add_argument("--spacing", type=float, nargs="+", default=None, help="resample to this spacing in mm (e.g. 1)")
+    p.add_argument("--dtype", choices=["float32", "float16"], default="float32")
+    p.add_argument("--overwrite", action="store_true", help="rebuild from scratch instead of resuming")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_cmd_preprocess)
+
+    p = sub.add_parser("evaluate", help="score predictions against references (Dice, HD95, lesion-wise)")
+    p.add_argument("--pred", type=Path, required=True, help="folder of predicted masks (<case_id>.nii.gz)")
+    p.add_argument("--ref", type=Path, required=True, help="reference dataset folder (any layout) or folder of masks")
+    p.add_argument("--ref-convention", default=None, help="label convention of the references (default: detected)")
+    p.add_argument("--pred-convention", default=None, help="label convention of the predictions (default: detected)")
+    p.add_argument("--out", type=Path, default=None, help="CSV, one row per case x region")
+    p.add_argument("--no-lesion-wise", action="store_true", help="skip BraTS 2023 lesion-wise scores")
+    p.add_argument("--dilation", type=int, default=3, help="lesion-wise GT dilation iterations")
+    p.add_argument("--min-lesion-volume", type=float, default=50.0, help="lesion-wise size threshold (mm^3)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("demo", help="the main job on synthetic data; writes a report under --out")
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
