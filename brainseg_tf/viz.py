@@ -913,15 +913,65 @@ def _surface(mask: np.ndarray, spacing: Sequence[float], step: int, smooth: floa
 
     if not mask.any():
         return None
-    box = _bbox(mask, pad=step + 2)
-    field = mask[box].astype(np.float32)
+    box = _bbox(mask, pad=0)
+    pad = int(step) + 2 + int(math.ceil(2 * smooth))
+    # Zero padding closes surfaces that touch the array's edge and leaves room for the blur.
+    field = np.pad(mask[box].astype(np.float32), pad)
     if smooth > 0:  # a blurred binary mask gives a smoother surface at the same level
         field = gaussian_filter(field, smooth)
     if field.max() <= 0.5:
         return None
     verts, faces, _, _ = marching_cubes(field, level=0.5, spacing=tuple(float(s) for s in spacing), step_size=int(step))
-    verts += np.array([b.start for b in box]) * np.asarray(spacing, dtype=float)
+    verts += (np.array([b.start for b in box]) - pad) * np.asarray(spacing, dtype=float)
     return verts, faces
+
+
+def region_meshes(
+    label: np.ndarray,
+    *,
+    spacing: Sequence[float] | None = None,
+    affine: np.ndarray | None = None,
+    regions: Sequence[str] = REGIONS,
+    step: int = 2,
+    smooth: float = 1.0,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Marching-cubes meshes of the tumour regions, in RAS-aligned millimetres.
+
+    Vertex ``(x, y, z)`` is measured from the corner voxel of the RAS-reordered grid: ``x`` grows
+    to the patient's right, ``y`` anterior, ``z`` superior (for BraTS LPS storage
+    ``x = (X - 1 - i) * sx``, ``y = (Y - 1 - j) * sy``, ``z = k * sz``).
+
+    Args:
+        label: ``(X, Y, Z)`` canonical labels.
+        spacing, affine: geometry as in :func:`surface_3d`.
+        regions: subset of ``("WT", "TC", "ET")``.
+        step: marching-cubes step in voxels.
+        smooth: Gaussian sigma in voxels before meshing (0 = none).
+
+    Returns:
+        Region -> ``(verts (V, 3) float mm, faces (F, 3) int)``; empty regions are left out.
+
+    Raises:
+        ValueError: unknown region, label not 3D or with values above 3, ``step < 1``.
+    """
+    label = np.asarray(label)
+    if label.ndim != 3:
+        raise ValueError(f"label must be (X, Y, Z), got shape {label.shape}")
+    _check_label(label, label.shape)
+    bad = [r for r in regions if r not in REGION_LABELS]
+    if bad:
+        raise ValueError(f"regions must be among {REGIONS}, got {bad}")
+    if int(step) < 1:
+        raise ValueError(f"step must be >= 1, got {step}")
+    geom = _Geometry.make(label.shape, affine, spacing)
+    lab_ras = geom.to_ras(label)
+    meshes = {}
+    for r in ("WT", "TC", "ET"):  # outermost first, the drawing order of the nested view
+        if r in regions:
+            mesh = _surface(np.isin(lab_ras, REGION_LABELS[r]), geom.ras_spacing, int(step), smooth)
+            if mesh is not None:
+                meshes[r] = mesh
+    return meshes
 
 
 def _shaded(verts: np.ndarray, faces: np.ndarray, colour: Sequence[float], alpha: float, light: np.ndarray) -> np.ndarray:
@@ -979,15 +1029,8 @@ def surface_3d(
     """
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
+    meshes = region_meshes(label, spacing=spacing, affine=affine, regions=regions, step=step, smooth=smooth)
     label = np.asarray(label)
-    if label.ndim != 3:
-        raise ValueError(f"label must be (X, Y, Z), got shape {label.shape}")
-    _check_label(label, label.shape)
-    bad = [r for r in regions if r not in REGION_LABELS]
-    if bad:
-        raise ValueError(f"regions must be among {REGIONS}, got {bad}")
-    if int(step) < 1:
-        raise ValueError(f"step must be >= 1, got {step}")
     geom = _Geometry.make(label.shape, affine, spacing)
     sp = np.array(geom.ras_spacing)
     lab_ras = geom.to_ras(label)
@@ -999,12 +1042,6 @@ def surface_3d(
             raise ValueError(f"brain shape {b.shape} does not match label shape {label.shape}")
         brain_mesh = _surface(geom.to_ras(b), sp, max(int(step) * 2, 4), 1.5)
     alphas = {"WT": 0.22, "TC": 0.5, "ET": 0.85}
-    meshes = {}
-    for r in ("WT", "TC", "ET"):  # outermost first, so the nested panel draws inner surfaces last
-        if r in regions:
-            mesh = _surface(np.isin(lab_ras, REGION_LABELS[r]), sp, int(step), smooth)
-            if mesh is not None:
-                meshes[r] = mesh
 
     tumour = np.argwhere(lab_ras > 0)
     if tumour.size:
@@ -1250,7 +1287,7 @@ def slice_slider(
     windows = [_window(image[..., c]) for c in range(image.shape[-1])] if image.ndim == 4 else [_window(image)]
     plane0 = _plane_name(axis, geom)
     centre = tumour_centre(label, vol0.shape)
-    box = _brain_box(np.any(img_ras != 0, axis=-1) if image.ndim == 4 else img_ras)
+    zoom = _brain_box(np.any(img_ras != 0, axis=-1) if image.ndim == 4 else img_ras)
 
     fig = Figure(figsize=(5.0, 5.4))
     ax = fig.add_subplot(1, 1, 1)
@@ -1263,7 +1300,7 @@ def slice_slider(
         ax.clear()
         c = chans.index(chan)
         vol = img_ras[..., c] if image.ndim == 4 else img_ras
-        _draw_slice(ax, geom, plane, geom.ras_slice_index(plane, k_vox), vol, windows[c], lab_ras, a, radiological, box)
+        _draw_slice(ax, geom, plane, geom.ras_slice_index(plane, k_vox), vol, windows[c], lab_ras, a, radiological, zoom)
         ax.set_title(f"{chan.upper()} {plane} {'ijk'[geom.voxel_axis(plane)]}={k_vox}", fontsize=10)
         buf = _io.BytesIO()
         fig.savefig(buf, format="png", dpi=dpi)
@@ -1315,6 +1352,7 @@ __all__ = [
     "compare",
     "training_curves",
     "metric_boxplot",
+    "region_meshes",
     "surface_3d",
     "slices_gif",
     "slice_slider",
