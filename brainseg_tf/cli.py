@@ -71,6 +71,44 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from brainseg_tf.training import train
+
+    result = train(args.config, run_dir=args.run_dir, resume=not args.no_resume)
+    print(f"run directory: {result.run_dir}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from brainseg_tf.inference import predict_folder
+
+    kwargs = {"overlap": args.overlap, "tta": args.tta, "batch_size": args.sw_batch}
+    if args.roi is not None:
+        kwargs["roi"] = args.roi
+    if args.et_min_voxels is not None:
+        kwargs["et_min_voxels"] = args.et_min_voxels
+    if args.min_component_voxels is not None:
+        kwargs["min_component_voxels"] = args.min_component_voxels
+    rows = predict_folder(
+        args.model, args.input, args.out, convention=args.convention, save_probabilities=args.probabilities,
+        overwrite=args.overwrite, progress=not args.quiet, **kwargs,
+    )
+    failed = [r for r in rows if r.get("error")]
+    print(f"wrote {len(rows) - len(failed)} prediction(s) to {args.out}")
+    for r in failed:
+        print(f"failed: {r.get('case_id')}: {r['error']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from brainseg_tf.export import export_model
+
+    paths = export_model(args.model, args.out, overwrite=args.overwrite)
+    for name, path in paths.items():
+        print(f"{name:12s} {path}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from brainseg_tf import demo
 
@@ -130,6 +168,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
 
+    p = sub.add_parser("train", help="train a model from a JSON recipe (resumes an interrupted run)")
+    p.add_argument("--config", type=Path, required=True, help="JSON recipe (see configs/)")
+    p.add_argument("--run-dir", type=Path, default=None, help="run directory (default runs/<config name>)")
+    p.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run directory")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("predict", help="segment a case or a dataset folder; writes NIfTI in native space")
+    p.add_argument("--model", type=Path, required=True, help="RUN_DIR, model.keras or SavedModel folder")
+    p.add_argument("--input", type=Path, required=True, help="a case folder or a dataset folder")
+    p.add_argument("--out", type=Path, required=True, help="output folder (<case_id>.nii.gz)")
+    p.add_argument("--convention", default=None, help="label convention of the written masks (default: the source's)")
+    p.add_argument("--roi", type=int, nargs="+", default=None, help="sliding-window size (default: the model's patch)")
+    p.add_argument("--overlap", type=float, default=0.5)
+    p.add_argument("--sw-batch", type=int, default=1, help="windows per forward pass")
+    p.add_argument("--tta", action="store_true", help="mirror test-time augmentation")
+    p.add_argument("--et-min-voxels", type=int, default=None, help="ET smaller than this is relabelled NCR")
+    p.add_argument("--min-component-voxels", type=int, default=None, help="drop tumour components smaller than this")
+    p.add_argument("--probabilities", action="store_true", help="also write <case_id>_prob.nii.gz")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("export", help="write a SavedModel (serving signature), a .keras file and metadata")
+    p.add_argument("--model", type=Path, required=True, help="RUN_DIR or model.keras")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_export)
+
     p = sub.add_parser("demo", help="the main job on synthetic data; writes a report under --out")
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
     p.add_argument("--quick", action="store_true", help="tiny sizes (for tests)")
@@ -150,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except DataError as exc:
+    except (DataError, ValueError, FileNotFoundError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

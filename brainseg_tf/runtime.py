@@ -1,0 +1,62 @@
+"""Runtime setup for notebooks and scripts: devices, mixed precision, seeds, quiet logs.
+
+``setup()`` is what the first cell of every notebook calls after installing the package; it
+works the same on Colab, Kaggle and a local CPU machine.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+
+
+def in_colab() -> bool:
+    return "COLAB_RELEASE_TAG" in os.environ or "COLAB_GPU" in os.environ
+
+
+def in_kaggle() -> bool:
+    return "KAGGLE_KERNEL_RUN_TYPE" in os.environ or os.path.isdir("/kaggle/input")
+
+
+def setup(*, mixed_precision: str = "auto", seed: int | None = 0, verbose: bool = True) -> dict:
+    """Detect accelerators, pick the dtype policy and seed everything.
+
+    Args:
+        mixed_precision: ``"auto"`` (``mixed_float16`` on a GPU, ``float32`` on CPU),
+            ``"float32"``, ``"mixed_float16"`` or ``"mixed_bfloat16"``.
+        seed: seed for Python, NumPy and TensorFlow (``None`` leaves them alone).
+        verbose: print one line per fact.
+
+    Returns:
+        ``{"platform", "tensorflow", "keras", "gpus", "policy"}``.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:  # do not grab all GPU memory up front (shared Colab/Kaggle sessions)
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass
+    policy = mixed_precision
+    if policy == "auto":
+        policy = "mixed_float16" if gpus else "float32"
+    if policy not in ("float32", "mixed_float16", "mixed_bfloat16"):
+        raise ValueError(f"mixed_precision={mixed_precision!r}; expected auto, float32, mixed_float16 or mixed_bfloat16")
+    keras.config.set_dtype_policy(policy)
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    where = "Colab" if in_colab() else "Kaggle" if in_kaggle() else platform.node() or "local"
+    info = {
+        "platform": where,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "gpus": [g.name for g in gpus],
+        "policy": policy,
+    }
+    if verbose:
+        print(f"running on {where}: TensorFlow {tf.__version__}, Keras {keras.__version__}")
+        print(f"GPUs: {info['gpus'] or 'none (CPU only)'}; dtype policy: {policy}")
+    return info
