@@ -60,8 +60,11 @@ def _export_metadata(pred: Predictor, channels: int) -> dict[str, Any]:
             "inside the brain mask, background 0 (brainseg_tf.data.preprocess.preprocess_case)",
             **{k: (list(v) if isinstance(v, tuple) else v) for k, v in pred.preprocessing.items()},
         },
-        "postprocess": {"et_min_voxels": pred.et_min_voxels, "min_component_voxels": pred.min_component_voxels},
-        "threshold": pred.threshold,
+        "postprocess": {
+            "et_min_voxels": pred.et_min_voxels,
+            "min_component_voxels": pred.min_component_voxels,
+            "region_threshold": pred.threshold,
+        },
         "signature": {
             "name": "serving_default",
             "inputs": {SIGNATURE_INPUT: {"dtype": "float32", "shape": ["batch", *spatial, channels]}},

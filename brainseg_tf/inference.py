@@ -30,13 +30,14 @@ Model sources accepted by :func:`load_predictor`
         "head": "softmax",                                  # or "sigmoid"; alias key "output"
         "logits": false,                                    # true: the model returns pre-activation scores
         "patch_size": [128, 128, 128],                      # sliding-window roi; alias key "roi"
-        "spatial_dims": 3,                                  # 2: a slice model, run slice by slice
         "preprocessing": {"margin": 0, "reorient": false, "spacing": null},  # preprocess_case kwargs
-        "postprocess": {"et_min_voxels": 0, "min_component_voxels": 0}
+        "postprocess": {"et_min_voxels": 0, "min_component_voxels": 0, "region_threshold": 0.5}
       }
 
-  ``et_min_voxels`` (the ET-to-NCR threshold chosen on validation) and ``min_component_voxels`` may
-  also sit at the top level.
+  ``et_min_voxels`` (the ET-to-NCR threshold chosen on validation), ``min_component_voxels`` and
+  ``region_threshold`` (sigmoid heads) may also sit at the top level or in another section.
+  Values of the wrong type are ignored (a training ``"output": "runs/x"`` is not a head). The
+  number of spatial dimensions always comes from the model's input rank.
 * **A ``.keras`` file.** Metadata come from ``brainseg_model.json`` (written by
   :func:`brainseg_tf.export.export_model`) or ``config.json`` in the same folder; without either
   they are inferred from the model: ``C`` input channels give the modalities (4: all, 2: flair +
@@ -424,25 +425,34 @@ def _keras_io_shapes(model: Any) -> tuple[tuple, tuple]:
     return tuple(inp), tuple(out)
 
 
-def _find(cfg: dict[str, Any], *names: str) -> Any:
-    """The first of ``names`` at the top level of ``cfg``, else inside a nested section."""
+def _find(cfg: dict[str, Any], *names: str, valid: Callable[[Any], bool] = lambda v: True, depth: int = 2) -> Any:
+    """The first valid value of one of ``names``: top level of ``cfg`` first, then nested sections."""
     for name in names:
-        if name in cfg and cfg[name] is not None:
+        if cfg.get(name) is not None and valid(cfg[name]):
             return cfg[name]
-    for value in cfg.values():
-        if isinstance(value, dict):
-            for name in names:
-                if name in value and value[name] is not None:
-                    return value[name]
+    if depth > 0:
+        for value in cfg.values():
+            if isinstance(value, dict):
+                found = _find(value, *names, valid=valid, depth=depth - 1)
+                if found is not None:
+                    return found
     return None
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_size(v: Any) -> bool:
+    return isinstance(v, (list, tuple)) and len(v) in (2, 3) and all(_is_int(x) and x > 0 for x in v)
 
 
 def _normalise_metadata(cfg: dict[str, Any], io_shapes: tuple[tuple, tuple] | None) -> dict[str, Any]:
     """Predictor fields from a run config / export metadata, falling back to the model's shapes."""
     in_shape, out_shape = io_shapes if io_shapes is not None else ((None,) * 5, (None,) * 5)
-    spatial_dims = _find(cfg, "spatial_dims") or (len(in_shape) - 2)
+    spatial_dims = len(in_shape) - 2 if io_shapes is not None else _find(cfg, "spatial_dims", valid=_is_int) or 3
     channels = in_shape[-1]
-    modalities = _find(cfg, "modalities")
+    modalities = _find(cfg, "modalities", valid=lambda v: isinstance(v, (list, tuple)))
     if modalities is None:
         if channels not in _MODALITIES_BY_CHANNELS:
             raise ValueError(
@@ -452,29 +462,32 @@ def _normalise_metadata(cfg: dict[str, Any], io_shapes: tuple[tuple, tuple] | No
         modalities = _MODALITIES_BY_CHANNELS[channels]
     elif channels is not None and len(modalities) != channels:
         raise ValueError(f"modalities={list(modalities)!r} lists {len(modalities)} names; the model takes {channels}")
-    head = _find(cfg, "head", "output", "output_mode")
+    head = _find(cfg, "head", "output_mode", "output", valid=lambda v: v in HEADS)
     if head is None:
         k = out_shape[-1]
         head = {4: "softmax", 3: "sigmoid"}.get(k)
         if head is None:
             raise ValueError(f"the model outputs {k} channels; expected 4 (softmax classes) or 3 (sigmoid regions)")
-    roi = _find(cfg, "roi", "patch_size")
+    roi = _find(cfg, "roi", "patch_size", valid=_is_size)
     if roi is None:
         fixed = in_shape[1:-1]
-        roi = tuple(fixed) if fixed and all(isinstance(s, int) for s in fixed) else None
-    post = cfg.get("postprocess") if isinstance(cfg.get("postprocess"), dict) else {}
-    preprocessing = _find(cfg, "preprocessing") or {}
-    allowed_pre = {"crop", "margin", "normalize", "reorient", "spacing"}
+        roi = tuple(fixed) if fixed and all(_is_int(s) for s in fixed) else None
+    post = _find(cfg, "postprocess", "postprocessing", valid=lambda v: isinstance(v, dict)) or {}
+    pre = _find(cfg, "preprocessing", "preprocess", valid=lambda v: isinstance(v, dict)) or {}
+    allowed_pre = ("crop", "margin", "normalize", "reorient", "spacing")
+    et_min = post.get("et_min_voxels", _find(cfg, "et_min_voxels", valid=_is_int))
+    min_comp = post.get("min_component_voxels", _find(cfg, "min_component_voxels", valid=_is_int))
+    threshold = post.get("region_threshold", _find(cfg, "region_threshold"))
     return {
         "modalities": tuple(modalities),
         "head": str(head),
         "roi": None if roi is None else tuple(int(r) for r in roi),
         "spatial_dims": int(spatial_dims),
-        "et_min_voxels": int(post.get("et_min_voxels", _find(cfg, "et_min_voxels") or 0)),
-        "min_component_voxels": int(post.get("min_component_voxels", _find(cfg, "min_component_voxels") or 0)),
-        "threshold": float(_find(cfg, "threshold") or 0.5),
-        "preprocessing": {k: v for k, v in dict(preprocessing).items() if k in allowed_pre},
-        "logits": bool(_find(cfg, "logits") or False),
+        "et_min_voxels": int(et_min or 0),
+        "min_component_voxels": int(min_comp or 0),
+        "threshold": float(threshold) if threshold is not None else 0.5,
+        "preprocessing": {k: pre[k] for k in allowed_pre if k in pre},
+        "logits": bool(_find(cfg, "logits", valid=lambda v: isinstance(v, bool)) or False),
     }
 
 
@@ -634,7 +647,7 @@ class Prediction:
 
 def predict_case(
     model: Predictor | str | Path | Any,
-    case: bio.Case | str | Path,
+    case: bio.Case | bio.CaseRef | str | Path,
     *,
     roi: int | Sequence[int] | None = None,
     overlap: float = 0.5,
@@ -658,7 +671,8 @@ def predict_case(
     Args:
         model: a :class:`Predictor`, a path for :func:`load_predictor`, a Keras model or a batch
             callable (4 canonical channels in, 4 softmax classes out).
-        case: a :class:`brainseg_tf.io.Case` or a case path for :func:`brainseg_tf.io.read_case`.
+        case: a :class:`brainseg_tf.io.Case`, or a case path / :class:`~brainseg_tf.io.CaseRef` for
+            :func:`brainseg_tf.io.read_case` (then the image is freed as soon as it is preprocessed).
         roi: window size (default: the predictor's, else 128 per axis). For a 2D model a 2-entry
             roi; the slices along Z are predicted as ``(rx, ry, 1)`` windows.
         overlap: window overlap in [0, 1). Defaults to 0.5.
@@ -684,6 +698,8 @@ def predict_case(
     if not isinstance(case, bio.Case):
         case = bio.read_case(case)
     pre = preprocess_case(case, **pred.preprocessing)
+    reference = dataclasses.replace(case, image=None)
+    del case  # the native image is no longer needed (freed here unless the caller holds it)
     idx = [MODALITIES.index(m) for m in pred.modalities]
     image = pre.image if idx == list(range(pre.image.shape[-1])) else np.ascontiguousarray(pre.image[..., idx])
     del pre.image
@@ -722,9 +738,8 @@ def predict_case(
         native_probs = paste_back(probs, pre.geometry, fill=0.0)
         if pred.head == "softmax":
             native_probs[..., 0] = paste_back(probs[..., 0], pre.geometry, fill=1.0)
-    reference = dataclasses.replace(case, image=None)
     return Prediction(
-        case_id=case.case_id,
+        case_id=reference.case_id,
         labels=native_labels,
         probabilities=native_probs,
         head=pred.head,
@@ -794,7 +809,7 @@ def predict_folder(
             records.append(record | {"status": "skipped"})
             continue
         try:
-            result = predict_case(pred, bio.read_case(ref), return_probabilities=save_probabilities, **predict_kwargs)
+            result = predict_case(pred, ref, return_probabilities=save_probabilities, **predict_kwargs)
             if save_probabilities:
                 record["probabilities"] = str(result.write_probabilities(prob_path))
             result.write(target, convention=convention)
