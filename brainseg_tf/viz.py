@@ -1103,12 +1103,16 @@ def _composite(gray: np.ndarray, window: tuple[float, float], lab2d: np.ndarray 
     return (rgb * 255 + 0.5).astype(np.uint8)
 
 
-def _legend_strip(width: int, height: int) -> np.ndarray:
-    """A small RGB strip with the NCR/ED/ET legend, drawn once with matplotlib."""
+def _legend_strip(width: int, height: int, edges: tuple[str, str], legend: bool) -> np.ndarray:
+    """A small RGB strip, drawn once with matplotlib: the frame's left/right letters and the legend."""
     fig = Figure(figsize=(width / 100, height / 100), dpi=100)
     fig.patch.set_facecolor("black")
-    fig.legend(handles=[Patch(facecolor=LABEL_COLOURS[k], label=CLASS_NAMES[k]) for k in (1, 2, 3)], loc="center",
-               ncol=3, frameon=False, labelcolor="white", fontsize=8, handlelength=1.0, columnspacing=1.0)
+    if legend:
+        fig.legend(handles=[Patch(facecolor=LABEL_COLOURS[k], label=CLASS_NAMES[k]) for k in (1, 2, 3)], loc="center",
+                   ncol=3, frameon=False, labelcolor="white", fontsize=7, handlelength=0.8, columnspacing=0.8,
+                   handletextpad=0.4)
+    for x, text, ha in ((0.02, edges[0], "left"), (0.98, edges[1], "right")):
+        fig.text(x, 0.5, text, color="white", fontsize=8, fontweight="bold", ha=ha, va="center")
     buf = _io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, facecolor="black")
     from PIL import Image
@@ -1139,7 +1143,8 @@ def slices_gif(
     Frames are slices ``0, step, 2*step, ...`` along the plane's normal in display order (inferior
     to superior, posterior to anterior, left to right for axial, coronal, sagittal), composited
     with NumPy and written with Pillow, so a frame costs no matplotlib draw. Each frame has a
-    legend strip and a slice counter bar along its bottom edge.
+    slice-position bar and a strip with the legend and the left/right orientation letters along
+    its bottom edge.
 
     Args:
         image: ``(X, Y, Z, C)`` or ``(X, Y, Z)`` in voxel order.
@@ -1184,7 +1189,8 @@ def slices_gif(
         r0, r1, c0, c1 = min(ra, rb), max(ra, rb) + 1, min(ca, cb), max(ca, cb) + 1
     rows, cols = r1 - r0, c1 - c0
     height, width = int(round(rows * aspect)) * int(scale), cols * int(scale)
-    legend = _legend_strip(width, 22) if label is not None else None
+    left, right, _, _ = _edge_letters(plane, radiological)
+    legend = _legend_strip(width, 22, (left, right), label is not None)
 
     frames = []
     for k in ks:
@@ -1195,8 +1201,7 @@ def slices_gif(
         bar = np.zeros((4, width, 3), dtype=np.uint8)
         bar[:, : max(1, round(width * (k + 1) / n))] = 200  # position in the stack
         parts.append(bar)
-        if legend is not None:
-            parts.append(legend)
+        parts.append(legend)
         frames.append(Image.fromarray(np.concatenate(parts, axis=0)))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
