@@ -37,6 +37,7 @@ from scipy import ndimage
 
 MODALITIES: tuple[str, ...] = ("flair", "t1", "t1ce", "t2")
 TEMPLATE_SHAPE: tuple[int, int, int] = (240, 240, 155)
+TISSUE_CLASSES: dict[int, str] = {0: "background", 1: "csf", 2: "grey matter", 3: "white matter", 4: "deep grey"}
 SURVIVAL_COLUMNS: tuple[str, ...] = ("Brats20ID", "Age", "Survival_days", "Extent_of_Resection")
 
 # Template landmarks (mm on the 240 x 240 x 155 grid; axis 1 runs anterior -> posterior as in
@@ -56,7 +57,7 @@ _TISSUE = {
 _TUMOUR = {
     "ncr": (1.77, 0.71, 0.65, 2.30),
     "et": (1.65, 0.76, 1.45, 1.85),
-    "ed": (1.53, 0.85, 0.78, 1.65),
+    "ed": (1.53, 0.89, 0.78, 1.65),
 }
 # Typical intensity scale (healthy median in file units) per modality; varies per case.
 _SCALE = {"flair": 230.0, "t1": 380.0, "t1ce": 420.0, "t2": 330.0}
@@ -86,6 +87,9 @@ class SyntheticCase:
         features: extra tumour features for survival models (``depth_mm``: distance of the centre
             below the brain surface, ``midline_mm``: distance to the midline plane,
             ``hemisphere``: ``"left"``/``"right"``, ``et_fraction``: ET / TC volume).
+        tissue: uint8 ``(X, Y, Z)`` dominant healthy tissue under every voxel (see
+            :data:`TISSUE_CLASSES`; displaced by the mass effect, ignoring the tumour), 0 outside
+            the brain. Not written to disk; for tests and tissue-aware examples.
     """
 
     images: dict[str, np.ndarray]
@@ -101,6 +105,7 @@ class SyntheticCase:
     centroid_vox: tuple[float, float, float]
     centroid_mm: tuple[float, float, float]
     features: dict = field(default_factory=dict)
+    tissue: np.ndarray | None = None
 
     @property
     def has_ncr(self) -> bool:
@@ -131,31 +136,26 @@ def _ramp(x: np.ndarray, width: float) -> np.ndarray:
     return np.clip(x * (1.0 / width) + 0.5, 0.0, 1.0, dtype=np.float32)
 
 
-def _interp_matrix(n_out: int, n_in: int) -> np.ndarray:
-    """Dense linear-interpolation matrix (n_out, n_in) mapping corners to corners."""
-    pos = np.linspace(0.0, n_in - 1.0, n_out)
-    i0 = np.minimum(np.floor(pos).astype(int), n_in - 2) if n_in > 1 else np.zeros(n_out, int)
-    w = pos - i0
-    m = np.zeros((n_out, n_in), dtype=np.float32)
-    rows = np.arange(n_out)
-    m[rows, i0] = 1.0 - w
-    if n_in > 1:
-        m[rows, i0 + 1] += w
-    return m
-
-
 def _resize(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Linear resize of a small 3D array, corners mapped to corners (separable, via BLAS)."""
+    """Linear resize of a small 3D array, corners mapped to corners (separable gathers, no BLAS)."""
     out = a.astype(np.float32, copy=False)
     for ax in range(3):
-        if out.shape[ax] != shape[ax]:
-            out = np.moveaxis(np.tensordot(_interp_matrix(shape[ax], out.shape[ax]), out, axes=(1, ax)), 0, ax)
+        n_in, n_out = out.shape[ax], shape[ax]
+        if n_in == n_out:
+            continue
+        pos = np.linspace(0.0, n_in - 1.0, n_out)
+        i0 = np.minimum(np.floor(pos).astype(np.intp), max(n_in - 2, 0))
+        w = (pos - i0).astype(np.float32).reshape([-1 if j == ax else 1 for j in range(3)])
+        lo = np.take(out, i0, axis=ax)
+        hi = np.take(out, np.minimum(i0 + 1, n_in - 1), axis=ax)
+        out = lo + (hi - lo) * w
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
 def _noise(rng: np.random.Generator, shape: tuple[int, ...], step: tuple[float, ...]) -> np.ndarray:
     """Smooth Gaussian random field, unit variance, correlation length ~ 2 ``step`` voxels per axis."""
-    lattice = tuple(max(3, int(np.ceil((n - 1) / max(s, 1e-3))) + 1) for n, s in zip(shape, step))
+    # Structure finer than 1.5 voxels cannot show on the grid; a coarser lattice keeps this cheap.
+    lattice = tuple(max(3, int(np.ceil((n - 1) / max(s, 1.5))) + 1) for n, s in zip(shape, step))
     z = ndimage.gaussian_filter(rng.standard_normal(lattice).astype(np.float32), 1.0, mode="wrap")
     z /= z.std() + 1e-6
     return _resize(z, shape)
@@ -323,18 +323,18 @@ class _Tumour:
 
 def _draw_tumour(rng: np.random.Generator, grid: _Grid, d_brain: np.ndarray) -> _Tumour:
     kind = _KINDS[int(rng.choice(len(_KINDS), p=_KIND_P))]
-    r_core = float(np.clip(rng.lognormal(np.log(18.0), 0.3), 7.0, 32.0))
+    r_core = float(np.clip(rng.lognormal(np.log(20.0), 0.3), 7.0, 34.0))
     if kind == "solid":
         r_core = float(np.clip(r_core * 0.6, 5.0, 14.0))
     elif kind == "no_et":
         r_core = float(np.clip(r_core * 1.25, 9.0, 32.0))
-    margin = float(rng.uniform(3.0, 24.0)) * (0.7 if kind == "no_et" else 1.0)
+    margin = float(rng.uniform(3.0, 22.0)) * (0.7 if kind == "no_et" else 1.0)
     core_axes = r_core * rng.uniform(0.75, 1.25, 3)
     ed_axes = (r_core + margin) * rng.uniform(0.8, 1.25, 3)
     q, r = np.linalg.qr(rng.standard_normal((3, 3)))
     rot = (q * np.sign(np.diag(r))).astype(np.float32)
     ed_shift = rng.normal(0.0, 0.25 * margin, 3)
-    rim = float(rng.uniform(2.5, 6.5))
+    rim = float(rng.uniform(3.0, 8.0))
     c = _CENTRE
     need = max(8.0, 0.55 * r_core)
     centre = None
@@ -406,12 +406,13 @@ def synthesize_case(
             non-positive spacing.
     """
     shape, spacing = _validate(seed, shape, spacing)
-    rng = np.random.default_rng(int(seed))
+    # Two independent streams: the healthy anatomy and acquisition of a seed are the same with
+    # or without a tumour, so ``with_tumour=False`` gives the subject's tumour-free counterpart.
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0]))
+    trng = np.random.default_rng(np.random.SeedSequence([int(seed), 1]))
     grid = _Grid.make(shape)
     vox = float(grid.mm.mean())  # coarse voxel size in template mm (partial-volume width)
 
-    has_tumour = bool(with_tumour)
-    # Age first: LGG-like (no ET) patients are younger; atrophy grows with age.
     age = float(np.clip(rng.normal(60.0, 12.0), 19.0, 86.0))
     atrophy = float(np.clip((age - 35.0) / 50.0 + rng.normal(0.0, 0.1), 0.0, 1.0))
     an = _Anatomy(
@@ -435,10 +436,10 @@ def synthesize_case(
     f_csf, f_gm, f_dgm = _anatomy_fractions(grid.axes, depth, g, gnorm, thick, an, vox)
 
     tum = None
-    if has_tumour:
-        tum = _draw_tumour(rng, grid, d_brain)
-        if tum.kind == "no_et":
-            age = float(np.clip(age - rng.uniform(8.0, 22.0), 19.0, 86.0))
+    if with_tumour:
+        tum = _draw_tumour(trng, grid, d_brain)
+        if tum.kind == "no_et":  # LGG-like patients are younger
+            age = float(np.clip(age - trng.uniform(8.0, 22.0), 19.0, 86.0))
         box = tum.box
         bp = _box_coords(grid, box)
         rel = [bp[i] - tum.centre[i] for i in range(3)]
@@ -459,13 +460,13 @@ def synthesize_case(
         for full, new in zip((f_csf, f_gm, f_dgm), fb):
             full[box] = inner * new + (1.0 - inner) * full[box]
         rel_rot = [sum(tum.rot[j, i] * rel[j] for j in range(3)) for i in range(3)]
-        n_core = _noise(rng, r.shape, step_mm(5.0))
-        n_rim = _noise(rng, r.shape, step_mm(7.0))
-        n_ed = _noise(rng, r.shape, step_mm(8.0))
+        n_core = 0.8 * _noise(trng, r.shape, step_mm(5.0)) + 0.6 * _noise(trng, r.shape, step_mm(10.0))
+        n_rim = _noise(trng, r.shape, step_mm(7.0))
+        n_ed = _noise(trng, r.shape, step_mm(8.0))
         kc = np.sqrt(sum((rel_rot[i] / tum.core_axes[i]) ** 2 for i in range(3)))
         core = (kc - 1.0) * float(tum.core_axes.mean()) + 0.22 * float(tum.core_axes.mean()) * n_core
         rim = tum.rim * (1.0 + 0.35 * n_rim)
-        if tum.kind == "patchy":
+        if tum.kind == "patchy":  # enhancing rim with gaps: necrosis touches edema
             rim = np.where(n_rim < -0.3, 0.0, rim * 1.3)
         if tum.kind == "solid":
             ncr = np.full_like(core, 1e3)
@@ -473,32 +474,35 @@ def synthesize_case(
             ncr = core
         else:
             ncr = core + np.clip(rim, 0.0, None)
+        # Edema: a noisy ellipsoid that reaches further in white matter and avoids CSF.
         ke = np.sqrt(sum(((rel_rot[i] - tum.ed_shift[i]) / tum.ed_axes[i]) ** 2 for i in range(3)))
         f_w_box = np.clip(1.0 - f_csf[box] - f_gm[box] - f_dgm[box], 0.0, 1.0)
         wm_s = ndimage.gaussian_filter(f_w_box, 3.0 / vox, mode="nearest")
         re = float(tum.ed_axes.mean())
         edema = (ke - 1.0) * re + 0.25 * re * n_ed - tum.wm_pref * re * (wm_s - 0.5) + 25.0 * f_csf[box]
+        # A thin edema seam around the core, except where the core abuts CSF.
+        edema = np.minimum(edema, core - 1.5 + 25.0 * f_csf[box])
         edema = np.minimum(edema, core)
         outside = d_brain[box] > -1.0
         for a in (core, ncr, edema):
             a[outside] = 1e3
     # ---------------------------------------------------------------- intensities (coarse grid)
     f_wm = np.clip(1.0 - f_csf - f_gm - f_dgm, 0.0, 1.0)
+    tissue_c = (np.argmax(np.stack([f_csf, f_gm, f_wm, f_dgm]), axis=0) + 1).astype(np.uint8)
     jitter = {k: rng.normal(1.0, 0.03, 4) for k in _TISSUE}
-    tj = {k: rng.normal(1.0, 0.10, 4) for k in _TUMOUR}
     images_c = {}
     for mi, m in enumerate(MODALITIES):
-        img = (f_csf * (_TISSUE["csf"][mi] * jitter["csf"][mi])
-               + f_gm * (_TISSUE["gm"][mi] * jitter["gm"][mi])
-               + f_dgm * (_TISSUE["dgm"][mi] * jitter["dgm"][mi])
-               + f_wm * (_TISSUE["wm"][mi] * jitter["wm"][mi]))
-        images_c[m] = img
+        images_c[m] = (f_csf * (_TISSUE["csf"][mi] * jitter["csf"][mi])
+                       + f_gm * (_TISSUE["gm"][mi] * jitter["gm"][mi])
+                       + f_dgm * (_TISSUE["dgm"][mi] * jitter["dgm"][mi])
+                       + f_wm * (_TISSUE["wm"][mi] * jitter["wm"][mi]))
+    del f_csf, f_gm, f_dgm, f_wm
     if tum is not None:
-        box = tum.box
+        tj = {k: trng.normal(1.0, 0.10, 4) for k in _TUMOUR}
         f_core = _ramp(-core, vox)
         f_ncr = np.minimum(_ramp(-ncr, vox), f_core)
         f_ed = np.maximum(_ramp(-edema, 2.0 * vox), f_core)
-        tex = _noise(rng, core.shape, step_mm(3.0))
+        tex = _noise(trng, core.shape, step_mm(3.0))
         for mi, m in enumerate(MODALITIES):
             base = images_c[m][box]
             ed_val = _TUMOUR["ed"][mi] * tj["ed"][mi] * (0.8 + 0.2 * base)
@@ -525,9 +529,15 @@ def synthesize_case(
         full += 0.5  # positive values: truncation below rounds to nearest
         full *= brain
         images[m] = full.astype(np.int16)
+    tissue = tissue_c
+    if grid.factor == 2:
+        for ax in range(3):
+            tissue = np.repeat(tissue, 2, axis=ax)
+        tissue = tissue[: shape[0], : shape[1], : shape[2]]
+    tissue = tissue * brain
     label = np.zeros(shape, dtype=np.uint8)
+    fbox = (slice(0, 0),) * 3
     if tum is not None:
-        box = tum.box
         fbox = tuple(slice(b.start * grid.factor, min(shape[i], (b.stop - 1) * grid.factor + 1))
                      for i, b in enumerate(box))
         fshape = tuple(s.stop - s.start for s in fbox)
@@ -539,8 +549,9 @@ def synthesize_case(
         lab[(ncr_f < 0) & (core_f < 0)] = 1
         lab[~brain[fbox]] = 0
         label[fbox] = lab
-    fbox = fbox if tum is not None else tuple(slice(0, 0) for _ in range(3))
-    return _finish(label, fbox, images, brain, shape, spacing, int(seed), age, tum, depth, grid)
+    case = _finish(label, fbox, images, brain, shape, spacing, int(seed), age, tum, depth, grid)
+    case.tissue = tissue
+    return case
 
 
 def _finish(label, fbox, images, brain, shape, spacing, seed, age, tum, depth, grid) -> SyntheticCase:
@@ -571,3 +582,119 @@ def _finish(label, fbox, images, brain, shape, spacing, seed, age, tum, depth, g
     grade = "LGG" if kind == "no_et" else ("HGG" if tum is not None else "none")
     return SyntheticCase(images, label, affine, brain, spacing, seed, round(age, 3), grade, kind, vols,
                          cen, cmm, features)
+
+
+# ------------------------------------------------------------------------------------ datasets
+
+
+def case_seed(seed: int, index: int) -> int:
+    """The seed of case ``index`` of a dataset made with ``seed`` (independent streams per case)."""
+    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, np.uint32)[0])
+
+
+def survival_record(case: SyntheticCase, rng: np.random.Generator) -> dict:
+    """Resection status and overall survival of a synthetic patient.
+
+    Log-survival falls with age (the dominant real predictor), whole-tumour volume, the enhancing
+    fraction of the core and depth, rises for LGG-like cases and gross-total resection; residual
+    spread is log-normal. About 6 % of patients are censored, written like the real BraTS 2020
+    file as ``"ALIVE (N days later)"``.
+
+    Returns:
+        ``{"Age": float, "Survival_days": int | str, "Extent_of_Resection": "GTR"|"STR"|"NA",
+        "days": int}`` (``days`` is the uncensored survival).
+    """
+    resection = str(rng.choice(["GTR", "STR", "NA"], p=[0.5, 0.15, 0.35]))
+    v = case.volumes_ml
+    f = case.features
+    # Volumes relative to a 1400 ml brain, so small test grids behave like full-size cases.
+    wt = v["wt"] / max(v["brain"], 1e-6) * 1400.0
+    depth = f.get("depth_mm", 30.0)
+    log_days = (
+        np.log(400.0)
+        - 0.03 * (case.age - 60.0)
+        - 0.25 * np.log(max(wt, 1.0) / 80.0)
+        - 0.4 * (f.get("et_fraction", 0.0) - 0.5)
+        - 0.006 * (30.0 - min(depth, 60.0))
+        + (0.7 if case.grade == "LGG" else 0.0)
+        + {"GTR": 0.2, "STR": 0.0, "NA": -0.1}[resection]
+        + rng.normal(0.0, 0.4)
+    )
+    days = int(np.clip(round(float(np.exp(log_days))), 5, 1800))
+    value: int | str = days
+    if rng.random() < 0.06:
+        value = f"ALIVE ({int(days * rng.uniform(0.4, 0.9))} days later)"
+    return {"Age": case.age, "Survival_days": value, "Extent_of_Resection": resection, "days": days}
+
+
+def make_dataset(
+    out: str | Path,
+    *,
+    layout: str = "brats2021",
+    n_cases: int = 4,
+    seed: int = 0,
+    shape: tuple[int, int, int] = (240, 240, 155),
+    with_labels: bool = True,
+    progress: bool = True,
+) -> Path:
+    """Write a synthetic dataset in a BraTS or MSD layout, plus a BraTS-2020-style survival CSV.
+
+    Case ``i`` is ``synthesize_case(case_seed(seed, i), shape)`` written with
+    :func:`brainseg_tf.io.write_case` under the layout's ``i``-th case id (brats2018 cases go to
+    ``HGG/`` or ``LGG/``). With labels, ``survival_info.csv`` holds ``Brats20ID, Age,
+    Survival_days, Extent_of_Resection`` for every case (a few censored ``"ALIVE (N days later)"``
+    entries, as in the real file); without labels, ``survival_evaluation.csv`` holds ``BraTS20ID,
+    Age, ResectionStatus`` like the real validation file.
+
+    Args:
+        out: dataset folder (created).
+        layout: ``brats2018``, ``brats2020``, ``brats2021``, ``brats2023`` or ``msd``.
+        n_cases: number of cases (>= 1).
+        seed: dataset seed; the same seed writes identical files.
+        shape: grid of every case.
+        with_labels: write segmentation masks (``False`` mimics a validation set).
+        progress: show a tqdm bar when writing several cases.
+
+    Returns:
+        The dataset folder.
+
+    Raises:
+        ValueError: unknown layout, ``n_cases`` < 1, bad seed or shape.
+    """
+    from brainseg_tf.io import LAYOUTS, case_id_for, write_case
+
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout={layout!r} is unknown; expected one of {list(LAYOUTS)}")
+    if not isinstance(n_cases, (int, np.integer)) or n_cases < 1:
+        raise ValueError(f"n_cases={n_cases!r} must be an int >= 1")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed={seed!r} must be a non-negative int")
+    _validate(0, shape, (1.0, 1.0, 1.0))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    indices = range(int(n_cases))
+    if progress and n_cases > 1:
+        from tqdm.auto import tqdm
+
+        indices = tqdm(indices, desc=f"synth {layout}", unit="case")
+    for i in indices:
+        case = synthesize_case(case_seed(seed, i), tuple(shape))
+        cid = case_id_for(layout, i)
+        write_case(out, layout, cid, case.images, case.label if with_labels else None, case.affine,
+                   grade=case.grade if layout == "brats2018" else None)
+        rec = survival_record(case, np.random.default_rng(np.random.SeedSequence([int(seed), i, 1])))
+        rows.append((cid, rec))
+    if with_labels:
+        path, header = out / "survival_info.csv", list(SURVIVAL_COLUMNS)
+        lines = [[cid, f"{r['Age']:.3f}", r["Survival_days"], r["Extent_of_Resection"]] for cid, r in rows]
+    else:
+        path, header = out / "survival_evaluation.csv", ["BraTS20ID", "Age", "ResectionStatus"]
+        lines = [[cid, f"{r['Age']:.3f}", r["Extent_of_Resection"]] for cid, r in rows]
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(lines)
+    tmp.replace(path)
+    return out
