@@ -271,6 +271,25 @@ def _keep_shape(out: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
     return out
 
 
+def _channel_reduce(x: tf.Tensor, reducer: Callable[..., tf.Tensor]) -> tf.Tensor:
+    """Per-channel reduction over all spatial axes, shaped ``[1, ..., 1, C]``.
+
+    Reducing ``(N, C)`` over N directly is a slow strided reduction on CPU; folding N into
+    ``(N / k, k * C)`` first and reducing twice is 2-3x faster at 128^3 x 4.
+    """
+    c = x.shape[-1]
+    n = x.shape[:-1].num_elements()
+    k = 1
+    if n is not None:
+        k = next(d for d in (256, 128, 64, 32, 16, 8, 4, 2, 1) if n % d == 0)
+    if k > 1:
+        partial = reducer(tf.reshape(x, [-1, k * c]), axis=0)
+        out = reducer(tf.reshape(partial, [k, c]), axis=0)
+    else:
+        out = reducer(tf.reshape(x, [-1, c]), axis=0)
+    return tf.reshape(out, [1] * (x.shape.rank - 1) + [c])
+
+
 # --------------------------------------------------------------------------------------------
 # Spatial ops (image and label together)
 # --------------------------------------------------------------------------------------------
@@ -358,19 +377,32 @@ def random_rot90(image: tf.Tensor, label: tf.Tensor | None, seed: tf.Tensor,
     return _maybe(prob, s_do, rot, lambda: (image, label))
 
 
-def _rotation_matrix(angles: tf.Tensor, ndim: int) -> tf.Tensor:
-    """Rotation matrix from 1 (2D) or 3 (3D, about axes 0, 1, 2 in turn) angles in radians."""
-    c, s = tf.cos(angles), tf.sin(angles)
-    one, zero = tf.ones([]), tf.zeros([])
+def _rot2(angle: tf.Tensor) -> tf.Tensor:
+    c, s = tf.cos(angle), tf.sin(angle)
+    return tf.stack([tf.stack([c, -s]), tf.stack([s, c])])
+
+
+def _affine_blocks(angles: tf.Tensor, zoom: tf.Tensor, ndim: int
+                   ) -> tuple[list[tf.Tensor], tf.Tensor]:
+    """Plane blocks and full matrix of the map output -> input (centred coordinates).
+
+    3-D: ``M = Rx Rz Ry / zoom`` factored as P1 = Rx/zoom on (y, z), P2 = Rz with its x row
+    divided by zoom on (x, y), P3 = Ry on (x, z) (the isotropic zoom commutes, so the product
+    is the same).
+    """
     if ndim == 2:
-        return tf.stack([tf.stack([c[0], -s[0]]), tf.stack([s[0], c[0]])])
-    rx = tf.stack([tf.stack([one, zero, zero]), tf.stack([zero, c[0], -s[0]]),
-                   tf.stack([zero, s[0], c[0]])])
-    ry = tf.stack([tf.stack([c[1], zero, s[1]]), tf.stack([zero, one, zero]),
-                   tf.stack([-s[1], zero, c[1]])])
-    rz = tf.stack([tf.stack([c[2], -s[2], zero]), tf.stack([s[2], c[2], zero]),
-                   tf.stack([zero, zero, one])])
-    return rz @ ry @ rx
+        block = _rot2(angles[0]) / zoom
+        return [block], block
+    b1 = _rot2(angles[0]) / zoom
+    b2 = _rot2(angles[2]) * tf.stack([1.0 / zoom, 1.0])[:, None]
+    b3 = _rot2(angles[1])
+
+    def embed(b: tf.Tensor, i: int, j: int) -> tf.Tensor:
+        idx = [[i, i], [i, j], [j, i], [j, j]]
+        return tf.tensor_scatter_nd_update(tf.eye(3), idx, tf.reshape(b, [4]))
+
+    full = embed(b1, 1, 2) @ embed(b2, 0, 1) @ embed(b3, 0, 2)
+    return [b1, b2, b3], full
 
 
 def _resize_nd(x: tf.Tensor, size: Sequence[tf.Tensor], method: str) -> tf.Tensor:
@@ -452,6 +484,77 @@ def _sample(image: tf.Tensor, label: tf.Tensor | None, coords: list[tf.Tensor],
     return _keep_shape(tf.cast(out_img, image.dtype), image), out_label
 
 
+def _plane_pass(view: tf.Tensor, t: tf.Tensor, out_hw: Sequence[tf.Tensor],
+                interpolation: str) -> tf.Tensor:
+    """One C++ 2-D affine resampling of ``view (B, H, W, C)``.
+
+    ``t (2, 3)`` maps an output (row, col, 1) to the input (row, col); outside is 0.
+    """
+    flat = tf.stack([t[1, 1], t[1, 0], t[1, 2], t[0, 1], t[0, 0], t[0, 2], 0.0, 0.0])[None]
+    dtype = view.dtype
+    if dtype.is_integer and dtype not in (tf.uint8, tf.int32, tf.int64):
+        view = tf.cast(view, tf.int32)
+    out = tf.raw_ops.ImageProjectiveTransformV3(
+        images=view, transforms=flat, output_shape=tf.stack(out_hw), fill_value=0.0,
+        interpolation=interpolation, fill_mode="CONSTANT")
+    return tf.cast(out, dtype)
+
+
+def _pass_matrix(block: tf.Tensor, c_in: Sequence[tf.Tensor], c_out: Sequence[tf.Tensor],
+                 swap: bool = False) -> tf.Tensor:
+    """``(2, 3)`` row/col map of ``in = c_in + block (out - c_out)``; ``swap`` when the output
+    plane is stored transposed (output row = 2nd coordinate, col = 1st)."""
+    b = block if not swap else tf.reverse(block, [1])
+    co = c_out if not swap else [c_out[1], c_out[0]]
+    shift = tf.stack(c_in) - tf.linalg.matvec(b, tf.stack(co))
+    return tf.concat([b, shift[:, None]], 1)
+
+
+def _affine_by_planes(image: tf.Tensor, label: tf.Tensor | None, blocks: list[tf.Tensor],
+                      image_interpolation: str) -> tuple[tf.Tensor, tf.Tensor | None]:
+    """Affine resampling with the fused C++ 2-D kernel (``ImageProjectiveTransformV3``).
+
+    ``blocks``: 2-D, one 2x2 matrix; 3-D, the 2x2 blocks of P1 (acting on (y, z)), P2 (on
+    (x, y)) and P3 (on (x, z)) of the coordinate map P1 P2 P3. Each pass is done on a
+    reshaped view without copies; the (x, y) pass also swaps x and y so the (x, z) pass can use
+    y as batch, and one transpose restores the layout. About 2-3x faster than the 8-gather
+    trilinear sampler at 128^3 x 4, at the price of three 1-D-plane interpolations.
+    """
+    ndim = image.shape.rank - 1
+    shape = tf.shape(image)
+    n = [shape[i] for i in range(ndim)]
+    cen = [(tf.cast(k, tf.float32) - 1.0) / 2.0 for k in n]
+    img_mode = "BILINEAR" if image_interpolation == "linear" else "NEAREST"
+
+    def run(x: tf.Tensor, mode: str, passes) -> tf.Tensor:
+        extra = x.shape.rank > ndim
+        y = x if extra else x[..., None]
+        ys = tf.shape(y)
+        c = ys[ndim]
+        if ndim == 2:
+            out = _plane_pass(y[None], passes[0], [n[0], n[1]], mode)[0]
+        else:
+            out = _plane_pass(y, passes[0], [n[1], n[2]], mode)              # (X, Y, Z, C)
+            out = _plane_pass(tf.reshape(out, [1, n[0], n[1], n[2] * c]), passes[1],
+                              [n[1], n[0]], mode)                              # (1, Y, X, Z*C)
+            out = _plane_pass(tf.reshape(out, [n[1], n[0], n[2], c]), passes[2],
+                              [n[0], n[2]], mode)                              # (Y, X, Z, C)
+            out = tf.transpose(out, [1, 0, 2, 3])
+        out = out if extra else out[..., 0]
+        return _keep_shape(out, x)
+
+    if ndim == 2:
+        passes = [_pass_matrix(blocks[0], cen, cen)]
+    else:
+        p1, p2, p3 = blocks
+        passes = [_pass_matrix(p1, [cen[1], cen[2]], [cen[1], cen[2]]),
+                  _pass_matrix(p2, [cen[0], cen[1]], [cen[0], cen[1]], swap=True),
+                  _pass_matrix(p3, [cen[0], cen[2]], [cen[0], cen[2]])]
+    out_img = run(image, img_mode, passes)
+    out_lab = None if label is None else run(label, "NEAREST", passes)
+    return out_img, out_lab
+
+
 def _spatial_transform(image, label, seed, *, rotate: tf.Tensor | bool, scale: tf.Tensor | bool,
                        deform: tf.Tensor | bool, rotation_max_deg: float, scaling_range: Pair,
                        elastic_magnitude: Pair, elastic_grid_spacing: int,
@@ -469,31 +572,41 @@ def _spatial_transform(image, label, seed, *, rotate: tf.Tensor | bool, scale: t
     zoom = _uniform(s_scale, [], *scaling_range)
     zoom = tf.where(tf.cast(scale, tf.bool), zoom, 1.0)
     # Output voxel p maps to input coordinate q = centre + R (p - centre) / zoom (+ elastic).
-    matrix = _rotation_matrix(angles, ndim) / zoom
-    shape = tf.shape(image)
-    sizes = [shape[i] for i in range(ndim)]
-    ramps = []
-    for i in range(ndim):
-        centre = (tf.cast(sizes[i], tf.float32) - 1.0) / 2.0
-        r = tf.range(tf.cast(sizes[i], tf.float32)) - centre
-        ramps.append(tf.reshape(r, [-1 if j == i else 1 for j in range(ndim)]))
-    coords = []
-    for j in range(ndim):
-        centre = (tf.cast(sizes[j], tf.float32) - 1.0) / 2.0
-        q = centre + matrix[j, 0] * ramps[0]
-        for i in range(1, ndim):
-            q = q + matrix[j, i] * ramps[i]
-        coords.append(q)
-    if deform is not False:
+    blocks, matrix = _affine_blocks(angles, zoom, ndim)
+    if deform is False:
+        return _affine_by_planes(image, label, blocks, image_interpolation)
+
+    def warp():
+        # Affine part: broadcast sums of 1-D ramps (exact); elastic part: Gaussian noise on a
+        # coarse control grid, bicubic-upsampled; one gather-based sampling of both.
+        shape = tf.shape(image)
+        sizes = [shape[i] for i in range(ndim)]
+        ramps = []
+        for i in range(ndim):
+            centre = (tf.cast(sizes[i], tf.float32) - 1.0) / 2.0
+            r = tf.range(tf.cast(sizes[i], tf.float32)) - centre
+            ramps.append(tf.reshape(r, [-1 if j == i else 1 for j in range(ndim)]))
         grid = [tf.cast(tf.math.ceil(tf.cast(n, tf.float32) / elastic_grid_spacing), tf.int32) + 1
                 for n in sizes]
-        magnitude = _uniform(s_mag, [], *elastic_magnitude) * tf.cast(deform, tf.float32)
+        magnitude = _uniform(s_mag, [], *elastic_magnitude)
         noise = tf.random.stateless_normal(tf.stack(grid + [ndim]), seed=s_field) * magnitude
         field = _resize_nd(noise, sizes, "bicubic")
-        coords = [coords[j] + field[..., j] for j in range(ndim)]
-    else:
-        coords = [tf.broadcast_to(q, tf.stack(sizes)) for q in coords]
-    return _sample(image, label, coords, image_interpolation)
+        coords = []
+        for j in range(ndim):
+            centre = (tf.cast(sizes[j], tf.float32) - 1.0) / 2.0
+            q = centre + matrix[j, 0] * ramps[0]
+            for i in range(1, ndim):
+                q = q + matrix[j, i] * ramps[i]
+            coords.append(q + field[..., j])
+        return _sample(image, label, coords, image_interpolation)
+
+    if deform is True:
+        return warp()
+    if label is None:
+        return tf.cond(deform, lambda: warp()[0],
+                       lambda: _affine_by_planes(image, None, blocks, image_interpolation)[0]), None
+    return tf.cond(deform, warp, lambda: _affine_by_planes(image, label, blocks,
+                                                           image_interpolation))
 
 
 def random_spatial(image: tf.Tensor, label: tf.Tensor | None, seed: tf.Tensor,
@@ -608,8 +721,8 @@ def intensity_scale_shift(image: tf.Tensor, seed: tf.Tensor, scale_prob: float =
 
 
 def _moments(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    axes = list(range(x.shape.rank - 1))
-    mean, var = tf.nn.moments(x, axes, keepdims=True)
+    mean = _channel_reduce(x, tf.reduce_mean)
+    var = _channel_reduce(tf.square(x - mean), tf.reduce_mean)
     return mean, tf.sqrt(var)
 
 
@@ -621,11 +734,10 @@ def contrast(image: tf.Tensor, seed: tf.Tensor, prob: float = 0.15,
     s_do, s_f = _seeds(seed, 2)
 
     def run():
-        axes = list(range(image.shape.rank - 1))
         x = tf.cast(image, tf.float32)
-        mean = tf.reduce_mean(x, axes, keepdims=True)
-        lo = tf.reduce_min(x, axes, keepdims=True)
-        hi = tf.reduce_max(x, axes, keepdims=True)
+        mean = _channel_reduce(x, tf.reduce_mean)
+        lo = _channel_reduce(x, tf.reduce_min)
+        hi = _channel_reduce(x, tf.reduce_max)
         f = _bg_sample(s_f, cshape, factor_range)
         return tf.cast(tf.clip_by_value((x - mean) * f + mean, lo, hi), image.dtype)
 
@@ -635,18 +747,19 @@ def contrast(image: tf.Tensor, seed: tf.Tensor, prob: float = 0.15,
 def _gamma_core(image: tf.Tensor, seed: tf.Tensor, gamma_range: Pair, invert: bool,
                 retain_stats: bool) -> tf.Tensor:
     cshape = _channel_shape(image)
-    axes = list(range(image.shape.rank - 1))
     x = tf.cast(image, tf.float32)
     if invert:
         x = -x
     if retain_stats:
         mean, std = _moments(x)
-    lo = tf.reduce_min(x, axes, keepdims=True)
-    rng = tf.maximum(tf.reduce_max(x, axes, keepdims=True) - lo, 1e-7)
+    lo = _channel_reduce(x, tf.reduce_min)
+    rng = tf.maximum(_channel_reduce(x, tf.reduce_max) - lo, 1e-7)
     g = _bg_sample(seed, cshape, gamma_range)
     # Gamma is defined on [0, 1]: rescale each channel there and back (z-scored inputs are
-    # signed, a power of a negative number is undefined).
-    y = tf.pow((x - lo) / rng, g) * rng + lo
+    # signed, a power of a negative number is undefined). exp(g * log t) is the vectorised
+    # form of t**g (1.5x faster on CPU); log 0 = -inf gives exp(-inf) = 0 as wanted.
+    t = (x - lo) / rng
+    y = tf.exp(g * tf.math.log(t)) * rng + lo
     if retain_stats:
         y_mean, y_std = _moments(y)
         y = (y - y_mean) / (y_std + 1e-8) * std + mean
