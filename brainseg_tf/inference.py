@@ -96,8 +96,10 @@ def _as_numpy(output: Any) -> np.ndarray:
 
 
 def _check_spatial(name: str, value: Any, ndim: int, shape: Sequence[int] | None = None) -> tuple[int, ...]:
-    """A per-axis positive int tuple; a scalar is broadcast; ``None`` entries take ``shape``."""
+    """A per-axis positive int tuple; a scalar or 1-entry sequence is broadcast; ``None`` entries take ``shape``."""
     vals = [value] * ndim if np.isscalar(value) or value is None else list(value)
+    if len(vals) == 1:  # one entry (e.g. ``--roi 128`` on the command line) applies to every axis
+        vals = vals * ndim
     if len(vals) != ndim:
         raise ValueError(f"{name}={value!r} must have {ndim} entries (one per spatial axis)")
     out = []

@@ -296,3 +296,8 @@ def test_predict_real_case_source_geometry_and_convention(real_brats2018, tmp_pa
     np.testing.assert_allclose(out.affine, src.affine)
     assert nib.aff2axcodes(out.affine) == nib.aff2axcodes(src.affine)
     assert set(np.unique(np.asarray(out.dataobj))) <= {0, 1, 2, 4}
+
+
+def test_one_entry_roi_applies_to_every_axis():
+    image = np.random.default_rng(2).normal(size=(13, 10, 9, 1)).astype(np.float32)
+    np.testing.assert_array_equal(sliding_window(identity, image, roi=[8]), image)
