@@ -397,7 +397,7 @@ class Predictor:
         """Wrap a Keras model; metadata from a run config/``brainseg_model.json`` dict or inferred."""
         import tensorflow as tf
 
-        meta = _normalise_metadata(metadata or {}, _keras_io_shapes(model))
+        meta = _normalise_metadata({**(metadata or {}), **overrides}, _keras_io_shapes(model))
 
         @tf.function(reduce_retracing=True)
         def forward(x):
@@ -526,7 +526,7 @@ def load_keras_model(path: str | Path) -> Any:
     return keras.saving.load_model(str(path), compile=False)
 
 
-def _from_saved_model(folder: Path, metadata: dict[str, Any]) -> Predictor:
+def _from_saved_model(folder: Path, metadata: dict[str, Any], overrides: dict[str, Any]) -> Predictor:
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(folder))
@@ -540,8 +540,9 @@ def _from_saved_model(folder: Path, metadata: dict[str, Any]) -> Predictor:
     outputs = sig.structured_outputs
     out_key = "probabilities" if "probabilities" in outputs else next(iter(outputs))
     io_shapes = (tuple(in_spec.shape), tuple(outputs[out_key].shape))
-    meta = _normalise_metadata(metadata, io_shapes)
+    meta = _normalise_metadata({**metadata, **overrides}, io_shapes)
     logits = meta.pop("logits")
+    meta.update(overrides)
 
     def fn(batch: np.ndarray) -> np.ndarray:
         y = sig(**{in_name: tf.constant(batch, dtype=tf.float32)})[out_key].numpy().astype(np.float32)
@@ -574,16 +575,14 @@ def load_predictor(path: str | Path, **overrides: Any) -> Predictor:
         return _from_keras_file(path, _metadata_near(path.parent), overrides)
     if (path / "saved_model.pb").is_file():
         meta = _metadata_near(path) or _metadata_near(path.parent)
-        pred = _from_saved_model(path, meta)
-        return dataclasses.replace(pred, **overrides) if overrides else pred
+        return _from_saved_model(path, meta, overrides)
     if (path / RUN_CONFIG_FILE).is_file() or (path / METADATA_FILE).is_file():
         meta = _metadata_near(path)
         for name in RUN_CHECKPOINTS + ("model.keras",):
             if (path / name).is_file():
                 return _from_keras_file(path / name, meta, overrides)
         if (path / "saved_model" / "saved_model.pb").is_file():
-            pred = _from_saved_model(path / "saved_model", meta)
-            return dataclasses.replace(pred, **overrides) if overrides else pred
+            return _from_saved_model(path / "saved_model", meta, overrides)
         raise FileNotFoundError(f"{path}: no model found (looked for {', '.join(RUN_CHECKPOINTS)}, model.keras, saved_model/)")
     raise ValueError(f"{path}: not a run directory (config.json), an export directory ({METADATA_FILE}) or a SavedModel")
 

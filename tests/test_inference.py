@@ -279,6 +279,8 @@ def test_load_predictor_from_run_dir(tmp_path):
     # a bare .keras file: metadata inferred from the shapes
     q = load_predictor(run / "best.keras")
     assert q.modalities == ("flair", "t1ce") and q.head == "sigmoid"
+    r = load_predictor(run, roi=(8, 8, 8), et_min_voxels=0)  # overrides win over config.json
+    assert r.roi == (8, 8, 8) and r.et_min_voxels == 0
 
 
 @pytest.mark.real_data
