@@ -579,6 +579,7 @@ def evaluate_folders(
     lesion_wise: bool = True,
     dilation: int = 3,
     min_lesion_volume: float = 50.0,
+    case_ids: Sequence[str] | None = None,
 ) -> EvaluationResult:
     """Evaluate a folder of predicted label maps against references, pairing by case id.
 
@@ -598,6 +599,7 @@ def evaluate_folders(
         out_csv: write the rows there when given.
         progress: show a progress bar.
         lesion_wise, dilation, min_lesion_volume: see :func:`evaluate_case`.
+        case_ids: score only these reference cases (e.g. a run's validation split).
 
     Returns:
         :class:`EvaluationResult`; missing predictions are scored as empty and listed.
@@ -616,6 +618,11 @@ def evaluate_folders(
     references = _reference_files(ref_dir)
     if not references:
         raise ValueError(f"no reference label files found in {ref_dir}")
+    if case_ids is not None:
+        unknown = sorted(set(case_ids) - set(references))
+        if unknown:
+            raise ValueError(f"case_ids {unknown[:5]} have no reference label file in {ref_dir}")
+        references = {cid: references[cid] for cid in case_ids}
     predictions = _scan_label_files(pred_dir)
     result = EvaluationResult()
     used: set[Path] = set()

@@ -254,6 +254,20 @@ def test_evaluate_folders_pairs_cases_lists_missing_and_writes_csv(tmp_path):
     assert summary["ET"]["dice"]["mean"] == pytest.approx(0.5) and summary["ET"]["dice"]["n"] == 2
 
 
+def test_evaluate_folders_restricted_to_case_ids(tmp_path):
+    ref_dir, pred_dir = tmp_path / "ref", tmp_path / "pred"
+    seg = np.zeros((8, 8, 4), np.uint8)
+    seg[2:5, 2:5, 1:3] = 2
+    for cid in ("case001", "case002", "case003"):
+        _write(ref_dir / f"{cid}_seg.nii.gz", seg)
+    _write(pred_dir / "case002.nii.gz", seg)
+    result = E.evaluate_folders(pred_dir, ref_dir, case_ids=["case002"], progress=False)
+    assert {r["case"] for r in result.rows} == {"case002"} and result.missing == []
+    assert all(r["dice"] == 1.0 for r in result.rows)
+    with pytest.raises(ValueError, match="case999"):
+        E.evaluate_folders(pred_dir, ref_dir, case_ids=["case999"], progress=False)
+
+
 def test_evaluate_folders_geometry_errors_name_both_files(tmp_path):
     ref_dir, pred_dir = tmp_path / "ref", tmp_path / "pred"
     seg = np.zeros((8, 8, 8), np.uint8)
