@@ -1,0 +1,171 @@
+"""Parameters, GFLOPs, CPU forward seconds and peak memory of every model builder's default.
+
+For each registry model (plus dResU-Net ``as_published``) and each precision (float32 and
+``mixed_bfloat16``), a fresh Python process builds the faithful default, runs one untimed forward
+pass on a batch of one default-sized random input (this traces the predict function), then times
+5 more and reports the median. Peak memory is the process's ``ru_maxrss`` (GiB), so it includes
+about 0.6 GiB of TensorFlow runtime. GFLOPs are counted from the layer shapes: 2 × the multiply-adds
+of every convolution, transposed convolution, depthwise convolution and dense layer (norms,
+activations, pooling and resampling are left out).
+
+    python bench/models.py [--models unet2d,unet3d,...] [--repeats 5] [--timeout 600] [--json out.json]
+
+Prints a Markdown table (the one in ``docs/models.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# bench name -> (registry name, config, default input shape incl. channels)
+MODELS: dict[str, tuple[str, dict, tuple[int, ...]]] = {
+    "unet2d": ("unet2d", {}, (128, 128, 2)),
+    "unet3d": ("unet3d", {}, (160, 160, 16, 4)),
+    "dresunet": ("dresunet", {}, (128, 128, 128, 4)),
+    "dresunet_published": ("dresunet", {"as_published": True}, (128, 128, 128, 4)),
+    "znet": ("znet", {}, (128, 128, 128, 1)),
+    "een": ("een", {}, (192, 160, 144, 4)),
+    "unet": ("unet", {"input_shape": (128, 128, 128)}, (128, 128, 128, 4)),
+}
+
+
+def count_flops(model) -> int:
+    """2 × multiply-adds of the conv / transposed conv / depthwise conv / dense layers of ``model``
+    (nested models included), from the shapes of a model built with a fixed input size."""
+    import keras
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            total += count_flops(layer)
+            continue
+        name = type(layer).__name__
+        if name in ("Conv2D", "Conv3D", "DepthwiseConv2D", "Conv2DTranspose", "Conv3DTranspose", "Dense"):
+            in_shape = layer.input.shape
+            out_shape = layer.output.shape
+            kernel = math.prod(layer.kernel.shape[:-2]) if name != "Dense" else 1
+            if name == "DepthwiseConv2D":
+                macs = math.prod(out_shape[1:]) * kernel
+            elif name.endswith("Transpose"):
+                macs = math.prod(in_shape[1:-1]) * kernel * in_shape[-1] * out_shape[-1]
+            elif name == "Dense":
+                macs = math.prod(in_shape[1:]) * out_shape[-1]
+            else:
+                macs = math.prod(out_shape[1:-1]) * kernel * in_shape[-1] * out_shape[-1] // layer.groups
+            total += 2 * macs
+    return total
+
+
+def run_one(bench_name: str, precision: str, repeats: int) -> dict:
+    """Build, warm up and time one model in this process; return the measurements."""
+    import keras
+    import numpy as np
+
+    from brainseg_tf import models
+
+    if precision == "bfloat16":
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    registry_name, config, shape = MODELS[bench_name]
+    model = models.build(registry_name, **config)
+    x = np.random.default_rng(0).normal(size=(1, *shape)).astype("float32")
+    start = time.perf_counter()
+    model.predict_on_batch(x)
+    first = time.perf_counter() - start
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.predict_on_batch(x)
+        seconds.append(time.perf_counter() - start)
+    return {
+        "model": bench_name,
+        "precision": precision,
+        "params": model.count_params(),
+        "trainable": sum(int(np.prod(w.shape)) for w in model.trainable_weights),
+        "gflops": count_flops(model) / 1e9,
+        "input": "×".join(map(str, shape)),
+        "first_s": first,
+        "median_s": statistics.median(seconds),
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+    }
+
+
+def _subprocess(bench_name: str, precision: str, repeats: int, timeout: float) -> dict:
+    command = [sys.executable, __file__, "--one", bench_name, "--precision", precision, "--repeats", str(repeats)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return {"model": bench_name, "precision": precision, "error": f"timeout after {timeout:.0f} s"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode or not lines:
+        return {"model": bench_name, "precision": precision, "error": done.stderr.strip().splitlines()[-1:]}
+    return json.loads(lines[-1])
+
+
+def markdown(results: list[dict]) -> str:
+    """One row per model: params, GFLOPs, float32 and bfloat16 median seconds and peak RSS."""
+    rows = [
+        "| model | input | parameters | GFLOPs | fp32 forward s | bf16 forward s | peak RSS fp32 / bf16 GiB |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in dict.fromkeys(r["model"] for r in results):
+        by_precision = {r["precision"]: r for r in results if r["model"] == name}
+        ok = next((r for r in by_precision.values() if "error" not in r), None)
+        if ok is None:
+            rows.append(f"| {name} | – | – | – | {by_precision['float32'].get('error')} | – | – |")
+            continue
+
+        def cell(precision: str, key: str, fmt: str) -> str:
+            r = by_precision.get(precision, {})
+            return format(r[key], fmt) if key in r else str(r.get("error", "–"))
+
+        rows.append(
+            f"| {name} | {ok['input']} | {ok['params']:,} | {ok['gflops']:.1f} | "
+            f"{cell('float32', 'median_s', '.3f')} | {cell('bfloat16', 'median_s', '.3f')} | "
+            f"{cell('float32', 'peak_rss_gib', '.2f')} / {cell('bfloat16', 'peak_rss_gib', '.2f')} |"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated bench names")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per model and precision")
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--precision", default="float32", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.one:
+        print(json.dumps(run_one(args.one, args.precision, args.repeats)))
+        return
+    names = [n for n in args.models.split(",") if n]
+    unknown = sorted(set(names) - set(MODELS))
+    if unknown:
+        parser.error(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
+    results = []
+    for name in names:
+        for precision in ("float32", "bfloat16"):
+            result = _subprocess(name, precision, args.repeats, args.timeout)
+            print(json.dumps(result), file=sys.stderr, flush=True)
+            results.append(result)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
