@@ -60,3 +60,37 @@ def setup(*, mixed_precision: str = "auto", seed: int | None = 0, verbose: bool 
         print(f"running on {where}: TensorFlow {tf.__version__}, Keras {keras.__version__}")
         print(f"GPUs: {info['gpus'] or 'none (CPU only)'}; dtype policy: {policy}")
     return info
+
+
+def dataset_or_synthetic(
+    data_dir: str | os.PathLike | None,
+    work_dir: str | os.PathLike = "runs/notebooks",
+    *,
+    n_cases: int = 6,
+    shape: tuple[int, int, int] = (240, 240, 155),
+    layout: str = "brats2021",
+    seed: int = 0,
+) -> str:
+    """The dataset folder to use: ``data_dir`` when given, else a synthetic one under ``work_dir``.
+
+    The synthetic dataset is generated once and reused while it holds ``n_cases`` cases of
+    ``shape`` (so a cache built from it stays valid across notebooks).
+    """
+    from pathlib import Path
+
+    if data_dir is not None:
+        path = Path(data_dir)
+        if not path.exists():
+            raise FileNotFoundError(f"DATA_DIR={str(path)!r} does not exist")
+        return str(path)
+    from brainseg_tf import io, synthetic
+
+    out = Path(work_dir) / f"synthetic_{layout}_{n_cases}x{'x'.join(map(str, shape))}_s{seed}"
+    marker = out / ".complete"
+    if marker.exists():
+        return str(out)
+    synthetic.make_dataset(out, layout=layout, n_cases=n_cases, seed=seed, shape=tuple(shape))
+    if len(io.open_dataset(out)) != n_cases:
+        raise RuntimeError(f"{out}: expected {n_cases} synthetic cases")
+    marker.write_text("ok\n")
+    return str(out)

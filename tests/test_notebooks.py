@@ -1,0 +1,103 @@
+"""Notebooks: committed without outputs, identical to their paired .py, and executed headless.
+
+The notebooks run in order with small parameters and a shared work folder, so 06-08 use the run
+that 04 trained (as a user would).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+
+NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = sorted(NB_DIR.glob("[0-9][0-9]_*.ipynb"))
+SMALL = {"SYNTHETIC_CASES": 4, "SYNTHETIC_SHAPE": [64, 64, 48]}
+PARAMETERS = {
+    "01_explore_data": {},
+    "02_preprocess_and_cache": {"PATCH_SIZE": [48, 48, 32]},
+    "03_train_unet2d": {"EPOCHS": 1, "STEPS_PER_EPOCH": 2},
+    "04_train_unet3d": {"EPOCHS": 2, "STEPS_PER_EPOCH": 2, "PATCH_SIZE": [64, 64, 16]},
+    "05_train_dresunet": {"EPOCHS": 1, "STEPS_PER_EPOCH": 1, "PATCH_SIZE": [32, 32, 32]},
+    "06_evaluate": {},
+    "07_visualize": {},
+    "08_export_savedmodel": {},
+}
+EXPECTED_FIGURES = {
+    "01_explore_data": ["01_case.png", "01_three_plane.png", "01_montage.png"],
+    "02_preprocess_and_cache": ["02_preprocessed.png", "02_patch.png"],
+    "03_train_unet2d": ["unet2d_seed_curves.png"],
+    "04_train_unet3d": ["unet3d_seed_curves.png"],
+    "05_train_dresunet": ["dresunet_seed_curves.png"],
+    "06_evaluate": ["06_dice_boxplot.png"],
+    "07_visualize": ["07_case.png", "07_three_plane.png", "07_compare.png", "07_surface.png", "07_curves.png"],
+    "08_export_savedmodel": [],
+}
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    with open(path, "rb") as fh:
+        head = fh.read(24)
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", head[16:24])
+
+
+def test_every_notebook_has_parameters_and_a_paired_py():
+    assert [p.stem for p in NOTEBOOKS] == list(PARAMETERS), "notebooks and the test's table disagree"
+    import jupytext
+
+    for ipynb in NOTEBOOKS:
+        nb = jupytext.read(ipynb)
+        py = ipynb.with_suffix(".py")
+        assert py.exists(), f"{ipynb.name} has no paired .py"
+        paired = jupytext.read(py)
+        assert [(c.cell_type, c.source) for c in nb.cells] == [(c.cell_type, c.source) for c in paired.cells], (
+            f"{ipynb.name} differs from {py.name}; run `make notebooks` (jupytext --sync)"
+        )
+        assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells), f"{ipynb.name}: no parameters cell"
+
+
+def test_committed_notebooks_have_no_outputs():
+    import nbformat
+
+    for ipynb in NOTEBOOKS:
+        nb = nbformat.read(ipynb, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                assert not cell.outputs and cell.execution_count is None, f"{ipynb.name} holds outputs"
+
+
+@pytest.fixture(scope="module")
+def work_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("notebooks")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(PARAMETERS))
+def test_notebook_executes(name, work_dir):
+    import papermill
+
+    if name in ("06_evaluate", "07_visualize", "08_export_savedmodel") and not (work_dir / "runs" / "unet3d_seed" / "best.keras").exists():
+        pytest.fail("04_train_unet3d did not leave a run for the later notebooks")
+    params = {"WORK_DIR": str(work_dir), **SMALL, **PARAMETERS[name]}
+    if name == "08_export_savedmodel":
+        params = {k: v for k, v in params.items() if not k.startswith("SYNTHETIC")}
+    env_before = dict(os.environ)
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    try:
+        papermill.execute_notebook(
+            str(NB_DIR / f"{name}.ipynb"), str(work_dir / f"{name}.out.ipynb"), parameters=params,
+            cwd=str(NB_DIR), kernel_name="python3", progress_bar=False, log_output=False,
+            execution_timeout=420,
+        )
+    finally:
+        os.environ.clear()
+        os.environ.update(env_before)
+    for fig in EXPECTED_FIGURES[name]:
+        path = work_dir / "figures" / fig
+        assert path.exists() and path.stat().st_size > 5_000, f"{name} did not save {fig}"
+        width, height = png_size(path)
+        assert 300 <= width <= 4000 and 150 <= height <= 4000, f"{fig}: unexpected size {width}x{height}"
