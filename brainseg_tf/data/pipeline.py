@@ -42,10 +42,19 @@ foreground draws on a tumour-free case) are *uniform*: the patch's lower corner 
 over the positions that keep it inside the brain box, or, where the patch is larger than the
 box, that keep the box inside the patch. ``with_info=True`` reports, per patch, the case index,
 the class it was centred on (-1 for uniform) and the centre and corner.
+
+**Augmentation.** For 3D patches with an ``AugmentConfig`` (``augment=True``, ``"light"`` or a
+config), mirroring is folded into the copy of the patch out of the volume (same probability
+and axes, seeded by ``(seed, i)``; image and label mirrored together), which makes it free
+instead of one more pass over the patch; the rest of the config runs as TensorFlow ops from
+:func:`brainseg_tf.data.augment.augment_fn` with the seed ``(seed, i)``. Mirroring therefore
+happens before, not after, rotation/scaling: the same distribution, as the rotation angles are
+symmetric.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import warnings
@@ -245,9 +254,12 @@ def _check_fraction(name: str, value: Any) -> float:
     return float(value)
 
 
-def _augmenter(augment: Any, spatial_dims: int) -> Callable | None:
+def _augmenter(augment: Any, spatial_dims: int, fold_flips: bool = False) -> tuple[Callable | None, float, tuple]:
+    """(augment fn, flip probability, flip axes). With ``fold_flips`` the mirroring of a known
+    config is taken out of the TF function and done by the caller while copying the patch out of
+    the volume (a view with negative strides: free instead of one more pass over 32 MiB)."""
     if augment is None or augment is False:
-        return None
+        return None, 0.0, ()
     from brainseg_tf.data import augment as aug
 
     if augment is True:
@@ -257,11 +269,16 @@ def _augmenter(augment: Any, spatial_dims: int) -> Callable | None:
     elif isinstance(augment, str) and augment in ("light", "none"):
         config = getattr(aug.AugmentConfig, augment)()
     elif callable(augment):
-        return augment
+        return augment, 0.0, ()
     else:
         raise ValueError(f"augment={augment!r} must be True, False/None, 'light', an AugmentConfig or a callable "
                          f"(image, label, seed) -> (image, label)")
-    return aug.augment_fn(config, spatial_dims=spatial_dims)
+    flip_prob, flip_axes = 0.0, ()
+    if fold_flips and config.flip_prob > 0:
+        flip_prob = float(config.flip_prob)
+        flip_axes = tuple(a for a in config.flip_axes if a < spatial_dims)
+        config = dataclasses.replace(config, flip_prob=0.0)
+    return aug.augment_fn(config, spatial_dims=spatial_dims), flip_prob, flip_axes
 
 
 def _with_options(ds: tf.data.Dataset) -> tf.data.Dataset:
@@ -273,15 +290,15 @@ def _with_options(ds: tf.data.Dataset) -> tf.data.Dataset:
 # ---------------------------------------------------------------------------------------------
 # targets
 # ---------------------------------------------------------------------------------------------
+# rows: canonical class 0-3; columns: (WT, TC, ET)
+_REGION_TABLE = np.array([[0, 0, 0], [1, 1, 0], [1, 0, 0], [1, 1, 1]], np.float32)
+
+
 def _make_targets(label: tf.Tensor, target: str) -> tf.Tensor:
-    lab = tf.cast(label, tf.int32)
     if target == "classes":
-        return tf.one_hot(lab, NUM_CLASSES, dtype=tf.float32)
-    if target == "regions":
-        wt = lab > 0
-        et = tf.equal(lab, 3)
-        tc = tf.logical_or(tf.equal(lab, 1), et)
-        return tf.cast(tf.stack([wt, tc, et], axis=-1), tf.float32)
+        return tf.one_hot(tf.cast(label, tf.uint8), NUM_CLASSES, dtype=tf.float32)
+    if target == "regions":  # one gather is ~2.5x faster than comparing and stacking three masks
+        return tf.gather(tf.constant(_REGION_TABLE), tf.cast(label, tf.int32))
     return tf.cast(label, tf.uint8)
 
 
@@ -391,19 +408,34 @@ def _check_patch_size(patch_size: Any, src: Any) -> tuple[int, int, int]:
 
 
 def _extract(image: np.ndarray, label: np.ndarray | None, start: Sequence[int], size: Sequence[int],
-             channels: list[int]) -> tuple[np.ndarray, np.ndarray]:
+             channels: list[int], flips: Sequence[int] = (),
+             out: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Copy a zero-padded box out of a volume, mirrored along ``flips`` in the same single pass
+    (into ``out``, zero-filled buffers, when given)."""
     src, dst = _clip_box(start, size, image.shape[:3])
-    img = np.zeros(tuple(size) + (len(channels),), np.float32)
-    lab = np.zeros(tuple(size), np.uint8)
+    if out is None:
+        img = np.zeros(tuple(size) + (len(channels),), np.float32)
+        lab = np.zeros(tuple(size), np.uint8)
+    else:
+        img, lab = out
+    mirror = tuple(slice(None, None, -1) if a in flips else slice(None) for a in range(3))
+    img_w, lab_w = img[mirror], lab[mirror]  # views: writing into them writes the mirrored patch
     if all(s.stop > s.start for s in src):
         if channels == list(range(image.shape[3])):
-            img[dst] = image[src]
+            img_w[dst] = image[src]
         else:
             for k, c in enumerate(channels):
-                img[dst + (k,)] = image[src + (c,)]
+                img_w[dst + (k,)] = image[src + (c,)]
         if label is not None:
-            lab[dst] = label[src]
+            lab_w[dst] = label[src]
     return img, lab
+
+
+def _flips(seed: int, draw: int, prob: float, axes: Sequence[int]) -> tuple[int, ...]:
+    if prob <= 0:
+        return ()
+    u = np.random.default_rng([seed, 5, draw]).random(3)
+    return tuple(a for a in axes if u[a] < prob)
 
 
 def _info_vector(d: PatchDraw) -> np.ndarray:
@@ -476,7 +508,7 @@ def patch_dataset(
     per_case = _check_int("patches_per_case", patches_per_case if patches_per_case is not None
                           else (1 if is_cache else 8))
     sampler = PatchSampler(n, size, fraction, seed, per_case if is_cache else 1)
-    aug = _augmenter(augment, 3)
+    aug, flip_prob, flip_axes = _augmenter(augment, 3, fold_flips=True)
     c = len(channels)
     ids = list(src.case_ids)
 
@@ -488,7 +520,8 @@ def patch_dataset(
             ci = sampler.case_of(d)
             cid = ids[ci]
             pd = sampler.draw(d, ci, cache.shape(cid), cache.brain_box(cid), cache.locations(cid))
-            img, lab = _extract(cache.image(cid), cache.label(cid), pd.start, size, channels)
+            img, lab = _extract(cache.image(cid), cache.label(cid), pd.start, size, channels,
+                                _flips(seed, d, flip_prob, flip_axes))
             return img, lab, _info_vector(pd)
 
         def read(draw):
@@ -510,7 +543,8 @@ def patch_dataset(
             draws = np.arange(li * per_case, (li + 1) * per_case, dtype=np.int64)
             for j, d in enumerate(draws):
                 pd = sampler.draw(int(d), ci, shape, loaded.brain_box, loaded.locations)
-                imgs[j], labs[j] = _extract(loaded.image, loaded.label, pd.start, size, channels)
+                _extract(loaded.image, loaded.label, pd.start, size, channels,
+                         _flips(seed, int(d), flip_prob, flip_axes), out=(imgs[j], labs[j]))
                 infos[j] = _info_vector(pd)
             return imgs, labs, infos, draws
 
@@ -528,18 +562,27 @@ def patch_dataset(
 
     seed_t = tf.constant(int(seed), tf.int64)
 
-    def finish(img, lab, info, draw):
+    def augment_one(img, lab, info, draw):
         if aug is not None:
             img, lab = aug(img, lab, tf.stack([seed_t, tf.cast(draw, tf.int64)]))
             img = tf.ensure_shape(tf.cast(img, tf.float32), size + (c,))
-            lab = tf.ensure_shape(lab, size)
+            lab = tf.ensure_shape(tf.cast(lab, tf.uint8), size)
+        return img, lab, info
+
+    def targets(img, lab, info):
+        # on whole batches: the one-hot/region tensors are built once, never copied by batch()
         out = _finish(img, lab, target, weights)
         if with_info:
-            out = out + ({"case": info[0], "fg_class": info[1], "centre": info[2:5], "start": info[5:8]},)
+            out = out + ({"case": info[:, 0], "fg_class": info[:, 1], "centre": info[:, 2:5],
+                          "start": info[:, 5:8]},)
         return out
 
-    ds = ds.map(finish, num_parallel_calls=_AUTOTUNE, deterministic=True)
+    if aug is not None:
+        ds = ds.map(augment_one, num_parallel_calls=_AUTOTUNE, deterministic=True)
+    else:
+        ds = ds.map(lambda img, lab, info, draw: (img, lab, info))
     ds = ds.batch(batch_size, drop_remainder=True)
+    ds = ds.map(targets, num_parallel_calls=_AUTOTUNE, deterministic=True)
     if prefetch:
         ds = ds.prefetch(prefetch)
     return _with_options(ds)
@@ -663,7 +706,7 @@ def slice_dataset(
     else:
         out_hw = size
     c = len(channels)
-    aug = _augmenter(augment, 2)
+    aug = _augmenter(augment, 2)[0]
 
     def load_slices(epoch_pos: np.int64):
         i = int(epoch_pos)

@@ -143,6 +143,21 @@ def test_same_seed_same_stream_with_augmentation(toy):
     gc.collect()
 
 
+def test_flips_folded_into_the_read_keep_alignment(toy):
+    import dataclasses
+
+    from brainseg_tf.data.augment import AugmentConfig
+
+    _, h5 = toy
+    flip_all = dataclasses.replace(AugmentConfig.none(), flip_prob=1.0)
+    kw = dict(patch_size=(16, 12, 10), batch_size=2, target="labels", seed=4)
+    (x0, y0), = take(patch_dataset(h5, augment=None, **kw), 1)
+    (x1, y1), = take(patch_dataset(h5, augment=flip_all, **kw), 1)
+    np.testing.assert_array_equal(x1.numpy(), x0.numpy()[:, ::-1, ::-1, ::-1])
+    np.testing.assert_array_equal(y1.numpy(), y0.numpy()[:, ::-1, ::-1, ::-1])
+    gc.collect()
+
+
 def test_volume_dataset_is_deterministic_and_padded(toy):
     _, h5 = toy
     ds = volume_dataset(h5, divisor=8, target="classes", with_info=True, sample_weights=[1, 1, 1, 1])

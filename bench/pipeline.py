@@ -1,0 +1,142 @@
+"""Input-pipeline throughput: 128^3 x 4 training patches per second from NIfTI and from the cache.
+
+Usage::
+
+    python bench/pipeline.py                  # synthetic 4-case BraTS-2021-style data (generated)
+    python bench/pipeline.py --data /path/to/BraTS --cases 8
+    python bench/pipeline.py --skip-model --augment light
+
+Prints, for each source (HDF5 cache, NIfTI folder) and augmentation level (default
+``AugmentConfig()``, ``light``, none), the wall-clock patch rate and the process CPU time per
+patch (on a shared machine the CPU figure says what two idle cores could do: about
+``2000 / cpu_ms`` patches/s), then the CPU training-step rate of the 3D U-Net at 128^3 batch 1.
+The last line is machine-readable, with the augmentation chosen by ``--augment``::
+
+    cache_patches_per_s=<float> nifti_patches_per_s=<float>
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def measure(ds, n_patches: int, warmup_batches: int = 2) -> tuple[float, float]:
+    """(patches per second wall, CPU milliseconds per patch) over ``n_patches`` after warm-up."""
+    it = iter(ds)
+    for _ in range(warmup_batches):
+        next(it)
+    t0, c0, k = time.perf_counter(), cpu_seconds(), 0
+    while k < n_patches:
+        k += int(next(it)[0].shape[0])
+    wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    del it
+    gc.collect()
+    return k / wall, 1000.0 * cpu / k
+
+
+def synthetic_data(workdir: Path, n_cases: int) -> Path:
+    out = workdir / "synthetic"
+    if out.is_dir() and any(out.iterdir()):
+        return out
+    from brainseg_tf.synthetic import make_dataset
+
+    print(f"generating {n_cases} synthetic 240x240x155 cases in {out} ...", flush=True)
+    return Path(make_dataset(out, layout="brats2021", n_cases=n_cases, seed=0, progress=False))
+
+
+def unet_step_rate(batch: int = 1, steps: int = 2) -> float:
+    """Patches per second of a CPU training step of the 3D U-Net at 128^3 x 4 (softmax, 4 classes)."""
+    import keras
+    import numpy as np
+
+    from brainseg_tf.models.unet3d import build_unet3d
+
+    model = build_unet3d((128, 128, 128), 4, head="softmax", out_channels=4)
+    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="categorical_crossentropy", jit_compile=False)
+    x = np.random.default_rng(0).standard_normal((batch, 128, 128, 128, 4)).astype("float32")
+    y = np.zeros((batch, 128, 128, 128, 4), "float32")
+    y[..., 0] = 1
+    model.train_on_batch(x, y)  # trace
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        model.train_on_batch(x, y)
+    rate = batch * steps / (time.perf_counter() - t0)
+    del model
+    gc.collect()
+    return rate
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, help="dataset folder (default: generate synthetic cases)")
+    ap.add_argument("--cases", type=int, default=4, help="cases used (default 4)")
+    ap.add_argument("--workdir", type=Path, help="where the synthetic data and cache go (default: a temp dir)")
+    ap.add_argument("--patches", type=int, default=40, help="patches timed per cheap configuration")
+    ap.add_argument("--batch", type=int, default=2, help="batch size")
+    ap.add_argument("--augment", choices=("default", "light", "none"), default="default",
+                    help="augmentation reported on the last line (default: AugmentConfig())")
+    ap.add_argument("--skip-model", action="store_true", help="skip the 3D U-Net step timing")
+    args = ap.parse_args(argv)
+
+    import tensorflow as tf
+
+    from brainseg_tf.data.cache import build_cache
+    from brainseg_tf.data.pipeline import patch_dataset
+
+    tmp = None
+    if args.workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="brainseg_bench_")
+        workdir = Path(tmp.name)
+    else:
+        workdir = args.workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+    data = args.data or synthetic_data(workdir, args.cases)
+    t0 = time.perf_counter()
+    h5 = build_cache(data, workdir / "bench_cache.h5", max_cases=args.cases, progress=False)
+    print(f"cache: {h5} ({h5.stat().st_size / 2**20:.0f} MiB, ready in {time.perf_counter() - t0:.1f} s)")
+    print(f"cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f} (a shared machine lowers wall rates)")
+
+    augments = {"default": True, "light": "light", "none": None}
+    results: dict[tuple[str, str], tuple[float, float]] = {}
+    print(f"{'source':<7} {'augment':<8} {'patches/s':>10} {'CPU ms/patch':>13} {'2-core bound/s':>15}")
+    for source_name, source in (("cache", h5), ("nifti", data)):
+        for aug_name in ("none", "light", "default"):
+            n = args.patches if aug_name != "default" else max(args.patches // 3, 8)
+            try:
+                ds = patch_dataset(source, patch_size=(128, 128, 128), batch_size=args.batch,
+                                   augment=augments[aug_name], max_cases=args.cases, seed=0, target="classes")
+                rate, cpu_ms = measure(ds, n)
+                del ds
+            except Exception as exc:  # report and go on: one broken configuration must not hide the others
+                print(f"{source_name:<7} {aug_name:<8} failed: {type(exc).__name__}: {str(exc).splitlines()[-1]}")
+                rate, cpu_ms = float("nan"), float("nan")
+            gc.collect()
+            results[(source_name, aug_name)] = (rate, cpu_ms)
+            print(f"{source_name:<7} {aug_name:<8} {rate:>10.1f} {cpu_ms:>13.0f} {2000 / cpu_ms:>15.1f}", flush=True)
+    if not args.skip_model:
+        step = unet_step_rate()
+        print(f"3D U-Net (faithful, 16.3 M params) CPU training step, 128^3 x 4 batch 1: {step:.2f} patches/s")
+    if tmp is not None:
+        tmp.cleanup()
+    cache_rate = results[("cache", args.augment)][0]
+    nifti_rate = results[("nifti", args.augment)][0]
+    print(f"cache_patches_per_s={cache_rate:.2f} nifti_patches_per_s={nifti_rate:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
