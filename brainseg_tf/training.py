@@ -769,6 +769,18 @@ def select_strategy(name: str = "auto", communication: str = "auto"):
     return tf.distribute.TPUStrategy(resolver)
 
 
+def _strategy_name(strategy: Any) -> str:
+    import tensorflow as tf
+
+    named = (("MultiWorkerMirroredStrategy", tf.distribute.MultiWorkerMirroredStrategy),
+             ("MirroredStrategy", tf.distribute.MirroredStrategy), ("TPUStrategy", tf.distribute.TPUStrategy),
+             ("OneDeviceStrategy", tf.distribute.OneDeviceStrategy))
+    for name, cls in named:
+        if isinstance(strategy, cls):
+            return name
+    return "default"
+
+
 def _has_gpu() -> bool:
     import tensorflow as tf
 
@@ -1194,7 +1206,7 @@ def _incompatible_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> lis
     a, b = _flatten(old), _flatten(new)
     changed = []
     for key in sorted(set(a) | set(b)):
-        if key == "inference" or key.startswith("inference."):
+        if key.split(".")[0] in ("inference", "resolved_runtime"):
             continue
         if any(key == r or key.startswith(r + ".") for r in _RESUMABLE_CHANGES):
             continue
@@ -1370,6 +1382,56 @@ class RunResult:
         return self.run_dir / "final.keras"
 
 
+def _prebuild_for_multi_worker(model: Any, train_ds: Any) -> None:
+    """Build metrics, losses and optimizer from one local batch, then skip Keras' own pre-build.
+
+    Keras 3.15's ``fit`` pre-builds by ``strategy.reduce("MEAN", (x, y))`` over the first
+    distributed batch, which ``MultiWorkerMirroredStrategy`` rejects for a nested structure
+    ("Attempt to convert a value (PerReplica...) to a Tensor"). Building from an undistributed
+    batch inside the strategy scope creates the same (mirrored) variables.
+    """
+    sample = next(iter(train_ds.take(1)))
+    model._symbolic_build(data_batch=sample)
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+
+
+class _multi_worker_log_reduction:  # noqa: N801 — used as a context manager
+    """Average scalar step logs across workers with ``axis=None`` while ``fit`` runs.
+
+    Keras 3.15 reduces every per-replica output of a multi-worker train step with
+    ``strategy.reduce("MEAN", v, axis=0)``, which fails for the scalar loss and metric values
+    ("Invalid reduction dimension 0 for input with 0 dimensions"). Within this context scalars
+    are mean-reduced over all replicas of all workers instead; everything else is unchanged.
+    Gradients are not affected: the optimizer all-reduces them through the strategy.
+    """
+
+    def __enter__(self):
+        import tensorflow as tf
+        from keras.src.backend.tensorflow import trainer as tf_trainer
+
+        self._module = tf_trainer
+        self._original = original = tf_trainer.reduce_per_replica
+
+        def reduce_per_replica(values, strategy, reduction):
+            if reduction not in ("auto", "mean") or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+                return original(values, strategy, reduction)
+
+            def reduce_one(v):
+                local = strategy.experimental_local_results(v)
+                rank = tf.nest.flatten(local)[0].shape.rank
+                return strategy.reduce("MEAN", v, axis=0 if rank else None)
+
+            return tf.nest.map_structure(reduce_one, values)
+
+        tf_trainer.reduce_per_replica = reduce_per_replica
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._module.reduce_per_replica = self._original
+
+
 def _history_from_csv(path: Path) -> dict[str, list[float]]:
     rows = _read_csv_rows(path)
     out: dict[str, list[float]] = {}
@@ -1490,14 +1552,14 @@ def _train(cfg: TrainConfig, strategy: Any, chief_dir: Path, work_dir: Path, is_
         resolved = cfg.to_dict()
         resolved["inference"] = _inference_block(cfg)
         resolved["resolved_runtime"] = {"dtype_policy": policy, "xla": _resolve_xla(cfg.runtime.xla),
-                                        "strategy": type(strategy).__name__, "replicas": replicas,
+                                        "strategy": _strategy_name(strategy), "replicas": replicas,
                                         "global_batch_size": global_batch}
         _write_json(work_dir / "config.json", resolved)
         _write_json(work_dir / "split.json", split.to_dict())
         _truncate_csv(work_dir / "log.csv", initial_epoch)
     _event(work_dir if is_chief else None, event="resume" if initial_epoch else "start",
            initial_epoch=initial_epoch, epochs=t.epochs, steps_per_epoch=t.steps_per_epoch,
-           strategy=type(strategy).__name__, replicas=replicas, global_batch=global_batch,
+           strategy=_strategy_name(strategy), replicas=replicas, global_batch=global_batch,
            policy=policy, train_cases=len(split.train_ids), val_cases=len(split.val_ids))
 
     # A different data seed per resumed session, so a resume does not replay epoch 0's patches.
@@ -1520,9 +1582,10 @@ def _train(cfg: TrainConfig, strategy: Any, chief_dir: Path, work_dir: Path, is_
             compile_kwargs["loss"] = loss
             compile_kwargs["metrics"] = metric_list
         model.compile(optimizer=build_optimizer(cfg), jit_compile=_resolve_xla(cfg.runtime.xla), **compile_kwargs)
-
-    train_ds = _finish_dataset(train_ds, cfg, n_outputs, multi_worker)
-    val_ds = _finish_dataset(val_ds, cfg, n_outputs, multi_worker)
+        train_ds = _finish_dataset(train_ds, cfg, n_outputs, multi_worker)
+        val_ds = _finish_dataset(val_ds, cfg, n_outputs, multi_worker)
+        if multi_worker:
+            _prebuild_for_multi_worker(model, train_ds)
     has_val = val_ds is not None
     monitor = monitor_name(cfg, has_val)
 
@@ -1557,7 +1620,11 @@ def _train(cfg: TrainConfig, strategy: Any, chief_dir: Path, work_dir: Path, is_
     )
     if has_val:
         fit_kwargs["validation_data"] = val_ds
-    model.fit(train_ds, **fit_kwargs)
+    if multi_worker:
+        with _multi_worker_log_reduction():
+            model.fit(train_ds, **fit_kwargs)
+    else:
+        model.fit(train_ds, **fit_kwargs)
     epochs_completed = _backup_epoch(backup_dir)
     stopped_early = epochs_completed < t.epochs
     wall = time.monotonic() - t0
