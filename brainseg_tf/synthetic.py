@@ -49,15 +49,15 @@ _CENTRE = np.array([119.5, 128.0, 82.0], dtype=np.float32)
 # T1 WM > GM > CSF, ED ~ brain > ET > NCR; T1ce ET > brain > ED > NCR; T2 CSF brightest, NCR > ET > ED.
 _TISSUE = {
     #          flair  t1    t1ce  t2
-    "csf": (0.32, 0.35, 0.40, 2.60),
+    "csf": (0.32, 0.35, 0.40, 2.90),
     "gm": (1.10, 0.84, 0.86, 1.12),
     "wm": (0.90, 1.12, 1.08, 0.82),
     "dgm": (1.00, 0.94, 0.95, 0.96),
 }
 _TUMOUR = {
-    "ncr": (1.77, 0.71, 0.65, 2.30),
-    "et": (1.65, 0.76, 1.45, 1.85),
-    "ed": (1.53, 0.89, 0.78, 1.65),
+    "ncr": (1.92, 0.68, 0.65, 2.30),
+    "et": (1.72, 0.76, 1.32, 1.85),
+    "ed": (1.50, 0.89, 0.78, 1.65),
 }
 # Typical intensity scale (healthy median in file units) per modality; varies per case.
 _SCALE = {"flair": 230.0, "t1": 380.0, "t1ce": 420.0, "t2": 330.0}
@@ -323,18 +323,18 @@ class _Tumour:
 
 def _draw_tumour(rng: np.random.Generator, grid: _Grid, d_brain: np.ndarray) -> _Tumour:
     kind = _KINDS[int(rng.choice(len(_KINDS), p=_KIND_P))]
-    r_core = float(np.clip(rng.lognormal(np.log(20.0), 0.3), 7.0, 34.0))
+    r_core = float(np.clip(rng.lognormal(np.log(19.0), 0.28), 7.0, 30.0))
     if kind == "solid":
-        r_core = float(np.clip(r_core * 0.6, 5.0, 14.0))
+        r_core = float(np.clip(r_core * 0.75, 6.0, 16.0))
     elif kind == "no_et":
         r_core = float(np.clip(r_core * 1.25, 9.0, 32.0))
-    margin = float(rng.uniform(3.0, 22.0)) * (0.7 if kind == "no_et" else 1.0)
+    margin = float(rng.uniform(2.0, 14.0)) * (0.7 if kind == "no_et" else 1.0)
     core_axes = r_core * rng.uniform(0.75, 1.25, 3)
     ed_axes = (r_core + margin) * rng.uniform(0.8, 1.25, 3)
     q, r = np.linalg.qr(rng.standard_normal((3, 3)))
     rot = (q * np.sign(np.diag(r))).astype(np.float32)
     ed_shift = rng.normal(0.0, 0.25 * margin, 3)
-    rim = float(rng.uniform(3.0, 8.0))
+    rim = float(rng.uniform(4.0, 9.0))
     c = _CENTRE
     need = max(8.0, 0.55 * r_core)
     centre = None
@@ -359,7 +359,7 @@ def _draw_tumour(rng: np.random.Generator, grid: _Grid, d_brain: np.ndarray) -> 
     )
     return _Tumour(kind, centre, rot, core_axes.astype(np.float32), ed_axes.astype(np.float32),
                    ed_shift.astype(np.float32), rim, float(rng.uniform(0.25, 0.5)),
-                   float(rng.uniform(0.5, 0.9)), box)
+                   float(rng.uniform(0.4, 0.7)), box)
 
 
 def _box_coords(grid: _Grid, box: tuple) -> tuple:
@@ -498,7 +498,7 @@ def synthesize_case(
                        + f_wm * (_TISSUE["wm"][mi] * jitter["wm"][mi]))
     del f_csf, f_gm, f_dgm, f_wm
     if tum is not None:
-        tj = {k: trng.normal(1.0, 0.10, 4) for k in _TUMOUR}
+        tj = {k: trng.normal(1.0, 0.08, 4) for k in _TUMOUR}
         f_core = _ramp(-core, vox)
         f_ncr = np.minimum(_ramp(-ncr, vox), f_core)
         f_ed = np.maximum(_ramp(-edema, 2.0 * vox), f_core)
