@@ -555,6 +555,48 @@ def _affine_by_planes(image: tf.Tensor, label: tf.Tensor | None, blocks: list[tf
     return out_img, out_lab
 
 
+def _zoom_by_resize(image: tf.Tensor, label: tf.Tensor | None, zoom: tf.Tensor,
+                    image_interpolation: str) -> tuple[tf.Tensor, tf.Tensor | None]:
+    """Isotropic zoom about the centre, ``in = c + (out - c) / zoom``, with
+    ``tf.image.crop_and_resize`` (interpolation weights shared by all channels: about 6x cheaper
+    than a general affine pass). Outside the volume is 0."""
+    ndim = image.shape.rank - 1
+    lo_n, hi_n = 0.5 - 0.5 / zoom, 0.5 + 0.5 / zoom
+    shape = tf.shape(image)
+    n = [shape[i] for i in range(ndim)]
+
+    def run(x: tf.Tensor, method: str) -> tf.Tensor:
+        extra = x.shape.rank > ndim
+        y = x if extra else x[..., None]
+        c = tf.shape(y)[ndim]
+        if ndim == 2:
+            out = tf.image.crop_and_resize(y[None], tf.stack([lo_n, lo_n, hi_n, hi_n])[None],
+                                           [0], tf.stack([n[0], n[1]]), method=method)
+        else:
+            v = tf.reshape(y, [1, n[0], n[1], n[2] * c])
+            v = tf.image.crop_and_resize(v, tf.stack([lo_n, lo_n, hi_n, hi_n])[None], [0],
+                                         tf.stack([n[0], n[1]]), method=method)
+            v = tf.reshape(v, [1, n[0] * n[1], n[2], c])
+            out = tf.image.crop_and_resize(v, tf.stack([0.0, lo_n, 1.0, hi_n])[None], [0],
+                                           tf.stack([n[0] * n[1], n[2]]), method=method)
+        out = tf.cast(out, x.dtype)
+        return _keep_shape(out if extra else out[..., 0], x)
+
+    img_method = "bilinear" if image_interpolation == "linear" else "nearest"
+    return run(image, img_method), (None if label is None else run(label, "nearest"))
+
+
+def _cond_pair(pred: tf.Tensor | bool, f_true: Callable, f_false: Callable, has_label: bool):
+    """``tf.cond`` over ``(image, label)`` pairs whose label may be None; Python bools fold."""
+    if pred is True:
+        return f_true()
+    if pred is False:
+        return f_false()
+    if not has_label:
+        return tf.cond(pred, lambda: f_true()[0], lambda: f_false()[0]), None
+    return tf.cond(pred, f_true, f_false)
+
+
 def _spatial_transform(image, label, seed, *, rotate: tf.Tensor | bool, scale: tf.Tensor | bool,
                        deform: tf.Tensor | bool, rotation_max_deg: float, scaling_range: Pair,
                        elastic_magnitude: Pair, elastic_grid_spacing: int,
@@ -573,8 +615,17 @@ def _spatial_transform(image, label, seed, *, rotate: tf.Tensor | bool, scale: t
     zoom = tf.where(tf.cast(scale, tf.bool), zoom, 1.0)
     # Output voxel p maps to input coordinate q = centre + R (p - centre) / zoom (+ elastic).
     blocks, matrix = _affine_blocks(angles, zoom, ndim)
+    has_label = label is not None
+
+    def rigid():
+        # Zoom alone (no rotation drawn) is much cheaper by crop-and-resize.
+        return _cond_pair(rotate,
+                          lambda: _affine_by_planes(image, label, blocks, image_interpolation),
+                          lambda: _zoom_by_resize(image, label, zoom, image_interpolation),
+                          has_label)
+
     if deform is False:
-        return _affine_by_planes(image, label, blocks, image_interpolation)
+        return rigid()
 
     def warp():
         # Affine part: broadcast sums of 1-D ramps (exact); elastic part: Gaussian noise on a
@@ -600,13 +651,7 @@ def _spatial_transform(image, label, seed, *, rotate: tf.Tensor | bool, scale: t
             coords.append(q + field[..., j])
         return _sample(image, label, coords, image_interpolation)
 
-    if deform is True:
-        return warp()
-    if label is None:
-        return tf.cond(deform, lambda: warp()[0],
-                       lambda: _affine_by_planes(image, None, blocks, image_interpolation)[0]), None
-    return tf.cond(deform, warp, lambda: _affine_by_planes(image, label, blocks,
-                                                           image_interpolation))
+    return _cond_pair(deform, warp, rigid, has_label)
 
 
 def random_spatial(image: tf.Tensor, label: tf.Tensor | None, seed: tf.Tensor,
