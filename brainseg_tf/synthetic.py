@@ -79,7 +79,8 @@ class SyntheticCase:
         spacing: voxel size in mm.
         seed: the seed the case was made from.
         age: patient age in years (older brains get wider sulci and ventricles).
-        grade: ``"HGG"`` or ``"LGG"`` (cases without enhancing tumour are LGG-like).
+        grade: ``"HGG"`` or ``"LGG"`` (cases without enhancing tumour are LGG-like); ``"none"``
+            for a tumour-free case.
         kind: tumour pattern, one of ``classic``, ``solid``, ``no_et``, ``patchy``, or ``none``.
         volumes_ml: ``ncr``, ``ed``, ``et``, ``tc``, ``wt`` and ``brain`` volumes in ml.
         centroid_vox: whole-tumour centroid in voxel indices (NaN without tumour).
