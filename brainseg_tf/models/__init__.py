@@ -15,6 +15,9 @@ name           builder                                      default input     pa
 ``unet``       :func:`~brainseg_tf.models.unet.build_unet`          any, ÷32 (128³)   see docs
 =============  ===========================================  ================  ==================
 
+Models check the input size they were built for; :func:`with_input_shape` rebuilds any of them
+(or a reloaded one) for a larger or free (``None``) spatial size with the same weights.
+
 Importing this package registers the custom layers, so ``keras.saving.load_model`` reloads every
 model without ``custom_objects``.
 """
@@ -33,6 +36,7 @@ from brainseg_tf.models.een import build_een
 from brainseg_tf.models.unet import build_unet
 from brainseg_tf.models.unet2d import build_unet2d
 from brainseg_tf.models.unet3d import build_unet3d
+from brainseg_tf.models.utils import with_input_shape
 from brainseg_tf.models.znet import build_znet, load_znet_torch_state_dict
 
 __all__ = [
@@ -47,6 +51,7 @@ __all__ = [
     "build_unet3d",
     "build_znet",
     "load_znet_torch_state_dict",
+    "with_input_shape",
 ]
 
 REGISTRY: dict[str, Callable[..., keras.Model]] = {

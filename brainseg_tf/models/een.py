@@ -128,7 +128,6 @@ def build_een(
         spatial_dims=3, norm=norm, norm_groups=norm_groups, activation=activation,
         preactivation=True, shortcut="conv",
     )
-    height, width = shape[:2]
     inputs = blocks.make_input(shape, in_channels)
 
     # 3D encoder: squeeze depth, keep H and W.
@@ -148,7 +147,8 @@ def build_een(
     effnet = keras.applications.EfficientNetB0(
         include_top=False,
         weights=None if efficientnet_weights is None else os.fspath(efficientnet_weights),
-        input_shape=(height, width, _EMBED_SLICES),
+        # Free H and W inside, so the outer model alone fixes the size (see with_input_shape).
+        input_shape=(None, None, _EMBED_SLICES),
     )
     encoder_2d = keras.Model(
         effnet.input, [effnet.get_layer(layer).output for layer in EFFICIENTNET_SKIPS],

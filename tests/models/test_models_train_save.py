@@ -1,5 +1,5 @@
-"""Every builder trains one step, round-trips through ``.keras`` and, when fully convolutional,
-accepts inputs larger than it was built for. Small sizes keep this CPU-friendly."""
+"""Every builder trains one step, round-trips through ``.keras`` and accepts inputs larger than it
+was built for (all are fully convolutional). Small sizes keep this CPU-friendly."""
 
 from __future__ import annotations
 
@@ -72,6 +72,12 @@ def test_train_step_and_keras_round_trip(case, tmp_path):
         assert g.dtype == "float32"
         np.testing.assert_array_equal(np.asarray(e), np.asarray(g))
 
+    # Built (and reloaded) for a fixed patch, the same weights run on a larger input.
+    _, _, larger = SMALL[case]
+    bigger = models.with_input_shape(reloaded, larger)
+    x_large = np.zeros((1, *larger, x.shape[-1]), "float32")
+    assert tuple(keras.tree.flatten(bigger(x_large, training=False))[0].shape[1:-1]) == larger
+
 
 @pytest.mark.parametrize("case", sorted(SMALL))
 def test_fully_convolutional_accepts_larger_input(case):
@@ -99,3 +105,13 @@ def test_last_activation_is_float32_under_mixed_precision():
         np.testing.assert_allclose(probabilities, 1.0, atol=1e-5)
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_with_input_shape_validates():
+    model = models.build("unet3d", input_shape=(16, 16, 16), base_filters=2, depth=3)
+    with pytest.raises(ValueError, match="input_shape"):
+        models.with_input_shape(model, (32, 32))
+    with pytest.raises(ValueError, match="input_shape"):
+        models.with_input_shape(model, (32, 32, 10))  # not divisible by 2**(depth-1)
+    relaxed = models.with_input_shape(model, None)
+    assert relaxed.input_shape == (None, None, None, None, 4)
