@@ -459,6 +459,15 @@ class TrainConfig:
                 _bad(f"optimizer.{key}", getattr(o, key), "must be >= 0")
         if o.clipnorm is not None and not o.clipnorm > 0:
             _bad("optimizer.clipnorm", o.clipnorm, "must be > 0 or null")
+        t = self.training
+        if t.epochs < 1:
+            _bad("training.epochs", t.epochs, "must be >= 1")
+        if t.steps_per_epoch < 1:
+            _bad("training.steps_per_epoch", t.steps_per_epoch, "must be >= 1")
+        if t.verbose not in ("auto", 0, 1, 2):
+            _bad("training.verbose", t.verbose, "must be 'auto', 0, 1 or 2")
+        if t.max_minutes is not None and not t.max_minutes > 0:
+            _bad("training.max_minutes", t.max_minutes, "must be > 0 or null")
         sc = self.schedule
         _choice("schedule.name", sc.name, _SCHEDULES)
         if sc.warmup_steps < 0:
@@ -476,15 +485,6 @@ class TrainConfig:
             _bad("schedule.factor", sc.factor, "must be in (0, 1)")
         if sc.patience < 0:
             _bad("schedule.patience", sc.patience, "must be >= 0")
-        t = self.training
-        if t.epochs < 1:
-            _bad("training.epochs", t.epochs, "must be >= 1")
-        if t.steps_per_epoch < 1:
-            _bad("training.steps_per_epoch", t.steps_per_epoch, "must be >= 1")
-        if t.verbose not in ("auto", 0, 1, 2):
-            _bad("training.verbose", t.verbose, "must be 'auto', 0, 1 or 2")
-        if t.max_minutes is not None and not t.max_minutes > 0:
-            _bad("training.max_minutes", t.max_minutes, "must be > 0 or null")
         r = self.runtime
         _choice("runtime.strategy", r.strategy, _STRATEGIES)
         _choice("runtime.mixed_precision", r.mixed_precision, _PRECISIONS)

@@ -1,0 +1,272 @@
+"""Training API: recipe validation, splits, schedules, runtime selection, run directories."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from brainseg_tf.training import (
+    SplitConfig,
+    TrainConfig,
+    load_config,
+    make_split,
+    resolve_mixed_precision,
+    select_strategy,
+    task_identity,
+    train,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+TOY = REPO / "tests" / "scripts" / "toy_pipeline.py"
+CONFIGS = sorted((REPO / "configs").glob("*.json"))
+
+
+def toy_recipe(**overrides) -> dict:
+    recipe = {
+        "name": "toy",
+        "split": {"method": "none"},
+        "model": {"name": "unet", "options": {"depth": 2, "base_filters": 4, "norm": "batch", "head": "sigmoid"}},
+        "pipeline": {"kind": "custom", "builder": f"{TOY}:build", "patch_size": [16, 16, 16], "batch_size": 2},
+        "optimizer": {"name": "adam", "learning_rate": 0.003},
+        "schedule": {"name": "poly", "warmup_steps": 1},
+        "training": {"epochs": 2, "steps_per_epoch": 2, "verbose": 0, "seed": 0},
+    }
+    for path, value in overrides.items():
+        *parents, leaf = path.split(".")
+        node = recipe
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return recipe
+
+
+# ---------------------------------------------------------------------------- recipes
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_every_shipped_recipe_is_valid(path: Path) -> None:
+    cfg = load_config(path)
+    assert cfg.name == path.stem
+    assert cfg.to_dict()["model"]["name"] == cfg.model.name
+    # Round trip: the resolved recipe (written as RUN_DIR/config.json) reads back identically.
+    assert TrainConfig.from_dict(cfg.to_dict()).to_dict() == cfg.to_dict()
+
+
+def test_recipe_folder_has_the_documented_recipes() -> None:
+    names = {p.stem for p in CONFIGS}
+    assert {"unet2d_seed", "unet3d_seed", "dresunet_seed", "znet_seed", "een_seed", "cpu_brats2018",
+            "gpu_recommended", "demo_synthetic"} <= names
+    table = (REPO / "configs" / "README.md").read_text()
+    for name in names:
+        assert f"{name}.json" in table
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"optimizer.name": "adamw2"}, r"optimizer\.name='adamw2' unknown"),
+        ({"optimizer.lr": 0.1}, r"optimizer\.lr is an unknown key"),
+        ({"training.epochs": "3"}, r"training\.epochs='3' must be an integer"),
+        ({"training.epochs": 0}, r"training\.epochs=0 must be >= 1"),
+        ({"schedule.name": "exp"}, r"schedule\.name='exp' unknown"),
+        ({"runtime.strategy": "horovod"}, r"runtime\.strategy='horovod' unknown"),
+        ({"runtime.mixed_precision": "fp8"}, r"runtime\.mixed_precision='fp8' unknown"),
+        ({"pipeline.patch_size": [16, 16]}, r"pipeline\.patch_size=\[16, 16\] must be 3 positive integers"),
+        ({"pipeline.augment": "heavy"}, r"pipeline\.augment='heavy' unknown"),
+        ({"model.name": "resnet"}, r"model\.name='resnet' unknown"),
+        ({"model.options": {"depth": 2, "filters": 3}}, r"model\.options=\['filters'\] unknown option"),
+        ({"model.options": {"head": "sigmoid", "out_channels": 1}}, r"pipeline\.region=None must name the region"),
+        ({"loss.name": "dice_ce"}, r"loss\.name='dice_ce' needs a softmax head"),
+        ({"data.modalities": ["flair", "pd"]}, r"data\.modalities\[1\]='pd' unknown"),
+        ({"split.method": "fixed"}, r"split\.val_ids=\[\] must list validation case ids"),
+        ({"split.method": "kfold", "split.fold": 5}, r"split\.fold=5 must be in \[0, 5\)"),
+        ({"validation.overlap": 1.0}, r"validation\.overlap=1\.0 must be in \[0, 1\)"),
+        ({"data.synthetic": {"n_cases": 2}}, r"data\.synthetic=.* needs data\.root"),
+    ],
+)
+def test_bad_recipes_name_the_key_path(overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainConfig.from_dict(toy_recipe(**overrides))
+
+
+def test_load_config_names_the_file_and_defaults_the_name(tmp_path: Path) -> None:
+    path = tmp_path / "my_run.json"
+    path.write_text(json.dumps({k: v for k, v in toy_recipe().items() if k != "name"}))
+    assert load_config(path).name == "my_run"
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="my_run.json: invalid JSON"):
+        load_config(path)
+    path.write_text(json.dumps({"optimizer": {"name": "rmsprop"}}))
+    with pytest.raises(ValueError, match=r"my_run\.json: optimizer\.name='rmsprop' unknown"):
+        load_config(path)
+
+
+def test_comment_keys_are_ignored() -> None:
+    cfg = TrainConfig.from_dict({**toy_recipe(), "$comment": "why", "optimizer": {"_comment": "x", "name": "nadam"}})
+    assert cfg.optimizer.name == "nadam"
+
+
+# ---------------------------------------------------------------------------- splits
+def test_kfold_split_is_deterministic_disjoint_and_covering() -> None:
+    ids = [f"case_{i:02d}" for i in range(18)]
+    folds = [make_split(ids, SplitConfig(method="kfold", folds=5, fold=k, seed=3)) for k in range(5)]
+    seen = []
+    for s in folds:
+        assert not set(s.train_ids) & set(s.val_ids)
+        assert sorted(s.train_ids + s.val_ids) == ids
+        seen += s.val_ids
+    assert sorted(seen) == ids  # every case validates exactly once over the folds
+    assert [len(s.val_ids) for s in folds] == [4, 4, 4, 3, 3]
+    again = make_split(list(reversed(ids)), SplitConfig(method="kfold", folds=5, fold=2, seed=3))
+    assert again.val_ids == folds[2].val_ids  # independent of the input order
+    other_seed = make_split(ids, SplitConfig(method="kfold", folds=5, fold=2, seed=4))
+    assert other_seed.val_ids != folds[2].val_ids
+
+
+def test_fixed_split_and_unknown_ids() -> None:
+    ids = ["a", "b", "c", "d"]
+    s = make_split(ids, SplitConfig(method="fixed", val_ids=["c"]))
+    assert (s.train_ids, s.val_ids) == (["a", "b", "d"], ["c"])
+    with pytest.raises(ValueError, match=r"split\.val_ids=\['x'\] not among"):
+        make_split(ids, SplitConfig(method="fixed", val_ids=["x"]))
+    with pytest.raises(ValueError, match=r"split\.folds=5 exceeds"):
+        make_split(ids, SplitConfig(method="kfold", folds=5))
+
+
+# ---------------------------------------------------------------------------- schedule / runtime
+def test_warmup_poly_and_cosine_schedules() -> None:
+    from brainseg_tf.training import WarmupSchedule
+
+    poly = WarmupSchedule(peak=1e-2, total_steps=110, warmup_steps=10, warmup_start=0.0, decay="poly", power=0.9)
+    values = [float(poly(t)) for t in (0, 5, 10, 60, 110, 200)]
+    np.testing.assert_allclose(values, [0.0, 5e-3, 1e-2, 1e-2 * 0.5**0.9, 0.0, 0.0], rtol=1e-5, atol=1e-9)
+    cosine = WarmupSchedule(peak=1e-3, total_steps=100, decay="cosine", min_lr=1e-5)
+    np.testing.assert_allclose([float(cosine(t)) for t in (0, 50, 100)], [1e-3, 1e-5 + (1e-3 - 1e-5) / 2, 1e-5],
+                               rtol=1e-5)
+    # Registered: survives a get_config round trip (so .keras files reload it).
+    import keras
+
+    again = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(poly))
+    assert float(again(60)) == pytest.approx(values[3])
+
+
+def test_runtime_selection_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tensorflow as tf
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert select_strategy("auto").num_replicas_in_sync == 1
+    assert resolve_mixed_precision("auto") == "float32"  # no GPU here
+    assert resolve_mixed_precision("bfloat16") == "mixed_bfloat16"
+    assert resolve_mixed_precision("off") == "float32"
+    assert task_identity() == ("chief", 0, True)
+    cluster = {"worker": ["localhost:1", "localhost:2"]}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}}))
+    assert task_identity() == ("worker", 1, False)
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
+    assert task_identity() == ("worker", 0, True)
+    del tf
+
+
+# ---------------------------------------------------------------------------- runs
+def test_tiny_run_dir_contract_resume_and_refusals(tmp_path: Path) -> None:
+    import keras
+
+    from brainseg_tf import inference
+
+    run_dir = tmp_path / "run"
+    result = train(toy_recipe(), run_dir=run_dir)
+    for name in ("config.json", "split.json", "log.csv", "events.jsonl", "best.keras", "best.json",
+                 "final.keras", "metrics.json", "backup"):
+        assert (run_dir / name).exists(), name
+    assert result.initial_epoch == 0 and result.epochs_completed == 2
+    assert result.history["epoch"] == [0.0, 1.0]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["completed"] and metrics["optimizer_steps"] == 4 and metrics["monitor"] == "val_mean_region_dice"
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["inference"]["head"] == "sigmoid" and saved["inference"]["roi"] == [16, 16, 16]
+    assert saved["training"]["steps_per_epoch"] == 2 and saved["optimizer"]["beta_1"] == 0.9  # defaults filled
+
+    # The run directory is what inference loads.
+    predictor = inference.load_predictor(run_dir)
+    assert predictor.head == "sigmoid" and tuple(predictor.roi) == (16, 16, 16)
+    out = predictor(np.zeros((1, 16, 16, 16, 4), np.float32))
+    assert out.shape == (1, 16, 16, 16, 3)
+    model = keras.saving.load_model(run_dir / "best.keras")
+    np.testing.assert_allclose(model.predict(np.zeros((1, 16, 16, 16, 4), np.float32), verbose=0), out, atol=1e-5)
+
+    # Same call again: already complete, nothing retrained.
+    again = train(toy_recipe(), run_dir=run_dir)
+    assert again.model is None and again.epochs_completed == 2
+    # More epochs: continues from epoch 2 with the optimizer state restored.
+    more = train(toy_recipe(**{"training.epochs": 3}), run_dir=run_dir)
+    assert more.initial_epoch == 2 and more.epochs_completed == 3
+    assert json.loads((run_dir / "metrics.json").read_text())["optimizer_steps"] == 6
+    assert more.history["epoch"] == [0.0, 1.0, 2.0]
+    # An incompatible change is refused; so is reusing the directory without resume.
+    with pytest.raises(ValueError, match=r"changed incompatibly.*optimizer\.learning_rate"):
+        train(toy_recipe(**{"training.epochs": 4, "optimizer.learning_rate": 0.1}), run_dir=run_dir)
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        train(toy_recipe(), run_dir=run_dir, resume=False)
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {"model.options": {"depth": 2, "base_filters": 4, "head": "sigmoid", "out_channels": 1},
+         "pipeline.region": "et", "loss.name": "bce"},
+        {"model.options": {"depth": 2, "base_filters": 4, "head": "softmax", "deep_supervision": True,
+                           "deep_supervision_levels": 1},
+         "optimizer": {"name": "sgd", "learning_rate": 0.01, "momentum": 0.99, "nesterov": True, "clipnorm": 12.0},
+         "schedule": {"name": "plateau", "patience": 0}},
+        {"model.options": {"depth": 2, "base_filters": 4, "head": "softmax", "logits": True},
+         "optimizer": {"name": "nadam"}, "schedule": {"name": "cosine", "warmup_steps": 1},
+         "runtime.mixed_precision": "bfloat16"},
+    ],
+    ids=["single-region-bce", "softmax-deep-supervision-sgd-plateau", "softmax-logits-nadam-cosine-bf16"],
+)
+def test_recipe_variants_train(tmp_path: Path, variant: dict) -> None:
+    import keras
+
+    recipe = toy_recipe(**{"training.epochs": 1})
+    for key, value in variant.items():
+        if "." in key:
+            recipe = {**recipe, **{}}
+            *parents, leaf = key.split(".")
+            node = recipe
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[leaf] = value
+        else:
+            recipe[key] = value
+    result = train(recipe, run_dir=tmp_path / "run")
+    metrics = result.metrics
+    assert metrics["completed"] and np.isfinite(metrics["last_epoch"]["loss"])
+    expected = "val_dice_et" if variant.get("pipeline.region") == "et" else "val_mean_region_dice"
+    assert metrics["monitor"] == expected and metrics["best"]["value"] is not None
+    assert keras.config.dtype_policy().name == "float32"  # restored after a bf16 run
+    assert (tmp_path / "run" / "best.keras").exists()
+
+
+@pytest.mark.slow
+def test_patch_pipeline_on_synthetic_cases_with_final_sliding_window(tmp_path: Path) -> None:
+    from brainseg_tf.synthetic import make_dataset
+
+    root = make_dataset(tmp_path / "synth", layout="brats2021", n_cases=4, seed=0, shape=(48, 48, 40), progress=False)
+    recipe = {
+        "name": "synth",
+        "data": {"root": str(root)},
+        "split": {"method": "kfold", "folds": 4, "fold": 1, "seed": 0},
+        "model": {"name": "unet", "options": {"depth": 2, "base_filters": 4, "norm": "instance", "head": "sigmoid"}},
+        "pipeline": {"kind": "patch", "patch_size": [32, 32, 32], "batch_size": 2, "augment": "light"},
+        "validation": {"mode": "patches", "patches_per_case": 2, "overlap": 0.25},
+        "training": {"epochs": 1, "steps_per_epoch": 2, "verbose": 0},
+    }
+    result = train(recipe, run_dir=tmp_path / "run")
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert len(split["train_ids"]) == 3 and len(split["val_ids"]) == 1 and split["method"] == "kfold"
+    sw = result.metrics["sliding_window"]
+    (case_id,) = split["val_ids"]
+    assert set(sw["per_case"]) == {case_id}
+    assert {"dice_wt", "dice_tc", "dice_et", "hd95_wt"} <= set(sw["per_case"][case_id])
+    assert all(0.0 <= sw["mean"][k] <= 1.0 for k in ("dice_wt", "dice_tc", "dice_et"))
