@@ -8,12 +8,14 @@ always gives the same output (``tf.random.stateless_*``; sub-seeds come from
 channel axis ``(X, Y, Z, K)`` (one-hot or WT/TC/ET regions). Output shapes, static shapes and
 dtypes equal the input ones.
 
-Spatial ops move image and label together: one coordinate map is computed per example and used
-for both, the image sampled (tri)linearly and the label nearest-neighbour, so they stay aligned.
-Rotation, scaling and elastic deformation are combined into a single resampling
-(:func:`random_spatial`); the affine part of the coordinate map is built by broadcasting three
-1-D ramps (exact, nearly free) and only the elastic displacement is drawn on a coarse grid and
-upsampled.
+Spatial ops move image and label together: the same coordinate map drives both, the image
+sampled (bi/tri)linearly and the label nearest-neighbour, so they stay aligned. Rotation,
+zoom and elastic deformation are combined into ONE resampling (:func:`random_spatial`) by the
+cheapest exact route for what was drawn: zoom alone by ``crop_and_resize`` (interpolation
+weights shared over channels), rotation (+ zoom) by three fused C++ 2-D affine passes on
+reshaped views, and elastic (+ affine) by one gather-based trilinear sampling of the full
+coordinate map, whose affine part is a broadcast sum of 1-D ramps and whose displacement is drawn
+on a coarse grid and upsampled.
 
 Each op draws its "apply?" decision first and runs under ``tf.cond``, so a skipped op costs one
 random scalar. A probability of exactly 0 builds no op at all (exact identity); exactly 1 builds
@@ -386,16 +388,22 @@ def _affine_blocks(angles: tf.Tensor, zoom: tf.Tensor, ndim: int
                    ) -> tuple[list[tf.Tensor], tf.Tensor]:
     """Plane blocks and full matrix of the map output -> input (centred coordinates).
 
-    3-D: ``M = Rx Rz Ry / zoom`` factored as P1 = Rx/zoom on (y, z), P2 = Rz with its x row
-    divided by zoom on (x, y), P3 = Ry on (x, z) (the isotropic zoom commutes, so the product
-    is the same).
+    3-D: ``M = Rx Rz Ry / zoom`` as P1 (on (y, z)) P2 (on (x, y)) P3 (on (x, z)). The isotropic
+    zoom commutes, so it can sit in any pass; the passes run P1 first, and each one crops to the
+    grid, so the zoom goes where it loses least: when magnifying (zoom > 1, coordinates shrink)
+    into the passes that see the output coordinates first, P3 = Ry/zoom and P2 = Rz with its
+    y column divided by zoom; when shrinking, into the passes nearest the input, P1 = Rx/zoom
+    and P2 = Rz with its x row divided by zoom.
     """
     if ndim == 2:
         block = _rot2(angles[0]) / zoom
         return [block], block
-    b1 = _rot2(angles[0]) / zoom
-    b2 = _rot2(angles[2]) * tf.stack([1.0 / zoom, 1.0])[:, None]
-    b3 = _rot2(angles[1])
+    inv = 1.0 / zoom
+    magnify = zoom >= 1.0
+    rx, rz, ry = _rot2(angles[0]), _rot2(angles[2]), _rot2(angles[1])
+    b1 = tf.where(magnify, rx, rx * inv)
+    b2 = tf.where(magnify, rz * tf.stack([1.0, inv])[None, :], rz * tf.stack([inv, 1.0])[:, None])
+    b3 = tf.where(magnify, ry * inv, ry)
 
     def embed(b: tf.Tensor, i: int, j: int) -> tf.Tensor:
         idx = [[i, i], [i, j], [j, i], [j, j]]
