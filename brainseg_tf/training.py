@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import gc
 import importlib
 import importlib.util
 import inspect
@@ -95,7 +96,7 @@ _SPLIT_METHODS = ("kfold", "fixed", "none")
 
 # Keys that may change between a run and its resumption; anything else changing is refused.
 _RESUMABLE_CHANGES = (
-    "name", "description", "data.synthetic", "training.epochs", "training.verbose", "training.max_minutes",
+    "name", "description", "data.synthetic", "data.build_cache", "data.cache_dtype", "training.epochs", "training.verbose", "training.max_minutes",
     "runtime", "validation.final_sliding_window", "validation.overlap", "data.root", "data.cache",
 )
 
@@ -116,6 +117,10 @@ class DataConfig:
         synthetic: when set and ``root`` does not exist yet, first write a synthetic dataset
             there with :func:`brainseg_tf.synthetic.make_dataset` using these keyword arguments
             (``n_cases``, ``shape``, ``seed``, ``layout``) — the demo recipe.
+        build_cache: when ``cache`` does not exist yet, first build it from ``root`` with
+            :func:`brainseg_tf.data.build_cache` (resumable; patches are then cheap slices of a
+            memory-mapped file instead of NIfTI decoding competing with training for the CPU).
+        cache_dtype: ``"float32"`` or ``"float16"`` storage for a cache built here.
 
     Relative paths are resolved against the current directory, then the recipe's folder.
     """
@@ -126,6 +131,8 @@ class DataConfig:
     modalities: list[str] = field(default_factory=lambda: list(MODALITIES))
     max_cases: int | None = None
     synthetic: dict[str, Any] | None = None
+    build_cache: bool = False
+    cache_dtype: str = "float32"
 
 
 @dataclass
@@ -205,6 +212,11 @@ class ValidationConfig:
         final_sliding_window: after training, evaluate ``best.keras`` on every whole validation
             case with the sliding window (Dice WT/TC/ET per case into ``metrics.json``).
         overlap: sliding-window overlap for the final evaluation.
+        max_cases: validate every epoch on the first N validation cases only (the final
+            sliding-window evaluation still covers all of them).
+
+    A fixed patch set up to 2 GiB is kept in memory after the first epoch; a larger one is
+    re-read each epoch (the same patches: the stream is seeded).
     """
 
     mode: str = "patches"
@@ -212,6 +224,7 @@ class ValidationConfig:
     foreground_fraction: float = 0.5
     final_sliding_window: bool = True
     overlap: float = 0.5
+    max_cases: int | None = None
 
 
 @dataclass
@@ -386,6 +399,9 @@ class TrainConfig:
         if len(set(d.modalities)) != len(d.modalities):
             _bad("data.modalities", d.modalities, "has duplicates")
         _positive_or_none("data.max_cases", d.max_cases)
+        _choice("data.cache_dtype", d.cache_dtype, ("float32", "float16"))
+        if d.build_cache and (d.cache is None or d.root is None):
+            _bad("data.build_cache", True, "needs both data.cache and data.root")
         if d.synthetic is not None:
             if d.root is None:
                 _bad("data.synthetic", d.synthetic, "needs data.root (where the synthetic cases are written)")
@@ -1015,6 +1031,12 @@ def _data_source(cfg: TrainConfig) -> Path | None:
             opts["shape"] = tuple(opts["shape"])
         print(f"[brainseg train] writing a synthetic dataset to {root} ({opts})", flush=True)
         make_dataset(root, progress=False, **opts)
+    if cache is not None and cfg.data.build_cache and root is not None and root.exists():
+        from brainseg_tf.data import build_cache
+
+        print(f"[brainseg train] building the cache {cache} from {root}", flush=True)
+        return Path(build_cache(root, cache, max_cases=cfg.data.max_cases, dtype=cfg.data.cache_dtype,
+                                progress=sys.stderr.isatty()))
     if root is None:
         if cache is not None:
             raise FileNotFoundError(f"data.cache={cfg.data.cache!r} not found and no data.root given")
@@ -1140,26 +1162,30 @@ def build_datasets(cfg: TrainConfig, split: Split, *, seed: int, global_batch: i
             source, size=tuple(p.patch_size), batch_size=global_batch, case_ids=split.train_ids,
             augment=augment, seed=seed, repeat=True, **common, **p.options,
         )
-    if not split.val_ids or v.mode == "none":
+    val_ids = split.val_ids[: v.max_cases] if v.max_cases else split.val_ids
+    if not val_ids or v.mode == "none":
         return train_ds, None
     if v.mode == "volumes":
-        val_ds = data.volume_dataset(source, batch_size=1, case_ids=split.val_ids, divisor=_divisor(cfg), **common)
+        val_ds = data.volume_dataset(source, batch_size=1, case_ids=val_ids, divisor=_divisor(cfg), **common)
         return train_ds, val_ds
     if p.kind == "patch":
         val_ds = data.patch_dataset(
-            source, patch_size=tuple(p.patch_size), batch_size=1, case_ids=split.val_ids,
+            source, patch_size=tuple(p.patch_size), batch_size=1, case_ids=val_ids,
             foreground_fraction=v.foreground_fraction, patches_per_case=v.patches_per_case, augment=None,
             seed=cfg.training.seed + 7919, repeat=False, **common,
             **{k: val for k, val in p.options.items() if k in ("preprocess",)},
         )
     else:
         val_ds = data.slice_dataset(
-            source, size=tuple(p.patch_size), batch_size=1, case_ids=split.val_ids, augment=None,
+            source, size=tuple(p.patch_size), batch_size=1, case_ids=val_ids, augment=None,
             shuffle=False, repeat=False, **common,
             **{k: val for k, val in p.options.items() if k in ("plane", "slices", "crop", "preprocess")},
         )
-    # Read once, then the same patches every epoch from memory.
-    return train_ds, val_ds.unbatch().batch(global_batch).cache()
+    n = v.patches_per_case * len(val_ids)
+    val_ds = val_ds.unbatch().take(n).batch(global_batch)
+    nbytes = n * math.prod(p.patch_size) * (4 * len(cfg.data.modalities) + 1)
+    # Read once, then the same patches every epoch from memory (when they fit comfortably).
+    return train_ds, (val_ds.cache() if nbytes <= 2 * 1024**3 else val_ds)
 
 
 def _divisor(cfg: TrainConfig) -> int:
@@ -1663,6 +1689,10 @@ def _train(cfg: TrainConfig, strategy: Any, chief_dir: Path, work_dir: Path, is_
             model.fit(train_ds, **fit_kwargs)
     else:
         model.fit(train_ds, **fit_kwargs)
+    # Release the input pipelines before anything else: an HDF5-backed tf.data iterator left
+    # alive can hang the interpreter at exit (docs: feasibility notes).
+    del train_ds, val_ds, fit_kwargs
+    gc.collect()
     epochs_completed = _backup_epoch(backup_dir)
     stopped_early = epochs_completed < t.epochs
     wall = time.monotonic() - t0
