@@ -50,12 +50,14 @@ def count_flops(model) -> int:
     total = 0
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            # A nested model (EEN's EfficientNet) is built with free H, W: count it at its call size.
-            from brainseg_tf.models import with_input_shape
-
-            # `layer.input` is the nested model's own (free) input; the call site has the real size.
+            # A nested model (EEN's EfficientNet) is built with free H, W: count a copy built at the
+            # size it is called with (`layer.input` is its own free input, the call site is not).
             called_with = layer._inbound_nodes[0].input_tensors[0].shape
-            total += count_flops(with_input_shape(layer, tuple(called_with[1:-1])))
+            config = layer.get_config()
+            for sub in config["layers"]:
+                if sub["class_name"] == "InputLayer":
+                    sub["config"]["batch_shape"] = (None, *called_with[1:])
+            total += count_flops(keras.Model.from_config(config))
             continue
         name = type(layer).__name__
         if name in ("Conv2D", "Conv3D", "DepthwiseConv2D", "Conv2DTranspose", "Conv3DTranspose", "Dense"):
