@@ -270,3 +270,12 @@ def test_patch_pipeline_on_synthetic_cases_with_final_sliding_window(tmp_path: P
     assert set(sw["per_case"]) == {case_id}
     assert {"dice_wt", "dice_tc", "dice_et", "hd95_wt"} <= set(sw["per_case"][case_id])
     assert all(0.0 <= sw["mean"][k] <= 1.0 for k in ("dice_wt", "dice_tc", "dice_et"))
+
+
+def test_command_line_reports_bad_recipes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from brainseg_tf.training import main
+
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(toy_recipe(**{"optimizer.name": "adamw2"})))
+    assert main(["--config", str(path)]) == 2
+    assert "optimizer.name='adamw2' unknown" in capsys.readouterr().err
