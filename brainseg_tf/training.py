@@ -52,6 +52,7 @@ import inspect
 import json
 import math
 import os
+import shutil
 import sys
 import time
 import types
@@ -1321,6 +1322,27 @@ def _truncate_csv(path: Path, keep_below_epoch: int) -> None:
     os.replace(tmp, path)
 
 
+def _repair_backup(backup_dir: Path) -> None:
+    """If a kill truncated the backup's metadata file, fall back to the previous generation
+    (Keras restores weights from ``.bkp`` on an IO error but not metadata on a JSON error)."""
+    meta = backup_dir / "training_metadata.json"
+    prev_meta = meta.with_name(meta.name + ".bkp")
+    weights = backup_dir / "latest.weights.h5"
+    prev_weights = weights.with_name(weights.name + ".bkp")
+    if not meta.exists():
+        return
+    try:
+        json.loads(meta.read_text())["epoch"]
+        return
+    except (OSError, ValueError, KeyError):
+        pass
+    if prev_meta.exists() and prev_weights.exists():
+        shutil.copyfile(prev_weights, weights)
+        shutil.copyfile(prev_meta, meta)
+    else:
+        meta.unlink()
+
+
 def _backup_epoch(backup_dir: Path) -> int:
     meta = backup_dir / "training_metadata.json"
     for candidate in (meta, meta.with_name(meta.name + ".bkp")):
@@ -1609,6 +1631,7 @@ def _train(cfg: TrainConfig, strategy: Any, chief_dir: Path, work_dir: Path, is_
     else:
         split = make_split(_labelled_ids(_data_source(cfg), cfg), cfg.split)
     backup_dir = work_dir / "backup"
+    _repair_backup(backup_dir)
     initial_epoch = _backup_epoch(backup_dir)
     replicas = strategy.num_replicas_in_sync
     global_batch = cfg.pipeline.batch_size * replicas

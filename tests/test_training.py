@@ -279,3 +279,17 @@ def test_command_line_reports_bad_recipes(tmp_path: Path, capsys: pytest.Capture
     path.write_text(json.dumps(toy_recipe(**{"optimizer.name": "adamw2"})))
     assert main(["--config", str(path)]) == 2
     assert "optimizer.name='adamw2' unknown" in capsys.readouterr().err
+
+
+def test_truncated_backup_metadata_falls_back_to_the_previous_generation(tmp_path: Path) -> None:
+    from brainseg_tf.training import _backup_epoch, _repair_backup
+
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    (backup / "latest.weights.h5").write_bytes(b"new")
+    (backup / "latest.weights.h5.bkp").write_bytes(b"old")
+    (backup / "training_metadata.json").write_text('{"epoch": 3, "ba')  # killed mid-write
+    (backup / "training_metadata.json.bkp").write_text('{"epoch": 2, "batch": 0}')
+    _repair_backup(backup)
+    assert _backup_epoch(backup) == 2
+    assert (backup / "latest.weights.h5").read_bytes() == b"old"

@@ -49,10 +49,13 @@ def _env() -> dict[str, str]:
 
 
 def _backup_epoch(run_dir: Path) -> int:
-    try:
-        return int(json.loads((run_dir / "backup" / "training_metadata.json").read_text())["epoch"])
-    except (OSError, ValueError, KeyError):
-        return 0
+    meta = run_dir / "backup" / "training_metadata.json"
+    for path in (meta, meta.with_name(meta.name + ".bkp")):  # a kill may truncate the newest
+        try:
+            return int(json.loads(path.read_text())["epoch"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return 0
 
 
 def _events(run_dir: Path) -> list[dict]:
