@@ -124,6 +124,12 @@ def read_header(path: str | Path) -> tuple[tuple[int, ...], np.ndarray, tuple[fl
     return tuple(int(s) for s in img.shape), np.asarray(img.affine), tuple(float(z) for z in img.header.get_zooms()[:3])
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_nifti(
     data: np.ndarray,
     path: str | Path,
@@ -173,6 +179,7 @@ def save_nifti(
     suffix = ".nii.gz" if str(path).lower().endswith(".gz") else ".nii"
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; a plain open() would honour the umask
     try:
         nib.save(img, tmp)
         os.replace(tmp, path)

@@ -159,6 +159,18 @@ def test_nifti_round_trip_keeps_anisotropic_geometry(tmp_path):
     np.testing.assert_allclose(again.affine, affine, atol=1e-6)
 
 
+def test_written_files_honour_the_umask(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        path = io.save_nifti(np.ones((2, 2, 2), np.uint8), tmp_path / "m.nii.gz")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
 def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
     target = tmp_path / "mask.nii.gz"
     io.save_nifti(np.ones((4, 4, 4), np.uint8), target)
