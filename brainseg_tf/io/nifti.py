@@ -124,8 +124,15 @@ def read_header(path: str | Path) -> tuple[tuple[int, ...], np.ndarray, tuple[fl
     return tuple(int(s) for s in img.shape), np.asarray(img.affine), tuple(float(z) for z in img.header.get_zooms()[:3])
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def _current_umask() -> int:
+    """The process umask, read without changing it where the platform allows (Linux /proc)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
@@ -179,7 +186,7 @@ def save_nifti(
     suffix = ".nii.gz" if str(path).lower().endswith(".gz") else ".nii"
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; a plain open() would honour the umask
+    os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp creates 0600; a plain open() would honour the umask
     try:
         nib.save(img, tmp)
         os.replace(tmp, path)
