@@ -837,12 +837,6 @@ def _resolve_xla(setting: str | bool) -> bool:
 # ----------------------------------------------------------------------------------------------
 # Schedules, optimizers, losses, metrics
 # ----------------------------------------------------------------------------------------------
-def _register(cls):
-    import keras
-
-    return keras.saving.register_keras_serializable(package="brainseg_tf")(cls)
-
-
 _SCHEDULE_CLASS: type | None = None
 
 
@@ -1086,16 +1080,6 @@ def _load_builder(spec: str, cfg: TrainConfig) -> Callable:
         return getattr(module, func)
     except AttributeError:
         raise ValueError(f"pipeline.builder={spec!r}: {module_part} has no attribute {func!r}") from None
-
-
-def _call_data_builder(fn: Callable, source: Any, kwargs: dict[str, Any], path: str) -> Any:
-    params = inspect.signature(fn).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        dropped = sorted(k for k in kwargs if k not in params)
-        kwargs = {k: v for k, v in kwargs.items() if k in params}
-        if dropped:
-            print(f"[brainseg train] note: {path} does not take {dropped}; not passed", file=sys.stderr)
-    return fn(source, **kwargs)
 
 
 def _region_map(cfg: TrainConfig):
