@@ -760,6 +760,7 @@ def predict_folder(
     overwrite: bool = False,
     progress: bool = True,
     stop_on_error: bool = False,
+    case_ids: Sequence[str] | None = None,
     **predict_kwargs: Any,
 ) -> list[dict[str, Any]]:
     """Segment one case folder or every case of a dataset folder and write NIfTI label maps.
@@ -779,6 +780,7 @@ def predict_folder(
         overwrite: re-predict cases whose output exists (default: skip them).
         progress: progress bar over cases.
         stop_on_error: raise on the first failing case (default: record it and go on).
+        case_ids: segment only these cases of the dataset (e.g. a run's validation split).
         **predict_kwargs: passed to :func:`predict_case` (``roi``, ``overlap``, ``tta``, ...).
 
     Returns:
@@ -795,11 +797,11 @@ def predict_folder(
     ds = bio.open_dataset(input)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    refs: Iterable = ds.refs
+    refs: Iterable = ds.refs if case_ids is None else [ds.ref(cid) for cid in case_ids]
     if progress:
         from tqdm.auto import tqdm
 
-        refs = tqdm(ds.refs, desc="predict", unit="case")
+        refs = tqdm(refs, desc="predict", unit="case")
     records: list[dict[str, Any]] = []
     for ref in refs:
         target = out_dir / f"{ref.case_id}.nii.gz"

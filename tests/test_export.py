@@ -124,3 +124,28 @@ def test_export_bare_sigmoid_model_infers_metadata(tmp_path):
     assert meta["head"] == "sigmoid" and meta["outputs"] == ["WT", "TC", "ET"]
     assert meta["modalities"] == ["flair", "t1ce"]
     assert meta["signature"]["inputs"]["image"]["shape"][-1] == 2
+
+
+def test_verify_export_reports_the_signature_and_catches_a_mismatch(exported, tmp_path):
+    import shutil
+
+    from brainseg_tf.export import verify_export
+
+    out_dir = exported["paths"]["out_dir"]
+    report = verify_export(out_dir, spatial_shape=(16, 16, 16))
+    assert report["max_abs_diff"] <= 1e-5
+    assert report["input_shape"][1:4] == [16, 16, 16] and report["output_shape"][-1] in (3, 4)
+    assert "image" in report["signature_inputs"] and "probabilities" in report["signature_outputs"]
+    # Replace model.keras by a re-initialised twin: the check must fail.
+    import keras
+
+    from brainseg_tf.inference import load_keras_model
+
+    copy = tmp_path / "copy"
+    shutil.copytree(out_dir, copy)
+    model = load_keras_model(copy / "model.keras")
+    twin = keras.models.clone_model(model)
+    (copy / "model.keras").unlink()
+    twin.save(copy / "model.keras")
+    with pytest.raises(ValueError, match="differ by"):
+        verify_export(copy, spatial_shape=(16, 16, 16))

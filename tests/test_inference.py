@@ -245,6 +245,11 @@ def test_predict_folder_writes_each_case_and_skips_existing(tmp_path):
     assert prob.shape == (30, 26, 20, 4) and prob.get_data_dtype() == np.float32
     again = predict_folder(p, data, tmp_path / "pred", save_probabilities=True, progress=False)
     assert [r["status"] for r in again] == ["skipped", "skipped"]
+    only = predict_folder(p, data, tmp_path / "val", case_ids=["BraTS2021_00002"], progress=False)
+    assert [r["case_id"] for r in only] == ["BraTS2021_00002"]
+    assert sorted(f.name for f in (tmp_path / "val").iterdir()) == ["BraTS2021_00002.nii.gz"]
+    with pytest.raises(KeyError, match="BraTS2021_00009"):
+        predict_folder(p, data, tmp_path / "val", case_ids=["BraTS2021_00009"], progress=False)
 
 
 # ----------------------------------------------------------------------------- Keras models
