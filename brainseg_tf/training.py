@@ -76,6 +76,8 @@ __all__ = [
     "RunResult",
     "Split",
     "load_config",
+    "find_recipe",
+    "load_split",
     "make_split",
     "select_strategy",
     "resolve_mixed_precision",
@@ -637,10 +639,15 @@ def _from_dict(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     return cls(**kwargs)
 
 
-def load_config(path: str | os.PathLike) -> TrainConfig:
+def load_config(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
     """Read a JSON recipe into a validated :class:`TrainConfig`.
 
     ``name`` defaults to the file stem.
+
+    Args:
+        path: the recipe file.
+        overrides: dotted key paths replacing values of the recipe before validation, e.g.
+            ``{"training.epochs": 1, "data.root": "data/BraTS2021", "model.options.base_filters": 8}``.
 
     Raises:
         FileNotFoundError: no such file.
@@ -653,10 +660,59 @@ def load_config(path: str | os.PathLike) -> TrainConfig:
         raise ValueError(f"{path}: invalid JSON: {exc}") from None
     if isinstance(data, Mapping) and "name" not in data:
         data = {**data, "name": path.stem}
+    for key, value in (overrides or {}).items():
+        data = _set_dotted(data, key, value)
     try:
         return TrainConfig.from_dict(data, source=path)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
+
+
+def _set_dotted(data: Mapping[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """A copy of ``data`` with ``a.b.c`` set to ``value`` (intermediate sections created)."""
+    head, _, rest = key.partition(".")
+    if not head:
+        raise ValueError(f"override key {key!r} is empty")
+    out = dict(data)
+    if rest:
+        section = out.get(head, {})
+        if not isinstance(section, Mapping):
+            raise ValueError(f"override {key!r}: {head!r} is not a section")
+        out[head] = _set_dotted(section, rest, value)
+    else:
+        out[head] = value
+    return out
+
+
+def find_recipe(name: str | os.PathLike) -> Path:
+    """Path of a recipe given by path or by name (``"cpu_brats2018"`` -> ``configs/cpu_brats2018.json``).
+
+    Looks in the current folder, its ``configs/``, ``../configs/`` (notebooks), ``$BRAINSEG_CONFIGS``
+    and the ``configs/`` of the checkout this package was installed from.
+
+    Raises:
+        FileNotFoundError: listing the folders searched.
+    """
+    candidate = Path(name)
+    if candidate.suffix == ".json" and candidate.exists():
+        return candidate
+    file = candidate.name if candidate.suffix == ".json" else f"{candidate.name}.json"
+    folders = [Path.cwd(), Path.cwd() / "configs", Path.cwd().parent / "configs"]
+    if os.environ.get("BRAINSEG_CONFIGS"):
+        folders.insert(0, Path(os.environ["BRAINSEG_CONFIGS"]))
+    folders.append(Path(__file__).resolve().parents[1] / "configs")
+    for folder in folders:
+        if (folder / file).is_file():
+            return folder / file
+    raise FileNotFoundError(f"recipe {file!r} not found in {[str(f) for f in folders]}")
+
+
+def load_split(run_dir: str | os.PathLike) -> "Split":
+    """The train/validation split saved in ``RUN_DIR/split.json``."""
+    path = Path(run_dir) / "split.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no split saved (is {run_dir} a run directory?)")
+    return Split(**json.loads(path.read_text()))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -293,3 +293,23 @@ def test_truncated_backup_metadata_falls_back_to_the_previous_generation(tmp_pat
     _repair_backup(backup)
     assert _backup_epoch(backup) == 2
     assert (backup / "latest.weights.h5").read_bytes() == b"old"
+
+
+def test_load_config_overrides_find_recipe_and_load_split(tmp_path, monkeypatch):
+    from brainseg_tf import training
+
+    recipe = training.find_recipe("demo_synthetic")
+    assert recipe.name == "demo_synthetic.json" and recipe.is_file()
+    cfg = training.load_config(recipe, overrides={"training.epochs": 1, "model.options.base_filters": 4,
+                                                  "data.root": str(tmp_path)})
+    assert cfg.training.epochs == 1 and cfg.model.options["base_filters"] == 4 and cfg.data.root == str(tmp_path)
+    with pytest.raises(ValueError, match="training.epochz"):
+        training.load_config(recipe, overrides={"training.epochz": 1})
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no_such_recipe.json"):
+        training.find_recipe("no_such_recipe")
+    split = training.Split(train_ids=["a", "b"], val_ids=["c"])
+    (tmp_path / "split.json").write_text(json.dumps(split.to_dict()))
+    assert training.load_split(tmp_path) == split
+    with pytest.raises(FileNotFoundError, match="no split saved"):
+        training.load_split(tmp_path / "nope")
