@@ -28,6 +28,17 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/brainseg demo --out runs/demo $(DEMO_ARGS)
 
+# The CPU recipe on the 14 training cases of ../shared/data/brats2018 (<= 60 min on 2 cores),
+# then Dice/HD95 of the 4 validation cases (split in ../shared/CONVENTIONS.md).
+demo-real: $(STAMP)
+	$(VENV)/bin/brainseg train --config configs/cpu_brats2018.json --run-dir runs/cpu_brats2018
+	$(VENV)/bin/brainseg predict --model runs/cpu_brats2018 --input ../shared/data/brats2018 \
+	  --cases Brats18_CBICA_AQN_1 Brats18_TCIA02_135_1 Brats18_TCIA10_628_1 Brats18_2013_23_1 \
+	  --out runs/cpu_brats2018/predictions
+	$(VENV)/bin/brainseg evaluate --pred runs/cpu_brats2018/predictions --ref ../shared/data/brats2018 \
+	  --cases Brats18_CBICA_AQN_1 Brats18_TCIA02_135_1 Brats18_TCIA10_628_1 Brats18_2013_23_1 \
+	  --out runs/cpu_brats2018/predictions/metrics.csv
+
 test: $(STAMP)
 	@set +e; $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; exit 1; fi; exit $$rc

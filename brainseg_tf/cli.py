@@ -63,7 +63,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate_folders(
         args.pred, args.ref, ref_convention=args.ref_convention, pred_convention=args.pred_convention,
         out_csv=args.out, progress=not args.quiet, lesion_wise=not args.no_lesion_wise,
-        dilation=args.dilation, min_lesion_volume=args.min_lesion_volume,
+        dilation=args.dilation, min_lesion_volume=args.min_lesion_volume, case_ids=args.cases,
     )
     print(format_summary(result))
     if args.out is not None:
@@ -91,7 +91,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         kwargs["min_component_voxels"] = args.min_component_voxels
     rows = predict_folder(
         args.model, args.input, args.out, convention=args.convention, save_probabilities=args.probabilities,
-        overwrite=args.overwrite, progress=not args.quiet, **kwargs,
+        overwrite=args.overwrite, progress=not args.quiet, case_ids=args.cases, **kwargs,
     )
     failed = [r for r in rows if r.get("error")]
     print(f"wrote {len(rows) - len(failed)} prediction(s) to {args.out}")
@@ -163,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pred-convention", default=None, help="label convention of the predictions (default: detected)")
     p.add_argument("--out", type=Path, default=None, help="CSV, one row per case x region")
     p.add_argument("--no-lesion-wise", action="store_true", help="skip BraTS 2023 lesion-wise scores")
+    p.add_argument("--cases", nargs="+", default=None, metavar="CASE_ID", help="only these reference cases")
     p.add_argument("--dilation", type=int, default=3, help="lesion-wise GT dilation iterations")
     p.add_argument("--min-lesion-volume", type=float, default=50.0, help="lesion-wise size threshold (mm^3)")
     p.add_argument("-q", "--quiet", action="store_true")
@@ -186,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--et-min-voxels", type=int, default=None, help="ET smaller than this is relabelled NCR")
     p.add_argument("--min-component-voxels", type=int, default=None, help="drop tumour components smaller than this")
     p.add_argument("--probabilities", action="store_true", help="also write <case_id>_prob.nii.gz")
+    p.add_argument("--cases", nargs="+", default=None, metavar="CASE_ID", help="only these cases of the dataset")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_predict)
