@@ -112,7 +112,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from brainseg_tf import demo
 
-    report = demo.run_demo(args.out, quick=args.quick)
+    report = demo.run_demo(args.out, quick=args.quick, seed=args.seed, n_cases=args.cases, epochs=args.epochs)
     print(f"demo finished: {report}")
     return 0
 
@@ -201,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the main job on synthetic data; writes a report under --out")
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
     p.add_argument("--quick", action="store_true", help="tiny sizes (for tests)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cases", type=int, default=None, help="synthetic cases (default 10)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the demo recipe's)")
     p.set_defaults(func=_cmd_demo)
     return parser
 
