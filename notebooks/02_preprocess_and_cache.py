@@ -17,7 +17,7 @@
 # %% [markdown]
 # # 02 · Preprocess and cache
 # Crop every case to its brain box, z-score each modality inside the brain and store the result
-# in an HDF5 cache chunked for fast random patch reads. Building is resumable; a stale or
+# in an HDF5 cache laid out for fast random patch reads (memory-mapped). Building is resumable; a stale or
 # incomplete cache is detected. Training reads patches from the cache.
 
 # %% tags=["parameters"]
