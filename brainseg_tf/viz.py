@@ -921,7 +921,16 @@ def _surface(mask: np.ndarray, spacing: Sequence[float], step: int, smooth: floa
         field = gaussian_filter(field, smooth)
     if field.max() <= 0.5:
         return None
-    verts, faces, _, _ = marching_cubes(field, level=0.5, spacing=tuple(float(s) for s in spacing), step_size=int(step))
+    # A coarse step can stride over a small region's only voxels above the level: retry at step 1.
+    for step_size in dict.fromkeys((int(step), 1)):
+        try:
+            verts, faces, _, _ = marching_cubes(field, level=0.5, spacing=tuple(float(s) for s in spacing),
+                                                step_size=step_size)
+            break
+        except RuntimeError:
+            continue
+    else:
+        return None
     verts += (np.array([b.start for b in box]) - pad) * np.asarray(spacing, dtype=float)
     return verts, faces
 

@@ -15,7 +15,7 @@ import pytest
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NB_DIR.glob("[0-9][0-9]_*.ipynb"))
-SMALL = {"SYNTHETIC_CASES": 4, "SYNTHETIC_SHAPE": [64, 64, 48]}
+SMALL = {"SYNTHETIC_CASES": 6, "SYNTHETIC_SHAPE": [64, 64, 48]}
 PARAMETERS = {
     "01_explore_data": {},
     "02_preprocess_and_cache": {"PATCH_SIZE": [48, 48, 32]},

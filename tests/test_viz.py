@@ -288,3 +288,18 @@ def test_slice_slider_widget_redraws(case):
     box.slider.value = 3
     assert box.image.value != first
     assert box.figure.axes[0].get_title().endswith("k=3")
+
+
+def test_surface_3d_survives_tiny_regions():
+    import matplotlib.pyplot as plt
+
+    from brainseg_tf import viz
+
+    for offset in range(4):  # small blobs at every parity of the coarse marching-cubes grid
+        label = np.zeros((24, 24, 20), np.uint8)
+        label[6:16, 6:16, 5:14] = 2
+        label[8 + offset:11 + offset, 8:11, 7:10] = 1
+        label[9 + offset, 9, 8] = 3
+        fig = viz.surface_3d(label, spacing=(1.0, 1.0, 1.0), step=2)
+        assert fig is not None
+        plt.close(fig)
