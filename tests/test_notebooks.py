@@ -87,6 +87,7 @@ def test_notebook_executes(name, work_dir):
         params = {k: v for k, v in params.items() if not k.startswith("SYNTHETIC")}
     env_before = dict(os.environ)
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    os.environ.pop("MPLBACKEND", None)  # the kernel's inline backend, so figures appear as cell outputs
     try:
         papermill.execute_notebook(
             str(NB_DIR / f"{name}.ipynb"), str(work_dir / f"{name}.out.ipynb"), parameters=params,
@@ -96,6 +97,11 @@ def test_notebook_executes(name, work_dir):
     finally:
         os.environ.clear()
         os.environ.update(env_before)
+    import nbformat
+
+    executed = nbformat.read(work_dir / f"{name}.out.ipynb", as_version=4)
+    shown = sum("image/png" in out.get("data", {}) for cell in executed.cells for out in cell.get("outputs", []))
+    assert shown >= len(EXPECTED_FIGURES[name]), f"{name}: {shown} inline figures"
     for fig in EXPECTED_FIGURES[name]:
         path = work_dir / "figures" / fig
         assert path.exists() and path.stat().st_size > 5_000, f"{name} did not save {fig}"
