@@ -4,13 +4,16 @@ Usage::
 
     python bench/pipeline.py                  # synthetic 4-case BraTS-2021-style data (generated)
     python bench/pipeline.py --data /path/to/BraTS --cases 8
-    python bench/pipeline.py --skip-model --augment light
+    python bench/pipeline.py --skip-model --augment default --target classes
 
-Prints, for each source (HDF5 cache, NIfTI folder) and augmentation level (default
-``AugmentConfig()``, ``light``, none), the wall-clock patch rate and the process CPU time per
-patch (on a shared machine the CPU figure says what two idle cores could do: about
-``2000 / cpu_ms`` patches/s), then the CPU training-step rate of the 3D U-Net at 128^3 batch 1.
-The last line is machine-readable, with the augmentation chosen by ``--augment``::
+Prints, for each source (HDF5 cache, NIfTI folder) and augmentation level (none, ``light``,
+default ``AugmentConfig()``), the wall-clock patch rate and the process CPU time per patch with
+integer label-map targets (``target="labels"``, what ``brainseg train`` feeds its losses), then
+the same with one-hot float32 targets (``target="classes"``) for the ``--augment`` level, then
+the CPU training-step rate of the 3D U-Net at 128^3 batch 1. On a shared machine the CPU figure
+says what two idle cores could do: about ``2000 / cpu_ms`` patches/s. The last line is
+machine-readable, for ``--augment`` (default ``light``, the CPU recipe's augmentation) and
+``--target`` (default ``labels``)::
 
     cache_patches_per_s=<float> nifti_patches_per_s=<float>
 """
@@ -87,8 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, help="where the synthetic data and cache go (default: a temp dir)")
     ap.add_argument("--patches", type=int, default=40, help="patches timed per cheap configuration")
     ap.add_argument("--batch", type=int, default=2, help="batch size")
-    ap.add_argument("--augment", choices=("default", "light", "none"), default="default",
-                    help="augmentation reported on the last line (default: AugmentConfig())")
+    ap.add_argument("--augment", choices=("default", "light", "none"), default="light",
+                    help="augmentation reported on the last line (default: light, flips + intensity)")
+    ap.add_argument("--target", choices=("labels", "classes", "regions"), default="labels",
+                    help="target format reported on the last line (default: labels, as brainseg train)")
+    ap.add_argument("--patches-per-case", type=int, default=None,
+                    help="NIfTI patches cut per loaded case (default: patch_dataset's, 8)")
     ap.add_argument("--skip-model", action="store_true", help="skip the 3D U-Net step timing")
     args = ap.parse_args(argv)
 
@@ -111,29 +118,37 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f} (a shared machine lowers wall rates)")
 
     augments = {"default": True, "light": "light", "none": None}
-    results: dict[tuple[str, str], tuple[float, float]] = {}
-    print(f"{'source':<7} {'augment':<8} {'patches/s':>10} {'CPU ms/patch':>13} {'2-core bound/s':>15}")
+    results: dict[tuple[str, str, str], tuple[float, float]] = {}
+    print(f"{'source':<7} {'augment':<8} {'target':<8} {'patches/s':>10} {'CPU ms/patch':>13} {'2-core bound/s':>15}")
+    configs = [(aug, "labels") for aug in ("none", "light", "default")]
+    configs += [(args.augment, t) for t in ("classes", args.target) if (args.augment, t) not in configs]
     for source_name, source in (("cache", h5), ("nifti", data)):
-        for aug_name in ("none", "light", "default"):
+        for aug_name, target in configs:
             n = args.patches if aug_name != "default" else max(args.patches // 3, 8)
+            extra = {} if source_name == "cache" or args.patches_per_case is None else {
+                "patches_per_case": args.patches_per_case}
             try:
                 ds = patch_dataset(source, patch_size=(128, 128, 128), batch_size=args.batch,
-                                   augment=augments[aug_name], max_cases=args.cases, seed=0, target="classes")
+                                   augment=augments[aug_name], max_cases=args.cases, seed=0, target=target,
+                                   **extra)
                 rate, cpu_ms = measure(ds, n)
                 del ds
             except Exception as exc:  # report and go on: one broken configuration must not hide the others
-                print(f"{source_name:<7} {aug_name:<8} failed: {type(exc).__name__}: {str(exc).splitlines()[-1]}")
+                print(f"{source_name:<7} {aug_name:<8} {target:<8} failed: {type(exc).__name__}: "
+                      f"{str(exc).splitlines()[-1]}")
                 rate, cpu_ms = float("nan"), float("nan")
             gc.collect()
-            results[(source_name, aug_name)] = (rate, cpu_ms)
-            print(f"{source_name:<7} {aug_name:<8} {rate:>10.1f} {cpu_ms:>13.0f} {2000 / cpu_ms:>15.1f}", flush=True)
+            results[(source_name, aug_name, target)] = (rate, cpu_ms)
+            print(f"{source_name:<7} {aug_name:<8} {target:<8} {rate:>10.1f} {cpu_ms:>13.0f} {2000 / cpu_ms:>15.1f}",
+                  flush=True)
     if not args.skip_model:
         step = unet_step_rate()
         print(f"3D U-Net (faithful, 16.3 M params) CPU training step, 128^3 x 4 batch 1: {step:.2f} patches/s")
     if tmp is not None:
         tmp.cleanup()
-    cache_rate = results[("cache", args.augment)][0]
-    nifti_rate = results[("nifti", args.augment)][0]
+    cache_rate = results[("cache", args.augment, args.target)][0]
+    nifti_rate = results[("nifti", args.augment, args.target)][0]
+    print(f"last line: augment={args.augment}, target={args.target}, batch {args.batch}")
     print(f"cache_patches_per_s={cache_rate:.2f} nifti_patches_per_s={nifti_rate:.2f}")
     return 0
 

@@ -274,3 +274,69 @@ def test_real_cases_patches_and_seed_slices(real_brats2018):
     assert batches == [(20, 128, 128, 2)] * 5
     del ds
     gc.collect()
+
+
+def test_label_targets_static_and_equal_to_one_hot_argmax(toy):
+    root, h5 = toy
+    for src in (h5, root):
+        kw = dict(patch_size=(16, 12, 10), batch_size=2, seed=3, augment="light", patches_per_case=2)
+        ds = patch_dataset(src, target="labels", **kw)
+        assert fully_static(ds.element_spec)
+        assert ds.element_spec[1].shape == (2, 16, 12, 10) and ds.element_spec[1].dtype == tf.uint8
+        (x0, y0), = take(ds, 1)
+        (x1, y1), = take(patch_dataset(src, target="classes", **kw), 1)
+        np.testing.assert_array_equal(x0.numpy(), x1.numpy())
+        np.testing.assert_array_equal(y0.numpy(), np.argmax(y1.numpy(), -1))
+        assert set(np.unique(y0.numpy())) <= {0, 1, 2, 3}
+        del ds
+    gc.collect()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_extract_mirrored_voxel_copy_matches_flip(dtype):
+    from brainseg_tf.data.pipeline import _aligned_zeros, _extract
+
+    rng = np.random.default_rng(0)
+    image = rng.standard_normal((20, 18, 15, 4)).astype(dtype)
+    label = rng.integers(0, 4, (20, 18, 15)).astype(np.uint8)
+    for flips in [(2,), (0, 2), (0, 1, 2), (1,)]:
+        for start in [(0, 0, 0), (-3, 2, -4), (10, 9, 8)]:
+            for channels in ([0, 1, 2, 3], [2, 0]):
+                a, b = _extract(image, label, start, (12, 10, 9), channels, flips)
+                r, rl = _extract(image, label, start, (12, 10, 9), channels, ())
+                assert a.dtype == np.float32 and a.ctypes.data % 64 == 0
+                np.testing.assert_array_equal(a, np.flip(r, flips))
+                np.testing.assert_array_equal(b, np.flip(rl, flips))
+    z = _aligned_zeros((3, 5, 7), np.float32)
+    assert z.shape == (3, 5, 7) and z.ctypes.data % 64 == 0 and not z.any()
+
+
+def test_flip_along_z_only_with_channel_subset(toy):
+    import dataclasses
+
+    from brainseg_tf.data.augment import AugmentConfig
+
+    _, h5 = toy
+    flip_z = dataclasses.replace(AugmentConfig.none(), flip_prob=1.0, flip_axes=(2,))
+    for modalities in (("flair", "t1", "t1ce", "t2"), ("t2", "flair")):
+        kw = dict(patch_size=(16, 12, 10), batch_size=2, target="labels", seed=5, modalities=modalities)
+        (x0, y0), = take(patch_dataset(h5, augment=None, **kw), 1)
+        (x1, y1), = take(patch_dataset(h5, augment=flip_z, **kw), 1)
+        np.testing.assert_array_equal(x1.numpy(), x0.numpy()[:, :, :, ::-1])
+        np.testing.assert_array_equal(y1.numpy(), y0.numpy()[:, :, :, ::-1])
+    gc.collect()
+
+
+def test_channel_map_equals_broadcasting():
+    from brainseg_tf.data.augment import _channel_map
+
+    x = tf.constant(np.random.default_rng(1).standard_normal((16, 8, 6, 4)).astype(np.float32))
+    a = tf.constant([[[[1.1, 0.9, 1.2, 0.8]]]])
+    b = tf.constant([[[[0.1, -0.2, 0.3, 0.0]]]])
+
+    def fn(v, a_, b_):
+        return tf.maximum(tf.minimum(v * a_ + b_, 1.0), -1.0)
+
+    out = _channel_map(x, fn, a, b)
+    assert out.shape == x.shape
+    np.testing.assert_array_equal(out.numpy(), fn(x, a, b).numpy())
