@@ -32,7 +32,8 @@ demo: $(STAMP)
 # then Dice/HD95 of the 4 validation cases (split in ../shared/CONVENTIONS.md).
 demo-real: $(STAMP)
 	$(VENV)/bin/brainseg train --config configs/cpu_brats2018.json --run-dir runs/cpu_brats2018
-	$(VENV)/bin/brainseg predict --model runs/cpu_brats2018 --input ../shared/data/brats2018 \
+	$(VENV)/bin/brainseg predict --model runs/cpu_brats2018/final.keras --min-component-voxels 1000 \
+	  --input ../shared/data/brats2018 --overwrite \
 	  --cases Brats18_CBICA_AQN_1 Brats18_TCIA02_135_1 Brats18_TCIA10_628_1 Brats18_2013_23_1 \
 	  --out runs/cpu_brats2018/predictions
 	$(VENV)/bin/brainseg evaluate --pred runs/cpu_brats2018/predictions --ref ../shared/data/brats2018 \
