@@ -68,6 +68,19 @@ def check_positive_int(arg: str, value: Any, minimum: int = 1) -> None:
         raise ValueError(f"{arg} must be an integer >= {minimum}, got {value!r}")
 
 
+def check_common(
+    *, spatial_dims: Any, in_channels: Any, base_filters: Any, depth: Any, norm: Any, activation: Any,
+    min_depth: int = 1,
+) -> None:
+    """The checks every encoder-decoder builder shares (dimension, channels, width, depth, norm, activation)."""
+    check_choice("spatial_dims", spatial_dims, (2, 3))
+    check_positive_int("in_channels", in_channels)
+    check_positive_int("base_filters", base_filters)
+    check_positive_int("depth", depth, minimum=min_depth)
+    check_choice("norm", norm, NORMS)
+    check_choice("activation", activation, ACTIVATIONS)
+
+
 def check_fraction(arg: str, value: Any) -> None:
     """Raise ``ValueError`` unless ``0 <= value < 1`` (a dropout rate)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:

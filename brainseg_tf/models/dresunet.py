@@ -73,12 +73,8 @@ def build_dresunet(
     Raises:
         ValueError: for an invalid argument, named in the message.
     """
-    blocks.check_choice("spatial_dims", spatial_dims, (2, 3))
-    blocks.check_positive_int("in_channels", in_channels)
-    blocks.check_positive_int("base_filters", base_filters)
-    blocks.check_positive_int("depth", depth)
-    blocks.check_choice("norm", norm, blocks.NORMS)
-    blocks.check_choice("activation", activation, blocks.ACTIVATIONS)
+    blocks.check_common(spatial_dims=spatial_dims, in_channels=in_channels, base_filters=base_filters, depth=depth,
+                        norm=norm, activation=activation)
     blocks.check_fraction("block_dropout", block_dropout)
     blocks.check_fraction("dropout", dropout)
     if not isinstance(as_published, bool):

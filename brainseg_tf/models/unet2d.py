@@ -65,13 +65,9 @@ def build_unet2d(
         ValueError: for an invalid argument (named in the message), e.g. a size not divisible by
             ``2**depth``.
     """
-    blocks.check_choice("spatial_dims", spatial_dims, (2, 3))
-    blocks.check_positive_int("in_channels", in_channels)
-    blocks.check_positive_int("base_filters", base_filters)
-    blocks.check_positive_int("depth", depth)
+    blocks.check_common(spatial_dims=spatial_dims, in_channels=in_channels, base_filters=base_filters, depth=depth,
+                        norm=norm, activation=activation)
     blocks.check_fraction("dropout", dropout)
-    blocks.check_choice("norm", norm, blocks.NORMS)
-    blocks.check_choice("activation", activation, blocks.ACTIVATIONS)
     n_out = blocks.resolve_head(head, out_channels)
     shape = blocks.check_spatial_shape(input_shape, spatial_dims, 2**depth, f"2**depth with depth={depth}")
 

@@ -69,13 +69,9 @@ def build_unet3d(
     Raises:
         ValueError: for an invalid argument, named in the message.
     """
-    blocks.check_choice("spatial_dims", spatial_dims, (2, 3))
-    blocks.check_positive_int("in_channels", in_channels)
-    blocks.check_positive_int("base_filters", base_filters)
-    blocks.check_positive_int("depth", depth, minimum=2)
+    blocks.check_common(spatial_dims=spatial_dims, in_channels=in_channels, base_filters=base_filters, depth=depth,
+                        norm=norm, activation=activation, min_depth=2)
     blocks.check_fraction("dropout", dropout)
-    blocks.check_choice("norm", norm, blocks.NORMS)
-    blocks.check_choice("activation", activation, blocks.ACTIVATIONS)
     n_out = blocks.resolve_head(head, out_channels)
     factor = 2 ** (depth - 1)
     shape = blocks.check_spatial_shape(input_shape, spatial_dims, factor, f"2**(depth-1) with depth={depth}")
