@@ -59,11 +59,7 @@ def run_demo(
     shape = tuple(shape or ((64, 64, 48) if quick else (96, 96, 72)))
 
     t = time.time()
-    data_dir = out / "data"
-    marker = data_dir / f".complete_{n_cases}x{'x'.join(map(str, shape))}_s{seed}"
-    if not marker.exists():
-        synthetic.make_dataset(data_dir, layout="brats2021", n_cases=n_cases, seed=seed, shape=shape)
-        marker.write_text("ok\n")
+    data_dir = synthetic.ensure_dataset(out / "data", layout="brats2021", n_cases=n_cases, seed=seed, shape=shape)
     summary_text = io.format_summary(io.dataset_summary(data_dir))
     print(summary_text)
     ds = io.open_dataset(data_dir)

@@ -83,14 +83,7 @@ def dataset_or_synthetic(
         if not path.exists():
             raise FileNotFoundError(f"DATA_DIR={str(path)!r} does not exist")
         return str(path)
-    from brainseg_tf import io, synthetic
+    from brainseg_tf import synthetic
 
     out = Path(work_dir) / f"synthetic_{layout}_{n_cases}x{'x'.join(map(str, shape))}_s{seed}"
-    marker = out / ".complete"
-    if marker.exists():
-        return str(out)
-    synthetic.make_dataset(out, layout=layout, n_cases=n_cases, seed=seed, shape=tuple(shape))
-    if len(io.open_dataset(out)) != n_cases:
-        raise RuntimeError(f"{out}: expected {n_cases} synthetic cases")
-    marker.write_text("ok\n")
-    return str(out)
+    return str(synthetic.ensure_dataset(out, layout=layout, n_cases=n_cases, seed=seed, shape=tuple(shape)))

@@ -699,3 +699,30 @@ def make_dataset(
         writer.writerows(lines)
     tmp.replace(path)
     return out
+
+
+def ensure_dataset(
+    out: str | Path,
+    *,
+    layout: str = "brats2021",
+    n_cases: int = 4,
+    seed: int = 0,
+    shape: tuple[int, int, int] = (240, 240, 155),
+) -> Path:
+    """:func:`make_dataset` once: reuse ``out`` when it already holds this exact dataset.
+
+    A marker file naming the layout, case count, shape and seed is written after a complete
+    build, so an interrupted build is redone and files (and caches built from them) are not
+    rewritten on every call.
+    """
+    from brainseg_tf.io import open_dataset
+
+    out = Path(out)
+    marker = out / f".complete_{layout}_{n_cases}x{'x'.join(map(str, shape))}_s{seed}"
+    if marker.exists():
+        return out
+    make_dataset(out, layout=layout, n_cases=n_cases, seed=seed, shape=tuple(shape))
+    if len(open_dataset(out)) != n_cases:
+        raise RuntimeError(f"{out}: expected {n_cases} synthetic cases")
+    marker.write_text("ok\n")
+    return out

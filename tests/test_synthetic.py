@@ -283,3 +283,15 @@ def test_bad_arguments(kwargs, name):
 def test_make_dataset_bad_arguments(tmp_path, kwargs, name):
     with pytest.raises(ValueError, match=name):
         make_dataset(tmp_path, **{"shape": SMALL, **kwargs})
+
+
+def test_ensure_dataset_builds_once_and_rebuilds_for_other_parameters(tmp_path):
+    from brainseg_tf.synthetic import ensure_dataset
+
+    out = ensure_dataset(tmp_path / "d", n_cases=2, shape=(32, 32, 24), seed=1)
+    flair = next(out.glob("*/*_flair.nii.gz"))
+    first = flair.stat().st_mtime_ns
+    assert ensure_dataset(tmp_path / "d", n_cases=2, shape=(32, 32, 24), seed=1) == out
+    assert flair.stat().st_mtime_ns == first  # reused, not rewritten
+    ensure_dataset(tmp_path / "d", n_cases=3, shape=(32, 32, 24), seed=1)
+    assert len(list(out.glob("*/*_flair.nii.gz"))) == 3
