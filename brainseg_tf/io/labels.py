@@ -29,13 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
+from brainseg_tf.conventions import CLASS_NAMES, FOREGROUND_CLASSES, MODALITIES, REGION_LABELS, REGIONS
 from brainseg_tf.io.errors import DataError
 
-CLASS_NAMES: tuple[str, ...] = ("BG", "NCR", "ED", "ET")
-FOREGROUND_CLASSES: tuple[int, ...] = (1, 2, 3)
-REGIONS: tuple[str, ...] = ("WT", "TC", "ET")
-REGION_LABELS: dict[str, tuple[int, ...]] = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
-MODALITIES: tuple[str, ...] = ("flair", "t1", "t1ce", "t2")
+__all__ = [
+    "CLASS_NAMES", "FOREGROUND_CLASSES", "MODALITIES", "REGION_LABELS", "REGIONS", "CONVENTIONS", "Convention",
+    "get_convention", "label_values", "to_canonical", "from_canonical", "region_masks", "regions_to_labels",
+]
+
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from brainseg_tf import atomic
 from brainseg_tf.io.errors import DataError, MissingFileError
 from brainseg_tf.io.labels import MODALITIES, from_canonical
 from brainseg_tf.io.nifti import is_nifti_name, save_nifti, strip_nifti_suffix
@@ -318,14 +319,7 @@ def _msd_dataset_json(root: Path) -> None:
         "training": [],
         "test": [],
     }
-    _write_json_atomic(path, meta)
-
-
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    tmp.replace(path)
+    atomic.write_json(path, meta)
 
 
 def _update_msd_index(root: Path, case_id: str, has_label: bool) -> None:
@@ -338,7 +332,7 @@ def _update_msd_index(root: Path, case_id: str, has_label: bool) -> None:
     elif f"./imagesTs/{case_id}.nii.gz" not in meta["test"]:
         meta["test"].append(f"./imagesTs/{case_id}.nii.gz")
     meta["numTraining"], meta["numTest"] = len(meta["training"]), len(meta["test"])
-    _write_json_atomic(path, meta)
+    atomic.write_json(path, meta)
 
 
 def write_case(

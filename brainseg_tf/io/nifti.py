@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import os
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +10,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from brainseg_tf.atomic import atomic_path
 from brainseg_tf.io.errors import DataError, MissingFileError
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -124,19 +123,6 @@ def read_header(path: str | Path) -> tuple[tuple[int, ...], np.ndarray, tuple[fl
     return tuple(int(s) for s in img.shape), np.asarray(img.affine), tuple(float(z) for z in img.header.get_zooms()[:3])
 
 
-def _current_umask() -> int:
-    """The process umask, read without changing it where the platform allows (Linux /proc)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def save_nifti(
     data: np.ndarray,
     path: str | Path,
@@ -182,15 +168,6 @@ def save_nifti(
         img.set_qform(affine, code=int(hdr["qform_code"]) or 1)
         img.set_sform(affine, code=int(hdr["sform_code"]) or 1)
     img.header.set_slope_inter(1.0, 0.0) if arr.dtype.kind == "f" else img.header.set_slope_inter(np.nan, np.nan)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = ".nii.gz" if str(path).lower().endswith(".gz") else ".nii"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp creates 0600; a plain open() would honour the umask
-    try:
+    with atomic_path(path) as tmp:
         nib.save(img, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
