@@ -12,6 +12,7 @@ No TensorFlow is imported here.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,8 @@ from brainseg_tf.io.layouts import (
     LAYOUTS,
     CaseRef,
     case_id_for,
+    case_id_problem,
+    check_case_id,
     detect_layout,
     scan_case_folder,
     scan_dataset,
@@ -34,9 +37,21 @@ from brainseg_tf.io.layouts import (
     warn_notes,
     write_case,
 )
-from brainseg_tf.io.nifti import Volume, is_nifti_name, load_nifti, read_header, save_nifti
+from brainseg_tf.io.jsonfile import read_json
+from brainseg_tf.io.nifti import (
+    MAX_VOXELS,
+    MAX_VOXELS_ENV,
+    Volume,
+    is_nifti_name,
+    load_nifti,
+    max_voxels,
+    read_header,
+    save_nifti,
+    stamped_convention,
+)
 
 AFFINE_ATOL = 1e-3  # mm; co-registered BraTS modalities share one affine up to float noise
+SPACING_RTOL = 1e-3  # header pixdim vs affine column norms
 
 
 @dataclass
@@ -88,6 +103,30 @@ def _check_geometry(vol: Volume, first: Volume) -> None:
         )
 
 
+def _image_keys(ref: CaseRef) -> tuple[str, ...]:
+    """The image files of a case: ``("4d",)`` for an MSD image, else the canonical modalities."""
+    return ("4d",) if "4d" in ref.images else MODALITIES
+
+
+def _load_image(ref: CaseRef, key: str, cap: int | None) -> Volume:
+    """One image file of a case (``key`` from :func:`_image_keys`), native dtype, shape-checked."""
+    vol = load_nifti(ref.images[key], max_voxels=cap)
+    if key == "4d" and (vol.data.ndim != 4 or vol.data.shape[3] != len(ref.channel_order)):
+        raise DataError(vol.path, f"{vol.path}: shape {vol.data.shape}, expected (X, Y, Z, 4) for a 4D MSD image")
+    if key != "4d" and vol.data.ndim != 3:
+        raise DataError(vol.path, f"{vol.path}: shape {vol.data.shape}, expected a 3D volume for {key}")
+    return vol
+
+
+def _label_volume(ref: CaseRef, cap: int | None) -> Volume:
+    lab = load_nifti(ref.label, max_voxels=cap)
+    if lab.data.ndim == 4 and lab.data.shape[3] == 1:
+        lab.data = lab.data[..., 0]
+    if lab.data.ndim != 3:
+        raise DataError(lab.path, f"{lab.path}: mask has shape {lab.data.shape}, expected (X, Y, Z)")
+    return lab
+
+
 def _resolve(path: str | Path | CaseRef, layout: str | None) -> CaseRef:
     if isinstance(path, CaseRef):
         return path
@@ -113,6 +152,7 @@ def read_case(
     layout: str | None = None,
     convention: str | None = None,
     load_label: bool = True,
+    max_voxels: int | None = None,
 ) -> Case:
     """Read one case with canonical channels and labels.
 
@@ -122,6 +162,7 @@ def read_case(
         layout: force a layout instead of detecting it from the names.
         convention: force the mask's label convention (default: the layout's).
         load_label: read the mask when there is one.
+        max_voxels: voxel cap per file (default: :func:`brainseg_tf.io.nifti.max_voxels`).
 
     Returns:
         A :class:`Case`; ``label`` is ``None`` when the case has no mask.
@@ -135,32 +176,23 @@ def read_case(
     ref = _resolve(path, layout)
     warn_notes(ref)
     conv = get_convention(convention or ref.convention).name
-    if "4d" in ref.images:
-        vol = load_nifti(ref.images["4d"], np.float32)
-        if vol.data.ndim != 4 or vol.data.shape[3] != len(ref.channel_order):
-            raise DataError(vol.path, f"{vol.path}: shape {vol.data.shape}, expected (X, Y, Z, 4) for a 4D MSD image")
-        image = np.ascontiguousarray(vol.data[..., [ref.channel_order.index(m) for m in MODALITIES]])
-        first = vol
-    else:
-        first = None
-        for c, m in enumerate(MODALITIES):
-            v = load_nifti(ref.images[m], np.float32)
-            if v.data.ndim != 3:
-                raise DataError(v.path, f"{v.path}: shape {v.data.shape}, expected a 3D volume for {m}")
-            if first is None:
-                first = v
-                image = np.empty(v.shape + (len(MODALITIES),), dtype=np.float32)
-            else:
-                _check_geometry(v, first)
-            image[..., c] = v.data
+    first = None
+    for key in _image_keys(ref):
+        vol = _load_image(ref, key, max_voxels)
+        if key == "4d":
+            image = vol.data[..., [ref.channel_order.index(m) for m in MODALITIES]].astype(np.float32)
+            first = vol
+            break
+        if first is None:
+            first = vol
+            image = np.empty(vol.shape + (len(MODALITIES),), dtype=np.float32)
+        else:
+            _check_geometry(vol, first)
+        image[..., MODALITIES.index(key)] = vol.data
     header = first.header
     label = None
     if load_label and ref.label is not None:
-        lab = load_nifti(ref.label)
-        if lab.data.ndim == 4 and lab.data.shape[3] == 1:
-            lab.data = lab.data[..., 0]
-        if lab.data.ndim != 3:
-            raise DataError(lab.path, f"{lab.path}: mask has shape {lab.data.shape}, expected (X, Y, Z)")
+        lab = _label_volume(ref, max_voxels)
         _check_geometry(lab, first)
         label = np.ascontiguousarray(to_canonical(lab.data, conv, source=lab.path))
         header = lab.header
@@ -245,7 +277,8 @@ def write_label(
         label: ``(X, Y, Z)`` canonical labels (0-3) on the source grid (``reference_case.shape``).
         reference_case: the case the labels belong to; its affine and header are restored.
         path: destination ``.nii.gz``/``.nii`` (written atomically).
-        convention: target convention (default: the source's own, ``reference_case.convention``).
+        convention: target convention (default: the source's own, ``reference_case.convention``);
+            recorded in the header description, where evaluation reads it back.
 
     Raises:
         ValueError: the label's shape differs from the source grid.
@@ -256,29 +289,123 @@ def write_label(
             f"label shape {tuple(label.shape)} differs from the shape {tuple(reference_case.shape)} of case "
             f"{reference_case.case_id!r}; paste predictions back into native space first"
         )
-    out = from_canonical(label, convention or reference_case.convention)
-    return save_nifti(out, path, affine=reference_case.affine, header=reference_case.header, dtype=np.uint8)
+    conv = get_convention(convention or reference_case.convention).name
+    out = from_canonical(label, conv)
+    return save_nifti(out, path, affine=reference_case.affine, header=reference_case.header, dtype=np.uint8,
+                      label_convention=conv)
 
 
-def validate_dataset(root: str | Path, *, layout: str | None = None, progress: bool = False) -> list[str]:
-    """Read every case of a dataset and return every problem found (empty list: all good)."""
+def _spacing_note(vol: Volume) -> str | None:
+    """A warning when the header's voxel sizes (pixdim) disagree with the affine's column norms."""
+    from_affine = np.sqrt((vol.affine[:3, :3] ** 2).sum(axis=0))
+    if np.allclose(vol.spacing, from_affine, rtol=SPACING_RTOL, atol=1e-4):
+        return None
+    return (f"{vol.path}: header voxel sizes (pixdim) {tuple(round(z, 4) for z in vol.spacing)} disagree with the "
+            f"affine's {tuple(round(float(z), 4) for z in from_affine)} mm; spacing (HD95, volumes) is taken from "
+            f"pixdim, geometry from the affine")
+
+
+def _content_key(data: np.ndarray) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(data).tobytes(), digest_size=16).hexdigest()
+
+
+def _check_case(ref: CaseRef, cap: int | None) -> tuple[list[str], list[str], dict[str, tuple[str, Path]]]:
+    """Every problem of one case, file by file: (errors, warnings, content key -> (modality, file))."""
+    errors: list[str] = []
+    notes: list[str] = list(ref.warnings)
+    keys: dict[str, tuple[str, Path]] = {}
+    first: Volume | None = None
+    for name in _image_keys(ref):
+        try:
+            vol = _load_image(ref, name, cap)
+        except DataError as exc:
+            errors.append(str(exc))
+            continue
+        if first is None:
+            first = vol
+        else:
+            try:
+                _check_geometry(vol, first)
+            except DataError as exc:
+                errors.append(str(exc))
+        channels = ([(m, vol.data[..., ref.channel_order.index(m)]) for m in MODALITIES] if name == "4d"
+                    else [(name, vol.data)])
+        for modality, data in channels:
+            if not data.any():
+                notes.append(f"{vol.path}: {modality} is all zeros")
+                continue
+            digest = _content_key(data)
+            if digest in keys:
+                notes.append(f"{vol.path}: {modality} has the same voxels as {keys[digest][0]} ({keys[digest][1]})")
+            keys.setdefault(digest, (modality, vol.path))
+        note = _spacing_note(vol)
+        if note:
+            notes.append(note)
+    if ref.label is not None:
+        try:
+            lab = _label_volume(ref, cap)
+            if first is not None:
+                _check_geometry(lab, first)
+            canonical = to_canonical(lab.data, ref.convention, source=lab.path)
+            if not canonical.any():
+                notes.append(f"{lab.path}: mask is empty (no tumour voxels)")
+            note = _spacing_note(lab)
+            if note:
+                notes.append(note)
+        except DataError as exc:
+            errors.append(str(exc))
+    return errors, notes, keys
+
+
+def validate_dataset(
+    root: str | Path, *, layout: str | None = None, progress: bool = False, max_voxels: int | None = None
+) -> list[str]:
+    """Check every case and file of a dataset in one pass; return every problem found.
+
+    Errors (one string each, naming the file): case folders whose files cannot be matched
+    (missing or duplicate modality, unknown naming), duplicate case ids, bad ``dataset.json``,
+    unreadable/corrupt/truncated files, headers that cannot be real (zero-length axis, more
+    voxels than the cap or the file can hold, RGB/complex data), shapes or affines that differ
+    within a case, NaN/Inf voxels, label values outside the layout's convention.
+
+    Warnings (strings starting with ``"warning: "``, after the errors): the same voxels under
+    two case ids (a copy or a symlink: it would leak between training and validation) or in two
+    modalities of one case, an all-zero modality, an empty mask, header voxel sizes that disagree
+    with the affine, files ignored or oddly named. Content is compared by a hash of the decoded
+    voxels, so a recompressed copy is found too.
+
+    Files are read one at a time (never a whole 4-channel case), headers checked first.
+
+    Returns:
+        Errors then warnings; an empty list means all good.
+    """
+    problems: list[str] = []
     try:
-        ds = open_dataset(root, layout=layout)
+        _, refs = scan_dataset(root, layout, problems=problems)
     except DataError as exc:
         return [str(exc)]
-    problems: list[str] = []
-    refs = ds.refs
+    notes: list[str] = []
+    owners: dict[str, list[tuple[str, str, Path]]] = {}
+    iterator = refs
     if progress:
         from tqdm.auto import tqdm
 
-        refs = tqdm(refs, desc="validate", unit="case")
-    for ref in refs:
-        problems.extend(f"warning: {w}" for w in ref.warnings)
-        try:
-            read_case(ref)
-        except DataError as exc:
-            problems.append(str(exc))
-    return problems
+        iterator = tqdm(refs, desc="validate", unit="case")
+    for ref in iterator:
+        errors, case_notes, keys = _check_case(ref, max_voxels)
+        problems.extend(errors)
+        notes.extend(case_notes)
+        for digest, (modality, path) in keys.items():
+            owners.setdefault(digest, []).append((ref.case_id, modality, path))
+    shared: dict[tuple[str, ...], list[str]] = {}
+    for entries in owners.values():
+        ids = tuple(sorted({cid for cid, _, _ in entries}))
+        if len(ids) > 1:
+            shared.setdefault(ids, []).extend(f"{m} ({p})" for _, m, p in entries)
+    for ids, files in shared.items():
+        notes.append(f"cases {', '.join(ids)} hold identical voxels (a copy or a symlink?): {'; '.join(files)}; "
+                     f"the same scan under two ids leaks between training and validation")
+    return problems + [f"warning: {n}" for n in notes]
 
 
 def dataset_summary(root: str | Path, *, layout: str | None = None, progress: bool = False) -> dict:

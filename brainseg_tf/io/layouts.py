@@ -7,9 +7,10 @@ canonical channels ``(flair, t1, t1ce, t2)`` and canonical labels.
 
 from __future__ import annotations
 
-import json
+import os
 import re
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from brainseg_tf import atomic
 from brainseg_tf.io.errors import DataError, MissingFileError
+from brainseg_tf.io.jsonfile import read_json
 from brainseg_tf.io.labels import MODALITIES, from_canonical
 from brainseg_tf.io.nifti import is_nifti_name, save_nifti, strip_nifti_suffix
 
@@ -80,6 +82,46 @@ class CaseRef:
         return list(self.images.values()) + ([self.label] if self.label is not None else [])
 
 
+def case_id_problem(case_id: object) -> str | None:
+    """Why ``case_id`` cannot name a case (it becomes a file name), or ``None`` when it can.
+
+    A case id is a non-empty string without path separators, ``..``, control characters or a
+    leading ``.`` (hidden files such as ``.nii.gz`` or macOS ``._x.nii.gz`` are never cases).
+    """
+    if not isinstance(case_id, str):
+        return f"is a {type(case_id).__name__}, not a string"
+    if not case_id.strip():
+        return "is empty"
+    if "/" in case_id or "\\" in case_id or (os.altsep and os.altsep in case_id):
+        return "contains a path separator"
+    if ".." in case_id:
+        return "contains '..'"
+    if case_id.startswith("."):
+        return "starts with '.' (a hidden name)"
+    if any(ord(c) < 32 for c in case_id):
+        return "contains control characters"
+    return None
+
+
+def check_case_id(case_id: object, source: str | Path | None = None) -> str:
+    """Return ``case_id`` if it can name a case (see :func:`case_id_problem`).
+
+    Raises:
+        DataError: naming ``source`` when the id comes from a file or folder name;
+            ``ValueError`` naming the argument when there is no source.
+    """
+    problem = case_id_problem(case_id)
+    if problem is None:
+        return case_id  # type: ignore[return-value]
+    if source is None:
+        raise ValueError(f"case_id={case_id!r} {problem}; a case id becomes a file name")
+    raise DataError(source, f"{source}: case id {case_id!r} {problem}; a case id becomes a file name")
+
+
+def _is_case_file(path: Path) -> bool:
+    return path.is_file() and is_nifti_name(path.name) and not path.name.startswith(".")
+
+
 def _token(name: str, case_id: str | None) -> str | None:
     stem = strip_nifti_suffix(name)
     if case_id and stem.lower().startswith(case_id.lower()):
@@ -109,8 +151,9 @@ def scan_case_folder(folder: Path, layout: str | None = None) -> CaseRef:
     folder = Path(folder)
     if not folder.is_dir():
         raise MissingFileError(folder, f"{folder}: case folder not found")
-    case_id = folder.name
-    files = sorted(p for p in folder.iterdir() if p.is_file() and is_nifti_name(p.name))
+    # abspath, not resolve: "." names the folder it stands for, and a symlinked case keeps its own id
+    case_id = check_case_id(Path(os.path.abspath(folder)).name, folder)
+    files = sorted(p for p in folder.iterdir() if _is_case_file(p))
     if not files:
         raise DataError(folder, f"{folder}: no NIfTI files (.nii/.nii.gz) in this case folder")
     found: dict[str, Path] = {}
@@ -162,20 +205,41 @@ def scan_case_folder(folder: Path, layout: str | None = None) -> CaseRef:
 
 
 def _read_msd_json(root: Path) -> dict:
-    path = root / "dataset.json"
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(path, f"{path}: not valid JSON ({exc})") from exc
+    return read_json(root / "dataset.json", expect=dict)
+
+
+def _int_keys(mapping: object, field_name: str, source: Path) -> dict[int, object]:
+    """``{"0": x, "1": y}`` -> ``{0: x, 1: y}``; DataError naming the file for anything else."""
+    if not isinstance(mapping, dict):
+        raise DataError(source, f"{source}: {field_name!r} is a {type(mapping).__name__}, expected an object "
+                                f"like {{\"0\": ..., \"1\": ...}}")
+    out: dict[int, object] = {}
+    for key, value in mapping.items():
+        text = str(key).strip()
+        if not (text.isdigit() and text.isascii()):
+            raise DataError(source, f"{source}: {field_name!r} has key {key!r}; keys must be non-negative integers "
+                                    f"such as \"0\"")
+        if int(text) in out:
+            raise DataError(source, f"{source}: {field_name!r} has key {int(text)} twice")
+        out[int(text)] = value
+    return out
 
 
 def msd_channel_order(meta: dict, source: Path) -> tuple[str, ...]:
-    """Canonical modality of each channel of the 4D MSD image, from ``dataset.json['modality']``."""
+    """Canonical modality of each channel of the 4D MSD image, from ``dataset.json['modality']``.
+
+    Raises:
+        DataError: a ``modality`` that is not an object with integer keys 0-3 naming flair,
+            t1, t1gd and t2 once each (the message names ``source``).
+    """
     modality = meta.get("modality") or meta.get("channel_names")
     if not modality:
         return MODALITIES
+    modality = _int_keys(modality, "modality", source)
+    if sorted(modality) != list(range(len(modality))):
+        raise DataError(source, f"{source}: 'modality' keys {sorted(modality)} must be 0, 1, 2, 3 (channel indices)")
     order = []
-    for key in sorted(modality, key=int):
+    for key in sorted(modality):
         name = str(modality[key]).lower().replace("-", "").replace(" ", "")
         if name not in _MSD_MODALITY_NAMES:
             raise DataError(source, f"{source}: unknown modality name {modality[key]!r} in 'modality'")
@@ -190,9 +254,9 @@ def check_msd_labels(meta: dict, source: Path) -> None:
     labels = meta.get("labels")
     if not labels:
         return
-    for value, name in labels.items():
+    for value, name in _int_keys(labels, "labels", source).items():
         key = str(name).strip().lower()
-        expected = {"0": 0, "1": 2, "2": 1, "3": 3}.get(str(value))
+        expected = {0: 0, 1: 2, 2: 1, 3: 3}.get(value)
         if _MSD_NAME_TO_CANONICAL.get(key, -1) != expected:
             raise DataError(
                 source,
@@ -201,20 +265,45 @@ def check_msd_labels(meta: dict, source: Path) -> None:
             )
 
 
-def scan_msd(root: Path) -> list[CaseRef]:
-    """Cases of an MSD Task01 folder (``dataset.json``, ``imagesTr``/``labelsTr``, ``imagesTs``)."""
+def _report(problems: list[str] | None, exc: DataError) -> None:
+    """Collect ``exc`` when collecting problems, else raise it."""
+    if problems is None:
+        raise exc
+    problems.append(str(exc))
+
+
+def scan_msd(root: Path, *, problems: list[str] | None = None) -> list[CaseRef]:
+    """Cases of an MSD Task01 folder (``dataset.json``, ``imagesTr``/``labelsTr``, ``imagesTs``).
+
+    With a ``problems`` list, per-file problems (a bad id, an id in both ``imagesTr`` and
+    ``imagesTs``, a training image without its label, a label without its image) are appended
+    there and the scan goes on; without one, the first bad id or duplicate raises.
+    """
     meta = _read_msd_json(root)
     order = msd_channel_order(meta, root / "dataset.json")
     check_msd_labels(meta, root / "dataset.json")
     refs: list[CaseRef] = []
+    seen: dict[str, Path] = {}
     for images_dir, labels_dir in (("imagesTr", "labelsTr"), ("imagesTs", "labelsTs")):
-        idir = root / images_dir
-        if not idir.is_dir():
-            continue
-        for f in sorted(p for p in idir.iterdir() if is_nifti_name(p.name) and not p.name.startswith(".")):
-            case_id = strip_nifti_suffix(f.name)
-            lab = root / labels_dir / f.name
+        idir, ldir = root / images_dir, root / labels_dir
+        images = sorted(p for p in idir.iterdir() if _is_case_file(p)) if idir.is_dir() else []
+        for f in images:
+            try:
+                case_id = check_case_id(strip_nifti_suffix(f.name), f)
+                if case_id in seen:
+                    raise DataError(f, f"{f}: duplicate case id {case_id!r} (also {seen[case_id]})")
+            except DataError as exc:
+                _report(problems, exc)
+                continue
+            seen[case_id] = f
+            lab = ldir / f.name
+            if problems is not None and images_dir == "imagesTr" and not lab.exists():
+                problems.append(f"{f}: training image without its label {lab}")
             refs.append(CaseRef(case_id, "msd", "msd", {"4d": f}, lab if lab.exists() else None, order))
+        if problems is not None and ldir.is_dir():
+            names = {f.name for f in images}
+            problems.extend(f"{lab}: label without an image {idir / lab.name}"
+                            for lab in sorted(ldir.iterdir()) if _is_case_file(lab) and lab.name not in names)
     return refs
 
 
@@ -229,7 +318,7 @@ def find_case_folders(root: Path, max_depth: int = 3) -> list[Path]:
                 entries = sorted(d.iterdir())
             except PermissionError:
                 continue
-            if any(e.is_file() and is_nifti_name(e.name) for e in entries):
+            if any(_is_case_file(e) for e in entries):
                 found.append(d)
             else:
                 nxt.extend(e for e in entries if e.is_dir() and not e.name.startswith("."))
@@ -250,8 +339,17 @@ def detect_layout(root: str | Path) -> str:
     return scan_case_folder(folders[0]).layout
 
 
-def scan_dataset(root: str | Path, layout: str | None = None) -> tuple[str, list[CaseRef]]:
+def scan_dataset(
+    root: str | Path, layout: str | None = None, *, problems: list[str] | None = None
+) -> tuple[str, list[CaseRef]]:
     """Detect the layout of ``root`` and list its cases.
+
+    Args:
+        root: dataset folder (or one case folder).
+        layout: force a layout instead of detecting it.
+        problems: collect case-level problems here (a case folder whose files cannot be matched,
+            duplicate ids, mixed layouts) and go on with the other cases; default: raise on the
+            first. Folder-level problems (missing, empty, unreadable ``dataset.json``) always raise.
 
     Raises:
         MissingFileError: ``root`` does not exist.
@@ -265,8 +363,8 @@ def scan_dataset(root: str | Path, layout: str | None = None) -> tuple[str, list
     if layout is not None and layout not in LAYOUTS:
         raise ValueError(f"layout={layout!r} is unknown; expected one of {list(LAYOUTS)}")
     if layout == "msd" or (layout is None and (root / "dataset.json").is_file()):
-        refs = scan_msd(root)
-        if not refs:
+        refs = scan_msd(root, problems=problems)
+        if not refs and not problems:
             raise DataError(root, f"{root}: MSD dataset.json found but no images in imagesTr/ or imagesTs/")
         return "msd", refs
     folders = find_case_folders(root)
@@ -274,18 +372,24 @@ def scan_dataset(root: str | Path, layout: str | None = None) -> tuple[str, list
         if not any(root.iterdir()):
             raise DataError(root, f"{root}: empty folder")
         raise DataError(root, f"{root}: unknown layout: no case folders with NIfTI files found")
-    if folders == [root]:
-        refs = [scan_case_folder(root, layout)]
-    else:
-        refs = [scan_case_folder(f, layout) for f in folders]
-    layouts = sorted({r.layout for r in refs})
+    refs = []
+    for folder in folders:
+        try:
+            refs.append(scan_case_folder(folder, layout))
+        except DataError as exc:
+            _report(problems, exc)
+    layouts = Counter(r.layout for r in refs)
     if len(layouts) > 1:
-        raise DataError(root, f"{root}: case folders of several layouts {layouts}; pass layout= explicitly")
-    ids = [r.case_id for r in refs]
-    dupes = sorted({i for i in ids if ids.count(i) > 1})
+        _report(problems, DataError(root, f"{root}: case folders of several layouts {sorted(layouts)}; pass "
+                                          f"layout= explicitly"))
+    ids = Counter(r.case_id for r in refs)
+    dupes = sorted(i for i, n in ids.items() if n > 1)
     if dupes:
-        raise DataError(root, f"{root}: duplicate case ids {dupes[:5]}")
-    return layouts[0], refs
+        where = {i: [str(r.images[MODALITIES[0]].parent) for r in refs if r.case_id == i] for i in dupes[:5]}
+        _report(problems, DataError(root, f"{root}: duplicate case ids {dupes[:5]} (folders {where})"))
+    if not refs:  # only reached when collecting: every case folder had a problem
+        return layout or "unknown", []
+    return layouts.most_common(1)[0][0], refs
 
 
 # ----------------------------------------------------------------------------------- writing
@@ -324,7 +428,7 @@ def _msd_dataset_json(root: Path) -> None:
 
 def _update_msd_index(root: Path, case_id: str, has_label: bool) -> None:
     path = root / "dataset.json"
-    meta = json.loads(path.read_text())
+    meta = read_json(path)
     if has_label:
         entry = {"image": f"./imagesTr/{case_id}.nii.gz", "label": f"./labelsTr/{case_id}.nii.gz"}
         if entry not in meta["training"]:
@@ -365,6 +469,7 @@ def write_case(
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout={layout!r} is unknown; expected one of {list(LAYOUTS)}")
+    check_case_id(case_id)
     missing = [m for m in MODALITIES if m not in images]
     if missing:
         raise ValueError(f"images is missing modalities {missing}")
@@ -378,7 +483,8 @@ def write_case(
         img_path = save_nifti(stack, root / img_dir / f"{case_id}{suffix}", affine=affine, header=header)
         lab_path = None
         if file_label is not None:
-            lab_path = save_nifti(file_label, root / lab_dir / f"{case_id}{suffix}", affine=affine, header=header)
+            lab_path = save_nifti(file_label, root / lab_dir / f"{case_id}{suffix}", affine=affine,
+                                  header=header, label_convention=convention)
         _update_msd_index(root, case_id, label is not None)
         return CaseRef(case_id, "msd", "msd", {"4d": img_path}, lab_path, MODALITIES)
     folder = root / grade / case_id if (grade and layout == "brats2018") else root / case_id
@@ -390,7 +496,8 @@ def write_case(
     }
     lab_path = None
     if file_label is not None:
-        lab_path = save_nifti(file_label, folder / f"{case_id}{sep}seg{suffix}", affine=affine, header=header)
+        lab_path = save_nifti(file_label, folder / f"{case_id}{sep}seg{suffix}", affine=affine, header=header,
+                              label_convention=convention)
     return CaseRef(case_id, layout, convention, paths, lab_path, grade=grade)
 
 
