@@ -117,6 +117,111 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- survival (brainseg survival ...)
+
+
+def _cmd_survival_features(args: argparse.Namespace) -> int:
+    from brainseg_tf import survival
+
+    rows = survival.feature_rows(args.labels, images=args.images, clinical=args.clinical,
+                                 tcia_by_number=args.match_tcia_by_number, progress=not args.quiet)
+    survival.write_features(rows, args.out)
+    paired = sum("age" in r for r in rows)
+    print(f"wrote features of {len(rows)} case(s) to {args.out}"
+          + (f" ({paired} paired with {args.clinical})" if args.clinical is not None else ""))
+    return 0
+
+
+def _cmd_survival_fit(args: argparse.Namespace) -> int:
+    from brainseg_tf import survival
+
+    data = survival.training_set(args.clinical, args.labels, args.features, images=args.images,
+                                 tcia_by_number=args.match_tcia_by_number, progress=not args.quiet)
+    model = survival.fit_training_set(data, args.method, feature_names=args.feature, seed=args.seed)
+    model.meta["clinical"] = str(args.clinical)
+    model.save(args.out)
+    print(f"{args.method} model on {len(data)} patient(s), features: {', '.join(model.features) or '(none)'}")
+    for reason, ids in data.excluded.items():
+        print(f"left out: {len(ids)} {reason}")
+    if args.cv:
+        for method in dict.fromkeys((args.method, "age", "majority")):
+            names = args.feature if method == args.method else None
+            cv = survival.cross_validate(data, method, folds=args.cv, seed=args.seed, feature_names=names)
+            print(survival.format_scores(cv["scores"], title=f"{args.cv}-fold CV, {method}: "))
+    print(f"model: {args.out}")
+    return 0
+
+
+def _cmd_survival_predict(args: argparse.Namespace) -> int:
+    from brainseg_tf import survival
+
+    rows = survival.predict_table(args.model, args.features, clinical=args.clinical,
+                                  tcia_by_number=args.match_tcia_by_number)
+    survival.write_predictions([c for c, _ in rows], [d for _, d in rows], args.out, header=not args.no_header)
+    print(f"wrote {len(rows)} prediction(s) to {args.out}")
+    return 0
+
+
+def _cmd_survival_evaluate(args: argparse.Namespace) -> int:
+    from brainseg_tf import atomic, survival
+
+    result = survival.evaluate_predictions(args.predictions, args.clinical, gtr_only=False if args.all_patients else None,
+                                           tcia_by_number=args.match_tcia_by_number)
+    print(survival.format_scores(result))
+    if args.out is not None:
+        atomic.write_json(args.out, result)
+        print(f"scores: {args.out}")
+    return 0
+
+
+def _add_survival_parser(sub: argparse._SubParsersAction) -> None:
+    survival = sub.add_parser("survival", help="overall-survival prediction: features, fit, predict, evaluate")
+    ssub = survival.add_subparsers(dest="survival_command", required=True, metavar="STEP")
+    tcia = {"action": "store_true", "help": "pair 2017 TCIA ids (Brats17_TCIA_201_1) with 2018 folders by number"}
+
+    p = ssub.add_parser("features", help="tumour features of every label map in a folder -> CSV")
+    p.add_argument("--labels", type=Path, required=True, help="dataset folder or folder of label maps (brainseg predict)")
+    p.add_argument("--out", type=Path, required=True, help="features CSV")
+    p.add_argument("--images", type=Path, default=None, help="dataset of the label maps' scans (brain volume)")
+    p.add_argument("--clinical", type=Path, default=None, help="clinical table: adds age and resection columns")
+    p.add_argument("--match-tcia-by-number", **tcia)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_cmd_survival_features)
+
+    p = ssub.add_parser("fit", help="fit a survival model (JSON) from a clinical table and features")
+    p.add_argument("--clinical", type=Path, required=True, help="survival_info.csv / survival_data.csv")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--features", type=Path, default=None, help="features CSV (brainseg survival features)")
+    source.add_argument("--labels", type=Path, default=None, help="dataset folder or folder of label maps")
+    p.add_argument("--out", type=Path, required=True, help="model file (JSON)")
+    # survival.METHODS checks the name; importing it here would slow every brainseg command
+    p.add_argument("--method", default="ridge", help="majority, age, ridge (default) or forest")
+    p.add_argument("--feature", nargs="+", default=None, metavar="NAME", help="features to use (default: see docs)")
+    p.add_argument("--images", type=Path, default=None, help="dataset of the label maps' scans")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cv", type=int, default=0, metavar="K", help="also print K-fold CV scores beside the baselines")
+    p.add_argument("--match-tcia-by-number", **tcia)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_cmd_survival_fit)
+
+    p = ssub.add_parser("predict", help="predicted survival days per case -> CSV (case id, days)")
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--features", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="predictions CSV")
+    p.add_argument("--clinical", type=Path, default=None, help="table with age/resection (else the features' own)")
+    p.add_argument("--no-header", action="store_true", help="bare two columns, no header line")
+    p.add_argument("--match-tcia-by-number", **tcia)
+    p.set_defaults(func=_cmd_survival_predict)
+
+    p = ssub.add_parser("evaluate", help="BraTS scores: accuracy, MSE, median SE, Spearman, confusion")
+    p.add_argument("--predictions", type=Path, required=True)
+    p.add_argument("--clinical", type=Path, required=True)
+    p.add_argument("--all-patients", action="store_true", help="score every patient, not only GTR")
+    p.add_argument("--out", type=Path, default=None, help="scores as JSON")
+    p.add_argument("--match-tcia-by-number", **tcia)
+    p.set_defaults(func=_cmd_survival_evaluate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="brainseg", description="Brain tumour segmentation toolkit (BraTS).")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -205,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", type=int, default=None, help="synthetic cases (default 10)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the demo recipe's)")
     p.set_defaults(func=_cmd_demo)
+
+    _add_survival_parser(sub)
     return parser
 
 
