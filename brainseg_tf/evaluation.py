@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import csv
 import functools
+import io as _stringio
 import itertools
 import math
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -37,8 +39,13 @@ from typing import Iterable, Sequence
 import numpy as np
 from scipy import ndimage
 
+from brainseg_tf import atomic
+from brainseg_tf.conventions import REGION_LABELS
+from brainseg_tf.io.errors import DataError
+
 __all__ = [
-    "REGIONS",
+    "PREDICTIONS_META",
+    "resolve_convention",
     "LEGACY_EMPTY_HD95",
     "LESION_FP_HD95",
     "CSV_COLUMNS",
@@ -54,7 +61,7 @@ __all__ = [
     "format_summary",
 ]
 
-REGIONS: dict[str, tuple[int, ...]] = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
+PREDICTIONS_META = "predictions.json"  # optional, beside predictions: {"convention": ...} or per case
 LEGACY_EMPTY_HD95 = float(np.sqrt(240.0**2 + 240.0**2 + 155.0**2))  # 373.12866 mm
 LESION_FP_HD95 = 374.0
 CSV_COLUMNS = (
@@ -72,14 +79,14 @@ _DILATION_18 = ndimage.generate_binary_structure(3, 2)
 
 def region_mask(labels: np.ndarray, region: str) -> np.ndarray:
     """Boolean mask of a region (``"WT"``, ``"TC"``, ``"ET"``) from canonical labels."""
-    if region not in REGIONS:
-        raise ValueError(f"region must be one of {tuple(REGIONS)}, got region={region!r}")
+    if region not in REGION_LABELS:
+        raise ValueError(f"region must be one of {tuple(REGION_LABELS)}, got region={region!r}")
     labels = np.asarray(labels)
     if labels.dtype == np.uint8:  # a lookup table is several times faster than np.isin
         table = np.zeros(256, dtype=bool)
-        table[list(REGIONS[region])] = True
+        table[list(REGION_LABELS[region])] = True
         return table[labels]
-    return np.isin(labels, REGIONS[region])
+    return np.isin(labels, REGION_LABELS[region])
 
 
 def dice_score(ref: np.ndarray, pred: np.ndarray, *, empty: float = 1.0) -> float:
@@ -467,6 +474,7 @@ def evaluate_case(
 
 
 _STRIP = re.compile(r"([_\-.](seg|pred|prediction|label|labels|mask))$", re.IGNORECASE)
+_CLASS = {0: "BG", 1: "NCR", 2: "ED", 3: "ET"}
 
 
 def _nifti_stem(name: str) -> str | None:
@@ -476,65 +484,166 @@ def _nifti_stem(name: str) -> str | None:
     return None
 
 
+def _label_file(path: Path) -> bool:
+    """A visible NIfTI file (hidden names such as ``.nii.gz`` or ``._x.nii.gz`` are never cases)."""
+    return path.is_file() and not path.name.startswith(".") and _nifti_stem(path.name) is not None
+
+
 def _case_key(path: Path, root: Path) -> str:
-    stem = _nifti_stem(path.name) or path.name
-    stripped = _STRIP.sub("", stem)
     if path.parent != root:  # <case_id>/<anything>.nii.gz
         return path.parent.name
-    return stripped
+    return _STRIP.sub("", _nifti_stem(path.name) or path.name)
 
 
 def _scan_label_files(root: Path) -> dict[str, Path]:
-    """Case id -> NIfTI file in a flat folder or one level of ``<case_id>/`` subfolders."""
+    """Case id -> NIfTI file in a flat folder or one level of ``<case_id>/`` subfolders.
+
+    The id is the file name without ``.nii[.gz]`` and one role suffix (``_seg``, ``-pred``,
+    ``_mask``...), or the subfolder's name. Names that cannot be case ids are skipped.
+
+    Raises:
+        DataError: two files give the same case id.
+    """
+    from brainseg_tf.io.layouts import case_id_problem
+
     found: dict[str, Path] = {}
-    candidates = [p for p in sorted(root.iterdir()) if p.is_file() and _nifti_stem(p.name) is not None]
-    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = [p for p in sorted(sub.iterdir()) if p.is_file() and _nifti_stem(p.name) is not None]
+    candidates = [p for p in sorted(root.iterdir()) if _label_file(p)]
+    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = [p for p in sorted(sub.iterdir()) if _label_file(p)]
         segs = [p for p in files if _STRIP.search(_nifti_stem(p.name) or "")] or files
         if len(segs) == 1:
             candidates.append(segs[0])
     for path in candidates:
         key = _case_key(path, root)
+        if case_id_problem(key) is not None:
+            continue
         if key in found:
-            raise ValueError(f"two files for case {key!r} in {root}: {found[key].name} and {path.name}")
+            raise DataError(root, f"{root}: two files for case {key!r}: {found[key].name} and {path.name}")
         found[key] = path
     return found
 
 
 def _reference_files(ref_dir: Path) -> dict[str, tuple[Path, str | None]]:
-    """Case id -> (label file, convention or None) from a dataset folder or a folder of labels."""
-    try:
-        from brainseg_tf.io import open_dataset
+    """Case id -> (label file, convention or None) from a dataset folder or a folder of labels.
 
+    A folder holding scans named like a dataset is read as one, and its problems are raised;
+    only a folder without scans is read as a folder of label files.
+    """
+    from brainseg_tf.io import open_dataset
+    from brainseg_tf.io.layouts import has_scan_files
+
+    if has_scan_files(ref_dir):
         dataset = open_dataset(ref_dir)
-        refs = {cid: (dataset.ref(cid).label, dataset.ref(cid).convention) for cid in dataset.labelled_ids}
-        if refs:
-            return refs
-    except (ValueError, FileNotFoundError, ImportError):
-        pass  # not a dataset layout: a folder of label files
+        return {cid: (dataset.ref(cid).label, dataset.ref(cid).convention) for cid in dataset.labelled_ids}
     return {cid: (path, None) for cid, path in _scan_label_files(ref_dir).items()}
 
 
-def _match_prediction(case_id: str, predictions: dict[str, Path]) -> Path | None:
-    if case_id in predictions:
-        return predictions[case_id]
-    hits = [key for key in predictions if key.endswith(case_id) or case_id.endswith(key)]
-    return predictions[hits[0]] if len(hits) == 1 else None
+def _recorded_conventions(pred_dir: Path) -> dict[str, str]:
+    """Case id -> convention from ``pred_dir/predictions.json`` (``"*"``: every case), if present.
+
+    Accepted forms: ``{"convention": "msd"}``, ``{"cases": {"<id>": "msd" | {"convention": "msd"}}}``
+    or a list of ``{"case_id": ..., "convention": ...}`` records.
+    """
+    from brainseg_tf.io import read_json
+    from brainseg_tf.io.labels import get_convention
+
+    path = pred_dir / PREDICTIONS_META
+    if not path.is_file():
+        return {}
+    meta = read_json(path, expect=(dict, list))
+    records = meta if isinstance(meta, list) else meta.get("cases", {})
+    out: dict[str, str] = {}
+    if isinstance(meta, dict) and meta.get("convention") is not None:
+        out["*"] = meta["convention"]
+    if isinstance(records, dict):
+        records = [{"case_id": k, **(v if isinstance(v, dict) else {"convention": v})} for k, v in records.items()]
+    for rec in records:
+        if isinstance(rec, dict) and rec.get("convention") is not None:
+            out[str(rec.get("case_id"))] = rec["convention"]
+    for cid, conv in out.items():
+        try:
+            get_convention(conv)
+        except ValueError as exc:
+            raise DataError(path, f"{path}: case {cid!r}: {exc}") from exc
+    return out
 
 
-def _infer_convention(values: np.ndarray) -> str:
-    return "brats" if np.any(values == 4) and not np.any(values == 3) else "brats2023"
+def _reading(values: Sequence[int], conv) -> str:
+    return " ".join(f"{v}={_CLASS[conv.to_canonical[v]]}" for v in values if v)
 
 
-def _load_labels(path: Path, convention: str | None) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
-    from brainseg_tf.io import load_nifti
-    from brainseg_tf.io.labels import to_canonical
+def resolve_convention(
+    values: Iterable[int],
+    source: str | Path,
+    *,
+    explicit: str | None = None,
+    recorded: str | None = None,
+    flag: str = "--pred-convention",
+) -> str:
+    """The label convention of a label map, never guessed where it matters.
+
+    In order: ``explicit`` (a flag), ``recorded`` (the dataset's layout, the file's header stamp,
+    ``predictions.json``); else the values present decide only when every convention that allows
+    them reads them the same way (all background, or 0/3 only, ...).
+
+    Args:
+        values: label values present in the file.
+        source: the file, named in errors.
+        explicit, recorded: convention names or ``None``.
+        flag: what the user passes to name the convention, quoted in the error.
+
+    Returns:
+        The convention's name.
+
+    Raises:
+        DataError: the values fit no convention, or fit several that read them differently
+            (e.g. 1/2 are NCR/ED in BraTS 2023 but ED/NCR in MSD Task01); names the flag.
+    """
+    from brainseg_tf.io.labels import CONVENTIONS, get_convention
+
+    if explicit is not None:
+        name = get_convention(explicit).name
+        if recorded is not None and get_convention(recorded).name != name:
+            warnings.warn(f"{source}: records labels as {recorded!r}; read as {name!r} as {flag} says", stacklevel=2)
+        return name
+    if recorded is not None:
+        try:
+            return get_convention(recorded).name
+        except ValueError as exc:
+            raise DataError(source, f"{source}: recorded label convention: {exc}") from exc
+    present = sorted({int(v) for v in values})
+    readings: dict[tuple[int, ...], list[str]] = {}
+    for name, conv in CONVENTIONS.items():
+        if set(present) <= set(conv.to_canonical):
+            readings.setdefault(tuple(conv.to_canonical[v] for v in present), []).append(name)
+    if len(readings) == 1:
+        return next(iter(readings.values()))[0]
+    if not readings:
+        raise DataError(source, f"{source}: label values {present} fit no known convention {sorted(CONVENTIONS)}")
+    ways = "; ".join(f"{'/'.join(names)}: {_reading(present, CONVENTIONS[names[0]])}" for names in readings.values())
+    raise DataError(source, f"{source}: label values {present} mean different things in different conventions "
+                            f"({ways}) and the file does not record its convention; pass {flag} "
+                            f"(one of {', '.join(n for n in CONVENTIONS)})")
+
+
+def _load_labels(
+    path: Path, convention: str | None, *, explicit: str | None = None, flag: str = "--pred-convention"
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """Canonical labels, affine and spacing of a label file.
+
+    ``convention`` is the recorded one (layout or metadata; ``None``: the header stamp, else
+    :func:`resolve_convention` decides or raises naming ``flag``); ``explicit`` overrides it.
+    """
+    from brainseg_tf.io import load_nifti, stamped_convention
+    from brainseg_tf.io.labels import label_values, to_canonical
 
     volume = load_nifti(path)
     data = np.asarray(volume.data)
     if data.ndim == 4 and data.shape[-1] == 1:
         data = data[..., 0]
-    conv = convention or _infer_convention(data)
+    recorded = convention or stamped_convention(volume.header)
+    conv = resolve_convention(label_values(data, source=path) if explicit is None and recorded is None else (), path,
+                              explicit=explicit, recorded=recorded, flag=flag)
     return to_canonical(data, conv, source=path), np.asarray(volume.affine), tuple(float(s) for s in volume.spacing)
 
 
@@ -553,19 +662,34 @@ class EvaluationResult:
     unmatched: list[Path] = field(default_factory=list)
 
     def to_csv(self, path: str | Path) -> Path:
-        """Write the rows to a CSV file (columns :data:`CSV_COLUMNS`); returns the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(CSV_COLUMNS))
-            writer.writeheader()
-            for row in self.rows:
-                writer.writerow({k: row[k] for k in CSV_COLUMNS})
-        return path
+        """Write the rows to a CSV file (columns :data:`CSV_COLUMNS`) atomically; returns the path."""
+        buffer = _stringio.StringIO(newline="")
+        writer = csv.DictWriter(buffer, fieldnames=list(CSV_COLUMNS))
+        writer.writeheader()
+        for row in self.rows:
+            writer.writerow({k: row[k] for k in CSV_COLUMNS})
+        return atomic.write_text(path, buffer.getvalue())
 
     def summary(self) -> dict[str, dict[str, dict[str, float]]]:
         """See :func:`summarize`."""
         return summarize(self.rows)
+
+
+def _check_evaluation_args(dilation: object, min_lesion_volume: object, conventions: Sequence[str | None],
+                           case_ids: Sequence[str] | None) -> None:
+    """Refuse bad arguments before any file is read (``ValueError`` naming the argument)."""
+    from brainseg_tf.io.labels import get_convention
+
+    if isinstance(dilation, bool) or not isinstance(dilation, (int, np.integer)) or dilation < 0:
+        raise ValueError(f"dilation={dilation!r} must be an integer >= 0")
+    if (isinstance(min_lesion_volume, bool) or not isinstance(min_lesion_volume, (int, float, np.number))
+            or not math.isfinite(min_lesion_volume) or min_lesion_volume < 0):
+        raise ValueError(f"min_lesion_volume={min_lesion_volume!r} must be a finite number >= 0 (mm^3)")
+    for conv in conventions:
+        if conv is not None:
+            get_convention(conv)
+    if case_ids is not None and (isinstance(case_ids, str) or not all(isinstance(c, str) for c in case_ids)):
+        raise ValueError(f"case_ids={case_ids!r} must be a list of case id strings")
 
 
 def evaluate_folders(
@@ -581,22 +705,28 @@ def evaluate_folders(
     min_lesion_volume: float = 50.0,
     case_ids: Sequence[str] | None = None,
 ) -> EvaluationResult:
-    """Evaluate a folder of predicted label maps against references, pairing by case id.
+    """Evaluate a folder of predicted label maps against references, pairing by exact case id.
 
     Predictions: ``<case_id>.nii.gz``, ``<case_id>_seg.nii.gz`` (also ``_pred``, ``-seg``…) or
-    ``<case_id>/<one file>.nii.gz``; a prediction whose name ends with the reference id (or the
-    reverse) also pairs when unique. References: any dataset folder :func:`brainseg_tf.io.open_dataset`
-    reads (its cases' label files and conventions), or a folder of label files named as the
-    predictions.
+    ``<case_id>/<one file>.nii.gz``; the id so named must equal a reference id exactly (hidden
+    files are ignored). References: any dataset folder :func:`brainseg_tf.io.open_dataset` reads
+    (its cases' label files and conventions), or a folder of label files named as the predictions.
+
+    Label conventions are never guessed where a value means different things in two of them
+    (MSD's 1/2 are BraTS 2023's 2/1): the references' comes from ``ref_convention``, else the
+    dataset's layout, else the file's header stamp; the predictions' from ``pred_convention``,
+    else ``predictions.json`` beside them, else the header stamp that
+    :func:`brainseg_tf.io.write_label` (so ``brainseg predict``) writes. A file with none of
+    these is read only when its values mean the same in every convention; otherwise a
+    :class:`~brainseg_tf.io.DataError` says which flag to pass.
 
     Args:
         pred_dir: folder of predictions.
         ref_dir: dataset folder or folder of reference label files.
         ref_convention: label convention of the references (``"brats"``, ``"brats2023"``,
-            ``"msd"``, ``"canonical"``); default: the dataset's, else inferred per file
-            (a 4 without a 3 means ``"brats"``, otherwise 1/2/3 = NCR/ED/ET). MSD must be named.
-        pred_convention: same for predictions; default inferred per file.
-        out_csv: write the rows there when given.
+            ``"msd"``, ``"canonical"``, ``"brats2024_post"``); overrides the recorded one.
+        pred_convention: same for predictions.
+        out_csv: write the rows there when given (atomically, after every case is scored).
         progress: show a progress bar.
         lesion_wise, dilation, min_lesion_volume: see :func:`evaluate_case`.
         case_ids: score only these reference cases (e.g. a run's validation split).
@@ -605,11 +735,13 @@ def evaluate_folders(
         :class:`EvaluationResult`; missing predictions are scored as empty and listed.
 
     Raises:
-        ValueError: a prediction's shape or affine differs from its reference (both files named);
-            no reference cases found.
+        ValueError: bad arguments (checked before reading any file), a prediction's shape or
+            affine differs from its reference (both files named), no reference cases found.
+        DataError: an unreadable file, or a convention that cannot be told (names the flag).
     """
     from tqdm.auto import tqdm
 
+    _check_evaluation_args(dilation, min_lesion_volume, (ref_convention, pred_convention), case_ids)
     pred_dir, ref_dir = Path(pred_dir), Path(ref_dir)
     if not pred_dir.is_dir():
         raise FileNotFoundError(f"prediction folder not found: {pred_dir}")
@@ -624,18 +756,21 @@ def evaluate_folders(
             raise ValueError(f"case_ids {unknown[:5]} have no reference label file in {ref_dir}")
         references = {cid: references[cid] for cid in case_ids}
     predictions = _scan_label_files(pred_dir)
+    recorded = _recorded_conventions(pred_dir)
     result = EvaluationResult()
     used: set[Path] = set()
     for case_id in tqdm(sorted(references), desc="evaluate", disable=not progress, unit="case"):
         ref_path, dataset_convention = references[case_id]
-        ref, ref_affine, spacing = _load_labels(ref_path, ref_convention or dataset_convention)
-        pred_path = _match_prediction(case_id, predictions)
+        ref, ref_affine, spacing = _load_labels(ref_path, dataset_convention, explicit=ref_convention,
+                                                flag="--ref-convention")
+        pred_path = predictions.get(case_id)
         if pred_path is None:
             pred = np.zeros_like(ref)
             result.missing.append(case_id)
         else:
             used.add(pred_path)
-            pred, pred_affine, _ = _load_labels(pred_path, pred_convention)
+            pred, pred_affine, _ = _load_labels(pred_path, recorded.get(case_id, recorded.get("*")),
+                                                explicit=pred_convention, flag="--pred-convention")
             if pred.shape != ref.shape:
                 raise ValueError(
                     f"prediction {pred_path} has shape {pred.shape} but reference {ref_path} has {ref.shape}"

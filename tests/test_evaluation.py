@@ -236,7 +236,8 @@ def test_evaluate_folders_pairs_cases_lists_missing_and_writes_csv(tmp_path):
     pred = np.where(seg == 4, 3, seg)  # written in the 1/2/3 convention
     _write(pred_dir / "case001.nii.gz", pred)
     _write(pred_dir / "stray.nii.gz", pred)
-    result = E.evaluate_folders(pred_dir, ref_dir, out_csv=tmp_path / "m.csv", progress=False)
+    result = E.evaluate_folders(pred_dir, ref_dir, out_csv=tmp_path / "m.csv", progress=False,
+                                ref_convention="brats", pred_convention="brats2023")
     assert result.missing == ["case002"]
     assert [p.name for p in result.unmatched] == ["stray.nii.gz"]
     rows = {(r["case"], r["region"]): r for r in result.rows}
@@ -261,11 +262,12 @@ def test_evaluate_folders_restricted_to_case_ids(tmp_path):
     for cid in ("case001", "case002", "case003"):
         _write(ref_dir / f"{cid}_seg.nii.gz", seg)
     _write(pred_dir / "case002.nii.gz", seg)
-    result = E.evaluate_folders(pred_dir, ref_dir, case_ids=["case002"], progress=False)
+    result = E.evaluate_folders(pred_dir, ref_dir, case_ids=["case002"], progress=False, ref_convention="brats",
+                                pred_convention="brats")
     assert {r["case"] for r in result.rows} == {"case002"} and result.missing == []
     assert all(r["dice"] == 1.0 for r in result.rows)
     with pytest.raises(ValueError, match="case999"):
-        E.evaluate_folders(pred_dir, ref_dir, case_ids=["case999"], progress=False)
+        E.evaluate_folders(pred_dir, ref_dir, case_ids=["case999"], progress=False, ref_convention="brats")
 
 
 def test_evaluate_folders_geometry_errors_name_both_files(tmp_path):
@@ -275,10 +277,10 @@ def test_evaluate_folders_geometry_errors_name_both_files(tmp_path):
     _write(ref_dir / "c1.nii.gz", seg)
     _write(pred_dir / "c1_seg.nii.gz", seg[:, :, :6])
     with pytest.raises(ValueError, match=r"(?s)c1_seg\.nii\.gz.*shape.*c1\.nii\.gz"):
-        E.evaluate_folders(pred_dir, ref_dir, progress=False)
+        E.evaluate_folders(pred_dir, ref_dir, progress=False, ref_convention="brats", pred_convention="brats")
     _write(pred_dir / "c1_seg.nii.gz", seg, affine=np.diag([1.0, 1.0, 3.0, 1.0]))
     with pytest.raises(ValueError, match=r"(?s)c1_seg\.nii\.gz.*c1\.nii\.gz.*affine"):
-        E.evaluate_folders(pred_dir, ref_dir, progress=False)
+        E.evaluate_folders(pred_dir, ref_dir, progress=False, ref_convention="brats", pred_convention="brats")
 
 
 def test_evaluate_folders_on_a_case_folder_layout(tmp_path):

@@ -469,5 +469,6 @@ __all__ = [
     "Case", "CaseRef", "Dataset", "DataError", "MissingFileError", "Volume", "LAYOUTS", "MODALITIES",
     "REGIONS", "CLASS_NAMES", "read_case", "open_dataset", "write_label", "write_case", "case_id_for",
     "detect_layout", "load_nifti", "save_nifti", "read_header", "to_canonical", "from_canonical",
-    "validate_dataset", "dataset_summary", "format_summary", "labels",
+    "validate_dataset", "dataset_summary", "format_summary", "labels", "check_case_id", "case_id_problem",
+    "read_json", "max_voxels", "MAX_VOXELS", "MAX_VOXELS_ENV", "stamped_convention",
 ]

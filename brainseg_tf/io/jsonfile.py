@@ -13,12 +13,16 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number in strict JSON")
 
 
-def read_json(path: str | Path, *, expect: type = dict) -> Any:
+def _describe(kind: type) -> str:
+    return {dict: "an object {...}", list: "a list [...]"}.get(kind, f"a {kind.__name__}")
+
+
+def read_json(path: str | Path, *, expect: type | tuple[type, ...] = dict) -> Any:
     """Read a JSON file strictly: ``NaN``/``Infinity`` refused, the top level of type ``expect``.
 
     Args:
         path: the file.
-        expect: type the top-level value must have (``dict`` for an object, ``list``, ...).
+        expect: type(s) the top-level value must have (``dict`` for an object, ``list``, ...).
 
     Raises:
         MissingFileError: the file does not exist.
@@ -37,7 +41,6 @@ def read_json(path: str | Path, *, expect: type = dict) -> Any:
     except ValueError as exc:  # from _refuse_constant
         raise DataError(path, f"{path}: {exc}") from exc
     if not isinstance(value, expect):
-        names = {dict: "an object {...}", list: "a list [...]"}
-        raise DataError(path, f"{path}: the top level is {names.get(type(value), type(value).__name__)}, "
-                              f"expected {names.get(expect, expect.__name__)}")
+        expected = " or ".join(_describe(t) for t in (expect if isinstance(expect, tuple) else (expect,)))
+        raise DataError(path, f"{path}: the top level is {_describe(type(value))}, expected {expected}")
     return value

@@ -119,9 +119,12 @@ def _integer_view(label: np.ndarray, source: str | Path | None) -> np.ndarray:
     return arr
 
 
-def label_values(label: np.ndarray) -> dict[int, int]:
-    """Voxel count of every value present in an integer label map (fast: bincount, not unique)."""
-    arr = _integer_view(label, None)
+def label_values(label: np.ndarray, source: str | Path | None = None) -> dict[int, int]:
+    """Voxel count of every value present in an integer label map (fast: bincount, not unique).
+
+    ``source`` (the file) is named in the error for a map that is not integral.
+    """
+    arr = _integer_view(label, source)
     if arr.size == 0:
         return {}
     lo, hi = int(arr.min()), int(arr.max())
@@ -149,7 +152,7 @@ def to_canonical(label: np.ndarray, convention: str, source: str | Path | None =
     """
     conv = get_convention(convention)
     arr = _integer_view(label, source)
-    present = label_values(arr)
+    present = label_values(arr, source)
     bad = {v: n for v, n in present.items() if v not in conv.to_canonical}
     if bad:
         where = f"{source}: " if source is not None else ""

@@ -328,6 +328,18 @@ def find_case_folders(root: Path, max_depth: int = 3) -> list[Path]:
     return found
 
 
+def has_scan_files(root: str | Path) -> bool:
+    """True when ``root`` looks like a dataset: a ``dataset.json``, or a case folder holding files
+    named like a modality (``*_flair``, ``*-t1n``...), not only masks."""
+    root = Path(root)
+    if (root / "dataset.json").is_file():
+        return True
+    for folder in find_case_folders(root):
+        if any(_token(f.name, folder.name) in MODALITIES for f in folder.iterdir() if _is_case_file(f)):
+            return True
+    return False
+
+
 def detect_layout(root: str | Path) -> str:
     """Name of the layout of a dataset folder (or of a single case folder)."""
     root = Path(root)
