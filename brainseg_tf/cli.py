@@ -165,7 +165,8 @@ def _cmd_survival_predict(args: argparse.Namespace) -> int:
 def _cmd_survival_evaluate(args: argparse.Namespace) -> int:
     from brainseg_tf import atomic, survival
 
-    result = survival.evaluate_predictions(args.predictions, args.clinical, gtr_only=False if args.all_patients else None,
+    gtr_only = False if args.all_patients else None  # None: GTR only where the table records resection
+    result = survival.evaluate_predictions(args.predictions, args.clinical, gtr_only=gtr_only,
                                            tcia_by_number=args.match_tcia_by_number)
     print(survival.format_scores(result))
     if args.out is not None:
@@ -180,7 +181,8 @@ def _add_survival_parser(sub: argparse._SubParsersAction) -> None:
     tcia = {"action": "store_true", "help": "pair 2017 TCIA ids (Brats17_TCIA_201_1) with 2018 folders by number"}
 
     p = ssub.add_parser("features", help="tumour features of every label map in a folder -> CSV")
-    p.add_argument("--labels", type=Path, required=True, help="dataset folder or folder of label maps (brainseg predict)")
+    p.add_argument("--labels", type=Path, required=True,
+                   help="dataset folder or folder of label maps (brainseg predict)")
     p.add_argument("--out", type=Path, required=True, help="features CSV")
     p.add_argument("--images", type=Path, default=None, help="dataset of the label maps' scans (brain volume)")
     p.add_argument("--clinical", type=Path, default=None, help="clinical table: adds age and resection columns")

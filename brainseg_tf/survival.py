@@ -349,7 +349,7 @@ def read_clinical(path: str | Path) -> ClinicalTable:
     path, header, rows = _read_csv(path)
     id_col = next((i for i, h in enumerate(header) if _ID_COLUMNS.match(h)), None)
     age_col = _find_column(header, ("age",))
-    for col, what in ((id_col, "a case id column (e.g. Brats20ID, BraTS18ID, Brats17ID)"), (age_col, "an 'Age' column")):
+    for col, what in ((id_col, "case id column (e.g. Brats20ID, BraTS18ID, Brats17ID)"), (age_col, "'Age' column")):
         if col is None:
             raise DataError(path, f"{path}: header {header} has no {what}")
     surv_col = _find_column(header, _SURVIVAL_COLUMNS)
@@ -615,7 +615,8 @@ class TrainingSet:
             plus :data:`FEATURE_NAMES` when label maps or a feature table were given).
         days: ``(n,)`` float64 overall survival in days.
         resection: ``(n,)`` resection status per patient.
-        excluded: reason -> table ids left out (censored, no survival, no age, no label map).
+        excluded: reason -> ids left out (table ids: censored, no survival, no age, no label map;
+            case ids: a case without a clinical row).
         case_for: table id -> case id (label folder or feature table) for imaging patients.
     """
 
@@ -803,11 +804,13 @@ def load(path: str | Path) -> SurvivalModel:
     if not isinstance(obj, dict) or obj.get("format") != MODEL_FORMAT:
         raise DataError(path, f"{path}: not a {MODEL_FORMAT} model file")
     if obj.get("version") != MODEL_VERSION:
-        raise DataError(path, f"{path}: model format version {obj.get('version')!r}, this version reads {MODEL_VERSION}")
+        raise DataError(path, f"{path}: model format version {obj.get('version')!r}, "
+                              f"this version reads {MODEL_VERSION}")
     if obj.get("method") not in METHODS or not isinstance(obj.get("params"), dict):
         raise DataError(path, f"{path}: unknown method {obj.get('method')!r} or no params")
     if tuple(obj.get("class_thresholds_days", ())) != CLASS_THRESHOLDS_DAYS:
-        raise DataError(path, f"{path}: class thresholds {obj.get('class_thresholds_days')} differ from {CLASS_THRESHOLDS_DAYS}")
+        raise DataError(path, f"{path}: class thresholds {obj.get('class_thresholds_days')} differ from "
+                              f"{CLASS_THRESHOLDS_DAYS}")
     return SurvivalModel(obj["method"], tuple(obj.get("features", ())), obj["params"], obj.get("meta", {}))
 
 
@@ -1228,7 +1231,9 @@ def format_scores(result: Mapping[str, Any], title: str = "") -> str:
     return "\n".join(lines)
 
 
-def kaplan_meier(days: Sequence[float] | np.ndarray, observed: Sequence[bool] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def kaplan_meier(
+    days: Sequence[float] | np.ndarray, observed: Sequence[bool] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Kaplan-Meier survival curve.
 
     Args:
