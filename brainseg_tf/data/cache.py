@@ -10,8 +10,10 @@ reorientation/resampling) and stores, per case, under ``/cases/<case_id>/``:
   most ``max_locations`` per class), concatenated in class order; attribute
   ``location_counts`` gives N per class;
 - attributes ``geometry`` (JSON, see :class:`~brainseg_tf.data.preprocess.Geometry`),
-  ``provenance`` (JSON: each source file's path, size and mtime), ``stats`` (z-score mean/std),
-  ``brain_box`` (brain bounding box inside the stored array) and ``complete`` (written last).
+  ``provenance`` (JSON: each source file's role, path, size, mtime and content fingerprint),
+  ``fingerprint`` (of the whole case: its files' fingerprints by role), ``stats`` (z-score
+  mean/std), ``brain_box`` (brain bounding box inside the stored array) and ``complete``
+  (written last).
 
 The file's root attributes hold the format version, the preprocessing parameters, the source
 folder, the planned case list and ``complete`` (set only when every case is written).
@@ -26,18 +28,32 @@ cases in RAM; a dataset larger than RAM still works, read from disk. ``chunks=(6
 builds a chunked file instead (read through h5py under a lock, slower; kept for tools that want
 chunking, compression is deliberately not offered: it made patch reads 5x slower here).
 
-**Resumable and never silently stale.** Building again with the same parameters skips cases
-already complete whose source files are unchanged, and rewrites the others; different
+**Content fingerprints** (:func:`file_fingerprint`): BLAKE2b of the file size and its bytes --
+all of them for files up to 1 MiB and for every uncompressed ``.nii`` (which has no checksum of
+its own); for a larger ``.nii.gz`` the first and last 64 KiB plus 16 evenly spaced 4 KiB blocks.
+The last bytes of a gzip file are the CRC-32 and length of the whole uncompressed content, so
+any voxel change of a (single-member, as nibabel and gzip write) ``.nii.gz`` changes the
+fingerprint; mtimes are recorded but not trusted (a copy or ``touch`` changes them, ``cp -p``
+keeps them over new content). Reading ~200 KiB per file keeps checks cheap at every open.
+
+**Resumable, crash-safe and never silently stale.** The final file is only ever a complete
+cache: a build writes ``.<name>.partial`` beside it (found again by the next build, which
+resumes it; HDF5's file lock keeps a second builder out) and renames it over the final name
+when every case is in. Building again with the same parameters skips cases whose sources
+have the same fingerprints (whatever folder they now live in: a different source folder with
+the same ids and sizes but other content is rebuilt) and rewrites the others; different
 parameters raise unless ``overwrite=True``. :func:`open_cache` raises
-:class:`IncompleteCacheError` for an unfinished build and :class:`StaleCacheError` when a source
-file's size or mtime changed, or the format version differs.
+:class:`IncompleteCacheError` for an unfinished build and :class:`StaleCacheError` when a
+source file's content changed, or the format version differs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import mmap
 import os
+import shutil
 import threading
 import time
 import warnings
@@ -47,13 +63,18 @@ from typing import Any, Iterable, Sequence
 import h5py
 import numpy as np
 
+from brainseg_tf import atomic
 from brainseg_tf.data.preprocess import Box, Geometry, PreprocessedCase, brain_bbox, class_locations, preprocess_case
 from brainseg_tf.io import Dataset, MODALITIES, open_dataset, read_case
 from brainseg_tf.io.errors import DataError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: content fingerprints in the provenance
 LOCATION_CLASSES = (1, 2, 3)
 _DTYPES = ("float32", "float16")
+FULL_HASH_BYTES = 1 << 20
+_EDGE_BYTES = 64 << 10
+_SAMPLE_BYTES = 4 << 10
+_SAMPLES = 16
 
 
 class CacheError(DataError):
@@ -68,29 +89,52 @@ class StaleCacheError(CacheError):
     """The cache no longer matches its sources (files changed) or this library's format."""
 
 
-def _file_record(path: Path) -> dict[str, Any]:
+def file_fingerprint(path: str | Path) -> str:
+    """Content fingerprint of a source file (see the module docstring for what is hashed)."""
+    path = Path(path)
+    size = path.stat().st_size
+    digest = hashlib.blake2b(str(size).encode(), digest_size=16)
+    with open(path, "rb") as fh:
+        if size <= FULL_HASH_BYTES or not path.name.lower().endswith(".gz"):
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+            return digest.hexdigest()
+        step = (size - 2 * _EDGE_BYTES) // (_SAMPLES + 1)
+        offsets = [(0, _EDGE_BYTES)] + [(_EDGE_BYTES + k * step, _SAMPLE_BYTES) for k in range(1, _SAMPLES + 1)]
+        for offset, length in offsets + [(size - _EDGE_BYTES, _EDGE_BYTES)]:
+            fh.seek(offset)
+            digest.update(fh.read(length))
+    return digest.hexdigest()
+
+
+def _file_record(role: str, path: Path) -> dict[str, Any]:
     st = path.stat()
-    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {"role": role, "path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+            "fingerprint": file_fingerprint(path)}
 
 
-def _source_files(ref: Any) -> list[Path]:
-    files = [Path(p) for p in ref.images.values()]
+def _source_files(ref: Any) -> list[tuple[str, Path]]:
+    files = [(role, Path(p)) for role, p in ref.images.items()]
     if ref.label is not None:
-        files.append(Path(ref.label))
+        files.append(("label", Path(ref.label)))
     return files
 
 
+def _case_fingerprint(records: Sequence[dict[str, Any]]) -> str:
+    text = json.dumps(sorted((r["role"], r["fingerprint"]) for r in records))
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
 def _stale_files(provenance: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """(changed, missing) source files of a case's provenance record."""
+    """(changed, missing) source files of a case's provenance record, by content fingerprint."""
     changed, missing = [], []
     for rec in provenance["files"]:
-        p = Path(rec["path"])
         try:
-            st = p.stat()
+            now = file_fingerprint(rec["path"])
         except FileNotFoundError:
             missing.append(rec["path"])
             continue
-        if st.st_size != rec["size"] or st.st_mtime_ns != rec["mtime_ns"]:
+        if now != rec.get("fingerprint"):
             changed.append(rec["path"])
     return changed, missing
 
@@ -99,10 +143,17 @@ def _params(crop: bool, margin: int, normalize: bool, reorient: bool, spacing: A
             max_locations: int, chunks: Any) -> dict[str, Any]:
     if dtype not in _DTYPES:
         raise ValueError(f"dtype={dtype!r} must be one of {_DTYPES}")
+    if isinstance(margin, bool) or not isinstance(margin, (int, np.integer)) or margin < 0:
+        raise ValueError(f"margin={margin!r} must be a non-negative integer (voxels)")
     if not isinstance(max_locations, int) or max_locations < 1:
         raise ValueError(f"max_locations={max_locations!r} must be a positive int")
     if spacing is not None:
-        spacing = [float(s) for s in np.broadcast_to(np.asarray(spacing, dtype=float), (3,))]
+        try:
+            spacing = [float(s) for s in np.broadcast_to(np.asarray(spacing, dtype=float), (3,))]
+        except (TypeError, ValueError):
+            raise ValueError(f"spacing={spacing!r} must be one number or three (mm)") from None
+        if not all(np.isfinite(s) and s > 0 for s in spacing):
+            raise ValueError(f"spacing={spacing!r} must be finite and positive (mm)")
     if chunks is not None:
         chunks = [int(c) for c in chunks]
         if len(chunks) != 3 or min(chunks) < 1:
@@ -140,19 +191,24 @@ def build_cache(
             significant digits).
         max_locations: tumour voxel coordinates kept per class for foreground sampling.
         chunks: ``None`` (contiguous, memory-mapped reads; recommended) or a chunk shape.
-        overwrite: discard an existing file instead of resuming it.
+        overwrite: rebuild every case instead of reusing those already cached (the existing
+            file is replaced only once the new one is complete).
         progress: show a tqdm bar.
 
     Returns:
-        The path of the complete cache.
+        The path of the complete cache (written under its final name only when complete).
 
     Raises:
         ValueError: bad parameters, unknown case ids, an empty selection, or an existing cache
             built with other parameters (pass ``overwrite=True``).
-        CacheError: an existing file that is not a readable cache (delete it or ``overwrite``).
+        CacheError: an existing file that is not a readable cache (delete it or ``overwrite``),
+            or another process building the same cache.
         DataError: a source case that cannot be read (names the file).
     """
     params = _params(crop, margin, normalize, reorient, spacing, dtype, max_locations, chunks)
+    if max_cases is not None and (isinstance(max_cases, bool) or not isinstance(max_cases, (int, np.integer))
+                                  or max_cases < 1):
+        raise ValueError(f"max_cases={max_cases!r} must be an integer >= 1")
     ds = src if isinstance(src, Dataset) else open_dataset(src)
     refs = list(ds.refs)
     if case_ids is not None:
@@ -161,68 +217,160 @@ def build_cache(
             raise ValueError(f"case_ids has ids not in {ds.root}: {unknown[:5]}")
         refs = [ds.ref(c) for c in case_ids]
     if max_cases is not None:
-        if max_cases < 1:
-            raise ValueError(f"max_cases={max_cases!r} must be >= 1")
         refs = refs[:max_cases]
     if not refs:
         raise ValueError(f"src={str(src)!r}: no cases selected")
     out = Path(out_h5)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists() and overwrite:
-        out.unlink()
-    planned = [r.case_id for r in refs]
+    work = partial_path(out)
+    current = {r.case_id: [_file_record(role, p) for role, p in _source_files(r)] for r in refs}
+    if overwrite:
+        work.unlink(missing_ok=True)
+    elif out.exists():
+        _check_existing(out, params)
+        if not work.exists():
+            if _is_current(out, current):
+                return out
+            with atomic.atomic_path(work) as tmp:  # resume from the finished cache; it stays valid meanwhile
+                shutil.copyfile(out, tmp)
     try:
-        f = h5py.File(out, "a")
+        with _open_work(work, params) as f:
+            _reusable_cases(f, current)
+    except CacheError:
+        raise
+    except (OSError, KeyError, RuntimeError, ValueError) as exc:  # h5py errors of a damaged leftover
+        warnings.warn(f"{work}: leftover of an interrupted build is damaged ({type(exc).__name__}: {exc}); "
+                      f"building again from the start", stacklevel=2)
+        work.unlink(missing_ok=True)
+    with _open_work(work, params) as f:
+        _record_build(f, ds, list(current), params)
+        cases = f.require_group("cases")
+        todo = [r for r in refs if r.case_id not in cases]
+        it: Iterable = todo
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(todo, desc="preprocess", unit="case")
+        for ref in it:
+            case = read_case(ref)
+            pre = preprocess_case(case, crop=crop, margin=margin, normalize=normalize, reorient=reorient,
+                                  spacing=params["spacing"])
+            _write_case(cases, pre, current[ref.case_id], params)
+            f.flush()
+        f.attrs["complete"] = True
+        f.attrs["completed_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    with atomic.atomic_path(out) as tmp:
+        os.replace(work, tmp)
+    return out
+
+
+def partial_path(out: str | Path) -> Path:
+    """Where :func:`build_cache` builds ``out`` until it is complete (found again to resume)."""
+    out = Path(out)
+    return out.with_name(f".{out.name}.partial")
+
+
+def _open_h5(path: Path, mode: str) -> h5py.File:
+    try:
+        return h5py.File(path, mode)
+    except OSError as exc:
+        if "lock" in str(exc).lower():
+            raise CacheError(path, f"{path}: another process is building this cache (HDF5 file lock: {exc}); "
+                                   f"wait for it to finish") from exc
+        raise
+
+
+def _check_existing(out: Path, params: dict[str, Any]) -> None:
+    """Refuse to resume a finished cache that is unreadable or was built differently."""
+    try:
+        f = _open_h5(out, "r")
     except OSError as exc:
         raise CacheError(out, f"{out}: exists but is not a readable HDF5 cache ({exc}); delete it or pass "
                               f"overwrite=True") from exc
     with f:
-        if "format_version" in f.attrs:
-            if int(f.attrs["format_version"]) != FORMAT_VERSION:
-                raise ValueError(f"{out}: format version {int(f.attrs['format_version'])} != {FORMAT_VERSION}; "
-                                 f"pass overwrite=True to rebuild")
-            old = json.loads(f.attrs["params"])
-            if old != params:
-                raise ValueError(f"{out} was built with other parameters {old}, asked for {params}; pass "
-                                 f"overwrite=True to rebuild")
-        f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["params"] = json.dumps(params)
-        f.attrs["complete"] = False
-        f.attrs["source"] = str(Path(ds.root).resolve())
-        f.attrs["layout"] = ds.layout
-        f.attrs["case_ids"] = json.dumps(planned)
+        if "format_version" not in f.attrs:
+            raise CacheError(out, f"{out}: exists but is not a brainseg_tf cache; delete it or pass overwrite=True")
+        if int(f.attrs["format_version"]) != FORMAT_VERSION:
+            raise ValueError(f"{out}: format version {int(f.attrs['format_version'])} != {FORMAT_VERSION}; "
+                             f"pass overwrite=True to rebuild")
+        old = json.loads(f.attrs["params"])
+        if old != params:
+            raise ValueError(f"{out} was built with other parameters {old}, asked for {params}; pass "
+                             f"overwrite=True to rebuild")
+
+
+def _same_sources(recorded: Sequence[dict[str, Any]], current: Sequence[dict[str, Any]]) -> bool:
+    """Same files by role, place, size and content (mtimes are not trusted either way)."""
+    def key(records):
+        return sorted((r["role"], r["path"], r["size"], r["fingerprint"]) for r in records)
+
+    return key(recorded) == key(current)
+
+
+def _is_current(out: Path, current: dict[str, list[dict[str, Any]]]) -> bool:
+    """True when the finished cache holds exactly these cases, built from these very sources."""
+    with _open_h5(out, "r") as f:
+        if not bool(f.attrs.get("complete", False)) or json.loads(f.attrs["case_ids"]) != list(current):
+            return False
+        cases = f.get("cases")
+        for cid, records in current.items():
+            g = cases.get(cid) if cases is not None else None
+            if g is None or not g.attrs.get("complete", False):
+                return False
+            if not _same_sources(json.loads(g.attrs["provenance"])["files"], records):
+                return False
+    return True
+
+
+def _open_work(work: Path, params: dict[str, Any]) -> h5py.File:
+    """The partial build file: resumed when it matches ``params``, else started afresh."""
+    if work.exists():
         try:
-            from brainseg_tf import __version__ as lib_version
-        except ImportError:
-            lib_version = "unknown"
-        f.attrs["library_version"] = str(lib_version)
-        cases = f.require_group("cases")
-        for stale in [k for k in cases.keys() if k not in planned]:
-            del cases[stale]
-        it: Iterable = refs
-        if progress:
-            from tqdm.auto import tqdm
-
-            it = tqdm(refs, desc="preprocess", unit="case")
-        for ref in it:
-            if ref.case_id in cases:
-                g = cases[ref.case_id]
-                if g.attrs.get("complete", False):
-                    prov = json.loads(g.attrs["provenance"])
-                    if not any(_stale_files(prov)):
-                        continue
-                del cases[ref.case_id]
-            case = read_case(ref)
-            pre = preprocess_case(case, crop=crop, margin=margin, normalize=normalize, reorient=reorient,
-                                  spacing=params["spacing"])
-            _write_case(cases, pre, _source_files(ref), params)
-            f.flush()
-        f.attrs["complete"] = True
-        f.attrs["completed_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    return out
+            f = _open_h5(work, "a")
+        except CacheError:
+            raise
+        except OSError as exc:  # a kill can leave it half-written
+            warnings.warn(f"{work}: unreadable leftover of an interrupted build ({exc}); starting again", stacklevel=3)
+        else:
+            if (f.attrs.get("format_version") == FORMAT_VERSION and "params" in f.attrs
+                    and json.loads(f.attrs["params"]) == params):
+                return f
+            f.close()
+        work.unlink()
+    work.parent.mkdir(parents=True, exist_ok=True)
+    return _open_h5(work, "w")
 
 
-def _write_case(cases: h5py.Group, pre: PreprocessedCase, files: list[Path], params: dict[str, Any]) -> None:
+def _reusable_cases(f: h5py.File, current: dict[str, list[dict[str, Any]]]) -> None:
+    """Keep the complete cases whose sources have the same content; delete the others."""
+    cases = f.require_group("cases")
+    for cid in list(cases.keys()):
+        g = cases[cid]
+        records = current.get(cid)
+        if records is not None and g.attrs.get("complete", False) and g.attrs.get("fingerprint") == \
+                _case_fingerprint(records):
+            if not _same_sources(json.loads(g.attrs["provenance"])["files"], records):
+                g.attrs["provenance"] = json.dumps({"files": records})  # same content, moved or copied
+        else:
+            del cases[cid]
+    f.flush()
+
+
+def _record_build(f: h5py.File, ds: Dataset, planned: list[str], params: dict[str, Any]) -> None:
+    f.attrs["format_version"] = FORMAT_VERSION
+    f.attrs["params"] = json.dumps(params)
+    f.attrs["complete"] = False
+    f.attrs["source"] = os.path.abspath(ds.root)
+    f.attrs["layout"] = ds.layout
+    f.attrs["case_ids"] = json.dumps(planned)
+    try:
+        from brainseg_tf import __version__ as lib_version
+    except ImportError:
+        lib_version = "unknown"
+    f.attrs["library_version"] = str(lib_version)
+
+
+def _write_case(cases: h5py.Group, pre: PreprocessedCase, records: list[dict[str, Any]],
+                params: dict[str, Any]) -> None:
     g = cases.create_group(pre.case_id)
     kw: dict[str, Any] = {}
     if params["chunks"] is not None:
@@ -237,7 +385,8 @@ def _write_case(cases: h5py.Group, pre: PreprocessedCase, files: list[Path], par
     g.create_dataset("locations", data=arr.astype(np.int32))
     g.attrs["location_counts"] = counts
     g.attrs["geometry"] = pre.geometry.to_json()
-    g.attrs["provenance"] = json.dumps({"files": [_file_record(p) for p in files]})
+    g.attrs["provenance"] = json.dumps({"files": records})
+    g.attrs["fingerprint"] = _case_fingerprint(records)
     g.attrs["stats"] = json.dumps(pre.stats)
     g.attrs["brain_box"] = json.dumps(brain_bbox(pre.brain_mask))
     g.attrs["has_label"] = pre.label is not None
@@ -274,6 +423,10 @@ class Cache:
     def _load_index(self) -> None:
         path = self.path
         if not path.is_file():
+            if partial_path(path).is_file():
+                raise IncompleteCacheError(path, f"{path}: not built yet; an interrupted build is in "
+                                                 f"{partial_path(path)}: run build_cache (or `brainseg preprocess`) "
+                                                 f"again to resume it")
             raise CacheError(path, f"{path}: cache not found; build it with `brainseg preprocess SRC --out {path}`")
         try:
             f = h5py.File(path, "r")
@@ -318,7 +471,8 @@ class Cache:
                     missing += mi
                 self._entries[cid] = e
         if stale:
-            raise StaleCacheError(path, f"{path}: stale cache, {len(stale)} source file(s) changed since it was built "
+            raise StaleCacheError(path, f"{path}: stale cache, the content of {len(stale)} source file(s) changed since "
+                                        f"it was built "
                                         f"(e.g. {stale[0]}); rebuild it (build_cache resumes and redoes those cases)")
         if missing:
             warnings.warn(f"{path}: {len(missing)} source file(s) not found (e.g. {missing[0]}); cannot check the "
@@ -503,7 +657,7 @@ def open_cache(path: str | Path, *, check_sources: bool = True) -> Cache:
 
     Args:
         path: the ``.h5`` file written by :func:`build_cache`.
-        check_sources: compare each source file's size and mtime with the build record (files
+        check_sources: compare each source file's content fingerprint with the build record (files
             that no longer exist are only warned about: a cache may travel without its sources).
 
     Raises:
@@ -523,4 +677,4 @@ def is_cache_path(path: Any) -> bool:
 
 
 __all__ = ["FORMAT_VERSION", "Cache", "CacheError", "IncompleteCacheError", "StaleCacheError", "build_cache",
-           "open_cache", "is_cache_path"]
+           "open_cache", "is_cache_path", "file_fingerprint", "partial_path"]

@@ -285,8 +285,8 @@ def preprocess_case(
     target = None
     if spacing is not None:
         target = tuple(float(s) for s in np.broadcast_to(np.asarray(spacing, dtype=np.float64), (3,)))
-        if min(target) <= 0:
-            raise ValueError(f"spacing={spacing!r} must be positive (mm)")
+        if not all(np.isfinite(t) and t > 0 for t in target):
+            raise ValueError(f"spacing={spacing!r} must be finite and positive (mm)")
         cur_spacing = np.sqrt((grid_affine[:3, :3] ** 2).sum(axis=0))
         cur_shape = np.asarray(image.shape[:3])
         new_shape = np.maximum(np.round(cur_shape * cur_spacing / np.asarray(target)).astype(int), 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -127,18 +128,52 @@ def test_resume_skips_done_cases_and_incomplete_is_refused(toy_root, tmp_path):
         build_cache(toy_root, out, progress=False, margin=2)
 
 
-def test_stale_source_is_detected_and_rebuilt(toy_root, tmp_path):
-    out = build_cache(toy_root, tmp_path / "c.h5", progress=False)
-    flair = next((toy_root / "BraTS2021_00000").glob("*flair*"))
+def _rewrite_keeping_size_and_mtime(path: Path, data: bytes) -> None:
+    st = path.stat()
+    assert len(data) == st.st_size
+    path.write_bytes(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_touched_source_is_not_stale_changed_content_is(toy_root, tmp_path):
+    root = tmp_path / "src"
+    shutil.copytree(toy_root, root)
+    out = build_cache(root, tmp_path / "c.h5", progress=False)
+    flair = next((root / "BraTS2021_00000").glob("*flair*"))
     st = flair.stat()
-    os.utime(flair, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    try:
-        with pytest.raises(StaleCacheError, match="stale"):
-            open_cache(out)
-        build_cache(toy_root, out, progress=False)  # redoes the changed case
+    os.utime(flair, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # mtime only: same content
+    open_cache(out)
+    # same size, same mtime, other content (the gzip trailer's CRC changes with any voxel)
+    other = next((root / "BraTS2021_00001").glob("*flair*")).read_bytes()
+    data = flair.read_bytes()
+    _rewrite_keeping_size_and_mtime(flair, (other + data)[:len(data)])
+    with pytest.raises(StaleCacheError, match=r"stale cache, the content of 1 source file.*flair"):
         open_cache(out)
-    finally:
-        os.utime(flair, ns=(st.st_atime_ns, st.st_mtime_ns))
+    mtime = out.stat().st_mtime_ns
+    build_cache(root, out, progress=False)  # redoes the changed case only
+    assert out.stat().st_mtime_ns != mtime
+    open_cache(out)
+
+
+def test_other_source_folder_with_same_ids_rebuilds(toy_root, tmp_path):
+    out = build_cache(toy_root, tmp_path / "c.h5", progress=False)
+    other = write_toy_dataset(tmp_path / "other", seed=1)
+    for a, b in zip(sorted(toy_root.rglob("*.nii.gz")), sorted(other.rglob("*.nii.gz"))):
+        assert a.name == b.name
+    build_cache(other, out, progress=False)
+    cache = open_cache(out)
+    for cid in cache.case_ids:
+        fresh = preprocess_case(read_case(open_dataset(other).ref(cid)))
+        np.testing.assert_array_equal(cache.image(cid), fresh.image)
+        assert all(str(other) in r["path"] for r in cache.provenance(cid)["files"])
+
+
+def test_unchanged_cache_is_not_rewritten(toy_root, tmp_path):
+    out = build_cache(toy_root, tmp_path / "c.h5", progress=False)
+    before = (out.stat().st_ino, out.stat().st_mtime_ns)
+    build_cache(toy_root, out, progress=False)
+    assert (out.stat().st_ino, out.stat().st_mtime_ns) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.h5"]
 
 
 def test_bad_files_and_arguments(toy_root, tmp_path):
