@@ -65,7 +65,7 @@ import numpy as np
 
 from brainseg_tf import atomic
 from brainseg_tf.data.preprocess import Box, Geometry, PreprocessedCase, brain_bbox, class_locations, preprocess_case
-from brainseg_tf.io import Dataset, MODALITIES, open_dataset, read_case
+from brainseg_tf.io import Dataset, MODALITIES, open_dataset, read_case, read_header
 from brainseg_tf.io.errors import DataError
 
 FORMAT_VERSION = 2  # 2: content fingerprints in the provenance
@@ -220,6 +220,9 @@ def build_cache(
         refs = refs[:max_cases]
     if not refs:
         raise ValueError(f"src={str(src)!r}: no cases selected")
+    for ref in refs:  # header-level problems (sizes, types, voxel cap) before anything is written
+        for _, path in _source_files(ref):
+            read_header(path)
     out = Path(out_h5)
     work = partial_path(out)
     current = {r.case_id: [_file_record(role, p) for role, p in _source_files(r)] for r in refs}

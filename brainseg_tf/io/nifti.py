@@ -82,10 +82,9 @@ def max_voxels(value: int | None = None) -> int:
 
 
 def _dtype_name(img: nib.Nifti1Image) -> str:
-    try:
-        return str(img.header.get_value_label("datatype"))
-    except Exception:  # an out-of-table code
-        return f"code {int(img.header['datatype'])}"
+    code = int(img.header["datatype"])
+    name = {128: "RGB24", 2304: "RGBA32"}.get(code) or str(img.get_data_dtype())
+    return f"{name} (NIfTI datatype {code})"
 
 
 def check_header(img: nib.Nifti1Image, path: Path, *, cap: int | None = None) -> None:
@@ -107,7 +106,7 @@ def check_header(img: nib.Nifti1Image, path: Path, *, cap: int | None = None) ->
         raise DataError(path, f"{path}: header declares a zero-length axis, shape {shape}")
     dtype = img.get_data_dtype()
     if dtype.kind not in _SUPPORTED_KINDS or dtype.itemsize > 8:
-        raise DataError(path, f"{path}: unsupported data type {_dtype_name(img)} ({dtype}); expected integer or "
+        raise DataError(path, f"{path}: unsupported data type {_dtype_name(img)}; expected integer or "
                               f"floating-point voxels (RGB and complex images are not scans this toolkit reads)")
     n_voxels = math.prod(shape)
     limit = max_voxels(cap)
