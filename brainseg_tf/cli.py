@@ -24,12 +24,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     from brainseg_tf import io
 
-    problems = io.validate_dataset(args.dir, layout=args.layout, progress=not args.quiet)
+    problems = io.validate_dataset(args.dir, layout=args.layout, progress=not args.quiet,
+                                   max_voxels=args.max_voxels)
     errors = [p for p in problems if not p.startswith("warning:")]
     for p in problems:
         print(p)
     if errors:
-        print(f"{len(errors)} problem(s) in {args.dir}", file=sys.stderr)
+        print(f"{len(errors)} problem(s), {len(problems) - len(errors)} warning(s) in {args.dir}", file=sys.stderr)
         return 1
     print(f"{args.dir}: OK ({len(problems)} warning(s))")
     return 0
@@ -89,8 +90,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         kwargs["et_min_voxels"] = args.et_min_voxels
     if args.min_component_voxels is not None:
         kwargs["min_component_voxels"] = args.min_component_voxels
+    model = args.model[0] if len(args.model) == 1 else list(args.model)
     rows = predict_folder(
-        args.model, args.input, args.out, convention=args.convention, save_probabilities=args.probabilities,
+        model, args.input, args.out, convention=args.convention, save_probabilities=args.probabilities,
         overwrite=args.overwrite, progress=not args.quiet, case_ids=args.cases, **kwargs,
     )
     failed = [r for r in rows if r.get("error")]
@@ -235,9 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_info)
 
-    p = sub.add_parser("validate", help="read every case and report all problems; exit 1 if any")
+    p = sub.add_parser("validate", help="read every case and report all problems and warnings; exit 1 on problems")
     p.add_argument("dir", type=Path)
     p.add_argument("--layout", default=None)
+    p.add_argument("--max-voxels", type=int, default=None,
+                   help="refuse files declaring more voxels (default: $BRAINSEG_MAX_VOXELS or 2^29)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_validate)
 
@@ -266,8 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="score predictions against references (Dice, HD95, lesion-wise)")
     p.add_argument("--pred", type=Path, required=True, help="folder of predicted masks (<case_id>.nii.gz)")
     p.add_argument("--ref", type=Path, required=True, help="reference dataset folder (any layout) or folder of masks")
-    p.add_argument("--ref-convention", default=None, help="label convention of the references (default: detected)")
-    p.add_argument("--pred-convention", default=None, help="label convention of the predictions (default: detected)")
+    p.add_argument("--ref-convention", default=None,
+                   help="label convention of the references (default: the dataset layout's or the file's record)")
+    p.add_argument("--pred-convention", default=None,
+                   help="label convention of the predictions (default: predictions.json or the header record "
+                        "`brainseg predict` writes; needed where values would read differently)")
     p.add_argument("--out", type=Path, default=None, help="CSV, one row per case x region")
     p.add_argument("--no-lesion-wise", action="store_true", help="skip BraTS 2023 lesion-wise scores")
     p.add_argument("--cases", nargs="+", default=None, metavar="CASE_ID", help="only these reference cases")
@@ -283,7 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("predict", help="segment a case or a dataset folder; writes NIfTI in native space")
-    p.add_argument("--model", type=Path, required=True, help="RUN_DIR, model.keras or SavedModel folder")
+    p.add_argument("--model", type=Path, nargs="+", required=True,
+                   help="RUN_DIR, model.keras or SavedModel folder; several are combined (folds averaged, "
+                        "single-region WT/TC/ET models stacked into one label map)")
     p.add_argument("--input", type=Path, required=True, help="a case folder or a dataset folder")
     p.add_argument("--out", type=Path, required=True, help="output folder (<case_id>.nii.gz)")
     p.add_argument("--convention", default=None, help="label convention of the written masks (default: the source's)")

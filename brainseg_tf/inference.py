@@ -20,58 +20,37 @@ Conventions: image ``(X, Y, Z, C)`` float32 channels-last in NIfTI voxel order, 
 
 Model sources accepted by :func:`load_predictor`
 --------------------------------------------------
-* **A run directory** (written by training) holding ``config.json`` and ``best.keras`` (preferred)
-  or ``final.keras``. The keys read from ``config.json`` -- each looked up at the top level first,
-  then inside any nested section (``"model"``, ``"data"``, ``"training"``, ...), all optional::
-
-      {
-        "model": {"name": "unet", "options": {...}},      # informational (weights come from .keras)
-        "modalities": ["flair", "t1", "t1ce", "t2"],       # canonical names, in input-channel order
-        "head": "softmax",                                  # or "sigmoid"; alias key "output"
-        "logits": false,                                    # true: the model returns pre-activation scores
-        "patch_size": [128, 128, 128],                      # sliding-window roi; alias key "roi"
-        "preprocessing": {"margin": 0, "reorient": false, "spacing": null},  # preprocess_case kwargs
-        "postprocess": {"et_min_voxels": 0, "min_component_voxels": 0, "region_threshold": 0.5}
-      }
-
-  ``et_min_voxels`` (the ET-to-NCR threshold chosen on validation), ``min_component_voxels`` and
-  ``region_threshold`` (sigmoid heads) may also sit at the top level or in another section.
-  Values of the wrong type are ignored (a training ``"output": "runs/x"`` is not a head). The
-  number of spatial dimensions always comes from the model's input rank.
-* **A ``.keras`` file.** Metadata come from ``brainseg_model.json`` (written by
-  :func:`brainseg_tf.export.export_model`) or ``config.json`` in the same folder; without either
-  they are inferred from the model: ``C`` input channels give the modalities (4: all, 2: flair +
-  t1ce, 1: flair), 4 outputs a softmax head, 3 outputs a sigmoid head, the roi is the model's fixed
-  input size or 128 per axis.
-* **An export directory** (``brainseg_model.json`` + ``model.keras`` + ``saved_model/``) or a
-  **SavedModel directory** (``saved_model.pb``): the ``serving_default`` signature is called;
-  metadata from ``brainseg_model.json`` next to it or one level up, else inferred as above.
+A run directory (``brainseg_model.json`` + ``best.keras``/``final.keras``), a ``.keras`` file (the
+card in its folder), an export directory (card + ``model.keras`` + ``saved_model/``) or a
+SavedModel directory (card beside it or one level up). Everything prediction repeats of training
+comes from the model card (:mod:`brainseg_tf.card`); a legacy run directory is read through
+:func:`brainseg_tf.card.migrate`. A model without a card needs explicit ``modalities=`` and
+``head=``: nothing is guessed from its shapes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 from scipy import ndimage
 
 from brainseg_tf import io as bio
+from brainseg_tf.card import CARD_FILE, CardError, ModelCard, Postprocessing, find_card, from_arguments
+from brainseg_tf.conventions import HEADS, MODALITIES, REGIONS, region_index
 from brainseg_tf.data.preprocess import Geometry, paste_back, preprocess_case
-from brainseg_tf.io.labels import MODALITIES, get_convention, regions_to_labels
+from brainseg_tf.io.labels import get_convention, regions_to_labels
 
-HEADS = ("softmax", "sigmoid")
 DEFAULT_ROI = 128
-METADATA_FILE = "brainseg_model.json"
-RUN_CONFIG_FILE = "config.json"
+METADATA_FILE = CARD_FILE
 RUN_CHECKPOINTS = ("best.keras", "final.keras")
-_MODALITIES_BY_CHANNELS = {4: MODALITIES, 2: ("flair", "t1ce"), 1: ("flair",)}
+_PLANE_AXIS = {"sagittal": 0, "coronal": 1, "axial": 2}
 
 BatchPredictor = Callable[[np.ndarray], Any]
 
@@ -288,20 +267,28 @@ def mirror_tta(predictor: BatchPredictor, axes: Sequence[int] = (0, 1, 2)) -> Ca
 # ----------------------------------------------------------------------------- postprocessing
 
 
-def probabilities_to_labels(probabilities: np.ndarray, head: str = "softmax", threshold: float = 0.5) -> np.ndarray:
+def probabilities_to_labels(probabilities: np.ndarray, head: str = "softmax", threshold: float = 0.5,
+                            region: str | None = None) -> np.ndarray:
     """Canonical labels ``(...)`` uint8 from probabilities ``(..., K)``.
 
     Args:
-        probabilities: softmax class probabilities ``(..., 4)`` (BG, NCR, ED, ET) or sigmoid region
-            probabilities ``(..., 3)`` (WT, TC, ET).
-        head: ``"softmax"`` (argmax) or ``"sigmoid"`` (each region ``> threshold``, then nested:
-            ET -> 3, TC without ET -> 1, WT without TC -> 2).
-        threshold: region threshold for a sigmoid head.
+        probabilities: softmax class probabilities ``(..., 4)`` (BG, NCR, ED, ET), sigmoid region
+            probabilities ``(..., 3)`` (WT, TC, ET), or one region's ``(..., 1)``.
+        head: ``"softmax"`` (argmax), ``"sigmoid"`` (each region ``> threshold``, then nested:
+            ET -> 3, TC without ET -> 1, WT without TC -> 2) or ``"region"`` (the one region
+            ``> threshold``, labelled as the nested rule labels that region alone: WT -> 2 ED,
+            TC -> 1 NCR, ET -> 3 ET).
+        threshold: region threshold for sigmoid and region heads.
+        region: the region of a ``"region"`` head.
     """
     if head == "softmax":
         return np.argmax(probabilities, axis=-1).astype(np.uint8)
     if head == "sigmoid":
         return regions_to_labels(probabilities > threshold)
+    if head == "region":
+        masks = np.zeros(probabilities.shape[:-1] + (len(REGIONS),), dtype=bool)
+        masks[..., region_index(region or "")] = probabilities[..., 0] > threshold
+        return regions_to_labels(masks)
     raise ValueError(f"head={head!r} is unknown; expected one of {HEADS}")
 
 
@@ -340,38 +327,54 @@ def postprocess(labels: np.ndarray, *, et_min_voxels: int = 0, min_component_vox
 
 # ----------------------------------------------------------------------------- predictors
 
+# Predictor keyword overrides and the card fields they replace.
+_OVERRIDES = {
+    "modalities": "modalities", "head": "head", "region": "region", "roi": "roi", "logits": "logits",
+    "et_min_voxels": "postprocessing.et_min_voxels", "min_component_voxels": "postprocessing.min_component_voxels",
+    "threshold": "postprocessing.region_threshold", "region_threshold": "postprocessing.region_threshold",
+    "preprocessing": "preprocessing",
+}
+
 
 @dataclass
 class Predictor:
-    """A batch predictor plus what inference needs to know about it.
+    """A batch predictor plus what inference needs to know about it (its model card).
 
     Attributes:
-        fn: callable mapping float32 ``(B, *roi, C)`` to probabilities ``(B, *roi, K)``.
+        fn: callable mapping float32 ``(B, *roi, C)`` to **probabilities** ``(B, *roi, K)``
+            (a model returning logits is wrapped so that ``fn`` applies the activation).
         modalities: canonical modality names in input-channel order.
-        head: ``"softmax"`` (K = 4 classes) or ``"sigmoid"`` (K = 3 regions WT, TC, ET).
-        roi: default window size (``spatial_dims`` entries), or ``None`` for 128 per axis.
-        spatial_dims: 3 for volume models; 2 for slice models (run over the axial slices).
-        et_min_voxels: default ET -> NCR threshold of :func:`postprocess`.
-        min_component_voxels: default smallest kept component of :func:`postprocess`.
-        threshold: region threshold for a sigmoid head.
+        head: ``"softmax"`` (K = 4 classes), ``"sigmoid"`` (K = 3 regions WT, TC, ET) or
+            ``"region"`` (K = 1, the region ``region``).
+        region: the region of a ``"region"`` head (``"WT"``, ``"TC"`` or ``"ET"``).
+        roi: default window size (``spatial_dims`` entries), or ``None`` for 128 per axis; for a
+            2D model with ``resize``, the size every slice is resized to.
+        spatial_dims: 3 for volume models; 2 for slice models (run over the slices of ``plane``).
+        et_min_voxels, min_component_voxels: defaults of :func:`postprocess`.
+        threshold: region threshold of sigmoid / region heads.
         preprocessing: keyword arguments of :func:`brainseg_tf.data.preprocess.preprocess_case`.
+        resize: 2D models: in-plane size slices are resized to (bilinear) before the model, or ``None``.
+        plane: 2D models: ``"axial"`` (slices along Z), ``"coronal"`` (Y) or ``"sagittal"`` (X).
         model: the underlying Keras model or loaded SavedModel (kept alive), if any.
         source: where it was loaded from.
-        metadata: the raw metadata read (run config or ``brainseg_model.json``).
+        card: the model card it was built from, if any.
     """
 
     fn: BatchPredictor
     modalities: tuple[str, ...] = MODALITIES
     head: str = "softmax"
+    region: str | None = None
     roi: tuple[int, ...] | None = None
     spatial_dims: int = 3
     et_min_voxels: int = 0
     min_component_voxels: int = 0
     threshold: float = 0.5
     preprocessing: dict[str, Any] = field(default_factory=dict)
+    resize: tuple[int, int] | None = None
+    plane: str = "axial"
     model: Any = None
     source: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
+    card: ModelCard | None = None
 
     def __post_init__(self) -> None:
         self.modalities = tuple(self.modalities)
@@ -380,153 +383,162 @@ class Predictor:
             raise ValueError(f"modalities={self.modalities!r} must be names from {MODALITIES}")
         if self.head not in HEADS:
             raise ValueError(f"head={self.head!r} is unknown; expected one of {HEADS}")
+        if self.head == "region":
+            if self.region is None:
+                raise ValueError("head='region' needs region= ('WT', 'TC' or 'ET')")
+            self.region = REGIONS[region_index(self.region)]
         if self.spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims={self.spatial_dims!r} must be 2 or 3")
         if self.roi is not None:
             self.roi = _check_spatial("roi", self.roi, self.spatial_dims)
+        if self.resize is not None:
+            self.resize = _check_spatial("resize", self.resize, 2)
+        if self.plane not in _PLANE_AXIS:
+            raise ValueError(f"plane={self.plane!r} must be one of {tuple(_PLANE_AXIS)}")
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return _as_numpy(self.fn(batch))
 
     @property
     def num_outputs(self) -> int:
-        return 4 if self.head == "softmax" else 3
+        return {"softmax": 4, "sigmoid": 3, "region": 1}[self.head]
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The model card as a dict (empty for a bare callable)."""
+        return {} if self.card is None else self.card.to_dict()
+
+    def to_card(self) -> ModelCard:
+        """This predictor's card: the one it was loaded with, updated with its current fields."""
+        base = self.card or ModelCard(modalities=list(self.modalities), head=self.head, region=self.region,
+                                      spatial_dims=self.spatial_dims)
+        pre = dataclasses.replace(base.preprocessing, **{k: (list(v) if isinstance(v, tuple) else v)
+                                                         for k, v in self.preprocessing.items()},
+                                  resize=None if self.resize is None else list(self.resize), plane=self.plane)
+        post = Postprocessing(et_min_voxels=int(self.et_min_voxels), min_component_voxels=int(self.min_component_voxels),
+                              region_threshold=float(self.threshold))
+        return dataclasses.replace(base, modalities=list(self.modalities), head=self.head, region=self.region,
+                                   roi=None if self.roi is None else list(self.roi), spatial_dims=self.spatial_dims,
+                                   preprocessing=pre, postprocessing=post)
 
     @classmethod
-    def from_keras(cls, model: Any, metadata: dict[str, Any] | None = None, **overrides: Any) -> "Predictor":
-        """Wrap a Keras model; metadata from a run config/``brainseg_model.json`` dict or inferred."""
+    def from_card(cls, fn: BatchPredictor, card: ModelCard, **kwargs: Any) -> "Predictor":
+        """A predictor whose fields are the card's (``fn`` must already return probabilities)."""
+        return cls(
+            fn=fn, modalities=tuple(card.modalities), head=card.head, region=card.region,
+            roi=None if card.roi is None else tuple(card.roi), spatial_dims=card.spatial_dims,
+            et_min_voxels=card.postprocessing.et_min_voxels,
+            min_component_voxels=card.postprocessing.min_component_voxels,
+            threshold=card.postprocessing.region_threshold, preprocessing=card.preprocessing.case_options(),
+            resize=None if card.preprocessing.resize is None else tuple(card.preprocessing.resize),
+            plane=card.preprocessing.plane, card=card, **kwargs,
+        )
+
+    @classmethod
+    def from_keras(cls, model: Any, card: ModelCard | Mapping[str, Any] | None = None, **overrides: Any) -> "Predictor":
+        """Wrap a Keras model with its card (a :class:`ModelCard`, its dict, or explicit ``overrides``).
+
+        Without a card, ``modalities`` and ``head`` (and ``region`` for a region head) must be
+        given; ``logits`` is read from the model's last layer when not given, the roi from a
+        fixed input size.
+
+        Raises:
+            brainseg_tf.card.CardError: no card and missing arguments.
+        """
         import tensorflow as tf
 
-        meta = _normalise_metadata({**(metadata or {}), **overrides}, _keras_io_shapes(model))
+        card = _card_for(card, overrides, _keras_facts(model))
 
         @tf.function(reduce_retracing=True)
         def forward(x):
-            return model(x, training=False)
+            out = model(x, training=False)
+            if isinstance(out, (list, tuple)):  # deep supervision: the full-resolution output first
+                out = out[0]
+            return tf.cast(out, tf.float32)
 
-        logits = meta.pop("logits")
+        fn = _with_activation(lambda b: forward(tf.convert_to_tensor(b, dtype=tf.float32)), card)
+        return cls.from_card(fn, card, model=model)
 
-        def fn(batch: np.ndarray) -> np.ndarray:
-            y = _as_numpy(forward(tf.convert_to_tensor(batch, dtype=tf.float32)))
-            return _activate(y, meta["head"]) if logits else y
 
-        meta.update(overrides)
-        return cls(fn=fn, model=model, metadata=dict(metadata or {}), **meta)
+def _with_activation(fn: BatchPredictor, card: ModelCard) -> BatchPredictor:
+    """``fn`` returning probabilities: the card's activation applied when the model returns logits."""
+    if not card.logits:
+        return lambda batch: _as_numpy(fn(batch))
+    return lambda batch: _activate(_as_numpy(fn(batch)), card.head)
 
 
 def _activate(scores: np.ndarray, head: str) -> np.ndarray:
-    if head == "sigmoid":
+    if head in ("sigmoid", "region"):
         return (1.0 / (1.0 + np.exp(-scores))).astype(np.float32)
     shifted = scores - scores.max(axis=-1, keepdims=True)
     e = np.exp(shifted)
     return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
-def _keras_io_shapes(model: Any) -> tuple[tuple, tuple]:
-    inp = model.inputs[0].shape if getattr(model, "inputs", None) else model.input_shape
-    out = model.outputs[0].shape if getattr(model, "outputs", None) else model.output_shape
-    return tuple(inp), tuple(out)
+def _keras_facts(model: Any) -> dict[str, Any]:
+    """What a Keras model shows about itself: spatial dims, a fixed roi, and whether it ends in logits."""
+    shape = tuple(model.inputs[0].shape)
+    spatial = shape[1:-1]
+    facts: dict[str, Any] = {"spatial_dims": len(spatial)}
+    if spatial and all(isinstance(s, int) for s in spatial):
+        facts["roi"] = list(spatial)
+    last = model.layers[-1] if getattr(model, "layers", None) else None
+    activation = getattr(getattr(last, "activation", None), "__name__", None)
+    if activation in ("softmax", "sigmoid"):
+        facts["logits"] = False
+    elif activation == "linear":
+        facts["logits"] = True
+    return facts
 
 
-def _find(cfg: dict[str, Any], *names: str, valid: Callable[[Any], bool] = lambda v: True, depth: int = 2) -> Any:
-    """The first valid value of one of ``names``: top level of ``cfg`` first, then nested sections."""
-    for name in names:
-        if cfg.get(name) is not None and valid(cfg[name]):
-            return cfg[name]
-    if depth > 0:
-        for value in cfg.values():
-            if isinstance(value, dict):
-                found = _find(value, *names, valid=valid, depth=depth - 1)
-                if found is not None:
-                    return found
-    return None
+def _set_field(card: ModelCard, key: str, value: Any) -> ModelCard:
+    target = _OVERRIDES.get(key)
+    if target is None:
+        raise ValueError(f"{key}= is not a predictor setting; expected one of {sorted(_OVERRIDES)}")
+    if target == "preprocessing":
+        value = dataclasses.replace(card.preprocessing, **dict(value))
+    section, _, name = target.partition(".")
+    if name:
+        return dataclasses.replace(card, **{section: dataclasses.replace(getattr(card, section), **{name: value})})
+    return dataclasses.replace(card, **{section: list(value) if isinstance(value, tuple) else value})
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def _is_size(v: Any) -> bool:
-    return isinstance(v, (list, tuple)) and len(v) in (2, 3) and all(_is_int(x) and x > 0 for x in v)
-
-
-def _normalise_metadata(cfg: dict[str, Any], io_shapes: tuple[tuple, tuple] | None) -> dict[str, Any]:
-    """Predictor fields from a run config / export metadata, falling back to the model's shapes."""
-    in_shape, out_shape = io_shapes if io_shapes is not None else ((None,) * 5, (None,) * 5)
-    spatial_dims = len(in_shape) - 2 if io_shapes is not None else _find(cfg, "spatial_dims", valid=_is_int) or 3
-    channels = in_shape[-1]
-    modalities = _find(cfg, "modalities", valid=lambda v: isinstance(v, (list, tuple)))
-    if modalities is None:
-        if channels not in _MODALITIES_BY_CHANNELS:
-            raise ValueError(
-                f"the model takes {channels} input channels and no 'modalities' metadata was found; "
-                f"pass modalities= (names from {MODALITIES})"
-            )
-        modalities = _MODALITIES_BY_CHANNELS[channels]
-    elif channels is not None and len(modalities) != channels:
-        raise ValueError(f"modalities={list(modalities)!r} lists {len(modalities)} names; the model takes {channels}")
-    head = _find(cfg, "head", "output_mode", "output", valid=lambda v: v in HEADS)
-    if head is None:
-        k = out_shape[-1]
-        head = {4: "softmax", 3: "sigmoid"}.get(k)
-        if head is None:
-            raise ValueError(f"the model outputs {k} channels; expected 4 (softmax classes) or 3 (sigmoid regions)")
-    roi = _find(cfg, "roi", "patch_size", valid=_is_size)
-    if roi is None:
-        fixed = in_shape[1:-1]
-        roi = tuple(fixed) if fixed and all(_is_int(s) for s in fixed) else None
-    post = _find(cfg, "postprocess", "postprocessing", valid=lambda v: isinstance(v, dict)) or {}
-    pre = _find(cfg, "preprocessing", "preprocess", valid=lambda v: isinstance(v, dict)) or {}
-    allowed_pre = ("crop", "margin", "normalize", "reorient", "spacing")
-    et_min = post.get("et_min_voxels", _find(cfg, "et_min_voxels", valid=_is_int))
-    min_comp = post.get("min_component_voxels", _find(cfg, "min_component_voxels", valid=_is_int))
-    threshold = post.get("region_threshold", _find(cfg, "region_threshold"))
-    return {
-        "modalities": tuple(modalities),
-        "head": str(head),
-        "roi": None if roi is None else tuple(int(r) for r in roi),
-        "spatial_dims": int(spatial_dims),
-        "et_min_voxels": int(et_min or 0),
-        "min_component_voxels": int(min_comp or 0),
-        "threshold": float(threshold) if threshold is not None else 0.5,
-        "preprocessing": {k: pre[k] for k in allowed_pre if k in pre},
-        "logits": bool(_find(cfg, "logits", valid=lambda v: isinstance(v, bool)) or False),
-    }
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
-
-
-def _metadata_near(folder: Path) -> dict[str, Any]:
-    for name in (METADATA_FILE, RUN_CONFIG_FILE):
-        if (folder / name).is_file():
-            return _read_json(folder / name)
-    return {}
+def _card_for(card: ModelCard | Mapping[str, Any] | None, overrides: Mapping[str, Any],
+              facts: Mapping[str, Any]) -> ModelCard:
+    """The card to use: the given one (or its dict) updated with ``overrides``, else one from arguments."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if isinstance(card, Mapping):
+        card = ModelCard.from_dict(card)
+    if card is None:
+        args = {**{k: v for k, v in facts.items()}, **{k: v for k, v in overrides.items() if k in
+                                                       ("modalities", "head", "region", "logits", "roi")}}
+        card = from_arguments(**args)
+    for key, value in overrides.items():
+        card = _set_field(card, key, value)
+    card.validate()
+    if "spatial_dims" in facts and facts["spatial_dims"] != card.spatial_dims:
+        raise CardError(f"the model card says spatial_dims={card.spatial_dims}; the model takes "
+                        f"{facts['spatial_dims']}D input")
+    return card
 
 
 def _import_registries() -> None:
-    """Import the modules that register custom layers/losses/metrics, so ``.keras`` files reload."""
+    """Import the modules that register custom layers/losses/metrics/schedules."""
     import importlib
 
-    for mod in ("brainseg_tf.models", "brainseg_tf.losses", "brainseg_tf.metrics"):
-        try:
-            importlib.import_module(mod)
-        except ImportError:  # a module not present in this installation registers nothing
-            pass
+    for mod in ("brainseg_tf.models", "brainseg_tf.losses", "brainseg_tf.metrics", "brainseg_tf.training.schedules"):
+        importlib.import_module(mod)
 
 
-def load_keras_model(path: str | Path) -> Any:
-    """Load a ``.keras`` file (uncompiled) after importing brainseg_tf's registering modules."""
+def load_keras_model(path: str | Path, *, compile: bool = False, safe_mode: bool = True) -> Any:
+    """Load a ``.keras`` file (uncompiled by default, in Keras safe mode) with brainseg_tf's objects."""
     import keras
 
     _import_registries()
-    return keras.saving.load_model(str(path), compile=False)
+    return keras.saving.load_model(str(path), compile=compile, safe_mode=safe_mode)
 
 
-def _from_saved_model(folder: Path, metadata: dict[str, Any], overrides: dict[str, Any]) -> Predictor:
+def _from_saved_model(folder: Path, card: ModelCard | None, overrides: dict[str, Any]) -> Predictor:
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(folder))
@@ -539,32 +551,32 @@ def _from_saved_model(folder: Path, metadata: dict[str, Any], overrides: dict[st
     in_name, in_spec = next(iter(inputs.items()))
     outputs = sig.structured_outputs
     out_key = "probabilities" if "probabilities" in outputs else next(iter(outputs))
-    io_shapes = (tuple(in_spec.shape), tuple(outputs[out_key].shape))
-    meta = _normalise_metadata({**metadata, **overrides}, io_shapes)
-    logits = meta.pop("logits")
-    meta.update(overrides)
+    card = _card_for(card, overrides, {"spatial_dims": len(in_spec.shape) - 2})
 
-    def fn(batch: np.ndarray) -> np.ndarray:
-        y = sig(**{in_name: tf.constant(batch, dtype=tf.float32)})[out_key].numpy().astype(np.float32)
-        return _activate(y, meta["head"]) if logits else y
+    def call(batch: np.ndarray) -> np.ndarray:
+        return sig(**{in_name: tf.constant(batch, dtype=tf.float32)})[out_key].numpy()
 
-    return Predictor(fn=fn, model=loaded, source=str(folder), metadata=metadata, **meta)
+    return Predictor.from_card(_with_activation(call, card), card, model=loaded, source=str(folder))
 
 
 def load_predictor(path: str | Path, **overrides: Any) -> Predictor:
     """Load a model for inference from a run directory, a ``.keras`` file or a SavedModel/export dir.
 
-    See the module docstring for the files and metadata read from each.
+    The model card (``brainseg_model.json``; a legacy run's ``config.json`` through
+    :func:`brainseg_tf.card.migrate`) is read from the folder of the model (for a SavedModel, its
+    folder or the one above).
 
     Args:
-        path: ``RUN_DIR`` (``config.json`` + ``best.keras``/``final.keras``), ``model.keras``,
-            an export directory, or a SavedModel directory.
-        **overrides: :class:`Predictor` fields that replace the metadata (``modalities``, ``roi``,
-            ``head``, ``et_min_voxels``, ...).
+        path: ``RUN_DIR`` (card + ``best.keras``/``final.keras``), ``model.keras``, an export
+            directory, or a SavedModel directory.
+        **overrides: card settings that replace the card's (``modalities``, ``head``, ``region``,
+            ``roi``, ``logits``, ``et_min_voxels``, ``min_component_voxels``, ``threshold``). A model
+            without a card needs at least ``modalities`` and ``head``.
 
     Raises:
         FileNotFoundError: the path does not exist or a run dir has no checkpoint.
-        ValueError: the path is not a model, or its metadata do not fit the model.
+        ValueError: the path is not a model, or the card does not fit the model
+            (:class:`brainseg_tf.card.CardError`, a ``ValueError``, for a missing card).
     """
     path = Path(path)
     if not path.exists():
@@ -572,33 +584,86 @@ def load_predictor(path: str | Path, **overrides: Any) -> Predictor:
     if path.is_file():
         if path.suffix != ".keras":
             raise ValueError(f"{path}: expected a .keras file, a run directory or a SavedModel directory")
-        return _from_keras_file(path, _metadata_near(path.parent), overrides)
+        return _from_keras_file(path, find_card(path.parent), overrides)
     if (path / "saved_model.pb").is_file():
-        meta = _metadata_near(path) or _metadata_near(path.parent)
-        return _from_saved_model(path, meta, overrides)
-    if (path / RUN_CONFIG_FILE).is_file() or (path / METADATA_FILE).is_file():
-        meta = _metadata_near(path)
-        for name in RUN_CHECKPOINTS + ("model.keras",):
-            if (path / name).is_file():
-                return _from_keras_file(path / name, meta, overrides)
-        if (path / "saved_model" / "saved_model.pb").is_file():
-            return _from_saved_model(path / "saved_model", meta, overrides)
+        return _from_saved_model(path, find_card(path) or find_card(path.parent), overrides)
+    card = find_card(path)
+    for name in RUN_CHECKPOINTS + ("model.keras",):
+        if (path / name).is_file():
+            return _from_keras_file(path / name, card, overrides)
+    if (path / "saved_model" / "saved_model.pb").is_file():
+        return _from_saved_model(path / "saved_model", card, overrides)
+    if card is not None:
         raise FileNotFoundError(f"{path}: no model found (looked for {', '.join(RUN_CHECKPOINTS)}, model.keras, saved_model/)")
-    raise ValueError(f"{path}: not a run directory (config.json), an export directory ({METADATA_FILE}) or a SavedModel")
+    raise ValueError(f"{path}: not a run directory, an export directory ({CARD_FILE}) or a SavedModel")
 
 
-def _from_keras_file(path: Path, metadata: dict[str, Any], overrides: dict[str, Any]) -> Predictor:
+def _from_keras_file(path: Path, card: ModelCard | None, overrides: dict[str, Any]) -> Predictor:
     model = load_keras_model(path)
-    pred = Predictor.from_keras(model, metadata, **overrides)
+    pred = Predictor.from_keras(model, card, **overrides)
     pred.source = str(path)
     return pred
 
 
-def _as_predictor(model: Predictor | str | Path | Any) -> Predictor:
-    if isinstance(model, Predictor):
+class Ensemble:
+    """Several predictors combined into one prediction (folds, architectures, one model per region).
+
+    * Members with the same head (``softmax``, ``sigmoid``, or ``region`` of one region) are
+      averaged: the mean of their probabilities (folds, different architectures).
+    * ``region`` members of different regions are stacked into sigmoid regions ``(WT, TC, ET)``
+      (members of the same region averaged; a region no member predicts is empty), which the
+      nested rule turns into labels: ZNet's one model per region.
+
+    Each member reads the case with its own modalities and preprocessing (its card); the
+    probabilities are combined on the native grid. Postprocessing defaults are the first member's.
+    """
+
+    def __init__(self, members: Sequence[Predictor | str | Path]):
+        self.members = [m if isinstance(m, Predictor) else load_predictor(m) for m in members]
+        if not self.members:
+            raise ValueError("an ensemble needs at least one model")
+        heads = {m.head for m in self.members}
+        if len(heads) > 1:
+            raise ValueError(f"models with heads {sorted(heads)} cannot be combined; use models of one head "
+                             "(softmax, sigmoid) or single-region models")
+        self.head = heads.pop()
+        regions = sorted({m.region for m in self.members if m.region}, key=REGIONS.index)
+        if self.head == "region" and len(regions) > 1:
+            self.head, self.region = "sigmoid", None
+        else:
+            self.region = regions[0] if regions else None
+        first = self.members[0]
+        self.et_min_voxels, self.min_component_voxels = first.et_min_voxels, first.min_component_voxels
+        self.threshold = first.threshold
+        self.stacks_regions = first.head == "region" and self.head == "sigmoid"
+
+    @property
+    def num_outputs(self) -> int:
+        return {"softmax": 4, "sigmoid": 3, "region": 1}[self.head]
+
+    def combine(self, member_probabilities: Sequence[np.ndarray]) -> np.ndarray:
+        """Combine native-grid member probabilities ``(X, Y, Z, K)`` in member order."""
+        if not self.stacks_regions:
+            acc = np.zeros(member_probabilities[0].shape, np.float64)
+            for p in member_probabilities:
+                acc += p
+            return (acc / len(member_probabilities)).astype(np.float32)
+        shape = member_probabilities[0].shape[:-1]
+        out = np.zeros(shape + (len(REGIONS),), np.float32)
+        for r, region in enumerate(REGIONS):
+            probs = [p[..., 0] for m, p in zip(self.members, member_probabilities) if m.region == region]
+            if probs:
+                out[..., r] = np.mean(probs, axis=0)
+        return out
+
+
+def _as_predictor(model: Any) -> Predictor | Ensemble:
+    if isinstance(model, (Predictor, Ensemble)):
         return model
     if isinstance(model, (str, Path)):
         return load_predictor(model)
+    if isinstance(model, (list, tuple)):
+        return Ensemble(model) if len(model) > 1 else _as_predictor(model[0])
     if hasattr(model, "inputs") and hasattr(model, "outputs"):
         return Predictor.from_keras(model)
     if callable(model):
@@ -617,11 +682,12 @@ class Prediction:
         case_id: the case identifier.
         labels: ``(X, Y, Z)`` uint8 canonical labels (0 BG, 1 NCR, 2 ED, 3 ET), postprocessed, on
             the grid of the source files.
-        probabilities: ``(X, Y, Z, K)`` float32 (softmax classes or sigmoid regions WT, TC, ET) on
-            the native grid, or ``None`` when not requested. Outside the brain box: class BG = 1.
-        head: ``"softmax"`` or ``"sigmoid"``.
+        probabilities: ``(X, Y, Z, K)`` float32 (softmax classes, sigmoid regions WT, TC, ET, or the
+            one region of a region head) on the native grid, or ``None`` when not requested.
+            Outside the brain box: class BG = 1, every region 0.
+        head: ``"softmax"``, ``"sigmoid"`` or ``"region"``.
         reference: the source case without its image (affine, header, convention, shape, label).
-        geometry: the preprocessing geometry (crop box).
+        geometry: the preprocessing geometry (crop box) of the (first) model.
         seconds: wall time of the prediction (preprocessing to paste-back).
     """
 
@@ -646,8 +712,97 @@ class Prediction:
         )
 
 
+def check_window_arguments(*, roi: Any = None, overlap: float = 0.5, batch_size: int = 1,
+                           et_min_voxels: Any = None, min_component_voxels: Any = None, **_: Any) -> None:
+    """Raise ``ValueError`` for bad sliding-window / postprocessing arguments, before any case is read."""
+    if roi is not None:
+        vals = [roi] if np.isscalar(roi) else list(roi)
+        if not vals or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in vals):
+            raise ValueError(f"roi={roi!r} must hold positive integers")
+    if isinstance(overlap, bool) or not isinstance(overlap, (int, float, np.floating)) or not 0.0 <= overlap < 1.0:
+        raise ValueError(f"overlap={overlap!r} must be in [0, 1)")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
+    for name, value in (("et_min_voxels", et_min_voxels), ("min_component_voxels", min_component_voxels)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0):
+            raise ValueError(f"{name}={value!r} must be a non-negative integer")
+
+
+def _resized_slices(pred: Predictor) -> BatchPredictor:
+    """A 2D batch predictor that resizes each slice to ``pred.resize`` and the output back (bilinear)."""
+    import tensorflow as tf
+
+    size = list(pred.resize)
+
+    def fn(batch: np.ndarray) -> np.ndarray:
+        x = tf.image.resize(tf.convert_to_tensor(batch, tf.float32), size, method="bilinear")
+        y = pred(x.numpy())
+        return tf.image.resize(tf.convert_to_tensor(y), list(batch.shape[1:3]), method="bilinear").numpy()
+
+    return fn
+
+
+def _model_probabilities(pred: Predictor, case: bio.Case, *, roi: Any, overlap: float, batch_size: int,
+                         mode: str, sigma_scale: float, tta: bool, mirror_axes: Sequence[int] | None,
+                         progress: bool) -> tuple[np.ndarray, Geometry, bool]:
+    """One model's probabilities: ``(probs, geometry, on_native_grid)``.
+
+    The image is preprocessed exactly as the card says training saw it: ``preprocess_case`` with
+    the card's options; a 2D model trained without the brain crop sees the z-scored image pasted
+    back onto the native grid (as ``slice_dataset(crop=False)`` does) and its slices resized.
+    """
+    options = dict(pred.preprocessing)
+    native = options.get("crop", True) is False
+    pre = preprocess_case(case, **{**options, "crop": True})
+    idx = [MODALITIES.index(m) for m in pred.modalities]
+    image = pre.image if idx == list(range(pre.image.shape[-1])) else np.ascontiguousarray(pre.image[..., idx])
+    del pre.image
+    if native:
+        image = paste_back(image, pre.geometry, fill=0.0)
+
+    fn: BatchPredictor = pred
+    axis = 2
+    if pred.spatial_dims == 2:
+        axis = _PLANE_AXIS[pred.plane]
+        image = np.moveaxis(image, axis, 2)  # slices along the last spatial axis
+        if pred.resize is not None:
+            if roi is not None:
+                raise ValueError(f"roi={roi!r}: this 2D model resizes whole slices to {pred.resize}; omit roi")
+            window = tuple(image.shape[:2]) + (1,)
+            slice_fn = _resized_slices(pred)
+        else:
+            window = _check_spatial("roi", roi if roi is not None else (pred.roi or DEFAULT_ROI), 2) + (1,)
+            slice_fn = pred
+        axes = (0, 1) if mirror_axes is None else tuple(mirror_axes)
+
+        def fn(batch: np.ndarray) -> np.ndarray:  # (B, rx, ry, 1, C) -> 2D model -> (B, rx, ry, 1, K)
+            return _as_numpy(slice_fn(np.ascontiguousarray(batch[:, :, :, 0, :])))[:, :, :, None, :]
+
+    else:
+        window = _check_spatial("roi", roi if roi is not None else (pred.roi or DEFAULT_ROI), 3)
+        axes = (0, 1, 2) if mirror_axes is None else tuple(mirror_axes)
+    if tta and axes:
+        fn = mirror_tta(fn, axes)
+    probs = sliding_window(fn, image, roi=window, overlap=overlap, batch_size=batch_size, mode=mode,
+                           sigma_scale=sigma_scale, progress=progress)
+    del image
+    if pred.spatial_dims == 2:
+        probs = np.moveaxis(probs, 2, axis)
+    if probs.shape[-1] != pred.num_outputs:
+        raise ValueError(f"the model returned {probs.shape[-1]} channels; a {pred.head} head needs {pred.num_outputs}")
+    return probs, pre.geometry, native
+
+
+def _to_native(probs: np.ndarray, geometry: Geometry, head: str) -> np.ndarray:
+    """Probabilities pasted onto the native grid: BG = 1 outside the box for softmax, 0 elsewhere."""
+    native = paste_back(probs, geometry, fill=0.0)
+    if head == "softmax":
+        native[..., 0] = paste_back(probs[..., 0], geometry, fill=1.0)
+    return native
+
+
 def predict_case(
-    model: Predictor | str | Path | Any,
+    model: Predictor | Ensemble | str | Path | Sequence[str | Path] | Any,
     case: bio.Case | bio.CaseRef | str | Path,
     *,
     roi: int | Sequence[int] | None = None,
@@ -664,26 +819,28 @@ def predict_case(
 ) -> Prediction:
     """Segment one case and return labels on its native grid.
 
-    Preprocessing is :func:`~brainseg_tf.data.preprocess.preprocess_case` with the predictor's
-    ``preprocessing`` options (as in training: crop to the brain box, z-score in the brain mask);
-    the model's modalities are selected by name; the cropped box goes through
-    :func:`sliding_window`; labels are postprocessed and pasted back onto the native grid.
+    Each model's card says how to prepare the image (:func:`_model_probabilities`): crop, margin,
+    z-score, reorientation, resampling and, for 2D models, plane and slice resize; the model's
+    modalities are selected by name; the prepared image goes through :func:`sliding_window`;
+    probabilities become labels (argmax; thresholded nested regions), are postprocessed and
+    pasted back onto the native grid. Several models (a list or an :class:`Ensemble`) are combined
+    on the native grid.
 
     Args:
-        model: a :class:`Predictor`, a path for :func:`load_predictor`, a Keras model or a batch
-            callable (4 canonical channels in, 4 softmax classes out).
+        model: a :class:`Predictor` or :class:`Ensemble`, a path for :func:`load_predictor`, a list
+            of paths (an ensemble), a Keras model or a batch callable (4 canonical channels in, 4
+            softmax classes out).
         case: a :class:`brainseg_tf.io.Case`, or a case path / :class:`~brainseg_tf.io.CaseRef` for
             :func:`brainseg_tf.io.read_case` (then the image is freed as soon as it is preprocessed).
-        roi: window size (default: the predictor's, else 128 per axis). For a 2D model a 2-entry
-            roi; the slices along Z are predicted as ``(rx, ry, 1)`` windows.
+        roi: window size (default: the card's, else 128 per axis). For a 2D model a 2-entry roi.
         overlap: window overlap in [0, 1). Defaults to 0.5.
         batch_size: windows per forward pass. Defaults to 1.
         mode: ``"gaussian"`` (default) or ``"constant"`` blending.
         sigma_scale: Gaussian sigma as a fraction of the roi. Defaults to 0.125.
         tta: average over mirrored inputs (``mirror_axes``). Defaults to ``False``.
         mirror_axes: spatial axes mirrored with ``tta``; default all (3D: 8 flips; 2D: 4 flips).
-        et_min_voxels: ET -> NCR threshold; ``None`` takes the predictor's (run config) value.
-        min_component_voxels: component-size threshold; ``None`` takes the predictor's value.
+        et_min_voxels: ET -> NCR threshold; ``None`` takes the card's value.
+        min_component_voxels: component-size threshold; ``None`` takes the card's value.
         return_probabilities: also return the pasted-back probability maps.
         progress: progress bar over windows.
 
@@ -691,67 +848,52 @@ def predict_case(
         A :class:`Prediction`.
 
     Raises:
-        ValueError: bad window arguments, or the predictor's modalities/outputs do not fit.
+        ValueError: bad window arguments, or the model's modalities/outputs do not fit.
         brainseg_tf.io.DataError: unreadable case files.
     """
     start = time.perf_counter()
+    check_window_arguments(roi=roi, overlap=overlap, batch_size=batch_size, et_min_voxels=et_min_voxels,
+                           min_component_voxels=min_component_voxels)
     pred = _as_predictor(model)
     if not isinstance(case, bio.Case):
         case = bio.read_case(case)
-    pre = preprocess_case(case, **pred.preprocessing)
     reference = dataclasses.replace(case, image=None)
+    window = dict(roi=roi, overlap=overlap, batch_size=batch_size, mode=mode, sigma_scale=sigma_scale, tta=tta,
+                  mirror_axes=mirror_axes, progress=progress)
+    members = pred.members if isinstance(pred, Ensemble) else [pred]
+    results = [_model_probabilities(m, case, **window) for m in members]
     del case  # the native image is no longer needed (freed here unless the caller holds it)
-    idx = [MODALITIES.index(m) for m in pred.modalities]
-    image = pre.image if idx == list(range(pre.image.shape[-1])) else np.ascontiguousarray(pre.image[..., idx])
-    del pre.image
-
-    fn: BatchPredictor = pred
-    if pred.spatial_dims == 2:
-        roi2 = _check_spatial("roi", roi if roi is not None else (pred.roi or DEFAULT_ROI), 2)
-        window = roi2 + (1,)
-        axes = (0, 1) if mirror_axes is None else tuple(mirror_axes)
-        slice_fn = pred
-
-        def fn(batch: np.ndarray) -> np.ndarray:  # (B, rx, ry, 1, C) -> 2D model -> (B, rx, ry, 1, K)
-            return _as_numpy(slice_fn(np.ascontiguousarray(batch[:, :, :, 0, :])))[:, :, :, None, :]
-
+    geometry = results[0][1]
+    if isinstance(pred, Ensemble):
+        probs = pred.combine([p if native else _to_native(p, g, m.head)
+                              for m, (p, g, native) in zip(members, results)])
+        on_native = True
     else:
-        window = _check_spatial("roi", roi if roi is not None else (pred.roi or DEFAULT_ROI), 3)
-        axes = (0, 1, 2) if mirror_axes is None else tuple(mirror_axes)
-    if tta and axes:
-        fn = mirror_tta(fn, axes)
-    probs = sliding_window(
-        fn, image, roi=window, overlap=overlap, batch_size=batch_size, mode=mode, sigma_scale=sigma_scale,
-        progress=progress,
-    )
-    del image
-    if probs.shape[-1] != pred.num_outputs:
-        raise ValueError(f"the model returned {probs.shape[-1]} channels; a {pred.head} head needs {pred.num_outputs}")
-    labels = probabilities_to_labels(probs, pred.head, pred.threshold)
+        probs, _, on_native = results[0]
+    del results
+    labels = probabilities_to_labels(probs, pred.head, pred.threshold, region=pred.region)
     labels = postprocess(
         labels,
         et_min_voxels=pred.et_min_voxels if et_min_voxels is None else et_min_voxels,
         min_component_voxels=pred.min_component_voxels if min_component_voxels is None else min_component_voxels,
     )
-    native_labels = paste_back(labels, pre.geometry, fill=0)
+    native_labels = labels if on_native else paste_back(labels, geometry, fill=0)
     native_probs = None
     if return_probabilities:
-        native_probs = paste_back(probs, pre.geometry, fill=0.0)
-        if pred.head == "softmax":
-            native_probs[..., 0] = paste_back(probs[..., 0], pre.geometry, fill=1.0)
+        native_probs = probs if on_native else _to_native(probs, geometry, pred.head)
     return Prediction(
         case_id=reference.case_id,
         labels=native_labels,
         probabilities=native_probs,
         head=pred.head,
         reference=reference,
-        geometry=pre.geometry,
+        geometry=geometry,
         seconds=time.perf_counter() - start,
     )
 
 
 def predict_folder(
-    model: Predictor | str | Path | Any,
+    model: Predictor | Ensemble | str | Path | Sequence[str | Path] | Any,
     input: str | Path,
     out_dir: str | Path,
     *,
@@ -767,10 +909,12 @@ def predict_folder(
 
     Writes ``out_dir/<case_id>.nii.gz`` (uint8 labels in ``convention``, with the source's affine
     and header; atomic writes) and, with ``save_probabilities``, ``out_dir/<case_id>_prob.nii.gz``
-    (float32 ``(X, Y, Z, K)``).
+    (float32 ``(X, Y, Z, K)``). Arguments are checked before any case is read; a failing case is
+    recorded and the next one predicted.
 
     Args:
-        model: a :class:`Predictor` or a path for :func:`load_predictor` (loaded once).
+        model: a :class:`Predictor`/:class:`Ensemble`, a path for :func:`load_predictor`, or a list
+            of paths combined into an :class:`Ensemble` (loaded once).
         input: a case folder (``CASE_DIR``) or a dataset folder of any layout
             :func:`brainseg_tf.io.open_dataset` reads.
         out_dir: output folder (created).
@@ -788,13 +932,18 @@ def predict_folder(
         "probabilities", "seconds", "error"}``.
 
     Raises:
-        ValueError: an unknown ``convention``.
+        ValueError: an unknown ``convention``, bad window arguments, or case ids not in the dataset.
         brainseg_tf.io.DataError / MissingFileError: ``input`` is not a dataset or case folder.
     """
     if convention is not None:
         get_convention(convention)
-    pred = _as_predictor(model)
+    check_window_arguments(**predict_kwargs)
     ds = bio.open_dataset(input)
+    if case_ids is not None:
+        unknown = sorted(set(case_ids) - set(ds.case_ids))
+        if unknown:
+            raise ValueError(f"case id(s) {unknown} are not in {input} ({len(ds.case_ids)} cases)")
+    pred = _as_predictor(model)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     refs: Iterable = ds.refs if case_ids is None else [ds.ref(cid) for cid in case_ids]
@@ -817,7 +966,7 @@ def predict_folder(
                 record["probabilities"] = str(result.write_probabilities(prob_path))
             result.write(target, convention=convention)
             records.append(record | {"status": "written", "seconds": result.seconds})
-        except (bio.DataError, OSError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 — one bad case must not stop the folder
             if stop_on_error:
                 raise
             records.append(record | {"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
@@ -825,7 +974,7 @@ def predict_folder(
 
 
 __all__ = [
-    "HEADS", "Predictor", "Prediction", "sliding_window", "window_starts", "importance_map", "mirror_tta",
-    "probabilities_to_labels", "postprocess", "load_predictor", "load_keras_model", "predict_case",
-    "predict_folder",
+    "HEADS", "Predictor", "Ensemble", "Prediction", "sliding_window", "window_starts", "importance_map",
+    "mirror_tta", "probabilities_to_labels", "postprocess", "load_predictor", "load_keras_model",
+    "predict_case", "predict_folder", "check_window_arguments",
 ]

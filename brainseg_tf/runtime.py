@@ -18,12 +18,46 @@ def in_kaggle() -> bool:
     return "KAGGLE_KERNEL_RUN_TYPE" in os.environ or os.path.isdir("/kaggle/input")
 
 
+#: Every accepted name of a dtype policy -> the Keras policy (recipes say ``off``/``float16``/``bfloat16``).
+POLICIES = {
+    "float32": "float32", "off": "float32",
+    "mixed_float16": "mixed_float16", "float16": "mixed_float16",
+    "mixed_bfloat16": "mixed_bfloat16", "bfloat16": "mixed_bfloat16",
+}
+
+
+def tpu_available() -> bool:
+    """Whether a TPU runtime announces itself (probing a resolver without a hint costs seconds)."""
+    hints = ("TPU_NAME", "COLAB_TPU_ADDR", "TPU_ACCELERATOR_TYPE", "TPU_WORKER_ID")
+    return any(os.environ.get(h) for h in hints) or os.path.exists("/dev/accel0") or os.path.exists("/dev/vfio/0")
+
+
+def resolve_policy(setting: str = "auto") -> str:
+    """The one owner of the dtype policy: the Keras policy name for a setting.
+
+    ``auto`` is ``mixed_bfloat16`` on a TPU, ``mixed_float16`` on a GPU and ``float32`` on CPU;
+    otherwise any key of :data:`POLICIES` (``float32``/``off``, ``mixed_float16``/``float16``,
+    ``mixed_bfloat16``/``bfloat16``).
+
+    Raises:
+        ValueError: an unknown setting (the accepted ones are listed).
+    """
+    if setting == "auto":
+        if tpu_available():
+            return "mixed_bfloat16"
+        import tensorflow as tf
+
+        return "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
+    if setting not in POLICIES:
+        raise ValueError(f"mixed_precision={setting!r} is unknown; expected 'auto' or one of {sorted(POLICIES)}")
+    return POLICIES[setting]
+
+
 def setup(*, mixed_precision: str = "auto", seed: int | None = 0, verbose: bool = True) -> dict:
     """Detect accelerators, pick the dtype policy and seed everything.
 
     Args:
-        mixed_precision: ``"auto"`` (``mixed_float16`` on a GPU, ``float32`` on CPU),
-            ``"float32"``, ``"mixed_float16"`` or ``"mixed_bfloat16"``.
+        mixed_precision: ``"auto"`` or a policy name (see :func:`resolve_policy`).
         seed: seed for Python, NumPy and TensorFlow (``None`` leaves them alone).
         verbose: print one line per fact.
 
@@ -40,11 +74,7 @@ def setup(*, mixed_precision: str = "auto", seed: int | None = 0, verbose: bool 
             tf.config.experimental.set_memory_growth(gpu, True)
         except RuntimeError:
             pass
-    policy = mixed_precision
-    if policy == "auto":
-        policy = "mixed_float16" if gpus else "float32"
-    if policy not in ("float32", "mixed_float16", "mixed_bfloat16"):
-        raise ValueError(f"mixed_precision={mixed_precision!r}; expected auto, float32, mixed_float16 or mixed_bfloat16")
+    policy = resolve_policy(mixed_precision)
     keras.config.set_dtype_policy(policy)
     if seed is not None:
         keras.utils.set_random_seed(seed)

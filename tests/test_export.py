@@ -16,6 +16,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from brainseg_tf import models  # noqa: E402
+from brainseg_tf.card import ModelCard, Postprocessing  # noqa: E402
 from brainseg_tf.export import export_model  # noqa: E402
 from brainseg_tf.inference import load_predictor  # noqa: E402
 
@@ -38,13 +39,9 @@ def exported(tmp_path_factory):
     run.mkdir()
     model = _tiny_unet()
     model.save(run / "best.keras")
-    (run / "config.json").write_text(json.dumps({
-        "model": {"name": "unet", "options": {"depth": 2, "base_filters": 4, "max_filters": 8}},
-        "modalities": ["flair", "t1", "t1ce", "t2"],
-        "head": "softmax",
-        "patch_size": [16, 16, 16],
-        "postprocess": {"et_min_voxels": 12},
-    }))
+    ModelCard(modalities=["flair", "t1", "t1ce", "t2"], head="softmax", roi=[16, 16, 16], model="unet",
+              options={"depth": 2, "base_filters": 4, "max_filters": 8},
+              postprocessing=Postprocessing(et_min_voxels=12)).save(run)
     paths = export_model(run, root / "exported")
     x = np.random.default_rng(1).normal(size=(2, 16, 24, 8, 4)).astype(np.float32)
     expected = np.asarray(model.predict(x, verbose=0))
@@ -58,15 +55,21 @@ def test_export_writes_files_and_metadata(exported):
     meta = json.loads(paths["metadata"].read_text())
     assert meta["modalities"] == ["flair", "t1", "t1ce", "t2"]
     assert meta["head"] == "softmax" and meta["outputs"] == ["BG", "NCR", "ED", "ET"]
-    assert meta["roi"] == [16, 16, 16] and meta["postprocess"]["et_min_voxels"] == 12
-    assert meta["signature"]["inputs"]["image"]["shape"] == ["batch", "X", "Y", "Z", 4]
-    assert "probabilities" in meta["signature"]["outputs"]
+    assert meta["roi"] == [16, 16, 16] and meta["postprocessing"]["et_min_voxels"] == 12
+    assert meta["logits"] is False and meta["format_version"] == 2
     assert not [p for p in paths["out_dir"].parent.iterdir() if p.name.startswith(".exported.")]  # no temp left
 
 
-def test_export_refuses_to_overwrite(exported):
+def test_export_refuses_to_overwrite(exported, tmp_path):
     with pytest.raises(FileExistsError, match="overwrite"):
         export_model(exported["run"], exported["paths"]["out_dir"])
+    # overwrite replaces only a folder that is itself an export: never the working directory
+    precious = tmp_path / "work"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not an export"):
+        export_model(exported["run"], precious, overwrite=True)
+    assert (precious / "notes.txt").read_text() == "keep me"
 
 
 def test_reload_in_fresh_process_matches_keras(exported):
@@ -117,13 +120,16 @@ def test_saved_model_cli_lists_signature(exported):
     assert "shape: (-1, -1, -1, -1, 4)" in text and "DT_FLOAT" in text
 
 
-def test_export_bare_sigmoid_model_infers_metadata(tmp_path):
+def test_export_bare_sigmoid_model_needs_explicit_settings(tmp_path):
+    from brainseg_tf.card import CardError
+
     model = _tiny_unet(head="sigmoid", in_channels=2)
-    paths = export_model(model, tmp_path / "exp", metadata={"modalities": ["flair", "t1ce"]})
+    with pytest.raises(CardError, match="head"):
+        export_model(model, tmp_path / "none", metadata={"modalities": ["flair", "t1ce"]})
+    paths = export_model(model, tmp_path / "exp", metadata={"modalities": ["flair", "t1ce"], "head": "sigmoid"})
     meta = json.loads(paths["metadata"].read_text())
     assert meta["head"] == "sigmoid" and meta["outputs"] == ["WT", "TC", "ET"]
     assert meta["modalities"] == ["flair", "t1ce"]
-    assert meta["signature"]["inputs"]["image"]["shape"][-1] == 2
 
 
 def test_verify_export_reports_the_signature_and_catches_a_mismatch(exported, tmp_path):

@@ -248,7 +248,7 @@ def test_predict_folder_writes_each_case_and_skips_existing(tmp_path):
     only = predict_folder(p, data, tmp_path / "val", case_ids=["BraTS2021_00002"], progress=False)
     assert [r["case_id"] for r in only] == ["BraTS2021_00002"]
     assert sorted(f.name for f in (tmp_path / "val").iterdir()) == ["BraTS2021_00002.nii.gz"]
-    with pytest.raises(KeyError, match="BraTS2021_00009"):
+    with pytest.raises(ValueError, match="BraTS2021_00009"):  # checked before any case is read
         predict_folder(p, data, tmp_path / "val", case_ids=["BraTS2021_00009"], progress=False)
 
 
@@ -264,28 +264,49 @@ def _tiny_keras(channels: int = 4, head: str = "softmax"):
 
 
 def test_load_predictor_from_run_dir(tmp_path):
+    from brainseg_tf.card import CardError, ModelCard, Postprocessing
+
     model = _tiny_keras(2, "sigmoid")
     run = tmp_path / "run"
     run.mkdir()
     model.save(run / "best.keras")
-    cfg = {
-        "model": {"name": "unet", "options": {}},
-        "modalities": ["flair", "t1ce"],
-        "head": "sigmoid",
-        "patch_size": [16, 16, 16],
-        "postprocess": {"et_min_voxels": 7},
-    }
-    (run / "config.json").write_text(json.dumps(cfg))
+    ModelCard(modalities=["flair", "t1ce"], head="sigmoid", roi=[16, 16, 16],
+              postprocessing=Postprocessing(et_min_voxels=7)).save(run)
     p = load_predictor(run)
     assert p.modalities == ("flair", "t1ce") and p.head == "sigmoid"
     assert p.roi == (16, 16, 16) and p.et_min_voxels == 7
     x = np.random.default_rng(0).normal(size=(1, 16, 16, 16, 2)).astype(np.float32)
     np.testing.assert_allclose(p(x), model.predict(x, verbose=0), atol=1e-6)
-    # a bare .keras file: metadata inferred from the shapes
-    q = load_predictor(run / "best.keras")
-    assert q.modalities == ("flair", "t1ce") and q.head == "sigmoid"
-    r = load_predictor(run, roi=(8, 8, 8), et_min_voxels=0)  # overrides win over config.json
+    r = load_predictor(run, roi=(8, 8, 8), et_min_voxels=0)  # overrides win over the card
     assert r.roi == (8, 8, 8) and r.et_min_voxels == 0
+    # A .keras file without a card: explicit arguments, never a guess from the shapes.
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    model.save(bare / "m.keras")
+    with pytest.raises(CardError, match="modalities"):
+        load_predictor(bare / "m.keras")
+    q = load_predictor(bare / "m.keras", modalities=["flair", "t1ce"], head="sigmoid")
+    assert q.modalities == ("flair", "t1ce") and q.head == "sigmoid" and q.card.logits is False
+
+
+def test_legacy_run_config_is_migrated(tmp_path):
+    """A run directory of version 0.1 (config.json with an "inference" block) reads through migrate()."""
+    model = _tiny_keras(2, "softmax")
+    run = tmp_path / "old"
+    run.mkdir()
+    model.save(run / "final.keras")
+    legacy = {
+        "name": "old", "pipeline": {"kind": "slice", "patch_size": [64, 64], "options": {"crop": False}},
+        "inference": {"modalities": ["flair", "t1ce"], "head": "softmax", "out_channels": 4, "region": None,
+                      "logits": False, "spatial_dims": 2, "patch_size": [64, 64], "roi": [64, 64],
+                      "preprocessing": {}, "postprocess": {"et_min_voxels": 3}},
+    }
+    (run / "config.json").write_text(json.dumps(legacy))
+    from brainseg_tf.card import find_card
+
+    card = find_card(run)
+    assert card.preprocessing.resize == [64, 64] and card.preprocessing.crop is False
+    assert card.postprocessing.et_min_voxels == 3 and card.modalities == ["flair", "t1ce"]
 
 
 @pytest.mark.real_data
@@ -294,7 +315,7 @@ def test_predict_real_case_source_geometry_and_convention(real_brats2018, tmp_pa
     if not case_dir.is_dir():
         case_dir = sorted(p for p in real_brats2018.iterdir() if p.is_dir())[0]
     model = _tiny_keras(4, "softmax")
-    recs = predict_folder(Predictor.from_keras(model), case_dir, tmp_path, roi=(64, 64, 64), overlap=0.25,
+    recs = predict_folder(Predictor.from_keras(model, modalities=["flair", "t1", "t1ce", "t2"], head="softmax"), case_dir, tmp_path, roi=(64, 64, 64), overlap=0.25,
                           batch_size=2, progress=False)
     assert recs[0]["status"] == "written", recs
     src = nib.load(sorted(case_dir.glob("*_seg.nii.gz"))[0])

@@ -184,7 +184,9 @@ def test_tiny_run_dir_contract_resume_and_refusals(tmp_path: Path) -> None:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["completed"] and metrics["optimizer_steps"] == 4 and metrics["monitor"] == "val_mean_region_dice"
     saved = json.loads((run_dir / "config.json").read_text())
-    assert saved["inference"]["head"] == "sigmoid" and saved["inference"]["roi"] == [16, 16, 16]
+    card = json.loads((run_dir / "brainseg_model.json").read_text())
+    assert card["head"] == "sigmoid" and card["roi"] == [16, 16, 16] and card["format_version"] == 2
+    assert card["modalities"] == ["flair", "t1", "t1ce", "t2"] and card["provenance"]["epochs"] == 2
     assert saved["training"]["steps_per_epoch"] == 2 and saved["optimizer"]["beta_1"] == 0.9  # defaults filled
 
     # The run directory is what inference loads.
@@ -273,16 +275,17 @@ def test_patch_pipeline_on_synthetic_cases_with_final_sliding_window(tmp_path: P
 
 
 def test_command_line_reports_bad_recipes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from brainseg_tf.training import main
+    from brainseg_tf.cli import main
 
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(toy_recipe(**{"optimizer.name": "adamw2"})))
-    assert main(["--config", str(path)]) == 2
+    assert main(["train", "--config", str(path)]) == 2
     assert "optimizer.name='adamw2' unknown" in capsys.readouterr().err
 
 
 def test_truncated_backup_metadata_falls_back_to_the_previous_generation(tmp_path: Path) -> None:
-    from brainseg_tf.training import _backup_epoch, _repair_backup
+    from brainseg_tf.training.rundir import backup_epoch as _backup_epoch
+    from brainseg_tf.training.rundir import repair_backup as _repair_backup
 
     backup = tmp_path / "backup"
     backup.mkdir()

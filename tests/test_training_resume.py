@@ -37,7 +37,7 @@ def _recipe(tmp_path: Path) -> Path:
 
 
 def _command(recipe: Path, run_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "brainseg_tf.training", "--config", str(recipe), "--run-dir", str(run_dir)]
+    return [sys.executable, "-m", "brainseg_tf.cli", "train", "--config", str(recipe), "--run-dir", str(run_dir)]
 
 
 def _env() -> dict[str, str]:

@@ -24,15 +24,13 @@ model without ``custom_objects``.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
-from typing import Any
-
-import keras
+import math
+from types import MappingProxyType
 
 from brainseg_tf.models import blocks
 from brainseg_tf.models.dresunet import build_dresunet
 from brainseg_tf.models.een import build_een
+from brainseg_tf.models.registry import SPECS, ModelSpec, available, build, get_spec, register
 from brainseg_tf.models.unet import build_unet
 from brainseg_tf.models.unet2d import build_unet2d
 from brainseg_tf.models.unet3d import build_unet3d
@@ -41,8 +39,12 @@ from brainseg_tf.models.znet import build_znet, load_znet_torch_state_dict
 
 __all__ = [
     "REGISTRY",
+    "SPECS",
+    "ModelSpec",
     "available",
     "build",
+    "get_spec",
+    "register",
     "blocks",
     "build_dresunet",
     "build_een",
@@ -54,40 +56,19 @@ __all__ = [
     "with_input_shape",
 ]
 
-REGISTRY: dict[str, Callable[..., keras.Model]] = {
-    "unet2d": build_unet2d,
-    "unet3d": build_unet3d,
-    "dresunet": build_dresunet,
-    "znet": build_znet,
-    "een": build_een,
-    "unet": build_unet,
-}
+register(ModelSpec("unet", build_unet, description="recommended U-Net family (2D/3D, residual, deep supervision)"))
+register(ModelSpec("unet2d", build_unet2d, default_modalities=("flair", "t1ce"),
+                   description="seed 001: Kaggle BraTS 2020 2D U-Net"))
+register(ModelSpec("unet3d", build_unet3d, divisor=lambda o: (2 ** (int(o["depth"]) - 1),) * int(o["spatial_dims"]),
+                   description="Coursera AI for Medicine 3D U-Net"))
+register(ModelSpec("dresunet", build_dresunet, default_modalities=("flair", "t1ce", "t2", "t1"),
+                   description="dResU-Net (Raza et al. 2023)"))
+register(ModelSpec("znet", build_znet, default_modalities=("flair",),
+                   description="ZNet 3D (Ottom et al. 2022), one region per model"))
+register(ModelSpec(
+    "een", build_een, divisor=lambda o: (32, 32, 3 * math.prod(o["depth_strides"])),
+    fixed_size=lambda o: (None, None, 3 * math.prod(o["depth_strides"])), spatial_dims=lambda o: 3,
+    description="Efficient Embedding Network (Messaoudi et al. 2020)"))
 
-
-def available() -> list[str]:
-    """Registry names accepted by :func:`build`, sorted."""
-    return sorted(REGISTRY)
-
-
-def build(name: str, **config: Any) -> keras.Model:
-    """Build the model registered as ``name`` with keyword ``config`` passed to its builder.
-
-    Args:
-        name: one of :func:`available` (``"unet2d"``, ``"unet3d"``, ``"dresunet"``, ``"znet"``,
-            ``"een"``, ``"unet"``).
-        **config: keyword arguments of the builder; omitted ones take the faithful defaults.
-
-    Returns:
-        A functional ``keras.Model``.
-
-    Raises:
-        ValueError: for an unknown ``name`` or an invalid configuration (the argument is named).
-    """
-    if name not in REGISTRY:
-        raise ValueError(f"name must be one of {available()}, got {name!r}")
-    builder = REGISTRY[name]
-    accepted = inspect.signature(builder).parameters
-    unknown = sorted(set(config) - set(accepted))
-    if unknown:
-        raise ValueError(f"config has unknown argument(s) {unknown} for {name!r}; accepted: {sorted(accepted)}")
-    return builder(**config)
+#: name -> builder (read-only view of the registry).
+REGISTRY = MappingProxyType({name: spec.builder for name, spec in SPECS.items()})

@@ -1,0 +1,405 @@
+"""The model card: everything prediction must repeat of training, written once, read everywhere.
+
+Training writes ``RUN_DIR/brainseg_model.json`` and :func:`brainseg_tf.export.export_model` writes
+one beside every export; :mod:`brainseg_tf.inference` reads it and nothing else. A card records:
+
+* ``model``/``options``: the registry name and builder options (informational: weights and
+  architecture come from the ``.keras`` file);
+* ``modalities``: canonical names in input-channel order; ``spatial_dims``: 2 or 3;
+* ``head``: ``"softmax"`` (4 classes BG, NCR, ED, ET), ``"sigmoid"`` (3 regions WT, TC, ET) or
+  ``"region"`` (one region, named by ``region``); ``logits``: whether the model's output is
+  pre-activation (an export always outputs probabilities, so its card says ``false``);
+* ``roi``: the sliding-window size (the training patch); for a 2D model with
+  ``preprocessing.resize`` the size each slice is resized to;
+* ``preprocessing``: exactly as trained (brain crop, margin, z-score, RAS reorientation,
+  resampling spacing, 2D resize and plane);
+* ``postprocessing``: ET-to-NCR volume, smallest kept component, region threshold;
+* ``label_convention``: the training data's source convention (``"brats"``, ``"msd"``, ...);
+* ``provenance``: recipe, data, split, epochs, package and library versions, time.
+
+Older run directories (``config.json`` with an ``"inference"`` block) and version-1 export
+metadata are read by :func:`migrate`, the one explicit migration. No field is ever guessed from
+a model's shapes: a model without a card needs explicit arguments (:func:`from_arguments`).
+No TensorFlow is imported here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from brainseg_tf import atomic
+from brainseg_tf.conventions import CLASS_NAMES, HEADS, MODALITIES, REGIONS
+
+__all__ = [
+    "CARD_FILE", "CARD_VERSION", "ModelCard", "Preprocessing", "Postprocessing", "Provenance",
+    "find_card", "load_card", "migrate", "from_arguments",
+]
+
+CARD_FILE = "brainseg_model.json"
+CARD_VERSION = 2
+PLANES = ("axial", "coronal", "sagittal")
+
+
+class CardError(ValueError):
+    """A missing, malformed or inconsistent model card (the message names the file)."""
+
+
+@dataclass
+class Preprocessing:
+    """How an image was prepared for the network (:func:`brainseg_tf.data.preprocess.preprocess_case`).
+
+    Attributes:
+        crop: cropped to the brain bounding box (any modality nonzero).
+        margin: voxels kept around the brain box.
+        normalize: z-score per modality inside the brain, background 0.
+        reorient: reoriented to RAS voxel order.
+        spacing: resampled to this voxel size in mm, or ``None``.
+        resize: 2D models: each slice resized (bilinear) to this in-plane size, or ``None``.
+        plane: 2D models: the slicing plane (``axial`` slices along Z).
+    """
+
+    crop: bool = True
+    margin: int = 0
+    normalize: bool = True
+    reorient: bool = False
+    spacing: list[float] | None = None
+    resize: list[int] | None = None
+    plane: str = "axial"
+
+    def case_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``preprocess_case``."""
+        return {"crop": self.crop, "margin": self.margin, "normalize": self.normalize,
+                "reorient": self.reorient, "spacing": self.spacing}
+
+
+@dataclass
+class Postprocessing:
+    """Label postprocessing applied by ``predict`` (:func:`brainseg_tf.inference.postprocess`).
+
+    Attributes:
+        et_min_voxels: enhancing tumour smaller than this (voxels) is relabelled NCR (0: off).
+        min_component_voxels: tumour components smaller than this are removed (0: off).
+        region_threshold: probability threshold of sigmoid / region heads.
+    """
+
+    et_min_voxels: int = 0
+    min_component_voxels: int = 0
+    region_threshold: float = 0.5
+
+
+@dataclass
+class Provenance:
+    """Where the model came from (informational)."""
+
+    recipe: str | None = None
+    recipe_file: str | None = None
+    data: str | None = None
+    split: dict[str, Any] | None = None
+    epochs: int | None = None
+    checkpoint: str | None = None
+    package_version: str | None = None
+    keras_version: str | None = None
+    tensorflow_version: str | None = None
+    created: str | None = None
+
+
+@dataclass
+class ModelCard:
+    """A typed, versioned model card (``brainseg_model.json``). See the module docstring."""
+
+    modalities: list[str]
+    head: str
+    spatial_dims: int = 3
+    region: str | None = None
+    logits: bool = False
+    roi: list[int] | None = None
+    model: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    postprocessing: Postprocessing = field(default_factory=Postprocessing)
+    label_convention: str | None = None
+    provenance: Provenance = field(default_factory=Provenance)
+    format_version: int = CARD_VERSION
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # -- derived ---------------------------------------------------------------------------
+    @property
+    def outputs(self) -> list[str]:
+        """Names of the output channels: classes, regions, or the one region."""
+        if self.head == "softmax":
+            return list(CLASS_NAMES)
+        if self.head == "sigmoid":
+            return list(REGIONS)
+        return [str(self.region)]
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.outputs)
+
+    # -- checks ----------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise :class:`CardError` naming the field for any inconsistent value."""
+        def bad(name: str, value: Any, why: str) -> None:
+            raise CardError(f"model card field {name}={value!r} {why}")
+
+        if not isinstance(self.modalities, (list, tuple)) or not self.modalities:
+            bad("modalities", self.modalities, "must list the input channels")
+        self.modalities = [str(m) for m in self.modalities]
+        unknown = [m for m in self.modalities if m not in MODALITIES]
+        if unknown or len(set(self.modalities)) != len(self.modalities):
+            bad("modalities", self.modalities, f"must be distinct names from {list(MODALITIES)}")
+        if self.head not in HEADS:
+            bad("head", self.head, f"is unknown; expected one of {list(HEADS)}")
+        if self.head == "region":
+            if self.region is None or str(self.region).upper() not in REGIONS:
+                bad("region", self.region, f"must be one of {list(REGIONS)} for a region head")
+            self.region = str(self.region).upper()
+        elif self.region is not None:
+            bad("region", self.region, "is only for head='region'")
+        if self.spatial_dims not in (2, 3):
+            bad("spatial_dims", self.spatial_dims, "must be 2 or 3")
+        if not isinstance(self.logits, bool):
+            bad("logits", self.logits, "must be true or false")
+        if self.roi is not None:
+            if (not isinstance(self.roi, (list, tuple)) or len(self.roi) != self.spatial_dims
+                    or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in self.roi)):
+                bad("roi", self.roi, f"must be {self.spatial_dims} positive integers")
+            self.roi = [int(r) for r in self.roi]
+        pre = self.preprocessing
+        if pre.plane not in PLANES:
+            bad("preprocessing.plane", pre.plane, f"must be one of {list(PLANES)}")
+        if pre.resize is not None:
+            if self.spatial_dims != 2:
+                bad("preprocessing.resize", pre.resize, "is only for 2D models")
+            if len(pre.resize) != 2 or any(not isinstance(r, int) or r < 1 for r in pre.resize):
+                bad("preprocessing.resize", pre.resize, "must be two positive integers")
+        if isinstance(pre.margin, bool) or not isinstance(pre.margin, int) or pre.margin < 0:
+            bad("preprocessing.margin", pre.margin, "must be a non-negative integer")
+        if pre.spacing is not None:
+            sp = [pre.spacing] if isinstance(pre.spacing, (int, float)) else list(pre.spacing)
+            if len(sp) not in (1, 3) or any(not (isinstance(s, (int, float)) and math.isfinite(s) and s > 0)
+                                           for s in sp):
+                bad("preprocessing.spacing", pre.spacing, "must be one or three positive numbers")
+            pre.spacing = [float(s) for s in sp]
+        post = self.postprocessing
+        for key in ("et_min_voxels", "min_component_voxels"):
+            v = getattr(post, key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                bad(f"postprocessing.{key}", v, "must be a non-negative integer")
+        if not (isinstance(post.region_threshold, (int, float)) and 0 < post.region_threshold < 1):
+            bad("postprocessing.region_threshold", post.region_threshold, "must be in (0, 1)")
+
+    # -- JSON ------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["outputs"] = self.outputs
+        return {"format_version": out.pop("format_version"), **out}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str | os.PathLike | None = None) -> "ModelCard":
+        """A card from its JSON dict (version 2; older versions go through :func:`migrate`)."""
+        where = f"{source}: " if source is not None else ""
+        if not isinstance(data, Mapping):
+            raise CardError(f"{where}a model card must be a JSON object")
+        version = data.get("format_version")
+        if version != CARD_VERSION:
+            return migrate(data, source)
+        sections = {"preprocessing": Preprocessing, "postprocessing": Postprocessing, "provenance": Provenance}
+        known = {f.name for f in dataclasses.fields(cls)} | {"outputs"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise CardError(f"{where}unknown model card key(s) {unknown}")
+        kwargs: dict[str, Any] = {}
+        try:
+            for key, value in data.items():
+                if key == "outputs":
+                    continue
+                if key in sections:
+                    value = sections[key](**dict(value or {}))
+                kwargs[key] = value
+            return cls(**kwargs)
+        except CardError as exc:
+            raise CardError(f"{where}{exc}") from None
+        except TypeError as exc:
+            raise CardError(f"{where}malformed model card: {exc}") from None
+
+    @classmethod
+    def from_json(cls, text: str, source: str | os.PathLike | None = None) -> "ModelCard":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CardError(f"{source or 'model card'}: not valid JSON ({exc})") from None
+        return cls.from_dict(data, source)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the card atomically (``path`` a file, or a folder to hold ``brainseg_model.json``)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / CARD_FILE
+        return atomic.write_text(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ModelCard":
+        path = Path(path)
+        if path.is_dir():
+            path = path / CARD_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no model card")
+        return cls.from_json(path.read_text(), source=path)
+
+    def replace(self, **changes: Any) -> "ModelCard":
+        return dataclasses.replace(self, **changes)
+
+
+def provenance(**fields: Any) -> Provenance:
+    """A :class:`Provenance` with the package and library versions and the time filled in."""
+    from brainseg_tf import __version__
+
+    versions: dict[str, Any] = {"package_version": __version__,
+                                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    try:
+        import keras
+
+        versions["keras_version"] = keras.__version__
+    except ImportError:
+        pass
+    try:
+        import tensorflow as tf
+
+        versions["tensorflow_version"] = tf.__version__
+    except ImportError:
+        pass
+    return Provenance(**{**versions, **fields})
+
+
+# ----------------------------------------------------------------------------- migration
+def _legacy_head(block: Mapping[str, Any]) -> tuple[str, str | None]:
+    head = block.get("head")
+    if head == "sigmoid" and int(block.get("out_channels") or 3) == 1:
+        region = block.get("region")
+        return "region", None if region is None else str(region).upper()
+    return str(head), None
+
+
+def migrate(data: Mapping[str, Any], source: str | os.PathLike | None = None) -> ModelCard:
+    """The one explicit migration: a version-2 card from an older record.
+
+    Reads (a) a run directory's ``config.json`` of versions <= 0.1 (the resolved recipe with an
+    ``"inference"`` block) and (b) version-1 export metadata (``brainseg_model.json`` with
+    ``"format_version": 1``). Only keys those versions wrote are read; a missing modalities or
+    head is a :class:`CardError`, never guessed.
+    """
+    where = f"{source}: " if source is not None else ""
+    if not isinstance(data, Mapping):
+        raise CardError(f"{where}a model card must be a JSON object")
+    if "inference" in data and isinstance(data["inference"], Mapping):  # (a) legacy run config
+        block = data["inference"]
+        head, region = _legacy_head(block)
+        pre = dict(block.get("preprocessing") or {})
+        recipe_pre = dict(((data.get("pipeline") or {}).get("options") or {}).get("preprocess") or {})
+        pipeline = data.get("pipeline") or {}
+        options = pipeline.get("options") or {}
+        dims = int(block.get("spatial_dims") or 3)
+        resize = None
+        crop = bool(recipe_pre.get("crop", True))
+        if pipeline.get("kind") == "slice":
+            resize = [int(s) for s in block.get("patch_size") or pipeline.get("patch_size")]
+            crop = bool(options.get("crop", True))
+        post = dict(block.get("postprocess") or {})
+        fields = dict(
+            modalities=block.get("modalities"), head=head, region=region, spatial_dims=dims,
+            logits=bool(block.get("logits", False)), roi=block.get("roi") or block.get("patch_size"),
+            model=(block.get("model") or {}).get("name"), options=dict((block.get("model") or {}).get("options") or {}),
+            preprocessing=Preprocessing(crop=crop, margin=int(pre.get("margin", recipe_pre.get("margin", 0))),
+                                        normalize=bool(recipe_pre.get("normalize", True)),
+                                        reorient=bool(pre.get("reorient", recipe_pre.get("reorient", False))),
+                                        spacing=pre.get("spacing", recipe_pre.get("spacing")), resize=resize),
+            postprocessing=Postprocessing(et_min_voxels=int(post.get("et_min_voxels", 0)),
+                                          min_component_voxels=int(post.get("min_component_voxels", 0)),
+                                          region_threshold=float(post.get("region_threshold", 0.5))),
+            provenance=Provenance(recipe=data.get("name"), data=(data.get("data") or {}).get("root"),
+                                  epochs=(data.get("training") or {}).get("epochs"),
+                                  package_version="0.1.0 (migrated)"),
+        )
+    elif data.get("format_version") == 1:  # (b) version-1 export metadata
+        pre = dict(data.get("preprocessing") or {})
+        post = dict(data.get("postprocess") or {})
+        head = data.get("head")
+        fields = dict(
+            modalities=data.get("modalities"), head=head, spatial_dims=int(data.get("spatial_dims") or 3),
+            # Version 1 exported the Keras output unchanged and did not record logits: only
+            # probability models can be migrated faithfully, which is what v1 assumed.
+            logits=False, roi=data.get("roi"),
+            preprocessing=Preprocessing(crop=bool(pre.get("crop", True)), margin=int(pre.get("margin", 0)),
+                                        normalize=bool(pre.get("normalize", True)),
+                                        reorient=bool(pre.get("reorient", False)), spacing=pre.get("spacing")),
+            postprocessing=Postprocessing(et_min_voxels=int(post.get("et_min_voxels", 0)),
+                                          min_component_voxels=int(post.get("min_component_voxels", 0)),
+                                          region_threshold=float(post.get("region_threshold", 0.5))),
+            provenance=Provenance(package_version=str(data.get("brainseg_tf_version")) + " (migrated)"),
+        )
+    else:
+        raise CardError(f"{where}not a model card (no format_version {CARD_VERSION}, no legacy 'inference' block)")
+    for key in ("modalities", "head"):
+        if fields.get(key) in (None, "None"):
+            raise CardError(f"{where}the legacy record has no {key!r}; pass it explicitly")
+    try:
+        return ModelCard(**fields)
+    except CardError as exc:
+        raise CardError(f"{where}{exc}") from None
+
+
+def find_card(folder: str | os.PathLike) -> ModelCard | None:
+    """The card of a run or export folder (``brainseg_model.json``, else a legacy ``config.json``)."""
+    folder = Path(folder)
+    card_path = folder / CARD_FILE
+    if card_path.is_file():
+        return ModelCard.load(card_path)
+    legacy = folder / "config.json"
+    if legacy.is_file():
+        try:
+            data = json.loads(legacy.read_text())
+        except json.JSONDecodeError as exc:
+            raise CardError(f"{legacy}: not valid JSON ({exc})") from None
+        if isinstance(data, Mapping) and "inference" in data:
+            return migrate(data, legacy)
+    return None
+
+
+def load_card(folder: str | os.PathLike) -> ModelCard:
+    """Like :func:`find_card`, but a folder without a card is a :class:`CardError`."""
+    card = find_card(folder)
+    if card is None:
+        raise CardError(f"{folder}: no model card ({CARD_FILE}); pass modalities= and head= explicitly")
+    return card
+
+
+def from_arguments(*, modalities: Any = None, head: Any = None, region: Any = None, logits: Any = None,
+                   spatial_dims: int, roi: Any = None, **extra: Any) -> ModelCard:
+    """A card for a model that has none, from explicit arguments (``modalities`` and ``head`` required)."""
+    missing = [k for k, v in (("modalities", modalities), ("head", head)) if v is None]
+    if missing:
+        raise CardError(f"the model has no model card ({CARD_FILE}) and {missing} were not given; "
+                        f"pass them explicitly (e.g. modalities=['flair', 't1', 't1ce', 't2'], head='sigmoid')")
+    if logits is None:
+        raise CardError("the model has no model card and its last layer does not show whether it returns "
+                        "logits; pass logits=True or logits=False")
+    pre = extra.pop("preprocessing", None)
+    post = extra.pop("postprocessing", None)
+    return ModelCard(modalities=list(modalities), head=str(head), region=region, logits=bool(logits),
+                     spatial_dims=int(spatial_dims), roi=None if roi is None else list(roi),
+                     preprocessing=pre if isinstance(pre, Preprocessing) else Preprocessing(**dict(pre or {})),
+                     postprocessing=post if isinstance(post, Postprocessing) else Postprocessing(**dict(post or {})),
+                     **extra)

@@ -1,0 +1,221 @@
+"""Data wiring: where a recipe's cases come from and the tf.data pipelines it trains on."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from brainseg_tf.conventions import REGION_LABELS
+from brainseg_tf.training.config import TrainConfig
+from brainseg_tf.training.split import Split
+
+def resolve_path(value: str | None, cfg: TrainConfig) -> Path | None:
+    if value is None:
+        return None
+    p = Path(os.path.expanduser(value))
+    if p.is_absolute() or p.exists() or cfg.source is None:
+        return p
+    beside = Path(cfg.source).parent / p
+    return beside if beside.exists() else p
+
+
+def data_source(cfg: TrainConfig) -> Path | None:
+    """The cache path (preferred when it exists) or dataset root for the data builders, or ``None``."""
+    cache = resolve_path(cfg.data.cache, cfg)
+    if cache is not None and cache.exists():
+        return cache
+    root = resolve_path(cfg.data.root, cfg)
+    if root is not None and not root.exists() and cfg.data.synthetic is not None:
+        from brainseg_tf.synthetic import make_dataset
+
+        opts = dict(cfg.data.synthetic)
+        if "shape" in opts:
+            opts["shape"] = tuple(opts["shape"])
+        print(f"[brainseg train] writing a synthetic dataset to {root} ({opts})", flush=True)
+        make_dataset(root, progress=False, **opts)
+    if cache is not None and cfg.data.build_cache and root is not None and root.exists():
+        from brainseg_tf.data import build_cache
+
+        print(f"[brainseg train] building the cache {cache} from {root}", flush=True)
+        return Path(build_cache(root, cache, max_cases=cfg.data.max_cases, dtype=cfg.data.cache_dtype,
+                                progress=sys.stderr.isatty()))
+    if root is None:
+        if cache is not None:
+            raise FileNotFoundError(f"data.cache={cfg.data.cache!r} not found and no data.root given")
+        return None
+    if not root.exists():
+        raise FileNotFoundError(f"data.root={cfg.data.root!r} not found (resolved to {root})")
+    return root
+
+
+def labelled_ids(source: Path | None, cfg: TrainConfig) -> list[str]:
+    if source is None:
+        return []
+    from brainseg_tf.data.cache import is_cache_path
+
+    if is_cache_path(source):
+        from brainseg_tf.data import open_cache
+
+        with open_cache(source) as cache:
+            ids = [cid for cid in cache if cache.has_label(cid)]
+    else:
+        from brainseg_tf.io import open_dataset
+
+        ids = list(open_dataset(source, layout=cfg.data.layout).labelled_ids)
+    ids = sorted(ids)
+    if cfg.data.max_cases is not None:
+        ids = ids[: cfg.data.max_cases]
+    return ids
+
+
+def _load_builder(spec: str, cfg: TrainConfig) -> Callable:
+    module_part, func = spec.rsplit(":", 1)
+    if module_part.endswith(".py"):
+        path = resolve_path(module_part, cfg)
+        if path is None or not path.exists():
+            raise FileNotFoundError(f"pipeline.builder file {module_part!r} not found")
+        name = f"_brainseg_builder_{path.stem}"
+        module = sys.modules.get(name)
+        if module is None:
+            spec_obj = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec_obj)
+            sys.modules[name] = module
+            spec_obj.loader.exec_module(module)
+    else:
+        module = importlib.import_module(module_part)
+    try:
+        return getattr(module, func)
+    except AttributeError:
+        raise ValueError(f"pipeline.builder={spec!r}: {module_part} has no attribute {func!r}") from None
+
+
+def _region_map(cfg: TrainConfig):
+    """``(image, labels) -> (image, region mask (..., 1))`` for a single-region model."""
+    import tensorflow as tf
+
+    classes = REGION_LABELS[cfg.pipeline.region.upper()]
+
+    def to_region(x, y):
+        y = tf.cast(y, tf.int32)
+        if y.shape.rank == len(cfg.pipeline.patch_size) + 2:
+            y = y[..., 0]
+        mask = tf.reduce_any(tf.stack([tf.equal(y, c) for c in classes], axis=-1), axis=-1)
+        return x, tf.cast(mask, tf.float32)[..., None]
+
+    return to_region
+
+
+def _deep_supervision_map(n_outputs: int, spatial_dims: int):
+    import tensorflow as tf
+
+    def targets(x, y):
+        outs = [y]
+        for i in range(1, n_outputs):
+            s = 2**i
+            idx = (slice(None),) + (slice(None, None, s),) * spatial_dims
+            outs.append(y[idx])
+        return x, tuple(outs)
+
+    del tf
+    return targets
+
+
+def build_datasets(cfg: TrainConfig, split: Split, *, seed: int, global_batch: int) -> tuple[Any, Any]:
+    """``(train, validation_or_None)`` tf.data datasets of ``(image, labels)`` global batches.
+
+    ``pipeline.kind="patch"``: :func:`brainseg_tf.data.patch_dataset` (3D patches, foreground
+    oversampling, augmentation); ``"slice"``: :func:`brainseg_tf.data.slice_dataset` (2D slices
+    resized to ``patch_size``); ``"custom"``: the recipe's builder. Targets are canonical uint8
+    labels (the losses and metrics derive one-hot classes or WT/TC/ET regions from them).
+    Validation: a fixed set of ``validation.patches_per_case`` un-augmented patches per case,
+    cached in memory (``mode="patches"``; all the selected slices for slice pipelines), or whole
+    cropped volumes zero-padded to a multiple of the network's divisor (``mode="volumes"``).
+    """
+    p, v = cfg.pipeline, cfg.validation
+    if p.kind == "custom":
+        fn = _load_builder(p.builder, cfg)
+        train_ds, val_ds = fn(cfg, split, seed=seed, global_batch=global_batch)
+        return train_ds, (None if v.mode == "none" else val_ds)
+    from brainseg_tf import data
+
+    source = data_source(cfg)
+    if source is None:
+        raise ValueError(f"data.root or data.cache is required for pipeline.kind={p.kind!r}")
+    common: dict[str, Any] = dict(modalities=list(cfg.data.modalities), target="labels")
+    augment = _augment_config(p.augment)
+    if p.kind == "patch":
+        train_ds = data.patch_dataset(
+            source, patch_size=tuple(p.patch_size), batch_size=global_batch, case_ids=split.train_ids,
+            foreground_fraction=p.foreground_fraction, augment=augment, seed=seed, repeat=True,
+            **common, **p.options,
+        )
+    else:
+        train_ds = data.slice_dataset(
+            source, size=tuple(p.patch_size), batch_size=global_batch, case_ids=split.train_ids,
+            augment=augment, seed=seed, repeat=True, **common, **p.options,
+        )
+    val_ids = split.val_ids[: v.max_cases] if v.max_cases else split.val_ids
+    if not val_ids or v.mode == "none":
+        return train_ds, None
+    if v.mode == "volumes":
+        val_ds = data.volume_dataset(source, batch_size=1, case_ids=val_ids, divisor=max(cfg.divisor), **common)
+        return train_ds, val_ds
+    if p.kind == "patch":
+        val_ds = data.patch_dataset(
+            source, patch_size=tuple(p.patch_size), batch_size=1, case_ids=val_ids,
+            foreground_fraction=v.foreground_fraction, patches_per_case=v.patches_per_case, augment=None,
+            seed=cfg.training.seed + 7919, repeat=False, **common,
+            **{k: val for k, val in p.options.items() if k in ("preprocess",)},
+        )
+    else:
+        val_ds = data.slice_dataset(
+            source, size=tuple(p.patch_size), batch_size=1, case_ids=val_ids, augment=None,
+            shuffle=False, repeat=False, **common,
+            **{k: val for k, val in p.options.items() if k in ("plane", "slices", "crop", "preprocess")},
+        )
+    n = v.patches_per_case * len(val_ids)
+    val_ds = val_ds.unbatch().take(n).batch(global_batch)
+    nbytes = n * math.prod(p.patch_size) * (4 * len(cfg.data.modalities) + 1)
+    # Read once, then the same patches every epoch from memory (when they fit comfortably).
+    return train_ds, (val_ds.cache() if nbytes <= 2 * 1024**3 else val_ds)
+
+
+def _augment_config(augment: Any) -> Any:
+    """``pipeline.augment`` → what the data builders take: ``None``, ``True``, ``"light"`` or an
+    :class:`~brainseg_tf.data.augment.AugmentConfig` built from a dict of its fields."""
+    if augment is None or augment is False or augment == "none":
+        return None
+    if augment is True or augment == "default":
+        return True
+    if augment == "light":
+        return "light"
+    from brainseg_tf.data.augment import AugmentConfig
+
+    try:
+        return AugmentConfig.from_dict(dict(augment))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"pipeline.augment: {exc}") from None
+
+
+def finish_dataset(ds: Any, cfg: TrainConfig, n_outputs: int, shard: bool) -> Any:
+    import tensorflow as tf
+
+    if ds is None:
+        return None
+    if cfg.out_channels == 1:
+        ds = ds.map(_region_map(cfg), num_parallel_calls=tf.data.AUTOTUNE)
+    if n_outputs > 1:
+        ds = ds.map(_deep_supervision_map(n_outputs, cfg.spatial_dims), num_parallel_calls=tf.data.AUTOTUNE)
+    if shard:
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        ds = ds.with_options(options)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+

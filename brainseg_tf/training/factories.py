@@ -1,0 +1,107 @@
+"""Factories: the optimizer, loss, metrics, monitored metric and model of a recipe."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from brainseg_tf.training.config import TrainConfig
+
+def build_optimizer(cfg: TrainConfig):
+    """The Keras optimizer (with its learning-rate schedule) for a recipe."""
+    import keras
+
+    from brainseg_tf.training.schedules import WarmupSchedule
+
+    o, s, t = cfg.optimizer, cfg.schedule, cfg.training
+    if s.name == "plateau":
+        lr: Any = o.learning_rate
+    else:
+        decay = "constant" if s.name == "constant" else s.name
+        lr = WarmupSchedule(
+            peak=o.learning_rate, total_steps=t.epochs * t.steps_per_epoch, warmup_steps=s.warmup_steps,
+            warmup_start=s.warmup_start, decay=decay, power=s.power, min_lr=s.min_lr,
+        )
+    common: dict[str, Any] = {"learning_rate": lr}
+    if o.clipnorm is not None:
+        common["clipnorm"] = o.clipnorm
+    if o.weight_decay > 0:
+        common["weight_decay"] = o.weight_decay
+    if o.name == "sgd":
+        return keras.optimizers.SGD(momentum=o.momentum, nesterov=o.nesterov, **common)
+    adam_like = dict(beta_1=o.beta_1, beta_2=o.beta_2, epsilon=o.epsilon, **common)
+    if o.name == "adamw":
+        adam_like.setdefault("weight_decay", 0.0)
+        return keras.optimizers.AdamW(**adam_like)
+    if o.name == "nadam":
+        return keras.optimizers.Nadam(**adam_like)
+    return keras.optimizers.Adam(**adam_like)
+
+
+def resolved_loss_name(cfg: TrainConfig) -> str:
+    """The loss used: ``auto`` resolves to ``dice_ce`` (softmax) or ``region_dice_bce`` (sigmoid)."""
+    if cfg.loss.name != "auto":
+        return cfg.loss.name
+    return "dice_ce" if cfg.activation == "softmax" else "region_dice_bce"
+
+
+def build_loss(cfg: TrainConfig):
+    """The registered :mod:`brainseg_tf.losses` loss for a recipe (``head``/``from_logits`` from the model)."""
+    import keras
+
+    from brainseg_tf import losses
+
+    name, opts, head, logits = resolved_loss_name(cfg), dict(cfg.loss.options), cfg.activation, cfg.logits
+    try:
+        if name == "dice_ce":
+            return losses.DiceCELoss(from_logits=logits, **opts)
+        if name == "region_dice_bce":
+            return losses.RegionDiceBCELoss(from_logits=logits, **opts)
+        if name == "dice":
+            return losses.DiceLoss(head=head, from_logits=logits, **opts)
+        if name == "ce":
+            return losses.WeightedCategoricalCrossentropy(from_logits=logits, **opts)
+        if name == "bce":
+            return keras.losses.BinaryCrossentropy(from_logits=logits, **opts)
+        if name == "focal":
+            return losses.FocalLoss(head=head, from_logits=logits, **opts)
+        return losses.TverskyLoss(head=head, from_logits=logits, **opts)
+    except TypeError as exc:
+        raise ValueError(f"loss.options={opts!r} not accepted by loss {name!r}: {exc}") from None
+
+
+def build_metrics(cfg: TrainConfig) -> list:
+    """Epoch Dice metrics: per class/region plus ``mean_region_dice`` (or ``dice_<region>``)."""
+    from brainseg_tf import metrics
+
+    if cfg.out_channels == 1:
+        return [metrics.Dice(ids=(0,), target="region", head="sigmoid", from_logits=cfg.logits,
+                             name=f"dice_{cfg.pipeline.region}")]
+    return [m for m in metrics.standard_metrics(cfg.activation, from_logits=cfg.logits) if m.statistic == "dice"]
+
+
+def monitor_name(cfg: TrainConfig, has_validation: bool) -> str:
+    """The metric ``best.keras`` is selected on (mode max)."""
+    if cfg.training.monitor != "auto":
+        return cfg.training.monitor
+    base = f"dice_{cfg.pipeline.region}" if cfg.out_channels == 1 else "mean_region_dice"
+    return f"val_{base}" if has_validation else base
+
+
+def build_model(cfg: TrainConfig):
+    """Build the recipe's model (``in_channels`` and ``input_shape`` filled from the recipe).
+
+    Whole-volume validation needs a size-agnostic network (where the model allows free sizes);
+    otherwise the model is built for the training patch.
+    """
+    spec = cfg.model_spec
+    opts = dict(cfg.model.options)
+    defaults = spec.defaults
+    if "in_channels" in defaults:
+        opts.setdefault("in_channels", len(cfg.data.modalities))
+    if "input_shape" in defaults:
+        fixed = spec.required_size(opts)
+        if cfg.validation.mode == "volumes":
+            opts.setdefault("input_shape", list(fixed))
+        else:
+            opts.setdefault("input_shape", list(cfg.pipeline.patch_size))
+    return spec.builder(**opts)

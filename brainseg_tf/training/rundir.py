@@ -1,0 +1,214 @@
+"""The run directory: the recipe and split as run, the model card, the epoch log, resume state."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import shutil
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from brainseg_tf import atomic
+from brainseg_tf.card import ModelCard, Preprocessing, provenance
+from brainseg_tf.training.config import TrainConfig
+from brainseg_tf.training.data import resolve_path
+from brainseg_tf.training.split import Split, split_from_dict
+
+# Keys that may change between a run and its resumption; anything else changing is refused.
+RESUMABLE_CHANGES = (
+    "name", "description", "data.synthetic", "data.build_cache", "data.cache_dtype", "training.epochs",
+    "training.verbose", "training.max_minutes", "runtime", "validation.final_sliding_window",
+    "validation.overlap", "data.root", "data.cache",
+)
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` to ``path`` atomically (:func:`brainseg_tf.atomic.write_json`)."""
+    atomic.write_json(path, obj)
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and k not in ("options", "augment"):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def incompatible_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    a, b = _flatten(old), _flatten(new)
+    changed = []
+    for key in sorted(set(a) | set(b)):
+        if key.split(".")[0] in ("inference", "resolved_runtime"):
+            continue
+        if any(key == r or key.startswith(r + ".") for r in RESUMABLE_CHANGES):
+            continue
+        if a.get(key) != b.get(key):
+            changed.append(f"{key}: {a.get(key)!r} -> {b.get(key)!r}")
+    return changed
+
+
+def _preprocessing(cfg: TrainConfig, source: Path | None) -> Preprocessing:
+    """The preprocessing the model was trained with: the cache's build parameters when training
+    from a cache, else ``pipeline.options.preprocess``; for slice pipelines plane, resize and crop."""
+    from brainseg_tf.data.cache import is_cache_path
+
+    options = dict(cfg.pipeline.options.get("preprocess") or {})
+    if source is not None and is_cache_path(source):
+        from brainseg_tf.data import open_cache
+
+        with open_cache(source) as cache:
+            options = {k: cache.params[k] for k in ("crop", "margin", "normalize", "reorient", "spacing")
+                       if k in cache.params}
+    pre = Preprocessing(**{k: options[k] for k in ("crop", "margin", "normalize", "reorient", "spacing")
+                           if k in options})
+    if cfg.pipeline.kind == "slice":
+        slice_opts = cfg.pipeline.options
+        pre.resize = [int(s) for s in cfg.pipeline.patch_size]
+        pre.plane = str(slice_opts.get("plane", "axial"))
+        pre.crop = bool(slice_opts.get("crop", True))
+    return pre
+
+
+def _label_convention(cfg: TrainConfig, source: Path | None) -> str | None:
+    """The source label convention of the training data, where it can be read."""
+    from brainseg_tf.data.cache import is_cache_path
+
+    root = resolve_path(cfg.data.root, cfg)
+    if source is not None and is_cache_path(source):
+        from brainseg_tf.data import open_cache
+
+        with open_cache(source) as cache:
+            root = Path(cache.source) if cache.source else root
+    if root is None or not root.exists():
+        return None
+    try:
+        from brainseg_tf.io import open_dataset
+
+        refs = open_dataset(root, layout=cfg.data.layout).refs
+        return refs[0].convention if refs else None
+    except (ValueError, OSError):
+        return None
+
+
+def model_card(cfg: TrainConfig, split: Split, source: Path | None, *, epochs: int | None = None,
+               checkpoint: str | None = None) -> ModelCard:
+    """The run's :class:`~brainseg_tf.card.ModelCard` (``RUN_DIR/brainseg_model.json``)."""
+    head = cfg.head
+    return ModelCard(
+        modalities=list(cfg.data.modalities), head=head,
+        region=cfg.pipeline.region.upper() if head == "region" else None,
+        spatial_dims=cfg.spatial_dims, logits=cfg.logits, roi=[int(s) for s in cfg.pipeline.patch_size],
+        model=cfg.model.name, options=dict(cfg.model.options), preprocessing=_preprocessing(cfg, source),
+        label_convention=_label_convention(cfg, source),
+        provenance=provenance(
+            recipe=cfg.name, recipe_file=cfg.source, data=None if source is None else str(source),
+            split={"method": split.method, "fold": split.fold, "folds": split.folds,
+                   "train_cases": len(split.train_ids), "val_ids": list(split.val_ids)},
+            epochs=epochs, checkpoint=checkpoint),
+    )
+
+
+def read_csv_rows(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def truncate_csv(path: Path, keep_below_epoch: int) -> None:
+    """Drop rows logged for epochs the restored state has not completed (killed mid-save)."""
+    rows = read_csv_rows(path)
+    if not rows:
+        return
+    kept = [r for r in rows if int(float(r["epoch"])) < keep_below_epoch]
+    if len(kept) == len(rows):
+        return
+    fields = list(rows[0].keys())
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(kept)
+    atomic.write_text(path, buffer.getvalue())
+
+
+def repair_backup(backup_dir: Path) -> None:
+    """If a kill truncated the backup's metadata file, fall back to the previous generation
+    (Keras restores weights from ``.bkp`` on an IO error but not metadata on a JSON error)."""
+    meta = backup_dir / "training_metadata.json"
+    prev_meta = meta.with_name(meta.name + ".bkp")
+    weights = backup_dir / "latest.weights.h5"
+    prev_weights = weights.with_name(weights.name + ".bkp")
+    if not meta.exists():
+        return
+    try:
+        json.loads(meta.read_text())["epoch"]
+        return
+    except (OSError, ValueError, KeyError):
+        pass
+    if prev_meta.exists() and prev_weights.exists():
+        shutil.copyfile(prev_weights, weights)
+        shutil.copyfile(prev_meta, meta)
+    else:
+        meta.unlink()
+
+
+def backup_epoch(backup_dir: Path) -> int:
+    meta = backup_dir / "training_metadata.json"
+    for candidate in (meta, meta.with_name(meta.name + ".bkp")):
+        try:
+            return int(json.loads(candidate.read_text())["epoch"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return 0
+
+
+def event(run_dir: Path | None, **fields: Any) -> None:
+    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **fields}
+    print("[brainseg train] " + " ".join(f"{k}={v}" for k, v in fields.items()), flush=True)
+    if run_dir is not None:
+        with (run_dir / "events.jsonl").open("a") as f:  # append-only log: a torn last line is skipped on read
+            f.write(json.dumps(record, default=str) + "\n")
+
+
+def history_from_csv(path: Path) -> dict[str, list[float]]:
+    rows = read_csv_rows(path)
+    out: dict[str, list[float]] = {}
+    for r in rows:
+        for k, v in r.items():
+            try:
+                out.setdefault(k, []).append(float(v))
+            except (TypeError, ValueError):
+                out.setdefault(k, []).append(math.nan)
+    return out
+
+
+def default_run_dir(cfg: TrainConfig) -> Path:
+    return Path("runs") / cfg.name
+
+
+def prepare_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool) -> tuple[dict[str, Any] | None, Split | None]:
+    """Check an existing run dir against the recipe; return the saved config and split."""
+    saved_cfg_path, split_path = run_dir / "config.json", run_dir / "split.json"
+    if not saved_cfg_path.exists():
+        return None, None
+    if not resume:
+        raise FileExistsError(
+            f"run directory {run_dir} already holds a run; re-run with resume (the default) to continue "
+            "it, or choose another run directory"
+        )
+    saved = json.loads(saved_cfg_path.read_text())
+    changes = incompatible_changes(saved, cfg.to_dict())
+    if changes:
+        raise ValueError(
+            f"cannot resume {run_dir}: the recipe changed incompatibly since the run started "
+            f"({'; '.join(changes)}). Use another run directory for a new experiment."
+        )
+    split = split_from_dict(json.loads(split_path.read_text()), split_path) if split_path.exists() else None
+    return saved, split
