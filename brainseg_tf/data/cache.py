@@ -261,9 +261,22 @@ def build_cache(
             f.flush()
         f.attrs["complete"] = True
         f.attrs["completed_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    with atomic.atomic_path(out) as tmp:
-        os.replace(work, tmp)
+    _publish(work, out)
     return out
+
+
+def _publish(work: Path, out: Path) -> None:
+    """Rename the finished build over ``out`` after fsyncing it (the commit step of an atomic write;
+    renaming through :func:`brainseg_tf.atomic.atomic_path` would need a second temporary name, and
+    a kill between the two renames would orphan the whole build)."""
+    with open(work, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(work, out)
+    fd = os.open(out.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def partial_path(out: str | Path) -> Path:
@@ -276,7 +289,7 @@ def _open_h5(path: Path, mode: str) -> h5py.File:
     try:
         return h5py.File(path, mode)
     except OSError as exc:
-        if "lock" in str(exc).lower():
+        if isinstance(exc, BlockingIOError) or "unable to lock file" in str(exc).lower():
             raise CacheError(path, f"{path}: another process is building this cache (HDF5 file lock: {exc}); "
                                    f"wait for it to finish") from exc
         raise
