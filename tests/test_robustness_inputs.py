@@ -407,3 +407,12 @@ def test_cache_from_another_folder_with_the_same_ids_is_rebuilt(tmp_path, capsys
     cache = open_cache(out)
     for cid in cache.case_ids:
         np.testing.assert_array_equal(cache.image(cid), preprocess_case(io.read_case(second / cid)).image)
+
+
+def test_unknown_case_id_is_a_data_error_and_a_key_error(tmp_path):
+    root = _dataset(tmp_path / "data", n=1)
+    ds = io.open_dataset(root)
+    with pytest.raises(io.UnknownCaseError, match=rf"{re.escape(str(root))}: case 'NOPE' is not in this dataset"):
+        ds["NOPE"]
+    with pytest.raises(KeyError):
+        ds.ref("NOPE")

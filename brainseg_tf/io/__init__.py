@@ -22,7 +22,7 @@ import nibabel as nib
 import numpy as np
 
 from brainseg_tf.io import labels
-from brainseg_tf.io.errors import DataError, MissingFileError
+from brainseg_tf.io.errors import DataError, MissingFileError, UnknownCaseError
 from brainseg_tf.io.labels import CLASS_NAMES, MODALITIES, REGIONS, from_canonical, get_convention, to_canonical
 from brainseg_tf.io.layouts import (
     LAYOUTS,
@@ -240,7 +240,7 @@ class Dataset:
         if isinstance(key, (int, np.integer)):
             return self.refs[key]
         if key not in self._by_id:
-            raise KeyError(f"case {key!r} is not in {self.root} ({len(self)} cases)")
+            raise UnknownCaseError(self.root, f"{self.root}: case {key!r} is not in this dataset ({len(self)} cases)")
         return self._by_id[key]
 
     @property
@@ -466,7 +466,7 @@ def format_summary(summary: dict) -> str:
 
 
 __all__ = [
-    "Case", "CaseRef", "Dataset", "DataError", "MissingFileError", "Volume", "LAYOUTS", "MODALITIES",
+    "Case", "CaseRef", "Dataset", "DataError", "MissingFileError", "UnknownCaseError", "Volume", "LAYOUTS", "MODALITIES",
     "REGIONS", "CLASS_NAMES", "read_case", "open_dataset", "write_label", "write_case", "case_id_for",
     "detect_layout", "load_nifti", "save_nifti", "read_header", "to_canonical", "from_canonical",
     "validate_dataset", "dataset_summary", "format_summary", "labels", "check_case_id", "case_id_problem",

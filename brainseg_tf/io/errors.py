@@ -19,3 +19,9 @@ class DataError(ValueError):
 
 class MissingFileError(DataError, FileNotFoundError):
     """A file or folder that should exist does not (also a ``FileNotFoundError``)."""
+
+
+class UnknownCaseError(DataError, KeyError):
+    """A case id that is not in the dataset (also a ``KeyError``, for lookups by id)."""
+
+    __str__ = DataError.__str__  # KeyError's would quote the message
