@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -196,6 +200,26 @@ def test_tiny_run_dir_contract_resume_and_refusals(tmp_path: Path) -> None:
     assert out.shape == (1, 16, 16, 16, 3)
     model = keras.saving.load_model(run_dir / "best.keras")
     np.testing.assert_allclose(model.predict(np.zeros((1, 16, 16, 16, 4), np.float32), verbose=0), out, atol=1e-5)
+
+    # A fresh process: `import brainseg_tf` then Keras' own loader, compiled, resumes training.
+    code = textwrap.dedent(f"""
+        import numpy as np
+        import brainseg_tf
+        from brainseg_tf import *  # noqa: F403
+        import keras
+        model = keras.saving.load_model({str(run_dir / "best.keras")!r})  # compile=True: optimizer, schedule, loss
+        assert model.optimizer.get_config()["learning_rate"]["class_name"] == "WarmupSchedule"
+        steps = int(model.optimizer.iterations.numpy())
+        x = np.random.default_rng(0).normal(size=(2, 16, 16, 16, 4)).astype("float32")
+        y = (x[..., 0] > 0.5).astype("uint8") * 2
+        model.fit(x, y, epochs=1, verbose=0)
+        print("resumed", steps, int(model.optimizer.iterations.numpy()))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _, before, after = proc.stdout.split()[-3:]
+    assert int(after) == int(before) + 1 and int(before) > 0
 
     # Same call again: already complete, nothing retrained.
     again = train(toy_recipe(), run_dir=run_dir)
