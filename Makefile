@@ -1,6 +1,7 @@
 # Two commands on a fresh machine (Python 3.11, nothing preinstalled):
 #   make demo   -- create .venv, install, run the main job
-#   make test   -- create or refresh .venv, run the whole test suite
+#   make test   -- create or refresh .venv, run the whole test suite, then the compat subset in
+#                  .venv-colab pinned to the Colab/Kaggle versions (TensorFlow 2.20, Keras 3.13.2)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,10 +11,15 @@ TF_EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev
 STAMP := $(VENV)/.installed-$(TF_EXTRA)
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
+# The versions Colab and Kaggle ship (Aug 2026); `make test` also runs the compat subset there.
+COLAB_VENV ?= .venv-colab
+COLAB_PINS := "tensorflow-cpu==2.20.*" "keras==3.13.2"
+COLAB_PY := $(COLAB_VENV)/bin/python
+COLAB_STAMP := $(COLAB_VENV)/.installed-colab
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv demo demo-real test clean notebooks
+.PHONY: venv demo demo-real test test-main test-colab clean notebooks
 
 $(STAMP): pyproject.toml requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,12 +46,26 @@ demo-real: $(STAMP)
 	  --cases Brats18_CBICA_AQN_1 Brats18_TCIA02_135_1 Brats18_TCIA10_628_1 Brats18_2013_23_1 \
 	  --out runs/cpu_brats2018/predictions/metrics.csv
 
-test: $(STAMP)
+$(COLAB_STAMP): pyproject.toml requirements.txt
+	test -x $(COLAB_PY) || $(PYTHON) -m venv $(COLAB_VENV)
+	$(COLAB_PY) -m pip install --quiet --upgrade pip
+	$(COLAB_PY) -m pip install --quiet $(COLAB_PINS) -e ".[dev]"
+	$(COLAB_PY) -c "import tensorflow as tf, keras; print('colab env: TensorFlow', tf.__version__, 'Keras', keras.__version__)"
+	touch $(COLAB_STAMP)
+
+test: test-main test-colab
+
+test-main: $(STAMP)
 	@set +e; $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; exit 1; fi; exit $$rc
 
+# The compat subset (train, resume, predict, export, reload) under the pinned Colab versions.
+test-colab: $(COLAB_STAMP)
+	@set +e; $(COLAB_PY) -m pytest -q -p no:cacheprovider -m compat $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no compat tests (exit 5)"; exit 1; fi; exit $$rc
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(COLAB_VENV) runs .pytest_cache
 
 # Re-pair the notebooks after editing either side (the .py files are the reviewable source).
 notebooks: $(STAMP)

@@ -21,6 +21,8 @@ REGIONS: tuple[str, ...] = ("WT", "TC", "ET")
 REGION_LABELS: dict[str, tuple[int, ...]] = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
 MODALITIES: tuple[str, ...] = ("flair", "t1", "t1ce", "t2")
 HEADS: tuple[str, ...] = ("softmax", "sigmoid", "region")
+#: Output activations of a model's last layer (a region head is a one-channel sigmoid).
+OUTPUT_ACTIVATIONS: tuple[str, ...] = ("softmax", "sigmoid")
 
 
 def region_index(region: str) -> int:

@@ -124,7 +124,7 @@ def run_demo(
         summary_text,
         "```",
         "",
-        f"![a synthetic case](figures/data_case.png)",
+        "![a synthetic case](figures/data_case.png)",
         "",
         "## Training",
         "",

@@ -40,7 +40,7 @@ import numpy as np
 from scipy import ndimage
 
 from brainseg_tf import atomic
-from brainseg_tf.conventions import REGION_LABELS
+from brainseg_tf.conventions import REGION_LABELS, REGIONS
 from brainseg_tf.io.errors import DataError
 
 __all__ = [
@@ -127,7 +127,9 @@ def _surfel_area_vectors() -> tuple[np.ndarray, ...]:
     reproduces, for every code and any spacing, the surfel areas of DeepMind's surface-distance
     lookup table that the BraTS 2023 evaluation uses.
     """
-    from skimage import measure  # scikit-image is a core dependency; imported once, lazily
+    from skimage import (
+        measure,  # scikit-image is a core dependency; imported once, lazily
+    )
 
     vectors = []
     for code in range(256):
@@ -388,7 +390,7 @@ def evaluate_case(
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     *,
     case: str = "",
-    regions: Iterable[str] = ("WT", "TC", "ET"),
+    regions: Iterable[str] = REGIONS,
     lesion_wise: bool = True,
     dilation: int = 3,
     min_lesion_volume: float = 50.0,

@@ -42,7 +42,14 @@ import numpy as np
 from scipy import ndimage
 
 from brainseg_tf import io as bio
-from brainseg_tf.card import CARD_FILE, CardError, ModelCard, Postprocessing, find_card, from_arguments
+from brainseg_tf.card import (
+    CARD_FILE,
+    CardError,
+    ModelCard,
+    Postprocessing,
+    find_card,
+    from_arguments,
+)
 from brainseg_tf.conventions import HEADS, MODALITIES, REGIONS, region_index
 from brainseg_tf.data.preprocess import Geometry, paste_back, preprocess_case
 from brainseg_tf.io.labels import get_convention, regions_to_labels

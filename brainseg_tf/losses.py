@@ -28,6 +28,8 @@ from typing import Sequence
 import keras
 from keras import ops
 
+from brainseg_tf.conventions import OUTPUT_ACTIVATIONS
+
 __all__ = [
     "prepare_targets",
     "labels_to_regions",
@@ -47,7 +49,7 @@ __all__ = [
 ]
 
 _PACKAGE = "brainseg_tf"
-_HEADS = ("softmax", "sigmoid")
+_HEADS = OUTPUT_ACTIVATIONS
 _EPS = 1e-7
 
 

@@ -46,6 +46,12 @@ from typing import Sequence
 import keras
 from keras import ops
 
+from brainseg_tf.conventions import (
+    FOREGROUND_CLASSES,
+    OUTPUT_ACTIVATIONS,
+    REGION_LABELS,
+    REGIONS,
+)
 from brainseg_tf.losses import labels_to_regions
 
 __all__ = [
@@ -71,10 +77,10 @@ __all__ = [
 _PACKAGE = "brainseg_tf"
 CLASS_NAMES = ("bg", "ncr", "ed", "et")
 REGION_NAMES = ("wt", "tc", "et")
-_REGION_CLASSES = ((1, 2, 3), (1, 3), (3,))
+_REGION_CLASSES = tuple(REGION_LABELS[r] for r in REGIONS)
 _STATISTICS = ("dice", "iou", "precision", "sensitivity", "specificity")
 _TARGETS = ("class", "region")
-_HEADS = ("softmax", "sigmoid")
+_HEADS = OUTPUT_ACTIVATIONS
 
 
 def _true_items(y_true, y_pred, head: str, target: str, ids: Sequence[int]):
@@ -139,7 +145,7 @@ def confusion_counts(
     y_true,
     y_pred,
     *,
-    ids: Sequence[int] = (1, 2, 3),
+    ids: Sequence[int] = FOREGROUND_CLASSES,
     target: str = "class",
     head: str = "softmax",
     from_logits: bool = False,
@@ -206,7 +212,7 @@ class ConfusionMetric(keras.metrics.Metric):
 
     def __init__(
         self,
-        ids: Sequence[int] = (1, 2, 3),
+        ids: Sequence[int] = FOREGROUND_CLASSES,
         target: str = "class",
         statistic: str = "dice",
         head: str = "softmax",
@@ -287,7 +293,7 @@ class ConfusionMetric(keras.metrics.Metric):
 class _FixedStatistic(ConfusionMetric):
     _statistic = "dice"
 
-    def __init__(self, ids: Sequence[int] = (1, 2, 3), target: str = "class", name: str | None = None, **kwargs):
+    def __init__(self, ids: Sequence[int] = FOREGROUND_CLASSES, target: str = "class", name: str | None = None, **kwargs):
         kwargs.pop("statistic", None)
         ids = _validate(ids, target, self._statistic, kwargs.get("head", "softmax"), kwargs.get("threshold", 0.5))
         super().__init__(ids=ids, target=target, statistic=self._statistic,
@@ -299,7 +305,7 @@ def _default_name(statistic: str, target: str, ids: Sequence[int]) -> str:
     ids = tuple(ids)
     if len(ids) == 1:
         return f"{statistic}_{names[ids[0]]}"
-    if target == "class" and ids == (1, 2, 3):
+    if target == "class" and tuple(ids) == FOREGROUND_CLASSES:
         return f"mean_{statistic}"
     if target == "region" and ids == (0, 1, 2):
         return f"mean_region_{statistic}"
@@ -372,10 +378,10 @@ def standard_metrics(
         raise ValueError(f"head must be one of {_HEADS}, got head={head!r}")
     common = dict(head=head, from_logits=from_logits, soft=soft, threshold=threshold, empty_value=empty_value)
     if head == "softmax":
-        out: list[ConfusionMetric] = [Dice(ids=(c,), **common) for c in (1, 2, 3)]
+        out: list[ConfusionMetric] = [Dice(ids=(c,), **common) for c in FOREGROUND_CLASSES]
         out += [Dice(ids=(r,), target="region", **common) for r in (0, 1)]
         out += [Dice(**common), Dice(ids=(0, 1, 2), target="region", **common)]
-        out += [IoU(ids=(c,), **common) for c in (1, 2, 3)]
+        out += [IoU(ids=(c,), **common) for c in FOREGROUND_CLASSES]
         out += [Precision(name="precision", **common), Sensitivity(name="sensitivity", **common),
                 Specificity(name="specificity", **common)]
         return out
@@ -400,7 +406,7 @@ class dice_coef(Dice):  # noqa: N801
     """Seed alias: mean hard epoch Dice over NCR, ED, ET (no background)."""
 
     def __init__(self, name: str = "dice_coef", **kwargs):
-        kwargs.setdefault("ids", (1, 2, 3))
+        kwargs.setdefault("ids", FOREGROUND_CLASSES)
         super().__init__(name=name, **kwargs)
 
 

@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-MODALITIES: tuple[str, ...] = ("flair", "t1", "t1ce", "t2")
+from brainseg_tf.conventions import MODALITIES
+
 TEMPLATE_SHAPE: tuple[int, int, int] = (240, 240, 155)
 TISSUE_CLASSES: dict[int, str] = {0: "background", 1: "csf", 2: "grey matter", 3: "white matter", 4: "deep grey"}
 SURVIVAL_COLUMNS: tuple[str, ...] = ("Brats20ID", "Age", "Survival_days", "Extent_of_Resection")

@@ -41,7 +41,13 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from brainseg_tf.io.labels import CLASS_NAMES, MODALITIES, REGION_LABELS, REGIONS
+from brainseg_tf.io.labels import (
+    CLASS_NAMES,
+    FOREGROUND_CLASSES,
+    MODALITIES,
+    REGION_LABELS,
+    REGIONS,
+)
 
 # NCR red, ED green, ET yellow: the colours most BraTS figures use.
 LABEL_COLOURS: dict[int, tuple[float, float, float]] = {1: (0.90, 0.10, 0.10), 2: (0.10, 0.75, 0.20), 3: (1.00, 0.85, 0.00)}
@@ -63,12 +69,12 @@ _DEFAULT_DPI = 100
 
 def label_cmap() -> ListedColormap:
     """Colour map for canonical labels 0-3 (0 transparent, then NCR, ED, ET)."""
-    return ListedColormap([(0, 0, 0, 0)] + [(*LABEL_COLOURS[k], 1.0) for k in (1, 2, 3)])
+    return ListedColormap([(0, 0, 0, 0)] + [(*LABEL_COLOURS[k], 1.0) for k in FOREGROUND_CLASSES])
 
 
 def legend_handles() -> list[Patch]:
     """Legend patches for NCR, ED and ET in their fixed colours."""
-    return [Patch(facecolor=LABEL_COLOURS[k], label=LABEL_NAMES[k]) for k in (1, 2, 3)]
+    return [Patch(facecolor=LABEL_COLOURS[k], label=LABEL_NAMES[k]) for k in FOREGROUND_CLASSES]
 
 
 def region_legend_handles(regions: Sequence[str] = REGIONS) -> list[Patch]:
@@ -427,7 +433,7 @@ def show_case(
         axes[1, -1].set_title("labels", fontsize=10)
         counts = np.bincount(label[(slice(None),) * axis + (int(z),)].ravel(), minlength=4)
         axes[0, -1].axis("off")
-        axes[0, -1].text(0.05, 0.5, "voxels in slice\n" + "\n".join(f"{CLASS_NAMES[c]}: {counts[c]}" for c in (1, 2, 3)),
+        axes[0, -1].text(0.05, 0.5, "voxels in slice\n" + "\n".join(f"{CLASS_NAMES[c]}: {counts[c]}" for c in FOREGROUND_CLASSES),
                          transform=axes[0, -1].transAxes, va="center", fontsize=9)
         fig.legend(handles=legend_handles(), loc="lower center", ncol=3, frameon=False)
     view = "radiological" if radiological else "neurological"
@@ -652,7 +658,7 @@ def compare(
     vol_ras, t_ras, p_ras = geom.to_ras(vol), geom.to_ras(truth), geom.to_ras(pred)
     window = _window(vol)
     box = _brain_box(vol_ras) if crop else None
-    groups = REGION_LABELS if by == "region" else {CLASS_NAMES[c]: (c,) for c in (1, 2, 3)}
+    groups = REGION_LABELS if by == "region" else {CLASS_NAMES[c]: (c,) for c in FOREGROUND_CLASSES}
 
     fig, axes = plt.subplots(1, 2 + len(groups), figsize=(2.6 * (2 + len(groups)), 3.6))
     _draw_slice(axes[0], geom, "axial", k, vol_ras, window, t_ras, alpha, radiological, box)
@@ -975,7 +981,7 @@ def region_meshes(
     geom = _Geometry.make(label.shape, affine, spacing)
     lab_ras = geom.to_ras(label)
     meshes = {}
-    for r in ("WT", "TC", "ET"):  # outermost first, the drawing order of the nested view
+    for r in REGIONS:  # outermost first, the drawing order of the nested view
         if r in regions:
             mesh = _surface(np.isin(lab_ras, REGION_LABELS[r]), geom.ras_spacing, int(step), smooth)
             if mesh is not None:
@@ -1117,7 +1123,7 @@ def _legend_strip(width: int, height: int, edges: tuple[str, str], legend: bool)
     fig = Figure(figsize=(width / 100, height / 100), dpi=100)
     fig.patch.set_facecolor("black")
     if legend:
-        fig.legend(handles=[Patch(facecolor=LABEL_COLOURS[k], label=CLASS_NAMES[k]) for k in (1, 2, 3)], loc="center",
+        fig.legend(handles=[Patch(facecolor=LABEL_COLOURS[k], label=CLASS_NAMES[k]) for k in FOREGROUND_CLASSES], loc="center",
                    ncol=3, frameon=False, labelcolor="white", fontsize=7, handlelength=0.8, columnspacing=0.8,
                    handletextpad=0.4)
     for x, text, ha in ((0.02, edges[0], "left"), (0.98, edges[1], "right")):

@@ -72,6 +72,7 @@ def test_export_refuses_to_overwrite(exported, tmp_path):
     assert (precious / "notes.txt").read_text() == "keep me"
 
 
+@pytest.mark.compat
 def test_reload_in_fresh_process_matches_keras(exported):
     root = exported["root"]
     np.save(root / "x.npy", exported["x"])

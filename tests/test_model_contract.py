@@ -120,6 +120,7 @@ def _best(run: Path):
 
 
 @pytest.mark.slow
+@pytest.mark.compat
 @pytest.mark.parametrize("head", ["softmax", "sigmoid"])
 def test_3d_heads_predict_as_trained(dataset: Path, tmp_path: Path, head: str) -> None:
     model = {"name": "unet", "options": {"spatial_dims": 3, "depth": 2, "base_filters": 4, "max_filters": 8,
@@ -134,6 +135,7 @@ def test_3d_heads_predict_as_trained(dataset: Path, tmp_path: Path, head: str) -
 
 
 @pytest.mark.slow
+@pytest.mark.compat
 def test_single_region_logit_model_znet(dataset: Path, tmp_path: Path) -> None:
     model = {"name": "znet", "options": {"depth": 2, "base_filters": 2}}  # logits=True, 1 channel: ZNet's default
     run = tmp_path / "run"
@@ -189,6 +191,7 @@ def test_model_from_a_reoriented_resampled_cache(dataset: Path, tmp_path: Path) 
     _check_run(tmp_path, dataset, run, expected)
 
 
+@pytest.mark.compat
 def test_three_region_models_combine_into_their_label_map(dataset: Path, tmp_path: Path) -> None:
     from brainseg_tf.card import ModelCard
 

@@ -173,6 +173,7 @@ def test_runtime_selection_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # ---------------------------------------------------------------------------- runs
+@pytest.mark.compat
 def test_tiny_run_dir_contract_resume_and_refusals(tmp_path: Path) -> None:
     import keras
 

@@ -6,7 +6,13 @@
 
 from __future__ import annotations
 
-from brainseg_tf.data.preprocess import Geometry, PreprocessedCase, brain_bbox, paste_back, preprocess_case
+from brainseg_tf.data.preprocess import (
+    Geometry,
+    PreprocessedCase,
+    brain_bbox,
+    paste_back,
+    preprocess_case,
+)
 
 _PIPELINE_NAMES = ("patch_dataset", "slice_dataset", "volume_dataset", "PatchSampler")
 _CACHE_NAMES = ("build_cache", "open_cache", "Cache", "CacheError", "IncompleteCacheError", "StaleCacheError")

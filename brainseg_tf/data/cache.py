@@ -64,12 +64,20 @@ import h5py
 import numpy as np
 
 from brainseg_tf import atomic
-from brainseg_tf.data.preprocess import Box, Geometry, PreprocessedCase, brain_bbox, class_locations, preprocess_case
-from brainseg_tf.io import Dataset, MODALITIES, open_dataset, read_case, read_header
+from brainseg_tf.conventions import FOREGROUND_CLASSES
+from brainseg_tf.data.preprocess import (
+    Box,
+    Geometry,
+    PreprocessedCase,
+    brain_bbox,
+    class_locations,
+    preprocess_case,
+)
+from brainseg_tf.io import MODALITIES, Dataset, open_dataset, read_case, read_header
 from brainseg_tf.io.errors import DataError
 
 FORMAT_VERSION = 2  # 2: content fingerprints in the provenance
-LOCATION_CLASSES = (1, 2, 3)
+LOCATION_CLASSES = FOREGROUND_CLASSES
 _DTYPES = ("float32", "float16")
 FULL_HASH_BYTES = 1 << 20
 _EDGE_BYTES = 64 << 10

@@ -57,7 +57,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -65,6 +64,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
+from brainseg_tf.conventions import FOREGROUND_CLASSES
 from brainseg_tf.data.cache import Cache, _clip_box, is_cache_path, open_cache
 from brainseg_tf.data.preprocess import brain_bbox, class_locations, preprocess_case
 from brainseg_tf.io import MODALITIES, Dataset, open_dataset, read_case, read_header
@@ -149,7 +149,7 @@ class _NiftiSource:
     def load(self, cid: str) -> _Loaded:
         pre = self.preprocessed(cid)
         seed = self.case_ids.index(cid)
-        return _Loaded(pre.image, pre.label, class_locations(pre.label, (1, 2, 3), MAX_LOCATIONS, seed),
+        return _Loaded(pre.image, pre.label, class_locations(pre.label, FOREGROUND_CLASSES, MAX_LOCATIONS, seed),
                        brain_bbox(pre.brain_mask))
 
     def geometry(self, cid: str):

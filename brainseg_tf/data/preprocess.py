@@ -24,6 +24,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from brainseg_tf.conventions import FOREGROUND_CLASSES
+
 Box = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
 
 _IDENTITY_ORNT = np.array([[0, 1], [1, 1], [2, 1]], dtype=np.float64)
@@ -370,7 +372,7 @@ def paste_back(array: np.ndarray, geometry: Geometry, fill: float = 0, order: in
 
 def class_locations(
     label: np.ndarray | None,
-    classes: Sequence[int] = (1, 2, 3),
+    classes: Sequence[int] = FOREGROUND_CLASSES,
     max_per_class: int = 10000,
     seed: int = 0,
 ) -> dict[int, np.ndarray]:

@@ -23,7 +23,15 @@ import numpy as np
 
 from brainseg_tf.io import labels
 from brainseg_tf.io.errors import DataError, MissingFileError, UnknownCaseError
-from brainseg_tf.io.labels import CLASS_NAMES, MODALITIES, REGIONS, from_canonical, get_convention, to_canonical
+from brainseg_tf.io.jsonfile import read_json
+from brainseg_tf.io.labels import (
+    CLASS_NAMES,
+    MODALITIES,
+    REGIONS,
+    from_canonical,
+    get_convention,
+    to_canonical,
+)
 from brainseg_tf.io.layouts import (
     LAYOUTS,
     CaseRef,
@@ -37,7 +45,6 @@ from brainseg_tf.io.layouts import (
     warn_notes,
     write_case,
 )
-from brainseg_tf.io.jsonfile import read_json
 from brainseg_tf.io.nifti import (
     MAX_VOXELS,
     MAX_VOXELS_ENV,

@@ -29,7 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-from brainseg_tf.conventions import CLASS_NAMES, FOREGROUND_CLASSES, MODALITIES, REGION_LABELS, REGIONS
+from brainseg_tf.conventions import (
+    CLASS_NAMES,
+    FOREGROUND_CLASSES,
+    MODALITIES,
+    REGION_LABELS,
+    REGIONS,
+)
 from brainseg_tf.io.errors import DataError
 
 __all__ = [

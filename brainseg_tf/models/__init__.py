@@ -30,7 +30,14 @@ from types import MappingProxyType
 from brainseg_tf.models import blocks
 from brainseg_tf.models.dresunet import build_dresunet
 from brainseg_tf.models.een import build_een
-from brainseg_tf.models.registry import SPECS, ModelSpec, available, build, get_spec, register
+from brainseg_tf.models.registry import (
+    SPECS,
+    ModelSpec,
+    available,
+    build,
+    get_spec,
+    register,
+)
 from brainseg_tf.models.unet import build_unet
 from brainseg_tf.models.unet2d import build_unet2d
 from brainseg_tf.models.unet3d import build_unet3d

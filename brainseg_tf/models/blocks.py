@@ -13,6 +13,8 @@ from typing import Any
 import keras
 from keras import layers
 
+from brainseg_tf.conventions import OUTPUT_ACTIVATIONS
+
 __all__ = [
     "NORMS",
     "ACTIVATIONS",
@@ -35,7 +37,7 @@ __all__ = [
 
 NORMS = ("batch", "instance", "group", "none")
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "silu")
-HEADS = ("softmax", "sigmoid")
+HEADS = OUTPUT_ACTIVATIONS
 
 _LAYERS: dict[str, dict[int, type]] = {
     "conv": {2: layers.Conv2D, 3: layers.Conv3D},

@@ -66,7 +66,11 @@ from brainseg_tf.training.config import (
     find_recipe,
     load_config,
 )
-from brainseg_tf.training.distribute import resolve_mixed_precision, select_strategy, task_identity
+from brainseg_tf.training.distribute import (
+    resolve_mixed_precision,
+    select_strategy,
+    task_identity,
+)
 from brainseg_tf.training.loop import RunResult, train
 from brainseg_tf.training.split import Split, load_split, make_split
 

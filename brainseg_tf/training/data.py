@@ -15,6 +15,7 @@ from brainseg_tf.conventions import REGION_LABELS
 from brainseg_tf.training.config import TrainConfig
 from brainseg_tf.training.split import Split
 
+
 def resolve_path(value: str | None, cfg: TrainConfig) -> Path | None:
     if value is None:
         return None

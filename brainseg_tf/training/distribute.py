@@ -11,6 +11,7 @@ from typing import Any
 from brainseg_tf.runtime import resolve_policy, tpu_available
 from brainseg_tf.training.config import PRECISIONS, STRATEGIES, _choice
 
+
 def _tf_config() -> dict[str, Any]:
     raw = os.environ.get("TF_CONFIG", "")
     if not raw:

@@ -10,6 +10,7 @@ from brainseg_tf.training.config import TrainConfig
 from brainseg_tf.training.data import resolve_path
 from brainseg_tf.training.split import Split
 
+
 def final_evaluation(cfg: TrainConfig, split: Split, run_dir: Path) -> dict[str, Any]:
     """Per-case Dice/HD95 (WT, TC, ET) of ``best.keras`` on each whole validation case.
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from brainseg_tf.training.config import TrainConfig
 
+
 def build_optimizer(cfg: TrainConfig):
     """The Keras optimizer (with its learning-rate schedule) for a recipe."""
     import keras

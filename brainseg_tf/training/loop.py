@@ -16,9 +16,19 @@ from typing import Any
 
 from brainseg_tf.card import CARD_FILE
 from brainseg_tf.training import compat
-from brainseg_tf.training.callbacks import BestCheckpoint, LearningRateLogger, TimeLimit, save_model
+from brainseg_tf.training.callbacks import (
+    BestCheckpoint,
+    LearningRateLogger,
+    TimeLimit,
+    save_model,
+)
 from brainseg_tf.training.config import SplitConfig, TrainConfig, load_config
-from brainseg_tf.training.data import build_datasets, data_source, finish_dataset, labelled_ids
+from brainseg_tf.training.data import (
+    build_datasets,
+    data_source,
+    finish_dataset,
+    labelled_ids,
+)
 from brainseg_tf.training.distribute import (
     resolve_mixed_precision,
     resolve_xla,
@@ -27,7 +37,13 @@ from brainseg_tf.training.distribute import (
     task_identity,
 )
 from brainseg_tf.training.evaluate import final_evaluation
-from brainseg_tf.training.factories import build_loss, build_metrics, build_model, build_optimizer, monitor_name
+from brainseg_tf.training.factories import (
+    build_loss,
+    build_metrics,
+    build_model,
+    build_optimizer,
+    monitor_name,
+)
 from brainseg_tf.training.rundir import (
     backup_epoch,
     default_run_dir,
@@ -40,6 +56,7 @@ from brainseg_tf.training.rundir import (
     write_json,
 )
 from brainseg_tf.training.split import Split, make_split
+
 
 @dataclass
 class RunResult:

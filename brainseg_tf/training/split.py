@@ -12,6 +12,7 @@ from typing import Any
 
 from brainseg_tf.training.config import SplitConfig, _bad
 
+
 def load_split(run_dir: str | os.PathLike) -> "Split":
     """The train/validation split saved in ``RUN_DIR/split.json``."""
     path = Path(run_dir) / "split.json"
