@@ -25,6 +25,7 @@ PARAMETERS = {
     "06_evaluate": {},
     "07_visualize": {},
     "08_export_savedmodel": {},
+    "09_survival": {"SYNTHETIC_CASES": 20, "MAX_PREDICTED": 3},
 }
 EXPECTED_FIGURES = {
     "01_explore_data": ["01_case.png", "01_three_plane.png", "01_montage.png"],
@@ -35,6 +36,7 @@ EXPECTED_FIGURES = {
     "06_evaluate": ["06_dice_boxplot.png"],
     "07_visualize": ["07_case.png", "07_three_plane.png", "07_compare.png", "07_surface.png", "07_curves.png"],
     "08_export_savedmodel": [],
+    "09_survival": ["09_survival_vs_age.png", "09_survival_vs_volume.png", "09_kaplan_meier.png"],
 }
 
 
