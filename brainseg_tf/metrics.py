@@ -46,6 +46,7 @@ from typing import Sequence
 import keras
 from keras import ops
 
+from brainseg_tf.conventions import CLASS_NAMES as _CANONICAL_CLASS_NAMES
 from brainseg_tf.conventions import (
     FOREGROUND_CLASSES,
     OUTPUT_ACTIVATIONS,
@@ -75,8 +76,9 @@ __all__ = [
 ]
 
 _PACKAGE = "brainseg_tf"
-CLASS_NAMES = ("bg", "ncr", "ed", "et")
-REGION_NAMES = ("wt", "tc", "et")
+# Lower-case forms used in metric names (dice_ncr, dice_wt, ...).
+CLASS_NAMES = tuple(name.lower() for name in _CANONICAL_CLASS_NAMES)
+REGION_NAMES = tuple(name.lower() for name in REGIONS)
 _REGION_CLASSES = tuple(REGION_LABELS[r] for r in REGIONS)
 _STATISTICS = ("dice", "iou", "precision", "sensitivity", "specificity")
 _TARGETS = ("class", "region")

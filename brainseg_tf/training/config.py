@@ -318,6 +318,10 @@ class TrainConfig:
             ValueError: naming the key path and the value.
         """
         d, s, m, p, v = self.data, self.split, self.model, self.pipeline, self.validation
+        if (not isinstance(self.name, str) or not self.name or "/" in self.name or "\\" in self.name
+                or self.name.startswith(".")):
+            _bad("name", self.name, "must be a plain name (no path separators, not starting with '.'): the "
+                 "default run directory is runs/<name>")
         from brainseg_tf import models as _models  # light: models import keras only
 
         _choice("model.name", m.name, _models.available())
