@@ -125,7 +125,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_survival_features(args: argparse.Namespace) -> int:
     from brainseg_tf import survival
 
-    rows = survival.feature_rows(args.labels, images=args.images, clinical=args.clinical,
+    rows = survival.feature_rows(args.labels, images=args.images, clinical=args.clinical, convention=args.convention,
                                  tcia_by_number=args.match_tcia_by_number, progress=not args.quiet)
     survival.write_features(rows, args.out)
     paired = sum("age" in r for r in rows)
@@ -138,7 +138,8 @@ def _cmd_survival_fit(args: argparse.Namespace) -> int:
     from brainseg_tf import survival
 
     data = survival.training_set(args.clinical, args.labels, args.features, images=args.images,
-                                 tcia_by_number=args.match_tcia_by_number, progress=not args.quiet)
+                                 convention=args.convention, tcia_by_number=args.match_tcia_by_number,
+                                 progress=not args.quiet)
     model = survival.fit_training_set(data, args.method, feature_names=args.feature, seed=args.seed)
     model.meta["clinical"] = str(args.clinical)
     model.save(args.out)
@@ -188,6 +189,7 @@ def _add_survival_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="features CSV")
     p.add_argument("--images", type=Path, default=None, help="dataset of the label maps' scans (brain volume)")
     p.add_argument("--clinical", type=Path, default=None, help="clinical table: adds age and resection columns")
+    p.add_argument("--convention", default=None, help="label convention of the label maps (default: recorded)")
     p.add_argument("--match-tcia-by-number", **tcia)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_survival_features)
@@ -202,6 +204,7 @@ def _add_survival_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", default="ridge", help="majority, age, ridge (default) or forest")
     p.add_argument("--feature", nargs="+", default=None, metavar="NAME", help="features to use (default: see docs)")
     p.add_argument("--images", type=Path, default=None, help="dataset of the label maps' scans")
+    p.add_argument("--convention", default=None, help="label convention of the label maps (default: recorded)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cv", type=int, default=0, metavar="K", help="also print K-fold CV scores beside the baselines")
     p.add_argument("--match-tcia-by-number", **tcia)

@@ -481,6 +481,7 @@ def feature_rows(
     *,
     images: str | Path | None = None,
     clinical: str | Path | ClinicalTable | None = None,
+    convention: str | None = None,
     tcia_by_number: bool = False,
     progress: bool = False,
 ) -> list[dict[str, Any]]:
@@ -493,6 +494,9 @@ def feature_rows(
             folder, which has its own scans).
         clinical: a clinical table; adds ``clinical_id``, ``age`` and ``resection`` columns for
             the cases that pair (see :func:`match_ids`).
+        convention: label convention of the label maps (``"brats"``, ``"brats2023"``, ``"msd"``,
+            ``"canonical"``); default: the dataset's or the file's header stamp, else decided by
+            :func:`brainseg_tf.evaluation.resolve_convention` (never guessed where it matters).
         tcia_by_number: see :func:`match_ids`.
         progress: progress bar over cases.
 
@@ -519,8 +523,8 @@ def feature_rows(
     records = table.by_id() if table is not None else {}
     rows = []
     for cid in tqdm(sorted(sources), desc="features", unit="case", disable=not progress):
-        path, convention, own_images = sources[cid]
-        label, affine, spacing = _load_labels(path, convention)
+        path, recorded, own_images = sources[cid]
+        label, affine, spacing = _load_labels(path, recorded, explicit=convention, flag="--convention")
         files = own_images
         if image_refs is not None:
             if cid not in image_refs:
@@ -646,6 +650,7 @@ def training_set(
     features: str | Path | Sequence[Mapping[str, Any]] | None = None,
     *,
     images: str | Path | None = None,
+    convention: str | None = None,
     tcia_by_number: bool = False,
     progress: bool = False,
 ) -> TrainingSet:
@@ -653,7 +658,8 @@ def training_set(
 
     Without ``labels`` and ``features`` every patient with age and survival is kept (clinical
     columns only). With them, only the patients whose case pairs (:func:`match_ids`) are kept.
-    Censored patients (``ALIVE``) are left out: their survival is unknown.
+    Censored patients (``ALIVE``) are left out: their survival is unknown. ``images`` and
+    ``convention`` go to :func:`feature_rows`.
 
     Raises:
         DataError: bad tables (see :func:`read_clinical`, :func:`read_features`), or no patient left.
@@ -663,7 +669,7 @@ def training_set(
     if labels is not None and features is not None:
         raise ValueError("give labels= or features=, not both")
     if labels is not None:
-        rows = feature_rows(labels, images=images, progress=progress)
+        rows = feature_rows(labels, images=images, convention=convention, progress=progress)
     elif features is not None:
         rows = read_features(features) if isinstance(features, (str, Path)) else list(features)
     excluded: dict[str, list[str]] = {}
@@ -891,6 +897,7 @@ def fit(
     *,
     feature_names: Sequence[str] | None = None,
     images: str | Path | None = None,
+    convention: str | None = None,
     tcia_by_number: bool = False,
     seed: int = 0,
 ) -> SurvivalModel:
@@ -910,7 +917,7 @@ def fit(
         method: see above.
         feature_names: features to use (default: ``age``, resection indicators and, with label
             maps, :data:`IMAGING_FEATURES`).
-        images, tcia_by_number: see :func:`feature_rows` / :func:`match_ids`.
+        images, convention, tcia_by_number: see :func:`feature_rows` / :func:`match_ids`.
         seed: random seed of the forest.
 
     Returns:
@@ -919,7 +926,8 @@ def fit(
     Raises:
         DataError: bad tables or no usable patient. ValueError: bad method or feature names.
     """
-    data = training_set(clinical, labels, features, images=images, tcia_by_number=tcia_by_number)
+    data = training_set(clinical, labels, features, images=images, convention=convention,
+                        tcia_by_number=tcia_by_number)
     model = fit_training_set(data, method, feature_names=feature_names, seed=seed)
     model.meta["clinical"] = str(clinical.path if isinstance(clinical, ClinicalTable) else clinical)
     return model

@@ -338,6 +338,19 @@ def test_load_refuses_what_is_not_a_model(tmp_path):
         survival.load(tmp_path / "m.json")
 
 
+def test_unstamped_label_maps_need_a_convention(tmp_path):
+    import nibabel as nib
+
+    lab = np.zeros((6, 6, 6), np.uint8)
+    lab[1:3, 1:3, 1:3] = 2
+    lab[1, 1, 1] = 1  # 1 and 2 swap meaning between BraTS 2023 and MSD: not guessed
+    nib.save(nib.Nifti1Image(lab, np.eye(4)), tmp_path / "Case_1.nii.gz")
+    with pytest.raises(DataError, match="--convention"):
+        survival.feature_rows(tmp_path)
+    (row,) = survival.feature_rows(tmp_path, convention="msd")
+    assert (row["case_id"], row["ncr_ml"], row["ed_ml"]) == ("Case_1", 0.007, 0.001)
+
+
 # --------------------------------------------------------------------------- CLI
 
 
