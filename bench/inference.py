@@ -11,7 +11,7 @@ model is built (or loaded) and its forward pass traced on one window first; the 
 Defaults: a synthetic 240 x 240 x 155 BraTS-2021-style case (``brainseg_tf.synthetic``, seed 0)
 and an untrained recommended 3D U-Net (``models.build("unet", spatial_dims=3)``: 6 stages,
 32-320 filters, instance norm, softmax head). ``mixed_bfloat16`` applies to models built here; for
-``--model`` it needs a run dir whose ``config.json`` names the model (rebuilt under the policy, the
+``--model`` it needs a run dir whose model card names the model (rebuilt under the policy, the
 weights loaded), otherwise that variant is skipped.
 
 The last line is machine-readable (no TTA, float32):
@@ -60,20 +60,22 @@ def _build_predictor(model_path: str | None, precision: str, roi: int):
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     if model_path is None:
         model = models.build("unet", spatial_dims=3)
-        return inference.Predictor.from_keras(model, {"patch_size": [roi] * 3}), model.count_params()
+        return (inference.Predictor.from_keras(model, None, modalities=["flair", "t1", "t1ce", "t2"], head="softmax",
+                                               roi=[roi] * 3), model.count_params())
     if precision == "float32":
         pred = inference.load_predictor(model_path)
         return pred, (pred.model.count_params() if hasattr(pred.model, "count_params") else None)
+    from brainseg_tf.card import find_card
+
     path = Path(model_path)
-    cfg_path = path / "config.json" if path.is_dir() else path.parent / "config.json"
-    cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
-    spec = cfg.get("model") if isinstance(cfg.get("model"), dict) else None
-    if not spec or "name" not in spec:
+    card = find_card(path if path.is_dir() else path.parent)
+    if card is None or card.model is None:
         return None, None
-    model = models.build(spec["name"], **spec.get("options", {}))
+    options = {**card.options, "in_channels": len(card.modalities)}
+    model = models.build(card.model, **options)
     weights = path if path.suffix == ".keras" else next(path / n for n in ("best.keras", "final.keras") if (path / n).exists())
     model.load_weights(weights)
-    return inference.Predictor.from_keras(model, cfg), model.count_params()
+    return inference.Predictor.from_keras(model, card), model.count_params()
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -85,7 +87,7 @@ def worker(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     pred, params = _build_predictor(args.model, args.precision, args.roi)
     if pred is None:
-        print(json.dumps({"skipped": "bf16 needs a run dir with config.json naming the model"}))
+        print(json.dumps({"skipped": "bf16 needs a run dir whose model card names the model"}))
         return
     roi = tuple(pred.roi or (args.roi,) * 3) if args.model else (args.roi,) * 3
     pred(np.zeros((args.batch_size, *roi, len(pred.modalities)), np.float32))  # trace once

@@ -41,7 +41,7 @@ from brainseg_tf.conventions import REGION_LABELS
 from brainseg_tf.io.errors import DataError, MissingFileError
 
 __all__ = [
-    "CLASS_THRESHOLDS_DAYS", "CLASS_NAMES", "FEATURE_NAMES", "IMAGING_FEATURES", "CLINICAL_FEATURES",
+    "CLASS_THRESHOLDS_DAYS", "SURVIVAL_CLASSES", "FEATURE_NAMES", "IMAGING_FEATURES", "CLINICAL_FEATURES",
     "METHODS", "ClinicalRecord", "ClinicalTable", "TrainingSet", "SurvivalModel",
     "case_features", "survival_class", "read_clinical", "match_ids", "feature_rows", "write_features",
     "read_features", "training_set", "fit", "fit_training_set", "predict", "predict_table", "load",
@@ -53,7 +53,7 @@ __all__ = [
 # ----------------------------------------------------------------------------------- constants
 
 CLASS_THRESHOLDS_DAYS: tuple[float, float] = (300.0, 450.0)  # short < 300 <= mid <= 450 < long
-CLASS_NAMES: tuple[str, ...] = ("short", "mid", "long")
+SURVIVAL_CLASSES: tuple[str, ...] = ("short", "mid", "long")
 MIN_PREDICTED_DAYS = 1.0  # predictions are clipped below at one day (a linear fit can go negative)
 MODEL_FORMAT = "brainseg_tf.survival"
 MODEL_VERSION = 1
@@ -833,7 +833,7 @@ def _fit_arrays(method: str, x: np.ndarray, y: np.ndarray, seed: int) -> dict[st
         cls = survival_class(y)
         counts = np.bincount(cls, minlength=3)
         top = int(np.argmax(counts))  # ties go to the shorter class
-        return {"days": float(np.median(y[cls == top])), "class": CLASS_NAMES[top]}
+        return {"days": float(np.median(y[cls == top])), "class": SURVIVAL_CLASSES[top]}
     if method in ("age", "ridge"):
         from sklearn.linear_model import LinearRegression, RidgeCV
 
@@ -1032,7 +1032,7 @@ def scores(true_days: Sequence[float] | np.ndarray, pred_days: Sequence[float] |
         ``n``, ``accuracy`` (3-class, :data:`CLASS_THRESHOLDS_DAYS`) with its 95 % Wilson
         interval ``accuracy_ci``, ``mse`` and ``median_se`` (days^2), ``spearman`` (NaN for a
         constant prediction), ``confusion`` (3x3, rows true class, columns predicted, order
-        :data:`CLASS_NAMES`).
+        :data:`SURVIVAL_CLASSES`).
     """
     t = np.asarray(true_days, dtype=np.float64)
     p = np.asarray(pred_days, dtype=np.float64)
@@ -1233,7 +1233,7 @@ def format_scores(result: Mapping[str, Any], title: str = "") -> str:
         f"MSE         {result['mse']:.0f} days^2",
         f"median SE   {result['median_se']:.0f} days^2",
         f"Spearman    {result['spearman']:.3f}",
-        "confusion   rows true, columns predicted (" + ", ".join(CLASS_NAMES) + ")",
+        "confusion   rows true, columns predicted (" + ", ".join(SURVIVAL_CLASSES) + ")",
     ]
     lines += ["            " + " ".join(f"{v:5d}" for v in row) for row in result["confusion"]]
     return "\n".join(lines)

@@ -188,7 +188,7 @@ observed = np.concatenate([np.ones(len(data), bool), np.zeros(len(alive), bool)]
 group = np.concatenate([survival.survival_class(results["ridge"]["predictions"]),
                         survival.survival_class(alive_pred) if len(alive) else np.zeros(0, int)])
 fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
-for k, name in enumerate(survival.CLASS_NAMES):
+for k, name in enumerate(survival.SURVIVAL_CLASSES):
     if np.any(group == k):
         t, s = survival.kaplan_meier(times[group == k], observed[group == k])
         ax.step(t, s, where="post", color=colours[k], label=f"predicted {name} (n={int(np.sum(group == k))})")
