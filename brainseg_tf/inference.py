@@ -34,6 +34,7 @@ import dataclasses
 import itertools
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -595,9 +596,21 @@ def load_predictor(path: str | Path, **overrides: Any) -> Predictor:
     if (path / "saved_model.pb").is_file():
         return _from_saved_model(path, find_card(path) or find_card(path.parent), overrides)
     card = find_card(path)
+    failures = []
     for name in RUN_CHECKPOINTS + ("model.keras",):
         if (path / name).is_file():
-            return _from_keras_file(path / name, card, overrides)
+            try:
+                pred = _from_keras_file(path / name, card, overrides)
+            except CardError:
+                raise
+            except Exception as exc:  # noqa: BLE001 — a damaged checkpoint: try the next one
+                failures.append(f"{path / name}: {type(exc).__name__}: {exc}")
+                continue
+            if failures:
+                warnings.warn(f"{failures[0]}; using {path / name} instead", stacklevel=2)
+            return pred
+    if failures:
+        raise ValueError("no loadable checkpoint: " + "; ".join(failures))
     if (path / "saved_model" / "saved_model.pb").is_file():
         return _from_saved_model(path / "saved_model", card, overrides)
     if card is not None:

@@ -235,6 +235,17 @@ def test_tiny_run_dir_contract_resume_and_refusals(tmp_path: Path) -> None:
         train(toy_recipe(**{"training.epochs": 4, "optimizer.learning_rate": 0.1}), run_dir=run_dir)
     with pytest.raises(FileExistsError, match="already holds a run"):
         train(toy_recipe(), run_dir=run_dir, resume=False)
+    # Two trainers on one run directory: the second is refused at once.
+    from brainseg_tf.training.rundir import RunLock
+
+    with RunLock(run_dir):
+        with pytest.raises(FileExistsError, match="in use by a trainer"):
+            train(toy_recipe(**{"training.epochs": 4}), run_dir=run_dir)
+    # A damaged best.keras is never trusted: prediction warns and falls back to final.keras.
+    (run_dir / "best.keras").write_bytes((run_dir / "best.keras").read_bytes()[:1000])
+    with pytest.warns(UserWarning, match="best.keras"):
+        fallback = inference.load_predictor(run_dir)
+    assert fallback.source.endswith("final.keras")
 
 
 @pytest.mark.parametrize(

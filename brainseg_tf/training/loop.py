@@ -45,6 +45,7 @@ from brainseg_tf.training.factories import (
     monitor_name,
 )
 from brainseg_tf.training.rundir import (
+    RunLock,
     backup_epoch,
     default_run_dir,
     event,
@@ -145,8 +146,9 @@ def train(config_or_path: TrainConfig | str | os.PathLike | Mapping[str, Any], *
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
     try:
-        return _train(cfg, strategy, chief_dir, work_dir, is_chief, saved_split, policy,
-                      multi_worker, task_type, task_index)
+        with RunLock(work_dir):
+            return _train(cfg, strategy, chief_dir, work_dir, is_chief, saved_split, policy,
+                          multi_worker, task_type, task_index)
     finally:
         keras.config.set_dtype_policy(previous_policy)
 

@@ -212,3 +212,42 @@ def prepare_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool) -> tuple[dict
         )
     split = split_from_dict(json.loads(split_path.read_text()), split_path) if split_path.exists() else None
     return saved, split
+
+
+class RunLock:
+    """An exclusive lock on a run directory (``RUN_DIR/.lock``) while a trainer uses it.
+
+    A second trainer on the same directory fails at once with the holder's pid instead of
+    interleaving checkpoints. The lock is an ``fcntl`` lock, released by the OS if the holder is
+    killed, so a kill never leaves a stale lock behind.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / ".lock"
+        self._fh: Any = None
+
+    def __enter__(self) -> "RunLock":
+        import fcntl
+        import os
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise FileExistsError(f"run directory {self.path.parent} is in use by a trainer (pid {holder}); "
+                               "wait for it to finish or use another run directory") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
