@@ -293,6 +293,13 @@ def _legacy_head(block: Mapping[str, Any]) -> tuple[str, str | None]:
     return str(head), None
 
 
+def _legacy_postprocessing(post: Mapping[str, Any]) -> Postprocessing:
+    """The ``postprocess`` section both legacy records wrote."""
+    return Postprocessing(et_min_voxels=int(post.get("et_min_voxels", 0)),
+                          min_component_voxels=int(post.get("min_component_voxels", 0)),
+                          region_threshold=float(post.get("region_threshold", 0.5)))
+
+
 def migrate(data: Mapping[str, Any], source: str | os.PathLike | None = None) -> ModelCard:
     """The one explicit migration: a version-2 card from an older record.
 
@@ -326,9 +333,7 @@ def migrate(data: Mapping[str, Any], source: str | os.PathLike | None = None) ->
                                         normalize=bool(recipe_pre.get("normalize", True)),
                                         reorient=bool(pre.get("reorient", recipe_pre.get("reorient", False))),
                                         spacing=pre.get("spacing", recipe_pre.get("spacing")), resize=resize),
-            postprocessing=Postprocessing(et_min_voxels=int(post.get("et_min_voxels", 0)),
-                                          min_component_voxels=int(post.get("min_component_voxels", 0)),
-                                          region_threshold=float(post.get("region_threshold", 0.5))),
+            postprocessing=_legacy_postprocessing(post),
             provenance=Provenance(recipe=data.get("name"), data=(data.get("data") or {}).get("root"),
                                   epochs=(data.get("training") or {}).get("epochs"),
                                   package_version="0.1.0 (migrated)"),
@@ -345,9 +350,7 @@ def migrate(data: Mapping[str, Any], source: str | os.PathLike | None = None) ->
             preprocessing=Preprocessing(crop=bool(pre.get("crop", True)), margin=int(pre.get("margin", 0)),
                                         normalize=bool(pre.get("normalize", True)),
                                         reorient=bool(pre.get("reorient", False)), spacing=pre.get("spacing")),
-            postprocessing=Postprocessing(et_min_voxels=int(post.get("et_min_voxels", 0)),
-                                          min_component_voxels=int(post.get("min_component_voxels", 0)),
-                                          region_threshold=float(post.get("region_threshold", 0.5))),
+            postprocessing=_legacy_postprocessing(post),
             provenance=Provenance(package_version=str(data.get("brainseg_tf_version")) + " (migrated)"),
         )
     else:

@@ -99,6 +99,21 @@ def _check_spatial(name: str, value: Any, ndim: int, shape: Sequence[int] | None
     return tuple(out)
 
 
+def _check_overlap(overlap: Any) -> None:
+    if isinstance(overlap, bool) or not isinstance(overlap, (int, float, np.floating)) or not 0.0 <= overlap < 1.0:
+        raise ValueError(f"overlap={overlap!r} must be in [0, 1)")
+
+
+def _check_batch_size(batch_size: Any) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
+
+
+def _check_voxel_count(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name}={value!r} must be a non-negative integer")
+
+
 def window_starts(size: int, roi: int, overlap: float) -> list[int]:
     """Start indices of windows of length ``roi`` covering ``[0, size)`` with at least ``overlap``.
 
@@ -202,10 +217,8 @@ def sliding_window(
     ndim = image.ndim - 1
     spatial = image.shape[:ndim]
     roi_t = _check_spatial("roi", roi, ndim, spatial)
-    if not (isinstance(overlap, (int, float, np.floating)) and 0.0 <= float(overlap) < 1.0):
-        raise ValueError(f"overlap={overlap!r} must be in [0, 1)")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
+    _check_overlap(overlap)
+    _check_batch_size(batch_size)
     weight = importance_map(roi_t, mode, sigma_scale, min_weight).astype(np.float64)
 
     pads = [((max(r - s, 0)) // 2, max(r - s, 0) - (max(r - s, 0)) // 2) for s, r in zip(spatial, roi_t)]
@@ -314,9 +327,8 @@ def postprocess(labels: np.ndarray, *, et_min_voxels: int = 0, min_component_vox
         et_min_voxels: ET volume threshold in voxels (0 disables; choose it on validation).
         min_component_voxels: smallest whole-tumour component kept (0 disables).
     """
-    for name, value in (("et_min_voxels", et_min_voxels), ("min_component_voxels", min_component_voxels)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise ValueError(f"{name}={value!r} must be a non-negative integer")
+    _check_voxel_count("et_min_voxels", et_min_voxels)
+    _check_voxel_count("min_component_voxels", min_component_voxels)
     out = np.array(labels, dtype=np.uint8, copy=True)
     if min_component_voxels > 0:
         structure = np.ones((3,) * out.ndim, dtype=bool)
@@ -518,8 +530,7 @@ def _card_for(card: ModelCard | Mapping[str, Any] | None, overrides: Mapping[str
     if isinstance(card, Mapping):
         card = ModelCard.from_dict(card)
     if card is None:
-        args = {**{k: v for k, v in facts.items()}, **{k: v for k, v in overrides.items() if k in
-                                                       ("modalities", "head", "region", "logits", "roi")}}
+        args = {**facts, **{k: v for k, v in overrides.items() if k in ("modalities", "head", "region", "logits", "roi")}}
         card = from_arguments(**args)
     for key, value in overrides.items():
         card = _set_field(card, key, value)
@@ -737,15 +748,14 @@ def check_window_arguments(*, roi: Any = None, overlap: float = 0.5, batch_size:
     """Raise ``ValueError`` for bad sliding-window / postprocessing arguments, before any case is read."""
     if roi is not None:
         vals = [roi] if np.isscalar(roi) else list(roi)
-        if not vals or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in vals):
-            raise ValueError(f"roi={roi!r} must hold positive integers")
-    if isinstance(overlap, bool) or not isinstance(overlap, (int, float, np.floating)) or not 0.0 <= overlap < 1.0:
-        raise ValueError(f"overlap={overlap!r} must be in [0, 1)")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
+        if not vals or any(v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1)
+                           for v in vals):
+            raise ValueError(f"roi={roi!r} must hold positive integers (or None for the full extent)")
+    _check_overlap(overlap)
+    _check_batch_size(batch_size)
     for name, value in (("et_min_voxels", et_min_voxels), ("min_component_voxels", min_component_voxels)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0):
-            raise ValueError(f"{name}={value!r} must be a non-negative integer")
+        if value is not None:
+            _check_voxel_count(name, value)
 
 
 def _resized_slices(pred: Predictor) -> BatchPredictor:

@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from brainseg_tf.card import CardError, ModelCard, Postprocessing, Preprocessing, find_card, load_card, migrate
+from brainseg_tf.card import (
+    CardError,
+    ModelCard,
+    Postprocessing,
+    Preprocessing,
+    find_card,
+    load_card,
+    migrate,
+)
 
 PACKAGE = Path(__file__).resolve().parents[1] / "brainseg_tf"
 

@@ -7,6 +7,7 @@ defaults updated with the recipe's ``model.options``, see :meth:`ModelSpec.resol
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from collections.abc import Callable, Mapping
@@ -64,9 +65,9 @@ class ModelSpec:
     description: str = ""
 
     # -- options --------------------------------------------------------------------------
-    @property
+    @functools.cached_property
     def defaults(self) -> dict[str, Any]:
-        """The builder's keyword arguments and their defaults (the faithful configuration)."""
+        """The builder's keyword arguments and their defaults (the faithful configuration; read once)."""
         return {name: p.default for name, p in inspect.signature(self.builder).parameters.items()
                 if p.default is not inspect.Parameter.empty}
 

@@ -451,11 +451,6 @@ class TrainConfig:
         return _models.get_spec(self.model.name)
 
     @property
-    def model_options(self) -> dict[str, Any]:
-        """The builder's defaults updated with ``model.options``."""
-        return self.model_spec.resolve(self.model.options)
-
-    @property
     def head(self) -> str:
         """``"softmax"`` (classes 0-3), ``"sigmoid"`` (3 regions) or ``"region"`` (one region)."""
         return self.model_spec.head(self.model.options)

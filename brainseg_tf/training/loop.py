@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import importlib.util
 import json
@@ -180,7 +181,8 @@ def _train(cfg: TrainConfig, strategy: Any, chief_dir: Path, work_dir: Path, is_
                                         "global_batch_size": global_batch}
         write_json(work_dir / "config.json", resolved)
         write_json(work_dir / "split.json", split.to_dict())
-        model_card(cfg, split, source, epochs=initial_epoch).save(work_dir / CARD_FILE)
+        card = model_card(cfg, split, source, epochs=initial_epoch)
+        card.save(work_dir / CARD_FILE)
         truncate_csv(work_dir / "log.csv", initial_epoch)
     event(work_dir if is_chief else None, event="resume" if initial_epoch else "start",
            initial_epoch=initial_epoch, epochs=t.epochs, steps_per_epoch=t.steps_per_epoch,
@@ -286,7 +288,7 @@ def _train(cfg: TrainConfig, strategy: Any, chief_dir: Path, work_dir: Path, is_
     if cfg.validation.final_sliding_window and split.val_ids and cfg.pipeline.kind != "custom":
         metrics["sliding_window"] = final_evaluation(cfg, split, work_dir)
     write_json(work_dir / "metrics.json", metrics)
-    model_card(cfg, split, source, epochs=epochs_completed).save(work_dir / CARD_FILE)
+    card.replace(provenance=dataclasses.replace(card.provenance, epochs=epochs_completed)).save(work_dir / CARD_FILE)
     event(work_dir, event="end", epochs_completed=epochs_completed, completed=metrics["completed"],
            wall_s=round(wall, 1), best=metrics["best"])
     return RunResult(chief_dir, model, history, metrics, initial_epoch, epochs_completed, True)

@@ -54,20 +54,14 @@ def incompatible_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list
     return changed
 
 
-def _preprocessing(cfg: TrainConfig, source: Path | None) -> Preprocessing:
+_PREPROCESS_KEYS = ("crop", "margin", "normalize", "reorient", "spacing")
+
+
+def _preprocessing(cfg: TrainConfig, cache_params: Mapping[str, Any] | None) -> Preprocessing:
     """The preprocessing the model was trained with: the cache's build parameters when training
     from a cache, else ``pipeline.options.preprocess``; for slice pipelines plane, resize and crop."""
-    from brainseg_tf.data.cache import is_cache_path
-
-    options = dict(cfg.pipeline.options.get("preprocess") or {})
-    if source is not None and is_cache_path(source):
-        from brainseg_tf.data import open_cache
-
-        with open_cache(source) as cache:
-            options = {k: cache.params[k] for k in ("crop", "margin", "normalize", "reorient", "spacing")
-                       if k in cache.params}
-    pre = Preprocessing(**{k: options[k] for k in ("crop", "margin", "normalize", "reorient", "spacing")
-                           if k in options})
+    options = dict(cfg.pipeline.options.get("preprocess") or {}) if cache_params is None else dict(cache_params)
+    pre = Preprocessing(**{k: options[k] for k in _PREPROCESS_KEYS if k in options})
     if cfg.pipeline.kind == "slice":
         slice_opts = cfg.pipeline.options
         pre.resize = [int(s) for s in cfg.pipeline.patch_size]
@@ -76,16 +70,8 @@ def _preprocessing(cfg: TrainConfig, source: Path | None) -> Preprocessing:
     return pre
 
 
-def _label_convention(cfg: TrainConfig, source: Path | None) -> str | None:
+def _label_convention(cfg: TrainConfig, root: Path | None) -> str | None:
     """The source label convention of the training data, where it can be read."""
-    from brainseg_tf.data.cache import is_cache_path
-
-    root = resolve_path(cfg.data.root, cfg)
-    if source is not None and is_cache_path(source):
-        from brainseg_tf.data import open_cache
-
-        with open_cache(source) as cache:
-            root = Path(cache.source) if cache.source else root
     if root is None or not root.exists():
         return None
     try:
@@ -99,14 +85,27 @@ def _label_convention(cfg: TrainConfig, source: Path | None) -> str | None:
 
 def model_card(cfg: TrainConfig, split: Split, source: Path | None, *, epochs: int | None = None,
                checkpoint: str | None = None) -> ModelCard:
-    """The run's :class:`~brainseg_tf.card.ModelCard` (``RUN_DIR/brainseg_model.json``)."""
+    """The run's :class:`~brainseg_tf.card.ModelCard` (``RUN_DIR/brainseg_model.json``).
+
+    Training from a cache, the preprocessing is the cache's and the data folder the one it was
+    built from (the cache is opened once for both).
+    """
+    from brainseg_tf.data.cache import is_cache_path
+
+    cache_params, root = None, resolve_path(cfg.data.root, cfg)
+    if source is not None and is_cache_path(source):
+        from brainseg_tf.data import open_cache
+
+        with open_cache(source) as cache:
+            cache_params = cache.params
+            root = Path(cache.source) if cache.source else root
     head = cfg.head
     return ModelCard(
         modalities=list(cfg.data.modalities), head=head,
         region=cfg.pipeline.region.upper() if head == "region" else None,
         spatial_dims=cfg.spatial_dims, logits=cfg.logits, roi=[int(s) for s in cfg.pipeline.patch_size],
-        model=cfg.model.name, options=dict(cfg.model.options), preprocessing=_preprocessing(cfg, source),
-        label_convention=_label_convention(cfg, source),
+        model=cfg.model.name, options=dict(cfg.model.options), preprocessing=_preprocessing(cfg, cache_params),
+        label_convention=_label_convention(cfg, root),
         provenance=provenance(
             recipe=cfg.name, recipe_file=cfg.source, data=None if source is None else str(source),
             split={"method": split.method, "fold": split.fold, "folds": split.folds,
