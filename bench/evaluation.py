@@ -69,7 +69,10 @@ def main() -> None:
             nib.save(nib.Nifti1Image(pred, affine), str(pred_dir / f"Case{i:03d}.nii.gz"))
         synth = time.perf_counter() - t0
         t0 = time.perf_counter()
-        result = evaluate_folders(pred_dir, ref_dir, out_csv=root / "metrics.csv", progress=False)
+        # References in BraTS 2017-2021 labels (1, 2, 4), predictions in 2023+ labels (1, 2, 3): said
+        # explicitly, since conventions are never guessed where a value means different things.
+        result = evaluate_folders(pred_dir, ref_dir, out_csv=root / "metrics.csv", progress=False,
+                                  ref_convention="brats", pred_convention="brats2023")
         elapsed = time.perf_counter() - t0
         print(format_summary(result))
         print(f"\nsynthesis + writing: {synth:.1f} s (not counted)")

@@ -57,6 +57,8 @@ __all__ = [
     "evaluate_case",
     "EvaluationResult",
     "evaluate_folders",
+    "scan_label_files",
+    "load_labels",
     "summarize",
     "format_summary",
 ]
@@ -497,7 +499,7 @@ def _case_key(path: Path, root: Path) -> str:
     return _STRIP.sub("", _nifti_stem(path.name) or path.name)
 
 
-def _scan_label_files(root: Path) -> dict[str, Path]:
+def scan_label_files(root: Path) -> dict[str, Path]:
     """Case id -> NIfTI file in a flat folder or one level of ``<case_id>/`` subfolders.
 
     The id is the file name without ``.nii[.gz]`` and one role suffix (``_seg``, ``-pred``,
@@ -537,7 +539,7 @@ def _reference_files(ref_dir: Path) -> dict[str, tuple[Path, str | None]]:
     if has_scan_files(ref_dir):
         dataset = open_dataset(ref_dir)
         return {cid: (dataset.ref(cid).label, dataset.ref(cid).convention) for cid in dataset.labelled_ids}
-    return {cid: (path, None) for cid, path in _scan_label_files(ref_dir).items()}
+    return {cid: (path, None) for cid, path in scan_label_files(ref_dir).items()}
 
 
 def _recorded_conventions(pred_dir: Path) -> dict[str, str]:
@@ -628,7 +630,7 @@ def resolve_convention(
                             f"(one of {', '.join(n for n in CONVENTIONS)})")
 
 
-def _load_labels(
+def load_labels(
     path: Path, convention: str | None, *, explicit: str | None = None, flag: str = "--pred-convention"
 ) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
     """Canonical labels, affine and spacing of a label file.
@@ -757,13 +759,13 @@ def evaluate_folders(
         if unknown:
             raise ValueError(f"case_ids {unknown[:5]} have no reference label file in {ref_dir}")
         references = {cid: references[cid] for cid in case_ids}
-    predictions = _scan_label_files(pred_dir)
+    predictions = scan_label_files(pred_dir)
     recorded = _recorded_conventions(pred_dir)
     result = EvaluationResult()
     used: set[Path] = set()
     for case_id in tqdm(sorted(references), desc="evaluate", disable=not progress, unit="case"):
         ref_path, dataset_convention = references[case_id]
-        ref, ref_affine, spacing = _load_labels(ref_path, dataset_convention, explicit=ref_convention,
+        ref, ref_affine, spacing = load_labels(ref_path, dataset_convention, explicit=ref_convention,
                                                 flag="--ref-convention")
         pred_path = predictions.get(case_id)
         if pred_path is None:
@@ -771,7 +773,7 @@ def evaluate_folders(
             result.missing.append(case_id)
         else:
             used.add(pred_path)
-            pred, pred_affine, _ = _load_labels(pred_path, recorded.get(case_id, recorded.get("*")),
+            pred, pred_affine, _ = load_labels(pred_path, recorded.get(case_id, recorded.get("*")),
                                                 explicit=pred_convention, flag="--pred-convention")
             if pred.shape != ref.shape:
                 raise ValueError(

@@ -448,7 +448,7 @@ def match_ids(table_ids: Iterable[str], case_ids: Iterable[str], *, tcia_by_numb
 
 def _label_sources(labels: str | Path) -> dict[str, tuple[Path, str | None, dict[str, Path] | None]]:
     """Case id -> (label file, convention or None, image files or None) of a folder."""
-    from brainseg_tf.evaluation import _scan_label_files
+    from brainseg_tf.evaluation import scan_label_files
     from brainseg_tf.io import open_dataset
 
     labels = Path(labels)
@@ -461,7 +461,7 @@ def _label_sources(labels: str | Path) -> dict[str, tuple[Path, str | None, dict
             return found
     except DataError:
         pass  # not a dataset layout: a folder of label maps such as `brainseg predict` writes
-    return {cid: (path, None, None) for cid, path in _scan_label_files(labels).items()}
+    return {cid: (path, None, None) for cid, path in scan_label_files(labels).items()}
 
 
 def _brain_mask(images: Mapping[str, Path]) -> np.ndarray:
@@ -509,7 +509,7 @@ def feature_rows(
     """
     from tqdm.auto import tqdm
 
-    from brainseg_tf.evaluation import _load_labels
+    from brainseg_tf.evaluation import load_labels
     from brainseg_tf.io import open_dataset
 
     sources = _label_sources(labels)
@@ -524,7 +524,7 @@ def feature_rows(
     rows = []
     for cid in tqdm(sorted(sources), desc="features", unit="case", disable=not progress):
         path, recorded, own_images = sources[cid]
-        label, affine, spacing = _load_labels(path, recorded, explicit=convention, flag="--convention")
+        label, affine, spacing = load_labels(path, recorded, explicit=convention, flag="--convention")
         files = own_images
         if image_refs is not None:
             if cid not in image_refs:
