@@ -13,7 +13,8 @@ one beside every export; :mod:`brainseg_tf.inference` reads it and nothing else.
   ``preprocessing.resize`` the size each slice is resized to;
 * ``preprocessing``: exactly as trained (brain crop, margin, z-score, RAS reorientation,
   resampling spacing, 2D resize and plane);
-* ``postprocessing``: ET-to-NCR volume, smallest kept component, region threshold;
+* ``postprocessing``: ET-to-NCR volume, smallest kept component, regions kept to their largest
+  component (chosen on validation by :mod:`brainseg_tf.postprocessing`), region threshold;
 * ``label_convention``: the training data's source convention (``"brats"``, ``"msd"``, ...);
 * ``provenance``: recipe, data, split, epochs, package and library versions, time.
 
@@ -83,15 +84,23 @@ class Preprocessing:
 class Postprocessing:
     """Label postprocessing applied by ``predict`` (:func:`brainseg_tf.inference.postprocess`).
 
+    The rules are applied in a fixed order (:data:`brainseg_tf.postprocessing.ORDER`): the
+    largest component of each region in ``largest_component`` (WT, TC, ET), then small WT
+    components, then small ET. :func:`brainseg_tf.postprocessing.select` chooses them on
+    validation data; ``docs/postprocessing.md`` defines each.
+
     Attributes:
         et_min_voxels: enhancing tumour smaller than this (voxels) is relabelled NCR (0: off).
         min_component_voxels: tumour components smaller than this are removed (0: off).
         region_threshold: probability threshold of sigmoid / region heads.
+        largest_component: regions (``"WT"``, ``"TC"``, ``"ET"``) reduced to their largest
+            connected component (empty: off). Cards written before this field load with it empty.
     """
 
     et_min_voxels: int = 0
     min_component_voxels: int = 0
     region_threshold: float = 0.5
+    largest_component: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -197,6 +206,12 @@ class ModelCard:
                 bad(f"postprocessing.{key}", v, "must be a non-negative integer")
         if not (isinstance(post.region_threshold, (int, float)) and 0 < post.region_threshold < 1):
             bad("postprocessing.region_threshold", post.region_threshold, "must be in (0, 1)")
+        regions = post.largest_component
+        if (isinstance(regions, str) or not isinstance(regions, (list, tuple))
+                or any(str(r).upper() not in REGIONS for r in regions)
+                or len({str(r).upper() for r in regions}) != len(regions)):
+            bad("postprocessing.largest_component", regions, f"must list distinct regions from {list(REGIONS)}")
+        post.largest_component = sorted((str(r).upper() for r in regions), key=REGIONS.index)
 
     # -- JSON ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

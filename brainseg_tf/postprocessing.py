@@ -1,0 +1,536 @@
+"""Label-map postprocessing rules, and their selection on validation data as nnU-Net does it.
+
+Everything here is NumPy/SciPy on canonical label maps ``(X, Y, Z)`` (or 2D) uint8: 0 BG, 1 NCR,
+2 ED, 3 ET; regions WT = {1, 2, 3}, TC = {1, 3}, ET = {3}; components are 26-connected (8 in 2D).
+
+The rules (:class:`Rule`), in the fixed order :data:`ORDER` in which both :func:`select` tries them
+and :func:`apply` applies them:
+
+1. ``largest_component`` of WT, then TC, then ET: only the largest connected component of the
+   region is kept. Voxels of the region elsewhere are *demoted* to the next outer region, so a
+   rule on one region never changes an outer one: ET -> NCR (still TC), TC -> ED (still WT),
+   WT -> BG.
+2. ``remove_small`` (WT): whole-tumour components with fewer than ``min_voxels`` voxels -> BG.
+3. ``et_to_ncr``: when a case's total ET volume is in ``(0, min_voxels)`` voxels it becomes NCR
+   (a few ET voxels in a case without ET cost the whole ET Dice under the legacy empty-mask rule).
+
+:func:`select` is nnU-Net's greedy rule: score the predictions (mean over cases of the Dice per
+region, legacy BraTS empty-mask rule: both empty -> 1; then the mean over WT, TC, ET), try each
+candidate on top of the rules kept so far, and keep it only when the mean Dice improves by more
+than :data:`EPSILON`. Sizes come from the fixed grid :data:`SIZE_GRID_MM3` (mm^3, converted to
+voxels with the voxel volume); the best size of a grid is tried, the smallest on ties. Nothing is
+random, and nothing is tuned by hand. The chosen rules are recorded in the model card
+(:class:`brainseg_tf.card.Postprocessing`, :func:`record`) and applied by ``brainseg predict``
+(:func:`brainseg_tf.inference.postprocess`). ``docs/postprocessing.md`` has the full definitions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from brainseg_tf import atomic
+from brainseg_tf.card import CARD_FILE, ModelCard, Postprocessing
+from brainseg_tf.conventions import REGIONS
+
+__all__ = [
+    "KINDS", "ORDER", "EPSILON", "SIZE_GRID_MM3", "SELECTION_FILE", "Rule", "Selection",
+    "largest_component", "remove_small_components", "et_to_ncr_below", "apply", "rules_from_card",
+    "to_card", "size_grid", "default_candidates", "mean_dice", "select", "select_for_folders", "record",
+]
+
+KINDS: tuple[str, ...] = ("largest_component", "remove_small", "et_to_ncr")
+#: The order rules are tried in and applied in: (kind, region).
+ORDER: tuple[tuple[str, str], ...] = (
+    ("largest_component", "WT"), ("largest_component", "TC"), ("largest_component", "ET"),
+    ("remove_small", "WT"), ("et_to_ncr", "ET"),
+)
+#: A candidate is kept only when the mean Dice over WT/TC/ET rises by more than this.
+EPSILON = 1e-4
+#: Sizes tried by ``remove_small`` and ``et_to_ncr``, in mm^3 (voxels at 1 mm isotropic).
+SIZE_GRID_MM3: tuple[float, ...] = (10.0, 50.0, 100.0, 250.0, 500.0, 1000.0)
+SELECTION_FILE = "postprocessing.json"
+EMPTY_RULE = "legacy BraTS empty-mask rule (both empty: Dice 1; one empty: Dice 0)"
+# The label a voxel takes when it leaves a region but stays in the enclosing one.
+_DEMOTED = {"WT": 0, "TC": 2, "ET": 1}
+_LABEL_SETS = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
+
+
+# ----------------------------------------------------------------------------- label operations
+
+
+def _as_labels(labels: np.ndarray) -> np.ndarray:
+    out = np.array(labels, dtype=np.uint8, copy=True)
+    if out.size and int(out.max()) > 3:
+        raise ValueError(f"labels hold value {int(out.max())}; expected canonical labels 0-3 (0 BG, 1 NCR, 2 ED, 3 ET)")
+    return out
+
+
+def _region(region: str) -> str:
+    key = str(region).upper()
+    if key not in REGIONS:
+        raise ValueError(f"region={region!r} is unknown; expected one of {list(REGIONS)}")
+    return key
+
+
+def _mask(labels: np.ndarray, region: str) -> np.ndarray:
+    table = np.zeros(256, dtype=bool)
+    table[list(_LABEL_SETS[region])] = True
+    return table[labels]
+
+
+def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Component ids (0 outside) and the voxel count of each id (index 0: background)."""
+    components, _ = ndimage.label(mask, structure=np.ones((3,) * mask.ndim, dtype=bool))
+    return components, np.bincount(components.ravel())
+
+
+def _check_min_voxels(min_voxels: Any) -> int:
+    if isinstance(min_voxels, bool) or not isinstance(min_voxels, (int, np.integer)) or min_voxels < 0:
+        raise ValueError(f"min_voxels={min_voxels!r} must be a non-negative integer")
+    return int(min_voxels)
+
+
+def largest_component(labels: np.ndarray, region: str) -> np.ndarray:
+    """Keep only the largest connected component of ``region``; returns a new uint8 array.
+
+    Voxels of ``region`` outside that component are demoted (ET -> NCR, TC -> ED, WT -> BG), so
+    outer regions are unchanged. On a tie the component met first in C order is kept.
+    """
+    region = _region(region)
+    out = _as_labels(labels)
+    components, sizes = _components(_mask(out, region))
+    if sizes.size > 2:  # more than one component
+        sizes[0] = 0
+        out[(components > 0) & (components != int(np.argmax(sizes)))] = _DEMOTED[region]
+    return out
+
+
+def remove_small_components(labels: np.ndarray, region: str, min_voxels: int) -> np.ndarray:
+    """Demote connected components of ``region`` with fewer than ``min_voxels`` voxels (0: off).
+
+    For WT the voxels become BG (the card's ``min_component_voxels``); for TC they become ED and
+    for ET NCR, as in :func:`largest_component`. Returns a new uint8 array.
+    """
+    region = _region(region)
+    min_voxels = _check_min_voxels(min_voxels)
+    out = _as_labels(labels)
+    if min_voxels > 0:
+        components, sizes = _components(_mask(out, region))
+        small = sizes < min_voxels
+        small[0] = False
+        out[small[components]] = _DEMOTED[region]
+    return out
+
+
+def et_to_ncr_below(labels: np.ndarray, min_voxels: int) -> np.ndarray:
+    """Relabel all ET as NCR when the case's ET volume is in ``(0, min_voxels)`` voxels (0: off)."""
+    min_voxels = _check_min_voxels(min_voxels)
+    out = _as_labels(labels)
+    et = out == 3
+    if 0 < int(np.count_nonzero(et)) < min_voxels:
+        out[et] = 1
+    return out
+
+
+# ----------------------------------------------------------------------------- rules
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One postprocessing step, as the model card can record it.
+
+    Attributes:
+        kind: ``"largest_component"``, ``"remove_small"`` or ``"et_to_ncr"``.
+        region: ``"WT"``, ``"TC"`` or ``"ET"`` for ``largest_component``; ``remove_small`` acts
+            on WT and ``et_to_ncr`` on ET (the regions the card records them for).
+        min_voxels: size in voxels of ``remove_small``/``et_to_ncr`` (>= 1); 0 for
+            ``largest_component``.
+
+    Raises:
+        ValueError: an unknown kind or region, a size the kind does not take.
+    """
+
+    kind: str
+    region: str | None = None
+    min_voxels: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind={self.kind!r} is unknown; expected one of {list(KINDS)}")
+        fixed = {"remove_small": "WT", "et_to_ncr": "ET"}.get(self.kind)
+        if self.region is None and fixed is None:
+            raise ValueError(f"a {self.kind} rule needs region= (one of {list(REGIONS)})")
+        region = _region(self.region if self.region is not None else fixed)
+        if fixed is not None and region != fixed:
+            raise ValueError(f"region={self.region!r}: a {self.kind} rule acts on {fixed} (what the model card records)")
+        object.__setattr__(self, "region", region)
+        size = _check_min_voxels(self.min_voxels)
+        if self.kind == "largest_component" and size:
+            raise ValueError(f"min_voxels={self.min_voxels!r}: a largest_component rule takes no size")
+        if self.kind != "largest_component" and size < 1:
+            raise ValueError(f"min_voxels={self.min_voxels!r}: a {self.kind} rule needs a size >= 1 voxel")
+        object.__setattr__(self, "min_voxels", size)
+
+    @property
+    def position(self) -> int:
+        """Index of this rule's (kind, region) in :data:`ORDER`."""
+        return ORDER.index((self.kind, str(self.region)))
+
+    def __call__(self, labels: np.ndarray) -> np.ndarray:
+        if self.kind == "largest_component":
+            return largest_component(labels, str(self.region))
+        if self.kind == "remove_small":
+            return remove_small_components(labels, str(self.region), self.min_voxels)
+        return et_to_ncr_below(labels, self.min_voxels)
+
+    def describe(self) -> str:
+        if self.kind == "largest_component":
+            return f"largest {self.region} component only"
+        if self.kind == "remove_small":
+            return f"drop {self.region} components < {self.min_voxels} voxels"
+        return f"ET < {self.min_voxels} voxels -> NCR"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "region": self.region, "min_voxels": self.min_voxels}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Rule":
+        return cls(kind=data["kind"], region=data.get("region"), min_voxels=int(data.get("min_voxels", 0)))
+
+
+def _ordered(rules: Sequence[Rule]) -> list[Rule]:
+    positions = [r.position for r in rules]
+    if len(set(positions)) != len(positions):
+        raise ValueError(f"rules {[r.describe() for r in rules]} repeat a (kind, region); give each at most once")
+    return sorted(rules, key=lambda r: r.position)
+
+
+def apply(labels: np.ndarray, rules: Sequence[Rule] | Postprocessing) -> np.ndarray:
+    """Apply rules (or a card's :class:`~brainseg_tf.card.Postprocessing`) in :data:`ORDER`.
+
+    Args:
+        labels: canonical labels ``(X, Y, Z)`` (or 2D).
+        rules: :class:`Rule` objects (each (kind, region) at most once) or a card section.
+
+    Returns:
+        A new uint8 array; ``labels`` is not changed.
+    """
+    out = _as_labels(labels)
+    for rule in rules_from_card(rules) if isinstance(rules, Postprocessing) else _ordered(rules):
+        out = rule(out)
+    return out
+
+
+def rules_from_card(post: Postprocessing) -> list[Rule]:
+    """The rules a card's postprocessing section describes, in :data:`ORDER`."""
+    rules = [Rule("largest_component", r) for r in post.largest_component]
+    if post.min_component_voxels > 0:
+        rules.append(Rule("remove_small", "WT", post.min_component_voxels))
+    if post.et_min_voxels > 0:
+        rules.append(Rule("et_to_ncr", "ET", post.et_min_voxels))
+    return _ordered(rules)
+
+
+def to_card(rules: Sequence[Rule], base: Postprocessing | None = None) -> Postprocessing:
+    """A card section holding exactly ``rules`` (the region threshold is kept from ``base``)."""
+    rules = _ordered(rules)
+    sizes = {r.kind: r.min_voxels for r in rules}
+    return Postprocessing(
+        et_min_voxels=sizes.get("et_to_ncr", 0), min_component_voxels=sizes.get("remove_small", 0),
+        region_threshold=0.5 if base is None else base.region_threshold,
+        largest_component=[str(r.region) for r in rules if r.kind == "largest_component"],
+    )
+
+
+def size_grid(voxel_volume: float = 1.0) -> list[int]:
+    """:data:`SIZE_GRID_MM3` in voxels of ``voxel_volume`` mm^3 (rounded, >= 1, distinct, ascending)."""
+    if isinstance(voxel_volume, bool) or not isinstance(voxel_volume, (int, float)) or not (
+            math.isfinite(voxel_volume) and voxel_volume > 0):
+        raise ValueError(f"voxel_volume={voxel_volume!r} must be a positive number of mm^3")
+    return sorted({max(1, int(round(mm3 / voxel_volume))) for mm3 in SIZE_GRID_MM3})
+
+
+def default_candidates(voxel_volume: float = 1.0) -> list[list[Rule]]:
+    """The candidates in :data:`ORDER`; each a list of alternatives (a size grid or one rule)."""
+    grid = size_grid(voxel_volume)
+    out: list[list[Rule]] = []
+    for kind, region in ORDER:
+        if kind == "largest_component":
+            out.append([Rule(kind, region)])
+        else:
+            out.append([Rule(kind, region, n) for n in grid])
+    return out
+
+
+# ----------------------------------------------------------------------------- selection
+
+
+def _case_dice(pred: np.ndarray, ref: np.ndarray, regions: Sequence[str]) -> dict[str, float]:
+    from brainseg_tf.evaluation import dice_score
+
+    return {r: dice_score(_mask(ref, r), _mask(pred, r)) for r in regions}
+
+
+def mean_dice(per_case: Mapping[str, Mapping[str, float]], regions: Sequence[str] = REGIONS) -> dict[str, float]:
+    """Mean over cases per region, and ``"mean"`` over the regions (equal weight)."""
+    out = {r: float(np.mean([scores[r] for scores in per_case.values()])) for r in regions}
+    out["mean"] = float(np.mean([out[r] for r in regions]))
+    return out
+
+
+@dataclass
+class Selection:
+    """What :func:`select` chose and why.
+
+    Attributes:
+        rules: the kept rules, in :data:`ORDER` (empty: no postprocessing helps).
+        baseline: mean Dice per region and ``"mean"`` before any rule.
+        final: the same after the kept rules.
+        steps: one record per candidate: ``rule`` (the best alternative), ``description``,
+            ``tried`` (``[{"min_voxels", "mean"}]`` for a size grid), ``before``/``after`` (mean Dice
+            per region and ``"mean"``), ``change`` (after - before of the mean), ``kept``.
+        per_case: case id -> ``{"before": {region: Dice}, "after": {region: Dice}}``.
+        regions: the regions scored.
+        epsilon: the improvement a candidate had to exceed.
+        voxel_volume: mm^3 per voxel the size grid was converted with.
+        grid_voxels: the size grid in voxels.
+    """
+
+    rules: list[Rule]
+    baseline: dict[str, float]
+    final: dict[str, float]
+    steps: list[dict[str, Any]]
+    per_case: dict[str, dict[str, dict[str, float]]]
+    regions: tuple[str, ...] = REGIONS
+    epsilon: float = EPSILON
+    voxel_volume: float = 1.0
+    grid_voxels: list[int] = field(default_factory=list)
+
+    def postprocessing(self, base: Postprocessing | None = None) -> Postprocessing:
+        """The card section for the chosen rules (region threshold from ``base``)."""
+        return to_card(self.rules, base)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rules": [r.to_dict() for r in self.rules], "chosen": [r.describe() for r in self.rules],
+            "postprocessing": dataclasses.asdict(self.postprocessing()),
+            "baseline": self.baseline, "final": self.final, "steps": self.steps, "per_case": self.per_case,
+            "regions": list(self.regions), "epsilon": self.epsilon, "voxel_volume_mm3": self.voxel_volume,
+            "size_grid_mm3": list(SIZE_GRID_MM3), "size_grid_voxels": self.grid_voxels,
+            "n_cases": len(self.per_case), "dice_rule": EMPTY_RULE,
+        }
+
+    def write(self, path: str | Path) -> Path:
+        """Write :meth:`to_dict` as JSON atomically (``path`` a file, or a folder for ``postprocessing.json``)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / SELECTION_FILE
+        return atomic.write_json(path, self.to_dict())
+
+    def format(self) -> str:
+        """A plain-text table: each candidate's mean Dice per region before/after, and the choice."""
+        head = " ".join(f"{r:>7}" for r in self.regions)
+        lines = [
+            f"postprocessing chosen on {len(self.per_case)} case(s): mean Dice per region ({EMPTY_RULE}); "
+            f"a candidate is kept when the mean over {'/'.join(self.regions)} rises by more than {self.epsilon:g}",
+            f"{'candidate':<36} {head} {'mean':>7} {'change':>8}  kept",
+            f"{'(none: baseline)':<36} " + " ".join(f"{self.baseline[r]:7.4f}" for r in self.regions)
+            + f" {self.baseline['mean']:7.4f}",
+        ]
+        for step in self.steps:
+            after = step["after"]
+            lines.append(f"{step['description']:<36} " + " ".join(f"{after[r]:7.4f}" for r in self.regions)
+                         + f" {after['mean']:7.4f} {step['change']:+8.4f}  {'yes' if step['kept'] else 'no'}")
+        chosen = "; ".join(r.describe() for r in self.rules) or "none"
+        effect = ", ".join(f"{r} {self.final[r] - self.baseline[r]:+.4f}" for r in self.regions)
+        lines.append(f"chosen: {chosen} (effect on mean Dice: {effect}; mean "
+                     f"{self.final['mean'] - self.baseline['mean']:+.4f})")
+        return "\n".join(lines)
+
+
+def _paired(predictions: Mapping[str, np.ndarray] | Sequence[np.ndarray],
+            references: Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> tuple[list[str], list, list]:
+    if isinstance(predictions, Mapping) != isinstance(references, Mapping):
+        raise ValueError("predictions and references must both be mappings (case id -> labels) or both sequences")
+    if isinstance(predictions, Mapping):
+        missing = sorted(set(references) - set(predictions))
+        extra = sorted(set(predictions) - set(references))
+        if missing or extra:
+            raise ValueError(f"predictions and references differ in cases: no prediction for {missing[:5]}, "
+                             f"no reference for {extra[:5]}")
+        ids = sorted(references)
+        preds, refs = [predictions[c] for c in ids], [references[c] for c in ids]
+    else:
+        preds, refs = list(predictions), list(references)
+        if len(preds) != len(refs):
+            raise ValueError(f"{len(preds)} predictions but {len(refs)} references")
+        ids = [f"case_{i}" for i in range(len(preds))]
+    if not ids:
+        raise ValueError("postprocessing selection needs at least one validation case")
+    for cid, p, r in zip(ids, preds, refs):
+        if np.shape(p) != np.shape(r):
+            raise ValueError(f"case {cid}: prediction shape {np.shape(p)} differs from reference shape {np.shape(r)}")
+    return ids, [_as_labels(p) for p in preds], [_as_labels(r) for r in refs]
+
+
+def select(
+    predictions: Mapping[str, np.ndarray] | Sequence[np.ndarray],
+    references: Mapping[str, np.ndarray] | Sequence[np.ndarray],
+    *,
+    candidates: Sequence[Sequence[Rule]] | None = None,
+    voxel_volume: float = 1.0,
+    epsilon: float = EPSILON,
+    regions: Sequence[str] = REGIONS,
+) -> Selection:
+    """Choose postprocessing on validation cases with nnU-Net's greedy rule.
+
+    Each candidate (in the given order; default :func:`default_candidates`) is tried on top of
+    the rules kept so far; of its alternatives (a size grid) the one with the highest mean Dice is
+    taken, the first (smallest) on ties; it is kept only when the mean Dice over ``regions``
+    exceeds the current one by more than ``epsilon``. Deterministic.
+
+    Args:
+        predictions: canonical label maps *without* postprocessing, by case id (or a sequence).
+        references: canonical reference label maps, paired by case id (or position).
+        candidates: candidate groups in trial order, each a list of alternative :class:`Rule`
+            objects; at most one rule per (kind, region) is kept.
+        voxel_volume: mm^3 per voxel, converting :data:`SIZE_GRID_MM3` to voxels (default 1).
+        epsilon: the improvement of the mean Dice a candidate must exceed. Defaults to 1e-4.
+        regions: the regions scored (a single-region model: that region only).
+
+    Returns:
+        A :class:`Selection`.
+
+    Raises:
+        ValueError: unpaired cases, different shapes, non-canonical labels, bad arguments.
+    """
+    regions = tuple(_region(r) for r in regions)
+    if not regions:
+        raise ValueError("regions=() must name at least one region")
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not (math.isfinite(epsilon) and epsilon >= 0):
+        raise ValueError(f"epsilon={epsilon!r} must be a finite number >= 0")
+    grid = size_grid(voxel_volume)
+    groups = default_candidates(voxel_volume) if candidates is None else [list(g) for g in candidates]
+    if any(not g or not all(isinstance(r, Rule) for r in g) for g in groups):
+        raise ValueError("candidates must be non-empty lists of Rule objects")
+    ids, preds, refs = _paired(predictions, references)
+
+    def score(labels: Sequence[np.ndarray]) -> dict[str, dict[str, float]]:
+        return {cid: _case_dice(p, r, regions) for cid, p, r in zip(ids, labels, refs)}
+
+    current, current_scores = preds, score(preds)
+    baseline_scores = current_scores
+    current_mean = mean_dice(current_scores, regions)
+    baseline = current_mean
+    kept: list[Rule] = []
+    steps: list[dict[str, Any]] = []
+    for group in groups:
+        best: tuple[Rule, list[np.ndarray], dict, dict] | None = None
+        tried = []
+        for rule in group:
+            trial = [rule(p) for p in current]
+            trial_scores = score(trial)
+            trial_mean = mean_dice(trial_scores, regions)
+            tried.append({"min_voxels": rule.min_voxels, "mean": trial_mean["mean"]})
+            if best is None or trial_mean["mean"] > best[3]["mean"]:
+                best = (rule, trial, trial_scores, trial_mean)
+        rule, trial, trial_scores, trial_mean = best  # type: ignore[misc]  (groups are non-empty)
+        keep = (trial_mean["mean"] > current_mean["mean"] + epsilon
+                and all(rule.position != k.position for k in kept))
+        steps.append({"rule": rule.to_dict(), "description": rule.describe(),
+                      "tried": tried if len(group) > 1 else [], "before": current_mean, "after": trial_mean,
+                      "change": trial_mean["mean"] - current_mean["mean"], "kept": bool(keep)})
+        if keep:
+            kept.append(rule)
+            current, current_scores, current_mean = trial, trial_scores, trial_mean
+    per_case = {cid: {"before": baseline_scores[cid], "after": current_scores[cid]} for cid in ids}
+    return Selection(rules=_ordered(kept), baseline=baseline, final=current_mean, steps=steps, per_case=per_case,
+                     regions=regions, epsilon=float(epsilon), voxel_volume=float(voxel_volume), grid_voxels=grid)
+
+
+def select_for_folders(
+    pred_dir: str | Path,
+    ref_dir: str | Path,
+    *,
+    out: str | Path | None = None,
+    ref_convention: str | None = None,
+    pred_convention: str | None = None,
+    case_ids: Sequence[str] | None = None,
+    **select_kwargs: Any,
+) -> Selection:
+    """:func:`select` on a folder of predictions (made without postprocessing) and references.
+
+    Files are paired and read as :func:`brainseg_tf.evaluation.evaluate_folders` reads them
+    (label conventions from the flags, the dataset layout, ``predictions.json`` or the header
+    stamp; never guessed). The size grid is converted with the references' median voxel volume.
+    The selection is written atomically to ``out`` (default ``pred_dir/postprocessing.json``).
+
+    Raises:
+        FileNotFoundError: a folder is missing.
+        ValueError: no references, a case without a prediction, shapes that differ.
+        brainseg_tf.io.DataError: an unreadable file or a convention that cannot be told.
+    """
+    from brainseg_tf import evaluation as ev
+
+    ev._check_evaluation_args(0, 0.0, (ref_convention, pred_convention), case_ids)
+    pred_dir, ref_dir = Path(pred_dir), Path(ref_dir)
+    for name, folder in (("prediction", pred_dir), ("reference", ref_dir)):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{name} folder not found: {folder}")
+    references = ev._reference_files(ref_dir)
+    if case_ids is not None:
+        unknown = sorted(set(case_ids) - set(references))
+        if unknown:
+            raise ValueError(f"case_ids {unknown[:5]} have no reference label file in {ref_dir}")
+        references = {cid: references[cid] for cid in case_ids}
+    if not references:
+        raise ValueError(f"no reference label files found in {ref_dir}")
+    found = ev._scan_label_files(pred_dir)
+    missing = sorted(set(references) - set(found))
+    if missing:
+        raise ValueError(f"{pred_dir}: no prediction for case(s) {missing[:5]} of {ref_dir}")
+    recorded = ev._recorded_conventions(pred_dir)
+    preds: dict[str, np.ndarray] = {}
+    refs: dict[str, np.ndarray] = {}
+    volumes = []
+    for cid in sorted(references):
+        ref_path, dataset_convention = references[cid]
+        refs[cid], _, spacing = ev._load_labels(ref_path, dataset_convention, explicit=ref_convention,
+                                                flag="--ref-convention")
+        preds[cid], _, _ = ev._load_labels(found[cid], recorded.get(cid, recorded.get("*")),
+                                           explicit=pred_convention, flag="--pred-convention")
+        if preds[cid].shape != refs[cid].shape:
+            raise ValueError(f"prediction {found[cid]} has shape {preds[cid].shape} but reference {ref_path} "
+                             f"has {refs[cid].shape}")
+        volumes.append(float(np.prod(spacing)))
+    select_kwargs.setdefault("voxel_volume", float(np.median(volumes)))
+    selection = select(preds, refs, **select_kwargs)
+    selection.write(pred_dir / SELECTION_FILE if out is None else out)
+    return selection
+
+
+def record(selection: Selection, model_dir: str | Path) -> ModelCard:
+    """Record the chosen rules in a run or export folder's model card and save the selection beside it.
+
+    Writes ``model_dir/brainseg_model.json`` (postprocessing replaced; region threshold kept) and
+    ``model_dir/postprocessing.json``, both atomically; returns the updated card.
+
+    Raises:
+        brainseg_tf.card.CardError: the folder has no model card.
+    """
+    from brainseg_tf.card import load_card
+
+    model_dir = Path(model_dir)
+    card = load_card(model_dir)
+    card = card.replace(postprocessing=selection.postprocessing(card.postprocessing))
+    card.validate()
+    card.save(model_dir / CARD_FILE)
+    selection.write(model_dir / SELECTION_FILE)
+    return card
