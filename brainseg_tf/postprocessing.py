@@ -250,11 +250,11 @@ def to_card(rules: Sequence[Rule], base: Postprocessing | None = None) -> Postpr
 
 
 def size_grid(voxel_volume: float = 1.0) -> list[int]:
-    """:data:`SIZE_GRID_MM3` in voxels of ``voxel_volume`` mm^3 (rounded, >= 1, distinct, ascending)."""
+    """:data:`SIZE_GRID_MM3` in voxels of ``voxel_volume`` mm^3 (rounded half up, >= 1, distinct, ascending)."""
     if isinstance(voxel_volume, bool) or not isinstance(voxel_volume, (int, float)) or not (
             math.isfinite(voxel_volume) and voxel_volume > 0):
         raise ValueError(f"voxel_volume={voxel_volume!r} must be a positive number of mm^3")
-    return sorted({max(1, int(round(mm3 / voxel_volume))) for mm3 in SIZE_GRID_MM3})
+    return sorted({max(1, int(math.floor(mm3 / voxel_volume + 0.5))) for mm3 in SIZE_GRID_MM3})
 
 
 def default_candidates(voxel_volume: float = 1.0) -> list[list[Rule]]:
@@ -478,8 +478,13 @@ def select_for_folders(
         brainseg_tf.io.DataError: an unreadable file or a convention that cannot be told.
     """
     from brainseg_tf import evaluation as ev
+    from brainseg_tf.io.labels import get_convention
 
-    ev._check_evaluation_args(0, 0.0, (ref_convention, pred_convention), case_ids)
+    for conv in (ref_convention, pred_convention):
+        if conv is not None:
+            get_convention(conv)
+    if case_ids is not None and (isinstance(case_ids, str) or not all(isinstance(c, str) for c in case_ids)):
+        raise ValueError(f"case_ids={case_ids!r} must be a list of case id strings")
     pred_dir, ref_dir = Path(pred_dir), Path(ref_dir)
     for name, folder in (("prediction", pred_dir), ("reference", ref_dir)):
         if not folder.is_dir():
@@ -492,7 +497,7 @@ def select_for_folders(
         references = {cid: references[cid] for cid in case_ids}
     if not references:
         raise ValueError(f"no reference label files found in {ref_dir}")
-    found = ev._scan_label_files(pred_dir)
+    found = ev.scan_label_files(pred_dir)
     missing = sorted(set(references) - set(found))
     if missing:
         raise ValueError(f"{pred_dir}: no prediction for case(s) {missing[:5]} of {ref_dir}")
@@ -502,9 +507,9 @@ def select_for_folders(
     volumes = []
     for cid in sorted(references):
         ref_path, dataset_convention = references[cid]
-        refs[cid], _, spacing = ev._load_labels(ref_path, dataset_convention, explicit=ref_convention,
+        refs[cid], _, spacing = ev.load_labels(ref_path, dataset_convention, explicit=ref_convention,
                                                 flag="--ref-convention")
-        preds[cid], _, _ = ev._load_labels(found[cid], recorded.get(cid, recorded.get("*")),
+        preds[cid], _, _ = ev.load_labels(found[cid], recorded.get(cid, recorded.get("*")),
                                            explicit=pred_convention, flag="--pred-convention")
         if preds[cid].shape != refs[cid].shape:
             raise ValueError(f"prediction {found[cid]} has shape {preds[cid].shape} but reference {ref_path} "
