@@ -114,11 +114,13 @@ class Moments:
 
 def variance_from_moments(mean: np.ndarray, second: np.ndarray) -> np.ndarray:
     """``4 * max_k (E[p_k^2] - E[p_k]^2)``, float32 ``(...)`` in [0, 1] (see :func:`member_variance`)."""
-    mean = np.asarray(mean, dtype=np.float64)
-    second = np.asarray(second, dtype=np.float64)
+    # float32 on purpose: where every member gives p, the float32 second moment is p*p rounded
+    # once, exactly what mean*mean gives here, so agreement yields an exact 0.
+    mean = np.asarray(mean, dtype=np.float32)
+    second = np.asarray(second, dtype=np.float32)
     if mean.shape != second.shape or mean.ndim < 2:
         raise ValueError(f"mean {mean.shape} and second moment {second.shape} must be one (..., K) shape")
-    var = np.clip(second - mean * mean, 0.0, 0.25)  # float rounding can leave -1e-8 where members agree
+    var = np.clip(second - mean * mean, 0.0, 0.25)
     return (4.0 * var.max(axis=-1)).astype(np.float32)
 
 
