@@ -902,6 +902,138 @@ def metric_boxplot(
     return fig
 
 
+def metric_per_case(
+    metrics: Any,
+    metric: str = "dice",
+    *,
+    regions: Sequence[str] = REGIONS,
+    title: str | None = None,
+    save: str | Path | None = None,
+    dpi: int = _DEFAULT_DPI,
+) -> Figure:
+    """Grouped bars of one metric per case and region: one group per case, one bar per region.
+
+    Cases are ordered by their mean over ``regions`` (best first), so the best and the worst case
+    sit at the two ends; NaN values leave a gap.
+
+    Args:
+        metrics: the long evaluation table (columns ``case, region, <metric>``; one row per case
+            and region) as a CSV path, DataFrame, mapping of columns or list of row dicts.
+        metric: column to plot.
+        regions: regions in bar order, drawn in the region colours.
+        title, save, dpi: figure title, output path, resolution.
+
+    Returns:
+        The figure.
+
+    Raises:
+        ValueError: no ``case``/``region``/``metric`` column, or no numeric value.
+    """
+    table = _read_table(metrics)
+    missing = [c for c in ("case", "region", metric) if c not in table]
+    if missing:
+        raise ValueError(f"columns {missing} not in the table; columns: {list(table)}")
+    vals = _floats(table[metric])
+    if not np.any(np.isfinite(vals)):
+        raise ValueError(f"metric {metric!r} has no numeric values")
+    cases = list(dict.fromkeys(str(c) for c in table["case"]))
+    grid = np.full((len(cases), len(regions)), np.nan)
+    index = {r.upper(): j for j, r in enumerate(regions)}
+    for c, r, v in zip(table["case"], table["region"], vals):
+        if str(r).upper() in index:
+            grid[cases.index(str(c)), index[str(r).upper()]] = v
+    with warnings.catch_warnings():  # an all-NaN case sorts last
+        warnings.simplefilter("ignore", RuntimeWarning)
+        means = np.nanmean(grid, axis=1)
+    order = np.argsort(-np.nan_to_num(means, nan=-np.inf), kind="stable")
+    width = 0.8 / len(regions)
+    fig, ax = plt.subplots(figsize=(min(12.0, 2.4 + 0.45 * len(cases) * len(regions) ** 0.5), 3.6))
+    x = np.arange(len(cases))
+    for j, r in enumerate(regions):
+        colour = _CURVE_COLOURS.get(r.upper(), (0.6, 0.6, 0.6))
+        ax.bar(x + (j - (len(regions) - 1) / 2) * width, grid[order, j], width, color=colour, label=r)
+    ax.set_xticks(x, [cases[i] for i in order], rotation=60 if len(cases) > 4 else 0, ha="right" if len(cases) > 4 else "center",
+                  fontsize=7)
+    ax.set_ylabel(metric)
+    if metric.lower() in ("dice", "sensitivity", "specificity", "precision", "iou", "jaccard"):
+        ax.set_ylim(0, 1.05)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, frameon=False, ncol=len(regions), loc="upper right")
+    ax.set_title(title or f"{metric} per case and region (best case first)", fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, save, dpi)
+    return fig
+
+
+def uncertainty_overlay(
+    image: np.ndarray,
+    uncertainty: np.ndarray,
+    label: np.ndarray | None = None,
+    *,
+    z: int | None = None,
+    channel: int | str = "flair",
+    affine: np.ndarray | None = None,
+    spacing: Sequence[float] | None = None,
+    alpha: float = 0.45,
+    radiological: bool = True,
+    crop: bool = True,
+    title: str | None = None,
+    save: str | Path | None = None,
+    dpi: int = _DEFAULT_DPI,
+) -> Figure:
+    """A voxel-wise uncertainty map on one axial slice, beside the labels it belongs to.
+
+    Panels: the label overlay (usually the prediction), then the uncertainty as a heat map
+    (``magma``, 0 to the volume's maximum, with a colour bar) over the dimmed image.
+
+    Args:
+        image: ``(X, Y, Z, C)`` or ``(X, Y, Z)`` in voxel order.
+        uncertainty: ``(X, Y, Z)`` float map (entropy, variance, ...); larger is less certain.
+        label: ``(X, Y, Z)`` canonical labels, or ``None``.
+        z: axial voxel index (default: the label's tumour centre, else the most uncertain voxel).
+        channel, affine, spacing, alpha, radiological, crop, title, save, dpi: as in :func:`compare`.
+
+    Returns:
+        The figure.
+
+    Raises:
+        ValueError: shapes that disagree, labels above 3, ``z`` out of range.
+    """
+    vol = _as_volume(image, channel)
+    unc = np.asarray(uncertainty, dtype=np.float32)
+    if unc.shape != vol.shape:
+        raise ValueError(f"uncertainty shape {unc.shape} does not match image spatial shape {vol.shape}")
+    label = _check_label(label, vol.shape)
+    geom = _Geometry.make(vol.shape, affine, spacing)
+    axis = geom.voxel_axis("axial")
+    if z is None:
+        has_label = label is not None and np.any(label)
+        z = tumour_centre(label, vol.shape)[axis] if has_label else int(np.unravel_index(np.argmax(unc), unc.shape)[axis])
+    if not 0 <= int(z) < vol.shape[axis]:
+        raise ValueError(f"z={z} out of range for {vol.shape[axis]} axial slices")
+    k = geom.ras_slice_index("axial", int(z))
+    vol_ras, unc_ras = geom.to_ras(vol), geom.to_ras(unc)
+    lab_ras = None if label is None else geom.to_ras(label)
+    window = _window(vol)
+    box = _brain_box(vol_ras) if crop else None
+    top = float(np.nanmax(unc)) if np.any(np.isfinite(unc)) else 1.0
+    fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.6))
+    _draw_slice(axes[0], geom, "axial", k, vol_ras, window, lab_ras, alpha, radiological, box)
+    axes[0].set_title("labels" if label is not None else _channel_name(channel), fontsize=10)
+    _draw_slice(axes[1], geom, "axial", k, vol_ras, window, None, alpha, radiological, box)
+    heat = axes[1].imshow(_display_slice(unc_ras, "axial", k, radiological), cmap="magma", vmin=0.0,
+                          vmax=top if top > 0 else 1.0, alpha=0.75, aspect=_plane_aspect(geom, "axial"),
+                          interpolation="nearest")
+    axes[1].set_title("uncertainty", fontsize=10)
+    fig.colorbar(heat, ax=axes[1], fraction=0.046, pad=0.02)
+    if label is not None:
+        fig.legend(handles=legend_handles(), loc="lower center", ncol=3, frameon=False, fontsize=8)
+    fig.suptitle(title or f"uncertainty, axial z={z}", fontsize=11)
+    fig.tight_layout(rect=(0, 0.1 if label is not None else 0, 1, 0.92))
+    save_figure(fig, save, dpi)
+    return fig
+
+
 # --------------------------------------------------------------------------------------- 3D
 
 
@@ -1372,6 +1504,8 @@ __all__ = [
     "compare",
     "training_curves",
     "metric_boxplot",
+    "metric_per_case",
+    "uncertainty_overlay",
     "region_meshes",
     "surface_3d",
     "slices_gif",
