@@ -261,3 +261,23 @@ def test_select_for_folders_writes_the_selection(tmp_path: Path):
         pp.select_for_folders(tmp_path / "pred", tmp_path / "ref")
     with pytest.raises(FileNotFoundError, match="prediction folder"):
         pp.select_for_folders(tmp_path / "nothing", tmp_path / "ref")
+
+
+def test_cli_select_postprocessing_prints_and_records(tmp_path: Path, capsys):
+    from brainseg_tf.cli import main
+
+    preds, refs = _et_specks_cases()
+    _write_labels(tmp_path / "pred", preds)
+    _write_labels(tmp_path / "ref", refs)
+    run = tmp_path / "run"
+    run.mkdir()
+    ModelCard(modalities=["flair"], head="softmax").save(run)
+    assert main(["select-postprocessing", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"),
+                 "--model", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "chosen: ET < 5 voxels -> NCR" in out and "ET +0.7500" in out
+    assert ModelCard.load(run).postprocessing.et_min_voxels == 5
+    assert (run / "postprocessing.json").is_file() and (tmp_path / "pred" / "postprocessing.json").is_file()
+    assert main(["select-postprocessing", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"),
+                 "--model", str(tmp_path)]) == 2  # no model card there: an error message, no traceback
+    assert "no model card" in capsys.readouterr().err

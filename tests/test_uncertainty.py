@@ -205,3 +205,13 @@ def test_predict_folder_writes_maps_and_ranks_cases(tmp_path):
     assert len({row["case"] for row in result.rows}) == 3
     with pytest.raises(ValueError, match="uncertainty"):
         predict_folder(model, data, out, uncertainty="std", progress=False)
+
+
+def test_cli_predict_flags():
+    from brainseg_tf.cli import build_parser
+
+    base = ["predict", "--model", "m", "--input", "i", "--out", "o"]
+    args = build_parser().parse_args(base + ["--uncertainty", "--no-postprocessing"])
+    assert args.uncertainty == "auto" and args.no_postprocessing
+    assert build_parser().parse_args(base + ["--uncertainty", "entropy"]).uncertainty == "entropy"
+    assert build_parser().parse_args(base).uncertainty is None
