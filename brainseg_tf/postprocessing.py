@@ -377,7 +377,21 @@ def _paired(predictions: Mapping[str, np.ndarray] | Sequence[np.ndarray],
     for cid, p, r in zip(ids, preds, refs):
         if np.shape(p) != np.shape(r):
             raise ValueError(f"case {cid}: prediction shape {np.shape(p)} differs from reference shape {np.shape(r)}")
-    return ids, [_as_labels(p) for p in preds], [_as_labels(r) for r in refs]
+    cropped = [_crop_to_tumour(_as_labels(p), _as_labels(r)) for p, r in zip(preds, refs)]
+    return ids, [p for p, _ in cropped], [r for _, r in cropped]
+
+
+def _crop_to_tumour(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both maps cut to the box around any tumour of either, with a 1-voxel background margin.
+
+    Exact for selection: the rules only move tumour voxels of the prediction, its components lie
+    inside the box, and outside it both maps are background (no Dice term).
+    """
+    coords = np.nonzero((pred > 0) | (ref > 0))
+    if not coords[0].size:
+        return pred[(slice(0, 1),) * pred.ndim], ref[(slice(0, 1),) * ref.ndim]
+    box = tuple(slice(max(int(c.min()) - 1, 0), int(c.max()) + 2) for c in coords)
+    return pred[box], ref[box]
 
 
 def select(
