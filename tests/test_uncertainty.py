@@ -215,3 +215,32 @@ def test_cli_predict_flags():
     assert args.uncertainty == "auto" and args.no_postprocessing
     assert build_parser().parse_args(base + ["--uncertainty", "entropy"]).uncertainty == "entropy"
     assert build_parser().parse_args(base).uncertainty is None
+
+
+def test_bad_uncertainty_and_largest_component_arguments_are_refused_up_front(tmp_path):
+    case = bio.read_case(_write_case(tmp_path, "BraTS2021_00001"))
+    with pytest.raises(ValueError, match="ensemble"):
+        predict_case(Predictor(fn=_softmax_rule), case, roi=8, uncertainty="variance")
+    with pytest.raises(ValueError, match="region"):
+        predict_case(Predictor(fn=_softmax_rule), case, roi=8, largest_component=["XX"])
+    with pytest.raises(ValueError, match="largest_component"):
+        predict_folder(Predictor(fn=_softmax_rule), tmp_path, tmp_path / "out", largest_component="WT", progress=False)
+    from brainseg_tf.postprocessing import largest_component
+
+    brain = case.image[..., 0] != 0
+    case.image[..., 0] = np.where(brain, 100.0, 0.0)
+    case.image[5:10, 5:10, 3:7, 0] = 1000.0  # a big bright blob
+    case.image[13, 13, 8, 0] = 1000.0  # and a one-voxel one
+
+    def bright_is_et(batch):
+        out = np.zeros(batch.shape[:-1] + (4,), np.float32)
+        bright = batch[..., 0] > 1.0
+        out[..., 3], out[..., 0] = bright, ~bright
+        return out
+
+    raw = predict_case(Predictor(fn=bright_is_et), case, roi=8).labels
+    assert raw[13, 13, 8] == 3 and (raw == 3).sum() == 101
+    expected = raw.copy()
+    expected[13, 13, 8] = 0
+    np.testing.assert_array_equal(predict_case(Predictor(fn=bright_is_et), case, roi=8, largest_component=["WT"]).labels,
+                                  expected)
