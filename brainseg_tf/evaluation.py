@@ -488,9 +488,16 @@ def _nifti_stem(name: str) -> str | None:
     return None
 
 
+# Files ``predict`` writes beside the labels that are not label maps (probabilities, uncertainty).
+AUXILIARY_SUFFIXES = ("_prob", "_uncertainty")
+
+
 def _label_file(path: Path) -> bool:
-    """A visible NIfTI file (hidden names such as ``.nii.gz`` or ``._x.nii.gz`` are never cases)."""
-    return path.is_file() and not path.name.startswith(".") and _nifti_stem(path.name) is not None
+    """A visible NIfTI label file: hidden names (``.nii.gz``, ``._x.nii.gz``) and the auxiliary
+    outputs of ``predict`` (``<id>_prob``, ``<id>_uncertainty``) are never cases."""
+    stem = _nifti_stem(path.name)
+    return (path.is_file() and not path.name.startswith(".") and stem is not None
+            and not stem.endswith(AUXILIARY_SUFFIXES))
 
 
 def _case_key(path: Path, root: Path) -> str:

@@ -236,6 +236,8 @@ def test_evaluate_folders_pairs_cases_lists_missing_and_writes_csv(tmp_path):
     pred = np.where(seg == 4, 3, seg)  # written in the 1/2/3 convention
     _write(pred_dir / "case001.nii.gz", pred)
     _write(pred_dir / "stray.nii.gz", pred)
+    for aux in E.AUXILIARY_SUFFIXES:  # predict's probability / uncertainty maps are neither cases nor strays
+        _write(pred_dir / f"case001{aux}.nii.gz", pred)
     result = E.evaluate_folders(pred_dir, ref_dir, out_csv=tmp_path / "m.csv", progress=False,
                                 ref_convention="brats", pred_convention="brats2023")
     assert result.missing == ["case002"]
