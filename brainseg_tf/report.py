@@ -35,6 +35,8 @@ REPORT_FILE = "report.md"
 FIGURE_DIR = "figures"
 METRICS_FILE = "metrics.csv"
 UNCERTAINTY_SUFFIX = "_uncertainty.nii.gz"
+# Files `brainseg predict` writes beside the labels; not predictions without a reference.
+COMPANION_SUFFIXES: tuple[str, ...] = (UNCERTAINTY_SUFFIX, "_prob.nii.gz")
 DPI = 72  # small PNGs: a report is read on screen, not printed
 SUMMARY_METRICS: tuple[str, ...] = ("dice", "hd95", "sensitivity", "lesion_dice")
 
@@ -395,8 +397,9 @@ def predict_report(
     report.add("", f"Predictions `{pred_dir}` scored against `{ref_dir}`. {_RULES}")
     if result.missing:
         report.add("", f"Missing predictions (scored as empty): {', '.join(result.missing)}")
-    if result.unmatched:
-        report.add("", f"Predictions without a reference (not scored): {', '.join(p.name for p in result.unmatched)}")
+    unmatched = [p.name for p in result.unmatched if not p.name.endswith(COMPANION_SUFFIXES)]
+    if unmatched:
+        report.add("", f"Predictions without a reference (not scored): {', '.join(unmatched)}")
     report.section("Scores")
     load = folder_loader(pred_dir, ref_dir, images if images is not None else ref_dir,
                          ref_convention=ref_convention, pred_convention=pred_convention)

@@ -45,7 +45,7 @@ def assert_report_files(out: Path) -> str:
     assert sorted(links) == sorted(p.name for p in (out / "figures").iterdir())
     for name in links:
         assert_real_png(out / "figures" / name)
-    leftovers = [p.name for p in out.rglob("*") if p.name.startswith(".") or ".tmp" in p.name]
+    leftovers = [p.name for p in out.rglob("*") if ".tmp" in p.name or p.name.endswith(".old")]  # atomic.py's names
     assert leftovers == []
     return text
 
