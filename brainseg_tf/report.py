@@ -214,7 +214,7 @@ def training_section(report: Report, run_dir: str | Path) -> list[dict[str, Any]
         f"patch {config.get('pipeline', {}).get('patch_size', '?')}",
         f"- {len(split.get('train_ids', []))} training / {len(split.get('val_ids', []))} validation cases; "
         f"{metrics.get('epochs_completed', '?')} epochs, {metrics.get('optimizer_steps', '?')} optimizer steps, "
-        f"{float(metrics.get('wall_time_s_total', math.nan)) / 60:.1f} min",
+        f"{_fmt(float(metrics.get('wall_time_s_total', math.nan)) / 60, 1)} min",
         f"- best `{metrics.get('monitor', '?')}` = {_fmt(best.get('value'))} at epoch {best.get('epoch', '?')}",
         f"- run directory: `{run_dir}`",
     )
