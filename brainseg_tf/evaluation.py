@@ -58,6 +58,8 @@ __all__ = [
     "EvaluationResult",
     "evaluate_folders",
     "scan_label_files",
+    "reference_files",
+    "recorded_conventions",
     "load_labels",
     "summarize",
     "format_summary",
@@ -534,7 +536,7 @@ def scan_label_files(root: Path) -> dict[str, Path]:
     return found
 
 
-def _reference_files(ref_dir: Path) -> dict[str, tuple[Path, str | None]]:
+def reference_files(ref_dir: Path) -> dict[str, tuple[Path, str | None]]:
     """Case id -> (label file, convention or None) from a dataset folder or a folder of labels.
 
     A folder holding scans named like a dataset is read as one, and its problems are raised;
@@ -549,7 +551,7 @@ def _reference_files(ref_dir: Path) -> dict[str, tuple[Path, str | None]]:
     return {cid: (path, None) for cid, path in scan_label_files(ref_dir).items()}
 
 
-def _recorded_conventions(pred_dir: Path) -> dict[str, str]:
+def recorded_conventions(pred_dir: Path) -> dict[str, str]:
     """Case id -> convention from ``pred_dir/predictions.json`` (``"*"``: every case), if present.
 
     Accepted forms: ``{"convention": "msd"}``, ``{"cases": {"<id>": "msd" | {"convention": "msd"}}}``
@@ -758,7 +760,7 @@ def evaluate_folders(
         raise FileNotFoundError(f"prediction folder not found: {pred_dir}")
     if not ref_dir.is_dir():
         raise FileNotFoundError(f"reference folder not found: {ref_dir}")
-    references = _reference_files(ref_dir)
+    references = reference_files(ref_dir)
     if not references:
         raise ValueError(f"no reference label files found in {ref_dir}")
     if case_ids is not None:
@@ -767,7 +769,7 @@ def evaluate_folders(
             raise ValueError(f"case_ids {unknown[:5]} have no reference label file in {ref_dir}")
         references = {cid: references[cid] for cid in case_ids}
     predictions = scan_label_files(pred_dir)
-    recorded = _recorded_conventions(pred_dir)
+    recorded = recorded_conventions(pred_dir)
     result = EvaluationResult()
     used: set[Path] = set()
     for case_id in tqdm(sorted(references), desc="evaluate", disable=not progress, unit="case"):

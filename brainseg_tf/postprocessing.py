@@ -503,7 +503,7 @@ def select_for_folders(
     for name, folder in (("prediction", pred_dir), ("reference", ref_dir)):
         if not folder.is_dir():
             raise FileNotFoundError(f"{name} folder not found: {folder}")
-    references = ev._reference_files(ref_dir)
+    references = ev.reference_files(ref_dir)
     if case_ids is not None:
         unknown = sorted(set(case_ids) - set(references))
         if unknown:
@@ -515,7 +515,7 @@ def select_for_folders(
     missing = sorted(set(references) - set(found))
     if missing:
         raise ValueError(f"{pred_dir}: no prediction for case(s) {missing[:5]} of {ref_dir}")
-    recorded = ev._recorded_conventions(pred_dir)
+    recorded = ev.recorded_conventions(pred_dir)
     preds: dict[str, np.ndarray] = {}
     refs: dict[str, np.ndarray] = {}
     volumes = []

@@ -273,9 +273,9 @@ def folder_loader(pred_dir: str | Path, ref_dir: str | Path, images: str | Path,
 
     pred_dir, ref_dir = Path(pred_dir), Path(ref_dir)
     dataset = io.open_dataset(images)
-    references = evaluation._reference_files(ref_dir)
+    references = evaluation.reference_files(ref_dir)
     predictions = evaluation.scan_label_files(pred_dir)
-    recorded = evaluation._recorded_conventions(pred_dir)
+    recorded = evaluation.recorded_conventions(pred_dir)
 
     def load(case_id: str) -> CaseView:
         case = dataset[case_id]
