@@ -334,6 +334,49 @@ def test_truncated_backup_metadata_falls_back_to_the_previous_generation(tmp_pat
     assert (backup / "latest.weights.h5").read_bytes() == b"old"
 
 
+def test_backup_swap_killed_between_renames_is_repaired(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from brainseg_tf import atomic
+    from brainseg_tf.training import backup
+
+    backup_dir = tmp_path / "backup"
+    state = {"format": backup.FORMAT, "epoch": 3, "step": 2, "global_step": 14, "steps_per_epoch": 4}
+    with atomic.atomic_dir(backup_dir) as tmp:
+        (tmp / backup.STATE).write_text(json.dumps(state))
+    real_replace, calls = os.replace, []
+
+    def killed_after_moving_the_old_one_aside(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the process dies between the two renames
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", killed_after_moving_the_old_one_aside)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic.atomic_dir(backup_dir) as tmp:
+            (tmp / backup.STATE).write_text(json.dumps({**state, "step": 3}))
+    monkeypatch.undo()
+    assert not backup_dir.exists() and len(list(tmp_path.glob(".backup.*.old"))) == 1
+    (tmp_path / ".backup.x1.tmp").mkdir()  # a half-written next backup
+    backup.repair(backup_dir)
+    restored = backup.read_state(backup_dir)
+    assert (restored.epoch, restored.step, restored.global_step) == (3, 2, 14)  # the previous, complete one
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["backup"]
+    (backup_dir / backup.STATE).write_text('{"format": 1, "ep')
+    with pytest.raises(ValueError, match=r"state\.json: unreadable resume backup"):
+        backup.read_state(backup_dir)
+
+
+def test_truncate_csv_drops_unfinished_epochs_and_a_torn_row(tmp_path: Path) -> None:
+    from brainseg_tf.training.rundir import history_from_csv, truncate_csv
+
+    log = tmp_path / "log.csv"
+    log.write_text("epoch,loss\n0,0.5\n1,0.4\n2,0.3\n1")  # a torn last line (an older CSVLogger, killed)
+    truncate_csv(log, 5)
+    assert history_from_csv(log) == {"epoch": [0.0, 1.0, 2.0], "loss": [0.5, 0.4, 0.3]}
+    truncate_csv(log, 2)  # the backup has completed two epochs: epoch 2's row is dropped
+    assert log.read_text() == "epoch,loss\n0,0.5\n1,0.4\n"
+
+
 def test_load_config_overrides_find_recipe_and_load_split(tmp_path, monkeypatch):
     from brainseg_tf import training
 

@@ -18,20 +18,24 @@ Run directory (``RUN_DIR``, default ``runs/<config name>``)::
     config.json        resolved recipe (every default filled in) + the resolved runtime
     brainseg_model.json  the model card (brainseg_tf.card): everything prediction repeats
     split.json         train/validation case ids (reused on resume)
-    log.csv            one row per completed epoch (appended across resumes)
+    log.csv            one row per completed epoch (rewritten atomically; continued across resumes)
     events.jsonl       one JSON line per start/resume/end, with the initial epoch
     tensorboard/       TensorBoard logs
-    backup/            keras.callbacks.BackupAndRestore state (weights, optimizer, epoch)
+    backup/            resume backup (brainseg_tf.training.backup): weights, optimizer, counters,
+                       data position, RNG/seed-generator states; every epoch and every
+                       training.checkpoint_every_steps steps
     best.keras         best model by the monitored validation Dice (default val_mean_region_dice)
     best.json          monitor, best value and epoch (restored on resume)
     final.keras        the model after the last epoch
     metrics.json       final and best validation metrics, wall time, steps; "completed": true
 
-Re-running the same command after a kill resumes from the last completed epoch: the
-``BackupAndRestore`` state restores weights, optimizer (and so the LR schedule position) and the
-epoch counter; rows of ``log.csv`` beyond that epoch are dropped; the saved split is reused; a
-recipe changed in an incompatible way is refused. Re-running a completed run returns at once
-(raise ``training.epochs`` to train further).
+Re-running the same command after a kill resumes at the backup's exact step: weights, optimizer
+(and so the LR schedule position), seed-generator and RNG states, the partial epoch's running
+metrics and callback states are restored, and the epoch's training stream, a function of
+``(training.seed, epoch)``, is rebuilt and its consumed batches skipped, so on CPU the run ends
+with the uninterrupted run's weights. Rows of ``log.csv`` beyond the backup's epoch are dropped;
+the saved split is reused; a recipe changed in an incompatible way is refused. Re-running a
+completed run returns at once (raise ``training.epochs`` to train further).
 
 Distribution: ``runtime.strategy="auto"`` picks ``TPUStrategy`` on a TPU, ``MultiWorkerMirroredStrategy``
 when ``TF_CONFIG`` names more than one task, ``MirroredStrategy`` over several visible GPUs, else the

@@ -1,7 +1,10 @@
-"""Training callbacks: the best checkpoint, a wall-time limit, the learning-rate column."""
+"""Training callbacks: the best checkpoint, a wall-time limit, the learning-rate column, the epoch
+log (``log.csv``, rewritten atomically) and a progress bar that counts epochs over all ``fit`` calls."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import time
@@ -14,7 +17,7 @@ import keras
 from brainseg_tf import atomic
 from brainseg_tf.training import compat
 
-__all__ = ["BestCheckpoint", "TimeLimit", "LearningRateLogger", "save_model"]
+__all__ = ["BestCheckpoint", "EpochLog", "EpochProgbar", "TimeLimit", "LearningRateLogger", "save_model"]
 
 
 def save_model(model: keras.Model, path: Path) -> Path:
@@ -82,3 +85,49 @@ class LearningRateLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs=None):
         if logs is not None:
             logs["lr"] = compat.current_learning_rate(self.model.optimizer)
+
+
+def _csv_value(value: Any) -> Any:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
+
+
+class EpochLog(keras.callbacks.Callback):
+    """One row per completed epoch in ``path`` (``epoch`` then the sorted log keys, as
+    ``keras.callbacks.CSVLogger``), the whole file rewritten atomically at each epoch end so a
+    kill never leaves a torn row under the final name."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = Path(path)
+
+    def on_epoch_end(self, epoch: int, logs=None):
+        rows: list[dict[str, Any]] = []
+        fields: list[str] = []
+        if self.path.exists():
+            with self.path.open(newline="") as f:
+                reader = csv.DictReader(f)
+                fields = list(reader.fieldnames or [])
+                rows = list(reader)
+        row = {"epoch": epoch, **{k: _csv_value(v) for k, v in sorted((logs or {}).items())}}
+        fields += [k for k in row if k not in fields]
+        buffer = io.StringIO(newline="")
+        writer = csv.DictWriter(buffer, fieldnames=fields, restval="NA")
+        writer.writeheader()
+        writer.writerows(rows + [row])
+        atomic.write_text(self.path, buffer.getvalue())
+
+
+class EpochProgbar(keras.callbacks.ProgbarLogger):
+    """``ProgbarLogger`` that shows ``Epoch e/epochs`` of the whole run when ``fit`` is called once
+    per epoch (each call's own ``epochs`` is just ``e``)."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.total_epochs = epochs
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.epochs = self.total_epochs

@@ -14,7 +14,8 @@ from typing import Any
 
 import keras
 
-__all__ = ["KERAS_VERSION", "current_learning_rate", "prebuild_for_multi_worker", "multi_worker_log_reduction"]
+__all__ = ["KERAS_VERSION", "current_learning_rate", "global_seed_state", "prebuild_for_multi_worker",
+           "multi_worker_log_reduction"]
 
 
 def _version(text: str) -> tuple[int, int]:
@@ -52,6 +53,22 @@ def current_learning_rate(optimizer: Any) -> float:
     except (TypeError, ValueError):
         _require(optimizer, "_get_current_learning_rate", "log the learning rate")
         return float(keras.ops.convert_to_numpy(optimizer._get_current_learning_rate()))
+
+
+def global_seed_state() -> Any:
+    """The state variable of Keras' global seed generator (created if missing), or ``None``.
+
+    Keras 3.0-3.15: unseeded ``keras.random`` ops draw from a global ``SeedGenerator`` that has
+    no public accessor (``keras.src.random.seed_generator.global_seed_generator``). The resume
+    backup saves and restores its state; on a Keras without it there is nothing to save.
+    """
+    try:
+        from keras.src.random import seed_generator
+    except ImportError:
+        return None
+    getter = getattr(seed_generator, "global_seed_generator", None)
+    gen = getter() if getter is not None else None
+    return getattr(gen, "state", None)
 
 
 def prebuild_for_multi_worker(model: Any, train_ds: Any) -> None:

@@ -236,6 +236,9 @@ class TrainingConfig:
         max_minutes: stop (cleanly, after an epoch) when the next epoch would end past this
             many minutes of this session; ``None`` for no limit.
         save_final: write ``final.keras``.
+        checkpoint_every_steps: also write the resume backup every this many optimizer steps
+            within an epoch (weights, optimizer, counters, data position, random states), so a
+            kill loses at most this many steps; ``0``: only at epoch ends.
     """
 
     epochs: int = 10
@@ -245,6 +248,7 @@ class TrainingConfig:
     verbose: Union[str, int] = "auto"
     max_minutes: float | None = None
     save_final: bool = True
+    checkpoint_every_steps: int = 0
 
 
 @dataclass
@@ -414,6 +418,8 @@ class TrainConfig:
             _bad("training.epochs", t.epochs, "must be >= 1")
         if t.steps_per_epoch < 1:
             _bad("training.steps_per_epoch", t.steps_per_epoch, "must be >= 1")
+        if t.checkpoint_every_steps < 0:
+            _bad("training.checkpoint_every_steps", t.checkpoint_every_steps, "must be >= 0 (0: only at epoch ends)")
         if t.verbose not in ("auto", 0, 1, 2):
             _bad("training.verbose", t.verbose, "must be 'auto', 0, 1 or 2")
         if t.max_minutes is not None and not t.max_minutes > 0:

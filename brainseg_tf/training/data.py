@@ -127,7 +127,8 @@ def _deep_supervision_map(n_outputs: int, spatial_dims: int):
     return targets
 
 
-def build_datasets(cfg: TrainConfig, split: Split, *, seed: int, global_batch: int) -> tuple[Any, Any]:
+def build_datasets(cfg: TrainConfig, split: Split, *, seed: int, global_batch: int,
+                   validation: bool = True) -> tuple[Any, Any]:
     """``(train, validation_or_None)`` tf.data datasets of ``(image, labels)`` global batches.
 
     ``pipeline.kind="patch"``: :func:`brainseg_tf.data.patch_dataset` (3D patches, foreground
@@ -137,12 +138,14 @@ def build_datasets(cfg: TrainConfig, split: Split, *, seed: int, global_batch: i
     Validation: a fixed set of ``validation.patches_per_case`` un-augmented patches per case,
     cached in memory (``mode="patches"``; all the selected slices for slice pipelines), or whole
     cropped volumes zero-padded to a multiple of the network's divisor (``mode="volumes"``).
+    ``validation=False`` skips building the validation set (``None``; a custom builder's is
+    dropped).
     """
     p, v = cfg.pipeline, cfg.validation
     if p.kind == "custom":
         fn = _load_builder(p.builder, cfg)
         train_ds, val_ds = fn(cfg, split, seed=seed, global_batch=global_batch)
-        return train_ds, (None if v.mode == "none" else val_ds)
+        return train_ds, (None if v.mode == "none" or not validation else val_ds)
     from brainseg_tf import data
 
     source = data_source(cfg)
@@ -162,7 +165,7 @@ def build_datasets(cfg: TrainConfig, split: Split, *, seed: int, global_batch: i
             augment=augment, seed=seed, repeat=True, **common, **p.options,
         )
     val_ids = split.val_ids[: v.max_cases] if v.max_cases else split.val_ids
-    if not val_ids or v.mode == "none":
+    if not val_ids or v.mode == "none" or not validation:
         return train_ds, None
     if v.mode == "volumes":
         val_ds = data.volume_dataset(source, batch_size=1, case_ids=val_ids, divisor=max(cfg.divisor), **common)
@@ -185,6 +188,27 @@ def build_datasets(cfg: TrainConfig, split: Split, *, seed: int, global_batch: i
     nbytes = n * math.prod(p.patch_size) * (4 * len(cfg.data.modalities) + 1)
     # Read once, then the same patches every epoch from memory (when they fit comfortably).
     return train_ds, (val_ds.cache() if nbytes <= 2 * 1024**3 else val_ds)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """Data seed of epoch ``epoch``'s training stream (``training.seed`` for epoch 0)."""
+    return int(seed) + 1009 * int(epoch)
+
+
+def skip_batches(ds: Any, n: int) -> Any:
+    """``ds`` without its first ``n`` batches (they are still read, not trained on)."""
+    return ds.skip(n) if n else ds
+
+
+def train_stream(cfg: TrainConfig, split: Split, *, epoch: int, step: int, global_batch: int) -> Any:
+    """Epoch ``epoch``'s training batches from step ``step`` on: the recipe's stream seeded with
+    :func:`epoch_seed`, its first ``step`` batches skipped. The stream is a function of
+    ``(training.seed, epoch)`` only (every built-in pipeline draws element ``i`` from
+    ``(seed, i)``), so a run resumed at ``(epoch, step)`` sees exactly the batches the
+    uninterrupted run saw there; a custom builder must be as deterministic for that to hold."""
+    ds, _ = build_datasets(cfg, split, seed=epoch_seed(cfg.training.seed, epoch), global_batch=global_batch,
+                           validation=False)
+    return skip_batches(ds, step)
 
 
 def _augment_config(augment: Any) -> Any:

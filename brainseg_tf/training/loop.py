@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import importlib.util
@@ -16,9 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from brainseg_tf.card import CARD_FILE
-from brainseg_tf.training import compat
+from brainseg_tf.training import backup, compat
+from brainseg_tf.training import data as training_data
 from brainseg_tf.training.callbacks import (
     BestCheckpoint,
+    EpochLog,
+    EpochProgbar,
     LearningRateLogger,
     TimeLimit,
     save_model,
@@ -27,6 +31,7 @@ from brainseg_tf.training.config import SplitConfig, TrainConfig, load_config
 from brainseg_tf.training.data import (
     build_datasets,
     data_source,
+    epoch_seed,
     finish_dataset,
     labelled_ids,
 )
@@ -47,12 +52,12 @@ from brainseg_tf.training.factories import (
 )
 from brainseg_tf.training.rundir import (
     RunLock,
-    backup_epoch,
     default_run_dir,
     event,
     history_from_csv,
     model_card,
     prepare_run_dir,
+    remove_stale_temporaries,
     repair_backup,
     truncate_csv,
     write_json,
@@ -171,7 +176,11 @@ def _train(cfg: TrainConfig, strategy: Any, chief_dir: Path, work_dir: Path, is_
     source = _card_source(cfg)
     backup_dir = work_dir / "backup"
     repair_backup(backup_dir)
-    initial_epoch = backup_epoch(backup_dir)
+    remove_stale_temporaries(work_dir)
+    resume = backup.read_state(backup_dir)
+    initial_epoch, initial_step = (resume.epoch, resume.step) if resume is not None else (0, 0)
+    if initial_step >= t.steps_per_epoch:  # steps_per_epoch cannot change on resume; be safe anyway
+        initial_epoch, initial_step = initial_epoch + 1, 0
     replicas = strategy.num_replicas_in_sync
     global_batch = cfg.pipeline.batch_size * replicas
     if is_chief:
@@ -184,14 +193,15 @@ def _train(cfg: TrainConfig, strategy: Any, chief_dir: Path, work_dir: Path, is_
         card = model_card(cfg, split, source, epochs=initial_epoch)
         card.save(work_dir / CARD_FILE)
         truncate_csv(work_dir / "log.csv", initial_epoch)
-    event(work_dir if is_chief else None, event="resume" if initial_epoch else "start",
-           initial_epoch=initial_epoch, epochs=t.epochs, steps_per_epoch=t.steps_per_epoch,
-           strategy=strategy_name(strategy), replicas=replicas, global_batch=global_batch,
-           policy=policy, train_cases=len(split.train_ids), val_cases=len(split.val_ids))
+    event(work_dir if is_chief else None, event="resume" if initial_epoch or initial_step else "start",
+           initial_epoch=initial_epoch, initial_step=initial_step, epochs=t.epochs,
+           steps_per_epoch=t.steps_per_epoch, strategy=strategy_name(strategy), replicas=replicas,
+           global_batch=global_batch, policy=policy, train_cases=len(split.train_ids),
+           val_cases=len(split.val_ids))
 
-    # A different data seed per resumed session, so a resume does not replay epoch 0's patches.
-    data_seed = t.seed + 1009 * initial_epoch
-    train_ds, val_ds = build_datasets(cfg, split, seed=data_seed, global_batch=global_batch)
+    # The training stream is rebuilt for every epoch from (seed, epoch) (data.train_stream), so a
+    # resume at (epoch, step) replays nothing and skips only within the epoch.
+    _, val_ds = build_datasets(cfg, split, seed=t.seed, global_batch=global_batch)
 
     with strategy.scope():
         model = build_model(cfg)
@@ -209,53 +219,69 @@ def _train(cfg: TrainConfig, strategy: Any, chief_dir: Path, work_dir: Path, is_
             compile_kwargs["loss"] = loss
             compile_kwargs["metrics"] = metric_list
         model.compile(optimizer=build_optimizer(cfg), jit_compile=resolve_xla(cfg.runtime.xla), **compile_kwargs)
-        train_ds = finish_dataset(train_ds, cfg, n_outputs, multi_worker)
         val_ds = finish_dataset(val_ds, cfg, n_outputs, multi_worker)
         if multi_worker:
-            compat.prebuild_for_multi_worker(model, train_ds)
+            compat.prebuild_for_multi_worker(model, _epoch_stream(cfg, split, initial_epoch, initial_step,
+                                                                  global_batch, n_outputs, multi_worker))
+        resumed_metrics = backup.restore(backup_dir, model, resume) if resume is not None else []
     has_val = val_ds is not None
     monitor = monitor_name(cfg, has_val)
 
     callbacks: list[Any] = [LearningRateLogger()]
+    plateau = None
     if cfg.schedule.name == "plateau":
         plateau_monitor = cfg.schedule.monitor if cfg.schedule.monitor != "auto" else ("val_loss" if has_val else "loss")
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+        plateau = keras.callbacks.ReduceLROnPlateau(
             monitor=plateau_monitor, factor=cfg.schedule.factor, patience=cfg.schedule.patience,
-            min_lr=cfg.schedule.min_lr, verbose=1))
+            min_lr=cfg.schedule.min_lr, verbose=1)
+        callbacks.append(plateau)
     time_limit = TimeLimit(t.max_minutes) if t.max_minutes else None
     if time_limit is not None:
         callbacks.append(time_limit)
     best_cb = None
     if is_chief:
         best_cb = BestCheckpoint(work_dir / "best.keras", work_dir / "best.json", monitor)
-        callbacks += [best_cb, keras.callbacks.CSVLogger(str(work_dir / "log.csv"), append=True)]
+        callbacks += [best_cb, EpochLog(work_dir / "log.csv")]
         if tensorboard_available():
             callbacks.append(keras.callbacks.TensorBoard(log_dir=str(work_dir / "tensorboard"), write_graph=False,
                                                          update_freq="epoch", profile_batch=0))
-        elif initial_epoch == 0:
+        elif initial_epoch == 0 and initial_step == 0:
             event(work_dir, event="note", tensorboard="not installed; pip install tensorboard for RUN_DIR/tensorboard")
-    # Last, so an epoch counts as completed only once its row, best model and LR are written.
-    callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True,
-                                                      delete_checkpoint=False))
     verbose = t.verbose
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
+    if verbose:
+        callbacks.append(EpochProgbar(t.epochs))
+    # Last, so an epoch counts as completed only once its row, best model and LR are written.
+    resume_cb = backup.ResumeBackup(backup_dir, t.steps_per_epoch, t.checkpoint_every_steps,
+                                    states=lambda: _callback_states(plateau, best_cb),
+                                    restore_states=lambda s: _restore_callback_states(s, plateau, best_cb))
+    if resume is not None and resume.format:
+        resume_cb.carried = resume.callbacks
+    callbacks.append(resume_cb)
 
-    fit_kwargs: dict[str, Any] = dict(
-        epochs=t.epochs, steps_per_epoch=t.steps_per_epoch, callbacks=callbacks, verbose=verbose, shuffle=False,
-    )
+    fit_kwargs: dict[str, Any] = dict(callbacks=callbacks, verbose=verbose, shuffle=False)
     if has_val:
         fit_kwargs["validation_data"] = val_ds
-    if multi_worker:
-        with compat.multi_worker_log_reduction():
-            model.fit(train_ds, **fit_kwargs)
-    else:
-        model.fit(train_ds, **fit_kwargs)
-    # Release the input pipelines before anything else: an HDF5-backed tf.data iterator left
-    # alive can hang the interpreter at exit (docs: feasibility notes).
-    del train_ds, val_ds, fit_kwargs
+    epoch, step = initial_epoch, initial_step
+    while epoch < t.epochs:
+        # One fit call per epoch, on that epoch's stream (the first may start mid-epoch).
+        train_ds = _epoch_stream(cfg, split, epoch, step, global_batch, n_outputs, multi_worker)
+        resume_cb.start_epoch(epoch, step, epoch_seed(t.seed, epoch), resumed_metrics if step else None)
+        with compat.multi_worker_log_reduction() if multi_worker else contextlib.nullcontext():
+            model.fit(train_ds, initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=t.steps_per_epoch - step,
+                      **fit_kwargs)
+        # Release each input pipeline at once: an HDF5-backed tf.data iterator left alive can
+        # hang the interpreter at exit (docs: feasibility notes).
+        del train_ds
+        gc.collect()
+        epoch, step = epoch + 1, 0
+        if model.stop_training:
+            break
+    del val_ds, fit_kwargs
     gc.collect()
-    epochs_completed = backup_epoch(backup_dir)
+    state = backup.read_state(backup_dir)
+    epochs_completed = state.epoch if state is not None else 0
     stopped_early = epochs_completed < t.epochs
     wall = time.monotonic() - t0
 
@@ -294,6 +320,38 @@ def _train(cfg: TrainConfig, strategy: Any, chief_dir: Path, work_dir: Path, is_
     return RunResult(chief_dir, model, history, metrics, initial_epoch, epochs_completed, True)
 
 
+
+
+def _epoch_stream(cfg: TrainConfig, split: Split, epoch: int, step: int, global_batch: int, n_outputs: int,
+                  shard: bool) -> Any:
+    """Epoch ``epoch``'s training stream from step ``step``, with the model's targets."""
+    ds = training_data.train_stream(cfg, split, epoch=epoch, step=step, global_batch=global_batch)
+    return finish_dataset(ds, cfg, n_outputs, shard)
+
+
+_PLATEAU_STATE = ("wait", "cooldown_counter", "best")
+
+
+def _callback_states(plateau: Any, best_cb: BestCheckpoint | None) -> dict[str, Any]:
+    """What the resume backup keeps of the callbacks: ``ReduceLROnPlateau``'s counters and the
+    best monitored value so far (the learning rate itself is an optimizer variable)."""
+    out: dict[str, Any] = {}
+    if plateau is not None:
+        out["plateau"] = {k: float(getattr(plateau, k)) for k in _PLATEAU_STATE}
+    if best_cb is not None:
+        out["best"] = {"value": best_cb.best if math.isfinite(best_cb.best) else None, "epoch": best_cb.best_epoch}
+    return out
+
+
+def _restore_callback_states(states: Mapping[str, Any], plateau: Any, best_cb: BestCheckpoint | None) -> None:
+    if plateau is not None and "plateau" in states:
+        for k in _PLATEAU_STATE:
+            value = states["plateau"][k]
+            setattr(plateau, k, int(value) if k != "best" else float(value))
+    if best_cb is not None and "best" in states:
+        value = states["best"]["value"]
+        best_cb.best = -math.inf if value is None else float(value)
+        best_cb.best_epoch = states["best"]["epoch"]
 
 
 def _card_source(cfg: TrainConfig) -> Path | None:

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+import re
 import shutil
 import time
 from collections.abc import Mapping
@@ -21,7 +22,7 @@ from brainseg_tf.training.split import Split, split_from_dict
 # Keys that may change between a run and its resumption; anything else changing is refused.
 RESUMABLE_CHANGES = (
     "name", "description", "data.synthetic", "data.build_cache", "data.cache_dtype", "training.epochs",
-    "training.verbose", "training.max_minutes", "runtime", "validation.final_sliding_window",
+    "training.verbose", "training.max_minutes", "training.checkpoint_every_steps", "runtime", "validation.final_sliding_window",
     "validation.overlap", "data.root", "data.cache",
 )
 
@@ -122,12 +123,21 @@ def read_csv_rows(path: Path) -> list[dict[str, str]]:
 
 
 def truncate_csv(path: Path, keep_below_epoch: int) -> None:
-    """Drop rows logged for epochs the restored state has not completed (killed mid-save)."""
-    rows = read_csv_rows(path)
-    if not rows:
+    """Drop rows logged for epochs the restored state has not completed (killed after the row
+    was written but before the epoch's backup), and a torn last line (logs written before the
+    log was rewritten atomically)."""
+    if not path.exists():
         return
-    kept = [r for r in rows if int(float(r["epoch"])) < keep_below_epoch]
-    if len(kept) == len(rows):
+    text = path.read_text()
+    torn = bool(text) and not text.endswith("\n")
+    rows = read_csv_rows(path)
+    if torn and rows:
+        rows = rows[:-1]
+    kept = [r for r in rows if None not in r.values() and int(float(r["epoch"])) < keep_below_epoch]
+    if len(kept) == len(rows) and not torn:
+        return
+    if not rows:
+        path.unlink()
         return
     fields = list(rows[0].keys())
     buffer = io.StringIO(newline="")
@@ -138,8 +148,13 @@ def truncate_csv(path: Path, keep_below_epoch: int) -> None:
 
 
 def repair_backup(backup_dir: Path) -> None:
-    """If a kill truncated the backup's metadata file, fall back to the previous generation
-    (Keras restores weights from ``.bkp`` on an IO error but not metadata on a JSON error)."""
+    """Make the resume backup readable after a kill: undo an interrupted swap of the backup folder
+    (:func:`brainseg_tf.training.backup.repair`); for a legacy ``BackupAndRestore`` backup whose
+    metadata file a kill truncated, fall back to the previous generation (Keras restores weights
+    from ``.bkp`` on an IO error but not metadata on a JSON error)."""
+    from brainseg_tf.training import backup
+
+    backup.repair(backup_dir)
     meta = backup_dir / "training_metadata.json"
     prev_meta = meta.with_name(meta.name + ".bkp")
     weights = backup_dir / "latest.weights.h5"
@@ -159,13 +174,36 @@ def repair_backup(backup_dir: Path) -> None:
 
 
 def backup_epoch(backup_dir: Path) -> int:
-    meta = backup_dir / "training_metadata.json"
-    for candidate in (meta, meta.with_name(meta.name + ".bkp")):
-        try:
-            return int(json.loads(candidate.read_text())["epoch"])
-        except (OSError, ValueError, KeyError):
-            continue
-    return 0
+    """Epochs completed according to the resume backup (0 when there is none or it is unreadable)."""
+    from brainseg_tf.training import backup
+
+    try:
+        state = backup.read_state(backup_dir)
+    except ValueError:
+        return 0
+    return state.epoch if state is not None else 0
+
+
+#: Run-directory artefacts whose hidden temporaries (``.NAME.*.tmp*``, :mod:`brainseg_tf.atomic`)
+#: a killed trainer may leave behind.
+ARTEFACTS = ("best.keras", "final.keras", "best.json", "metrics.json", "config.json", "split.json",
+             "log.csv", "brainseg_model.json")
+
+
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Delete the temporaries a kill left in ``run_dir``: those of :data:`ARTEFACTS`, and the
+    ``tmpXXXXXXXX`` scratch file ``model.save`` puts beside its target when the weights do not
+    fit in memory (Keras 3 ``saving_lib``). Returns them. Call it only while holding the run lock
+    (no other writer can own them)."""
+    run_dir = Path(run_dir)
+    candidates = [p for name in ARTEFACTS for p in run_dir.glob(f".{name}.*.tmp*")]
+    candidates += [p for p in run_dir.glob("tmp*") if re.fullmatch(r"tmp[a-z0-9_]{8}", p.name)]
+    removed = []
+    for tmp in candidates:
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 def event(run_dir: Path | None, **fields: Any) -> None:
