@@ -57,6 +57,30 @@ def _fsync_tree(path: Path) -> None:
     _fsync_dir(path)
 
 
+COMPOUND_SUFFIXES = (".nii.gz", ".tar.gz")
+_NAME_MAX = 255  # bytes in one path component on common file systems
+_TEMP_EXTRA = 8 + len(".tmp")  # mkstemp's random part plus the ``.tmp`` marker
+
+
+def full_suffix(name: str) -> str:
+    """The ending a writer looks at: ``.nii.gz`` for ``x.nii.gz`` *and* for a bare ``.nii.gz``.
+
+    Unlike ``Path.suffix`` a leading dot counts (``.keras`` -> ``.keras``), so the temporary
+    name of a hidden target still ends the way its writer (nibabel, Keras) requires.
+    """
+    for compound in COMPOUND_SUFFIXES:
+        if name.endswith(compound):
+            return compound
+    _, dot, ext = name.rpartition(".")
+    return f".{ext}" if dot and ext else ""
+
+
+def _temp_prefix(name: str, suffix_len: int) -> str:
+    """``.<name>.``, cut so that the whole temporary name fits in one path component."""
+    room = _NAME_MAX - suffix_len - _TEMP_EXTRA - 2
+    return f".{name.encode()[:max(room, 1)].decode(errors='ignore')}."
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary file path beside ``path``; on success it is fsynced and renamed to ``path``.
@@ -69,8 +93,9 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix is None:
-        suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+        suffix = full_suffix(path.name)
+    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(path.name, len(suffix)), suffix=f".tmp{suffix}",
+                                    dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     os.chmod(tmp, 0o666 & ~current_umask())
@@ -134,14 +159,14 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path.name, 0), suffix=".tmp", dir=path.parent))
     os.chmod(tmp, 0o777 & ~current_umask())
     try:
         yield tmp
         _fsync_tree(tmp)
         old = None
         if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            old = Path(tempfile.mkdtemp(prefix=_temp_prefix(path.name, 0), suffix=".old", dir=path.parent))
             os.rmdir(old)
             os.replace(path, old)
         os.replace(tmp, path)
