@@ -1,0 +1,256 @@
+"""brainseg_tf vs MONAI on the same case in one run: MONAI's ``sliding_window_inference`` with the tutorial's SegResNet.
+
+    python bench/vs_monai.py [--case CASE_DIR] [--config configs/cpu_brats2018.json] [--model RUN_DIR]
+                             [--repeat 3] [--venv .venv-monai]
+
+The peer runs in its own environment, never in the project's: on first use this script creates
+``--venv`` (default ``.venv-monai``, git-ignored) with ``pip install torch==2.13.0 monai==1.6.1``
+(the CPU torch build; about 1 GiB) and re-executes itself there for the MONAI timings. It is not
+part of the test suite. Run it with the project's interpreter (``.venv/bin/python``).
+
+Both sides get the same input: this process reads the case and preprocesses it as brainseg_tf
+does (crop to the brain box, z-score inside the brain, background 0); the array is handed to the
+MONAI process as ``.npy`` (channels first there), so the comparison is the inference itself.
+
+* brainseg_tf: ``bench/inference.py`` on the case (``--config``'s model, roi and precision; its
+  per-stage table), end to end (read -> write) and its sliding-window stage alone.
+* MONAI 1.6.1 / torch 2.13.0 CPU, 2 threads, ``torch.inference_mode``: the BraTS tutorial's
+  ``SegResNet(blocks_down=[1, 2, 2, 4], blocks_up=[1, 1, 1], init_filters=16, in_channels=4,
+  out_channels=3, dropout_prob=0.2)`` (Project-MONAI/tutorials 3d_segmentation/
+  brats_segmentation_3d.ipynb), untrained (``torch.manual_seed(0)``: speed does not depend on the
+  weights), timed (a) as the tutorial infers: the whole 240 x 240 x 155 volume,
+  ``sliding_window_inference(roi_size=(240, 240, 160), sw_batch_size=1, overlap=0.5)`` (one
+  padded window, constant blending); (b) like for like with our recipe: the brain box, roi 96^3,
+  overlap 0.5, Gaussian blending (sigma 0.125 roi, as ours); (c) the window machinery alone
+  with a free "model" (returns its first 3 input channels), against ours with a free model.
+
+Every timing is the fastest of ``--repeat`` runs, wall and process CPU time (all threads; the
+machine is shared, so CPU time is the steadier figure); the load average is printed beside them.
+Ratios are MONAI seconds / brainseg_tf seconds (above 1: brainseg_tf is faster).
+The last line is ``monai_tutorial_seconds=<float> brainseg_case_seconds=<float> ratio=<float>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CASE = REPO_ROOT.parent / "shared" / "data" / "brats2018" / "Brats18_2013_23_1"
+PEER_PINS = ("torch==2.13.0", "monai==1.6.1")
+TUTORIAL_ROI = (240, 240, 160)
+SEGRESNET = dict(blocks_down=[1, 2, 2, 4], blocks_up=[1, 1, 1], init_filters=16, in_channels=4, out_channels=3,
+                 dropout_prob=0.2)
+
+
+def _best(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
+    """Fastest wall time and smallest process CPU time (all threads) of ``repeat`` calls."""
+    wall, cpu = [], []
+    for _ in range(repeat):
+        t, c = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return min(wall), min(cpu)
+
+
+def _peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+# ----------------------------------------------------------------------------- MONAI side (peer venv)
+
+
+def monai_worker(box_path: str, native_path: str, repeat: int, threads: int) -> dict[str, Any]:
+    """The MONAI timings (runs inside the peer venv); inputs are ``(X, Y, Z, C)`` float32 ``.npy``."""
+    import monai
+    import numpy as np
+    import torch
+    from monai.inferers import sliding_window_inference
+    from monai.networks.nets import SegResNet
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    net = SegResNet(**SEGRESNET).eval()
+    calls = [0]
+
+    def model(x: torch.Tensor) -> torch.Tensor:
+        calls[0] += 1
+        return net(x)
+
+    def free(x: torch.Tensor) -> torch.Tensor:
+        calls[0] += 1
+        return x[:, :3]
+
+    def chw(path: str) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.load(path), -1, 0)))[None]
+
+    box, native = chw(box_path), chw(native_path)
+    out: dict[str, Any] = {"torch": torch.__version__, "monai": monai.__version__, "threads": torch.get_num_threads(),
+                           "params": sum(p.numel() for p in net.parameters()), "box": list(box.shape[2:]),
+                           "native": list(native.shape[2:]), "load_average_start": os.getloadavg()[0]}
+
+    def timed(name: str, predictor: Callable, image: torch.Tensor, **kw: Any) -> None:
+        with torch.inference_mode():
+            predictor(torch.zeros((1, 4, *kw["roi_size"])))  # warm-up at the window size
+            calls[0] = 0
+            out[f"{name}_s"], out[f"{name}_cpu_s"] = _best(
+                lambda: sliding_window_inference(image, predictor=predictor, **kw), repeat)
+            out[f"{name}_forwards"] = calls[0] // repeat
+        out[f"{name}_peak_rss_gb"] = _peak_rss_gib()
+
+    like = dict(roi_size=(96, 96, 96), sw_batch_size=1, overlap=0.5, mode="gaussian", sigma_scale=0.125)
+    timed("free_96", free, box, **like)
+    with torch.inference_mode():
+        window = torch.zeros((1, 4, 96, 96, 96))
+        net(window)
+        out["forward_96_s"], out["forward_96_cpu_s"] = _best(lambda: net(window), repeat)
+    timed("segresnet_96", model, box, **like)
+    timed("tutorial", model, native, roi_size=TUTORIAL_ROI, sw_batch_size=1, overlap=0.5)
+    out["load_average_end"] = os.getloadavg()[0]
+    return out
+
+
+# ----------------------------------------------------------------------------- peer environment
+
+
+def ensure_peer_venv(venv: Path) -> Path:
+    """The peer venv's python, creating the venv and installing :data:`PEER_PINS` when needed."""
+    python = venv / "bin" / "python"
+    check = "import torch, monai; print(torch.__version__, monai.__version__)"
+    want = tuple(p.split("==")[1] for p in PEER_PINS)
+    if python.exists():
+        got = subprocess.run([str(python), "-c", check], capture_output=True, text=True)
+        if got.returncode == 0 and tuple(v.split("+")[0] for v in got.stdout.split()) == want:
+            return python
+    print(f"creating {venv} with {' '.join(PEER_PINS)} (CPU torch; once, about 1 GiB) ...", flush=True)
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    proc = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *PEER_PINS],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"{venv}: pip install {' '.join(PEER_PINS)} failed:\n{proc.stderr[-2000:]}")
+    return python
+
+
+# ----------------------------------------------------------------------------- brainseg_tf side
+
+
+def _bench_inference() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_inference", REPO_ROOT / "bench" / "inference.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def prepare_inputs(case: str, tmp: Path) -> tuple[Path, Path, dict[str, Any]]:
+    """Preprocess the case as brainseg_tf does; write the box and its paste-back to the native grid."""
+    import numpy as np
+
+    from brainseg_tf import io as bio
+    from brainseg_tf.data.preprocess import paste_back, preprocess_case
+
+    pre = preprocess_case(bio.read_case(case, load_label=False))
+    box, native = tmp / "box.npy", tmp / "native.npy"
+    np.save(box, pre.image)
+    np.save(native, paste_back(pre.image, pre.geometry, fill=0.0))
+    return box, native, {"box": list(pre.image.shape[:3])}
+
+
+def ours_free_window(box: Path, repeat: int) -> tuple[float, float]:
+    """Our ``sliding_window`` over the box with a free model (roi 96^3, overlap 0.5, Gaussian)."""
+    import numpy as np
+
+    from brainseg_tf.inference import sliding_window
+
+    image = np.load(box)
+    return _best(lambda: sliding_window(lambda b: b[..., :3], image, roi=96, overlap=0.5), repeat)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--case", default=str(DEFAULT_CASE), help=f"case folder (default {DEFAULT_CASE.name})")
+    p.add_argument("--config", default=str(REPO_ROOT / "configs" / "cpu_brats2018.json"), help="our recipe")
+    p.add_argument("--model", help="weights for the recipe's model (RUN_DIR or .keras); default untrained")
+    p.add_argument("--repeat", type=int, default=3, help="runs per timing; the fastest is reported (default 3)")
+    p.add_argument("--venv", default=str(REPO_ROOT / ".venv-monai"), help="the peer venv (created when missing)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--monai-worker", nargs=2, metavar=("BOX_NPY", "NATIVE_NPY"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.repeat < 1:
+        p.error(f"--repeat {args.repeat}: must be at least 1")
+    if args.monai_worker:
+        print(json.dumps(monai_worker(*args.monai_worker, args.repeat, args.threads)))
+        return
+    if not Path(args.case).is_dir():
+        sys.exit(f"{args.case}: case folder not found")
+    sys.path.insert(0, str(REPO_ROOT))
+    try:
+        import brainseg_tf  # noqa: F401
+    except ImportError:
+        sys.exit(f"brainseg_tf is not importable by {sys.executable}; run with the project's .venv/bin/python")
+
+    peer = ensure_peer_venv(Path(args.venv))
+    with tempfile.TemporaryDirectory(prefix="bench_vs_monai_") as tmp:
+        tmp = Path(tmp)
+        box, native, facts = prepare_inputs(args.case, tmp)
+        print(f"case {Path(args.case).name}: brain box {facts['box']}; load average {os.getloadavg()[0]:.1f}",
+              flush=True)
+        proc = subprocess.run([str(peer), __file__, "--monai-worker", str(box), str(native), "--repeat",
+                               str(args.repeat), "--threads", str(args.threads)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.exit(f"MONAI worker failed:\n{proc.stderr[-3000:]}")
+        monai = json.loads(proc.stdout.strip().splitlines()[-1])
+        ours_free = ours_free_window(box, args.repeat)
+
+        bi = _bench_inference()
+        bench_args = argparse.Namespace(roi=128, overlap=0.5, batch_size=1, repeat=args.repeat, model=args.model,
+                                        config=args.config)
+        precision = bi._recipe(args.config)["precision"]
+        ours = bi.run_variant(args.case, tmp / "pred", False, precision, bench_args)
+    stages = {row["key"]: row["seconds"] for row in ours["stages"]}
+    stages_cpu = {row["key"]: row["cpu"] for row in ours["stages"]}
+    ours_window = stages.get("forward", 0.0) + stages.get("excl:sliding_window", 0.0)
+
+    weights = "untrained" if ours["weights"] == "untrained" else f"weights {ours['weights']}"
+    print(f"MONAI {monai['monai']} / torch {monai['torch']} ({monai['threads']} threads), SegResNet (tutorial), "
+          f"{monai['params']:,} parameters, untrained; load average {monai['load_average_start']:.1f}"
+          f" -> {monai['load_average_end']:.1f}")
+    print(f"brainseg_tf: {Path(args.config).name} model, {ours['params']:,} parameters ({weights}), "
+          f"{ours['precision']}, roi {ours['roi']}; load average {ours['load_average']:.1f}")
+    print(bi.format_stages(ours))
+    ours_window_cpu = stages_cpu.get("forward", 0.0) + stages_cpu.get("excl:sliding_window", 0.0)
+    rows = [
+        ("MONAI tutorial: whole volume, roi 240x240x160, 1 window", monai["tutorial_s"], monai["tutorial_cpu_s"],
+         monai["tutorial_forwards"], "brainseg_tf end to end (read -> write)", ours["case_seconds"],
+         ours["cpu_seconds"], ours["window_forwards"]),
+        ("MONAI SegResNet: brain box, roi 96^3, overlap 0.5, gaussian", monai["segresnet_96_s"],
+         monai["segresnet_96_cpu_s"], monai["segresnet_96_forwards"],
+         "brainseg_tf sliding window (same box and windows)", ours_window, ours_window_cpu, ours["window_forwards"]),
+        ("MONAI window machinery, free model (box, 96^3)", monai["free_96_s"], monai["free_96_cpu_s"],
+         monai["free_96_forwards"], "brainseg_tf window machinery, free model", ours_free[0], ours_free[1],
+         monai["free_96_forwards"]),
+    ]
+    print(f"\n{'MONAI':<60} {'wall s':>7} {'CPU s':>7} {'fwd':>3} | {'brainseg_tf':<50} {'wall s':>7} "
+          f"{'CPU s':>7} {'fwd':>3} | ratio wall / CPU")
+    for a, sa, ca, fa, b, sb, cb, fb in rows:
+        print(f"{a:<60} {sa:>7.2f} {ca:>7.2f} {fa:>3} | {b:<50} {sb:>7.2f} {cb:>7.2f} {fb:>3} | "
+              f"{sa / sb:5.2f} / {ca / cb:5.2f}")
+    print(f"one 96^3 forward: MONAI SegResNet {monai['forward_96_s']:.3f} s wall, {monai['forward_96_cpu_s']:.3f} s CPU; "
+          f"MONAI peak RSS {monai['tutorial_peak_rss_gb']:.2f} GiB (after the tutorial window), "
+          f"brainseg_tf {ours['peak_rss_gb']:.2f} GiB")
+    print(f"monai_tutorial_seconds={monai['tutorial_s']:.3f} brainseg_case_seconds={ours['case_seconds']:.3f} "
+          f"ratio={monai['tutorial_s'] / ours['case_seconds']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
