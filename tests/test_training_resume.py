@@ -147,6 +147,7 @@ def _assert_same_run(run_dir: Path, ref_dir: Path) -> float:
     return diff
 
 
+@pytest.mark.compat
 def test_sigkill_mid_epoch_then_rerun_ends_with_the_uninterrupted_weights(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reference: tuple[Path, float]) -> None:
     epochs, steps, every = EPOCHS, STEPS, 2
