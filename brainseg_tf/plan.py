@@ -45,14 +45,17 @@ __all__ = [
     "plan_recipe", "check_fits", "compile_like_training", "start_memory_stats", "measure_step_peak",
 ]
 
-# Calibrated by bench/plan_calibration.py (tables in docs/planning.md): one fresh process per point
-# trains the recipe's model for 3 steps on CPU (TF 2.21, Keras 3.15) and reads the TensorFlow
-# allocator's peak (tf.config.experimental.get_memory_info("CPU:0")["peak"]); each factor is the
-# least-squares fit of relative error over that group's fit points (float32: 5 points of two
-# U-Nets, 32^3-64^3; mixed: mixed_bfloat16 points). Mixed policies need more per output byte
-# because normalisation and the loss run in float32. A free constant term fitted negative on
-# those points, so WORKSPACE_BYTES is 0. Not yet measured on a GPU (bench/gpu.py reports it).
-ACTIVATION_FACTORS = {"float32": 1.1817, "mixed": 1.65}
+# Calibrated by bench/plan_calibration.py (table in docs/planning.md): one fresh process per point
+# trains the recipe's model for 3 steps on CPU (TF 2.21, Keras 3.15; 2026-12-02) and reads the
+# TensorFlow allocator's peak (tf.config.experimental.get_memory_info("CPU:0")["peak"]); each factor
+# is the least-squares fit of relative error over its group's fit points: float32 5 points (two
+# U-Nets, 32^3-64^3, batch 2), mixed 2 mixed_bfloat16 points. Held-out points are within 11 %
+# (float32: 3 points, the 31 M-parameter recommended U-Net included; bfloat16 96^3: +4.9 %).
+# Mixed policies need more per output byte because normalisation and the loss run in float32.
+# A free constant term fitted negative, so WORKSPACE_BYTES is 0. mixed_float16 on CPU (no native
+# float16 convolutions) peaks 33 % above the estimate; on a GPU it is not yet measured
+# (bench/gpu.py prints the comparison).
+ACTIVATION_FACTORS = {"float32": 1.1817, "mixed": 1.7522}
 WORKSPACE_BYTES = 0
 
 #: Fraction of the accelerator memory the planner leaves free by default (CUDA context, cuDNN
