@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import struct
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -416,3 +417,44 @@ def test_unknown_case_id_is_a_data_error_and_a_key_error(tmp_path):
         ds["NOPE"]
     with pytest.raises(KeyError):
         ds.ref("NOPE")
+
+
+# ------------------------------------------------------------------ files where folders belong
+
+
+def test_a_file_where_a_folder_belongs_is_named(tmp_path, capsys):
+    from brainseg_tf.inference import Predictor, predict_folder
+
+    root = _dataset(tmp_path / "data", n=1)
+    flair = root / FLAIR
+    rc, _, err = _cli(capsys, "evaluate", "--pred", flair, "--ref", root, "-q")
+    assert rc == 2 and err.strip() == f"error: {flair}: is a file, expected a prediction folder"
+    rc, _, err = _cli(capsys, "evaluate", "--pred", root, "--ref", flair, "-q")
+    assert rc == 2 and err.strip() == f"error: {flair}: is a file, expected a reference folder"
+    out = tmp_path / "out"
+    out.write_text("notes")
+    with pytest.raises(FileExistsError, match=f"^{re.escape(str(out))}: is a file, expected an output folder$"):
+        predict_folder(Predictor(fn=lambda b: np.ones(b.shape[:-1] + (4,), np.float32)), root, out, progress=False)
+    assert out.read_text() == "notes"
+
+
+# ------------------------------------------------------- the committed table of input classes
+
+
+@pytest.mark.slow
+def test_input_class_table_matches_what_the_toolkit_prints():
+    """docs/robustness.md lists every input class with its message: re-run the probes without TensorFlow."""
+    import importlib.util
+
+    script = Path(__file__).parent / "scripts" / "input_classes.py"
+    spec = importlib.util.spec_from_file_location("input_classes", script)
+    probes = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = probes  # dataclasses look their module up
+    spec.loader.exec_module(probes)
+    table = probes.parse_table((Path(__file__).parents[1] / "docs" / "robustness.md").read_text())
+    assert set(table) == {p.name for p in probes.PROBES}  # every probe is in the table, and nothing else
+    rows = probes.run_probes(tf=False)
+    assert len(rows) >= 60
+    for row in rows:
+        assert row.exit != "TRACEBACK", (row.name, row.message)
+        assert table[row.name] == (row.exit, probes.cell(row.message)), row.name

@@ -19,6 +19,7 @@ import gzip
 import io as _io
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -118,6 +119,7 @@ class Probe:
     setup: Callable[[], list[str] | Callable[[], Any]]
     needs: tuple[str, ...] = ("data",)  # fixtures copied into the probe's folder
     tf: bool = False  # imports TensorFlow (model loading, training)
+    keep: str | None = None  # regex: show only the printed lines it matches (e.g. not a metrics table)
 
 
 def _fixtures(base: Path) -> dict[str, Path]:
@@ -239,15 +241,24 @@ _simple("all_zero_modality", "a modality is all zeros (warning)",
 _simple("empty_mask", "a mask without tumour (warning)", lambda: rewrite(SEG, lambda a: np.zeros_like(a)))
 _simple("pixdim_vs_affine", "header voxel sizes disagree with the affine (warning)",
         lambda: patch_header(f"data/{CASE}/{CASE}_t2.nii.gz", pixdim=(1.0, 1.0, 3.0)))
-_simple("duplicate_content", "the same case under two ids (a symlink; warning)",
+def _copy_case(new_id: str) -> None:
+    """``data/<CASE>`` copied as ``data/<new_id>`` with its files renamed: the same voxels under another id."""
+    Path(f"data/{new_id}").mkdir()
+    for f in Path(f"data/{CASE}").iterdir():
+        shutil.copy(f, Path(f"data/{new_id}") / f.name.replace(CASE, new_id))
+
+
+_simple("duplicate_content", "the same case under two ids (a renamed copy; warning)",
+        lambda: _copy_case("BraTS2021_00099"))
+_simple("duplicate_symlink", "a case folder symlinked under another id (warnings)",
         lambda: os.symlink(Path(f"data/{CASE}").resolve(), "data/BraTS2021_00099"))
 
 
-@probe("voxel_cap_arg", "voxel cap lowered by --max-voxels", "brainseg validate data -q --max-voxels 100000")
+@probe("voxel_cap_arg", "voxel cap lowered by --max-voxels", "brainseg validate data -q --max-voxels 10000")
 def _() -> list[str]:
-    for p in sorted(Path("data").glob("*/*.nii.gz"))[1:]:  # one file over the cap, to keep the row short
-        p.unlink()
-    return _validate("--max-voxels", "100000")
+    for extra in sorted(p for p in Path("data").iterdir() if p.is_dir())[1:]:  # one case: 5 lines, not 15
+        shutil.rmtree(extra)
+    return _validate("--max-voxels", "10000")
 
 
 @probe("voxel_cap_bad_env", "BRAINSEG_MAX_VOXELS is not a number", "BRAINSEG_MAX_VOXELS=lots brainseg info data -q")
@@ -260,6 +271,16 @@ def _() -> list[str]:
 @probe("wrong_path", "dataset folder does not exist", "brainseg info nope", needs=())
 def _() -> list[str]:
     return ["info", "nope", "-q"]
+
+
+@probe("path_is_file", "a file where a dataset folder is expected", f"brainseg info {FLAIR}")
+def _() -> list[str]:
+    return ["info", FLAIR, "-q"]
+
+
+@probe("evaluate_pred_is_file", "evaluate --pred naming a file", f"brainseg evaluate --pred {FLAIR} --ref data -q")
+def _() -> list[str]:
+    return ["evaluate", "--pred", FLAIR, "--ref", "data", "-q"]
 
 
 @probe("empty_folder", "empty dataset folder", "brainseg info empty", needs=())
@@ -358,7 +379,8 @@ def _evaluate(name: str, title: str, damage: Callable[[], Any], *extra: str, nee
         damage()
         return argv
 
-    PROBES.append(Probe(name, title, "brainseg " + " ".join(argv), setup, needs))
+    PROBES.append(Probe(name, title, "brainseg " + " ".join(argv), setup, needs,
+                        keep=r"^(error|missing|predictions without|warning)"))
 
 
 _evaluate("evaluate_pred_missing", "prediction folder does not exist", lambda: shutil.rmtree("pred"))
@@ -414,7 +436,8 @@ def _predict(name: str, title: str, damage: Callable[[], Any], *extra: str, mode
         damage()
         return argv
 
-    PROBES.append(Probe(name, title, "brainseg " + " ".join(argv), setup, ("data", "run"), tf=True))
+    PROBES.append(Probe(name, title, "brainseg " + " ".join(argv), setup, ("data", "run"), tf=True,
+                        keep=r"^(?!usage:|\s)"))  # argparse's usage lines left out, its error line kept
 
 
 _predict("predict_model_missing", "predict --model that does not exist", lambda: None, model="nope")
@@ -435,6 +458,10 @@ _predict("predict_bad_card", "predict with a model card holding a bad field",
 _predict("predict_card_nan", "predict with a model card holding NaN",
          lambda: Path("run/brainseg_model.json").write_text(
              Path("run/brainseg_model.json").read_text().replace('"spatial_dims": 3', '"spatial_dims": NaN')))
+_predict("predict_uncertainty_kind", "predict --uncertainty bogus", lambda: None, "--uncertainty", "bogus")
+_predict("predict_summary_nan", "predict --uncertainty into a folder whose predictions.json holds NaN",
+         lambda: [Path("out").mkdir(), Path("out/predictions.json").write_text('{"cases": NaN}')], "--uncertainty")
+_predict("predict_out_is_file", "predict --out naming an existing file", lambda: Path("out").write_text("notes"))
 _predict("predict_damaged_checkpoint", "predict with a truncated best.keras and no other checkpoint",
          lambda: Path("run/best.keras").write_bytes(Path("run/best.keras").read_bytes()[:1000]))
 
@@ -593,7 +620,10 @@ def run_probe(p: Probe, base: Path, fixtures: dict[str, Path]) -> Row:
                     traceback.print_exc()
     printed = out.getvalue() + err.getvalue()  # Python prints a warning as "<file>:<line>: UserWarning: ..."
     printed += "".join(f"UserWarning: {w.message}\n" for w in caught if w.category is UserWarning)
-    return Row(p.name, p.title, p.command, code, _message(printed, folder))
+    message = _message(printed, folder)
+    if p.keep is not None:
+        message = "\n".join(line for line in message.splitlines() if re.search(p.keep, line))
+    return Row(p.name, p.title, p.command, code, message)
 
 
 def run_probes(names: list[str] | None = None, *, tf: bool | None = None) -> list[Row]:
@@ -605,9 +635,15 @@ def run_probes(names: list[str] | None = None, *, tf: bool | None = None) -> lis
         return [run_probe(p, base, fixtures) for p in selected]
 
 
-def _cell(text: str) -> str:
-    lines = [line.replace("|", "\\|") for line in text.splitlines()] or ["(nothing printed)"]
-    return "<br>".join(f"`{line}`" for line in lines)
+def code(text: str) -> str:
+    """``text`` as a Markdown code span inside a table cell (``|`` escaped; double backticks around a backtick)."""
+    text = text.replace("|", "\\|")
+    return f"`` {text} ``" if "`" in text else f"`{text}`"
+
+
+def cell(text: str) -> str:
+    """The message cell: one code span per printed line."""
+    return "<br>".join(code(line) for line in text.splitlines()) or "(nothing printed)"
 
 
 def markdown(rows: list[Row]) -> str:
@@ -615,8 +651,7 @@ def markdown(rows: list[Row]) -> str:
     out = ["| # | input class | command (from the probe's folder) | exit | message, exactly as printed |",
            "|---|---|---|---|---|"]
     for i, r in enumerate(rows, 1):
-        command = r.command.replace("|", "\\|")
-        out.append(f"| {i} | {r.title} <sub>`{r.name}`</sub> | `{command}` | {r.exit} | {_cell(r.message)} |")
+        out.append(f"| {i} | {r.title} <sub>`{r.name}`</sub> | {code(r.command)} | {r.exit} | {cell(r.message)} |")
     return "\n".join(out)
 
 
