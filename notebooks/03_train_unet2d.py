@@ -27,6 +27,8 @@ SYNTHETIC_SHAPE = (240, 240, 155)
 EPOCHS = None  # None keeps the recipe's value
 STEPS_PER_EPOCH = None
 PATCH_SIZE = None  # None keeps the recipe's value
+BATCH_SIZE = None
+VALIDATION_PATCHES = None  # patches (or slices) per validation case
 MAX_CASES = None
 
 # %% [markdown]
@@ -63,14 +65,15 @@ DATA_DIR = runtime.dataset_or_synthetic(DATA_DIR, WORK_DIR, n_cases=SYNTHETIC_CA
 RECIPE = training.find_recipe("unet2d_seed")
 RUN_DIR = Path(WORK_DIR) / "runs" / RECIPE.stem
 overrides = {"data.root": DATA_DIR, "data.cache": None, "data.max_cases": MAX_CASES,
-             "training.epochs": EPOCHS, "training.steps_per_epoch": STEPS_PER_EPOCH, "pipeline.patch_size": PATCH_SIZE}
+             "training.epochs": EPOCHS, "training.steps_per_epoch": STEPS_PER_EPOCH, "pipeline.patch_size": PATCH_SIZE,
+             "pipeline.batch_size": BATCH_SIZE, "validation.patches_per_case": VALIDATION_PATCHES}
 config = training.load_config(RECIPE, overrides={k: v for k, v in overrides.items() if v is not None or k == "data.cache"})
 print(config.model.name, config.model.options, "| patch", config.pipeline.patch_size, "| epochs", config.training.epochs)
 
 # %% [markdown]
 # ## Train
-# Re-running this cell after an interruption (a Colab/Kaggle time limit) resumes from the last
-# completed epoch.
+# Re-running this cell after an interruption (a Colab/Kaggle time limit) resumes exactly where the
+# last backup left off: an epoch end, or every `training.checkpoint_every_steps` steps within one.
 
 # %%
 result = training.train(config, run_dir=RUN_DIR)
