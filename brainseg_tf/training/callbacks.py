@@ -29,11 +29,16 @@ def save_model(model: keras.Model, path: Path) -> Path:
 
 
 class BestCheckpoint(keras.callbacks.Callback):
-    """Save the model when ``monitor`` (mode max) improves; the best value survives resumes."""
+    """Save the model when ``monitor`` (mode max) improves; the best value survives resumes.
 
-    def __init__(self, path: Path, state_path: Path, monitor: str):
+    ``skip_missing``: epochs whose logs lack ``monitor`` are not compared (volume validation runs
+    every few epochs only); otherwise a missing monitor is an error.
+    """
+
+    def __init__(self, path: Path, state_path: Path, monitor: str, *, skip_missing: bool = False):
         super().__init__()
         self.path, self.state_path, self.monitor = path, state_path, monitor
+        self.skip_missing = skip_missing
         self.best = -math.inf
         self.best_epoch: int | None = None
         if state_path.exists():
@@ -51,6 +56,8 @@ class BestCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs=None):
         value = self._value(logs or {})
+        if value is None and self.skip_missing:
+            return
         if value is None:
             raise KeyError(f"training.monitor={self.monitor!r} is not among the logged metrics {sorted(logs or {})}")
         if math.isfinite(value) and value > self.best:

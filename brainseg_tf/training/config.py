@@ -132,13 +132,24 @@ class ValidationConfig:
 
     Attributes:
         mode: ``"patches"`` (a fixed, deterministic set of ``patches_per_case`` patches per
-            validation case, evaluated every epoch — fast on CPU), ``"volumes"`` (whole cropped
-            volumes, batch 1) or ``"none"``.
+            validation case, evaluated every epoch — fast on CPU), ``"volumes"`` (every
+            ``every_epochs`` epochs, and at the last one, the whole validation cases predicted
+            as ``brainseg predict`` does: sliding window at ``overlap``, card preprocessing and
+            postprocessing, legacy empty-mask Dice; logs ``val_volume_dice_<region>`` and
+            ``val_volume_mean_dice``, which ``best.keras`` is then chosen on; needs
+            ``data.root``) or ``"none"``.
+        every_epochs: validation period in epochs for ``mode="volumes"``.
+        select_postprocessing: after training, choose the postprocessing on the whole
+            validation cases with ``best.keras`` (:func:`brainseg_tf.postprocessing.select`) and
+            record it in the model card (``predict`` applies it) and ``postprocessing.json``;
+            ``null`` (default): on wherever the run has raw validation cases (``data.root``).
         patches_per_case: patches per validation case for ``mode="patches"``.
         foreground_fraction: share of tumour-centred validation patches.
         final_sliding_window: after training, evaluate ``best.keras`` on every whole validation
             case with the sliding window (Dice WT/TC/ET per case into ``metrics.json``).
-        overlap: sliding-window overlap for the final evaluation.
+        overlap: sliding-window overlap of the volume validation, the final evaluation and the
+            postprocessing selection; ``null`` (default): 0.25 for ``mode="volumes"`` (cheap
+            enough to validate every few epochs on CPU), else 0.5.
         max_cases: validate every epoch on the first N validation cases only (the final
             sliding-window evaluation still covers all of them).
 
@@ -150,8 +161,10 @@ class ValidationConfig:
     patches_per_case: int = 4
     foreground_fraction: float = 0.5
     final_sliding_window: bool = True
-    overlap: float = 0.5
+    overlap: float | None = None
     max_cases: int | None = None
+    every_epochs: int = 1
+    select_postprocessing: bool | None = None
 
 
 @dataclass
@@ -394,8 +407,15 @@ class TrainConfig:
         if v.patches_per_case < 1:
             _bad("validation.patches_per_case", v.patches_per_case, "must be >= 1")
         _fraction("validation.foreground_fraction", v.foreground_fraction)
+        if v.overlap is None:
+            v.overlap = 0.25 if v.mode == "volumes" else 0.5
         if not 0 <= v.overlap < 1:
             _bad("validation.overlap", v.overlap, "must be in [0, 1)")
+        if v.every_epochs < 1:
+            _bad("validation.every_epochs", v.every_epochs, "must be >= 1")
+        if v.mode == "volumes" and (p.kind == "custom" or d.root is None):
+            _bad("validation.mode", v.mode, "needs the raw cases (data.root) and a built-in pipeline "
+                 "(whole cases are predicted as brainseg predict does)")
         _choice("loss.name", self.loss.name, LOSSES)
         if self.loss.name in ("dice_ce", "ce") and head != "softmax":
             _bad("loss.name", self.loss.name, "needs a softmax head")

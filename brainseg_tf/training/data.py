@@ -136,8 +136,9 @@ def build_datasets(cfg: TrainConfig, split: Split, *, seed: int, global_batch: i
     resized to ``patch_size``); ``"custom"``: the recipe's builder. Targets are canonical uint8
     labels (the losses and metrics derive one-hot classes or WT/TC/ET regions from them).
     Validation: a fixed set of ``validation.patches_per_case`` un-augmented patches per case,
-    cached in memory (``mode="patches"``; all the selected slices for slice pipelines), or whole
-    cropped volumes zero-padded to a multiple of the network's divisor (``mode="volumes"``).
+    cached in memory (``mode="patches"``; all the selected slices for slice pipelines); none for
+    ``mode="volumes"`` (:class:`brainseg_tf.training.validation.VolumeValidation` predicts the
+    whole cases outside ``fit``).
     ``validation=False`` skips building the validation set (``None``; a custom builder's is
     dropped).
     """
@@ -167,9 +168,8 @@ def build_datasets(cfg: TrainConfig, split: Split, *, seed: int, global_batch: i
     val_ids = split.val_ids[: v.max_cases] if v.max_cases else split.val_ids
     if not val_ids or v.mode == "none" or not validation:
         return train_ds, None
-    if v.mode == "volumes":
-        val_ds = data.volume_dataset(source, batch_size=1, case_ids=val_ids, divisor=max(cfg.divisor), **common)
-        return train_ds, val_ds
+    if v.mode == "volumes":  # whole cases through the predict path (training.validation), not fit
+        return train_ds, None
     if p.kind == "patch":
         val_ds = data.patch_dataset(
             source, patch_size=tuple(p.patch_size), batch_size=1, case_ids=val_ids,

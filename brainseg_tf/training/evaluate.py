@@ -15,8 +15,9 @@ def final_evaluation(cfg: TrainConfig, split: Split, run_dir: Path) -> dict[str,
     """Per-case Dice/HD95 (WT, TC, ET) of ``best.keras`` on each whole validation case.
 
     Prediction is :func:`brainseg_tf.inference.predict_case` on the run directory (crop, z-score,
-    Gaussian sliding window with ``validation.overlap``, no TTA, no postprocessing, paste-back to
-    the native grid); scores are :func:`brainseg_tf.evaluation.evaluate_case` (legacy BraTS
+    Gaussian sliding window with ``validation.overlap``, no TTA, the card's postprocessing (the
+    rules chosen on these cases when ``validation.select_postprocessing``), paste-back to the
+    native grid); scores are :func:`brainseg_tf.evaluation.evaluate_case` (legacy BraTS
     empty-mask rule, no lesion-wise scores).
     """
     import numpy as np

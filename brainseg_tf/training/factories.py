@@ -84,6 +84,8 @@ def monitor_name(cfg: TrainConfig, has_validation: bool) -> str:
     """The metric ``best.keras`` is selected on (mode max)."""
     if cfg.training.monitor != "auto":
         return cfg.training.monitor
+    if cfg.validation.mode == "volumes" and has_validation:
+        return "val_volume_mean_dice"
     base = f"dice_{cfg.pipeline.region}" if cfg.out_channels == 1 else "mean_region_dice"
     return f"val_{base}" if has_validation else base
 
@@ -91,18 +93,13 @@ def monitor_name(cfg: TrainConfig, has_validation: bool) -> str:
 def build_model(cfg: TrainConfig):
     """Build the recipe's model (``in_channels`` and ``input_shape`` filled from the recipe).
 
-    Whole-volume validation needs a size-agnostic network (where the model allows free sizes);
-    otherwise the model is built for the training patch.
+    A model with a fixed input size is built for the training patch (the sliding window's roi).
     """
     spec = cfg.model_spec
     opts = dict(cfg.model.options)
     defaults = spec.defaults
     if "in_channels" in defaults:
         opts.setdefault("in_channels", len(cfg.data.modalities))
-    if "input_shape" in defaults:
-        fixed = spec.required_size(opts)
-        if cfg.validation.mode == "volumes":
-            opts.setdefault("input_shape", list(fixed))
-        else:
-            opts.setdefault("input_shape", list(cfg.pipeline.patch_size))
+    if "input_shape" in defaults:  # validation windows are patch-sized too (mode "volumes": sliding window)
+        opts.setdefault("input_shape", list(cfg.pipeline.patch_size))
     return spec.builder(**opts)

@@ -34,6 +34,7 @@ from brainseg_tf.training.data import (
     epoch_seed,
     finish_dataset,
     labelled_ids,
+    resolve_path,
 )
 from brainseg_tf.training.distribute import (
     resolve_mixed_precision,
@@ -43,6 +44,7 @@ from brainseg_tf.training.distribute import (
     task_identity,
 )
 from brainseg_tf.training.evaluate import final_evaluation
+from brainseg_tf.training.validation import VolumeValidation, select_postprocessing
 from brainseg_tf.training.factories import (
     build_loss,
     build_metrics,
@@ -225,7 +227,8 @@ def _train(cfg: TrainConfig, strategy: Any, chief_dir: Path, work_dir: Path, is_
                                                                   global_batch, n_outputs, multi_worker))
         resumed_metrics = backup.restore(backup_dir, model, resume) if resume is not None else []
     has_val = val_ds is not None
-    monitor = monitor_name(cfg, has_val)
+    volume_ids = _volume_ids(cfg, split)
+    monitor = monitor_name(cfg, has_val or bool(volume_ids))
 
     callbacks: list[Any] = [LearningRateLogger()]
     plateau = None
@@ -240,7 +243,10 @@ def _train(cfg: TrainConfig, strategy: Any, chief_dir: Path, work_dir: Path, is_
         callbacks.append(time_limit)
     best_cb = None
     if is_chief:
-        best_cb = BestCheckpoint(work_dir / "best.keras", work_dir / "best.json", monitor)
+        if volume_ids:  # after TimeLimit (it validates an epoch that stops the run), before the checkpoint
+            callbacks.append(VolumeValidation(cfg, card, volume_ids, cfg.validation.every_epochs, t.epochs))
+        best_cb = BestCheckpoint(work_dir / "best.keras", work_dir / "best.json", monitor,
+                                 skip_missing=bool(volume_ids))
         callbacks += [best_cb, EpochLog(work_dir / "log.csv")]
         if tensorboard_available():
             callbacks.append(keras.callbacks.TensorBoard(log_dir=str(work_dir / "tensorboard"), write_graph=False,
@@ -311,15 +317,36 @@ def _train(cfg: TrainConfig, strategy: Any, chief_dir: Path, work_dir: Path, is_
                  "epoch": best_cb.best_epoch if best_cb else None},
         "last_epoch": last,
     }
+    # The card first: the postprocessing selection then records its rules in it.
+    card.replace(provenance=dataclasses.replace(card.provenance, epochs=epochs_completed)).save(work_dir / CARD_FILE)
+    if _selects_postprocessing(cfg, split):
+        metrics["postprocessing"] = select_postprocessing(cfg, split, work_dir)
     if cfg.validation.final_sliding_window and split.val_ids and cfg.pipeline.kind != "custom":
         metrics["sliding_window"] = final_evaluation(cfg, split, work_dir)
     write_json(work_dir / "metrics.json", metrics)
-    card.replace(provenance=dataclasses.replace(card.provenance, epochs=epochs_completed)).save(work_dir / CARD_FILE)
     event(work_dir, event="end", epochs_completed=epochs_completed, completed=metrics["completed"],
            wall_s=round(wall, 1), best=metrics["best"])
     return RunResult(chief_dir, model, history, metrics, initial_epoch, epochs_completed, True)
 
 
+
+
+def _volume_ids(cfg: TrainConfig, split: Split) -> list[str]:
+    """Validation cases scored on whole volumes during training (``validation.mode="volumes"``)."""
+    if cfg.validation.mode != "volumes":
+        return []
+    ids = list(split.val_ids)
+    return ids[: cfg.validation.max_cases] if cfg.validation.max_cases else ids
+
+
+def _selects_postprocessing(cfg: TrainConfig, split: Split) -> bool:
+    """``validation.select_postprocessing``, by default on where raw validation cases exist."""
+    choice = cfg.validation.select_postprocessing
+    possible = bool(split.val_ids) and cfg.pipeline.kind != "custom" and cfg.data.root is not None
+    if choice is None:
+        root = resolve_path(cfg.data.root, cfg)
+        return possible and root is not None and root.exists()
+    return bool(choice) and possible
 
 
 def _epoch_stream(cfg: TrainConfig, split: Split, epoch: int, step: int, global_batch: int, n_outputs: int,

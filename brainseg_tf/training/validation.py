@@ -1,0 +1,157 @@
+"""Whole-volume validation: the run's model predicts whole validation cases as ``brainseg predict``
+does, scored with the legacy BraTS empty-mask rule (``validation.mode="volumes"``), and the
+postprocessing chosen on those cases after training (``validation.select_postprocessing``).
+
+Prediction is :func:`brainseg_tf.inference.predict_case` with a :class:`~brainseg_tf.inference.Predictor`
+built from the in-memory model and the run's model card: the same crop, z-score, Gaussian sliding
+window (roi = ``pipeline.patch_size``, overlap ``validation.overlap``), label conversion, card
+postprocessing and paste-back to the native grid as ``brainseg predict RUN_DIR``. Labels are
+canonical (0 BG, 1 NCR, 2 ED, 3 ET); Dice per region (WT, TC, ET) is
+:func:`brainseg_tf.evaluation.dice_score` (both empty: 1, one empty: 0).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from brainseg_tf.conventions import REGION_LABELS, REGIONS
+from brainseg_tf.training.config import TrainConfig
+from brainseg_tf.training.data import resolve_path
+
+__all__ = ["RAW", "VolumeValidation", "case_regions", "predict_cases", "region_dice", "select_postprocessing",
+           "volume_keys"]
+
+# Postprocessing off: what the selection starts from.
+RAW: dict[str, Any] = {"et_min_voxels": 0, "min_component_voxels": 0, "largest_component": ()}
+
+
+def case_regions(cfg: TrainConfig) -> tuple[str, ...]:
+    """The regions a recipe's model is scored on: its own for a single-region head, else WT, TC, ET."""
+    return (cfg.pipeline.region.upper(),) if cfg.head == "region" else tuple(REGIONS)
+
+
+def volume_keys(cfg: TrainConfig) -> list[str]:
+    """Epoch-log keys of the volume validation: ``val_volume_dice_<region>`` then ``val_volume_mean_dice``."""
+    return [f"val_volume_dice_{r.lower()}" for r in case_regions(cfg)] + ["val_volume_mean_dice"]
+
+
+def region_dice(pred: np.ndarray, ref: np.ndarray, regions: Sequence[str] = REGIONS) -> dict[str, float]:
+    """Dice per region of two canonical label maps (legacy empty-mask rule: both empty -> 1)."""
+    from brainseg_tf.evaluation import dice_score
+
+    return {r: dice_score(np.isin(ref, REGION_LABELS[r]), np.isin(pred, REGION_LABELS[r])) for r in regions}
+
+
+def _dataset(cfg: TrainConfig) -> Any:
+    from brainseg_tf.io import open_dataset
+
+    root = resolve_path(cfg.data.root, cfg)
+    if root is None or not root.exists():
+        raise FileNotFoundError(f"validation on whole volumes needs data.root (raw cases); {cfg.data.root!r} not found")
+    return open_dataset(root, layout=cfg.data.layout)
+
+
+def predict_cases(predictor: Any, cfg: TrainConfig, case_ids: Sequence[str], *, overlap: float,
+                  **postprocessing: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], float]:
+    """Predict whole cases: ``(predictions, references, median voxel volume mm^3)``, label maps by
+    case id on the native grid. ``postprocessing`` overrides the card's (e.g. :data:`RAW`)."""
+    from brainseg_tf import inference
+
+    dataset = _dataset(cfg)
+    preds, refs, volumes = {}, {}, []
+    for case_id in case_ids:
+        case = dataset[case_id]
+        refs[case_id] = np.asarray(case.label)
+        volumes.append(float(np.prod(case.spacing)))
+        preds[case_id] = inference.predict_case(predictor, case, overlap=overlap, **postprocessing).labels
+        del case
+    return preds, refs, float(np.median(volumes)) if volumes else 1.0
+
+
+class VolumeValidation(keras.callbacks.Callback):
+    """Score whole validation cases every ``every`` epochs, at the last epoch and at an epoch that
+    stops the run early; add ``val_volume_dice_<region>`` and ``val_volume_mean_dice`` (mean over
+    the regions of the per-case mean Dice) to that epoch's logs. Epochs without validation get no
+    such keys (``log.csv`` leaves them empty, ``NA``; :class:`BestCheckpoint` skips them).
+
+    Put it after :class:`TimeLimit` (to see its stop) and before the checkpoint and log callbacks.
+
+    Args:
+        cfg: the recipe (data root, layout, regions, overlap).
+        card: the run's :class:`~brainseg_tf.card.ModelCard` (what ``predict`` reads from RUN_DIR).
+        case_ids: validation case ids.
+        every: validation period in epochs.
+        epochs: total epochs of the run.
+    """
+
+    def __init__(self, cfg: TrainConfig, card: Any, case_ids: Sequence[str], every: int, epochs: int):
+        super().__init__()
+        self.cfg, self.card, self.case_ids = cfg, card, list(case_ids)
+        self.every, self.epochs = int(every), int(epochs)
+        self.regions = case_regions(cfg)
+        self._predictor: Any = None
+        self.seconds: list[float] = []
+
+    def due(self, epoch: int) -> bool:
+        """Whether epoch ``epoch`` (0-based) is validated."""
+        done = epoch + 1
+        return done % self.every == 0 or done >= self.epochs or bool(getattr(self.model, "stop_training", False))
+
+    def predictor(self) -> Any:
+        if self._predictor is None or self._predictor.model is not self.model:
+            from brainseg_tf.inference import Predictor
+
+            self._predictor = Predictor.from_keras(self.model, self.card)
+        return self._predictor
+
+    def scores(self) -> dict[str, float]:
+        """The log entries for the model as it is now."""
+        t0 = time.monotonic()
+        preds, refs, _ = predict_cases(self.predictor(), self.cfg, self.case_ids, overlap=self.cfg.validation.overlap)
+        per_case = [region_dice(preds[c], refs[c], self.regions) for c in self.case_ids]
+        means = {r: float(np.mean([s[r] for s in per_case])) for r in self.regions}
+        out = {f"val_volume_dice_{r.lower()}": v for r, v in means.items()}
+        out["val_volume_mean_dice"] = float(np.mean(list(means.values())))
+        self.seconds.append(time.monotonic() - t0)
+        if not all(math.isfinite(v) for v in out.values()):  # cannot happen with the empty-mask rule
+            raise FloatingPointError(f"volume validation gave non-finite scores {out}")
+        print(f"[brainseg train] volume validation ({len(self.case_ids)} cases, overlap "
+              f"{self.cfg.validation.overlap:g}, {self.seconds[-1]:.1f} s): "
+              + " ".join(f"{k.removeprefix('val_volume_')}={v:.4f}" for k, v in out.items()), flush=True)
+        return out
+
+    def on_epoch_end(self, epoch: int, logs=None):
+        if logs is not None and self.case_ids and self.due(epoch):
+            logs.update(self.scores())
+
+
+def select_postprocessing(cfg: TrainConfig, split: Any, run_dir: Path) -> dict[str, Any]:
+    """Choose postprocessing on the validation cases with the run's best checkpoint, record it.
+
+    The checkpoint :func:`brainseg_tf.inference.load_predictor` picks from ``run_dir`` (``best.keras``
+    first) predicts every validation case with postprocessing off (:data:`RAW`);
+    :func:`brainseg_tf.postprocessing.select` chooses the rules (regions: the model's own for a
+    single-region head, else WT, TC, ET; size grid converted with the cases' median voxel volume);
+    the table is printed and :func:`brainseg_tf.postprocessing.record` writes the card's
+    postprocessing and ``run_dir/postprocessing.json``. Returns a summary for ``metrics.json``.
+    """
+    from brainseg_tf import inference, postprocessing
+
+    t0 = time.monotonic()
+    predictor = inference.load_predictor(run_dir)
+    preds, refs, voxel_volume = predict_cases(predictor, cfg, split.val_ids, overlap=cfg.validation.overlap, **RAW)
+    selection = postprocessing.select(preds, refs, voxel_volume=voxel_volume, regions=case_regions(cfg))
+    print("[brainseg train] " + selection.format().replace("\n", "\n[brainseg train] "), flush=True)
+    card = postprocessing.record(selection, run_dir)
+    return {"model": Path(predictor.source or "").name, "chosen": [r.describe() for r in selection.rules],
+            "postprocessing": dataclasses.asdict(card.postprocessing),
+            "baseline": selection.baseline, "final": selection.final, "cases": len(preds),
+            "file": postprocessing.SELECTION_FILE, "seconds": round(time.monotonic() - t0, 1)}
