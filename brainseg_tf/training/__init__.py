@@ -48,7 +48,8 @@ The parts: :mod:`~brainseg_tf.training.config` (recipe schema), :mod:`~.split`,
 model), :mod:`~.data` (where cases come from, tf.data wiring), :mod:`~.distribute` (strategy,
 precision, XLA), :mod:`~.compat` (every Keras-internal workaround, version-guarded),
 :mod:`~.callbacks`, :mod:`~.rundir` (run directory, model card, resume state), :mod:`~.loop`
-(the fit loop) and :mod:`~.evaluate` (final whole-case evaluation).
+(the fit loop), :mod:`~.validation` (whole-volume validation, postprocessing selection),
+:mod:`~.folds` (all folds in one command) and :mod:`~.evaluate` (final whole-case evaluation).
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ from brainseg_tf.training.distribute import (
     select_strategy,
     task_identity,
 )
+from brainseg_tf.training.folds import FoldsResult, train_folds
 from brainseg_tf.training.loop import RunResult, train
 from brainseg_tf.training.split import Split, load_split, make_split
 
@@ -101,6 +103,8 @@ __all__ = [
     "resolve_mixed_precision",
     "WarmupSchedule",
     "train",
+    "train_folds",
+    "FoldsResult",
 ]
 
 

@@ -252,6 +252,9 @@ class TrainingConfig:
         checkpoint_every_steps: also write the resume backup every this many optimizer steps
             within an epoch (weights, optimizer, counters, data position, random states), so a
             kill loses at most this many steps; ``0``: only at epoch ends.
+        all_folds: ``brainseg train`` trains every fold of the k-fold split (``split.folds``),
+            fold ``k`` into ``RUN_DIR/fold_<k>`` (:func:`brainseg_tf.training.folds.train_folds`;
+            also ``brainseg train --folds K``).
     """
 
     epochs: int = 10
@@ -262,6 +265,7 @@ class TrainingConfig:
     max_minutes: float | None = None
     save_final: bool = True
     checkpoint_every_steps: int = 0
+    all_folds: bool = False
 
 
 @dataclass
@@ -438,6 +442,8 @@ class TrainConfig:
             _bad("training.epochs", t.epochs, "must be >= 1")
         if t.steps_per_epoch < 1:
             _bad("training.steps_per_epoch", t.steps_per_epoch, "must be >= 1")
+        if t.all_folds and s.method != "kfold":
+            _bad("training.all_folds", True, f"needs split.method='kfold' (got {s.method!r})")
         if t.checkpoint_every_steps < 0:
             _bad("training.checkpoint_every_steps", t.checkpoint_every_steps, "must be >= 0 (0: only at epoch ends)")
         if t.verbose not in ("auto", 0, 1, 2):

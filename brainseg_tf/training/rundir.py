@@ -23,7 +23,7 @@ from brainseg_tf.training.split import Split, split_from_dict
 RESUMABLE_CHANGES = (
     "name", "description", "data.synthetic", "data.build_cache", "data.cache_dtype", "training.epochs",
     "training.verbose", "training.max_minutes", "training.checkpoint_every_steps", "runtime", "validation.final_sliding_window",
-    "validation.overlap", "data.root", "data.cache",
+    "validation.overlap", "data.root", "data.cache", "validation.select_postprocessing", "training.all_folds",
 )
 
 def write_json(path: Path, obj: Any) -> None:
