@@ -24,7 +24,9 @@ Run directory (``RUN_DIR``, default ``runs/<config name>``)::
     backup/            resume backup (brainseg_tf.training.backup): weights, optimizer, counters,
                        data position, RNG/seed-generator states; every epoch and every
                        training.checkpoint_every_steps steps
-    best.keras         best model by the monitored validation Dice (default val_mean_region_dice)
+    best.keras         best model by the monitored validation Dice (default val_mean_region_dice;
+                       val_volume_mean_dice, whole cases, with validation.mode="volumes")
+    postprocessing.json  the postprocessing chosen on the validation cases (also in the card)
     best.json          monitor, best value and epoch (restored on resume)
     final.keras        the model after the last epoch
     metrics.json       final and best validation metrics, wall time, steps; "completed": true
@@ -36,6 +38,10 @@ metrics and callback states are restored, and the epoch's training stream, a fun
 with the uninterrupted run's weights. Rows of ``log.csv`` beyond the backup's epoch are dropped;
 the saved split is reused; a recipe changed in an incompatible way is refused. Re-running a
 completed run returns at once (raise ``training.epochs`` to train further).
+
+All folds: ``train_folds(recipe, run_dir=..., folds=K)`` (``brainseg train --folds K``) trains
+fold ``k`` into ``RUN_DIR/fold_<k>`` and summarises them in ``RUN_DIR/folds.json``; a re-run skips
+completed folds and resumes the interrupted one.
 
 Distribution: ``runtime.strategy="auto"`` picks ``TPUStrategy`` on a TPU, ``MultiWorkerMirroredStrategy``
 when ``TF_CONFIG`` names more than one task, ``MirroredStrategy`` over several visible GPUs, else the
