@@ -70,6 +70,9 @@ def test_onnx_export_writes_model_and_card(exported):
     assert _dims(proto.graph.input[0]) == ["batch", "x", "y", "z", 4]
     assert _dims(proto.graph.output[0]) == ["batch", "x", "y", "z", 4]
     assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) == ONNX_OPSET
+    # instance norm's window means are taken one axis at a time (short float32 sums, see to_onnx)
+    means = [n for n in proto.graph.node if n.op_type == "ReduceMean"]
+    assert means and all(len(a.ints) == 1 for n in means for a in n.attribute if a.name == "axes")
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".onnx.")]  # no temporary left
 
 
@@ -228,3 +231,24 @@ def test_real_case_onnxruntime_matches_keras(exported, real_brats2018):
     assert onnx_pred.labels.shape == case.image.shape[:3]
     assert np.abs(onnx_pred.probabilities - keras_pred.probabilities).max() <= ATOL
     assert np.mean(onnx_pred.labels == keras_pred.labels) >= 0.9999
+
+
+def test_split_reductions_keeps_window_means_exact():
+    from onnx import TensorProto, helper
+
+    from brainseg_tf.export import _split_reductions
+    from brainseg_tf.inference import onnx_session
+
+    x = (np.random.default_rng(4).normal(size=(1, 64, 64, 64, 2)) + 100.0).astype(np.float32)
+    node = helper.make_node("ReduceMean", ["x"], ["m"], axes=[1, 2, 3], keepdims=1)
+    graph = helper.make_graph([node], "mean", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+                              [helper.make_tensor_value_info("m", TensorProto.FLOAT, [1, 1, 1, 1, 2])])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)], ir_version=8)
+    exact = x.astype(np.float64).mean(axis=(1, 2, 3), keepdims=True)
+    single = onnx_session(proto.SerializeToString()).run(None, {"x": x})[0]
+    _split_reductions(proto)
+    assert [n.op_type for n in proto.graph.node] == ["ReduceMean"] * 3
+    split = onnx_session(proto.SerializeToString()).run(None, {"x": x})[0]
+    assert split.shape == exact.shape
+    assert np.abs(split - exact).max() <= 1e-5 * 100  # float32 rounding of the mean itself, not of a 262144-term sum
+    assert np.abs(split - exact).max() <= np.abs(single - exact).max()

@@ -1,0 +1,153 @@
+"""Keras backend vs ONNX Runtime backend on one real case: equivalence and seconds per case.
+
+    python bench/onnx.py [--case CASE_DIR] [--config configs/cpu_brats2018.json | --model RUN_DIR]
+                         [--overlap 0.5] [--repeats 2] [--out result.json]
+
+The model is the recipe's (``training.factories.build_model``: for ``configs/cpu_brats2018.json``
+the 3D U-Net, depth 4, 16-256 filters, instance norm, sigmoid WT/TC/ET head, 96^3 roi) with its
+*initial, untrained* weights (seeded) unless ``--model`` names a trained run: equivalence and
+speed do not depend on training, only the Dice would. It is written as a run directory (``.keras``
++ card), exported with ``export_model(format="onnx")`` (timed), and both backends segment the
+case with the same :func:`brainseg_tf.inference.predict_case` (same preprocessing, sliding
+window, postprocessing); only the forward pass differs. Each backend is warmed up on one window,
+then the two run alternately ``--repeats`` times (so a load change on a shared machine hits both);
+the timed part is read -> preprocess -> sliding window -> postprocess -> paste back.
+
+Reported: max |p_onnx - p_keras| over every voxel and channel of the whole case (native grid), the
+share of voxels with the same label, seconds per case for each backend (median and min of the
+repeats) and their ratio, threads, load average. The last line is machine-readable JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# This file is named onnx.py: drop its own folder from the path, or `import onnx` would import it.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(REPO_ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+DEFAULT_CASE = REPO_ROOT.parent / "shared" / "data" / "brats2018" / "Brats18_2013_23_1"
+DEFAULT_CONFIG = REPO_ROOT / "configs" / "cpu_brats2018.json"
+
+
+def recipe_run_dir(config: Path, out: Path, seed: int = 0) -> Path:
+    """Write the recipe's untrained model (``best.keras``) and its card into ``out``."""
+    import keras
+
+    from brainseg_tf.card import ModelCard
+    from brainseg_tf.training.config import load_config
+    from brainseg_tf.training.factories import build_model
+
+    cfg = load_config(config)
+    keras.utils.set_random_seed(seed)
+    model = build_model(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / "best.keras")
+    ModelCard(modalities=list(cfg.data.modalities), head=cfg.head, spatial_dims=cfg.spatial_dims, logits=cfg.logits,
+              region=cfg.pipeline.region.upper() if cfg.head == "region" else None,
+              roi=[int(s) for s in cfg.pipeline.patch_size], model=cfg.model.name,
+              options=dict(cfg.model.options)).save(out)
+    return out
+
+
+def run(case_dir: Path, run_dir: Path, work: Path, *, overlap: float, repeats: int) -> dict:
+    import numpy as np
+
+    from brainseg_tf.export import export_model
+    from brainseg_tf.inference import load_predictor, onnx_session, predict_case
+
+    start = time.perf_counter()
+    export = export_model(run_dir, work / "onnx", format="onnx")
+    export_seconds = time.perf_counter() - start
+    predictors = {"keras": load_predictor(run_dir), "onnxruntime": load_predictor(export["out_dir"])}
+    roi = predictors["keras"].roi
+    window = np.zeros((1, *roi, len(predictors["keras"].modalities)), np.float32)
+    for pred in predictors.values():  # trace / build the session's kernels once, outside the clock
+        pred(window)
+    seconds: dict[str, list[float]] = {name: [] for name in predictors}
+    results = {}
+    for _ in range(repeats):
+        for name, pred in predictors.items():
+            result = predict_case(pred, case_dir, overlap=overlap, return_probabilities=True)
+            seconds[name].append(result.seconds)
+            results[name] = result
+    keras_res, onnx_res = results["keras"], results["onnxruntime"]
+    diff = np.abs(onnx_res.probabilities - keras_res.probabilities)
+    same = keras_res.labels == onnx_res.labels
+    summary = {name: {"median_s": statistics.median(s), "min_s": min(s), "runs": s} for name, s in seconds.items()}
+    return {
+        "case": case_dir.name,
+        "shape": list(keras_res.labels.shape),
+        "model": str(run_dir),
+        "roi": list(roi),
+        "overlap": overlap,
+        "head": keras_res.head,
+        "export_seconds": export_seconds,
+        "export_check_max_abs_diff": export["max_abs_diff"],
+        "max_abs_prob_diff": float(diff.max()),
+        "mean_abs_prob_diff": float(diff.mean()),
+        "label_agreement_pct": 100.0 * float(same.mean()),
+        "differing_voxels": int((~same).sum()),
+        "tumour_voxels_keras": int((keras_res.labels > 0).sum()),
+        "seconds": summary,
+        "onnx_over_keras": summary["onnxruntime"]["median_s"] / summary["keras"]["median_s"],
+        "ort_threads": onnx_session(export["onnx"]).get_session_options().intra_op_num_threads,
+        "cpus": len(os.sched_getaffinity(0)),
+        "load_average_1min_end": os.getloadavg()[0],
+    }
+
+
+def _table(r: dict) -> str:
+    k, o = r["seconds"]["keras"], r["seconds"]["onnxruntime"]
+    return "\n".join([
+        f"case {r['case']} {r['shape']}, roi {r['roi']}, overlap {r['overlap']}, {r['head']} head",
+        f"max |p_onnx - p_keras| over the case: {r['max_abs_prob_diff']:.2e} (mean {r['mean_abs_prob_diff']:.2e}); "
+        f"export check {r['export_check_max_abs_diff']:.2e}",
+        f"same label: {r['label_agreement_pct']:.4f} % ({r['differing_voxels']} voxels differ; "
+        f"{r['tumour_voxels_keras']} tumour voxels under Keras)",
+        "| backend | s/case (median) | min | runs |",
+        "|---|---|---|---|",
+        f"| Keras (TF) | {k['median_s']:.1f} | {k['min_s']:.1f} | {len(k['runs'])} |",
+        f"| ONNX Runtime ({r['ort_threads']} threads) | {o['median_s']:.1f} | {o['min_s']:.1f} | {len(o['runs'])} |",
+        f"ONNX / Keras time ratio: {r['onnx_over_keras']:.2f}; export {r['export_seconds']:.1f} s; "
+        f"load average at the end {r['load_average_1min_end']:.1f} on {r['cpus']} CPUs",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--case", type=Path, default=DEFAULT_CASE)
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="recipe whose untrained model is used")
+    parser.add_argument("--model", type=Path, default=None, help="a trained RUN_DIR instead of the recipe's model")
+    parser.add_argument("--overlap", type=float, default=0.5)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=None, help="also write the result as JSON")
+    args = parser.parse_args(argv)
+    if not args.case.is_dir():
+        print(f"error: {args.case}: case folder not found", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="bench_onnx_") as tmp:
+        work = Path(tmp)
+        run_dir = args.model or recipe_run_dir(args.config, work / "run")
+        result = run(args.case, run_dir, work, overlap=args.overlap, repeats=args.repeats)
+    result["trained"] = args.model is not None
+    print(_table(result))
+    if args.out is not None:
+        from brainseg_tf import atomic
+
+        atomic.write_json(args.out, result)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
