@@ -143,7 +143,6 @@ def main(argv: list[str] | None = None) -> int:
     steps = args.steps or base["steps"]
     cases = args.cases or base["cases"]
     shape = tuple(args.shape or base["shape"])
-    plan.start_memory_stats()
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         cfg = _config(work, patch, batch, args.precision, base["model"])

@@ -42,7 +42,7 @@ from brainseg_tf.runtime import POLICIES
 __all__ = [
     "ACTIVATION_FACTORS", "WORKSPACE_BYTES", "Footprint", "Estimate", "Proposal", "parse_memory",
     "format_bytes", "footprint", "estimate", "propose", "format_proposal", "visible_gpu_memory",
-    "plan_recipe", "check_fits", "compile_like_training", "start_memory_stats", "measure_step_peak",
+    "plan_recipe", "check_fits", "compile_like_training", "measure_step_peak",
 ]
 
 # Calibrated by bench/plan_calibration.py (table in docs/planning.md): one fresh process per point
@@ -201,8 +201,11 @@ def _layer_output_bytes(model: Any) -> int:
                 d is not None for t in layer.outputs for d in t.shape[1:]):
             total += _layer_output_bytes(layer)
             continue
-        outputs = layer.output if isinstance(layer.output, (list, tuple)) else [layer.output]
-        for t in keras.tree.flatten(outputs):
+        for t in keras.tree.flatten(layer.output):
+            if any(d is None for d in t.shape[1:]):
+                # e.g. een's EfficientNet encoder, built for any size and called on a sized tensor
+                raise ValueError(f"layer {layer.name!r} of model {model.name!r} has outputs of undefined size "
+                                 f"{tuple(t.shape)} at a fixed input size: the planner cannot estimate this model")
             total += math.prod(int(d) for d in t.shape[1:]) * _dtype_bytes(t.dtype)
     return total
 
@@ -445,22 +448,6 @@ def compile_like_training(model: Any, cfg: Any, *, xla: bool = False) -> None:
     model.compile(optimizer=factories.build_optimizer(cfg), jit_compile=xla, **kwargs)
 
 
-def start_memory_stats() -> str:
-    """Run one eager op so the allocator of this process's first device keeps statistics; its name.
-
-    Observed with TF 2.21 on CPU: when the first TensorFlow work of a process happens inside
-    ``tf.data`` or cache building, ``get_memory_info("CPU:0")`` stays at zero afterwards; a first
-    eager op on the main thread avoids it. Call it before anything else uses TensorFlow.
-    """
-    import tensorflow as tf
-
-    device = "GPU:0" if tf.config.list_physical_devices("GPU") else "CPU:0"
-    with tf.device(device):
-        tf.zeros((1,)) + 1
-    tf.config.experimental.get_memory_info(device)
-    return device
-
-
 def measure_step_peak(cfg: Any, patch: Sequence[int], batch: int, *, steps: int = 3,
                       precision: str | None = None, xla: bool = False) -> dict[str, Any]:
     """Train the recipe's model for ``steps`` steps on a random batch here and read the peak memory.
@@ -483,7 +470,7 @@ def measure_step_peak(cfg: Any, patch: Sequence[int], batch: int, *, steps: int 
     from brainseg_tf.training.data import finish_dataset
 
     policy = _policy(cfg, precision)
-    device = start_memory_stats()
+    device = "GPU:0" if tf.config.list_physical_devices("GPU") else "CPU:0"
     keras.config.set_dtype_policy(policy)
     model = cfg.model_spec.builder(**_model_options(cfg, patch))
     n_outputs = len(model.outputs)
