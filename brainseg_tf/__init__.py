@@ -20,7 +20,8 @@ __version__ = "0.2.0"
 
 _SUBMODULES = {
     "atomic", "card", "cli", "conventions", "data", "demo", "evaluation", "export", "inference", "io",
-    "losses", "metrics", "models", "runtime", "survival", "synthetic", "training", "viz",
+    "losses", "metrics", "models", "plan", "postprocessing", "report", "runtime", "survival", "synthetic",
+    "training", "uncertainty", "viz",
 }
 
 _registration.install()

@@ -756,10 +756,11 @@ def evaluate_folders(
 
     _check_evaluation_args(dilation, min_lesion_volume, (ref_convention, pred_convention), case_ids)
     pred_dir, ref_dir = Path(pred_dir), Path(ref_dir)
-    if not pred_dir.is_dir():
-        raise FileNotFoundError(f"prediction folder not found: {pred_dir}")
-    if not ref_dir.is_dir():
-        raise FileNotFoundError(f"reference folder not found: {ref_dir}")
+    for folder, what in ((pred_dir, "prediction"), (ref_dir, "reference")):
+        if folder.exists() and not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: is a file, expected a {what} folder")
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{what} folder not found: {folder}")
     references = reference_files(ref_dir)
     if not references:
         raise ValueError(f"no reference label files found in {ref_dir}")
