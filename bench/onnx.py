@@ -106,6 +106,60 @@ def run(case_dir: Path, run_dir: Path, work: Path, *, overlap: float, repeats: i
     }
 
 
+def _float64_twin(model):
+    """The Keras model rebuilt with float64 layers and the same weights: the exact reference."""
+    import keras
+    import numpy as np
+
+    def f64(c):
+        if isinstance(c, list):
+            return [f64(v) for v in c]
+        if not isinstance(c, dict):
+            return c
+        if c.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
+            return "float64"
+        return {k: f64(v) for k, v in c.items()}
+
+    twin = keras.saving.deserialize_keras_object(f64(keras.saving.serialize_keras_object(model)))
+    twin.set_weights([w.astype(np.float64) for w in model.get_weights()])
+    return twin
+
+
+def exactness(case_dir: Path, run_dir: Path, onnx_file: Path, *, worst: int = 2) -> dict:
+    """Keras vs ONNX on every window of the preprocessed case (overlap 0.5), and both against the
+    float64 model on the ``worst`` windows: which backend carries the difference."""
+    import itertools
+
+    import numpy as np
+
+    from brainseg_tf import io as bio
+    from brainseg_tf.data.preprocess import preprocess_case
+    from brainseg_tf.inference import load_keras_model, onnx_session, window_starts
+    from brainseg_tf.card import load_card
+
+    card = load_card(run_dir)
+    model = load_keras_model(next(p for p in (run_dir / "best.keras", run_dir / "final.keras") if p.is_file()))
+    session = onnx_session(onnx_file)
+    roi = tuple(card.roi)
+    image = preprocess_case(bio.read_case(case_dir), **card.preprocessing.case_options()).image
+    pad = [max(r - d, 0) for r, d in zip(roi, image.shape[:3])]
+    image = np.pad(image, [(p // 2, p - p // 2) for p in pad] + [(0, 0)])
+    windows = []
+    for corner in itertools.product(*[window_starts(d, r, 0.5) for d, r in zip(image.shape[:3], roi)]):
+        x = image[(None, *[slice(c, c + r) for c, r in zip(corner, roi)])].astype(np.float32)
+        diff = float(np.abs(session.run(None, {"image": x})[0] - np.asarray(model(x, training=False))).max())
+        windows.append((diff, corner, x))
+    windows.sort(key=lambda w: -w[0])
+    twin = _float64_twin(model)
+    rows = []
+    for diff, corner, x in windows[:worst]:
+        exact = np.asarray(twin(x.astype(np.float64), training=False))
+        rows.append({"window": list(corner), "keras_vs_onnx": diff,
+                     "keras_vs_float64": float(np.abs(np.asarray(model(x, training=False)) - exact).max()),
+                     "onnx_vs_float64": float(np.abs(session.run(None, {"image": x})[0] - exact).max())})
+    return {"windows": len(windows), "max_keras_vs_onnx_per_window": [w[0] for w in windows], "worst": rows}
+
+
 def _table(r: dict) -> str:
     k, o = r["seconds"]["keras"], r["seconds"]["onnxruntime"]
     return "\n".join([
@@ -131,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overlap", type=float, default=0.5)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None, help="also write the result as JSON")
+    parser.add_argument("--exactness", action="store_true",
+                        help="also compare both backends with the float64 model on the worst windows")
     args = parser.parse_args(argv)
     if not args.case.is_dir():
         print(f"error: {args.case}: case folder not found", file=sys.stderr)
@@ -139,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         run_dir = args.model or recipe_run_dir(args.config, work / "run")
         result = run(args.case, run_dir, work, overlap=args.overlap, repeats=args.repeats)
+        if args.exactness:
+            result["exactness"] = exactness(args.case, run_dir, work / "onnx" / "model.onnx")
     result["trained"] = args.model is not None
     print(_table(result))
     if args.out is not None:
