@@ -11,6 +11,8 @@ TF_EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev
 STAMP := $(VENV)/.installed-$(TF_EXTRA)
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
+# Two pytest workers (one per core), each running whole files so module fixtures are built once.
+XDIST ?= -n 2 --dist loadfile
 # The versions Colab and Kaggle ship (Aug 2026); `make test` also runs the compat subset there.
 COLAB_VENV ?= .venv-colab
 COLAB_PINS := "tensorflow-cpu==2.20.*" "keras==3.13.2"
@@ -38,7 +40,7 @@ demo: $(STAMP)
 # then Dice/HD95 of the 4 validation cases (split in ../shared/CONVENTIONS.md).
 demo-real: $(STAMP)
 	$(VENV)/bin/brainseg train --config configs/cpu_brats2018.json --run-dir runs/cpu_brats2018
-	$(VENV)/bin/brainseg predict --model runs/cpu_brats2018/final.keras --min-component-voxels 1000 \
+	$(VENV)/bin/brainseg predict --model runs/cpu_brats2018 \
 	  --input ../shared/data/brats2018 --overwrite \
 	  --cases Brats18_CBICA_AQN_1 Brats18_TCIA02_135_1 Brats18_TCIA10_628_1 Brats18_2013_23_1 \
 	  --out runs/cpu_brats2018/predictions
@@ -56,12 +58,12 @@ $(COLAB_STAMP): pyproject.toml requirements.txt
 test: test-main test-colab
 
 test-main: $(STAMP)
-	@set +e; $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	@set +e; $(PY) -m pytest -q -p no:cacheprovider $(XDIST) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; exit 1; fi; exit $$rc
 
 # The compat subset (train, resume, predict, export, reload) under the pinned Colab versions.
 test-colab: $(COLAB_STAMP)
-	@set +e; $(COLAB_PY) -m pytest -q -p no:cacheprovider -m compat $(PYTEST_ARGS); rc=$$?; \
+	@set +e; $(COLAB_PY) -m pytest -q -p no:cacheprovider -m compat $(XDIST) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no compat tests (exit 5)"; exit 1; fi; exit $$rc
 
 clean:
@@ -70,3 +72,9 @@ clean:
 # Re-pair the notebooks after editing either side (the .py files are the reviewable source).
 notebooks: $(STAMP)
 	$(VENV)/bin/jupytext --sync notebooks/[0-9][0-9]_*.ipynb
+
+# brainseg_tf vs MONAI inference on one real case (creates .venv-monai with CPU torch + MONAI on
+# first use; never part of `make test`). See docs/speed.md.
+.PHONY: bench-monai
+bench-monai: $(STAMP)
+	$(PY) bench/vs_monai.py

@@ -7,8 +7,10 @@ and ``brainseg validate`` start fast.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -73,14 +75,68 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    if not args.config.is_file():  # before importing TensorFlow
+        raise FileNotFoundError(f"{args.config}: recipe not found")
+    from brainseg_tf import plan, report
     from brainseg_tf.training import train
 
+    warning = plan.check_fits(args.config)
+    if warning is not None:
+        print(f"warning: {warning}", file=sys.stderr)
+    from brainseg_tf.training import load_config, train_folds
+
+    if args.folds is not None or load_config(args.config).training.all_folds:
+        folds = train_folds(args.config, run_dir=args.run_dir, folds=args.folds, resume=not args.no_resume)
+        for fold_dir in folds.fold_dirs:
+            if (fold_dir / "metrics.json").exists():
+                print(f"report: {report.train_report(fold_dir)}")
+        print(f"run directory: {folds.run_dir} (folds.json; {'all folds complete' if folds.summary['completed'] else 'incomplete: re-run to continue'})")
+        return 0
     result = train(args.config, run_dir=args.run_dir, resume=not args.no_resume)
     print(f"run directory: {result.run_dir}")
+    if result.is_chief:
+        print(f"report: {report.train_report(result.run_dir)}")
     return 0
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from brainseg_tf import plan
+
+    print(plan.format_proposal(plan.plan_recipe(args.config, args.memory, args.precision, max_size=args.max_size,
+                                                max_batch=args.max_batch, reserve=args.reserve)))
+    return 0
+
+
+def _memory_arg(text: str) -> int:
+    from brainseg_tf.plan import parse_memory
+
+    try:
+        return parse_memory(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _extras_required(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Report a missing optional extra (e.g. brainseg_tf[onnx]) as a one-line error, exit code 2."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        from brainseg_tf.inference import OptionalDependencyError
+
+        try:
+            return command(args)
+        except OptionalDependencyError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+@_extras_required
 def _cmd_predict(args: argparse.Namespace) -> int:
+    for path in (*args.model, args.input, *([args.ref] if args.ref is not None else [])):
+        if not path.exists():  # before importing TensorFlow
+            raise FileNotFoundError(f"{path}: not found")
     from brainseg_tf.inference import predict_folder
 
     kwargs = {"overlap": args.overlap, "tta": args.tta, "batch_size": args.sw_batch}
@@ -90,7 +146,16 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         kwargs["et_min_voxels"] = args.et_min_voxels
     if args.min_component_voxels is not None:
         kwargs["min_component_voxels"] = args.min_component_voxels
+    if args.no_postprocessing:
+        kwargs.update(et_min_voxels=0, min_component_voxels=0, largest_component=())
+    if args.uncertainty is not None:
+        kwargs["uncertainty"] = args.uncertainty
     model = args.model[0] if len(args.model) == 1 else list(args.model)
+    if args.backend is not None:
+        from brainseg_tf.inference import Ensemble, load_predictor
+
+        loaded = [load_predictor(path, backend=args.backend) for path in args.model]
+        model = loaded[0] if len(loaded) == 1 else Ensemble(loaded)
     rows = predict_folder(
         model, args.input, args.out, convention=args.convention, save_probabilities=args.probabilities,
         overwrite=args.overwrite, progress=not args.quiet, case_ids=args.cases, **kwargs,
@@ -99,13 +164,54 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     print(f"wrote {len(rows) - len(failed)} prediction(s) to {args.out}")
     for r in failed:
         print(f"failed: {r.get('case_id')}: {r['error']}", file=sys.stderr)
+    if args.uncertainty is not None:
+        _print_uncertainty_ranking(args.out)
+    if args.ref is not None and len(failed) < len(rows):
+        from brainseg_tf import evaluation, report
+
+        result = evaluation.evaluate_folders(
+            args.out, args.ref, ref_convention=args.ref_convention, out_csv=args.out / report.METRICS_FILE,
+            progress=not args.quiet, case_ids=[r["case_id"] for r in rows if not r.get("error")],
+        )
+        print(evaluation.format_summary(result))
+        path = report.predict_report(args.out, args.ref, images=args.input, result=result,
+                                     ref_convention=args.ref_convention)
+        print(f"per-case metrics: {args.out / report.METRICS_FILE}\nreport: {path}")
     return 1 if failed else 0
 
 
+def _print_uncertainty_ranking(out: Path) -> None:
+    from brainseg_tf.evaluation import PREDICTIONS_META
+    from brainseg_tf.io import read_json
+
+    summary = read_json(out / PREDICTIONS_META)
+    print("cases by uncertainty (most uncertain first; review these):")
+    for cid in summary["ranking"]:
+        case = summary["cases"][cid]
+        print(f"  {case['uncertainty']:.4f}  {cid}  ({case.get('uncertainty_kind') or 'earlier run'})")
+    print(f"uncertainty summary: {out / PREDICTIONS_META}")
+
+
+def _cmd_select_postprocessing(args: argparse.Namespace) -> int:
+    from brainseg_tf import postprocessing
+
+    selection = postprocessing.select_for_folders(
+        args.pred, args.ref, out=args.out, ref_convention=args.ref_convention,
+        pred_convention=args.pred_convention, case_ids=args.cases,
+    )
+    print(selection.format())
+    print(f"selection: {args.out or args.pred / postprocessing.SELECTION_FILE}")
+    if args.model is not None:
+        postprocessing.record(selection, args.model)
+        print(f"recorded in the model card: {args.model / 'brainseg_model.json'}")
+    return 0
+
+
+@_extras_required
 def _cmd_export(args: argparse.Namespace) -> int:
     from brainseg_tf.export import export_model
 
-    paths = export_model(args.model, args.out, overwrite=args.overwrite)
+    paths = export_model(args.model, args.out, overwrite=args.overwrite, format=args.format)
     for name, path in paths.items():
         print(f"{name:12s} {path}")
     return 0
@@ -290,12 +396,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, required=True, help="JSON recipe (see configs/)")
     p.add_argument("--run-dir", type=Path, default=None, help="run directory (default runs/<config name>)")
     p.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run directory")
+    p.add_argument("--folds", type=int, default=None, metavar="K",
+                   help="train folds 0..K-1 of the seeded k-fold split into RUN_DIR/fold_<k> (resumable; RUN_DIR/folds.json)")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("plan", help="patch and batch size of a recipe that fit an accelerator's memory")
+    p.add_argument("--config", required=True, help="JSON recipe (path or name in configs/)")
+    p.add_argument("--memory", type=_memory_arg, default=None,
+                   help="accelerator memory: 16GB (10^9), 16GiB (2^30), 24000MiB (default: the visible GPU's)")
+    p.add_argument("--precision", default=None, choices=["auto", "off", "float32", "float16", "bfloat16"],
+                   help="dtype policy planned for (default: the recipe's; auto = mixed_float16, a GPU's)")
+    p.add_argument("--max-size", type=int, nargs="+", default=None, metavar="N",
+                   help="largest patch per axis, e.g. the median cropped case (default: the recipe's patch)")
+    p.add_argument("--max-batch", type=int, default=None, help="largest batch (default: max(recipe batch, 2))")
+    p.add_argument("--reserve", type=float, default=0.1, help="share of the memory left free (default 0.1)")
+    p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser("predict", help="segment a case or a dataset folder; writes NIfTI in native space")
     p.add_argument("--model", type=Path, nargs="+", required=True,
-                   help="RUN_DIR, model.keras or SavedModel folder; several are combined (folds averaged, "
-                        "single-region WT/TC/ET models stacked into one label map)")
+                   help="RUN_DIR, model.keras, SavedModel folder or ONNX export (model.onnx); several are combined "
+                        "(folds averaged, single-region WT/TC/ET models stacked into one label map)")
+    p.add_argument("--backend", default=None,
+                   help="keras or onnxruntime (an ONNX export, brainseg_tf[onnx]); default: onnxruntime for "
+                        "model.onnx, keras otherwise")
     p.add_argument("--input", type=Path, required=True, help="a case folder or a dataset folder")
     p.add_argument("--out", type=Path, required=True, help="output folder (<case_id>.nii.gz)")
     p.add_argument("--convention", default=None, help="label convention of the written masks (default: the source's)")
@@ -306,14 +429,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--et-min-voxels", type=int, default=None, help="ET smaller than this is relabelled NCR")
     p.add_argument("--min-component-voxels", type=int, default=None, help="drop tumour components smaller than this")
     p.add_argument("--probabilities", action="store_true", help="also write <case_id>_prob.nii.gz")
+    p.add_argument("--no-postprocessing", action="store_true",
+                   help="raw labels, none of the card's postprocessing (for brainseg select-postprocessing)")
+    p.add_argument("--uncertainty", nargs="?", const="auto", default=None, choices=["auto", "entropy", "variance"],
+                   help="also write <case_id>_uncertainty.nii.gz and rank the cases in predictions.json "
+                        "(auto: variance across ensemble members / TTA flips, else entropy)")
+    p.add_argument("--ref", type=Path, default=None, metavar="REF_DIR",
+                   help="references (dataset or folder of masks): also score the predictions and write "
+                        "OUT/metrics.csv and OUT/report.md with figures")
+    p.add_argument("--ref-convention", default=None,
+                   help="label convention of the references (default: the dataset layout's or the file's record)")
     p.add_argument("--cases", nargs="+", default=None, metavar="CASE_ID", help="only these cases of the dataset")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_predict)
 
-    p = sub.add_parser("export", help="write a SavedModel (serving signature), a .keras file and metadata")
+    p = sub.add_parser("select-postprocessing",
+                       help="choose postprocessing on validation predictions (nnU-Net's rule); record it in the card")
+    p.add_argument("--pred", type=Path, required=True,
+                   help="predictions made without postprocessing (brainseg predict --no-postprocessing)")
+    p.add_argument("--ref", type=Path, required=True, help="references: dataset folder or folder of masks")
+    p.add_argument("--model", type=Path, default=None, help="RUN_DIR or export folder whose card records the rule")
+    p.add_argument("--out", type=Path, default=None, help="selection JSON (default PRED/postprocessing.json)")
+    p.add_argument("--ref-convention", default=None)
+    p.add_argument("--pred-convention", default=None)
+    p.add_argument("--cases", nargs="+", default=None, metavar="CASE_ID", help="only these cases")
+    p.set_defaults(func=_cmd_select_postprocessing)
+
+    p = sub.add_parser("export", help="write a SavedModel (serving signature), a .keras file and metadata, or ONNX")
     p.add_argument("--model", type=Path, required=True, help="RUN_DIR or model.keras")
     p.add_argument("--out", type=Path, required=True)
+    # export.FORMATS checks the name; importing it here would slow every brainseg command
+    p.add_argument("--format", default="savedmodel",
+                   help="savedmodel (default: SavedModel + .keras) or onnx (OUT/model.onnx; brainseg_tf[onnx])")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_export)
 

@@ -6,8 +6,9 @@ Pipeline for one case (:func:`predict_case`)::
       --> select the model's modalities --> sliding_window (Gaussian-weighted, batched windows,
           optional mirror TTA) --> probabilities on the cropped grid
       --> labels (argmax for a softmax head; thresholded regions for a sigmoid head)
-      --> postprocess (small ET -> NCR, small components removed)
+      --> postprocess (the card's rules, chosen on validation: :mod:`brainseg_tf.postprocessing`)
       --> paste_back onto the native grid --> write_label (source affine/header, chosen convention)
+      (optionally an uncertainty map, :mod:`brainseg_tf.uncertainty`, written beside the labels)
 
 :func:`sliding_window` is a pure function over any predictor callable mapping a batch
 ``(B, *roi, C)`` to ``(B, *roi, K)`` (a Keras model, a reloaded SavedModel, a lambda); it imports
@@ -40,9 +41,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from brainseg_tf import io as bio
+from brainseg_tf import postprocessing as postprocessing_rules
+from brainseg_tf import uncertainty as unc
 from brainseg_tf.card import (
     CARD_FILE,
     CardError,
@@ -267,22 +269,41 @@ def mirror_tta(predictor: BatchPredictor, axes: Sequence[int] = (0, 1, 2)) -> Ca
     Returns:
         A batch callable returning the float32 mean of the ``2**len(axes)`` back-flipped outputs.
     """
+    flips = mirror_flips(predictor, axes)
+
+    def tta(batch: np.ndarray) -> np.ndarray:
+        acc: np.ndarray | None = None
+        for flipped in flips:
+            y = flipped(batch)
+            acc = y.astype(np.float64) if acc is None else acc + y
+        return (acc / len(flips)).astype(np.float32)
+
+    return tta
+
+
+def mirror_flips(predictor: BatchPredictor, axes: Sequence[int] = (0, 1, 2)) -> list[BatchPredictor]:
+    """The members of :func:`mirror_tta`: one batch predictor per subset of ``axes`` (the first unflipped).
+
+    Each flips its input batch, calls ``predictor`` and flips the output back, so every member
+    returns probabilities on the input's grid (for the variance across flips,
+    :func:`brainseg_tf.uncertainty.member_variance`).
+    """
     axes = tuple(int(a) for a in axes)
     if len(set(axes)) != len(axes) or any(a < 0 for a in axes):
         raise ValueError(f"mirror_axes={axes!r} must be distinct non-negative spatial axes")
     combos = [c for n in range(len(axes) + 1) for c in itertools.combinations(axes, n)]
 
-    def tta(batch: np.ndarray) -> np.ndarray:
-        acc: np.ndarray | None = None
-        for combo in combos:
-            flip = tuple(a + 1 for a in combo)
+    def member(combo: tuple[int, ...]) -> BatchPredictor:
+        flip = tuple(a + 1 for a in combo)
+
+        def fn(batch: np.ndarray) -> np.ndarray:
             x = np.ascontiguousarray(np.flip(batch, flip)) if flip else batch
             y = _as_numpy(predictor(x))
-            y = np.flip(y, flip) if flip else y
-            acc = y.astype(np.float64) if acc is None else acc + y
-        return (acc / len(combos)).astype(np.float32)
+            return np.flip(y, flip) if flip else y
 
-    return tta
+        return fn
+
+    return [member(c) for c in combos]
 
 
 # ----------------------------------------------------------------------------- postprocessing
@@ -313,12 +334,17 @@ def probabilities_to_labels(probabilities: np.ndarray, head: str = "softmax", th
     raise ValueError(f"head={head!r} is unknown; expected one of {HEADS}")
 
 
-def postprocess(labels: np.ndarray, *, et_min_voxels: int = 0, min_component_voxels: int = 0) -> np.ndarray:
-    """BraTS postprocessing of canonical labels; returns a new uint8 array.
+def postprocess(labels: np.ndarray, *, et_min_voxels: int = 0, min_component_voxels: int = 0,
+                largest_component: Sequence[str] = ()) -> np.ndarray:
+    """BraTS postprocessing of canonical labels (the model card's rules); returns a new uint8 array.
 
-    1. Connected components (26-connectivity) of the whole tumour (labels 1-3) with fewer than
+    The rules of :mod:`brainseg_tf.postprocessing`, in its fixed order:
+
+    1. Each region in ``largest_component`` keeps only its largest 26-connected component; its
+       other voxels are demoted (ET -> NCR, TC -> ED, WT -> BG).
+    2. Connected components (26-connectivity) of the whole tumour (labels 1-3) with fewer than
        ``min_component_voxels`` voxels are set to background.
-    2. When the remaining enhancing tumour (label 3) has fewer than ``et_min_voxels`` voxels in
+    3. When the remaining enhancing tumour (label 3) has fewer than ``et_min_voxels`` voxels in
        total, it is relabelled NCR (1): a tiny ET prediction in a case without ET costs the whole
        ET Dice, a missing one costs nothing under the legacy empty-mask rule.
 
@@ -326,23 +352,13 @@ def postprocess(labels: np.ndarray, *, et_min_voxels: int = 0, min_component_vox
         labels: ``(X, Y, Z)`` (or 2D) canonical labels.
         et_min_voxels: ET volume threshold in voxels (0 disables; choose it on validation).
         min_component_voxels: smallest whole-tumour component kept (0 disables).
+        largest_component: regions (``"WT"``, ``"TC"``, ``"ET"``) reduced to their largest component.
     """
     _check_voxel_count("et_min_voxels", et_min_voxels)
     _check_voxel_count("min_component_voxels", min_component_voxels)
-    out = np.array(labels, dtype=np.uint8, copy=True)
-    if min_component_voxels > 0:
-        structure = np.ones((3,) * out.ndim, dtype=bool)
-        components, n = ndimage.label(out > 0, structure=structure)
-        if n:
-            sizes = np.bincount(components.ravel())
-            small = sizes < min_component_voxels
-            small[0] = False
-            out[small[components]] = 0
-    if et_min_voxels > 0:
-        et = out == 3
-        if 0 < int(et.sum()) < et_min_voxels:
-            out[et] = 1
-    return out
+    rules = Postprocessing(et_min_voxels=int(et_min_voxels), min_component_voxels=int(min_component_voxels),
+                           largest_component=[str(r) for r in largest_component])
+    return postprocessing_rules.apply(labels, rules)
 
 
 # ----------------------------------------------------------------------------- predictors
@@ -352,6 +368,7 @@ _OVERRIDES = {
     "modalities": "modalities", "head": "head", "region": "region", "roi": "roi", "logits": "logits",
     "et_min_voxels": "postprocessing.et_min_voxels", "min_component_voxels": "postprocessing.min_component_voxels",
     "threshold": "postprocessing.region_threshold", "region_threshold": "postprocessing.region_threshold",
+    "largest_component": "postprocessing.largest_component",
     "preprocessing": "preprocessing",
 }
 
@@ -370,7 +387,7 @@ class Predictor:
         roi: default window size (``spatial_dims`` entries), or ``None`` for 128 per axis; for a
             2D model with ``resize``, the size every slice is resized to.
         spatial_dims: 3 for volume models; 2 for slice models (run over the slices of ``plane``).
-        et_min_voxels, min_component_voxels: defaults of :func:`postprocess`.
+        et_min_voxels, min_component_voxels, largest_component: defaults of :func:`postprocess`.
         threshold: region threshold of sigmoid / region heads.
         preprocessing: keyword arguments of :func:`brainseg_tf.data.preprocess.preprocess_case`.
         resize: 2D models: in-plane size slices are resized to (bilinear) before the model, or ``None``.
@@ -390,6 +407,7 @@ class Predictor:
     min_component_voxels: int = 0
     threshold: float = 0.5
     preprocessing: dict[str, Any] = field(default_factory=dict)
+    largest_component: tuple[str, ...] = ()
     resize: tuple[int, int] | None = None
     plane: str = "axial"
     model: Any = None
@@ -436,7 +454,7 @@ class Predictor:
                                                          for k, v in self.preprocessing.items()},
                                   resize=None if self.resize is None else list(self.resize), plane=self.plane)
         post = Postprocessing(et_min_voxels=int(self.et_min_voxels), min_component_voxels=int(self.min_component_voxels),
-                              region_threshold=float(self.threshold))
+                              region_threshold=float(self.threshold), largest_component=list(self.largest_component))
         return dataclasses.replace(base, modalities=list(self.modalities), head=self.head, region=self.region,
                                    roi=None if self.roi is None else list(self.roi), spatial_dims=self.spatial_dims,
                                    preprocessing=pre, postprocessing=post)
@@ -450,6 +468,7 @@ class Predictor:
             et_min_voxels=card.postprocessing.et_min_voxels,
             min_component_voxels=card.postprocessing.min_component_voxels,
             threshold=card.postprocessing.region_threshold, preprocessing=card.preprocessing.case_options(),
+            largest_component=tuple(card.postprocessing.largest_component),
             resize=None if card.preprocessing.resize is None else tuple(card.preprocessing.resize),
             plane=card.preprocessing.plane, card=card, **kwargs,
         )
@@ -550,9 +569,22 @@ def _import_registries() -> None:
 
 
 def load_keras_model(path: str | Path, *, compile: bool = False, safe_mode: bool = True) -> Any:
-    """Load a ``.keras`` file (uncompiled by default, in Keras safe mode) with brainseg_tf's objects."""
+    """Load a ``.keras`` file (uncompiled by default, in Keras safe mode) with brainseg_tf's objects.
+
+    Raises:
+        ValueError: the file is not a complete ``.keras`` archive (e.g. truncated by a kill).
+    """
+    import zipfile
+
     import keras
 
+    try:  # Keras reports a damaged archive as "File not found"; say what is wrong with it
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ValueError(f"{path}: not a complete .keras file ({exc}); it may have been cut short by a kill") from None
+    if "config.json" not in names:
+        raise ValueError(f"{path}: not a .keras file (the archive holds no config.json)")
     _import_registries()
     return keras.saving.load_model(str(path), compile=compile, safe_mode=safe_mode)
 
@@ -578,31 +610,129 @@ def _from_saved_model(folder: Path, card: ModelCard | None, overrides: dict[str,
     return Predictor.from_card(_with_activation(call, card), card, model=loaded, source=str(folder))
 
 
-def load_predictor(path: str | Path, **overrides: Any) -> Predictor:
-    """Load a model for inference from a run directory, a ``.keras`` file or a SavedModel/export dir.
+# ----------------------------------------------------------------------------- backends
+
+BACKENDS = ("keras", "onnxruntime")
+ONNX_FILE = "model.onnx"
+
+
+class OptionalDependencyError(ImportError):
+    """An optional extra is not installed; the message names the ``pip install`` that adds it."""
+
+
+def import_optional(module: str, extra: str) -> Any:
+    """Import ``module`` of the optional extra ``brainseg_tf[extra]``, or raise :class:`OptionalDependencyError`."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise OptionalDependencyError(f"{module} is not installed ({exc}); install brainseg_tf[{extra}]: "
+                                      f"pip install 'brainseg_tf[{extra}]'") from None
+
+
+def onnx_session(model: str | Path | bytes, threads: int | None = None) -> Any:
+    """An ONNX Runtime session on the CPU execution provider.
+
+    Args:
+        model: a ``.onnx`` file or the serialized model.
+        threads: intra-op threads (default: the CPUs this process may run on); one inter-op thread,
+            since the U-Nets are one chain of large ops.
+
+    Raises:
+        OptionalDependencyError: onnxruntime is not installed.
+        ValueError: the file is not a loadable ONNX model.
+    """
+    import os
+
+    ort = import_optional("onnxruntime", "onnx")
+    if threads is None:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(threads)
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only
+    source = model if isinstance(model, bytes) else str(model)
+    try:
+        return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 — onnxruntime raises its own exception classes
+        where = "the ONNX model" if isinstance(model, bytes) else str(model)
+        raise ValueError(f"{where}: onnxruntime cannot load it ({type(exc).__name__}: {exc})") from None
+
+
+def _from_onnx(path: Path, card: ModelCard | None, overrides: dict[str, Any]) -> Predictor:
+    session = onnx_session(path)
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1:
+        raise ValueError(f"{path}: the ONNX model takes {[i.name for i in inputs]}; expected one image input")
+    in_name = inputs[0].name
+    names = [o.name for o in outputs]
+    out_name = "probabilities" if "probabilities" in names else names[0]
+    card = _card_for(card, overrides, {"spatial_dims": len(inputs[0].shape) - 2})
+
+    def call(batch: np.ndarray) -> np.ndarray:
+        return session.run([out_name], {in_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+    return Predictor.from_card(_with_activation(call, card), card, model=session, source=str(path))
+
+
+def _onnx_file(path: Path, backend: str | None) -> Path | None:
+    """The ONNX file ``backend`` runs for ``path``, or ``None`` for the Keras/TensorFlow backend.
+
+    Without a backend: an ``.onnx`` file, or a folder whose only model is ``model.onnx``.
+    """
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} is unknown; expected one of {BACKENDS}")
+    candidate = path if path.is_file() else path / ONNX_FILE
+    is_onnx = candidate.suffix == ".onnx" and candidate.is_file()
+    if backend == "onnxruntime":
+        if not is_onnx:
+            raise FileNotFoundError(f"{path}: no ONNX model ({ONNX_FILE}); write one with "
+                                    "`brainseg export --format onnx`")
+        return candidate
+    if path.is_file():
+        if is_onnx and backend == "keras":
+            raise ValueError(f"{path} is an ONNX model; run it with backend='onnxruntime' (--backend onnxruntime)")
+        return candidate if is_onnx else None
+    tf_models = RUN_CHECKPOINTS + ("model.keras", "saved_model.pb", "saved_model/saved_model.pb")
+    return candidate if backend is None and is_onnx and not any((path / n).is_file() for n in tf_models) else None
+
+
+def load_predictor(path: str | Path, *, backend: str | None = None, **overrides: Any) -> Predictor:
+    """Load a model for inference from a run directory, a ``.keras`` file, a SavedModel/export dir or ONNX.
 
     The model card (``brainseg_model.json``; a legacy run's ``config.json`` through
     :func:`brainseg_tf.card.migrate`) is read from the folder of the model (for a SavedModel, its
-    folder or the one above).
+    folder or the one above). Both backends run the same preprocessing, sliding window and
+    postprocessing; only the forward pass differs.
 
     Args:
         path: ``RUN_DIR`` (card + ``best.keras``/``final.keras``), ``model.keras``, an export
-            directory, or a SavedModel directory.
+            directory, a SavedModel directory, or (ONNX Runtime) a ``model.onnx`` file or a folder
+            holding one with its card (``brainseg export --format onnx``).
+        backend: ``"keras"`` (Keras / TensorFlow), ``"onnxruntime"`` (ONNX Runtime on the CPU; the
+            ``brainseg_tf[onnx]`` extra), or ``None``: ONNX Runtime for an ``.onnx`` file or a
+            folder with only ``model.onnx``, Keras otherwise.
         **overrides: card settings that replace the card's (``modalities``, ``head``, ``region``,
             ``roi``, ``logits``, ``et_min_voxels``, ``min_component_voxels``, ``threshold``). A model
             without a card needs at least ``modalities`` and ``head``.
 
     Raises:
-        FileNotFoundError: the path does not exist or a run dir has no checkpoint.
-        ValueError: the path is not a model, or the card does not fit the model
-            (:class:`brainseg_tf.card.CardError`, a ``ValueError``, for a missing card).
+        FileNotFoundError: the path does not exist, a run dir has no checkpoint, or ONNX Runtime
+            was asked for and there is no ``.onnx`` model.
+        ValueError: the path is not a model, an unknown ``backend``, or the card does not fit the
+            model (:class:`brainseg_tf.card.CardError`, a ``ValueError``, for a missing card).
+        OptionalDependencyError: ``backend="onnxruntime"`` without onnxruntime installed.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"model path {path} does not exist")
+    onnx_file = _onnx_file(path, backend)
+    if onnx_file is not None:
+        return _from_onnx(onnx_file, find_card(onnx_file.parent), overrides)
     if path.is_file():
         if path.suffix != ".keras":
-            raise ValueError(f"{path}: expected a .keras file, a run directory or a SavedModel directory")
+            raise ValueError(f"{path}: expected a .keras or .onnx file, a run directory or a SavedModel directory")
         return _from_keras_file(path, find_card(path.parent), overrides)
     if (path / "saved_model.pb").is_file():
         return _from_saved_model(path, find_card(path) or find_card(path.parent), overrides)
@@ -666,6 +796,7 @@ class Ensemble:
         first = self.members[0]
         self.et_min_voxels, self.min_component_voxels = first.et_min_voxels, first.min_component_voxels
         self.threshold = first.threshold
+        self.largest_component = first.largest_component
         self.stacks_regions = first.head == "region" and self.head == "sigmoid"
 
     @property
@@ -720,6 +851,10 @@ class Prediction:
         reference: the source case without its image (affine, header, convention, shape, label).
         geometry: the preprocessing geometry (crop box) of the (first) model.
         seconds: wall time of the prediction (preprocessing to paste-back).
+        uncertainty: ``(X, Y, Z)`` float32 in [0, 1] on the native grid (0 outside the brain box),
+            or ``None`` when not requested (:mod:`brainseg_tf.uncertainty`).
+        uncertainty_kind: ``"entropy"`` or ``"variance"`` (across ensemble members and TTA flips).
+        uncertainty_score: :func:`brainseg_tf.uncertainty.case_score` of the map and the labels.
     """
 
     case_id: str
@@ -729,6 +864,9 @@ class Prediction:
     reference: bio.Case
     geometry: Geometry
     seconds: float = 0.0
+    uncertainty: np.ndarray | None = None
+    uncertainty_kind: str | None = None
+    uncertainty_score: float | None = None
 
     def write(self, path: str | Path, convention: str | None = None) -> Path:
         """Write the labels with the source's affine and header, in ``convention`` (default: the source's)."""
@@ -742,10 +880,24 @@ class Prediction:
             self.probabilities, path, affine=self.reference.affine, header=self.reference.header, dtype=np.float32
         )
 
+    def write_uncertainty(self, path: str | Path) -> Path:
+        """Write the uncertainty map as a float32 3D NIfTI with the source's affine (atomically)."""
+        if self.uncertainty is None:
+            raise ValueError("this prediction has no uncertainty map; predict with uncertainty='auto'")
+        return bio.save_nifti(
+            self.uncertainty, path, affine=self.reference.affine, header=self.reference.header, dtype=np.float32
+        )
+
 
 def check_window_arguments(*, roi: Any = None, overlap: float = 0.5, batch_size: int = 1,
-                           et_min_voxels: Any = None, min_component_voxels: Any = None, **_: Any) -> None:
+                           et_min_voxels: Any = None, min_component_voxels: Any = None,
+                           largest_component: Any = None, **_: Any) -> None:
     """Raise ``ValueError`` for bad sliding-window / postprocessing arguments, before any case is read."""
+    if largest_component is not None:
+        if isinstance(largest_component, str):
+            raise ValueError(f"largest_component={largest_component!r} must be a list of regions, e.g. ['WT']")
+        for region in largest_component:
+            region_index(region)
     if roi is not None:
         vals = [roi] if np.isscalar(roi) else list(roi)
         if not vals or any(v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1)
@@ -774,8 +926,14 @@ def _resized_slices(pred: Predictor) -> BatchPredictor:
 
 def _model_probabilities(pred: Predictor, case: bio.Case, *, roi: Any, overlap: float, batch_size: int,
                          mode: str, sigma_scale: float, tta: bool, mirror_axes: Sequence[int] | None,
-                         progress: bool) -> tuple[np.ndarray, Geometry, bool]:
-    """One model's probabilities: ``(probs, geometry, on_native_grid)``.
+                         progress: bool, moments: bool = False
+                         ) -> tuple[np.ndarray, Geometry, bool, np.ndarray | None]:
+    """One model's probabilities: ``(probs, geometry, on_native_grid, second_moment)``.
+
+    With ``moments`` and mirror TTA, each flip goes through its own sliding window (the blend is
+    linear, so their mean is the TTA mean up to float rounding) and ``second_moment`` is the mean
+    of the squared flip outputs (:class:`brainseg_tf.uncertainty.Moments`); with ``moments`` and
+    no TTA it is ``probs ** 2``; otherwise ``None``.
 
     The image is preprocessed exactly as the card says training saw it: ``preprocess_case`` with
     the card's options; a 2D model trained without the brain crop sees the z-scored image pasted
@@ -811,16 +969,27 @@ def _model_probabilities(pred: Predictor, case: bio.Case, *, roi: Any, overlap: 
     else:
         window = _check_spatial("roi", roi if roi is not None else (pred.roi or DEFAULT_ROI), 3)
         axes = (0, 1, 2) if mirror_axes is None else tuple(mirror_axes)
-    if tta and axes:
-        fn = mirror_tta(fn, axes)
-    probs = sliding_window(fn, image, roi=window, overlap=overlap, batch_size=batch_size, mode=mode,
-                           sigma_scale=sigma_scale, progress=progress)
+    window_kwargs = dict(roi=window, overlap=overlap, batch_size=batch_size, mode=mode, sigma_scale=sigma_scale,
+                         progress=progress)
+    second = None
+    if moments and tta and axes:
+        acc = unc.Moments()
+        for flipped in mirror_flips(fn, axes):
+            acc.add(sliding_window(flipped, image, **window_kwargs))
+        probs, second = acc.mean, acc.second
+    else:
+        if tta and axes:
+            fn = mirror_tta(fn, axes)
+        probs = sliding_window(fn, image, **window_kwargs)
+        if moments:
+            second = probs * probs
     del image
     if pred.spatial_dims == 2:
         probs = np.moveaxis(probs, 2, axis)
+        second = None if second is None else np.moveaxis(second, 2, axis)
     if probs.shape[-1] != pred.num_outputs:
         raise ValueError(f"the model returned {probs.shape[-1]} channels; a {pred.head} head needs {pred.num_outputs}")
-    return probs, pre.geometry, native
+    return probs, pre.geometry, native, second
 
 
 def _to_native(probs: np.ndarray, geometry: Geometry, head: str) -> np.ndarray:
@@ -844,7 +1013,9 @@ def predict_case(
     mirror_axes: Sequence[int] | None = None,
     et_min_voxels: int | None = None,
     min_component_voxels: int | None = None,
+    largest_component: Sequence[str] | None = None,
     return_probabilities: bool = False,
+    uncertainty: str | bool | None = None,
     progress: bool = False,
 ) -> Prediction:
     """Segment one case and return labels on its native grid.
@@ -871,7 +1042,12 @@ def predict_case(
         mirror_axes: spatial axes mirrored with ``tta``; default all (3D: 8 flips; 2D: 4 flips).
         et_min_voxels: ET -> NCR threshold; ``None`` takes the card's value.
         min_component_voxels: component-size threshold; ``None`` takes the card's value.
+        largest_component: regions kept to their largest component; ``None`` takes the card's.
         return_probabilities: also return the pasted-back probability maps.
+        uncertainty: also return a per-voxel uncertainty map and its case score
+            (:mod:`brainseg_tf.uncertainty`): ``"entropy"``, ``"variance"`` (across ensemble
+            members and TTA flips) or ``"auto"``/``True`` (variance where there are several
+            outputs, else entropy); ``None``/``False``: none.
         progress: progress bar over windows.
 
     Returns:
@@ -883,7 +1059,7 @@ def predict_case(
     """
     start = time.perf_counter()
     check_window_arguments(roi=roi, overlap=overlap, batch_size=batch_size, et_min_voxels=et_min_voxels,
-                           min_component_voxels=min_component_voxels)
+                           min_component_voxels=min_component_voxels, largest_component=largest_component)
     pred = _as_predictor(model)
     if not isinstance(case, bio.Case):
         case = bio.read_case(case)
@@ -891,26 +1067,39 @@ def predict_case(
     window = dict(roi=roi, overlap=overlap, batch_size=batch_size, mode=mode, sigma_scale=sigma_scale, tta=tta,
                   mirror_axes=mirror_axes, progress=progress)
     members = pred.members if isinstance(pred, Ensemble) else [pred]
-    results = [_model_probabilities(m, case, **window) for m in members]
+    kind = None
+    if uncertainty not in (None, False):
+        flips = 2 ** len(mirror_axes) if mirror_axes is not None else 2  # the default axes give >= 4 flips
+        kind = unc.resolve_kind(uncertainty, members=len(members), flips=flips if tta else 1)
+    results = [_model_probabilities(m, case, moments=kind == "variance", **window) for m in members]
     del case  # the native image is no longer needed (freed here unless the caller holds it)
     geometry = results[0][1]
     if isinstance(pred, Ensemble):
         probs = pred.combine([p if native else _to_native(p, g, m.head)
-                              for m, (p, g, native) in zip(members, results)])
+                              for m, (p, g, native, _) in zip(members, results)])
+        # Averaging the second moments too gives the variance over all members' outputs.
+        second = None if kind != "variance" else pred.combine(
+            [s if native else _to_native(s, g, m.head) for m, (_, g, native, s) in zip(members, results)])
         on_native = True
     else:
-        probs, _, on_native = results[0]
+        probs, _, on_native, second = results[0]
     del results
     labels = probabilities_to_labels(probs, pred.head, pred.threshold, region=pred.region)
     labels = postprocess(
         labels,
         et_min_voxels=pred.et_min_voxels if et_min_voxels is None else et_min_voxels,
         min_component_voxels=pred.min_component_voxels if min_component_voxels is None else min_component_voxels,
+        largest_component=pred.largest_component if largest_component is None else largest_component,
     )
     native_labels = labels if on_native else paste_back(labels, geometry, fill=0)
     native_probs = None
     if return_probabilities:
         native_probs = probs if on_native else _to_native(probs, geometry, pred.head)
+    native_u = score = None
+    if kind is not None:
+        u = unc.variance_from_moments(probs, second) if kind == "variance" else unc.predictive_entropy(probs, pred.head)
+        native_u = u if on_native else paste_back(u, geometry, fill=0.0)
+        score = unc.case_score(native_u, native_labels)
     return Prediction(
         case_id=reference.case_id,
         labels=native_labels,
@@ -919,6 +1108,9 @@ def predict_case(
         reference=reference,
         geometry=geometry,
         seconds=time.perf_counter() - start,
+        uncertainty=native_u,
+        uncertainty_kind=kind,
+        uncertainty_score=score,
     )
 
 
@@ -939,8 +1131,11 @@ def predict_folder(
 
     Writes ``out_dir/<case_id>.nii.gz`` (uint8 labels in ``convention``, with the source's affine
     and header; atomic writes) and, with ``save_probabilities``, ``out_dir/<case_id>_prob.nii.gz``
-    (float32 ``(X, Y, Z, K)``). Arguments are checked before any case is read; a failing case is
-    recorded and the next one predicted.
+    (float32 ``(X, Y, Z, K)``). With ``uncertainty=`` (passed to :func:`predict_case`) it also
+    writes ``out_dir/<case_id>_uncertainty.nii.gz`` (float32 ``(X, Y, Z)``, same affine) and
+    ``out_dir/predictions.json``: each case's uncertainty score and the cases ranked from the
+    most to the least uncertain (for review). Arguments are checked before any case is read; a
+    failing case is recorded and the next one predicted.
 
     Args:
         model: a :class:`Predictor`/:class:`Ensemble`, a path for :func:`load_predictor`, or a list
@@ -959,7 +1154,8 @@ def predict_folder(
 
     Returns:
         One record per case: ``{"case_id", "status": "written"|"skipped"|"failed", "path",
-        "probabilities", "seconds", "error"}``.
+        "probabilities", "seconds", "error"}``, plus ``"uncertainty"`` (the case score) and
+        ``"uncertainty_map"`` (its file) with ``uncertainty=``.
 
     Raises:
         ValueError: an unknown ``convention``, bad window arguments, or case ids not in the dataset.
@@ -968,43 +1164,106 @@ def predict_folder(
     if convention is not None:
         get_convention(convention)
     check_window_arguments(**predict_kwargs)
+    want_uncertainty = predict_kwargs.get("uncertainty") not in (None, False)
+    if want_uncertainty and predict_kwargs["uncertainty"] is not True and predict_kwargs["uncertainty"] not in unc.KINDS:
+        raise ValueError(f"uncertainty={predict_kwargs['uncertainty']!r} is unknown; expected one of {list(unc.KINDS)}")
     ds = bio.open_dataset(input)
     if case_ids is not None:
         unknown = sorted(set(case_ids) - set(ds.case_ids))
         if unknown:
             raise ValueError(f"case id(s) {unknown} are not in {input} ({len(ds.case_ids)} cases)")
-    pred = _as_predictor(model)
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir}: is a file, expected an output folder")
+    pred = _as_predictor(model)
     out_dir.mkdir(parents=True, exist_ok=True)
-    refs: Iterable = ds.refs if case_ids is None else [ds.ref(cid) for cid in case_ids]
+    todo = list(ds.refs if case_ids is None else [ds.ref(cid) for cid in case_ids])
+    refs: Iterable = todo
     if progress:
         from tqdm.auto import tqdm
 
-        refs = tqdm(refs, desc="predict", unit="case")
+        refs = tqdm(todo, desc="predict", unit="case")
     records: list[dict[str, Any]] = []
-    for ref in refs:
+    scored = _summary_scores(out_dir) if want_uncertainty and not overwrite else set()
+    for i, ref in enumerate(refs):
         target = out_dir / f"{ref.case_id}.nii.gz"
         prob_path = out_dir / f"{ref.case_id}_prob.nii.gz"
+        unc_path = out_dir / f"{ref.case_id}_uncertainty.nii.gz"
         record: dict[str, Any] = {"case_id": ref.case_id, "path": str(target), "probabilities": None,
                                   "seconds": 0.0, "error": None}
-        if target.exists() and not overwrite and (not save_probabilities or prob_path.exists()):
+        if want_uncertainty:
+            record |= {"uncertainty": None, "uncertainty_map": None}
+        # A case is complete when every output is in place, its summary record included (a run
+        # killed before writing the summary re-predicts that case instead of losing its score).
+        if (target.exists() and not overwrite and (not save_probabilities or prob_path.exists())
+                and (not want_uncertainty or (unc_path.exists() and ref.case_id in scored))):
             records.append(record | {"status": "skipped"})
             continue
         try:
             result = predict_case(pred, ref, return_probabilities=save_probabilities, **predict_kwargs)
             if save_probabilities:
                 record["probabilities"] = str(result.write_probabilities(prob_path))
+            if want_uncertainty:
+                record |= {"uncertainty": result.uncertainty_score, "uncertainty_kind": result.uncertainty_kind,
+                           "uncertainty_map": str(result.write_uncertainty(unc_path))}
             result.write(target, convention=convention)
             records.append(record | {"status": "written", "seconds": result.seconds})
         except Exception as exc:  # noqa: BLE001 — one bad case must not stop the folder
             if stop_on_error:
                 raise
             records.append(record | {"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+        if want_uncertainty:  # after every case (the cases still to come keep their records): a kill
+            # loses at most the case being predicted
+            later = [{"case_id": r.case_id, "status": "skipped"} for r in todo[i + 1:] if r.case_id in scored]
+            write_prediction_summary(out_dir, records + later, convention=convention)
     return records
+
+
+def _summary_scores(out_dir: Path) -> set[str]:
+    """Case ids with an uncertainty score in ``out_dir/predictions.json`` (empty when there is none)."""
+    from brainseg_tf.evaluation import PREDICTIONS_META
+
+    path = out_dir / PREDICTIONS_META
+    old = bio.read_json(path, expect=(dict, list)) if path.is_file() else {}
+    cases = old.get("cases", {}) if isinstance(old, dict) else {}
+    return {cid for cid, e in cases.items() if isinstance(e, dict) and e.get("uncertainty") is not None}
+
+
+def write_prediction_summary(out_dir: str | Path, records: Sequence[Mapping[str, Any]], *,
+                             convention: str | None = None) -> Path:
+    """Write ``out_dir/predictions.json``: per-case records and the cases ranked by uncertainty.
+
+    Skipped cases keep the score an earlier summary recorded for them. The file stays readable by
+    :func:`brainseg_tf.evaluation.evaluate_folders` (``"convention"``: the written one, ``None``
+    for each source's own; case records carry no convention of their own).
+    """
+    from brainseg_tf import atomic
+    from brainseg_tf.evaluation import PREDICTIONS_META
+
+    path = Path(out_dir) / PREDICTIONS_META
+    earlier: dict[str, Any] = {}
+    if path.is_file():
+        old = bio.read_json(path, expect=(dict, list))
+        earlier = old.get("cases", {}) if isinstance(old, dict) else {}
+    cases: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        entry = {k: v for k, v in rec.items() if k != "case_id"}
+        previous = earlier.get(rec["case_id"])
+        if rec.get("status") == "skipped" and isinstance(previous, dict):
+            entry |= {k: previous.get(k) for k in ("uncertainty", "uncertainty_kind", "uncertainty_map")}
+        cases[rec["case_id"]] = entry
+    scored = [cid for cid, e in cases.items() if e.get("uncertainty") is not None]
+    ranking = sorted(scored, key=lambda cid: (-cases[cid]["uncertainty"], cid))
+    return atomic.write_json(path, {
+        "convention": convention, "cases": cases, "ranking": ranking,
+        "uncertainty": "per case: mean voxel uncertainty over the predicted tumour dilated by "
+                       f"{unc.DEFAULT_DILATION} voxels and every voxel >= {unc.DEFAULT_THRESHOLD} "
+                       "(docs/postprocessing.md); ranking: most uncertain first",
+    })
 
 
 __all__ = [
     "HEADS", "Predictor", "Ensemble", "Prediction", "sliding_window", "window_starts", "importance_map",
-    "mirror_tta", "probabilities_to_labels", "postprocess", "load_predictor", "load_keras_model",
-    "predict_case", "predict_folder", "check_window_arguments",
+    "mirror_tta", "mirror_flips", "probabilities_to_labels", "postprocess", "load_predictor", "load_keras_model",
+    "predict_case", "predict_folder", "check_window_arguments", "write_prediction_summary",
 ]

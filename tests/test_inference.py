@@ -329,3 +329,19 @@ def test_predict_real_case_source_geometry_and_convention(real_brats2018, tmp_pa
 def test_one_entry_roi_applies_to_every_axis():
     image = np.random.default_rng(2).normal(size=(13, 10, 9, 1)).astype(np.float32)
     np.testing.assert_array_equal(sliding_window(identity, image, roi=[8]), image)
+
+
+def test_a_truncated_or_foreign_keras_file_is_named_and_explained(tmp_path):
+    import zipfile
+
+    from brainseg_tf.inference import load_keras_model
+
+    cut = tmp_path / "best.keras"
+    cut.write_bytes(b"PK\x03\x04" + bytes(200))  # the first bytes of an archive, cut short
+    with pytest.raises(ValueError, match=r"best\.keras: not a complete \.keras file .*cut short"):
+        load_keras_model(cut)
+    foreign = tmp_path / "other.keras"
+    with zipfile.ZipFile(foreign, "w") as archive:
+        archive.writestr("readme.txt", "not a model")
+    with pytest.raises(ValueError, match=r"other\.keras: not a \.keras file \(the archive holds no config\.json\)"):
+        load_keras_model(foreign)
