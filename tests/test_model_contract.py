@@ -47,7 +47,10 @@ def _recipe(data: dict, model: dict, patch: list[int] = PATCH, **sections) -> di
         "model": model,
         "pipeline": {"kind": "patch", "patch_size": patch, "batch_size": 1, "augment": "none",
                      "foreground_fraction": 1.0},
-        "validation": {"mode": "patches", "patches_per_case": 1, "final_sliding_window": False},
+        # The contract is the model's own labels: no postprocessing chosen after training (that
+        # selection has its own tests in test_training_selection.py).
+        "validation": {"mode": "patches", "patches_per_case": 1, "final_sliding_window": False,
+                       "select_postprocessing": False},
         "optimizer": {"name": "adam", "learning_rate": 0.01},
         "schedule": {"name": "constant"},
         "training": {"epochs": 1, "steps_per_epoch": 2, "verbose": 0, "seed": 0},

@@ -7,7 +7,7 @@ BrainLes 2020, LNCS 12658, pp. 252–262, doi 10.1007/978-3-030-72084-1_23, arXi
 Code: Lichtvir/Efficient-embedding-network-for-3D-brain-tumor-segmentation (``model.py``).
 
 The published ``model.py`` does not run (an indentation error, undefined loss/metric, and
-tensorflow_addons GroupNorm); this builder runs, uses ``keras.layers.GroupNormalization`` and never
+tensorflow_addons GroupNorm); this builder runs, uses group normalisation (``blocks.GroupNorm``) and never
 downloads weights. Depth rule: the 3D encoder divides depth by ``prod(depth_strides)`` and must
 leave exactly 3 slices (EfficientNet's RGB input), so depth = ``3 * prod(depth_strides)``; the
 published strides (3, 4, 4) allow only depth 144 (the README's 108 cannot work).
