@@ -608,6 +608,15 @@ def _from_dict(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     return cls(**kwargs)
 
 
+def as_config(config_or_path: "TrainConfig | str | os.PathLike | Mapping[str, Any]") -> TrainConfig:
+    """A :class:`TrainConfig` from itself, a recipe mapping or a recipe file."""
+    if isinstance(config_or_path, TrainConfig):
+        return config_or_path
+    if isinstance(config_or_path, Mapping):
+        return TrainConfig.from_dict(config_or_path)
+    return load_config(config_or_path)
+
+
 def load_config(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
     """Read a JSON recipe into a validated :class:`TrainConfig`.
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from brainseg_tf.training.config import TrainConfig, load_config
+from brainseg_tf.training.config import TrainConfig, as_config
 from brainseg_tf.training.rundir import RunLock, default_run_dir, write_json
 
 __all__ = ["FOLDS_FILE", "FoldsResult", "fold_config", "fold_dir", "train_folds"]
@@ -103,12 +103,7 @@ def train_folds(config_or_path: TrainConfig | str | os.PathLike | Mapping[str, A
     """
     from brainseg_tf.training.loop import train
 
-    if isinstance(config_or_path, TrainConfig):
-        cfg = config_or_path
-    elif isinstance(config_or_path, Mapping):
-        cfg = TrainConfig.from_dict(config_or_path)
-    else:
-        cfg = load_config(config_or_path)
+    cfg = as_config(config_or_path)
     k = int(folds) if folds is not None else cfg.split.folds
     if k < 2:
         raise ValueError(f"--folds/split.folds={k!r} must be >= 2")

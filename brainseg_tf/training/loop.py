@@ -27,7 +27,7 @@ from brainseg_tf.training.callbacks import (
     TimeLimit,
     save_model,
 )
-from brainseg_tf.training.config import SplitConfig, TrainConfig, load_config
+from brainseg_tf.training.config import SplitConfig, TrainConfig, as_config
 from brainseg_tf.training.data import (
     build_datasets,
     data_source,
@@ -117,12 +117,7 @@ def train(config_or_path: TrainConfig | str | os.PathLike | Mapping[str, Any], *
         FileExistsError: ``resume=False`` and ``run_dir`` already holds a run.
         FileNotFoundError: the dataset, cache or custom builder is missing.
     """
-    if isinstance(config_or_path, TrainConfig):
-        cfg = config_or_path
-    elif isinstance(config_or_path, Mapping):
-        cfg = TrainConfig.from_dict(config_or_path)
-    else:
-        cfg = load_config(config_or_path)
+    cfg = as_config(config_or_path)
     cfg.validate()
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
 
