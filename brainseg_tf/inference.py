@@ -1032,7 +1032,8 @@ def predict_case(
             of paths (an ensemble), a Keras model or a batch callable (4 canonical channels in, 4
             softmax classes out).
         case: a :class:`brainseg_tf.io.Case`, or a case path / :class:`~brainseg_tf.io.CaseRef` for
-            :func:`brainseg_tf.io.read_case` (then the image is freed as soon as it is preprocessed).
+            :func:`brainseg_tf.io.read_case` (images only, not the mask; the image is freed as soon
+            as it is preprocessed).
         roi: window size (default: the card's, else 128 per axis). For a 2D model a 2-entry roi.
         overlap: window overlap in [0, 1). Defaults to 0.5.
         batch_size: windows per forward pass. Defaults to 1.
@@ -1062,7 +1063,7 @@ def predict_case(
                            min_component_voxels=min_component_voxels, largest_component=largest_component)
     pred = _as_predictor(model)
     if not isinstance(case, bio.Case):
-        case = bio.read_case(case)
+        case = bio.read_case(case, load_label=False)  # prediction never reads the mask
     reference = dataclasses.replace(case, image=None)
     window = dict(roi=roi, overlap=overlap, batch_size=batch_size, mode=mode, sigma_scale=sigma_scale, tta=tta,
                   mirror_axes=mirror_axes, progress=progress)

@@ -28,6 +28,7 @@ SYNTHETIC_SHAPE = (240, 240, 155)
 RUN_DIR = None  # a run directory; None uses notebook 04's run
 TTA = False
 OVERLAP = 0.5
+UNCERTAINTY = "auto"  # per-voxel maps beside the labels: "entropy", "variance" (TTA/ensembles), "auto" or None
 
 # %% [markdown]
 # ## Setup
@@ -64,9 +65,32 @@ print("validation cases:", split.val_ids)
 # ## Predict the validation cases
 
 # %%
-records = inference.predict_folder(RUN_DIR, DATA_DIR, PRED_DIR, case_ids=split.val_ids, tta=TTA, overlap=OVERLAP, overwrite=True)
+records = inference.predict_folder(RUN_DIR, DATA_DIR, PRED_DIR, case_ids=split.val_ids, tta=TTA, overlap=OVERLAP,
+                                   overwrite=True, uncertainty=UNCERTAINTY)
 for r in records:
-    print(r["case_id"], r["status"], f"{r['seconds']:.1f} s")
+    print(r["case_id"], r["status"], f"{r['seconds']:.1f} s", f"uncertainty {r.get('uncertainty')}")
+
+# %% [markdown]
+# ## Which cases to review first
+# Each case's uncertainty score (mean voxel uncertainty over the predicted tumour and its border;
+# `docs/postprocessing.md`) ranks likely failures; the map of the most uncertain case is shown.
+
+# %%
+import nibabel as nib
+import numpy as np
+
+from brainseg_tf import io as bio
+
+scored = sorted((r for r in records if r.get("uncertainty") is not None), key=lambda r: -r["uncertainty"])
+for r in scored:
+    print(f"{r['case_id']}: {r['uncertainty']:.3f}")
+if scored:
+    worst = scored[0]["case_id"]
+    labels, _, _ = evaluation.load_labels(PRED_DIR / f"{worst}.nii.gz", None)  # convention from the header stamp
+    uncertainty = np.asarray(nib.load(PRED_DIR / f"{worst}_uncertainty.nii.gz").dataobj)
+    fig = viz.uncertainty_overlay(bio.open_dataset(DATA_DIR)[worst].image, uncertainty, labels,
+                                  title=f"most uncertain validation case {worst}",
+                                  save=Path(WORK_DIR) / "figures" / "06_uncertainty.png")
 
 # %% [markdown]
 # ## Score them

@@ -36,7 +36,7 @@ EXPECTED_FIGURES = {
     "03_train_unet2d": ["unet2d_seed_curves.png"],
     "04_train_unet3d": ["unet3d_seed_curves.png"],
     "05_train_dresunet": ["dresunet_seed_curves.png"],
-    "06_evaluate": ["06_dice_boxplot.png"],
+    "06_evaluate": ["06_dice_boxplot.png", "06_uncertainty.png"],
     "07_visualize": ["07_case.png", "07_three_plane.png", "07_compare.png", "07_surface.png", "07_curves.png"],
     "08_export_savedmodel": [],
     "09_survival": ["09_survival_vs_age.png", "09_survival_vs_volume.png", "09_kaplan_meier.png"],
