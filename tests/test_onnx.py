@@ -243,8 +243,8 @@ def test_real_case_onnxruntime_matches_keras(tmp_path, real_brats2018):
 @pytest.mark.slow
 @pytest.mark.real_data
 def test_instance_norm_onnx_is_within_float32_of_the_float64_model(exported, real_brats2018):
-    """With instance norm the means over a real window carry float32 error; the ONNX graph must be
-    as close to the float64 model as that allows (Keras's own distance is reported, not bounded)."""
+    """With instance norm over a real window both the ONNX graph and Keras stay within float32
+    rounding of the float64 model (one float32 reduction over the window drifted ~1e-3)."""
     from brainseg_tf.data.preprocess import preprocess_case
 
     image = preprocess_case(bio.read_case(real_brats2018 / "Brats18_2013_23_1")).image
@@ -259,8 +259,9 @@ def test_instance_norm_onnx_is_within_float32_of_the_float64_model(exported, rea
     exact = np.asarray(exact_model(x.astype(np.float64), training=False))
     got = load_predictor(exported["paths"]["out_dir"])(x)
     keras_error = np.abs(np.asarray(exported["model"](x, training=False)) - exact).max()
-    assert np.abs(got - exact).max() <= ATOL
-    assert np.abs(got - exact).max() <= max(keras_error, 1e-6)
+    # Both backends at float32 rounding of the exact model (GroupNorm reduces one axis at a time).
+    assert np.abs(got - exact).max() <= 2e-5
+    assert keras_error <= 2e-5
 
 
 def test_split_reductions_keeps_window_means_exact():
