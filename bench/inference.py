@@ -249,8 +249,11 @@ def _build_predictor(model_path: str | None, precision: str, roi: int, recipe: d
 # ----------------------------------------------------------------------------- experiments
 
 
-def _best(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
-    """Fastest wall time and smallest process CPU time (all threads) of ``repeat`` calls of ``fn``."""
+def best_of(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
+    """Fastest wall time and smallest process CPU time (all threads) of ``repeat`` calls of ``fn``.
+
+    Also used by ``bench/vs_monai.py`` (this module imports only the standard library at load).
+    """
     wall, cpu = [], []
     for _ in range(repeat):
         t, c = time.perf_counter(), time.process_time()
@@ -317,7 +320,7 @@ def run_experiments(pred: Any, case_dir: str, roi: tuple[int, ...], overlap: flo
     out: dict[str, Any] = {"load_average_start": _load_average()}
 
     def measure(name: str, fn: Callable[[], Any], times: int = repeat, per: int = 1) -> None:
-        wall, cpu = _best(fn, times)
+        wall, cpu = best_of(fn, times)
         out[f"{name}_s"], out[f"{name}_cpu_s"] = wall / per, cpu / per
 
     ref = bio.scan_case_folder(Path(case_dir))

@@ -33,6 +33,7 @@ The last line is ``monai_tutorial_seconds=<float> brainseg_case_seconds=<float> 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -40,7 +41,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -50,17 +50,6 @@ PEER_PINS = ("torch==2.13.0", "monai==1.6.1")
 TUTORIAL_ROI = (240, 240, 160)
 SEGRESNET = dict(blocks_down=[1, 2, 2, 4], blocks_up=[1, 1, 1], init_filters=16, in_channels=4, out_channels=3,
                  dropout_prob=0.2)
-
-
-def _best(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
-    """Fastest wall time and smallest process CPU time (all threads) of ``repeat`` calls."""
-    wall, cpu = [], []
-    for _ in range(repeat):
-        t, c = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - t)
-        cpu.append(time.process_time() - c)
-    return min(wall), min(cpu)
 
 
 def _peak_rss_gib() -> float:
@@ -103,7 +92,7 @@ def monai_worker(box_path: str, native_path: str, repeat: int, threads: int) -> 
         with torch.inference_mode():
             predictor(torch.zeros((1, 4, *kw["roi_size"])))  # warm-up at the window size
             calls[0] = 0
-            out[f"{name}_s"], out[f"{name}_cpu_s"] = _best(
+            out[f"{name}_s"], out[f"{name}_cpu_s"] = _bench_inference().best_of(
                 lambda: sliding_window_inference(image, predictor=predictor, **kw), repeat)
             out[f"{name}_forwards"] = calls[0] // repeat
         out[f"{name}_peak_rss_gb"] = _peak_rss_gib()
@@ -113,7 +102,7 @@ def monai_worker(box_path: str, native_path: str, repeat: int, threads: int) -> 
     with torch.inference_mode():
         window = torch.zeros((1, 4, 96, 96, 96))
         net(window)
-        out["forward_96_s"], out["forward_96_cpu_s"] = _best(lambda: net(window), repeat)
+        out["forward_96_s"], out["forward_96_cpu_s"] = _bench_inference().best_of(lambda: net(window), repeat)
     timed("segresnet_96", model, box, **like)
     timed("tutorial", model, native, roi_size=TUTORIAL_ROI, sw_batch_size=1, overlap=0.5)
     out["load_average_end"] = os.getloadavg()[0]
@@ -145,7 +134,9 @@ def ensure_peer_venv(venv: Path) -> Path:
 # ----------------------------------------------------------------------------- brainseg_tf side
 
 
+@functools.lru_cache(maxsize=None)
 def _bench_inference() -> Any:
+    """``bench/inference.py`` as a module (loaded once; stdlib-only at load, so also in the peer venv)."""
     spec = importlib.util.spec_from_file_location("bench_inference", REPO_ROOT / "bench" / "inference.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -173,7 +164,7 @@ def ours_free_window(box: Path, repeat: int) -> tuple[float, float]:
     from brainseg_tf.inference import sliding_window
 
     image = np.load(box)
-    return _best(lambda: sliding_window(lambda b: b[..., :3], image, roi=96, overlap=0.5), repeat)
+    return _bench_inference().best_of(lambda: sliding_window(lambda b: b[..., :3], image, roi=96, overlap=0.5), repeat)
 
 
 def main(argv: list[str] | None = None) -> None:
