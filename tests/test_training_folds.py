@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,19 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
+from test_training_resume import _env  # the trainer subprocess environment (CPU, unbuffered)
 
 REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["CUDA_VISIBLE_DEVICES"] = ""
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def _digest(path: Path) -> tuple[str, int]:
