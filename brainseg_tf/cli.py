@@ -78,21 +78,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if not args.config.is_file():  # before importing TensorFlow
         raise FileNotFoundError(f"{args.config}: recipe not found")
     from brainseg_tf import plan, report
-    from brainseg_tf.training import train
+    from brainseg_tf.training import load_config, train, train_folds
 
-    warning = plan.check_fits(args.config)
+    cfg = load_config(args.config)  # read once: the GPU check, the folds switch and training share it
+    warning = plan.check_fits(cfg)
     if warning is not None:
         print(f"warning: {warning}", file=sys.stderr)
-    from brainseg_tf.training import load_config, train_folds
-
-    if args.folds is not None or load_config(args.config).training.all_folds:
-        folds = train_folds(args.config, run_dir=args.run_dir, folds=args.folds, resume=not args.no_resume)
+    if args.folds is not None or cfg.training.all_folds:
+        folds = train_folds(cfg, run_dir=args.run_dir, folds=args.folds, resume=not args.no_resume)
         for fold_dir in folds.fold_dirs:
             if (fold_dir / "metrics.json").exists():
                 print(f"report: {report.train_report(fold_dir)}")
         print(f"run directory: {folds.run_dir} (folds.json; {'all folds complete' if folds.summary['completed'] else 'incomplete: re-run to continue'})")
         return 0
-    result = train(args.config, run_dir=args.run_dir, resume=not args.no_resume)
+    result = train(cfg, run_dir=args.run_dir, resume=not args.no_resume)
     print(f"run directory: {result.run_dir}")
     if result.is_chief:
         print(f"report: {report.train_report(result.run_dir)}")
