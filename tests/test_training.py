@@ -395,3 +395,25 @@ def test_load_config_overrides_find_recipe_and_load_split(tmp_path, monkeypatch)
     assert training.load_split(tmp_path) == split
     with pytest.raises(FileNotFoundError, match="no split saved"):
         training.load_split(tmp_path / "nope")
+
+
+def test_stale_temporaries_of_the_run_and_its_report_are_removed(tmp_path: Path) -> None:
+    from brainseg_tf.training.rundir import remove_stale_temporaries
+
+    run = tmp_path / "run"
+    (run / ".figures.ab12cd34.tmp").mkdir(parents=True)  # a report folder being written when killed
+    (run / ".figures.ab12cd34.tmp" / "curves.png").write_bytes(b"x")
+    (run / ".figures.ef56gh78.old").mkdir()  # the previous figures, moved aside during the swap
+    (run / ".report.md.k9l8m7n6.tmp.md").write_text("half")
+    (run / ".best.keras.zz11yy22.tmp.keras").write_bytes(b"PK")
+    (run / "tmpabcd1234").write_bytes(b"scratch")
+    kept = [run / "figures", run / ".backup.qq11ww22.old", run / "report.md", run / "best.keras"]
+    kept[0].mkdir()
+    kept[1].mkdir()  # the previous backup: resuming restores it, never swept here
+    kept[2].write_text("# report")
+    kept[3].write_bytes(b"PK")
+    removed = remove_stale_temporaries(run)
+    assert sorted(p.name for p in removed) == sorted([".figures.ab12cd34.tmp", ".figures.ef56gh78.old",
+                                                       ".report.md.k9l8m7n6.tmp.md", ".best.keras.zz11yy22.tmp.keras",
+                                                       "tmpabcd1234"])
+    assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in kept)

@@ -184,25 +184,29 @@ def backup_epoch(backup_dir: Path) -> int:
     return state.epoch if state is not None else 0
 
 
-#: Run-directory artefacts whose hidden temporaries (``.NAME.*.tmp*``, :mod:`brainseg_tf.atomic`)
-#: a killed trainer may leave behind.
+#: Run-directory artefacts whose hidden temporaries (``.NAME.*.tmp*``, and ``.NAME.*.old`` for
+#: folders, :mod:`brainseg_tf.atomic`) a killed trainer or report writer may leave behind. The
+#: backup is not listed: its ``.old`` is the previous backup, which resuming restores.
 ARTEFACTS = ("best.keras", "final.keras", "best.json", "metrics.json", "config.json", "split.json",
-             "log.csv", "brainseg_model.json")
+             "log.csv", "brainseg_model.json", "report.md", "figures")
 
 
 def remove_stale_temporaries(run_dir: Path) -> list[Path]:
-    """Delete the temporaries a kill left in ``run_dir``: those of :data:`ARTEFACTS`, and the
-    ``tmpXXXXXXXX`` scratch file ``model.save`` puts beside its target when the weights do not
-    fit in memory (Keras 3 ``saving_lib``). Returns them. Call it only while holding the run lock
-    (no other writer can own them)."""
+    """Delete the temporaries a kill left in ``run_dir``: those of :data:`ARTEFACTS` (files and
+    folders), and the ``tmpXXXXXXXX`` scratch file ``model.save`` puts beside its target when the
+    weights do not fit in memory (Keras 3 ``saving_lib``). Returns them. Call it only while
+    holding the run lock (no other writer can own them)."""
     run_dir = Path(run_dir)
-    candidates = [p for name in ARTEFACTS for p in run_dir.glob(f".{name}.*.tmp*")]
+    candidates = [p for name in ARTEFACTS for pattern in (f".{name}.*.tmp*", f".{name}.*.old")
+                  for p in run_dir.glob(pattern)]
     candidates += [p for p in run_dir.glob("tmp*") if re.fullmatch(r"tmp[a-z0-9_]{8}", p.name)]
     removed = []
     for tmp in candidates:
-        if tmp.is_file():
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
             tmp.unlink(missing_ok=True)
-            removed.append(tmp)
+        removed.append(tmp)
     return removed
 
 
