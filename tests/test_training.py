@@ -222,9 +222,13 @@ def test_tiny_run_dir_contract_resume_and_refusals(tmp_path: Path) -> None:
     _, before, after = proc.stdout.split()[-3:]
     assert int(after) == int(before) + 1 and int(before) > 0
 
-    # Same call again: already complete, nothing retrained.
+    # Same call again: already complete, nothing retrained; the temporaries of a report write
+    # killed after the run finished are swept (the start-up sweep is not reached then).
+    (run_dir / ".figures.ab12cd34.tmp").mkdir()
+    (run_dir / ".report.md.k9l8m7n6.tmp.md").write_text("half")
     again = train(toy_recipe(), run_dir=run_dir)
     assert again.model is None and again.epochs_completed == 2
+    assert not list(run_dir.glob(".figures.*")) and not list(run_dir.glob(".report.md.*"))
     # More epochs: continues from epoch 2 with the optimizer state restored.
     more = train(toy_recipe(**{"training.epochs": 3}), run_dir=run_dir)
     assert more.initial_epoch == 2 and more.epochs_completed == 3

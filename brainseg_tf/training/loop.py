@@ -138,6 +138,8 @@ def train(config_or_path: TrainConfig | str | os.PathLike | Mapping[str, Any], *
     if is_chief and metrics_path.exists():
         done = json.loads(metrics_path.read_text())
         if done.get("completed") and done.get("epochs_completed", 0) >= cfg.training.epochs:
+            with RunLock(work_dir):  # a kill may have hit the finished run's report write
+                remove_stale_temporaries(work_dir)
             event(work_dir, event="already_complete", epochs=done["epochs_completed"])
             return RunResult(chief_dir, None, history_from_csv(chief_dir / "log.csv"), done,
                              done["epochs_completed"], done["epochs_completed"], True)
