@@ -202,7 +202,9 @@ def _recipe(config: str | None) -> dict[str, Any] | None:
     cfg = load_config(config)
     precision = {"bfloat16": "bfloat16", "float16": "float32"}.get(cfg.runtime.mixed_precision, "float32")
     return {"name": cfg.model.name, "options": dict(cfg.model.options), "roi": list(cfg.pipeline.patch_size),
-            "modalities": list(cfg.data.modalities), "precision": precision, "overlap": cfg.validation.overlap}
+            "modalities": list(cfg.data.modalities), "precision": precision, "overlap": cfg.validation.overlap,
+            "window": cfg.validation.window, "max_window_voxels": cfg.validation.max_window_voxels,
+            "divisor": list(cfg.divisor)}
 
 
 def _build_predictor(model_path: str | None, precision: str, roi: int, recipe: dict[str, Any] | None = None):
@@ -223,8 +225,11 @@ def _build_predictor(model_path: str | None, precision: str, roi: int, recipe: d
                 path / n for n in ("final.keras", "best.keras") if (path / n).exists())
             model.load_weights(file)
             weights = str(file)
+        # The card training writes: the recipe's validation window plan and overlap (predict's defaults).
         pred = inference.Predictor.from_keras(model, None, modalities=recipe["modalities"],
-                                              head=opts.get("head", "softmax"), roi=recipe["roi"])
+                                              head=opts.get("head", "softmax"), roi=recipe["roi"],
+                                              window=recipe["window"], overlap=recipe["overlap"],
+                                              max_window_voxels=recipe["max_window_voxels"], divisor=recipe["divisor"])
         return pred, model.count_params(), weights
     if model_path is None:
         model = models.build("unet", spatial_dims=3)
@@ -446,12 +451,22 @@ def worker(args: argparse.Namespace) -> None:
         print(json.dumps({"skipped": "bf16 needs a run dir whose model card names the model"}))
         return
     roi = tuple(pred.roi or (args.roi,) * 3) if (args.model or recipe) else (args.roi,) * 3
-    pred(np.zeros((args.batch_size, *roi, len(pred.modalities)), np.float32))  # trace once
+    # Trace the forward at two window sizes: tf.function then serves any window from one relaxed
+    # trace, as in a folder of cases whose planned windows differ (predict_folder's steady state).
+    for extra in (0, 16):
+        pred(np.zeros((args.batch_size, *(r + extra for r in roi), len(pred.modalities)), np.float32))
     setup = time.perf_counter() - t0
+    window = None if args.window == "card" else args.window
 
     clock = StageClock()
     inner = pred.fn
-    pred.fn = clock.timed(inner, "forward")
+    shapes: list[tuple[int, ...]] = []
+
+    def recording(batch: Any) -> Any:
+        shapes.append(tuple(int(n) for n in batch.shape[1:-1]))
+        return inner(batch)
+
+    pred.fn = clock.timed(recording, "forward")
     install_stage_clock(clock)
     runs = []
     for i in range(args.repeat):
@@ -459,7 +474,7 @@ def worker(args: argparse.Namespace) -> None:
         load = _load_average()
         t1, c1 = time.perf_counter(), time.process_time()
         recs = inference.predict_folder(
-            pred, args.case, Path(args.out) / str(i), overwrite=True, progress=False, stop_on_error=True, roi=roi,
+            pred, args.case, Path(args.out) / str(i), overwrite=True, progress=False, stop_on_error=True, roi=window,
             overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
         )
         seconds, cpu = time.perf_counter() - t1, time.process_time() - c1
@@ -471,7 +486,8 @@ def worker(args: argparse.Namespace) -> None:
     result = {
         "tta": args.tta, "precision": args.precision, **best, "all_case_seconds": [r["case_seconds"] for r in runs],
         "setup_seconds": setup, "peak_rss_gb": _peak_rss_gib(), "params": params, "weights": weights,
-        "roi": list(roi), "case_id": recs[0]["case_id"], "not_wrapped": clock.missing,
+        "roi": list(roi), "windows": sorted(set(shapes)), "case_id": recs[0]["case_id"],
+        "not_wrapped": clock.missing,
     }
     if args.experiments:
         result["experiments"] = run_experiments(pred, args.case, roi, args.overlap, args.batch_size, recipe,
@@ -494,10 +510,11 @@ def run_variant(case: str, out: Path, tta: bool, precision: str, args: argparse.
                 experiments: bool = False) -> dict[str, Any]:
     """Run one variant in a fresh process; its JSON result."""
     cmd = [sys.executable, __file__, "--worker", "--case", case, "--precision", precision,
-           "--roi", str(args.roi), "--overlap", str(args.overlap), "--batch-size", str(args.batch_size),
+           "--roi", str(args.roi), "--window", args.window, "--batch-size", str(args.batch_size),
            "--repeat", str(args.repeat), "--out", str(out)]
     cmd += ["--model", args.model] if args.model else []
     cmd += ["--config", args.config] if args.config else []
+    cmd += ["--overlap", str(args.overlap)] if args.overlap is not None else []
     cmd += ["--tta"] if tta else []
     cmd += ["--experiments"] if experiments else []
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -515,7 +532,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--config", help="recipe whose model, roi and precision to use (e.g. configs/cpu_brats2018.json)")
     p.add_argument("--model", help="RUN_DIR, model.keras or SavedModel dir (with --config: weights for its model)")
     p.add_argument("--roi", type=int, default=128, help="window edge when the model has none (default 128)")
-    p.add_argument("--overlap", type=float, default=0.5)
+    p.add_argument("--overlap", type=float, default=None,
+                   help="window overlap (default: the model card's inference.overlap; the recipe's validation.overlap)")
+    p.add_argument("--window", default="card", choices=["card", "patch", "auto"],
+                   help="card: the model card's inference.window (default); patch: windows of the training patch; "
+                        "auto: planned windows")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--variants", choices=["base", "all"], default="all",
                    help="base: only the base variant (no TTA); all: both precisions, with and without TTA (default)")
@@ -553,7 +574,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"tta={str(tta):<5} {precision:<8}  case {res['case_seconds']:7.2f} s wall, fastest of [{runs}] "
                   f"({res['cpu_seconds']:.1f} s CPU, {res['window_forwards']} window forwards; "
                   f"+ build/trace {res['setup_seconds']:.1f} s)  peak RSS {res['peak_rss_gb']:.2f} GiB  "
-                  f"roi {res['roi']}  params {res['params']} ({res['weights']})  load average {res['load_average']:.1f}",
+                  f"windows {res.get('windows')} x {res['window_forwards']}  params {res['params']} ({res['weights']})  load average {res['load_average']:.1f}",
                   flush=True)
             if i == 0:
                 print(format_stages(res), flush=True)

@@ -12,7 +12,7 @@ Both sides get the same input: this process reads the case and preprocesses it a
 does (crop to the brain box, z-score inside the brain, background 0); the array is handed to the
 MONAI process as ``.npy`` (channels first there), so the comparison is the inference itself.
 
-* brainseg_tf: ``bench/inference.py`` on the case (``--config``'s model, roi and precision; its
+* brainseg_tf: ``bench/inference.py`` on the case (``--config``'s model, precision and window plan; its
   per-stage table), end to end (read -> write) and its sliding-window stage alone.
 * MONAI 1.6.1 / torch 2.13.0 CPU, 2 threads, ``torch.inference_mode``: the BraTS tutorial's
   ``SegResNet(blocks_down=[1, 2, 2, 4], blocks_up=[1, 1, 1], init_filters=16, in_channels=4,
@@ -204,8 +204,9 @@ def main(argv: list[str] | None = None) -> None:
         ours_free = ours_free_window(box, args.repeat)
 
         bi = _bench_inference()
-        bench_args = argparse.Namespace(roi=128, overlap=0.5, batch_size=1, repeat=args.repeat, model=args.model,
-                                        config=args.config)
+        # Ours as predict runs it: the recipe's window plan and overlap (the model card's).
+        bench_args = argparse.Namespace(roi=128, overlap=None, window="card", batch_size=1, repeat=args.repeat,
+                                        model=args.model, config=args.config)
         precision = bi._recipe(args.config)["precision"]
         ours = bi.run_variant(args.case, tmp / "pred", False, precision, bench_args)
     stages = {row["key"]: row["seconds"] for row in ours["stages"]}
@@ -217,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{monai['params']:,} parameters, untrained; load average {monai['load_average_start']:.1f}"
           f" -> {monai['load_average_end']:.1f}")
     print(f"brainseg_tf: {Path(args.config).name} model, {ours['params']:,} parameters ({weights}), "
-          f"{ours['precision']}, roi {ours['roi']}; load average {ours['load_average']:.1f}")
+          f"{ours['precision']}, windows {ours.get('windows')} ({ours['window_forwards']} forwards); load average {ours['load_average']:.1f}")
     print(bi.format_stages(ours))
     ours_window_cpu = stages_cpu.get("forward", 0.0) + stages_cpu.get("excl:sliding_window", 0.0)
     rows = [

@@ -15,6 +15,8 @@ one beside every export; :mod:`brainseg_tf.inference` reads it and nothing else.
   resampling spacing, 2D resize and plane);
 * ``postprocessing``: ET-to-NCR volume, smallest kept component, regions kept to their largest
   component (chosen on validation by :mod:`brainseg_tf.postprocessing`), region threshold;
+* ``inference``: how ``predict`` slides its window, as validation ran it: windows of ``roi`` or
+  planned ones (``"auto"``: the largest windows within a voxel budget), and the overlap;
 * ``label_convention``: the training data's source convention (``"brats"``, ``"msd"``, ...);
 * ``provenance``: recipe, data, split, epochs, package and library versions, time.
 
@@ -39,13 +41,14 @@ from brainseg_tf import atomic
 from brainseg_tf.conventions import CLASS_NAMES, HEADS, MODALITIES, REGIONS
 
 __all__ = [
-    "CARD_FILE", "CARD_VERSION", "ModelCard", "Preprocessing", "Postprocessing", "Provenance",
+    "CARD_FILE", "CARD_VERSION", "ModelCard", "Preprocessing", "Postprocessing", "Inference", "Provenance",
     "find_card", "load_card", "migrate", "from_arguments",
 ]
 
 CARD_FILE = "brainseg_model.json"
 CARD_VERSION = 2
 PLANES = ("axial", "coronal", "sagittal")
+WINDOWS = ("patch", "auto")
 
 
 class CardError(ValueError):
@@ -104,6 +107,31 @@ class Postprocessing:
 
 
 @dataclass
+class Inference:
+    """How ``predict`` slides its window (:func:`brainseg_tf.inference.predict_case`); training
+    records what its volume validation used, so that ``predict`` repeats what was measured.
+
+    Attributes:
+        window: ``"patch"``: windows of ``roi`` (the training patch); ``"auto"``: per case, the
+            largest windows of at most ``max_window_voxels`` voxels, no smaller than ``min_window``
+            (:func:`brainseg_tf.inference.plan_window`; 3D models only).
+        overlap: overlap of neighbouring windows, a fraction of the window, in [0, 1).
+        max_window_voxels: the ``"auto"`` window budget (memory grows with it).
+        min_window: the smallest ``"auto"`` window per axis; ``None``: ``roi``.
+        divisor: the model's per-axis input-size divisor (``"auto"`` windows are multiples of
+            it), or ``None`` when unknown (then read from the model registry).
+
+    Cards written before this section load with the defaults: ``roi`` windows at overlap 0.5.
+    """
+
+    window: str = "patch"
+    overlap: float = 0.5
+    max_window_voxels: int = 1_500_000
+    min_window: list[int] | None = None
+    divisor: list[int] | None = None
+
+
+@dataclass
 class Provenance:
     """Where the model came from (informational)."""
 
@@ -133,6 +161,7 @@ class ModelCard:
     options: dict[str, Any] = field(default_factory=dict)
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     postprocessing: Postprocessing = field(default_factory=Postprocessing)
+    inference: Inference = field(default_factory=Inference)
     label_convention: str | None = None
     provenance: Provenance = field(default_factory=Provenance)
     format_version: int = CARD_VERSION
@@ -199,6 +228,27 @@ class ModelCard:
                                            for s in sp):
                 bad("preprocessing.spacing", pre.spacing, "must be one or three positive numbers")
             pre.spacing = [float(s) for s in sp]
+        inf = self.inference
+        if inf.window not in WINDOWS:
+            bad("inference.window", inf.window, f"must be one of {list(WINDOWS)}")
+        if inf.window == "auto" and self.spatial_dims != 3:
+            bad("inference.window", inf.window, "is only for 3D models")
+        if isinstance(inf.overlap, bool) or not isinstance(inf.overlap, (int, float)) or not 0 <= inf.overlap < 1:
+            bad("inference.overlap", inf.overlap, "must be in [0, 1)")
+        inf.overlap = float(inf.overlap)
+        if isinstance(inf.max_window_voxels, bool) or not isinstance(inf.max_window_voxels, int) \
+                or inf.max_window_voxels < 1:
+            bad("inference.max_window_voxels", inf.max_window_voxels, "must be a positive integer")
+        if inf.min_window is not None:
+            if (not isinstance(inf.min_window, (list, tuple)) or len(inf.min_window) != self.spatial_dims
+                    or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in inf.min_window)):
+                bad("inference.min_window", inf.min_window, f"must be {self.spatial_dims} positive integers")
+            inf.min_window = [int(d) for d in inf.min_window]
+        if inf.divisor is not None:
+            if (not isinstance(inf.divisor, (list, tuple)) or len(inf.divisor) != self.spatial_dims
+                    or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in inf.divisor)):
+                bad("inference.divisor", inf.divisor, f"must be {self.spatial_dims} positive integers")
+            inf.divisor = [int(d) for d in inf.divisor]
         post = self.postprocessing
         for key in ("et_min_voxels", "min_component_voxels"):
             v = getattr(post, key)
@@ -231,7 +281,8 @@ class ModelCard:
         version = data.get("format_version")
         if version != CARD_VERSION:
             return migrate(data, source)
-        sections = {"preprocessing": Preprocessing, "postprocessing": Postprocessing, "provenance": Provenance}
+        sections = {"preprocessing": Preprocessing, "postprocessing": Postprocessing, "inference": Inference,
+                    "provenance": Provenance}
         known = {f.name for f in dataclasses.fields(cls)} | {"outputs"}
         unknown = sorted(set(data) - known)
         if unknown:

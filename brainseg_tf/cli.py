@@ -131,8 +131,20 @@ def _extras_required(command: Callable[[argparse.Namespace], int]) -> Callable[[
     return run
 
 
+def _roi_argument(text: str) -> int | str:
+    if text in ("auto", "patch"):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a window size, 'auto' or 'patch'") from None
+
+
 @_extras_required
 def _cmd_predict(args: argparse.Namespace) -> int:
+    named = [r for r in args.roi or () if isinstance(r, str)]
+    if named and len(args.roi) > 1:
+        raise ValueError(f"--roi {' '.join(map(str, args.roi))}: {named[0]!r} stands alone")
     for path in (*args.model, args.input, *([args.ref] if args.ref is not None else [])):
         if not path.exists():  # before importing TensorFlow
             raise FileNotFoundError(f"{path}: not found")
@@ -140,7 +152,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     kwargs = {"overlap": args.overlap, "tta": args.tta, "batch_size": args.sw_batch}
     if args.roi is not None:
-        kwargs["roi"] = args.roi
+        kwargs["roi"] = named[0] if named else list(args.roi)
     if args.et_min_voxels is not None:
         kwargs["et_min_voxels"] = args.et_min_voxels
     if args.min_component_voxels is not None:
@@ -150,10 +162,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.uncertainty is not None:
         kwargs["uncertainty"] = args.uncertainty
     model = args.model[0] if len(args.model) == 1 else list(args.model)
-    if args.backend is not None:
+    if args.backend is not None or args.max_window_voxels is not None:
         from brainseg_tf.inference import Ensemble, load_predictor
 
-        loaded = [load_predictor(path, backend=args.backend) for path in args.model]
+        loaded = [load_predictor(path, backend=args.backend, max_window_voxels=args.max_window_voxels)
+                  for path in args.model]
         model = loaded[0] if len(loaded) == 1 else Ensemble(loaded)
     rows = predict_folder(
         model, args.input, args.out, convention=args.convention, save_probabilities=args.probabilities,
@@ -421,8 +434,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", type=Path, required=True, help="a case folder or a dataset folder")
     p.add_argument("--out", type=Path, required=True, help="output folder (<case_id>.nii.gz)")
     p.add_argument("--convention", default=None, help="label convention of the written masks (default: the source's)")
-    p.add_argument("--roi", type=int, nargs="+", default=None, help="sliding-window size (default: the model's patch)")
-    p.add_argument("--overlap", type=float, default=0.5)
+    p.add_argument("--roi", type=_roi_argument, nargs="+", default=None,
+                   help="sliding-window size: 1 or 3 integers, 'patch' (the training patch) or 'auto' (per case "
+                        "the largest windows within --max-window-voxels); default: the model card's inference.window")
+    p.add_argument("--overlap", type=float, default=None,
+                   help="window overlap in [0, 1) (default: the model card's inference.overlap, 0.5 without one)")
+    p.add_argument("--max-window-voxels", type=int, default=None,
+                   help="largest planned window in voxels with --roi auto (default: the card's; memory grows with it)")
     p.add_argument("--sw-batch", type=int, default=1, help="windows per forward pass")
     p.add_argument("--tta", action="store_true", help="mirror test-time augmentation")
     p.add_argument("--et-min-voxels", type=int, default=None, help="ET smaller than this is relabelled NCR")

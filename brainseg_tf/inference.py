@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 import math
 import time
 import warnings
@@ -47,7 +48,9 @@ from brainseg_tf import postprocessing as postprocessing_rules
 from brainseg_tf import uncertainty as unc
 from brainseg_tf.card import (
     CARD_FILE,
+    WINDOWS,
     CardError,
+    Inference,
     ModelCard,
     Postprocessing,
     find_card,
@@ -129,6 +132,79 @@ def window_starts(size: int, roi: int, overlap: float) -> list[int]:
     n = math.ceil((size - roi) / target) + 1
     step = (size - roi) / (n - 1)
     return [int(math.floor(i * step + 0.5)) for i in range(n)]
+
+
+#: Largest window (voxels) :func:`plan_window` proposes by default: with the recipe's model
+#: (3D U-Net, 16-256 filters, ``mixed_bfloat16``) a whole case then peaks at about 1.4 GiB RSS on
+#: CPU (docs/speed.md). Memory grows with the window's voxels, and the forward cost per voxel is
+#: the same for any window, so the largest windows that fit forward the fewest voxels.
+DEFAULT_MAX_WINDOW_VOXELS = 1_500_000
+
+
+def plan_window(shape: Sequence[int], *, overlap: float = 0.25, divisor: int | Sequence[int] = 16,
+                max_voxels: int = DEFAULT_MAX_WINDOW_VOXELS, min_size: int | Sequence[int] | None = None,
+                max_windows_per_axis: int = 8) -> tuple[int, ...]:
+    """The window size that covers ``shape`` forwarding the fewest voxels (``roi="auto"``).
+
+    For every number of windows ``n`` per axis the window is the smallest multiple of ``divisor``
+    (at least ``min_size``) that ``n`` windows overlapping by ``overlap`` of their length cover
+    (:func:`window_starts` then places exactly ``n`` or fewer); among the combinations whose window
+    has at most ``max_voxels`` voxels, the one with the fewest forwarded voxels
+    (``prod(n_i * w_i)``) wins, then the one with fewer windows. A fully convolutional model gives
+    the same prediction for any valid window up to the normalisation statistics and the blending
+    seams, so this trades many small windows for few large ones (docs/speed.md measures the Dice).
+
+    Args:
+        shape: the spatial shape to cover (the cropped brain box).
+        overlap: minimum overlap of neighbouring windows, a fraction of the window, in [0, 1).
+        divisor: the model's input-size divisor (one int, or one per axis).
+        max_voxels: largest window, in voxels (the memory budget).
+        min_size: smallest window per axis; default four times the divisor.
+        max_windows_per_axis: windows per axis considered.
+
+    Raises:
+        ValueError: bad arguments, or no window of at least ``min_size`` fits ``max_voxels``.
+    """
+    shape = tuple(int(s) for s in shape)
+    ndim = len(shape)
+    if ndim == 0 or any(s < 1 for s in shape):
+        raise ValueError(f"shape={shape!r} must be positive sizes")
+    _check_overlap(overlap)
+    divs = (int(divisor),) * ndim if np.isscalar(divisor) else tuple(int(d) for d in divisor)
+    mins = tuple(4 * d for d in divs) if min_size is None else (
+        (int(min_size),) * ndim if np.isscalar(min_size) else tuple(int(m) for m in min_size))
+    if len(divs) != ndim or len(mins) != ndim or min(divs) < 1 or min(mins) < 1:
+        raise ValueError(f"divisor={divisor!r} / min_size={min_size!r} must be positive, one per axis of {shape}")
+    mins = tuple(-(-m // d) * d for m, d in zip(mins, divs))
+    if isinstance(max_voxels, bool) or int(max_voxels) < math.prod(mins):
+        raise ValueError(f"max_voxels={max_voxels!r} is smaller than the smallest window {mins} "
+                         f"({math.prod(mins)} voxels)")
+
+    def options(size: int, d: int, low: int) -> list[tuple[int, int]]:
+        out, seen = [], set()
+        for n in range(1, max_windows_per_axis + 1):
+            span = size if n == 1 else size / (n - (n - 1) * overlap)
+            w = max(low, int(math.ceil(span / d)) * d)
+            if w not in seen and len(window_starts(size, w, overlap)) <= n:
+                seen.add(w)
+                out.append((len(window_starts(size, w, overlap)), w))
+            if w == low:
+                break
+        return out
+
+    per_axis = [options(s, d, m) for s, d, m in zip(shape, divs, mins)]
+    best: tuple[tuple[int, int], tuple[int, ...]] | None = None
+    for combo in itertools.product(*per_axis):
+        window = tuple(w for _, w in combo)
+        if math.prod(window) > max_voxels:
+            continue
+        key = (math.prod(n * w for n, w in combo), math.prod(n for n, _ in combo))
+        if best is None or key < best[0]:
+            best = (key, window)
+    if best is None:  # unreachable: the smallest windows fit (checked above) and cover any size with enough n
+        raise ValueError(f"no window of at most {max_voxels} voxels covers {shape} with "
+                         f"{max_windows_per_axis} windows per axis")
+    return best[1]
 
 
 def importance_map(
@@ -370,6 +446,9 @@ _OVERRIDES = {
     "threshold": "postprocessing.region_threshold", "region_threshold": "postprocessing.region_threshold",
     "largest_component": "postprocessing.largest_component",
     "preprocessing": "preprocessing",
+    "window": "inference.window", "overlap": "inference.overlap",
+    "max_window_voxels": "inference.max_window_voxels", "divisor": "inference.divisor",
+    "min_window": "inference.min_window",
 }
 
 
@@ -392,6 +471,7 @@ class Predictor:
         preprocessing: keyword arguments of :func:`brainseg_tf.data.preprocess.preprocess_case`.
         resize: 2D models: in-plane size slices are resized to (bilinear) before the model, or ``None``.
         plane: 2D models: ``"axial"`` (slices along Z), ``"coronal"`` (Y) or ``"sagittal"`` (X).
+        inference: default window plan and overlap of :func:`predict_case` (the card's section).
         model: the underlying Keras model or loaded SavedModel (kept alive), if any.
         source: where it was loaded from.
         card: the model card it was built from, if any.
@@ -410,6 +490,7 @@ class Predictor:
     largest_component: tuple[str, ...] = ()
     resize: tuple[int, int] | None = None
     plane: str = "axial"
+    inference: Inference = field(default_factory=Inference)
     model: Any = None
     source: str | None = None
     card: ModelCard | None = None
@@ -433,6 +514,8 @@ class Predictor:
             self.resize = _check_spatial("resize", self.resize, 2)
         if self.plane not in _PLANE_AXIS:
             raise ValueError(f"plane={self.plane!r} must be one of {tuple(_PLANE_AXIS)}")
+        if self.inference.window not in WINDOWS or self.inference.window == "auto" and self.spatial_dims != 3:
+            raise ValueError(f"inference.window={self.inference.window!r} must be one of {WINDOWS} ('auto': 3D only)")
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return _as_numpy(self.fn(batch))
@@ -457,7 +540,7 @@ class Predictor:
                               region_threshold=float(self.threshold), largest_component=list(self.largest_component))
         return dataclasses.replace(base, modalities=list(self.modalities), head=self.head, region=self.region,
                                    roi=None if self.roi is None else list(self.roi), spatial_dims=self.spatial_dims,
-                                   preprocessing=pre, postprocessing=post)
+                                   preprocessing=pre, postprocessing=post, inference=dataclasses.replace(self.inference))
 
     @classmethod
     def from_card(cls, fn: BatchPredictor, card: ModelCard, **kwargs: Any) -> "Predictor":
@@ -470,7 +553,7 @@ class Predictor:
             threshold=card.postprocessing.region_threshold, preprocessing=card.preprocessing.case_options(),
             largest_component=tuple(card.postprocessing.largest_component),
             resize=None if card.preprocessing.resize is None else tuple(card.preprocessing.resize),
-            plane=card.preprocessing.plane, card=card, **kwargs,
+            plane=card.preprocessing.plane, inference=dataclasses.replace(card.inference), card=card, **kwargs,
         )
 
     @classmethod
@@ -889,7 +972,7 @@ class Prediction:
         )
 
 
-def check_window_arguments(*, roi: Any = None, overlap: float = 0.5, batch_size: int = 1,
+def check_window_arguments(*, roi: Any = None, overlap: float | None = None, batch_size: int = 1,
                            et_min_voxels: Any = None, min_component_voxels: Any = None,
                            largest_component: Any = None, **_: Any) -> None:
     """Raise ``ValueError`` for bad sliding-window / postprocessing arguments, before any case is read."""
@@ -898,12 +981,16 @@ def check_window_arguments(*, roi: Any = None, overlap: float = 0.5, batch_size:
             raise ValueError(f"largest_component={largest_component!r} must be a list of regions, e.g. ['WT']")
         for region in largest_component:
             region_index(region)
-    if roi is not None:
+    if isinstance(roi, str):
+        if roi not in WINDOWS:
+            raise ValueError(f"roi={roi!r} must be {' or '.join(map(repr, WINDOWS))} or window sizes")
+    elif roi is not None:
         vals = [roi] if np.isscalar(roi) else list(roi)
         if not vals or any(v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1)
                            for v in vals):
             raise ValueError(f"roi={roi!r} must hold positive integers (or None for the full extent)")
-    _check_overlap(overlap)
+    if overlap is not None:
+        _check_overlap(overlap)
     _check_batch_size(batch_size)
     for name, value in (("et_min_voxels", et_min_voxels), ("min_component_voxels", min_component_voxels)):
         if value is not None:
@@ -939,6 +1026,7 @@ def _model_probabilities(pred: Predictor, case: bio.Case, *, roi: Any, overlap: 
     the card's options; a 2D model trained without the brain crop sees the z-scored image pasted
     back onto the native grid (as ``slice_dataset(crop=False)`` does) and its slices resized.
     """
+    overlap = pred.inference.overlap if overlap is None else overlap
     options = dict(pred.preprocessing)
     native = options.get("crop", True) is False
     pre = preprocess_case(case, **{**options, "crop": True})
@@ -953,6 +1041,10 @@ def _model_probabilities(pred: Predictor, case: bio.Case, *, roi: Any, overlap: 
     if pred.spatial_dims == 2:
         axis = _PLANE_AXIS[pred.plane]
         image = np.moveaxis(image, axis, 2)  # slices along the last spatial axis
+        if isinstance(roi, str) and roi != "patch" or roi is None and pred.inference.window != "patch":
+            raise ValueError(f"roi={roi or pred.inference.window!r}: planned windows are for 3D models only")
+        if roi == "patch":
+            roi = None
         if pred.resize is not None:
             if roi is not None:
                 raise ValueError(f"roi={roi!r}: this 2D model resizes whole slices to {pred.resize}; omit roi")
@@ -967,7 +1059,7 @@ def _model_probabilities(pred: Predictor, case: bio.Case, *, roi: Any, overlap: 
             return _as_numpy(slice_fn(np.ascontiguousarray(batch[:, :, :, 0, :])))[:, :, :, None, :]
 
     else:
-        window = _check_spatial("roi", roi if roi is not None else (pred.roi or DEFAULT_ROI), 3)
+        window = _window_for(pred, roi, image.shape[:3], overlap)
         axes = (0, 1, 2) if mirror_axes is None else tuple(mirror_axes)
     window_kwargs = dict(roi=window, overlap=overlap, batch_size=batch_size, mode=mode, sigma_scale=sigma_scale,
                          progress=progress)
@@ -992,6 +1084,30 @@ def _model_probabilities(pred: Predictor, case: bio.Case, *, roi: Any, overlap: 
     return probs, pre.geometry, native, second
 
 
+def _window_for(pred: Predictor, roi: Any, shape: Sequence[int], overlap: float) -> tuple[int, ...]:
+    """A 3D model's window for an image of spatial ``shape``: ``roi`` as given, the card's patch
+    (``"patch"``), or planned (``"auto"``, :func:`plan_window`: never smaller than the card's
+    ``inference.min_window``, by default the patch);
+    ``None`` takes the card's ``inference.window``."""
+    mode = pred.inference.window if roi is None else roi if isinstance(roi, str) else None
+    patch = _check_spatial("roi", pred.roi or DEFAULT_ROI, 3)
+    if mode is None:
+        return _check_spatial("roi", roi, 3)
+    if mode == "patch":
+        return patch
+    divisor = pred.inference.divisor
+    if divisor is None:
+        if pred.card is None or pred.card.model is None:
+            raise ValueError("roi='auto' plans windows from the model's input-size divisor, which this model's "
+                             "card does not give (no inference.divisor, no registry model); pass roi sizes")
+        from brainseg_tf.models.registry import get_spec
+
+        divisor = get_spec(pred.card.model).size_divisor(pred.card.options)
+    smallest = _check_spatial("min_window", pred.inference.min_window or patch, 3)
+    return plan_window(shape, overlap=overlap, divisor=divisor, min_size=smallest,
+                       max_voxels=max(pred.inference.max_window_voxels, math.prod(smallest)))
+
+
 def _to_native(probs: np.ndarray, geometry: Geometry, head: str) -> np.ndarray:
     """Probabilities pasted onto the native grid: BG = 1 outside the box for softmax, 0 elsewhere."""
     native = paste_back(probs, geometry, fill=0.0)
@@ -1004,8 +1120,8 @@ def predict_case(
     model: Predictor | Ensemble | str | Path | Sequence[str | Path] | Any,
     case: bio.Case | bio.CaseRef | str | Path,
     *,
-    roi: int | Sequence[int] | None = None,
-    overlap: float = 0.5,
+    roi: int | Sequence[int] | str | None = None,
+    overlap: float | None = None,
     batch_size: int = 1,
     mode: str = "gaussian",
     sigma_scale: float = 0.125,
@@ -1034,8 +1150,11 @@ def predict_case(
         case: a :class:`brainseg_tf.io.Case`, or a case path / :class:`~brainseg_tf.io.CaseRef` for
             :func:`brainseg_tf.io.read_case` (images only, not the mask; the image is freed as soon
             as it is preprocessed).
-        roi: window size (default: the card's, else 128 per axis). For a 2D model a 2-entry roi.
-        overlap: window overlap in [0, 1). Defaults to 0.5.
+        roi: window size; ``"patch"``: the card's roi (else 128 per axis); ``"auto"``: planned per
+            case (:func:`plan_window`, 3D models); ``None`` (default): the card's
+            ``inference.window`` (``"patch"`` for cards that have none). For a 2D model a 2-entry roi.
+        overlap: window overlap in [0, 1); ``None`` (default): the card's ``inference.overlap``
+            (0.5 for cards that have none).
         batch_size: windows per forward pass. Defaults to 1.
         mode: ``"gaussian"`` (default) or ``"constant"`` blending.
         sigma_scale: Gaussian sigma as a fraction of the roi. Defaults to 0.125.
@@ -1186,38 +1305,87 @@ def predict_folder(
         refs = tqdm(todo, desc="predict", unit="case")
     records: list[dict[str, Any]] = []
     scored = _summary_scores(out_dir) if want_uncertainty and not overwrite else set()
-    for i, ref in enumerate(refs):
-        target = out_dir / f"{ref.case_id}.nii.gz"
-        prob_path = out_dir / f"{ref.case_id}_prob.nii.gz"
-        unc_path = out_dir / f"{ref.case_id}_uncertainty.nii.gz"
-        record: dict[str, Any] = {"case_id": ref.case_id, "path": str(target), "probabilities": None,
-                                  "seconds": 0.0, "error": None}
-        if want_uncertainty:
-            record |= {"uncertainty": None, "uncertainty_map": None}
+
+    def complete(ref: bio.CaseRef) -> bool:
         # A case is complete when every output is in place, its summary record included (a run
         # killed before writing the summary re-predicts that case instead of losing its score).
-        if (target.exists() and not overwrite and (not save_probabilities or prob_path.exists())
-                and (not want_uncertainty or (unc_path.exists() and ref.case_id in scored))):
-            records.append(record | {"status": "skipped"})
-            continue
-        try:
-            result = predict_case(pred, ref, return_probabilities=save_probabilities, **predict_kwargs)
-            if save_probabilities:
-                record["probabilities"] = str(result.write_probabilities(prob_path))
+        return (out_dir.joinpath(f"{ref.case_id}.nii.gz").exists() and not overwrite
+                and (not save_probabilities or out_dir.joinpath(f"{ref.case_id}_prob.nii.gz").exists())
+                and (not want_uncertainty or (out_dir.joinpath(f"{ref.case_id}_uncertainty.nii.gz").exists()
+                                              and ref.case_id in scored)))
+
+    skip = [complete(ref) for ref in todo]
+    ahead = _ReadAhead([ref for ref, done in zip(todo, skip) if not done])
+    try:
+        for i, ref in enumerate(refs):
+            target = out_dir / f"{ref.case_id}.nii.gz"
+            prob_path = out_dir / f"{ref.case_id}_prob.nii.gz"
+            unc_path = out_dir / f"{ref.case_id}_uncertainty.nii.gz"
+            record: dict[str, Any] = {"case_id": ref.case_id, "path": str(target), "probabilities": None,
+                                      "seconds": 0.0, "error": None}
             if want_uncertainty:
-                record |= {"uncertainty": result.uncertainty_score, "uncertainty_kind": result.uncertainty_kind,
-                           "uncertainty_map": str(result.write_uncertainty(unc_path))}
-            result.write(target, convention=convention)
-            records.append(record | {"status": "written", "seconds": result.seconds})
-        except Exception as exc:  # noqa: BLE001 — one bad case must not stop the folder
-            if stop_on_error:
-                raise
-            records.append(record | {"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
-        if want_uncertainty:  # after every case (the cases still to come keep their records): a kill
-            # loses at most the case being predicted
-            later = [{"case_id": r.case_id, "status": "skipped"} for r in todo[i + 1:] if r.case_id in scored]
-            write_prediction_summary(out_dir, records + later, convention=convention)
+                record |= {"uncertainty": None, "uncertainty_map": None}
+            if skip[i]:
+                records.append(record | {"status": "skipped"})
+                continue
+            try:
+                # The image is passed on, not kept here: predict_case frees it once preprocessed.
+                result = predict_case(pred, ahead.take(ref), return_probabilities=save_probabilities, **predict_kwargs)
+                result.seconds += ahead.waited
+                if save_probabilities:
+                    record["probabilities"] = str(result.write_probabilities(prob_path))
+                if want_uncertainty:
+                    record |= {"uncertainty": result.uncertainty_score, "uncertainty_kind": result.uncertainty_kind,
+                               "uncertainty_map": str(result.write_uncertainty(unc_path))}
+                result.write(target, convention=convention)
+                records.append(record | {"status": "written", "seconds": result.seconds})
+            except Exception as exc:  # noqa: BLE001 — one bad case must not stop the folder
+                if stop_on_error:
+                    raise
+                records.append(record | {"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+            if want_uncertainty:  # after every case (the cases still to come keep their records): a kill
+                # loses at most the case being predicted
+                later = [{"case_id": r.case_id, "status": "skipped"} for r in todo[i + 1:] if r.case_id in scored]
+                write_prediction_summary(out_dir, records + later, convention=convention)
+    finally:
+        ahead.close()
     return records
+
+
+class _ReadAhead:
+    """The images of ``refs``, read one case ahead in a thread (:func:`predict_folder`).
+
+    Reading is gunzip and I/O, which release the GIL, so the next case is read while the current
+    one is predicted; at most two cases' images are in memory. :meth:`take` must be called for
+    the refs in order; a read error is raised there, for that case only.
+    """
+
+    def __init__(self, refs: Sequence[bio.CaseRef]):
+        self._refs = iter(refs)
+        self._pool = ThreadPoolExecutor(max_workers=1)
+        self._pending: tuple[str, Any] | None = None
+        self.waited = 0.0
+        self._read_next()
+
+    def _read_next(self) -> None:
+        ref = next(self._refs, None)
+        self._pending = None if ref is None else (ref.case_id, self._pool.submit(bio.read_case, ref, load_label=False))
+
+    def take(self, ref: bio.CaseRef) -> bio.Case:
+        """``ref``'s case (:attr:`waited`: the seconds spent waiting for it); the next read starts."""
+        assert self._pending is not None and self._pending[0] == ref.case_id, (ref.case_id, self._pending)
+        future, start = self._pending[1], time.perf_counter()
+        try:
+            return future.result()
+        finally:
+            self.waited = time.perf_counter() - start
+            self._pending = None
+            self._read_next()
+
+    def close(self) -> None:
+        if self._pending is not None:
+            self._pending[1].cancel()
+        self._pool.shutdown(wait=True)
 
 
 def _summary_scores(out_dir: Path) -> set[str]:
@@ -1264,7 +1432,8 @@ def write_prediction_summary(out_dir: str | Path, records: Sequence[Mapping[str,
 
 
 __all__ = [
-    "HEADS", "Predictor", "Ensemble", "Prediction", "sliding_window", "window_starts", "importance_map",
+    "HEADS", "Predictor", "Ensemble", "Prediction", "sliding_window", "window_starts", "plan_window",
+    "importance_map", "DEFAULT_MAX_WINDOW_VOXELS",
     "mirror_tta", "mirror_flips", "probabilities_to_labels", "postprocess", "load_predictor", "load_keras_model",
     "predict_case", "predict_folder", "check_window_arguments", "write_prediction_summary",
 ]

@@ -12,6 +12,7 @@ import pytest
 
 from brainseg_tf.card import (
     CardError,
+    Inference,
     ModelCard,
     Postprocessing,
     Preprocessing,
@@ -34,6 +35,13 @@ def test_card_round_trips_through_json(tmp_path: Path) -> None:
     assert again == card
     data = json.loads(path.read_text())
     assert data["format_version"] == 2 and data["outputs"] == ["TC"]
+    assert again.inference == Inference(window="patch", overlap=0.5)  # the defaults
+    # A card written before the inference section loads with the defaults: roi windows at 0.5.
+    del data["inference"]
+    assert ModelCard.from_dict(data).inference == Inference()
+    planned = card.replace(inference=Inference(window="auto", overlap=0.25, max_window_voxels=10**6,
+                                               divisor=[8, 8, 8]))
+    assert ModelCard.from_json(planned.to_json()).inference == planned.inference
 
 
 @pytest.mark.parametrize(
@@ -50,6 +58,13 @@ def test_card_round_trips_through_json(tmp_path: Path) -> None:
          "spacing"),
         ({"modalities": ["flair"], "head": "sigmoid", "postprocessing": Postprocessing(region_threshold=1.5)},
          "region_threshold"),
+        ({"modalities": ["flair"], "head": "sigmoid", "inference": Inference(window="whole")}, "inference.window"),
+        ({"modalities": ["flair"], "head": "sigmoid", "spatial_dims": 2, "inference": Inference(window="auto")},
+         "inference.window=.auto.* only for 3D"),
+        ({"modalities": ["flair"], "head": "sigmoid", "inference": Inference(overlap=1.0)}, "inference.overlap"),
+        ({"modalities": ["flair"], "head": "sigmoid", "inference": Inference(max_window_voxels=0)},
+         "inference.max_window_voxels"),
+        ({"modalities": ["flair"], "head": "sigmoid", "inference": Inference(divisor=[8, 8])}, "inference.divisor"),
     ],
 )
 def test_bad_cards_name_the_field(fields: dict, message: str) -> None:

@@ -95,6 +95,15 @@ def test_bad_argument_exit_code_and_message(command: str, tmp_path: Path) -> Non
     assert not any(tmp_path.iterdir()), "nothing written by a refused command"
 
 
+@pytest.mark.parametrize("roi, message", [(["96", "auto"], "--roi 96 auto: 'auto' stands alone"),
+                                          (["big"], "'big' is not a window size, 'auto' or 'patch'")])
+def test_predict_roi_arguments(roi: list[str], message: str, tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    proc = brainseg("predict", "--model", "run", "--input", ".", "--out", "p", "--roi", *roi, cwd=tmp_path)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "p").exists()
+
+
 def test_every_command_is_covered() -> None:
     parser = cli.build_parser()
     top = next(a for a in parser._actions if a.dest == "command")
@@ -154,7 +163,9 @@ def pipeline(tmp_path_factory) -> dict:
         "split": {"method": "kfold", "folds": 2, "fold": 0, "seed": 0},
         "model": {"name": "unet", "options": {"depth": 2, "base_filters": 4, "norm": "instance", "head": "sigmoid"}},
         "pipeline": {"kind": "patch", "patch_size": [16, 16, 16], "batch_size": 2},
-        "validation": {"mode": "patches", "patches_per_case": 1, "final_sliding_window": True, "overlap": 0.25},
+        # Planned windows: the card records them and predict repeats them (the scores below agree).
+        "validation": {"mode": "patches", "patches_per_case": 1, "final_sliding_window": True, "overlap": 0.25,
+                       "window": "auto", "max_window_voxels": 24 * 24 * 16},
         "schedule": {"name": "poly", "warmup_steps": 1},
         "training": {"epochs": 2, "steps_per_epoch": 1, "verbose": 0, "seed": 0},
     }
@@ -232,6 +243,8 @@ def test_export_writes_saved_model_keras_and_card(pipeline) -> None:
     assert (exp / "saved_model" / "saved_model.pb").is_file() and (exp / "model.keras").stat().st_size > 1_000
     card = json.loads((exp / "brainseg_model.json").read_text())
     assert card["roi"] == [16, 16, 16] and card["head"] == "sigmoid"
+    assert card["inference"] == {"window": "auto", "overlap": 0.25, "max_window_voxels": 24 * 24 * 16,
+                                 "min_window": None, "divisor": [4, 4, 4]}
     assert f"saved_model  {exp / 'saved_model'}" in pipeline["export_proc"].stdout
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from brainseg_tf.inference import (
     importance_map,
     load_predictor,
     mirror_tta,
+    plan_window,
     postprocess,
     predict_case,
     predict_folder,
@@ -82,6 +84,95 @@ def test_window_starts_even_and_covering():
         assert starts[0] == 0 and starts[-1] == size - roi
         steps = np.diff(starts)
         assert np.all(steps >= 1) and np.all(steps <= max(roi * (1 - overlap), 1))
+
+
+def _plan_by_brute_force(shape, overlap, divisor, min_size, max_voxels):
+    """Every window size (multiples of ``divisor`` from ``min_size`` to the padded extent) tried:
+    the fewest forwarded voxels, then the fewest windows."""
+    import itertools
+    import math
+
+    axes = [range(m, max(m, -(-s // divisor) * divisor) + 1, divisor) for s, m in zip(shape, min_size)]
+    best = None
+    for window in itertools.product(*axes):
+        if math.prod(window) > max_voxels:
+            continue
+        n = [len(window_starts(s, w, overlap)) for s, w in zip(shape, window)]
+        key = (math.prod(n) * math.prod(window), math.prod(n))
+        best = key if best is None else min(best, key)
+    return best
+
+
+@pytest.mark.parametrize(
+    "shape, overlap, divisor, min_size, max_voxels",
+    [
+        ((139, 177, 137), 0.25, 8, (96, 96, 96), 1_500_000),  # a real brain box, the recipe's patch
+        ((139, 177, 137), 0.25, 16, (80, 80, 80), 1_500_000),  # the recipe's divisor, a smaller minimum
+        ((139, 177, 137), 0.5, 8, (96, 96, 96), 1_500_000),
+        ((139, 177, 137), 0.25, 8, (96, 96, 96), 3_000_000),  # the whole box in one window fits
+        ((160, 120, 60), 0.1, 16, (64, 64, 32), 500_000),
+        ((40, 200, 33), 0.5, 8, (32, 32, 32), 200_000),
+    ],
+)
+def test_plan_window_forwards_the_fewest_voxels(shape, overlap, divisor, min_size, max_voxels):
+    import math
+
+    window = plan_window(shape, overlap=overlap, divisor=divisor, min_size=min_size, max_voxels=max_voxels)
+    assert all(w % divisor == 0 and w >= m for w, m in zip(window, min_size))
+    assert math.prod(window) <= max_voxels
+    n = [len(window_starts(s, w, overlap)) for s, w in zip(shape, window)]
+    for s, w, k in zip(shape, window, n):  # covering, neighbours overlap by at least `overlap`
+        starts = window_starts(s, w, overlap)
+        assert starts[0] == 0 and starts[-1] + w >= s
+        assert all(b - a <= w * (1 - overlap) for a, b in zip(starts, starts[1:]))
+    assert (math.prod(n) * math.prod(window), math.prod(n)) == _plan_by_brute_force(
+        shape, overlap, divisor, min_size, max_voxels)
+
+
+def test_plan_window_examples_and_errors():
+    # A real brain box: 4 windows of 144x104x96 (5.75 M voxels) instead of 12 of 96^3 (10.6 M); 2 with more memory.
+    assert plan_window((139, 177, 137), overlap=0.25, divisor=8, min_size=96, max_voxels=1_500_000) == (144, 104, 96)
+    assert plan_window((139, 177, 137), overlap=0.25, divisor=8, min_size=96, max_voxels=3_000_000) == (144, 104, 144)
+    assert plan_window((20, 20, 20), overlap=0.5, divisor=16, min_size=32, max_voxels=10**6) == (32, 32, 32)  # padded
+    with pytest.raises(ValueError, match="max_voxels=1000 is smaller than the smallest window"):
+        plan_window((139, 177, 137), divisor=8, min_size=96, max_voxels=1000)
+    with pytest.raises(ValueError, match="overlap"):
+        plan_window((139, 177, 137), overlap=1.0)
+
+
+def test_planned_windows_from_the_card_and_explicit_rois(tmp_path):
+    from brainseg_tf.card import Inference, ModelCard
+
+    case = bio.read_case(_synthetic_case(tmp_path / "data", shape=(40, 44, 30)))
+    card = ModelCard(modalities=list(bio.MODALITIES), head="softmax", roi=[16, 16, 16],
+                     inference=Inference(window="auto", overlap=0.25, max_window_voxels=24 * 24 * 16, divisor=[8, 8, 8]))
+    seen = []
+
+    def pointwise(batch):
+        seen.append(batch.shape[1:4])
+        return _channel_rule(batch)
+
+    planned = predict_case(Predictor.from_card(pointwise, card), case, return_probabilities=True)
+    brain_box = (22, 20, 15)  # _synthetic_case's brain mask
+    assert set(seen) == {plan_window(brain_box, overlap=0.25, divisor=8, min_size=16, max_voxels=24 * 24 * 16)}
+    seen.clear()
+    # A smaller minimum window lets a smaller budget plan windows below the patch.
+    smaller = Predictor.from_card(pointwise, card.replace(inference=dataclasses.replace(
+        card.inference, min_window=[8, 8, 8], max_window_voxels=2048)))
+    predict_case(smaller, case)
+    assert set(seen) == {plan_window(brain_box, overlap=0.25, divisor=8, min_size=8, max_voxels=2048)}
+    assert min(min(s) for s in seen) < 16
+    seen.clear()
+    patch = predict_case(Predictor.from_card(pointwise, card), case, roi="patch", overlap=0.5, return_probabilities=True)
+    assert set(seen) == {(16, 16, 16)}
+    # A pointwise model gives the same probabilities whatever the windows (up to float rounding).
+    np.testing.assert_allclose(planned.probabilities, patch.probabilities, atol=1e-6)
+    np.testing.assert_array_equal(planned.labels, patch.labels)
+    with pytest.raises(ValueError, match="roi='whole'"):
+        predict_case(Predictor.from_card(pointwise, card), case, roi="whole")
+    bare = Predictor(fn=pointwise)  # no card, no divisor: planning is refused with the reason
+    with pytest.raises(ValueError, match="input-size divisor"):
+        predict_case(bare, case, roi="auto")
 
 
 def test_importance_map_gaussian_never_zero():
@@ -250,6 +341,30 @@ def test_predict_folder_writes_each_case_and_skips_existing(tmp_path):
     assert sorted(f.name for f in (tmp_path / "val").iterdir()) == ["BraTS2021_00002.nii.gz"]
     with pytest.raises(ValueError, match="BraTS2021_00009"):  # checked before any case is read
         predict_folder(p, data, tmp_path / "val", case_ids=["BraTS2021_00009"], progress=False)
+
+
+def test_predict_folder_reads_ahead_and_a_bad_case_fails_alone(tmp_path):
+    data = tmp_path / "data"
+    ids = [f"BraTS2021_0000{i}" for i in range(1, 5)]
+    for cid in ids:
+        _synthetic_case(data, cid)
+    bad = data / ids[1] / f"{ids[1]}_t1ce.nii.gz"
+    bad.write_bytes(bad.read_bytes()[:200])  # truncated
+    p = Predictor(fn=_channel_rule, roi=(16, 16, 16))
+    out = tmp_path / "pred"
+    out.mkdir()
+    first = predict_folder(p, data, out, case_ids=[ids[2]], progress=False)  # done before: skipped below
+    recs = predict_folder(p, data, out, progress=False)
+    assert [r["status"] for r in recs] == ["written", "failed", "skipped", "written"]
+    assert str(bad) in recs[1]["error"]
+    assert sorted(f.name for f in out.iterdir()) == sorted(f"{c}.nii.gz" for c in (ids[0], ids[2], ids[3]))
+    # The cases read ahead are the same cases: labels equal a case-by-case prediction.
+    alone = predict_case(p, data / ids[3])
+    np.testing.assert_array_equal(np.asarray(nib.load(out / f"{ids[3]}.nii.gz").dataobj),
+                                  bio.from_canonical(alone.labels, "brats"))
+    assert first[0]["status"] == "written" and recs[0]["seconds"] > 0
+    with pytest.raises(bio.DataError, match="t1ce"):
+        predict_folder(p, data, tmp_path / "again", progress=False, stop_on_error=True)
 
 
 # ----------------------------------------------------------------------------- Keras models

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -184,8 +185,15 @@ def read_case(
     warn_notes(ref)
     conv = get_convention(convention or ref.convention).name
     first = None
-    for key in _image_keys(ref):
-        vol = _load_image(ref, key, max_voxels)
+    keys = _image_keys(ref)
+    # The modality files are read (gunzip + decode) in threads: zlib releases the GIL, so a
+    # free core overlaps them. Results come back in key order, so the first bad file in that
+    # order is the one reported, as when reading one by one.
+    with ThreadPoolExecutor(max_workers=min(4, len(keys))) as pool:
+        volumes = pool.map(lambda key: _load_image(ref, key, max_voxels), keys)
+        loaded = [(key, vol) for key, vol in zip(keys, volumes)]
+    while loaded:  # each volume is freed once copied into the image
+        key, vol = loaded.pop(0)
         if key == "4d":
             image = vol.data[..., [ref.channel_order.index(m) for m in MODALITIES]].astype(np.float32)
             first = vol

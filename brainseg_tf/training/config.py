@@ -152,6 +152,13 @@ class ValidationConfig:
             enough to validate every few epochs on CPU), else 0.5.
         max_cases: validate every epoch on the first N validation cases only (the final
             sliding-window evaluation still covers all of them).
+        window: the sliding window of the volume validation and the final evaluation, recorded
+            in the model card for ``predict``: ``"patch"`` (default: windows of
+            ``pipeline.patch_size``) or ``"auto"`` (per case the largest windows of at most
+            ``max_window_voxels`` voxels, never smaller than the patch:
+            :func:`brainseg_tf.inference.plan_window`; 3D models).
+        max_window_voxels: the ``"auto"`` window budget (memory grows with it).
+        min_window: the smallest ``"auto"`` window per axis; ``null`` (default): the patch.
 
     A fixed patch set up to 2 GiB is kept in memory after the first epoch; a larger one is
     re-read each epoch (the same patches: the stream is seeded).
@@ -165,6 +172,9 @@ class ValidationConfig:
     max_cases: int | None = None
     every_epochs: int = 1
     select_postprocessing: bool | None = None
+    window: str = "patch"
+    max_window_voxels: int = 1_500_000
+    min_window: list[int] | None = None
 
 
 @dataclass
@@ -417,6 +427,16 @@ class TrainConfig:
             _bad("validation.overlap", v.overlap, "must be in [0, 1)")
         if v.every_epochs < 1:
             _bad("validation.every_epochs", v.every_epochs, "must be >= 1")
+        _choice("validation.window", v.window, ("patch", "auto"))
+        if v.window == "auto" and self.spatial_dims != 3:
+            _bad("validation.window", v.window, "plans 3D windows; a 2D model slides its patch")
+        if v.window == "auto" and any(s is not None for s in self.model_spec.required_size(m.options)):
+            _bad("validation.window", v.window, f"plans window sizes; {m.name!r} needs a fixed input size")
+        if isinstance(v.max_window_voxels, bool) or not isinstance(v.max_window_voxels, int) or v.max_window_voxels < 1:
+            _bad("validation.max_window_voxels", v.max_window_voxels, "must be a positive integer")
+        if v.min_window is not None and (len(v.min_window) != self.spatial_dims or any(
+                isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in v.min_window)):
+            _bad("validation.min_window", v.min_window, f"must be {self.spatial_dims} positive integers")
         if v.mode == "volumes" and (p.kind == "custom" or d.root is None):
             _bad("validation.mode", v.mode, "needs the raw cases (data.root) and a built-in pipeline "
                  "(whole cases are predicted as brainseg predict does)")

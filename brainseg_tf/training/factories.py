@@ -93,13 +93,16 @@ def monitor_name(cfg: TrainConfig, has_validation: bool) -> str:
 def build_model(cfg: TrainConfig):
     """Build the recipe's model (``in_channels`` and ``input_shape`` filled from the recipe).
 
-    A model with a fixed input size is built for the training patch (the sliding window's roi).
+    A model with an ``input_shape`` option is built for the training patch (the sliding window's
+    roi), or for any size (``None`` per axis) when the volume validation plans its windows
+    (``validation.window: "auto"``).
     """
     spec = cfg.model_spec
     opts = dict(cfg.model.options)
     defaults = spec.defaults
     if "in_channels" in defaults:
         opts.setdefault("in_channels", len(cfg.data.modalities))
-    if "input_shape" in defaults:  # validation windows are patch-sized too (mode "volumes": sliding window)
-        opts.setdefault("input_shape", list(cfg.pipeline.patch_size))
+    if "input_shape" in defaults:  # validation windows are patch-sized too, unless planned
+        free = cfg.validation.window == "auto"
+        opts.setdefault("input_shape", [None] * cfg.spatial_dims if free else list(cfg.pipeline.patch_size))
     return spec.builder(**opts)

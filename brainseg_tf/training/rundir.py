@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from brainseg_tf import atomic
-from brainseg_tf.card import ModelCard, Preprocessing, provenance
+from brainseg_tf.card import Inference, ModelCard, Preprocessing, provenance
 from brainseg_tf.training.config import TrainConfig
 from brainseg_tf.training.data import resolve_path
 from brainseg_tf.training.split import Split, split_from_dict
@@ -23,7 +23,8 @@ from brainseg_tf.training.split import Split, split_from_dict
 RESUMABLE_CHANGES = (
     "name", "description", "data.synthetic", "data.build_cache", "data.cache_dtype", "training.epochs",
     "training.verbose", "training.max_minutes", "training.checkpoint_every_steps", "runtime", "validation.final_sliding_window",
-    "validation.overlap", "data.root", "data.cache", "validation.select_postprocessing", "training.all_folds",
+    "validation.overlap", "validation.window", "validation.max_window_voxels", "validation.min_window",
+    "data.root", "data.cache", "validation.select_postprocessing", "training.all_folds",
 )
 
 def write_json(path: Path, obj: Any) -> None:
@@ -106,6 +107,10 @@ def model_card(cfg: TrainConfig, split: Split, source: Path | None, *, epochs: i
         region=cfg.pipeline.region.upper() if head == "region" else None,
         spatial_dims=cfg.spatial_dims, logits=cfg.logits, roi=[int(s) for s in cfg.pipeline.patch_size],
         model=cfg.model.name, options=dict(cfg.model.options), preprocessing=_preprocessing(cfg, cache_params),
+        inference=Inference(window=cfg.validation.window, overlap=float(cfg.validation.overlap),
+                            max_window_voxels=int(cfg.validation.max_window_voxels),
+                            min_window=None if cfg.validation.min_window is None else list(cfg.validation.min_window),
+                            divisor=list(cfg.divisor)),
         label_convention=_label_convention(cfg, root),
         provenance=provenance(
             recipe=cfg.name, recipe_file=cfg.source, data=None if source is None else str(source),
