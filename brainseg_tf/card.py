@@ -207,11 +207,16 @@ class ModelCard:
             bad("spatial_dims", self.spatial_dims, "must be 2 or 3")
         if not isinstance(self.logits, bool):
             bad("logits", self.logits, "must be true or false")
-        if self.roi is not None:
-            if (not isinstance(self.roi, (list, tuple)) or len(self.roi) != self.spatial_dims
-                    or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in self.roi)):
-                bad("roi", self.roi, f"must be {self.spatial_dims} positive integers")
-            self.roi = [int(r) for r in self.roi]
+        def sizes(name: str, value: Any) -> list[int] | None:
+            """``None``, or one positive integer per spatial axis (as a list)."""
+            if value is None:
+                return None
+            if (not isinstance(value, (list, tuple)) or len(value) != self.spatial_dims
+                    or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)):
+                bad(name, value, f"must be {self.spatial_dims} positive integers")
+            return [int(v) for v in value]
+
+        self.roi = sizes("roi", self.roi)
         pre = self.preprocessing
         if pre.plane not in PLANES:
             bad("preprocessing.plane", pre.plane, f"must be one of {list(PLANES)}")
@@ -239,16 +244,8 @@ class ModelCard:
         if isinstance(inf.max_window_voxels, bool) or not isinstance(inf.max_window_voxels, int) \
                 or inf.max_window_voxels < 1:
             bad("inference.max_window_voxels", inf.max_window_voxels, "must be a positive integer")
-        if inf.min_window is not None:
-            if (not isinstance(inf.min_window, (list, tuple)) or len(inf.min_window) != self.spatial_dims
-                    or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in inf.min_window)):
-                bad("inference.min_window", inf.min_window, f"must be {self.spatial_dims} positive integers")
-            inf.min_window = [int(d) for d in inf.min_window]
-        if inf.divisor is not None:
-            if (not isinstance(inf.divisor, (list, tuple)) or len(inf.divisor) != self.spatial_dims
-                    or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in inf.divisor)):
-                bad("inference.divisor", inf.divisor, f"must be {self.spatial_dims} positive integers")
-            inf.divisor = [int(d) for d in inf.divisor]
+        inf.min_window = sizes("inference.min_window", inf.min_window)
+        inf.divisor = sizes("inference.divisor", inf.divisor)
         post = self.postprocessing
         for key in ("et_min_voxels", "min_component_voxels"):
             v = getattr(post, key)
