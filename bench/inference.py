@@ -453,8 +453,9 @@ def worker(args: argparse.Namespace) -> None:
     roi = tuple(pred.roi or (args.roi,) * 3) if (args.model or recipe) else (args.roi,) * 3
     # Trace the forward at two window sizes: tf.function then serves any window from one relaxed
     # trace, as in a folder of cases whose planned windows differ (predict_folder's steady state).
-    for extra in (0, 16):
-        pred(np.zeros((args.batch_size, *(r + extra for r in roi), len(pred.modalities)), np.float32))
+    for extra in (0, 16):  # the second window larger on one axis only: no more memory than the plan
+        shape = (*roi[:-1], roi[-1] + extra)
+        pred(np.zeros((args.batch_size, *shape, len(pred.modalities)), np.float32))
     setup = time.perf_counter() - t0
     window = None if args.window == "card" else args.window
 

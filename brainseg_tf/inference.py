@@ -300,12 +300,24 @@ def sliding_window(
     weight = importance_map(roi_t, mode, sigma_scale, min_weight).astype(np.float64)
 
     pads = [((max(r - s, 0)) // 2, max(r - s, 0) - (max(r - s, 0)) // 2) for s, r in zip(spatial, roi_t)]
-    if any(p != (0, 0) for p in pads):
-        kwargs = {"constant_values": cval} if pad_mode == "constant" else {}
-        padded = np.pad(image, pads + [(0, 0)], mode=pad_mode, **kwargs)
-    else:
-        padded = image
-    padded_spatial = padded.shape[:ndim]
+    padded_spatial = tuple(s + a + b for s, (a, b) in zip(spatial, pads))
+    if any(p != (0, 0) for p in pads) and pad_mode != "constant":
+        padded = np.pad(image, pads + [(0, 0)], mode=pad_mode)
+        pads_done = [(0, 0)] * ndim
+    else:  # constant padding is applied per window: no padded copy of the whole image
+        padded, pads_done = image, pads
+
+    def window_of(sl: tuple[slice, ...]) -> np.ndarray:
+        """The window ``sl`` (padded coordinates), ``cval`` outside the image."""
+        src = tuple(slice(max(w.start - a, 0), min(w.stop - a, n))
+                    for w, (a, _), n in zip(sl, pads_done, padded.shape[:ndim]))
+        if all(s.stop - s.start == r for s, r in zip(src, roi_t)):
+            return padded[src]
+        out = np.full(roi_t + padded.shape[ndim:], cval, dtype=padded.dtype)
+        out[tuple(slice(s.start + a - w.start, s.stop + a - w.start) for s, w, (a, _) in zip(src, sl, pads_done))] = \
+            padded[src]
+        return out
+
     starts = [window_starts(s, r, float(overlap)) for s, r in zip(padded_spatial, roi_t)]
     windows = [tuple(slice(a, a + r) for a, r in zip(corner, roi_t)) for corner in itertools.product(*starts)]
 
@@ -317,7 +329,7 @@ def sliding_window(
 
         batches = tqdm(batches, desc="windows", unit="batch", leave=False)
     for chunk in batches:
-        x = np.stack([padded[sl] for sl in chunk]).astype(np.float32, copy=False)
+        x = np.stack([window_of(sl) for sl in chunk]).astype(np.float32, copy=False)
         y = _as_numpy(predictor(x))
         if y.ndim != ndim + 2 or y.shape[: ndim + 1] != (len(chunk),) + roi_t:
             raise ValueError(
@@ -1013,7 +1025,7 @@ def _resized_slices(pred: Predictor) -> BatchPredictor:
 
 def _model_probabilities(pred: Predictor, case: bio.Case, *, roi: Any, overlap: float, batch_size: int,
                          mode: str, sigma_scale: float, tta: bool, mirror_axes: Sequence[int] | None,
-                         progress: bool, moments: bool = False
+                         progress: bool, moments: bool = False, release: bool = False
                          ) -> tuple[np.ndarray, Geometry, bool, np.ndarray | None]:
     """One model's probabilities: ``(probs, geometry, on_native_grid, second_moment)``.
 
@@ -1030,6 +1042,8 @@ def _model_probabilities(pred: Predictor, case: bio.Case, *, roi: Any, overlap: 
     options = dict(pred.preprocessing)
     native = options.get("crop", True) is False
     pre = preprocess_case(case, **{**options, "crop": True})
+    if release:  # the native image (240x240x155x4 float32: 143 MB) is not needed during the forwards
+        case.image = None
     idx = [MODALITIES.index(m) for m in pred.modalities]
     image = pre.image if idx == list(range(pre.image.shape[-1])) else np.ascontiguousarray(pre.image[..., idx])
     del pre.image
@@ -1133,6 +1147,7 @@ def predict_case(
     return_probabilities: bool = False,
     uncertainty: str | bool | None = None,
     progress: bool = False,
+    release_image: bool = False,
 ) -> Prediction:
     """Segment one case and return labels on its native grid.
 
@@ -1169,6 +1184,8 @@ def predict_case(
             members and TTA flips) or ``"auto"``/``True`` (variance where there are several
             outputs, else entropy); ``None``/``False``: none.
         progress: progress bar over windows.
+        release_image: free ``case.image`` as soon as it is preprocessed (a single model; the
+            case cannot be predicted again). Always done for a case this function reads itself.
 
     Returns:
         A :class:`Prediction`.
@@ -1183,6 +1200,7 @@ def predict_case(
     pred = _as_predictor(model)
     if not isinstance(case, bio.Case):
         case = bio.read_case(case, load_label=False)  # prediction never reads the mask
+        release_image = True
     reference = dataclasses.replace(case, image=None)
     window = dict(roi=roi, overlap=overlap, batch_size=batch_size, mode=mode, sigma_scale=sigma_scale, tta=tta,
                   mirror_axes=mirror_axes, progress=progress)
@@ -1191,7 +1209,8 @@ def predict_case(
     if uncertainty not in (None, False):
         flips = 2 ** len(mirror_axes) if mirror_axes is not None else 2  # the default axes give >= 4 flips
         kind = unc.resolve_kind(uncertainty, members=len(members), flips=flips if tta else 1)
-    results = [_model_probabilities(m, case, moments=kind == "variance", **window) for m in members]
+    release = release_image and len(members) == 1  # ensemble members each preprocess the image
+    results = [_model_probabilities(m, case, moments=kind == "variance", release=release, **window) for m in members]
     del case  # the native image is no longer needed (freed here unless the caller holds it)
     geometry = results[0][1]
     if isinstance(pred, Ensemble):
@@ -1330,7 +1349,8 @@ def predict_folder(
                 continue
             try:
                 # The image is passed on, not kept here: predict_case frees it once preprocessed.
-                result = predict_case(pred, ahead.take(ref), return_probabilities=save_probabilities, **predict_kwargs)
+                result = predict_case(pred, ahead.take(ref), return_probabilities=save_probabilities,
+                                      release_image=True, **predict_kwargs)
                 result.seconds += ahead.waited
                 if save_probabilities:
                     record["probabilities"] = str(result.write_probabilities(prob_path))

@@ -53,6 +53,24 @@ def test_identity_predictor_returns_input_exactly(shape, roi, overlap, batch_siz
     np.testing.assert_array_equal(out, image)  # bit-exact, not approximately equal
 
 
+@pytest.mark.parametrize("pad_mode, cval", [("constant", 2.5), ("constant", 0.0), ("reflect", 0.0)])
+def test_padding_per_window_equals_padding_the_image(pad_mode, cval):
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(11, 20, 7, 2)).astype(np.float32)
+    roi = (16, 8, 12)  # larger than the image on axes 0 and 2
+
+    def squash(batch):  # windows see the padding: a non-pointwise predictor would too
+        return np.tanh(batch) + batch.mean(axis=(1, 2, 3), keepdims=True)
+
+    out = sliding_window(squash, image, roi=roi, overlap=0.5, pad_mode=pad_mode, cval=cval)
+    pads = [((r - n) // 2, r - n - (r - n) // 2) if r > n else (0, 0) for n, r in zip(image.shape[:3], roi)]
+    kwargs = {"constant_values": cval} if pad_mode == "constant" else {}
+    padded = np.pad(image, pads + [(0, 0)], mode=pad_mode, **kwargs)
+    ref = sliding_window(squash, padded, roi=roi, overlap=0.5)
+    crop = tuple(slice(a, a + n) for (a, _), n in zip(pads, image.shape[:3]))
+    np.testing.assert_array_equal(out, ref[crop])
+
+
 def test_shifted_predictor_and_channel_change():
     image = np.arange(15 * 14 * 9, dtype=np.float32).reshape(15, 14, 9, 1)
     out = sliding_window(lambda b: np.concatenate([b + 1, -b], axis=-1), image, roi=(8, 8, 8), overlap=0.5)
@@ -341,6 +359,16 @@ def test_predict_folder_writes_each_case_and_skips_existing(tmp_path):
     assert sorted(f.name for f in (tmp_path / "val").iterdir()) == ["BraTS2021_00002.nii.gz"]
     with pytest.raises(ValueError, match="BraTS2021_00009"):  # checked before any case is read
         predict_folder(p, data, tmp_path / "val", case_ids=["BraTS2021_00009"], progress=False)
+
+
+def test_release_image_frees_the_native_image_and_changes_nothing_else(tmp_path):
+    case = bio.read_case(_synthetic_case(tmp_path / "data"))
+    p = Predictor(fn=_channel_rule, roi=(16, 16, 16))
+    kept = predict_case(p, case)
+    assert case.image is not None  # a caller's case is left as it was
+    released = predict_case(p, case, release_image=True)
+    assert case.image is None
+    np.testing.assert_array_equal(kept.labels, released.labels)
 
 
 def test_predict_folder_reads_ahead_and_a_bad_case_fails_alone(tmp_path):
