@@ -1,6 +1,6 @@
 """Seconds and peak memory to segment one full case end to end (read -> write), with a per-stage breakdown.
 
-Variants: no TTA / mirror TTA (8 flips) x float32 / ``mixed_bfloat16``. Each variant runs in its
+Variants: no TTA / mirror TTA (8 flips, or the subsets of ``--mirror-axes``) x float32 / ``mixed_bfloat16``. Each variant runs in its
 own Python process so that its peak resident memory (``ru_maxrss``) is honest. In each process the
 model is built (or loaded) and its forward pass traced on one window first; the timed part is
 ``read_case -> preprocess -> sliding window -> postprocess -> paste back -> write NIfTI``, run
@@ -477,6 +477,7 @@ def worker(args: argparse.Namespace) -> None:
         recs = inference.predict_folder(
             pred, args.case, Path(args.out) / str(i), overwrite=True, progress=False, stop_on_error=True, roi=window,
             overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
+            mirror_axes=None if args.mirror_axes is None else tuple(args.mirror_axes),
         )
         seconds, cpu = time.perf_counter() - t1, time.process_time() - c1
         runs.append({"case_seconds": seconds, "cpu_seconds": cpu, "load_average": load,
@@ -517,6 +518,7 @@ def run_variant(case: str, out: Path, tta: bool, precision: str, args: argparse.
     cmd += ["--config", args.config] if args.config else []
     cmd += ["--overlap", str(args.overlap)] if args.overlap is not None else []
     cmd += ["--tta"] if tta else []
+    cmd += ["--mirror-axes", *map(str, args.mirror_axes)] if args.mirror_axes is not None else []
     cmd += ["--experiments"] if experiments else []
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -539,6 +541,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="card: the model card's inference.window (default); patch: windows of the training patch; "
                         "auto: planned windows")
     p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--mirror-axes", type=int, nargs="+", default=None, choices=[0, 1, 2], metavar="AXIS",
+                   help="TTA variants flip the subsets of these axes only (default: all 3, 8 flips; '0 1': 4 flips)")
     p.add_argument("--variants", choices=["base", "all"], default="all",
                    help="base: only the base variant (no TTA); all: both precisions, with and without TTA (default)")
     p.add_argument("--repeat", type=int, default=1, help="timed runs per variant; the fastest is reported (default 1)")

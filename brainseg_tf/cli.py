@@ -150,7 +150,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"{path}: not found")
     from brainseg_tf.inference import predict_folder
 
-    kwargs = {"overlap": args.overlap, "tta": args.tta, "batch_size": args.sw_batch}
+    kwargs = {"overlap": args.overlap, "tta": args.tta or args.mirror_axes is not None, "batch_size": args.sw_batch}
+    if args.mirror_axes is not None:
+        kwargs["mirror_axes"] = tuple(args.mirror_axes)
     if args.roi is not None:
         kwargs["roi"] = named[0] if named else list(args.roi)
     if args.et_min_voxels is not None:
@@ -442,7 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-window-voxels", type=int, default=None,
                    help="largest planned window in voxels with --roi auto (default: the card's; memory grows with it)")
     p.add_argument("--sw-batch", type=int, default=1, help="windows per forward pass")
-    p.add_argument("--tta", action="store_true", help="mirror test-time augmentation")
+    p.add_argument("--tta", action="store_true", help="mirror test-time augmentation (every subset of the 3 axes: 8 flips)")
+    p.add_argument("--mirror-axes", type=int, nargs="+", default=None, choices=[0, 1, 2], metavar="AXIS",
+                   help="TTA over the subsets of these axes only (implies --tta): e.g. '0 1' is 4 flips, half the time")
     p.add_argument("--et-min-voxels", type=int, default=None, help="ET smaller than this is relabelled NCR")
     p.add_argument("--min-component-voxels", type=int, default=None, help="drop tumour components smaller than this")
     p.add_argument("--probabilities", action="store_true", help="also write <case_id>_prob.nii.gz")

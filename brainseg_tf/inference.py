@@ -986,8 +986,13 @@ class Prediction:
 
 def check_window_arguments(*, roi: Any = None, overlap: float | None = None, batch_size: int = 1,
                            et_min_voxels: Any = None, min_component_voxels: Any = None,
-                           largest_component: Any = None, **_: Any) -> None:
+                           largest_component: Any = None, mirror_axes: Any = None, **_: Any) -> None:
     """Raise ``ValueError`` for bad sliding-window / postprocessing arguments, before any case is read."""
+    if mirror_axes is not None:
+        axes = [mirror_axes] if np.isscalar(mirror_axes) else list(mirror_axes)
+        if (len(set(axes)) != len(axes) or
+                any(isinstance(a, bool) or not isinstance(a, (int, np.integer)) or not 0 <= a <= 2 for a in axes)):
+            raise ValueError(f"mirror_axes={mirror_axes!r} must be distinct spatial axes among 0, 1, 2")
     if largest_component is not None:
         if isinstance(largest_component, str):
             raise ValueError(f"largest_component={largest_component!r} must be a list of regions, e.g. ['WT']")
@@ -1196,7 +1201,8 @@ def predict_case(
     """
     start = time.perf_counter()
     check_window_arguments(roi=roi, overlap=overlap, batch_size=batch_size, et_min_voxels=et_min_voxels,
-                           min_component_voxels=min_component_voxels, largest_component=largest_component)
+                           min_component_voxels=min_component_voxels, largest_component=largest_component,
+                           mirror_axes=mirror_axes)
     pred = _as_predictor(model)
     if not isinstance(case, bio.Case):
         case = bio.read_case(case, load_label=False)  # prediction never reads the mask

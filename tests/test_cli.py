@@ -95,11 +95,13 @@ def test_bad_argument_exit_code_and_message(command: str, tmp_path: Path) -> Non
     assert not any(tmp_path.iterdir()), "nothing written by a refused command"
 
 
-@pytest.mark.parametrize("roi, message", [(["96", "auto"], "--roi 96 auto: 'auto' stands alone"),
-                                          (["big"], "'big' is not a window size, 'auto' or 'patch'")])
-def test_predict_roi_arguments(roi: list[str], message: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("extra, message", [(["--roi", "96", "auto"], "--roi 96 auto: 'auto' stands alone"),
+                                            (["--roi", "big"], "'big' is not a window size, 'auto' or 'patch'"),
+                                            (["--mirror-axes", "0", "0"], "must be distinct spatial axes"),
+                                            (["--mirror-axes", "3"], "invalid choice: 3")])
+def test_predict_window_arguments(extra: list[str], message: str, tmp_path: Path) -> None:
     (tmp_path / "run").mkdir()
-    proc = brainseg("predict", "--model", "run", "--input", ".", "--out", "p", "--roi", *roi, cwd=tmp_path)
+    proc = brainseg("predict", "--model", "run", "--input", ".", "--out", "p", *extra, cwd=tmp_path)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert not (tmp_path / "p").exists()
 

@@ -361,6 +361,29 @@ def test_predict_folder_writes_each_case_and_skips_existing(tmp_path):
         predict_folder(p, data, tmp_path / "val", case_ids=["BraTS2021_00009"], progress=False)
 
 
+@pytest.mark.parametrize("axes", [(0, 0), (0, 3), (-1,), (True,)])
+def test_bad_mirror_axes_are_refused_before_any_case_is_read(tmp_path, axes):
+    data = tmp_path / "data"
+    _synthetic_case(data, "BraTS2021_00001")
+    p = Predictor(fn=_channel_rule, roi=(16, 16, 16))
+    with pytest.raises(ValueError, match=r"mirror_axes=.* must be distinct spatial axes among 0, 1, 2"):
+        predict_folder(p, data, tmp_path / "pred", tta=True, mirror_axes=axes, progress=False)
+    assert not (tmp_path / "pred").exists()
+
+
+def test_mirror_axes_choose_the_flips(tmp_path):
+    case = bio.read_case(_synthetic_case(tmp_path / "data"))
+    calls = []
+    p = Predictor(fn=lambda b: calls.append(1) or _channel_rule(b), roi=(32, 32, 32))  # one window per flip
+    plain = predict_case(p, case, tta=False)
+    n_plain = len(calls)
+    for axes, flips in [(None, 8), ((0, 1), 4), ((2,), 2)]:
+        calls.clear()
+        out = predict_case(p, case, tta=True, mirror_axes=axes)
+        assert len(calls) == flips * n_plain
+        np.testing.assert_array_equal(out.labels, plain.labels)  # a voxel-wise rule is flip-equivariant
+
+
 def test_release_image_frees_the_native_image_and_changes_nothing_else(tmp_path):
     case = bio.read_case(_synthetic_case(tmp_path / "data"))
     p = Predictor(fn=_channel_rule, roi=(16, 16, 16))
