@@ -749,7 +749,7 @@ def training_curves(
     Every column ``x`` is paired with ``val_x`` (solid training, dashed validation, same colour).
     Columns ``name_wt``, ``name_tc``, ``name_et`` (and ``_ncr``, ``_ed``, ``_mean``) share one panel
     ``name``. The best validation epoch of each curve is marked (minimum for losses, maximum
-    otherwise). A learning-rate column (``lr``/``learning_rate``) gets a log-scale panel.
+    otherwise). A learning-rate column (``lr``/``learning_rate``) gets its own panel (log scale unless it reaches 0).
 
     Args:
         log: CSV path, DataFrame, mapping of columns, or a list of row dicts. An ``epoch``
@@ -799,7 +799,9 @@ def training_curves(
             y = _floats(table[lr_col])
             x = epochs if epochs is not None else np.arange(1, len(y) + 1)
             ax.plot(x, y, color="0.3")
-            ax.set_yscale("log")
+            shown = y[np.isfinite(y)]
+            if shown.size and (shown > 0).all():  # a poly schedule ends at 0: linear then
+                ax.set_yscale("log")
             ax.set_title("learning rate", fontsize=10)
             ax.set_xlabel("epoch")
             continue

@@ -186,6 +186,10 @@ def test_training_curves_pairs_columns(tmp_path):
     _assert_size(tmp_path / "tc.png", fig, 50)
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["loss", "dice", "learning rate"]
+    assert fig.axes[2].get_yscale() == "log"
+    poly = [{"epoch": e, "loss": 1.0 / (e + 1), "lr": 1e-3 * (1 - e / 4) ** 0.9} for e in range(5)]  # ends at 0
+    lr_ax = viz.training_curves(poly).axes[1]
+    assert lr_ax.get_yscale() == "linear" and lr_ax.lines[0].get_ydata()[-1] == 0.0
     dice_ax = fig.axes[1]
     labels = [ln.get_label() for ln in dice_ax.lines if not ln.get_label().startswith("_")]
     assert labels == ["dice_wt", "val_dice_wt", "dice_et", "val_dice_et"]
