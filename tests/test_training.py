@@ -421,3 +421,24 @@ def test_stale_temporaries_of_the_run_and_its_report_are_removed(tmp_path: Path)
                                                        ".report.md.k9l8m7n6.tmp.md", ".best.keras.zz11yy22.tmp.keras",
                                                        "tmpabcd1234"])
     assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in kept)
+
+
+def test_time_limit_counts_the_work_done_at_epoch_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Epochs of 10 s each followed by a 20 s volume validation: the limit must see 30 s epochs."""
+    from types import SimpleNamespace
+
+    from brainseg_tf.training import callbacks
+
+    clock = [0.0]
+    monkeypatch.setattr(callbacks.time, "monotonic", lambda: clock[0])
+    limit = callbacks.TimeLimit(minutes=1.5)  # 90 s
+    limit.set_model(SimpleNamespace(stop_training=False))
+    for epoch in range(5):
+        limit.on_epoch_begin(epoch)
+        clock[0] += 10.0  # the epoch's steps
+        limit.on_epoch_end(epoch)
+        if limit.model.stop_training:
+            break
+        clock[0] += 20.0  # validation and checkpoints after TimeLimit's epoch end
+    # ends 10, 40, 70: at 40 the next 30 s cycle still fits (40 + 30 <= 90), at 70 it does not
+    assert limit.stopped_at == 2 and clock[0] == 70.0

@@ -67,21 +67,31 @@ class BestCheckpoint(keras.callbacks.Callback):
 
 
 class TimeLimit(keras.callbacks.Callback):
-    """Stop after the epoch in which the next epoch would overrun ``minutes``."""
+    """Stop after the epoch in which the next epoch would overrun ``minutes``.
+
+    The next epoch is estimated by the longest epoch so far measured from one epoch's start to
+    the next's, so the work done at epoch ends by later callbacks (volume validation, checkpoints)
+    counts too, and by the current epoch's own length.
+    """
 
     def __init__(self, minutes: float):
         super().__init__()
         self.limit = minutes * 60.0
         self.start = time.monotonic()
-        self.epoch_start = self.start
+        self.epoch_start: float | None = None
+        self.longest = 0.0
         self.stopped_at: int | None = None
 
     def on_epoch_begin(self, epoch: int, logs=None):
-        self.epoch_start = time.monotonic()
+        now = time.monotonic()
+        if self.epoch_start is not None:
+            self.longest = max(self.longest, now - self.epoch_start)
+        self.epoch_start = now
 
     def on_epoch_end(self, epoch: int, logs=None):
         now = time.monotonic()
-        if now - self.start + (now - self.epoch_start) > self.limit:
+        started = self.start if self.epoch_start is None else self.epoch_start
+        if now - self.start + max(self.longest, now - started) > self.limit:
             self.stopped_at = epoch
             self.model.stop_training = True
 
