@@ -2,14 +2,15 @@
 
 Answers: do planned windows (``roi="auto"``: few large windows, :func:`brainseg_tf.inference.plan_window`)
 or a lower overlap change the segmentation of a model trained on smaller patches? Every case is
-predicted with each setting (the model card's preprocessing and postprocessing, no TTA) and scored
+predicted with each setting (the model card's preprocessing and postprocessing; no TTA unless the
+setting names mirror axes) and scored
 per region (WT, TC, ET; the legacy empty-mask rule, as the volume validation scores); the table
 gives the mean Dice, the largest per-case change against the first setting, and the seconds per
 case (predict_case: preprocessing, forwards, blending, postprocessing; the images are read once
 per case, outside the timing).
 
     python bench/windows.py --model runs/cpu_brats2018 --data ../shared/data/brats2018 \
-        [--cases ID ...] [--settings patch:0.5 auto:0.25 ...] [--max-window-voxels N]
+        [--cases ID ...] [--settings patch:0.5 auto:0.25 auto:0.5:012 ...] [--max-window-voxels N]
 
 A setting is ``WINDOW:OVERLAP`` with WINDOW ``patch`` (the card's roi), ``auto`` or an edge such
 as ``128``. The last line is machine-readable: for each setting after the first,
@@ -31,11 +32,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REGIONS = ("WT", "TC", "ET")
 
 
-def parse_setting(text: str) -> tuple[str | int, float]:
-    window, _, overlap = text.partition(":")
-    if not overlap:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected WINDOW:OVERLAP, e.g. auto:0.25")
-    return (window if window in ("auto", "patch") else int(window)), float(overlap)
+def parse_setting(text: str) -> tuple[str | int, float, tuple[int, ...] | None]:
+    """``WINDOW:OVERLAP[:AXES]`` -> ``(window, overlap, mirror axes or None)``; AXES ``012`` is
+    mirror TTA over the 8 flips of all three axes, ``01`` the 4 flips of axes 0 and 1."""
+    window, overlap, *rest = text.split(":") + [""] * (":" not in text)
+    if not overlap or len(rest) > 1 or (rest and not (rest[0].isdigit() and set(rest[0]) <= set("012"))):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected WINDOW:OVERLAP[:AXES], e.g. auto:0.25 or auto:0.5:01")
+    axes = tuple(int(a) for a in rest[0]) if rest else None
+    return (window if window in ("auto", "patch") else int(window)), float(overlap), axes
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -44,11 +48,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", required=True, help="dataset folder with reference masks")
     p.add_argument("--cases", nargs="+", default=None, help="case ids (default: every case with a mask)")
     p.add_argument("--settings", nargs="+", type=parse_setting, default=None,
-                   help="WINDOW:OVERLAP settings; the first is the reference (default: patch:0.5 patch:0.25 auto:0.25)")
+                   help="WINDOW:OVERLAP[:AXES] settings (AXES: mirror TTA, e.g. 012); the first is the reference (default: patch:0.5 patch:0.25 auto:0.25)")
     p.add_argument("--max-window-voxels", type=int, default=None, help="the auto window budget (default: the card's)")
     p.add_argument("--min-window", type=int, nargs=3, default=None, help="the smallest auto window (default: the card's)")
     args = p.parse_args(argv)
-    settings = args.settings or [("patch", 0.5), ("patch", 0.25), ("auto", 0.25)]
+    settings = args.settings or [("patch", 0.5, None), ("patch", 0.25, None), ("auto", 0.25, None)]
 
     import numpy as np
 
@@ -58,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     pred = inference.load_predictor(args.model, max_window_voxels=args.max_window_voxels, min_window=args.min_window)
     dataset = io.open_dataset(args.data)
     case_ids = args.cases or [r.case_id for r in dataset.refs if r.label is not None]
-    names = [f"{w}:{o:g}" for w, o in settings]
+    names = [f"{w}:{o:g}" + ("" if a is None else ":" + "".join(map(str, a))) for w, o, a in settings]
     print(f"model {pred.source} (card window {pred.inference.window}, overlap {pred.inference.overlap:g}, "
           f"max window voxels {pred.inference.max_window_voxels}); {len(case_ids)} cases", flush=True)
     # Trace the forward for a relaxed shape first, as after two cases of different windows.
@@ -72,9 +76,10 @@ def main(argv: list[str] | None = None) -> None:
         case = dataset[case_id]
         ref = np.asarray(case.label)
         row = []
-        for name, (window, overlap) in zip(names, settings):
+        for name, (window, overlap, axes) in zip(names, settings):
             t = time.perf_counter()
-            labels = inference.predict_case(pred, case, roi=window, overlap=overlap).labels
+            labels = inference.predict_case(pred, case, roi=window, overlap=overlap, tta=axes is not None,
+                                            mirror_axes=axes).labels
             seconds[name].append(time.perf_counter() - t)
             dice[name][case_id] = region_dice(labels, ref)
             row.append(f"{name} " + " ".join(f"{dice[name][case_id][r]:.4f}" for r in REGIONS)
