@@ -205,8 +205,8 @@ def main(argv: list[str] | None = None) -> None:
 
         bi = _bench_inference()
         # Ours as predict runs it: the recipe's window plan and overlap (the model card's).
-        bench_args = argparse.Namespace(roi=128, overlap=None, window="card", batch_size=1, repeat=args.repeat,
-                                        model=args.model, config=args.config)
+        bench_args = argparse.Namespace(roi=128, overlap=None, window="card", batch_size=1, mirror_axes=None,
+                                        repeat=args.repeat, model=args.model, config=args.config)
         precision = bi._recipe(args.config)["precision"]
         ours = bi.run_variant(args.case, tmp / "pred", False, precision, bench_args)
     stages = {row["key"]: row["seconds"] for row in ours["stages"]}
