@@ -53,8 +53,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 VARIANTS = [(False, "float32"), (False, "bfloat16"), (True, "float32"), (True, "bfloat16")]
 # Rows of the stage table: (key, label); "excl:" rows are a wrapped function minus its wrapped callees.
-# Rows in order; those starting with two spaces lie within the row above them and are not part of
-# the sum (read_case gunzips the files in threads, so their times overlap).
+# Labels starting with two spaces lie within the row above and are not part of the sum (read_case
+# gunzips the files in threads, so their times overlap).
 STAGE_ROWS = [
     ("read_case", "read the images (read_case: files in threads, float32 stack)"),
     ("load:flair", "  of which flair (gunzip + decode, in a thread)"),

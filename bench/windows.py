@@ -35,11 +35,13 @@ REGIONS = ("WT", "TC", "ET")
 def parse_setting(text: str) -> tuple[str | int, float, tuple[int, ...] | None]:
     """``WINDOW:OVERLAP[:AXES]`` -> ``(window, overlap, mirror axes or None)``; AXES ``012`` is
     mirror TTA over the 8 flips of all three axes, ``01`` the 4 flips of axes 0 and 1."""
-    window, overlap, *rest = text.split(":") + [""] * (":" not in text)
-    if not overlap or len(rest) > 1 or (rest and not (rest[0].isdigit() and set(rest[0]) <= set("012"))):
+    parts = text.split(":")
+    bad_axes = len(parts) == 3 and not (parts[2] and set(parts[2]) <= set("012"))
+    if len(parts) not in (2, 3) or not parts[1] or bad_axes:
         raise argparse.ArgumentTypeError(f"{text!r}: expected WINDOW:OVERLAP[:AXES], e.g. auto:0.25 or auto:0.5:01")
-    axes = tuple(int(a) for a in rest[0]) if rest else None
-    return (window if window in ("auto", "patch") else int(window)), float(overlap), axes
+    window, overlap = parts[0], float(parts[1])
+    axes = tuple(int(a) for a in parts[2]) if len(parts) == 3 else None
+    return (window if window in ("auto", "patch") else int(window)), overlap, axes
 
 
 def main(argv: list[str] | None = None) -> None:

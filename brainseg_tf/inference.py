@@ -369,6 +369,15 @@ def mirror_tta(predictor: BatchPredictor, axes: Sequence[int] = (0, 1, 2)) -> Ca
     return tta
 
 
+def check_mirror_axes(axes: Any) -> tuple[int, ...]:
+    """``axes`` as a tuple of distinct spatial axes among 0, 1, 2; ``ValueError`` otherwise."""
+    vals = [axes] if np.isscalar(axes) else list(axes)
+    if (len(set(vals)) != len(vals) or
+            any(isinstance(a, bool) or not isinstance(a, (int, np.integer)) or not 0 <= a <= 2 for a in vals)):
+        raise ValueError(f"mirror_axes={axes!r} must be distinct spatial axes among 0, 1, 2")
+    return tuple(int(a) for a in vals)
+
+
 def mirror_flips(predictor: BatchPredictor, axes: Sequence[int] = (0, 1, 2)) -> list[BatchPredictor]:
     """The members of :func:`mirror_tta`: one batch predictor per subset of ``axes`` (the first unflipped).
 
@@ -376,9 +385,7 @@ def mirror_flips(predictor: BatchPredictor, axes: Sequence[int] = (0, 1, 2)) -> 
     returns probabilities on the input's grid (for the variance across flips,
     :func:`brainseg_tf.uncertainty.member_variance`).
     """
-    axes = tuple(int(a) for a in axes)
-    if len(set(axes)) != len(axes) or any(a < 0 for a in axes):
-        raise ValueError(f"mirror_axes={axes!r} must be distinct non-negative spatial axes")
+    axes = check_mirror_axes(axes)
     combos = [c for n in range(len(axes) + 1) for c in itertools.combinations(axes, n)]
 
     def member(combo: tuple[int, ...]) -> BatchPredictor:
@@ -989,10 +996,7 @@ def check_window_arguments(*, roi: Any = None, overlap: float | None = None, bat
                            largest_component: Any = None, mirror_axes: Any = None, **_: Any) -> None:
     """Raise ``ValueError`` for bad sliding-window / postprocessing arguments, before any case is read."""
     if mirror_axes is not None:
-        axes = [mirror_axes] if np.isscalar(mirror_axes) else list(mirror_axes)
-        if (len(set(axes)) != len(axes) or
-                any(isinstance(a, bool) or not isinstance(a, (int, np.integer)) or not 0 <= a <= 2 for a in axes)):
-            raise ValueError(f"mirror_axes={mirror_axes!r} must be distinct spatial axes among 0, 1, 2")
+        check_mirror_axes(mirror_axes)
     if largest_component is not None:
         if isinstance(largest_component, str):
             raise ValueError(f"largest_component={largest_component!r} must be a list of regions, e.g. ['WT']")
@@ -1460,6 +1464,7 @@ def write_prediction_summary(out_dir: str | Path, records: Sequence[Mapping[str,
 __all__ = [
     "HEADS", "Predictor", "Ensemble", "Prediction", "sliding_window", "window_starts", "plan_window",
     "importance_map", "DEFAULT_MAX_WINDOW_VOXELS",
-    "mirror_tta", "mirror_flips", "probabilities_to_labels", "postprocess", "load_predictor", "load_keras_model",
+    "mirror_tta", "mirror_flips", "check_mirror_axes", "probabilities_to_labels", "postprocess",
+    "load_predictor", "load_keras_model",
     "predict_case", "predict_folder", "check_window_arguments", "write_prediction_summary",
 ]

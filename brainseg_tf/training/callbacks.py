@@ -90,8 +90,7 @@ class TimeLimit(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs=None):
         now = time.monotonic()
-        started = self.start if self.epoch_start is None else self.epoch_start
-        if now - self.start + max(self.longest, now - started) > self.limit:
+        if now - self.start + max(self.longest, now - self.epoch_start) > self.limit:
             self.stopped_at = epoch
             self.model.stop_training = True
 
