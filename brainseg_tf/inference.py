@@ -33,8 +33,10 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 from concurrent.futures import ThreadPoolExecutor
 import math
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -688,7 +690,42 @@ def load_keras_model(path: str | Path, *, compile: bool = False, safe_mode: bool
     if "config.json" not in names:
         raise ValueError(f"{path}: not a .keras file (the archive holds no config.json)")
     _import_registries()
-    return keras.saving.load_model(str(path), compile=compile, safe_mode=safe_mode)
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))
+        if not _drop_unknown_initializer_args(config, keras):
+            return keras.saving.load_model(str(path), compile=compile, safe_mode=safe_mode)
+        with tempfile.TemporaryDirectory(prefix="brainseg_load_") as tmp:  # a copy with the config this Keras reads
+            copy = Path(tmp) / Path(path).name
+            with zipfile.ZipFile(copy, "w") as out:
+                for item in archive.infolist():
+                    data = json.dumps(config).encode() if item.filename == "config.json" else archive.read(item)
+                    out.writestr(item, data)
+            return keras.saving.load_model(str(copy), compile=compile, safe_mode=safe_mode)
+
+
+def _drop_unknown_initializer_args(config: Any, keras: Any) -> bool:
+    """Remove, in place, initializer arguments the installed Keras does not take; whether any were.
+
+    Keras 3.15 writes ``input_axes``/``output_axes`` for variance-scaling initializers, which 3.13
+    (Colab's) refuses. Initializers only shape new weights: a loaded model's come from the file.
+    """
+    import inspect
+
+    changed = False
+    if isinstance(config, dict):
+        cls = getattr(keras.initializers, str(config.get("class_name")), None)
+        if (config.get("module") == "keras.initializers" and isinstance(cls, type)
+                and isinstance(config.get("config"), dict)):
+            known = set(inspect.signature(cls.__init__).parameters)
+            for key in [k for k in config["config"] if k not in known]:
+                del config["config"][key]
+                changed = True
+        for value in config.values():
+            changed |= _drop_unknown_initializer_args(value, keras)
+    elif isinstance(config, list):
+        for value in config:
+            changed |= _drop_unknown_initializer_args(value, keras)
+    return changed
 
 
 def _from_saved_model(folder: Path, card: ModelCard | None, overrides: dict[str, Any]) -> Predictor:

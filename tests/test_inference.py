@@ -511,3 +511,32 @@ def test_a_truncated_or_foreign_keras_file_is_named_and_explained(tmp_path):
         archive.writestr("readme.txt", "not a model")
     with pytest.raises(ValueError, match=r"other\.keras: not a \.keras file \(the archive holds no config\.json\)"):
         load_keras_model(foreign)
+
+
+@pytest.mark.compat
+def test_a_model_saved_by_a_newer_keras_loads_despite_initializer_arguments_this_one_lacks(tmp_path):
+    """Keras 3.15 writes HeNormal(input_axes=..., output_axes=...), which 3.13 refuses: such
+    arguments (here one no Keras has) are dropped on load, and the weights come back unchanged."""
+    import zipfile
+
+    import keras
+
+    from brainseg_tf.inference import load_keras_model
+
+    inputs = keras.Input((8, 8, 8, 1))
+    model = keras.Model(inputs, keras.layers.Conv3D(2, 3, padding="same", kernel_initializer="he_normal")(inputs))
+    saved, newer = tmp_path / "m.keras", tmp_path / "newer.keras"
+    model.save(saved)
+    with zipfile.ZipFile(saved) as src, zipfile.ZipFile(newer, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "config.json":
+                head = b'"class_name": "HeNormal", "config": {'
+                data = data.replace(head, head + b'"axes_of_the_future": null, ', 1)
+                assert b"axes_of_the_future" in data
+            dst.writestr(item, data)
+    with pytest.raises(Exception, match="axes_of_the_future"):
+        keras.saving.load_model(str(newer))
+    loaded = load_keras_model(newer)
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
