@@ -709,14 +709,15 @@ def _drop_unknown_initializer_args(config: Any, keras: Any) -> bool:
     Keras 3.15 writes ``input_axes``/``output_axes`` for variance-scaling initializers, which 3.13
     (Colab's) refuses. Initializers only shape new weights: a loaded model's come from the file.
     """
-    import inspect
-
     changed = False
     if isinstance(config, dict):
         cls = getattr(keras.initializers, str(config.get("class_name")), None)
         if (config.get("module") == "keras.initializers" and isinstance(cls, type)
                 and isinstance(config.get("config"), dict)):
-            known = set(inspect.signature(cls.__init__).parameters)
+            try:  # the arguments this Keras writes for the class are the ones it reads back
+                known = set(cls().get_config())
+            except TypeError:  # no default instance (required arguments): left as it is
+                known = set(config["config"])
             for key in [k for k in config["config"] if k not in known]:
                 del config["config"][key]
                 changed = True
