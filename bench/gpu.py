@@ -98,7 +98,7 @@ def train_variant(cfg, train_ds, *, steps: int, xla: bool, estimate: int) -> tup
     keras.config.set_dtype_policy(policy)
     model = factories.build_model(cfg)
     n_outputs = len(model.outputs)
-    plan.compile_like_training(model, cfg, xla=xla)
+    factories.compile_model(model, cfg, xla=xla)
     ds = finish_dataset(train_ds, cfg, n_outputs, False)
     tf.config.experimental.reset_memory_stats(device)
     model.fit(ds, steps_per_epoch=1, epochs=1, verbose=0)

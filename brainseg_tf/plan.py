@@ -42,7 +42,7 @@ from brainseg_tf.runtime import POLICIES
 __all__ = [
     "ACTIVATION_FACTORS", "WORKSPACE_BYTES", "Footprint", "Estimate", "Proposal", "parse_memory",
     "format_bytes", "footprint", "estimate", "propose", "format_proposal", "visible_gpu_memory",
-    "plan_recipe", "check_fits", "compile_like_training", "measure_step_peak",
+    "plan_recipe", "check_fits", "measure_step_peak",
 ]
 
 # Calibrated by bench/plan_calibration.py (table in docs/planning.md): one fresh process per point
@@ -430,24 +430,6 @@ def check_fits(recipe: Any, memory: int | None = None, *, reserve: float = DEFAU
             f"{format_bytes(memory)} visible{advice}")
 
 
-def compile_like_training(model: Any, cfg: Any, *, xla: bool = False) -> None:
-    """Compile ``model`` with the recipe's loss (deep-supervision weights included), metrics and optimizer."""
-    from brainseg_tf.training import factories
-
-    n_outputs = len(model.outputs)
-    loss = factories.build_loss(cfg)
-    if n_outputs > 1:
-        from brainseg_tf.losses import deep_supervision_weights
-
-        kwargs: dict[str, Any] = dict(
-            loss=[loss] + [factories.build_loss(cfg) for _ in range(n_outputs - 1)],
-            loss_weights=deep_supervision_weights(n_outputs, decay=cfg.loss.deep_supervision_decay),
-            metrics=[factories.build_metrics(cfg)] + [[] for _ in range(n_outputs - 1)])
-    else:
-        kwargs = dict(loss=loss, metrics=factories.build_metrics(cfg))
-    model.compile(optimizer=factories.build_optimizer(cfg), jit_compile=xla, **kwargs)
-
-
 def measure_step_peak(cfg: Any, patch: Sequence[int], batch: int, *, steps: int = 3,
                       precision: str | None = None, xla: bool = False) -> dict[str, Any]:
     """Train the recipe's model for ``steps`` steps on a random batch here and read the peak memory.
@@ -467,6 +449,7 @@ def measure_step_peak(cfg: Any, patch: Sequence[int], batch: int, *, steps: int 
     import numpy as np
     import tensorflow as tf
 
+    from brainseg_tf.training import factories
     from brainseg_tf.training.data import finish_dataset
 
     policy = _policy(cfg, precision)
@@ -474,7 +457,7 @@ def measure_step_peak(cfg: Any, patch: Sequence[int], batch: int, *, steps: int 
     keras.config.set_dtype_policy(policy)
     model = cfg.model_spec.builder(**_model_options(cfg, patch))
     n_outputs = len(model.outputs)
-    compile_like_training(model, cfg, xla=xla)
+    factories.compile_model(model, cfg, xla=xla)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, *patch, len(cfg.data.modalities)), dtype=np.float32)
     y = rng.integers(0, 4, size=(batch, *patch), dtype=np.uint8)

@@ -1,4 +1,4 @@
-"""Factories: the optimizer, loss, metrics, monitored metric and model of a recipe."""
+"""Factories: the optimizer, loss, metrics, monitored metric and model of a recipe, and its compile."""
 
 from __future__ import annotations
 
@@ -78,6 +78,26 @@ def build_metrics(cfg: TrainConfig) -> list:
         return [metrics.Dice(ids=(0,), target="region", head="sigmoid", from_logits=cfg.logits,
                              name=f"dice_{cfg.pipeline.region}")]
     return [m for m in metrics.standard_metrics(cfg.activation, from_logits=cfg.logits) if m.statistic == "dice"]
+
+
+def compile_model(model: Any, cfg: TrainConfig, *, xla: bool = False) -> None:
+    """Compile ``model`` with the recipe's optimizer, loss and metrics (training and the planner).
+
+    A deep-supervision model (several outputs, full resolution first) gets one loss per output,
+    weighted by :func:`~brainseg_tf.losses.deep_supervision_weights`, and the metrics on its first
+    output only.
+    """
+    n_outputs = len(model.outputs)
+    if n_outputs > 1:
+        from brainseg_tf.losses import deep_supervision_weights
+
+        kwargs: dict[str, Any] = dict(
+            loss=[build_loss(cfg) for _ in range(n_outputs)],
+            loss_weights=deep_supervision_weights(n_outputs, decay=cfg.loss.deep_supervision_decay),
+            metrics=[build_metrics(cfg)] + [[] for _ in range(n_outputs - 1)])
+    else:
+        kwargs = dict(loss=build_loss(cfg), metrics=build_metrics(cfg))
+    model.compile(optimizer=build_optimizer(cfg), jit_compile=xla, **kwargs)
 
 
 def monitor_name(cfg: TrainConfig, has_validation: bool) -> str:

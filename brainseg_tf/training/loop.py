@@ -45,13 +45,7 @@ from brainseg_tf.training.distribute import (
 )
 from brainseg_tf.training.evaluate import final_evaluation
 from brainseg_tf.training.validation import VolumeValidation, select_postprocessing
-from brainseg_tf.training.factories import (
-    build_loss,
-    build_metrics,
-    build_model,
-    build_optimizer,
-    monitor_name,
-)
+from brainseg_tf.training.factories import build_model, compile_model, monitor_name
 from brainseg_tf.training.rundir import (
     RunLock,
     default_run_dir,
@@ -205,19 +199,7 @@ def _train(cfg: TrainConfig, strategy: Any, chief_dir: Path, work_dir: Path, is_
     with strategy.scope():
         model = build_model(cfg)
         n_outputs = len(model.outputs)
-        loss = build_loss(cfg)
-        metric_list = build_metrics(cfg)
-        compile_kwargs: dict[str, Any] = {}
-        if n_outputs > 1:
-            from brainseg_tf.losses import deep_supervision_weights
-
-            compile_kwargs["loss"] = [loss] + [build_loss(cfg) for _ in range(n_outputs - 1)]
-            compile_kwargs["loss_weights"] = deep_supervision_weights(n_outputs, decay=cfg.loss.deep_supervision_decay)
-            compile_kwargs["metrics"] = [metric_list] + [[] for _ in range(n_outputs - 1)]
-        else:
-            compile_kwargs["loss"] = loss
-            compile_kwargs["metrics"] = metric_list
-        model.compile(optimizer=build_optimizer(cfg), jit_compile=resolve_xla(cfg.runtime.xla), **compile_kwargs)
+        compile_model(model, cfg, xla=resolve_xla(cfg.runtime.xla))
         val_ds = finish_dataset(val_ds, cfg, n_outputs, multi_worker)
         if multi_worker:
             compat.prebuild_for_multi_worker(model, _epoch_stream(cfg, split, initial_epoch, initial_step,
