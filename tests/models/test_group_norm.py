@@ -75,3 +75,39 @@ def test_unknown_sizes_mixed_precision_and_reload(tmp_path):
         GroupNorm(groups=4)(x)
     with pytest.raises(ValueError, match="groups=0"):
         GroupNorm(groups=0)
+
+
+def test_bfloat16_single_window_inference_takes_the_fused_path_within_bfloat16_rounding():
+    """Instance norm, bfloat16, batch 1, inference: one fused batch-norm op (CPU sliding-window
+    inference); float32, training, batch 2, group norm and an unknown batch keep the reductions."""
+    shape = (1, 24, 20, 16, 8)
+    rng = np.random.default_rng(4)
+    layer = GroupNorm(groups=-1, epsilon=1e-3, dtype="mixed_bfloat16")
+    layer.build(shape)
+    gamma, beta = rng.normal(size=8).astype(np.float32), rng.normal(size=8).astype(np.float32)
+    layer.set_weights([gamma, beta])
+    x = tf.cast(tf.constant((rng.normal(size=shape) * 2 + 1).astype(np.float32)), tf.bfloat16)
+    assert layer._fused_inference(x, training=False) == (not tf.config.list_physical_devices("GPU"))
+    assert not layer._fused_inference(x, training=True)
+    assert not layer._fused_inference(tf.concat([x, x], axis=0), training=False)
+    assert not layer._fused_inference(keras.KerasTensor((None, *shape[1:]), dtype="bfloat16"), training=False)
+    float32 = GroupNorm(groups=-1)
+    float32.build(shape)
+    assert not float32._fused_inference(tf.cast(x, tf.float32), training=False)
+    grouped = GroupNorm(groups=4, dtype="mixed_bfloat16")
+    grouped.build(shape)
+    assert not grouped._fused_inference(x, training=False)
+
+    # Under mixed precision the layer reads gamma and beta as bfloat16 (Keras autocasting).
+    g16, b16 = (tf.cast(tf.cast(v, tf.bfloat16), tf.float32).numpy() for v in (gamma, beta))
+    exact = _float64_reference(tf.cast(x, tf.float32).numpy(), -1, g16, b16)
+    fused, reductions = (layer(x, training=t) for t in (False, True))
+    assert fused.dtype == reductions.dtype == "bfloat16" and fused.shape == shape
+    fused, reductions = (tf.cast(y, tf.float32).numpy() for y in (fused, reductions))
+    for y in (fused, reductions):  # the output's bfloat16 rounding (8 significant bits) plus the drift
+        np.testing.assert_allclose(y, exact, rtol=2.0 ** -8, atol=3e-3)
+    assert 0 < np.abs(fused - reductions).max() < 0.05
+    # A 2D window (1, H, W, C) goes the same way.
+    flat = tf.reshape(x, (1, 24, 320, 8))
+    np.testing.assert_array_equal(layer._fused_instance_norm(flat).numpy().reshape(shape),
+                                  layer._fused_instance_norm(x).numpy())
