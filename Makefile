@@ -21,7 +21,7 @@ COLAB_STAMP := $(COLAB_VENV)/.installed-colab
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv demo demo-real test test-main test-colab clean notebooks
+.PHONY: venv demo demo-real test test-main test-colab clean notebooks lint
 
 $(STAMP): pyproject.toml requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,7 +57,12 @@ $(COLAB_STAMP): pyproject.toml requirements.txt
 
 test: test-main test-colab
 
-test-main: $(STAMP)
+# Lint and format checks first (ruff, configured in pyproject.toml): a failure stops `make test`.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test-main: $(STAMP) lint
 	@set +e; $(PY) -m pytest -q -p no:cacheprovider $(XDIST) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; exit 1; fi; exit $$rc
 

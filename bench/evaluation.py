@@ -71,13 +71,21 @@ def main() -> None:
         t0 = time.perf_counter()
         # References in BraTS 2017-2021 labels (1, 2, 4), predictions in 2023+ labels (1, 2, 3): said
         # explicitly, since conventions are never guessed where a value means different things.
-        result = evaluate_folders(pred_dir, ref_dir, out_csv=root / "metrics.csv", progress=False,
-                                  ref_convention="brats", pred_convention="brats2023")
+        result = evaluate_folders(
+            pred_dir,
+            ref_dir,
+            out_csv=root / "metrics.csv",
+            progress=False,
+            ref_convention="brats",
+            pred_convention="brats2023",
+        )
         elapsed = time.perf_counter() - t0
         print(format_summary(result))
         print(f"\nsynthesis + writing: {synth:.1f} s (not counted)")
-        print(f"evaluate_folders: {args.cases} cases of {SHAPE[0]}x{SHAPE[1]}x{SHAPE[2]} in {elapsed:.1f} s "
-              f"({elapsed / args.cases:.2f} s per case)")
+        print(
+            f"evaluate_folders: {args.cases} cases of {SHAPE[0]}x{SHAPE[1]}x{SHAPE[2]} in {elapsed:.1f} s "
+            f"({elapsed / args.cases:.2f} s per case)"
+        )
 
 
 if __name__ == "__main__":

@@ -37,19 +37,40 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 RECIPE = REPO_ROOT / "configs" / "gpu_recommended.json"
 #: --tiny: the same recipe with a small network, sizes that run in seconds on a CPU.
-TINY = {"patch": 16, "batch": 2, "steps": 3, "cases": 2, "shape": (32, 32, 24), "pipeline_batches": 4,
-        "model": {"depth": 3, "base_filters": 4, "max_filters": 8, "deep_supervision_levels": 2}}
-FULL = {"patch": 128, "batch": 2, "steps": 300, "cases": 4, "shape": (240, 240, 155), "pipeline_batches": 50,
-        "model": {}}
+TINY = {
+    "patch": 16,
+    "batch": 2,
+    "steps": 3,
+    "cases": 2,
+    "shape": (32, 32, 24),
+    "pipeline_batches": 4,
+    "model": {"depth": 3, "base_filters": 4, "max_filters": 8, "deep_supervision_levels": 2},
+}
+FULL = {
+    "patch": 128,
+    "batch": 2,
+    "steps": 300,
+    "cases": 4,
+    "shape": (240, 240, 155),
+    "pipeline_batches": 50,
+    "model": {},
+}
 
 
 def _config(work: Path, patch: int, batch: int, precision: str, model_overrides: dict):
     from brainseg_tf.training import load_config
 
-    overrides = {"data.root": str(work / "synthetic"), "data.cache": str(work / "synthetic.h5"),
-                 "data.build_cache": True, "data.cache_dtype": "float16", "data.synthetic": None,
-                 "pipeline.patch_size": [patch] * 3, "pipeline.batch_size": batch,
-                 "runtime.mixed_precision": precision, "split.method": "none"}
+    overrides = {
+        "data.root": str(work / "synthetic"),
+        "data.cache": str(work / "synthetic.h5"),
+        "data.build_cache": True,
+        "data.cache_dtype": "float16",
+        "data.synthetic": None,
+        "pipeline.patch_size": [patch] * 3,
+        "pipeline.batch_size": batch,
+        "runtime.mixed_precision": precision,
+        "split.method": "none",
+    }
     overrides.update({f"model.options.{k}": v for k, v in model_overrides.items()})
     return load_config(RECIPE, overrides=overrides)
 
@@ -67,8 +88,9 @@ def _train_dataset(cfg, cases: int, shape: tuple[int, int, int]):
     if not cache.exists():
         build_cache(root, cache, dtype=cfg.data.cache_dtype, progress=False)
     ids = io.open_dataset(root).case_ids
-    train_ds, _ = build_datasets(cfg, Split(train_ids=list(ids), val_ids=[]), seed=0,
-                                 global_batch=cfg.pipeline.batch_size)
+    train_ds, _ = build_datasets(
+        cfg, Split(train_ids=list(ids), val_ids=[]), seed=0, global_batch=cfg.pipeline.batch_size
+    )
     return train_ds, root / ids[0]
 
 
@@ -106,8 +128,14 @@ def train_variant(cfg, train_ds, *, steps: int, xla: bool, estimate: int) -> tup
     model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
     seconds = time.perf_counter() - start
     peak = tf.config.experimental.get_memory_info(device)["peak"]
-    return {"steps_per_s": steps / seconds, "peak_mib": peak / 2**20, "estimate_mib": estimate / 2**20,
-            "error": (estimate - peak) / peak if peak else float("nan"), "device": device, "policy": policy}, model
+    return {
+        "steps_per_s": steps / seconds,
+        "peak_mib": peak / 2**20,
+        "estimate_mib": estimate / 2**20,
+        "error": (estimate - peak) / peak if peak else float("nan"),
+        "device": device,
+        "policy": policy,
+    }, model
 
 
 def inference_seconds(cfg, model, case_dir: Path) -> float:
@@ -148,17 +176,21 @@ def main(argv: list[str] | None = None) -> int:
         cfg = _config(work, patch, batch, args.precision, base["model"])
         train_ds, case_dir = _train_dataset(cfg, cases, shape)
         figures = {"pipeline_patches_per_s": pipeline_rate(train_ds, base["pipeline_batches"])}
-        print(f"pipeline: {figures['pipeline_patches_per_s']:.1f} patches/s ({patch}^3 x {len(cfg.data.modalities)})",
-              flush=True)
+        print(
+            f"pipeline: {figures['pipeline_patches_per_s']:.1f} patches/s ({patch}^3 x {len(cfg.data.modalities)})",
+            flush=True,
+        )
         est = plan.estimate(plan.footprint(cfg), cfg.pipeline.patch_size, cfg.pipeline.batch_size).total
         model = None
         for xla in args.xla:
             row, model = train_variant(cfg, train_ds, steps=steps, xla=xla == "on", estimate=est)
             figures["device"] = row.pop("device")
             figures["policy"] = row.pop("policy")
-            print(f"xla {xla}: {row['steps_per_s']:.2f} steps/s ({row['steps_per_s'] * batch:.1f} patches/s), "
-                  f"peak {row['peak_mib']:.0f} MiB vs planner {row['estimate_mib']:.0f} MiB ({row['error']:+.1%})",
-                  flush=True)
+            print(
+                f"xla {xla}: {row['steps_per_s']:.2f} steps/s ({row['steps_per_s'] * batch:.1f} patches/s), "
+                f"peak {row['peak_mib']:.0f} MiB vs planner {row['estimate_mib']:.0f} MiB ({row['error']:+.1%})",
+                flush=True,
+            )
             figures.update({f"xla_{xla}_{k}": v for k, v in row.items()})
         figures["inference_s"] = inference_seconds(cfg, model, case_dir)
         print(f"inference: {figures['inference_s']:.1f} s for one {'x'.join(map(str, shape))} case", flush=True)

@@ -44,8 +44,9 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -79,8 +80,15 @@ CALLEES = {
     "sliding_window": ["forward"],
     "save_nifti": ["nib.save", "fsync"],
     "write_label": ["save_nifti"],
-    "predict_folder": ["read_case", "preprocess_case", "sliding_window", "probabilities_to_labels", "postprocess",
-                       "paste_back", "write_label"],
+    "predict_folder": [
+        "read_case",
+        "preprocess_case",
+        "sliding_window",
+        "probabilities_to_labels",
+        "postprocess",
+        "paste_back",
+        "write_label",
+    ],
 }
 
 
@@ -138,6 +146,7 @@ class StageClock:
                 self.seconds[k] += time.perf_counter() - t
                 self.cpu[k] += time.process_time() - c
                 self.calls[k] += 1
+
         return wrapper
 
     def wrap(self, owner: Any, attr: str, key: str | Callable[..., str] | None = None) -> None:
@@ -177,8 +186,7 @@ def install_stage_clock(clock: StageClock) -> None:
     """Wrap the functions predict_folder goes through (looked up where the library calls them)."""
     import nibabel as nib
 
-    from brainseg_tf import atomic
-    from brainseg_tf import inference
+    from brainseg_tf import atomic, inference
     from brainseg_tf import io as bio
 
     clock.wrap(bio, "load_nifti", lambda path, *a, **k: _file_key(path))
@@ -187,8 +195,14 @@ def install_stage_clock(clock: StageClock) -> None:
     clock.wrap(bio, "save_nifti")
     clock.wrap(nib, "save", "nib.save")
     clock.wrap(atomic.os, "fsync", "fsync")
-    for name in ("preprocess_case", "sliding_window", "probabilities_to_labels", "postprocess", "paste_back",
-                 "predict_folder"):
+    for name in (
+        "preprocess_case",
+        "sliding_window",
+        "probabilities_to_labels",
+        "postprocess",
+        "paste_back",
+        "predict_folder",
+    ):
         clock.wrap(inference, name)
 
 
@@ -202,10 +216,17 @@ def _recipe(config: str | None) -> dict[str, Any] | None:
 
     cfg = load_config(config)
     precision = {"bfloat16": "bfloat16", "float16": "float32"}.get(cfg.runtime.mixed_precision, "float32")
-    return {"name": cfg.model.name, "options": dict(cfg.model.options), "roi": list(cfg.pipeline.patch_size),
-            "modalities": list(cfg.data.modalities), "precision": precision, "overlap": cfg.validation.overlap,
-            "window": cfg.validation.window, "max_window_voxels": cfg.validation.max_window_voxels,
-            "divisor": list(cfg.divisor)}
+    return {
+        "name": cfg.model.name,
+        "options": dict(cfg.model.options),
+        "roi": list(cfg.pipeline.patch_size),
+        "modalities": list(cfg.data.modalities),
+        "precision": precision,
+        "overlap": cfg.validation.overlap,
+        "window": cfg.validation.window,
+        "max_window_voxels": cfg.validation.max_window_voxels,
+        "divisor": list(cfg.divisor),
+    }
 
 
 def _build_predictor(model_path: str | None, precision: str, roi: int, recipe: dict[str, Any] | None = None):
@@ -222,20 +243,35 @@ def _build_predictor(model_path: str | None, precision: str, roi: int, recipe: d
         weights = "untrained"
         if model_path is not None:
             path = Path(model_path)
-            file = path if path.suffix == ".keras" else next(
-                path / n for n in ("final.keras", "best.keras") if (path / n).exists())
+            file = (
+                path
+                if path.suffix == ".keras"
+                else next(path / n for n in ("final.keras", "best.keras") if (path / n).exists())
+            )
             model.load_weights(file)
             weights = str(file)
         # The card training writes: the recipe's validation window plan and overlap (predict's defaults).
-        pred = inference.Predictor.from_keras(model, None, modalities=recipe["modalities"],
-                                              head=opts.get("head", "softmax"), roi=recipe["roi"],
-                                              window=recipe["window"], overlap=recipe["overlap"],
-                                              max_window_voxels=recipe["max_window_voxels"], divisor=recipe["divisor"])
+        pred = inference.Predictor.from_keras(
+            model,
+            None,
+            modalities=recipe["modalities"],
+            head=opts.get("head", "softmax"),
+            roi=recipe["roi"],
+            window=recipe["window"],
+            overlap=recipe["overlap"],
+            max_window_voxels=recipe["max_window_voxels"],
+            divisor=recipe["divisor"],
+        )
         return pred, model.count_params(), weights
     if model_path is None:
         model = models.build("unet", spatial_dims=3)
-        return (inference.Predictor.from_keras(model, None, modalities=["flair", "t1", "t1ce", "t2"], head="softmax",
-                                               roi=[roi] * 3), model.count_params(), "untrained")
+        return (
+            inference.Predictor.from_keras(
+                model, None, modalities=["flair", "t1", "t1ce", "t2"], head="softmax", roi=[roi] * 3
+            ),
+            model.count_params(),
+            "untrained",
+        )
     if precision == "float32":
         pred = inference.load_predictor(model_path)
         return pred, (pred.model.count_params() if hasattr(pred.model, "count_params") else None), model_path
@@ -247,7 +283,11 @@ def _build_predictor(model_path: str | None, precision: str, roi: int, recipe: d
         return None, None, None
     options = {**card.options, "in_channels": len(card.modalities)}
     model = models.build(card.model, **options)
-    weights = path if path.suffix == ".keras" else next(path / n for n in ("best.keras", "final.keras") if (path / n).exists())
+    weights = (
+        path
+        if path.suffix == ".keras"
+        else next(path / n for n in ("best.keras", "final.keras") if (path / n).exists())
+    )
     model.load_weights(weights)
     return inference.Predictor.from_keras(model, card), model.count_params(), str(weights)
 
@@ -311,8 +351,15 @@ def _fused_read_crop(files: list[Path]) -> Any:
     return image
 
 
-def run_experiments(pred: Any, case_dir: str, roi: tuple[int, ...], overlap: float, batch_size: int,
-                    recipe: dict[str, Any] | None, repeat: int) -> dict[str, Any]:
+def run_experiments(
+    pred: Any,
+    case_dir: str,
+    roi: tuple[int, ...],
+    overlap: float,
+    batch_size: int,
+    recipe: dict[str, Any] | None,
+    repeat: int,
+) -> dict[str, Any]:
     """The measured alternatives of docs/speed.md on this case: ``<name>_s`` (fastest wall) and
     ``<name>_cpu_s`` (smallest process CPU time) of ``repeat`` runs each."""
     import itertools
@@ -320,7 +367,8 @@ def run_experiments(pred: Any, case_dir: str, roi: tuple[int, ...], overlap: flo
     import nibabel as nib
     import numpy as np
 
-    from brainseg_tf import inference, io as bio
+    from brainseg_tf import inference
+    from brainseg_tf import io as bio
     from brainseg_tf.data.preprocess import preprocess_case
 
     out: dict[str, Any] = {"load_average_start": _load_average()}
@@ -352,8 +400,9 @@ def run_experiments(pred: Any, case_dir: str, roi: tuple[int, ...], overlap: flo
     starts = [inference.window_starts(max(s, r), r, overlap) for s, r in zip(image.shape[:3], roi)]
     out["windows"] = int(np.prod([len(s) for s in starts]))
     for ov in (0.25, 0.1):
-        out[f"windows_overlap_{ov}"] = int(np.prod([len(inference.window_starts(max(s, r), r, ov))
-                                                    for s, r in zip(image.shape[:3], roi)]))
+        out[f"windows_overlap_{ov}"] = int(
+            np.prod([len(inference.window_starts(max(s, r), r, ov)) for s, r in zip(image.shape[:3], roi)])
+        )
     channels = image.shape[-1]
     window = np.zeros((1, *roi, channels), np.float32)
     measure("forward_1_window", lambda: pred(window))
@@ -388,13 +437,15 @@ def run_experiments(pred: Any, case_dir: str, roi: tuple[int, ...], overlap: flo
     measure("blend_float64", lambda: _blend(windows, shape, y, weight, np.float64))
     measure("blend_float32", lambda: _blend(windows, shape, y, weight, np.float32))
     const = lambda b: np.broadcast_to(y, (len(b), *y.shape))  # noqa: E731 — a free "model"
-    measure("library_sliding_window_free_model",
-            lambda: inference.sliding_window(const, image, roi=roi, overlap=overlap, batch_size=batch_size))
+    measure(
+        "library_sliding_window_free_model",
+        lambda: inference.sliding_window(const, image, roi=roi, overlap=overlap, batch_size=batch_size),
+    )
 
     # 4. Writing a uint8 label map (a tumour-like blob): nibabel's gzip level (default 1), none, fsync.
     labels = np.zeros(case.shape, np.uint8)
     grid = np.indices((60, 60, 50)).reshape(3, -1).T
-    inside = ((grid - [30, 30, 25]) ** 2).sum(1) < 25 ** 2
+    inside = ((grid - [30, 30, 25]) ** 2).sum(1) < 25**2
     labels[90:150, 90:150, 50:100].reshape(-1)[inside] = 2
     img = nib.Nifti1Image(labels, case.affine)
     with tempfile.TemporaryDirectory(prefix="bench_write_") as tmp:
@@ -420,8 +471,13 @@ def run_experiments(pred: Any, case_dir: str, roi: tuple[int, ...], overlap: flo
         keras.mixed_precision.set_global_policy(other)
         twin = models.build(recipe["name"], **{**recipe["options"], "in_channels": len(recipe["modalities"])})
         twin.set_weights(pred.model.get_weights())
-        twin_pred = inference.Predictor.from_keras(twin, None, modalities=recipe["modalities"],
-                                                   head=recipe["options"].get("head", "softmax"), roi=recipe["roi"])
+        twin_pred = inference.Predictor.from_keras(
+            twin,
+            None,
+            modalities=recipe["modalities"],
+            head=recipe["options"].get("head", "softmax"),
+            roi=recipe["roi"],
+        )
         twin_pred(window)
         measure(f"forward_1_window_{other}", lambda: twin_pred(window))
     out["load_average_end"] = _load_average()
@@ -476,25 +532,49 @@ def worker(args: argparse.Namespace) -> None:
         load = _load_average()
         t1, c1 = time.perf_counter(), time.process_time()
         recs = inference.predict_folder(
-            pred, args.case, Path(args.out) / str(i), overwrite=True, progress=False, stop_on_error=True, roi=window,
-            overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
+            pred,
+            args.case,
+            Path(args.out) / str(i),
+            overwrite=True,
+            progress=False,
+            stop_on_error=True,
+            roi=window,
+            overlap=args.overlap,
+            batch_size=args.batch_size,
+            tta=args.tta,
             mirror_axes=None if args.mirror_axes is None else tuple(args.mirror_axes),
         )
         seconds, cpu = time.perf_counter() - t1, time.process_time() - c1
-        runs.append({"case_seconds": seconds, "cpu_seconds": cpu, "load_average": load,
-                     "window_forwards": clock.calls["forward"] * args.batch_size, "stages": clock.rows()})
+        runs.append(
+            {
+                "case_seconds": seconds,
+                "cpu_seconds": cpu,
+                "load_average": load,
+                "window_forwards": clock.calls["forward"] * args.batch_size,
+                "stages": clock.rows(),
+            }
+        )
     clock.restore()
     pred.fn = inner
     best = min(runs, key=lambda r: r["case_seconds"])
     result = {
-        "tta": args.tta, "precision": args.precision, **best, "all_case_seconds": [r["case_seconds"] for r in runs],
-        "setup_seconds": setup, "peak_rss_gb": _peak_rss_gib(), "params": params, "weights": weights,
-        "roi": list(roi), "windows": sorted(set(shapes)), "case_id": recs[0]["case_id"],
+        "tta": args.tta,
+        "precision": args.precision,
+        **best,
+        "all_case_seconds": [r["case_seconds"] for r in runs],
+        "setup_seconds": setup,
+        "peak_rss_gb": _peak_rss_gib(),
+        "params": params,
+        "weights": weights,
+        "roi": list(roi),
+        "windows": sorted(set(shapes)),
+        "case_id": recs[0]["case_id"],
         "not_wrapped": clock.missing,
     }
     if args.experiments:
-        result["experiments"] = run_experiments(pred, args.case, roi, args.overlap, args.batch_size, recipe,
-                                                args.repeat)
+        result["experiments"] = run_experiments(
+            pred, args.case, roi, args.overlap, args.batch_size, recipe, args.repeat
+        )
     print(json.dumps(result))
 
 
@@ -503,18 +583,37 @@ def format_stages(res: dict[str, Any]) -> str:
     total = res["case_seconds"]
     lines = [f"{'stage':<58} {'calls':>5} {'wall s':>8} {'share':>6} {'CPU s':>7}"]
     for row in res["stages"]:
-        lines.append(f"{row['stage']:<58} {row['calls']:>5} {row['seconds']:>8.3f} {row['seconds'] / total:>6.1%} "
-                     f"{row['cpu']:>7.3f}")
+        lines.append(
+            f"{row['stage']:<58} {row['calls']:>5} {row['seconds']:>8.3f} {row['seconds'] / total:>6.1%} "
+            f"{row['cpu']:>7.3f}"
+        )
     lines.append(f"{'total (read -> write)':<58} {'':>5} {total:>8.3f} {'':>6} {res['cpu_seconds']:>7.3f}")
     return "\n".join(lines)
 
 
-def run_variant(case: str, out: Path, tta: bool, precision: str, args: argparse.Namespace,
-                experiments: bool = False) -> dict[str, Any]:
+def run_variant(
+    case: str, out: Path, tta: bool, precision: str, args: argparse.Namespace, experiments: bool = False
+) -> dict[str, Any]:
     """Run one variant in a fresh process; its JSON result."""
-    cmd = [sys.executable, __file__, "--worker", "--case", case, "--precision", precision,
-           "--roi", str(args.roi), "--window", args.window, "--batch-size", str(args.batch_size),
-           "--repeat", str(args.repeat), "--out", str(out)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--case",
+        case,
+        "--precision",
+        precision,
+        "--roi",
+        str(args.roi),
+        "--window",
+        args.window,
+        "--batch-size",
+        str(args.batch_size),
+        "--repeat",
+        str(args.repeat),
+        "--out",
+        str(out),
+    ]
     cmd += ["--model", args.model] if args.model else []
     cmd += ["--config", args.config] if args.config else []
     cmd += ["--overlap", str(args.overlap)] if args.overlap is not None else []
@@ -536,16 +635,35 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--config", help="recipe whose model, roi and precision to use (e.g. configs/cpu_brats2018.json)")
     p.add_argument("--model", help="RUN_DIR, model.keras or SavedModel dir (with --config: weights for its model)")
     p.add_argument("--roi", type=int, default=128, help="window edge when the model has none (default 128)")
-    p.add_argument("--overlap", type=float, default=None,
-                   help="window overlap (default: the model card's inference.overlap; the recipe's validation.overlap)")
-    p.add_argument("--window", default="card", choices=["card", "patch", "auto"],
-                   help="card: the model card's inference.window (default); patch: windows of the training patch; "
-                        "auto: planned windows")
+    p.add_argument(
+        "--overlap",
+        type=float,
+        default=None,
+        help="window overlap (default: the model card's inference.overlap; the recipe's validation.overlap)",
+    )
+    p.add_argument(
+        "--window",
+        default="card",
+        choices=["card", "patch", "auto"],
+        help="card: the model card's inference.window (default); patch: windows of the training patch; "
+        "auto: planned windows",
+    )
     p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--mirror-axes", type=int, nargs="+", default=None, choices=[0, 1, 2], metavar="AXIS",
-                   help="TTA variants flip the subsets of these axes only (default: all 3, 8 flips; '0 1': 4 flips)")
-    p.add_argument("--variants", choices=["base", "all"], default="all",
-                   help="base: only the base variant (no TTA); all: both precisions, with and without TTA (default)")
+    p.add_argument(
+        "--mirror-axes",
+        type=int,
+        nargs="+",
+        default=None,
+        choices=[0, 1, 2],
+        metavar="AXIS",
+        help="TTA variants flip the subsets of these axes only (default: all 3, 8 flips; '0 1': 4 flips)",
+    )
+    p.add_argument(
+        "--variants",
+        choices=["base", "all"],
+        default="all",
+        help="base: only the base variant (no TTA); all: both precisions, with and without TTA (default)",
+    )
     p.add_argument("--repeat", type=int, default=1, help="timed runs per variant; the fastest is reported (default 1)")
     p.add_argument("--experiments", action="store_true", help="also measure the alternatives of docs/speed.md")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -570,18 +688,26 @@ def main(argv: list[str] | None = None) -> None:
             print(f"synthetic case written in {time.perf_counter() - t:.1f} s: {case}", flush=True)
         results = []
         for i, (tta, precision) in enumerate(variants if args.variants == "all" else variants[:1]):
-            res = run_variant(case, tmp / f"pred_{precision}_{int(tta)}", tta, precision, args,
-                              experiments=args.experiments and i == 0)
+            res = run_variant(
+                case,
+                tmp / f"pred_{precision}_{int(tta)}",
+                tta,
+                precision,
+                args,
+                experiments=args.experiments and i == 0,
+            )
             results.append(res)
             if "skipped" in res:
                 print(f"tta={str(tta):<5} {precision:<8}  skipped: {res['skipped']}", flush=True)
                 continue
             runs = ", ".join(f"{s:.2f}" for s in res["all_case_seconds"])
-            print(f"tta={str(tta):<5} {precision:<8}  case {res['case_seconds']:7.2f} s wall, fastest of [{runs}] "
-                  f"({res['cpu_seconds']:.1f} s CPU, {res['window_forwards']} window forwards; "
-                  f"+ build/trace {res['setup_seconds']:.1f} s)  peak RSS {res['peak_rss_gb']:.2f} GiB  "
-                  f"windows {res.get('windows')} x {res['window_forwards']}  params {res['params']} ({res['weights']})  load average {res['load_average']:.1f}",
-                  flush=True)
+            print(
+                f"tta={str(tta):<5} {precision:<8}  case {res['case_seconds']:7.2f} s wall, fastest of [{runs}] "
+                f"({res['cpu_seconds']:.1f} s CPU, {res['window_forwards']} window forwards; "
+                f"+ build/trace {res['setup_seconds']:.1f} s)  peak RSS {res['peak_rss_gb']:.2f} GiB  "
+                f"windows {res.get('windows')} x {res['window_forwards']}  params {res['params']} ({res['weights']})  load average {res['load_average']:.1f}",
+                flush=True,
+            )
             if i == 0:
                 print(format_stages(res), flush=True)
                 if res["not_wrapped"]:

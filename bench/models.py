@@ -134,7 +134,7 @@ def markdown(results: list[dict]) -> str:
             rows.append(f"| {name} | – | – | – | {by_precision['float32'].get('error')} | – | – |")
             continue
 
-        def cell(precision: str, key: str, fmt: str) -> str:
+        def cell(precision: str, key: str, fmt: str, by_precision: dict = by_precision) -> str:
             r = by_precision.get(precision, {})
             return format(r[key], fmt) if key in r else str(r.get("error", "–"))
 

@@ -52,10 +52,16 @@ def recipe_run_dir(config: Path, out: Path, seed: int = 0) -> Path:
     model = build_model(cfg)
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / "best.keras")
-    ModelCard(modalities=list(cfg.data.modalities), head=cfg.head, spatial_dims=cfg.spatial_dims, logits=cfg.logits,
-              region=cfg.pipeline.region.upper() if cfg.head == "region" else None,
-              roi=[int(s) for s in cfg.pipeline.patch_size], model=cfg.model.name,
-              options=dict(cfg.model.options)).save(out)
+    ModelCard(
+        modalities=list(cfg.data.modalities),
+        head=cfg.head,
+        spatial_dims=cfg.spatial_dims,
+        logits=cfg.logits,
+        region=cfg.pipeline.region.upper() if cfg.head == "region" else None,
+        roi=[int(s) for s in cfg.pipeline.patch_size],
+        model=cfg.model.name,
+        options=dict(cfg.model.options),
+    ).save(out)
     return out
 
 
@@ -133,9 +139,9 @@ def exactness(case_dir: Path, run_dir: Path, onnx_file: Path, *, worst: int = 2)
     import numpy as np
 
     from brainseg_tf import io as bio
+    from brainseg_tf.card import load_card
     from brainseg_tf.data.preprocess import preprocess_case
     from brainseg_tf.inference import load_keras_model, onnx_session, window_starts
-    from brainseg_tf.card import load_card
 
     card = load_card(run_dir)
     model = load_keras_model(next(p for p in (run_dir / "best.keras", run_dir / "final.keras") if p.is_file()))
@@ -154,27 +160,34 @@ def exactness(case_dir: Path, run_dir: Path, onnx_file: Path, *, worst: int = 2)
     rows = []
     for diff, corner, x in windows[:worst]:
         exact = np.asarray(twin(x.astype(np.float64), training=False))
-        rows.append({"window": list(corner), "keras_vs_onnx": diff,
-                     "keras_vs_float64": float(np.abs(np.asarray(model(x, training=False)) - exact).max()),
-                     "onnx_vs_float64": float(np.abs(session.run(None, {"image": x})[0] - exact).max())})
+        rows.append(
+            {
+                "window": list(corner),
+                "keras_vs_onnx": diff,
+                "keras_vs_float64": float(np.abs(np.asarray(model(x, training=False)) - exact).max()),
+                "onnx_vs_float64": float(np.abs(session.run(None, {"image": x})[0] - exact).max()),
+            }
+        )
     return {"windows": len(windows), "max_keras_vs_onnx_per_window": [w[0] for w in windows], "worst": rows}
 
 
 def _table(r: dict) -> str:
     k, o = r["seconds"]["keras"], r["seconds"]["onnxruntime"]
-    return "\n".join([
-        f"case {r['case']} {r['shape']}, roi {r['roi']}, overlap {r['overlap']}, {r['head']} head",
-        f"max |p_onnx - p_keras| over the case: {r['max_abs_prob_diff']:.2e} (mean {r['mean_abs_prob_diff']:.2e}); "
-        f"export check {r['export_check_max_abs_diff']:.2e}",
-        f"same label: {r['label_agreement_pct']:.4f} % ({r['differing_voxels']} voxels differ; "
-        f"{r['tumour_voxels_keras']} tumour voxels under Keras)",
-        "| backend | s/case (median) | min | runs |",
-        "|---|---|---|---|",
-        f"| Keras (TF) | {k['median_s']:.1f} | {k['min_s']:.1f} | {len(k['runs'])} |",
-        f"| ONNX Runtime ({r['ort_threads']} threads) | {o['median_s']:.1f} | {o['min_s']:.1f} | {len(o['runs'])} |",
-        f"ONNX / Keras time ratio: {r['onnx_over_keras']:.2f}; export {r['export_seconds']:.1f} s; "
-        f"load average at the end {r['load_average_1min_end']:.1f} on {r['cpus']} CPUs",
-    ])
+    return "\n".join(
+        [
+            f"case {r['case']} {r['shape']}, roi {r['roi']}, overlap {r['overlap']}, {r['head']} head",
+            f"max |p_onnx - p_keras| over the case: {r['max_abs_prob_diff']:.2e} (mean {r['mean_abs_prob_diff']:.2e}); "
+            f"export check {r['export_check_max_abs_diff']:.2e}",
+            f"same label: {r['label_agreement_pct']:.4f} % ({r['differing_voxels']} voxels differ; "
+            f"{r['tumour_voxels_keras']} tumour voxels under Keras)",
+            "| backend | s/case (median) | min | runs |",
+            "|---|---|---|---|",
+            f"| Keras (TF) | {k['median_s']:.1f} | {k['min_s']:.1f} | {len(k['runs'])} |",
+            f"| ONNX Runtime ({r['ort_threads']} threads) | {o['median_s']:.1f} | {o['min_s']:.1f} | {len(o['runs'])} |",
+            f"ONNX / Keras time ratio: {r['onnx_over_keras']:.2f}; export {r['export_seconds']:.1f} s; "
+            f"load average at the end {r['load_average_1min_end']:.1f} on {r['cpus']} CPUs",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,8 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overlap", type=float, default=0.5)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None, help="also write the result as JSON")
-    parser.add_argument("--exactness", action="store_true",
-                        help="also compare both backends with the float64 model on the worst windows")
+    parser.add_argument(
+        "--exactness",
+        action="store_true",
+        help="also compare both backends with the float64 model on the worst windows",
+    )
     args = parser.parse_args(argv)
     if not args.case.is_dir():
         print(f"error: {args.case}: case folder not found", file=sys.stderr)

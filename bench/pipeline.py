@@ -90,16 +90,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, help="where the synthetic data and cache go (default: a temp dir)")
     ap.add_argument("--patches", type=int, default=40, help="patches timed per cheap configuration")
     ap.add_argument("--batch", type=int, default=2, help="batch size")
-    ap.add_argument("--augment", choices=("default", "light", "none"), default="light",
-                    help="augmentation reported on the last line (default: light, flips + intensity)")
-    ap.add_argument("--target", choices=("labels", "classes", "regions"), default="labels",
-                    help="target format reported on the last line (default: labels, as brainseg train)")
-    ap.add_argument("--patches-per-case", type=int, default=None,
-                    help="NIfTI patches cut per loaded case (default: patch_dataset's, 8)")
+    ap.add_argument(
+        "--augment",
+        choices=("default", "light", "none"),
+        default="light",
+        help="augmentation reported on the last line (default: light, flips + intensity)",
+    )
+    ap.add_argument(
+        "--target",
+        choices=("labels", "classes", "regions"),
+        default="labels",
+        help="target format reported on the last line (default: labels, as brainseg train)",
+    )
+    ap.add_argument(
+        "--patches-per-case",
+        type=int,
+        default=None,
+        help="NIfTI patches cut per loaded case (default: patch_dataset's, 8)",
+    )
     ap.add_argument("--skip-model", action="store_true", help="skip the 3D U-Net step timing")
     args = ap.parse_args(argv)
-
-    import tensorflow as tf
 
     from brainseg_tf.data.cache import build_cache
     from brainseg_tf.data.pipeline import patch_dataset
@@ -125,22 +135,36 @@ def main(argv: list[str] | None = None) -> int:
     for source_name, source in (("cache", h5), ("nifti", data)):
         for aug_name, target in configs:
             n = args.patches if aug_name != "default" else max(args.patches // 3, 8)
-            extra = {} if source_name == "cache" or args.patches_per_case is None else {
-                "patches_per_case": args.patches_per_case}
+            extra = (
+                {}
+                if source_name == "cache" or args.patches_per_case is None
+                else {"patches_per_case": args.patches_per_case}
+            )
             try:
-                ds = patch_dataset(source, patch_size=(128, 128, 128), batch_size=args.batch,
-                                   augment=augments[aug_name], max_cases=args.cases, seed=0, target=target,
-                                   **extra)
+                ds = patch_dataset(
+                    source,
+                    patch_size=(128, 128, 128),
+                    batch_size=args.batch,
+                    augment=augments[aug_name],
+                    max_cases=args.cases,
+                    seed=0,
+                    target=target,
+                    **extra,
+                )
                 rate, cpu_ms = measure(ds, n)
                 del ds
             except Exception as exc:  # report and go on: one broken configuration must not hide the others
-                print(f"{source_name:<7} {aug_name:<8} {target:<8} failed: {type(exc).__name__}: "
-                      f"{str(exc).splitlines()[-1]}")
+                print(
+                    f"{source_name:<7} {aug_name:<8} {target:<8} failed: {type(exc).__name__}: "
+                    f"{str(exc).splitlines()[-1]}"
+                )
                 rate, cpu_ms = float("nan"), float("nan")
             gc.collect()
             results[(source_name, aug_name, target)] = (rate, cpu_ms)
-            print(f"{source_name:<7} {aug_name:<8} {target:<8} {rate:>10.1f} {cpu_ms:>13.0f} {2000 / cpu_ms:>15.1f}",
-                  flush=True)
+            print(
+                f"{source_name:<7} {aug_name:<8} {target:<8} {rate:>10.1f} {cpu_ms:>13.0f} {2000 / cpu_ms:>15.1f}",
+                flush=True,
+            )
     if not args.skip_model:
         step = unet_step_rate()
         print(f"3D U-Net (faithful, 16.3 M params) CPU training step, 128^3 x 4 batch 1: {step:.2f} patches/s")

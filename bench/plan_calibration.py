@@ -60,14 +60,19 @@ def _worker(recipe: str, patch: list[int], batch: int, precision: str, steps: in
     fp = plan.footprint(cfg, precision)
     raw = plan.estimate(fp, patch, batch)
     measured = plan.measure_step_peak(cfg, patch, batch, steps=steps, precision=precision)
-    return {**measured, "recipe": recipe, "precision": precision, "parameters": fp.parameters,
-            "weights": raw.weights, "inputs": raw.inputs,
-            "layer_bytes": fp.activation_bytes_per_voxel * math.prod(patch) * batch}
+    return {
+        **measured,
+        "recipe": recipe,
+        "precision": precision,
+        "parameters": fp.parameters,
+        "weights": raw.weights,
+        "inputs": raw.inputs,
+        "layer_bytes": fp.activation_bytes_per_voxel * math.prod(patch) * batch,
+    }
 
 
 def _run_point(recipe: str, patch: tuple[int, ...], batch: int, precision: str, steps: int) -> dict:
-    cmd = [sys.executable, __file__, "--worker", recipe, "x".join(map(str, patch)), str(batch), precision,
-           str(steps)]
+    cmd = [sys.executable, __file__, "--worker", recipe, "x".join(map(str, patch)), str(batch), precision, str(steps)]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT)
     if proc.returncode != 0:
@@ -102,14 +107,17 @@ def fitted_estimate(row: dict, factors: dict[str, float]) -> float:
 
 
 def table(rows: list[dict], factors: dict[str, float]) -> str:
-    lines = ["| recipe (model) | policy | patch × batch | params | measured peak | estimate | error | fit | s/step |",
-             "|---|---|---|---:|---:|---:|---:|---|---:|"]
+    lines = [
+        "| recipe (model) | policy | patch × batch | params | measured peak | estimate | error | fit | s/step |",
+        "|---|---|---|---:|---:|---:|---:|---|---:|",
+    ]
     for r in rows:
         est = fitted_estimate(r, factors)
         lines.append(
             f"| {r['recipe']} | {r['policy']} | {'×'.join(map(str, r['patch']))} × {r['batch']} | "
             f"{r['parameters'] / 1e6:.2f} M | {r['peak'] / 2**20:.0f} MiB | {est / 2**20:.0f} MiB | "
-            f"{(est - r['peak']) / r['peak']:+.1%} | {'fit' if r['fit'] else 'held out'} | {r['seconds_per_step']:.2f} |")
+            f"{(est - r['peak']) / r['peak']:+.1%} | {'fit' if r['fit'] else 'held out'} | {r['seconds_per_step']:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -118,8 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--points", choices=sorted(POINTS), default="default")
     parser.add_argument("--steps", type=int, default=2, help="timed steps after the first (tracing) one")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "runs" / "bench" / "plan_calibration.json")
-    parser.add_argument("--reuse", type=Path, default=None,
-                        help="an earlier --out: points measured there (same recipe, patch, batch, precision) are not re-run")
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        default=None,
+        help="an earlier --out: points measured there (same recipe, patch, batch, precision) are not re-run",
+    )
     args = parser.parse_args(argv)
     from brainseg_tf import atomic
 
@@ -132,15 +144,20 @@ def main(argv: list[str] | None = None) -> int:
         row = earlier.get((recipe, patch, batch, precision))
         if row is None:
             row = _run_point(recipe, patch, batch, precision, args.steps)
-            print(f"{recipe} {row['policy']} {'x'.join(map(str, patch))} x{batch}: peak {row['peak'] / 2**20:.0f} MiB "
-                  f"({row['process_seconds']:.0f} s)", flush=True)
+            print(
+                f"{recipe} {row['policy']} {'x'.join(map(str, patch))} x{batch}: peak {row['peak'] / 2**20:.0f} MiB "
+                f"({row['process_seconds']:.0f} s)",
+                flush=True,
+            )
         rows.append({**row, "fit": used})
     factors = fit([r for r in rows if r["fit"]])
     errors = [(fitted_estimate(r, factors) - r["peak"]) / r["peak"] for r in rows]
     atomic.write_json(args.out, {"factors": factors, "rows": rows, "errors": errors})
     print(table(rows, factors))
-    print(f"max_abs_error={max(map(abs, errors)):.4f} points={len(rows)} "
-          + " ".join(f"factor_{k}={v:.4f}" for k, v in factors.items()))
+    print(
+        f"max_abs_error={max(map(abs, errors)):.4f} points={len(rows)} "
+        + " ".join(f"factor_{k}={v:.4f}" for k, v in factors.items())
+    )
     return 0
 
 

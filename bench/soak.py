@@ -25,13 +25,13 @@ after the 10th and the last repeat; the bar is ``delta_mb < 50``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -86,8 +86,16 @@ def soak_folder(root: Path, n: int, tmp: Path) -> Path:
     return folder
 
 
-def run_cases(pred: Any, source: Path, out: Path, case_ids: list[str], overlap: float, label: str,
-              curve: list[dict], checkpoint: Callable[[], None]) -> list[dict]:
+def run_cases(
+    pred: Any,
+    source: Path,
+    out: Path,
+    case_ids: list[str],
+    overlap: float,
+    label: str,
+    curve: list[dict],
+    checkpoint: Callable[[], None],
+) -> list[dict]:
     """Predict ``case_ids`` of ``source`` one after the other; append RSS and seconds after each to ``curve``.
 
     ``checkpoint`` runs after every case (the partial curves are written, so that an interrupted
@@ -97,14 +105,18 @@ def run_cases(pred: Any, source: Path, out: Path, case_ids: list[str], overlap: 
 
     for i, cid in enumerate(case_ids, 1):
         t0 = time.perf_counter()
-        rec = predict_folder(pred, source, out, overwrite=True, progress=False, stop_on_error=True,
-                             case_ids=[cid], overlap=overlap)[0]
+        rec = predict_folder(
+            pred, source, out, overwrite=True, progress=False, stop_on_error=True, case_ids=[cid], overlap=overlap
+        )[0]
         curve.append({"case": i, "case_id": cid, "seconds": time.perf_counter() - t0, "rss_mb": rss_mb()})
         assert rec["status"] == "written", rec
         checkpoint()
         if i <= 3 or i % 10 == 0 or i == len(case_ids):
-            print(f"{label} {i:4d}/{len(case_ids)} {cid:28s} {curve[-1]['seconds']:6.1f} s  "
-                  f"RSS {curve[-1]['rss_mb']:8.1f} MiB", flush=True)
+            print(
+                f"{label} {i:4d}/{len(case_ids)} {cid:28s} {curve[-1]['seconds']:6.1f} s  "
+                f"RSS {curve[-1]['rss_mb']:8.1f} MiB",
+                flush=True,
+            )
     return curve
 
 
@@ -132,14 +144,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rss_start = rss_mb()
     t0 = time.perf_counter()
     pred = build_predictor(args.recipe, args.model, args.small)
-    print(f"model ready in {time.perf_counter() - t0:.1f} s (roi {pred.roi}, head {pred.head}); "
-          f"RSS {rss_start:.0f} -> {rss_mb():.0f} MiB", flush=True)
+    print(
+        f"model ready in {time.perf_counter() - t0:.1f} s (roi {pred.roi}, head {pred.head}); "
+        f"RSS {rss_start:.0f} -> {rss_mb():.0f} MiB",
+        flush=True,
+    )
     repeat: list[dict] = []
     folder_curve: list[dict] = []
     result: dict[str, Any] = {
-        "recipe": str(args.recipe), "model": str(args.model) if args.model else "untrained", "small": args.small,
-        "case": args.case, "overlap": args.overlap, "repeats": args.repeats, "rss_start_mb": rss_start,
-        "rss_model_mb": rss_mb(), "repeat_curve": repeat, "folder_curve": folder_curve,
+        "recipe": str(args.recipe),
+        "model": str(args.model) if args.model else "untrained",
+        "small": args.small,
+        "case": args.case,
+        "overlap": args.overlap,
+        "repeats": args.repeats,
+        "rss_start_mb": rss_start,
+        "rss_model_mb": rss_mb(),
+        "repeat_curve": repeat,
+        "folder_curve": folder_curve,
     }
 
     def checkpoint() -> None:
@@ -150,23 +172,37 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="bench_soak_") as tmp:
         tmp = Path(tmp)
-        run_cases(pred, args.data, tmp / "out_repeat", [args.case] * args.repeats, args.overlap, "repeat",
-                  repeat, checkpoint)
+        run_cases(
+            pred, args.data, tmp / "out_repeat", [args.case] * args.repeats, args.overlap, "repeat", repeat, checkpoint
+        )
         if args.folder:
             from brainseg_tf import io as bio
 
             folder = soak_folder(args.data, args.folder, tmp)
-            run_cases(pred, folder, tmp / "out_folder", bio.open_dataset(folder).case_ids, args.overlap, "folder",
-                      folder_curve, checkpoint)
+            run_cases(
+                pred,
+                folder,
+                tmp / "out_folder",
+                bio.open_dataset(folder).case_ids,
+                args.overlap,
+                "folder",
+                folder_curve,
+                checkpoint,
+            )
     r10, rlast = _at(repeat, 10), repeat[-1]["rss_mb"]
-    result.update({
-        "rss_case1_mb": repeat[0]["rss_mb"], "rss_case10_mb": r10, "rss_last_mb": rlast, "delta_mb": rlast - r10,
-        "median_case_seconds": sorted(c["seconds"] for c in repeat)[len(repeat) // 2],
-        "folder_cases": len(folder_curve),
-        "folder_rss_first_mb": folder_curve[0]["rss_mb"] if folder_curve else None,
-        "folder_rss_last_mb": folder_curve[-1]["rss_mb"] if folder_curve else None,
-        "folder_rss_max_mb": max((c["rss_mb"] for c in folder_curve), default=None),
-    })
+    result.update(
+        {
+            "rss_case1_mb": repeat[0]["rss_mb"],
+            "rss_case10_mb": r10,
+            "rss_last_mb": rlast,
+            "delta_mb": rlast - r10,
+            "median_case_seconds": sorted(c["seconds"] for c in repeat)[len(repeat) // 2],
+            "folder_cases": len(folder_curve),
+            "folder_rss_first_mb": folder_curve[0]["rss_mb"] if folder_curve else None,
+            "folder_rss_last_mb": folder_curve[-1]["rss_mb"] if folder_curve else None,
+            "folder_rss_max_mb": max((c["rss_mb"] for c in folder_curve), default=None),
+        }
+    )
     checkpoint()
     marks = [m for m in (1, 2, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100) if m <= len(repeat)]
     print("repeat RSS MiB: " + " ".join(f"{m}:{_at(repeat, m):.0f}" for m in marks))

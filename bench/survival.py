@@ -31,24 +31,31 @@ def report(data: survival.TrainingSet, title: str, *, folds: int, seed: int, rep
     """Print one Markdown table: every method's CV scores on ``data``."""
     classes = np.bincount(survival.survival_class(data.days), minlength=3)
     print(f"\n### {title}\n")
-    print(f"{len(data)} patients; classes short/mid/long = {classes[0]}/{classes[1]}/{classes[2]}; "
-          f"{folds}-fold CV, seed {seed}\n")
-    print("| model | features | accuracy [95% Wilson] | MSE days² [95% bootstrap] | median SE | "
-          f"Spearman ρ [95% bootstrap] | accuracy over {repeats} CV seeds |")
+    print(
+        f"{len(data)} patients; classes short/mid/long = {classes[0]}/{classes[1]}/{classes[2]}; "
+        f"{folds}-fold CV, seed {seed}\n"
+    )
+    print(
+        "| model | features | accuracy [95% Wilson] | MSE days² [95% bootstrap] | median SE | "
+        f"Spearman ρ [95% bootstrap] | accuracy over {repeats} CV seeds |"
+    )
     print("|---|---|---|---|---|---|---|")
     for method in survival.METHODS:
         cv = survival.cross_validate(data, method, folds=folds, seed=seed)
         s = cv["scores"]
         mse_ci = survival.bootstrap_ci(data.days, cv["predictions"], "mse", n_boot=boot, seed=seed)
         rho_ci = survival.bootstrap_ci(data.days, cv["predictions"], "spearman", n_boot=boot, seed=seed)
-        accs = [survival.cross_validate(data, method, folds=folds, seed=k)["scores"]["accuracy"]
-                for k in range(repeats)]
+        accs = [
+            survival.cross_validate(data, method, folds=folds, seed=k)["scores"]["accuracy"] for k in range(repeats)
+        ]
         names = survival.fit_training_set(data, method, seed=seed).features
         shown = ", ".join(names) if len(names) <= 3 else f"{len(names)} (age + tumour features)"
         rho = "n/a" if np.isnan(s["spearman"]) else f"{s['spearman']:.2f} [{rho_ci[0]:.2f}, {rho_ci[1]:.2f}]"
-        print(f"| {method} | {shown or '(none)'} | {s['accuracy']:.3f} [{s['accuracy_ci'][0]:.2f}, "
-              f"{s['accuracy_ci'][1]:.2f}] | {s['mse']:.3g} [{mse_ci[0]:.3g}, {mse_ci[1]:.3g}] | "
-              f"{s['median_se']:.3g} | {rho} | {min(accs):.3f}-{max(accs):.3f} |")
+        print(
+            f"| {method} | {shown or '(none)'} | {s['accuracy']:.3f} [{s['accuracy_ci'][0]:.2f}, "
+            f"{s['accuracy_ci'][1]:.2f}] | {s['mse']:.3g} [{mse_ci[0]:.3g}, {mse_ci[1]:.3g}] | "
+            f"{s['median_se']:.3g} | {rho} | {min(accs):.3f}-{max(accs):.3f} |"
+        )
 
 
 def held_out(full: survival.TrainingSet, test_ids: set[str]) -> None:
@@ -57,9 +64,11 @@ def held_out(full: survival.TrainingSet, test_ids: set[str]) -> None:
     train = [i for i, c in enumerate(full.case_ids) if c not in test_ids]
     model = survival.fit_training_set(full.subset(train), "age")
     s = survival.scores(full.days[test], model.predict_set(full.subset(test)))
-    print(f"\nage-only fitted on the other {len(train)} patients, scored on these {len(test)}: accuracy "
-          f"{s['accuracy']:.3f} [{s['accuracy_ci'][0]:.2f}, {s['accuracy_ci'][1]:.2f}], MSE {s['mse']:.3g}, "
-          f"Spearman {s['spearman']:.2f}")
+    print(
+        f"\nage-only fitted on the other {len(train)} patients, scored on these {len(test)}: accuracy "
+        f"{s['accuracy']:.3f} [{s['accuracy_ci'][0]:.2f}, {s['accuracy_ci'][1]:.2f}], MSE {s['mse']:.3g}, "
+        f"Spearman {s['spearman']:.2f}"
+    )
 
 
 def main() -> None:
@@ -82,8 +91,11 @@ def main() -> None:
         how = "TCIA ids paired by number (unverified)" if by_number else "ids that pair for certain"
         print(f"\npaired cases ({how}): {', '.join(sorted(data.case_for.values()))}")
         folds = min(args.folds, len(data))
-        report(data, f"B. Age + ground-truth tumour features, {len(data)} shared cases ({how})",
-               **(opts | {"folds": folds}))
+        report(
+            data,
+            f"B. Age + ground-truth tumour features, {len(data)} shared cases ({how})",
+            **(opts | {"folds": folds}),
+        )
         held_out(survival.training_set(table), set(data.case_ids))
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
 

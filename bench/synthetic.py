@@ -94,6 +94,7 @@ def ordering(summary: dict, modality: str) -> str:
 
 def table(syn: dict, real: dict | None) -> str:
     """Markdown table of relative intensities and volumes."""
+
     def cell(t):
         return "–" if t is None else f"{t[0]:.2f} [{t[1]:.2f}–{t[2]:.2f}]"
 
@@ -105,11 +106,16 @@ def table(syn: dict, real: dict | None) -> str:
             lines.append(f"| {m} | {name} | {cell(syn['rel'][m][name])} | {r} |")
         r = ordering(real, m) if real else "–"
         lines.append(f"| {m} | **ordering** | {ordering(syn, m)} | {r} |")
-    lines += ["", "| volume (ml) | synthetic median [min–max] (cases with class) | real median [min–max] (cases with class) |",
-              "|---|---|---|"]
+    lines += [
+        "",
+        "| volume (ml) | synthetic median [min–max] (cases with class) | real median [min–max] (cases with class) |",
+        "|---|---|---|",
+    ]
     for name in ("NCR", "ED", "ET", "WT"):
+
         def vcell(t):
             return f"{t[0]:.1f} [{t[1]:.1f}–{t[2]:.1f}] ({t[3]})"
+
         r = vcell(real["vol"][name]) if real else "–"
         lines.append(f"| {name} | {vcell(syn['vol'][name])} | {r} |")
     return "\n".join(lines)
@@ -139,20 +145,25 @@ def main(argv: list[str] | None = None) -> int:
                 write_times.append(time.perf_counter() - t0)
                 write_cpu.append(time.process_time() - c0)
             syn_stats.append(case_stats(case.images, case.label, float(np.prod(case.spacing)) / 1000.0))
-            print(f"synthetic seed {args.seed + i}: {gen_times[-1]:.2f} s ({cpu_times[-1]:.2f} s CPU)  kind={case.kind:<8} "
-                  + " ".join(f"{k}={v:.1f}" for k, v in case.volumes_ml.items() if k != "brain"), flush=True)
+            print(
+                f"synthetic seed {args.seed + i}: {gen_times[-1]:.2f} s ({cpu_times[-1]:.2f} s CPU)  kind={case.kind:<8} "
+                + " ".join(f"{k}={v:.1f}" for k, v in case.volumes_ml.items() if k != "brain"),
+                flush=True,
+            )
     gen_s = float(np.mean(gen_times))
     write_s = float(np.mean(write_times)) if write_times else float("nan")
     cpu_s = float(np.mean(cpu_times))
-    print(f"\ngeneration: {gen_s:.2f} s wall per 240x240x155 case (min {min(gen_times):.2f}, max {max(gen_times):.2f}), "
-          f"{cpu_s:.2f} s CPU (max {max(cpu_times):.2f}; wall exceeds CPU when other jobs share the cores); "
-          f"writing 5 gzipped NIfTI files: {write_s:.2f} s wall ({np.mean(write_cpu):.2f} s CPU) per case")
+    print(
+        f"\ngeneration: {gen_s:.2f} s wall per 240x240x155 case (min {min(gen_times):.2f}, max {max(gen_times):.2f}), "
+        f"{cpu_s:.2f} s CPU (max {max(cpu_times):.2f}; wall exceeds CPU when other jobs share the cores); "
+        f"writing 5 gzipped NIfTI files: {write_s:.2f} s wall ({np.mean(write_cpu):.2f} s CPU) per case"
+    )
     syn = summarise(syn_stats)
 
     real = None
     if args.real.is_dir():
         real_stats = []
-        for cid, images, label, vml in real_cases(args.real):
+        for _cid, images, label, vml in real_cases(args.real):
             real_stats.append(case_stats(images, label, vml))
         real = summarise(real_stats)
     else:
@@ -161,8 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\nMedian [IQR over cases] of the per-case median intensity relative to the healthy-brain median\n")
     print(table(syn, real))
     match = real is not None and all(ordering(syn, m) == ordering(real, m) for m in MODALITIES)
-    print(f"\nsynthetic_case_seconds={gen_s:.3f} synthetic_case_cpu_seconds={cpu_s:.3f} write_case_seconds={write_s:.3f} "
-          f"orderings_match={'true' if match else 'false'}")
+    print(
+        f"\nsynthetic_case_seconds={gen_s:.3f} synthetic_case_cpu_seconds={cpu_s:.3f} write_case_seconds={write_s:.3f} "
+        f"orderings_match={'true' if match else 'false'}"
+    )
     return 0
 
 

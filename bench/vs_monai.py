@@ -41,15 +41,17 @@ import resource
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CASE = REPO_ROOT.parent / "shared" / "data" / "brats2018" / "Brats18_2013_23_1"
 PEER_PINS = ("torch==2.13.0", "monai==1.6.1")
 TUTORIAL_ROI = (240, 240, 160)
-SEGRESNET = dict(blocks_down=[1, 2, 2, 4], blocks_up=[1, 1, 1], init_filters=16, in_channels=4, out_channels=3,
-                 dropout_prob=0.2)
+SEGRESNET = dict(
+    blocks_down=[1, 2, 2, 4], blocks_up=[1, 1, 1], init_filters=16, in_channels=4, out_channels=3, dropout_prob=0.2
+)
 
 
 def _peak_rss_gib() -> float:
@@ -84,16 +86,23 @@ def monai_worker(box_path: str, native_path: str, repeat: int, threads: int) -> 
         return torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.load(path), -1, 0)))[None]
 
     box, native = chw(box_path), chw(native_path)
-    out: dict[str, Any] = {"torch": torch.__version__, "monai": monai.__version__, "threads": torch.get_num_threads(),
-                           "params": sum(p.numel() for p in net.parameters()), "box": list(box.shape[2:]),
-                           "native": list(native.shape[2:]), "load_average_start": os.getloadavg()[0]}
+    out: dict[str, Any] = {
+        "torch": torch.__version__,
+        "monai": monai.__version__,
+        "threads": torch.get_num_threads(),
+        "params": sum(p.numel() for p in net.parameters()),
+        "box": list(box.shape[2:]),
+        "native": list(native.shape[2:]),
+        "load_average_start": os.getloadavg()[0],
+    }
 
     def timed(name: str, predictor: Callable, image: torch.Tensor, **kw: Any) -> None:
         with torch.inference_mode():
             predictor(torch.zeros((1, 4, *kw["roi_size"])))  # warm-up at the window size
             calls[0] = 0
             out[f"{name}_s"], out[f"{name}_cpu_s"] = _bench_inference().best_of(
-                lambda: sliding_window_inference(image, predictor=predictor, **kw), repeat)
+                lambda: sliding_window_inference(image, predictor=predictor, **kw), repeat
+            )
             out[f"{name}_forwards"] = calls[0] // repeat
         out[f"{name}_peak_rss_gb"] = _peak_rss_gib()
 
@@ -124,8 +133,11 @@ def ensure_peer_venv(venv: Path) -> Path:
     print(f"creating {venv} with {' '.join(PEER_PINS)} (CPU torch; once, about 1 GiB) ...", flush=True)
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    proc = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *PEER_PINS],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *PEER_PINS],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         sys.exit(f"{venv}: pip install {' '.join(PEER_PINS)} failed:\n{proc.stderr[-2000:]}")
     return python
@@ -134,7 +146,7 @@ def ensure_peer_venv(venv: Path) -> Path:
 # ----------------------------------------------------------------------------- brainseg_tf side
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _bench_inference() -> Any:
     """``bench/inference.py`` as a module (loaded once; stdlib-only at load, so also in the peer venv)."""
     spec = importlib.util.spec_from_file_location("bench_inference", REPO_ROOT / "bench" / "inference.py")
@@ -194,10 +206,24 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench_vs_monai_") as tmp:
         tmp = Path(tmp)
         box, native, facts = prepare_inputs(args.case, tmp)
-        print(f"case {Path(args.case).name}: brain box {facts['box']}; load average {os.getloadavg()[0]:.1f}",
-              flush=True)
-        proc = subprocess.run([str(peer), __file__, "--monai-worker", str(box), str(native), "--repeat",
-                               str(args.repeat), "--threads", str(args.threads)], capture_output=True, text=True)
+        print(
+            f"case {Path(args.case).name}: brain box {facts['box']}; load average {os.getloadavg()[0]:.1f}", flush=True
+        )
+        proc = subprocess.run(
+            [
+                str(peer),
+                __file__,
+                "--monai-worker",
+                str(box),
+                str(native),
+                "--repeat",
+                str(args.repeat),
+                "--threads",
+                str(args.threads),
+            ],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
             sys.exit(f"MONAI worker failed:\n{proc.stderr[-3000:]}")
         monai = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -205,8 +231,16 @@ def main(argv: list[str] | None = None) -> None:
 
         bi = _bench_inference()
         # Ours as predict runs it: the recipe's window plan and overlap (the model card's).
-        bench_args = argparse.Namespace(roi=128, overlap=None, window="card", batch_size=1, mirror_axes=None,
-                                        repeat=args.repeat, model=args.model, config=args.config)
+        bench_args = argparse.Namespace(
+            roi=128,
+            overlap=None,
+            window="card",
+            batch_size=1,
+            mirror_axes=None,
+            repeat=args.repeat,
+            model=args.model,
+            config=args.config,
+        )
         precision = bi._recipe(args.config)["precision"]
         ours = bi.run_variant(args.case, tmp / "pred", False, precision, bench_args)
     stages = {row["key"]: row["seconds"] for row in ours["stages"]}
@@ -214,34 +248,67 @@ def main(argv: list[str] | None = None) -> None:
     ours_window = stages.get("forward", 0.0) + stages.get("excl:sliding_window", 0.0)
 
     weights = "untrained" if ours["weights"] == "untrained" else f"weights {ours['weights']}"
-    print(f"MONAI {monai['monai']} / torch {monai['torch']} ({monai['threads']} threads), SegResNet (tutorial), "
-          f"{monai['params']:,} parameters, untrained; load average {monai['load_average_start']:.1f}"
-          f" -> {monai['load_average_end']:.1f}")
-    print(f"brainseg_tf: {Path(args.config).name} model, {ours['params']:,} parameters ({weights}), "
-          f"{ours['precision']}, windows {ours.get('windows')} ({ours['window_forwards']} forwards); load average {ours['load_average']:.1f}")
+    print(
+        f"MONAI {monai['monai']} / torch {monai['torch']} ({monai['threads']} threads), SegResNet (tutorial), "
+        f"{monai['params']:,} parameters, untrained; load average {monai['load_average_start']:.1f}"
+        f" -> {monai['load_average_end']:.1f}"
+    )
+    print(
+        f"brainseg_tf: {Path(args.config).name} model, {ours['params']:,} parameters ({weights}), "
+        f"{ours['precision']}, windows {ours.get('windows')} ({ours['window_forwards']} forwards); load average {ours['load_average']:.1f}"
+    )
     print(bi.format_stages(ours))
     ours_window_cpu = stages_cpu.get("forward", 0.0) + stages_cpu.get("excl:sliding_window", 0.0)
     rows = [
-        ("MONAI tutorial: whole volume, roi 240x240x160, 1 window", monai["tutorial_s"], monai["tutorial_cpu_s"],
-         monai["tutorial_forwards"], "brainseg_tf end to end (read -> write)", ours["case_seconds"],
-         ours["cpu_seconds"], ours["window_forwards"]),
-        ("MONAI SegResNet: brain box, roi 96^3, overlap 0.5, gaussian", monai["segresnet_96_s"],
-         monai["segresnet_96_cpu_s"], monai["segresnet_96_forwards"],
-         "brainseg_tf sliding window (same box and windows)", ours_window, ours_window_cpu, ours["window_forwards"]),
-        ("MONAI window machinery, free model (box, 96^3)", monai["free_96_s"], monai["free_96_cpu_s"],
-         monai["free_96_forwards"], "brainseg_tf window machinery, free model", ours_free[0], ours_free[1],
-         monai["free_96_forwards"]),
+        (
+            "MONAI tutorial: whole volume, roi 240x240x160, 1 window",
+            monai["tutorial_s"],
+            monai["tutorial_cpu_s"],
+            monai["tutorial_forwards"],
+            "brainseg_tf end to end (read -> write)",
+            ours["case_seconds"],
+            ours["cpu_seconds"],
+            ours["window_forwards"],
+        ),
+        (
+            "MONAI SegResNet: brain box, roi 96^3, overlap 0.5, gaussian",
+            monai["segresnet_96_s"],
+            monai["segresnet_96_cpu_s"],
+            monai["segresnet_96_forwards"],
+            "brainseg_tf sliding window (same box and windows)",
+            ours_window,
+            ours_window_cpu,
+            ours["window_forwards"],
+        ),
+        (
+            "MONAI window machinery, free model (box, 96^3)",
+            monai["free_96_s"],
+            monai["free_96_cpu_s"],
+            monai["free_96_forwards"],
+            "brainseg_tf window machinery, free model",
+            ours_free[0],
+            ours_free[1],
+            monai["free_96_forwards"],
+        ),
     ]
-    print(f"\n{'MONAI':<60} {'wall s':>7} {'CPU s':>7} {'fwd':>3} | {'brainseg_tf':<50} {'wall s':>7} "
-          f"{'CPU s':>7} {'fwd':>3} | ratio wall / CPU")
+    print(
+        f"\n{'MONAI':<60} {'wall s':>7} {'CPU s':>7} {'fwd':>3} | {'brainseg_tf':<50} {'wall s':>7} "
+        f"{'CPU s':>7} {'fwd':>3} | ratio wall / CPU"
+    )
     for a, sa, ca, fa, b, sb, cb, fb in rows:
-        print(f"{a:<60} {sa:>7.2f} {ca:>7.2f} {fa:>3} | {b:<50} {sb:>7.2f} {cb:>7.2f} {fb:>3} | "
-              f"{sa / sb:5.2f} / {ca / cb:5.2f}")
-    print(f"one 96^3 forward: MONAI SegResNet {monai['forward_96_s']:.3f} s wall, {monai['forward_96_cpu_s']:.3f} s CPU; "
-          f"MONAI peak RSS {monai['tutorial_peak_rss_gb']:.2f} GiB (after the tutorial window), "
-          f"brainseg_tf {ours['peak_rss_gb']:.2f} GiB")
-    print(f"monai_tutorial_seconds={monai['tutorial_s']:.3f} brainseg_case_seconds={ours['case_seconds']:.3f} "
-          f"ratio={monai['tutorial_s'] / ours['case_seconds']:.3f}")
+        print(
+            f"{a:<60} {sa:>7.2f} {ca:>7.2f} {fa:>3} | {b:<50} {sb:>7.2f} {cb:>7.2f} {fb:>3} | "
+            f"{sa / sb:5.2f} / {ca / cb:5.2f}"
+        )
+    print(
+        f"one 96^3 forward: MONAI SegResNet {monai['forward_96_s']:.3f} s wall, {monai['forward_96_cpu_s']:.3f} s CPU; "
+        f"MONAI peak RSS {monai['tutorial_peak_rss_gb']:.2f} GiB (after the tutorial window), "
+        f"brainseg_tf {ours['peak_rss_gb']:.2f} GiB"
+    )
+    print(
+        f"monai_tutorial_seconds={monai['tutorial_s']:.3f} brainseg_case_seconds={ours['case_seconds']:.3f} "
+        f"ratio={monai['tutorial_s'] / ours['case_seconds']:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -49,10 +49,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", required=True, help="RUN_DIR or export folder (with its model card)")
     p.add_argument("--data", required=True, help="dataset folder with reference masks")
     p.add_argument("--cases", nargs="+", default=None, help="case ids (default: every case with a mask)")
-    p.add_argument("--settings", nargs="+", type=parse_setting, default=None,
-                   help="WINDOW:OVERLAP[:AXES] settings (AXES: mirror TTA, e.g. 012); the first is the reference (default: patch:0.5 patch:0.25 auto:0.25)")
+    p.add_argument(
+        "--settings",
+        nargs="+",
+        type=parse_setting,
+        default=None,
+        help="WINDOW:OVERLAP[:AXES] settings (AXES: mirror TTA, e.g. 012); the first is the reference (default: patch:0.5 patch:0.25 auto:0.25)",
+    )
     p.add_argument("--max-window-voxels", type=int, default=None, help="the auto window budget (default: the card's)")
-    p.add_argument("--min-window", type=int, nargs=3, default=None, help="the smallest auto window (default: the card's)")
+    p.add_argument(
+        "--min-window", type=int, nargs=3, default=None, help="the smallest auto window (default: the card's)"
+    )
     args = p.parse_args(argv)
     settings = args.settings or [("patch", 0.5, None), ("patch", 0.25, None), ("auto", 0.25, None)]
 
@@ -65,8 +72,11 @@ def main(argv: list[str] | None = None) -> None:
     dataset = io.open_dataset(args.data)
     case_ids = args.cases or [r.case_id for r in dataset.refs if r.label is not None]
     names = [f"{w}:{o:g}" + ("" if a is None else ":" + "".join(map(str, a))) for w, o, a in settings]
-    print(f"model {pred.source} (card window {pred.inference.window}, overlap {pred.inference.overlap:g}, "
-          f"max window voxels {pred.inference.max_window_voxels}); {len(case_ids)} cases", flush=True)
+    print(
+        f"model {pred.source} (card window {pred.inference.window}, overlap {pred.inference.overlap:g}, "
+        f"max window voxels {pred.inference.max_window_voxels}); {len(case_ids)} cases",
+        flush=True,
+    )
     # Trace the forward for a relaxed shape first, as after two cases of different windows.
     roi = tuple(pred.roi)
     for extra in (0, 16):
@@ -80,12 +90,14 @@ def main(argv: list[str] | None = None) -> None:
         row = []
         for name, (window, overlap, axes) in zip(names, settings):
             t = time.perf_counter()
-            labels = inference.predict_case(pred, case, roi=window, overlap=overlap, tta=axes is not None,
-                                            mirror_axes=axes).labels
+            labels = inference.predict_case(
+                pred, case, roi=window, overlap=overlap, tta=axes is not None, mirror_axes=axes
+            ).labels
             seconds[name].append(time.perf_counter() - t)
             dice[name][case_id] = region_dice(labels, ref)
-            row.append(f"{name} " + " ".join(f"{dice[name][case_id][r]:.4f}" for r in REGIONS)
-                       + f" {seconds[name][-1]:.1f}s")
+            row.append(
+                f"{name} " + " ".join(f"{dice[name][case_id][r]:.4f}" for r in REGIONS) + f" {seconds[name][-1]:.1f}s"
+            )
         print(f"{case_id:<24} " + " | ".join(row), flush=True)
         del case
 
@@ -96,11 +108,19 @@ def main(argv: list[str] | None = None) -> None:
         means = [float(np.mean([dice[name][c][r] for c in case_ids])) for r in REGIONS]
         deltas = [[dice[name][c][r] - dice[base][c][r] for c in case_ids] for r in REGIONS]
         worst = [float(np.max(np.abs(d))) for d in deltas]
-        print(f"{name:<12} " + " ".join(f"{m:7.4f}" for m in means) + f" {np.mean(means):7.4f}   "
-              + "/".join(f"{w:.4f}" for w in worst) + f"   {np.mean(seconds[name]):.2f}")
+        print(
+            f"{name:<12} "
+            + " ".join(f"{m:7.4f}" for m in means)
+            + f" {np.mean(means):7.4f}   "
+            + "/".join(f"{w:.4f}" for w in worst)
+            + f"   {np.mean(seconds[name]):.2f}"
+        )
         if name != base:
             for r, w, d in zip(REGIONS, worst, deltas):
-                summary += [f"{name}_max_abs_delta_{r.lower()}={w:.4f}", f"{name}_mean_delta_{r.lower()}={np.mean(d):.4f}"]
+                summary += [
+                    f"{name}_max_abs_delta_{r.lower()}={w:.4f}",
+                    f"{name}_mean_delta_{r.lower()}={np.mean(d):.4f}",
+                ]
     print(" ".join(summary))
 
 

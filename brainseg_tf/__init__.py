@@ -19,9 +19,28 @@ from brainseg_tf import _registration
 __version__ = "0.2.0"
 
 _SUBMODULES = {
-    "atomic", "card", "cli", "conventions", "data", "demo", "evaluation", "export", "inference", "io",
-    "losses", "metrics", "models", "plan", "postprocessing", "report", "runtime", "survival", "synthetic",
-    "training", "uncertainty", "viz",
+    "atomic",
+    "card",
+    "cli",
+    "conventions",
+    "data",
+    "demo",
+    "evaluation",
+    "export",
+    "inference",
+    "io",
+    "losses",
+    "metrics",
+    "models",
+    "plan",
+    "postprocessing",
+    "report",
+    "runtime",
+    "survival",
+    "synthetic",
+    "training",
+    "uncertainty",
+    "viz",
 }
 
 _registration.install()

@@ -78,7 +78,7 @@ def full_suffix(name: str) -> str:
 def _temp_prefix(name: str, suffix_len: int) -> str:
     """``.<name>.``, cut so that the whole temporary name fits in one path component."""
     room = _NAME_MAX - suffix_len - _TEMP_EXTRA - 2
-    return f".{name.encode()[:max(room, 1)].decode(errors='ignore')}."
+    return f".{name.encode()[: max(room, 1)].decode(errors='ignore')}."
 
 
 @contextlib.contextmanager
@@ -94,8 +94,9 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix is None:
         suffix = full_suffix(path.name)
-    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(path.name, len(suffix)), suffix=f".tmp{suffix}",
-                                    dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=_temp_prefix(path.name, len(suffix)), suffix=f".tmp{suffix}", dir=path.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     os.chmod(tmp, 0o666 & ~current_umask())
@@ -145,8 +146,7 @@ def _finite(obj: Any) -> Any:
 
 def write_json(path: str | os.PathLike, obj: Any, *, indent: int = 2) -> Path:
     """Write ``obj`` as strict JSON (NaN/Inf become ``null``) to ``path`` atomically."""
-    text = json.dumps(_finite(json.loads(json.dumps(obj, default=_json_default))), indent=indent,
-                      allow_nan=False)
+    text = json.dumps(_finite(json.loads(json.dumps(obj, default=_json_default))), indent=indent, allow_nan=False)
     return write_text(path, text + "\n")
 
 

@@ -33,16 +33,26 @@ import json
 import math
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from brainseg_tf import atomic
 from brainseg_tf.conventions import CLASS_NAMES, HEADS, MODALITIES, REGIONS
 
 __all__ = [
-    "CARD_FILE", "CARD_VERSION", "ModelCard", "Preprocessing", "Postprocessing", "Inference", "Provenance",
-    "find_card", "load_card", "migrate", "from_arguments",
+    "CARD_FILE",
+    "CARD_VERSION",
+    "ModelCard",
+    "Preprocessing",
+    "Postprocessing",
+    "Inference",
+    "Provenance",
+    "find_card",
+    "load_card",
+    "migrate",
+    "from_arguments",
 ]
 
 CARD_FILE = "brainseg_model.json"
@@ -79,8 +89,13 @@ class Preprocessing:
 
     def case_options(self) -> dict[str, Any]:
         """Keyword arguments of ``preprocess_case``."""
-        return {"crop": self.crop, "margin": self.margin, "normalize": self.normalize,
-                "reorient": self.reorient, "spacing": self.spacing}
+        return {
+            "crop": self.crop,
+            "margin": self.margin,
+            "normalize": self.normalize,
+            "reorient": self.reorient,
+            "spacing": self.spacing,
+        }
 
 
 @dataclass
@@ -186,6 +201,7 @@ class ModelCard:
     # -- checks ----------------------------------------------------------------------------
     def validate(self) -> None:
         """Raise :class:`CardError` naming the field for any inconsistent value."""
+
         def bad(name: str, value: Any, why: str) -> None:
             raise CardError(f"model card field {name}={value!r} {why}")
 
@@ -207,12 +223,16 @@ class ModelCard:
             bad("spatial_dims", self.spatial_dims, "must be 2 or 3")
         if not isinstance(self.logits, bool):
             bad("logits", self.logits, "must be true or false")
+
         def sizes(name: str, value: Any) -> list[int] | None:
             """``None``, or one positive integer per spatial axis (as a list)."""
             if value is None:
                 return None
-            if (not isinstance(value, (list, tuple)) or len(value) != self.spatial_dims
-                    or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)):
+            if (
+                not isinstance(value, (list, tuple))
+                or len(value) != self.spatial_dims
+                or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)
+            ):
                 bad(name, value, f"must be {self.spatial_dims} positive integers")
             return [int(v) for v in value]
 
@@ -229,8 +249,9 @@ class ModelCard:
             bad("preprocessing.margin", pre.margin, "must be a non-negative integer")
         if pre.spacing is not None:
             sp = [pre.spacing] if isinstance(pre.spacing, (int, float)) else list(pre.spacing)
-            if len(sp) not in (1, 3) or any(not (isinstance(s, (int, float)) and math.isfinite(s) and s > 0)
-                                           for s in sp):
+            if len(sp) not in (1, 3) or any(
+                not (isinstance(s, (int, float)) and math.isfinite(s) and s > 0) for s in sp
+            ):
                 bad("preprocessing.spacing", pre.spacing, "must be one or three positive numbers")
             pre.spacing = [float(s) for s in sp]
         inf = self.inference
@@ -241,8 +262,11 @@ class ModelCard:
         if isinstance(inf.overlap, bool) or not isinstance(inf.overlap, (int, float)) or not 0 <= inf.overlap < 1:
             bad("inference.overlap", inf.overlap, "must be in [0, 1)")
         inf.overlap = float(inf.overlap)
-        if isinstance(inf.max_window_voxels, bool) or not isinstance(inf.max_window_voxels, int) \
-                or inf.max_window_voxels < 1:
+        if (
+            isinstance(inf.max_window_voxels, bool)
+            or not isinstance(inf.max_window_voxels, int)
+            or inf.max_window_voxels < 1
+        ):
             bad("inference.max_window_voxels", inf.max_window_voxels, "must be a positive integer")
         inf.min_window = sizes("inference.min_window", inf.min_window)
         inf.divisor = sizes("inference.divisor", inf.divisor)
@@ -254,9 +278,12 @@ class ModelCard:
         if not (isinstance(post.region_threshold, (int, float)) and 0 < post.region_threshold < 1):
             bad("postprocessing.region_threshold", post.region_threshold, "must be in (0, 1)")
         regions = post.largest_component
-        if (isinstance(regions, str) or not isinstance(regions, (list, tuple))
-                or any(str(r).upper() not in REGIONS for r in regions)
-                or len({str(r).upper() for r in regions}) != len(regions)):
+        if (
+            isinstance(regions, str)
+            or not isinstance(regions, (list, tuple))
+            or any(str(r).upper() not in REGIONS for r in regions)
+            or len({str(r).upper() for r in regions}) != len(regions)
+        ):
             bad("postprocessing.largest_component", regions, f"must list distinct regions from {list(REGIONS)}")
         post.largest_component = sorted((str(r).upper() for r in regions), key=REGIONS.index)
 
@@ -270,7 +297,7 @@ class ModelCard:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str | os.PathLike | None = None) -> "ModelCard":
+    def from_dict(cls, data: Mapping[str, Any], source: str | os.PathLike | None = None) -> ModelCard:
         """A card from its JSON dict (version 2; older versions go through :func:`migrate`)."""
         where = f"{source}: " if source is not None else ""
         if not isinstance(data, Mapping):
@@ -278,8 +305,12 @@ class ModelCard:
         version = data.get("format_version")
         if version != CARD_VERSION:
             return migrate(data, source)
-        sections = {"preprocessing": Preprocessing, "postprocessing": Postprocessing, "inference": Inference,
-                    "provenance": Provenance}
+        sections = {
+            "preprocessing": Preprocessing,
+            "postprocessing": Postprocessing,
+            "inference": Inference,
+            "provenance": Provenance,
+        }
         known = {f.name for f in dataclasses.fields(cls)} | {"outputs"}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -299,7 +330,7 @@ class ModelCard:
             raise CardError(f"{where}malformed model card: {exc}") from None
 
     @classmethod
-    def from_json(cls, text: str, source: str | os.PathLike | None = None) -> "ModelCard":
+    def from_json(cls, text: str, source: str | os.PathLike | None = None) -> ModelCard:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -314,7 +345,7 @@ class ModelCard:
         return atomic.write_text(path, self.to_json())
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ModelCard":
+    def load(cls, path: str | os.PathLike) -> ModelCard:
         path = Path(path)
         if path.is_dir():
             path = path / CARD_FILE
@@ -322,7 +353,7 @@ class ModelCard:
             raise FileNotFoundError(f"{path}: no model card")
         return cls.from_json(path.read_text(), source=path)
 
-    def replace(self, **changes: Any) -> "ModelCard":
+    def replace(self, **changes: Any) -> ModelCard:
         return dataclasses.replace(self, **changes)
 
 
@@ -330,8 +361,7 @@ def provenance(**fields: Any) -> Provenance:
     """A :class:`Provenance` with the package and library versions and the time filled in."""
     from brainseg_tf import __version__
 
-    versions: dict[str, Any] = {"package_version": __version__,
-                                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    versions: dict[str, Any] = {"package_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     try:
         import keras
 
@@ -358,9 +388,11 @@ def _legacy_head(block: Mapping[str, Any]) -> tuple[str, str | None]:
 
 def _legacy_postprocessing(post: Mapping[str, Any]) -> Postprocessing:
     """The ``postprocess`` section both legacy records wrote."""
-    return Postprocessing(et_min_voxels=int(post.get("et_min_voxels", 0)),
-                          min_component_voxels=int(post.get("min_component_voxels", 0)),
-                          region_threshold=float(post.get("region_threshold", 0.5)))
+    return Postprocessing(
+        et_min_voxels=int(post.get("et_min_voxels", 0)),
+        min_component_voxels=int(post.get("min_component_voxels", 0)),
+        region_threshold=float(post.get("region_threshold", 0.5)),
+    )
 
 
 def migrate(data: Mapping[str, Any], source: str | os.PathLike | None = None) -> ModelCard:
@@ -389,30 +421,49 @@ def migrate(data: Mapping[str, Any], source: str | os.PathLike | None = None) ->
             crop = bool(options.get("crop", True))
         post = dict(block.get("postprocess") or {})
         fields = dict(
-            modalities=block.get("modalities"), head=head, region=region, spatial_dims=dims,
-            logits=bool(block.get("logits", False)), roi=block.get("roi") or block.get("patch_size"),
-            model=(block.get("model") or {}).get("name"), options=dict((block.get("model") or {}).get("options") or {}),
-            preprocessing=Preprocessing(crop=crop, margin=int(pre.get("margin", recipe_pre.get("margin", 0))),
-                                        normalize=bool(recipe_pre.get("normalize", True)),
-                                        reorient=bool(pre.get("reorient", recipe_pre.get("reorient", False))),
-                                        spacing=pre.get("spacing", recipe_pre.get("spacing")), resize=resize),
+            modalities=block.get("modalities"),
+            head=head,
+            region=region,
+            spatial_dims=dims,
+            logits=bool(block.get("logits", False)),
+            roi=block.get("roi") or block.get("patch_size"),
+            model=(block.get("model") or {}).get("name"),
+            options=dict((block.get("model") or {}).get("options") or {}),
+            preprocessing=Preprocessing(
+                crop=crop,
+                margin=int(pre.get("margin", recipe_pre.get("margin", 0))),
+                normalize=bool(recipe_pre.get("normalize", True)),
+                reorient=bool(pre.get("reorient", recipe_pre.get("reorient", False))),
+                spacing=pre.get("spacing", recipe_pre.get("spacing")),
+                resize=resize,
+            ),
             postprocessing=_legacy_postprocessing(post),
-            provenance=Provenance(recipe=data.get("name"), data=(data.get("data") or {}).get("root"),
-                                  epochs=(data.get("training") or {}).get("epochs"),
-                                  package_version="0.1.0 (migrated)"),
+            provenance=Provenance(
+                recipe=data.get("name"),
+                data=(data.get("data") or {}).get("root"),
+                epochs=(data.get("training") or {}).get("epochs"),
+                package_version="0.1.0 (migrated)",
+            ),
         )
     elif data.get("format_version") == 1:  # (b) version-1 export metadata
         pre = dict(data.get("preprocessing") or {})
         post = dict(data.get("postprocess") or {})
         head = data.get("head")
         fields = dict(
-            modalities=data.get("modalities"), head=head, spatial_dims=int(data.get("spatial_dims") or 3),
+            modalities=data.get("modalities"),
+            head=head,
+            spatial_dims=int(data.get("spatial_dims") or 3),
             # Version 1 exported the Keras output unchanged and did not record logits: only
             # probability models can be migrated faithfully, which is what v1 assumed.
-            logits=False, roi=data.get("roi"),
-            preprocessing=Preprocessing(crop=bool(pre.get("crop", True)), margin=int(pre.get("margin", 0)),
-                                        normalize=bool(pre.get("normalize", True)),
-                                        reorient=bool(pre.get("reorient", False)), spacing=pre.get("spacing")),
+            logits=False,
+            roi=data.get("roi"),
+            preprocessing=Preprocessing(
+                crop=bool(pre.get("crop", True)),
+                margin=int(pre.get("margin", 0)),
+                normalize=bool(pre.get("normalize", True)),
+                reorient=bool(pre.get("reorient", False)),
+                spacing=pre.get("spacing"),
+            ),
             postprocessing=_legacy_postprocessing(post),
             provenance=Provenance(package_version=str(data.get("brainseg_tf_version")) + " (migrated)"),
         )
@@ -452,20 +503,38 @@ def load_card(folder: str | os.PathLike) -> ModelCard:
     return card
 
 
-def from_arguments(*, modalities: Any = None, head: Any = None, region: Any = None, logits: Any = None,
-                   spatial_dims: int, roi: Any = None, **extra: Any) -> ModelCard:
+def from_arguments(
+    *,
+    modalities: Any = None,
+    head: Any = None,
+    region: Any = None,
+    logits: Any = None,
+    spatial_dims: int,
+    roi: Any = None,
+    **extra: Any,
+) -> ModelCard:
     """A card for a model that has none, from explicit arguments (``modalities`` and ``head`` required)."""
     missing = [k for k, v in (("modalities", modalities), ("head", head)) if v is None]
     if missing:
-        raise CardError(f"the model has no model card ({CARD_FILE}) and {missing} were not given; "
-                        f"pass them explicitly (e.g. modalities=['flair', 't1', 't1ce', 't2'], head='sigmoid')")
+        raise CardError(
+            f"the model has no model card ({CARD_FILE}) and {missing} were not given; "
+            f"pass them explicitly (e.g. modalities=['flair', 't1', 't1ce', 't2'], head='sigmoid')"
+        )
     if logits is None:
-        raise CardError("the model has no model card and its last layer does not show whether it returns "
-                        "logits; pass logits=True or logits=False")
+        raise CardError(
+            "the model has no model card and its last layer does not show whether it returns "
+            "logits; pass logits=True or logits=False"
+        )
     pre = extra.pop("preprocessing", None)
     post = extra.pop("postprocessing", None)
-    return ModelCard(modalities=list(modalities), head=str(head), region=region, logits=bool(logits),
-                     spatial_dims=int(spatial_dims), roi=None if roi is None else list(roi),
-                     preprocessing=pre if isinstance(pre, Preprocessing) else Preprocessing(**dict(pre or {})),
-                     postprocessing=post if isinstance(post, Postprocessing) else Postprocessing(**dict(post or {})),
-                     **extra)
+    return ModelCard(
+        modalities=list(modalities),
+        head=str(head),
+        region=region,
+        logits=bool(logits),
+        spatial_dims=int(spatial_dims),
+        roi=None if roi is None else list(roi),
+        preprocessing=pre if isinstance(pre, Preprocessing) else Preprocessing(**dict(pre or {})),
+        postprocessing=post if isinstance(post, Postprocessing) else Postprocessing(**dict(post or {})),
+        **extra,
+    )

@@ -26,8 +26,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     from brainseg_tf import io
 
-    problems = io.validate_dataset(args.dir, layout=args.layout, progress=not args.quiet,
-                                   max_voxels=args.max_voxels)
+    problems = io.validate_dataset(args.dir, layout=args.layout, progress=not args.quiet, max_voxels=args.max_voxels)
     errors = [p for p in problems if not p.startswith("warning:")]
     for p in problems:
         print(p)
@@ -42,8 +41,13 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from brainseg_tf import synthetic
 
     out = synthetic.make_dataset(
-        args.out, layout=args.layout, n_cases=args.cases, seed=args.seed, shape=tuple(args.shape),
-        with_labels=not args.no_labels, progress=not args.quiet,
+        args.out,
+        layout=args.layout,
+        n_cases=args.cases,
+        seed=args.seed,
+        shape=tuple(args.shape),
+        with_labels=not args.no_labels,
+        progress=not args.quiet,
     )
     print(f"wrote {args.cases} synthetic {args.layout} case(s) to {out}")
     return 0
@@ -53,8 +57,15 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
     from brainseg_tf.data.cache import build_cache
 
     out = build_cache(
-        args.src, args.out, max_cases=args.max_cases, margin=args.margin, reorient=args.reorient,
-        spacing=args.spacing, dtype=args.dtype, overwrite=args.overwrite, progress=not args.quiet,
+        args.src,
+        args.out,
+        max_cases=args.max_cases,
+        margin=args.margin,
+        reorient=args.reorient,
+        spacing=args.spacing,
+        dtype=args.dtype,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
     )
     print(f"cache ready: {out}")
     return 0
@@ -64,9 +75,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from brainseg_tf.evaluation import evaluate_folders, format_summary
 
     result = evaluate_folders(
-        args.pred, args.ref, ref_convention=args.ref_convention, pred_convention=args.pred_convention,
-        out_csv=args.out, progress=not args.quiet, lesion_wise=not args.no_lesion_wise,
-        dilation=args.dilation, min_lesion_volume=args.min_lesion_volume, case_ids=args.cases,
+        args.pred,
+        args.ref,
+        ref_convention=args.ref_convention,
+        pred_convention=args.pred_convention,
+        out_csv=args.out,
+        progress=not args.quiet,
+        lesion_wise=not args.no_lesion_wise,
+        dilation=args.dilation,
+        min_lesion_volume=args.min_lesion_volume,
+        case_ids=args.cases,
     )
     print(format_summary(result))
     if args.out is not None:
@@ -89,7 +107,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         for fold_dir in folds.fold_dirs:
             if (fold_dir / "metrics.json").exists():
                 print(f"report: {report.train_report(fold_dir)}")
-        print(f"run directory: {folds.run_dir} (folds.json; {'all folds complete' if folds.summary['completed'] else 'incomplete: re-run to continue'})")
+        print(
+            f"run directory: {folds.run_dir} (folds.json; {'all folds complete' if folds.summary['completed'] else 'incomplete: re-run to continue'})"
+        )
         return 0
     result = train(cfg, run_dir=args.run_dir, resume=not args.no_resume)
     print(f"run directory: {result.run_dir}")
@@ -101,8 +121,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_plan(args: argparse.Namespace) -> int:
     from brainseg_tf import plan
 
-    print(plan.format_proposal(plan.plan_recipe(args.config, args.memory, args.precision, max_size=args.max_size,
-                                                max_batch=args.max_batch, reserve=args.reserve)))
+    print(
+        plan.format_proposal(
+            plan.plan_recipe(
+                args.config,
+                args.memory,
+                args.precision,
+                max_size=args.max_size,
+                max_batch=args.max_batch,
+                reserve=args.reserve,
+            )
+        )
+    )
     return 0
 
 
@@ -167,12 +197,20 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.backend is not None or args.max_window_voxels is not None:
         from brainseg_tf.inference import Ensemble, load_predictor
 
-        loaded = [load_predictor(path, backend=args.backend, max_window_voxels=args.max_window_voxels)
-                  for path in args.model]
+        loaded = [
+            load_predictor(path, backend=args.backend, max_window_voxels=args.max_window_voxels) for path in args.model
+        ]
         model = loaded[0] if len(loaded) == 1 else Ensemble(loaded)
     rows = predict_folder(
-        model, args.input, args.out, convention=args.convention, save_probabilities=args.probabilities,
-        overwrite=args.overwrite, progress=not args.quiet, case_ids=args.cases, **kwargs,
+        model,
+        args.input,
+        args.out,
+        convention=args.convention,
+        save_probabilities=args.probabilities,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        case_ids=args.cases,
+        **kwargs,
     )
     failed = [r for r in rows if r.get("error")]
     print(f"wrote {len(rows) - len(failed)} prediction(s) to {args.out}")
@@ -184,12 +222,17 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         from brainseg_tf import evaluation, report
 
         result = evaluation.evaluate_folders(
-            args.out, args.ref, ref_convention=args.ref_convention, out_csv=args.out / report.METRICS_FILE,
-            progress=not args.quiet, case_ids=[r["case_id"] for r in rows if not r.get("error")],
+            args.out,
+            args.ref,
+            ref_convention=args.ref_convention,
+            out_csv=args.out / report.METRICS_FILE,
+            progress=not args.quiet,
+            case_ids=[r["case_id"] for r in rows if not r.get("error")],
         )
         print(evaluation.format_summary(result))
-        path = report.predict_report(args.out, args.ref, images=args.input, result=result,
-                                     ref_convention=args.ref_convention)
+        path = report.predict_report(
+            args.out, args.ref, images=args.input, result=result, ref_convention=args.ref_convention
+        )
         print(f"per-case metrics: {args.out / report.METRICS_FILE}\nreport: {path}")
     return 1 if failed else 0
 
@@ -210,8 +253,12 @@ def _cmd_select_postprocessing(args: argparse.Namespace) -> int:
     from brainseg_tf import postprocessing
 
     selection = postprocessing.select_for_folders(
-        args.pred, args.ref, out=args.out, ref_convention=args.ref_convention,
-        pred_convention=args.pred_convention, case_ids=args.cases,
+        args.pred,
+        args.ref,
+        out=args.out,
+        ref_convention=args.ref_convention,
+        pred_convention=args.pred_convention,
+        case_ids=args.cases,
     )
     print(selection.format())
     print(f"selection: {args.out or args.pred / postprocessing.SELECTION_FILE}")
@@ -245,21 +292,35 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_survival_features(args: argparse.Namespace) -> int:
     from brainseg_tf import survival
 
-    rows = survival.feature_rows(args.labels, images=args.images, clinical=args.clinical, convention=args.convention,
-                                 tcia_by_number=args.match_tcia_by_number, progress=not args.quiet)
+    rows = survival.feature_rows(
+        args.labels,
+        images=args.images,
+        clinical=args.clinical,
+        convention=args.convention,
+        tcia_by_number=args.match_tcia_by_number,
+        progress=not args.quiet,
+    )
     survival.write_features(rows, args.out)
     paired = sum("age" in r for r in rows)
-    print(f"wrote features of {len(rows)} case(s) to {args.out}"
-          + (f" ({paired} paired with {args.clinical})" if args.clinical is not None else ""))
+    print(
+        f"wrote features of {len(rows)} case(s) to {args.out}"
+        + (f" ({paired} paired with {args.clinical})" if args.clinical is not None else "")
+    )
     return 0
 
 
 def _cmd_survival_fit(args: argparse.Namespace) -> int:
     from brainseg_tf import survival
 
-    data = survival.training_set(args.clinical, args.labels, args.features, images=args.images,
-                                 convention=args.convention, tcia_by_number=args.match_tcia_by_number,
-                                 progress=not args.quiet)
+    data = survival.training_set(
+        args.clinical,
+        args.labels,
+        args.features,
+        images=args.images,
+        convention=args.convention,
+        tcia_by_number=args.match_tcia_by_number,
+        progress=not args.quiet,
+    )
     model = survival.fit_training_set(data, args.method, feature_names=args.feature, seed=args.seed)
     model.meta["clinical"] = str(args.clinical)
     model.save(args.out)
@@ -278,8 +339,9 @@ def _cmd_survival_fit(args: argparse.Namespace) -> int:
 def _cmd_survival_predict(args: argparse.Namespace) -> int:
     from brainseg_tf import survival
 
-    rows = survival.predict_table(args.model, args.features, clinical=args.clinical,
-                                  tcia_by_number=args.match_tcia_by_number)
+    rows = survival.predict_table(
+        args.model, args.features, clinical=args.clinical, tcia_by_number=args.match_tcia_by_number
+    )
     survival.write_predictions([c for c, _ in rows], [d for _, d in rows], args.out, header=not args.no_header)
     print(f"wrote {len(rows)} prediction(s) to {args.out}")
     return 0
@@ -289,8 +351,9 @@ def _cmd_survival_evaluate(args: argparse.Namespace) -> int:
     from brainseg_tf import atomic, survival
 
     gtr_only = False if args.all_patients else None  # None: GTR only where the table records resection
-    result = survival.evaluate_predictions(args.predictions, args.clinical, gtr_only=gtr_only,
-                                           tcia_by_number=args.match_tcia_by_number)
+    result = survival.evaluate_predictions(
+        args.predictions, args.clinical, gtr_only=gtr_only, tcia_by_number=args.match_tcia_by_number
+    )
     print(survival.format_scores(result))
     if args.out is not None:
         atomic.write_json(args.out, result)
@@ -304,8 +367,9 @@ def _add_survival_parser(sub: argparse._SubParsersAction) -> None:
     tcia = {"action": "store_true", "help": "pair 2017 TCIA ids (Brats17_TCIA_201_1) with 2018 folders by number"}
 
     p = ssub.add_parser("features", help="tumour features of every label map in a folder -> CSV")
-    p.add_argument("--labels", type=Path, required=True,
-                   help="dataset folder or folder of label maps (brainseg predict)")
+    p.add_argument(
+        "--labels", type=Path, required=True, help="dataset folder or folder of label maps (brainseg predict)"
+    )
     p.add_argument("--out", type=Path, required=True, help="features CSV")
     p.add_argument("--images", type=Path, default=None, help="dataset of the label maps' scans (brain volume)")
     p.add_argument("--clinical", type=Path, default=None, help="clinical table: adds age and resection columns")
@@ -363,8 +427,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="read every case and report all problems and warnings; exit 1 on problems")
     p.add_argument("dir", type=Path)
     p.add_argument("--layout", default=None)
-    p.add_argument("--max-voxels", type=int, default=None,
-                   help="refuse files declaring more voxels (default: $BRAINSEG_MAX_VOXELS or 2^29)")
+    p.add_argument(
+        "--max-voxels",
+        type=int,
+        default=None,
+        help="refuse files declaring more voxels (default: $BRAINSEG_MAX_VOXELS or 2^29)",
+    )
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_validate)
 
@@ -393,11 +461,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="score predictions against references (Dice, HD95, lesion-wise)")
     p.add_argument("--pred", type=Path, required=True, help="folder of predicted masks (<case_id>.nii.gz)")
     p.add_argument("--ref", type=Path, required=True, help="reference dataset folder (any layout) or folder of masks")
-    p.add_argument("--ref-convention", default=None,
-                   help="label convention of the references (default: the dataset layout's or the file's record)")
-    p.add_argument("--pred-convention", default=None,
-                   help="label convention of the predictions (default: predictions.json or the header record "
-                        "`brainseg predict` writes; needed where values would read differently)")
+    p.add_argument(
+        "--ref-convention",
+        default=None,
+        help="label convention of the references (default: the dataset layout's or the file's record)",
+    )
+    p.add_argument(
+        "--pred-convention",
+        default=None,
+        help="label convention of the predictions (default: predictions.json or the header record "
+        "`brainseg predict` writes; needed where values would read differently)",
+    )
     p.add_argument("--out", type=Path, default=None, help="CSV, one row per case x region")
     p.add_argument("--no-lesion-wise", action="store_true", help="skip BraTS 2023 lesion-wise scores")
     p.add_argument("--cases", nargs="+", default=None, metavar="CASE_ID", help="only these reference cases")
@@ -410,65 +484,137 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, required=True, help="JSON recipe (see configs/)")
     p.add_argument("--run-dir", type=Path, default=None, help="run directory (default runs/<config name>)")
     p.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run directory")
-    p.add_argument("--folds", type=int, default=None, metavar="K",
-                   help="train folds 0..K-1 of the seeded k-fold split into RUN_DIR/fold_<k> (resumable; RUN_DIR/folds.json)")
+    p.add_argument(
+        "--folds",
+        type=int,
+        default=None,
+        metavar="K",
+        help="train folds 0..K-1 of the seeded k-fold split into RUN_DIR/fold_<k> (resumable; RUN_DIR/folds.json)",
+    )
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("plan", help="patch and batch size of a recipe that fit an accelerator's memory")
     p.add_argument("--config", required=True, help="JSON recipe (path or name in configs/)")
-    p.add_argument("--memory", type=_memory_arg, default=None,
-                   help="accelerator memory: 16GB (10^9), 16GiB (2^30), 24000MiB (default: the visible GPU's)")
-    p.add_argument("--precision", default=None, choices=["auto", "off", "float32", "float16", "bfloat16"],
-                   help="dtype policy planned for (default: the recipe's; auto = mixed_float16, a GPU's)")
-    p.add_argument("--max-size", type=int, nargs="+", default=None, metavar="N",
-                   help="largest patch per axis, e.g. the median cropped case (default: the recipe's patch)")
+    p.add_argument(
+        "--memory",
+        type=_memory_arg,
+        default=None,
+        help="accelerator memory: 16GB (10^9), 16GiB (2^30), 24000MiB (default: the visible GPU's)",
+    )
+    p.add_argument(
+        "--precision",
+        default=None,
+        choices=["auto", "off", "float32", "float16", "bfloat16"],
+        help="dtype policy planned for (default: the recipe's; auto = mixed_float16, a GPU's)",
+    )
+    p.add_argument(
+        "--max-size",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="N",
+        help="largest patch per axis, e.g. the median cropped case (default: the recipe's patch)",
+    )
     p.add_argument("--max-batch", type=int, default=None, help="largest batch (default: max(recipe batch, 2))")
     p.add_argument("--reserve", type=float, default=0.1, help="share of the memory left free (default 0.1)")
     p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser("predict", help="segment a case or a dataset folder; writes NIfTI in native space")
-    p.add_argument("--model", type=Path, nargs="+", required=True,
-                   help="RUN_DIR, model.keras, SavedModel folder or ONNX export (model.onnx); several are combined "
-                        "(folds averaged, single-region WT/TC/ET models stacked into one label map)")
-    p.add_argument("--backend", default=None,
-                   help="keras or onnxruntime (an ONNX export, brainseg_tf[onnx]); default: onnxruntime for "
-                        "model.onnx, keras otherwise")
+    p.add_argument(
+        "--model",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="RUN_DIR, model.keras, SavedModel folder or ONNX export (model.onnx); several are combined "
+        "(folds averaged, single-region WT/TC/ET models stacked into one label map)",
+    )
+    p.add_argument(
+        "--backend",
+        default=None,
+        help="keras or onnxruntime (an ONNX export, brainseg_tf[onnx]); default: onnxruntime for "
+        "model.onnx, keras otherwise",
+    )
     p.add_argument("--input", type=Path, required=True, help="a case folder or a dataset folder")
     p.add_argument("--out", type=Path, required=True, help="output folder (<case_id>.nii.gz)")
     p.add_argument("--convention", default=None, help="label convention of the written masks (default: the source's)")
-    p.add_argument("--roi", type=_roi_argument, nargs="+", default=None,
-                   help="sliding-window size: 1 or 3 integers, 'patch' (the training patch) or 'auto' (per case "
-                        "the largest windows within --max-window-voxels); default: the model card's inference.window")
-    p.add_argument("--overlap", type=float, default=None,
-                   help="window overlap in [0, 1) (default: the model card's inference.overlap, 0.5 without one)")
-    p.add_argument("--max-window-voxels", type=int, default=None,
-                   help="largest planned window in voxels with --roi auto (default: the card's; memory grows with it)")
+    p.add_argument(
+        "--roi",
+        type=_roi_argument,
+        nargs="+",
+        default=None,
+        help="sliding-window size: 1 or 3 integers, 'patch' (the training patch) or 'auto' (per case "
+        "the largest windows within --max-window-voxels); default: the model card's inference.window",
+    )
+    p.add_argument(
+        "--overlap",
+        type=float,
+        default=None,
+        help="window overlap in [0, 1) (default: the model card's inference.overlap, 0.5 without one)",
+    )
+    p.add_argument(
+        "--max-window-voxels",
+        type=int,
+        default=None,
+        help="largest planned window in voxels with --roi auto (default: the card's; memory grows with it)",
+    )
     p.add_argument("--sw-batch", type=int, default=1, help="windows per forward pass")
-    p.add_argument("--tta", action="store_true", help="mirror test-time augmentation (every subset of the 3 axes: 8 flips)")
-    p.add_argument("--mirror-axes", type=int, nargs="+", default=None, choices=[0, 1, 2], metavar="AXIS",
-                   help="TTA over the subsets of these axes only (implies --tta): e.g. '0 1' is 4 flips, half the time")
+    p.add_argument(
+        "--tta", action="store_true", help="mirror test-time augmentation (every subset of the 3 axes: 8 flips)"
+    )
+    p.add_argument(
+        "--mirror-axes",
+        type=int,
+        nargs="+",
+        default=None,
+        choices=[0, 1, 2],
+        metavar="AXIS",
+        help="TTA over the subsets of these axes only (implies --tta): e.g. '0 1' is 4 flips, half the time",
+    )
     p.add_argument("--et-min-voxels", type=int, default=None, help="ET smaller than this is relabelled NCR")
     p.add_argument("--min-component-voxels", type=int, default=None, help="drop tumour components smaller than this")
     p.add_argument("--probabilities", action="store_true", help="also write <case_id>_prob.nii.gz")
-    p.add_argument("--no-postprocessing", action="store_true",
-                   help="raw labels, none of the card's postprocessing (for brainseg select-postprocessing)")
-    p.add_argument("--uncertainty", nargs="?", const="auto", default=None, choices=["auto", "entropy", "variance"],
-                   help="also write <case_id>_uncertainty.nii.gz and rank the cases in predictions.json "
-                        "(auto: variance across ensemble members / TTA flips, else entropy)")
-    p.add_argument("--ref", type=Path, default=None, metavar="REF_DIR",
-                   help="references (dataset or folder of masks): also score the predictions and write "
-                        "OUT/metrics.csv and OUT/report.md with figures")
-    p.add_argument("--ref-convention", default=None,
-                   help="label convention of the references (default: the dataset layout's or the file's record)")
+    p.add_argument(
+        "--no-postprocessing",
+        action="store_true",
+        help="raw labels, none of the card's postprocessing (for brainseg select-postprocessing)",
+    )
+    p.add_argument(
+        "--uncertainty",
+        nargs="?",
+        const="auto",
+        default=None,
+        choices=["auto", "entropy", "variance"],
+        help="also write <case_id>_uncertainty.nii.gz and rank the cases in predictions.json "
+        "(auto: variance across ensemble members / TTA flips, else entropy)",
+    )
+    p.add_argument(
+        "--ref",
+        type=Path,
+        default=None,
+        metavar="REF_DIR",
+        help="references (dataset or folder of masks): also score the predictions and write "
+        "OUT/metrics.csv and OUT/report.md with figures",
+    )
+    p.add_argument(
+        "--ref-convention",
+        default=None,
+        help="label convention of the references (default: the dataset layout's or the file's record)",
+    )
     p.add_argument("--cases", nargs="+", default=None, metavar="CASE_ID", help="only these cases of the dataset")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_predict)
 
-    p = sub.add_parser("select-postprocessing",
-                       help="choose postprocessing on validation predictions (nnU-Net's rule); record it in the card")
-    p.add_argument("--pred", type=Path, required=True,
-                   help="predictions made without postprocessing (brainseg predict --no-postprocessing)")
+    p = sub.add_parser(
+        "select-postprocessing",
+        help="choose postprocessing on validation predictions (nnU-Net's rule); record it in the card",
+    )
+    p.add_argument(
+        "--pred",
+        type=Path,
+        required=True,
+        help="predictions made without postprocessing (brainseg predict --no-postprocessing)",
+    )
     p.add_argument("--ref", type=Path, required=True, help="references: dataset folder or folder of masks")
     p.add_argument("--model", type=Path, default=None, help="RUN_DIR or export folder whose card records the rule")
     p.add_argument("--out", type=Path, default=None, help="selection JSON (default PRED/postprocessing.json)")
@@ -481,8 +627,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, required=True, help="RUN_DIR or model.keras")
     p.add_argument("--out", type=Path, required=True)
     # export.FORMATS checks the name; importing it here would slow every brainseg command
-    p.add_argument("--format", default="savedmodel",
-                   help="savedmodel (default: SavedModel + .keras) or onnx (OUT/model.onnx; brainseg_tf[onnx])")
+    p.add_argument(
+        "--format",
+        default="savedmodel",
+        help="savedmodel (default: SavedModel + .keras) or onnx (OUT/model.onnx; brainseg_tf[onnx])",
+    )
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_export)
 

@@ -23,6 +23,8 @@ MODALITIES: tuple[str, ...] = ("flair", "t1", "t1ce", "t2")
 HEADS: tuple[str, ...] = ("softmax", "sigmoid", "region")
 #: Output activations of a model's last layer (a region head is a one-channel sigmoid).
 OUTPUT_ACTIVATIONS: tuple[str, ...] = ("softmax", "sigmoid")
+#: Anatomical planes and the RAS axis normal to each (arrays are RAS-oriented, see CONVENTIONS.md).
+PLANE_AXES: dict[str, int] = {"sagittal": 0, "coronal": 1, "axial": 2}
 
 
 def region_index(region: str) -> int:

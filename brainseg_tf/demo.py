@@ -56,8 +56,15 @@ def run_demo(
     t = time.time()
     overrides = {"data.root": str(data_dir), "data.synthetic": None, "training.seed": seed}
     if quick:
-        overrides.update({"training.epochs": 2, "training.steps_per_epoch": 3, "pipeline.patch_size": [32, 32, 32],
-                          "validation.patches_per_case": 1, "schedule.warmup_steps": 2})
+        overrides.update(
+            {
+                "training.epochs": 2,
+                "training.steps_per_epoch": 3,
+                "pipeline.patch_size": [32, 32, 32],
+                "validation.patches_per_case": 1,
+                "schedule.warmup_steps": 2,
+            }
+        )
     else:  # a few minutes of training on 2 CPU cores: 15 x 40 steps of the demo recipe's small U-Net
         overrides.update({"training.epochs": 15, "training.steps_per_epoch": 40})
     if epochs is not None:
@@ -72,17 +79,20 @@ def run_demo(
     t = time.time()
     split = training.load_split(run_dir)
     pred_dir = out / "predictions"
-    records = inference.predict_folder(run_dir, data_dir, pred_dir, case_ids=split.val_ids, overwrite=True,
-                                       progress=True)
+    records = inference.predict_folder(
+        run_dir, data_dir, pred_dir, case_ids=split.val_ids, overwrite=True, progress=True
+    )
     failed = [r for r in records if r["status"] == "failed"]
     if failed:
         raise RuntimeError(f"prediction failed for {[(r['case_id'], r['error']) for r in failed]}")
     timings["predict"] = time.time() - t
 
     t = time.time()
-    result = evaluation.evaluate_folders(pred_dir, data_dir, out_csv=out / report.METRICS_FILE,
-                                         case_ids=split.val_ids, progress=False)
+    result = evaluation.evaluate_folders(
+        pred_dir, data_dir, out_csv=out / report.METRICS_FILE, case_ids=split.val_ids, progress=False
+    )
     print(evaluation.format_summary(result))
     timings["evaluate"] = time.time() - t
-    return report.demo_report(out, data_dir=data_dir, run_dir=run_dir, pred_dir=pred_dir, result=result,
-                              timings=timings)
+    return report.demo_report(
+        out, data_dir=data_dir, run_dir=run_dir, pred_dir=pred_dir, result=result, timings=timings
+    )

@@ -32,9 +32,9 @@ import itertools
 import math
 import re
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -69,8 +69,20 @@ PREDICTIONS_META = "predictions.json"  # optional, beside predictions: {"convent
 LEGACY_EMPTY_HD95 = float(np.sqrt(240.0**2 + 240.0**2 + 155.0**2))  # 373.12866 mm
 LESION_FP_HD95 = 374.0
 CSV_COLUMNS = (
-    "case", "region", "dice", "hd95", "sensitivity", "specificity", "volume_ref_ml", "volume_pred_ml",
-    "lesion_dice", "lesion_hd95", "lesion_tp", "lesion_fn", "lesion_fp", "missing_prediction",
+    "case",
+    "region",
+    "dice",
+    "hd95",
+    "sensitivity",
+    "specificity",
+    "volume_ref_ml",
+    "volume_pred_ml",
+    "lesion_dice",
+    "lesion_hd95",
+    "lesion_tp",
+    "lesion_fn",
+    "lesion_fp",
+    "missing_prediction",
 )
 _FULL_26 = np.ones((3, 3, 3), dtype=bool)
 _DILATION_18 = ndimage.generate_binary_structure(3, 2)
@@ -166,7 +178,7 @@ def _neighbour_codes(mask: np.ndarray) -> np.ndarray:
     out_shape = tuple(s - 1 for s in padded.shape)
     codes = np.zeros(out_shape, dtype=np.uint8)
     for a, b, c in itertools.product((0, 1), repeat=3):
-        part = padded[a:a + out_shape[0], b:b + out_shape[1], c:c + out_shape[2]]
+        part = padded[a : a + out_shape[0], b : b + out_shape[1], c : c + out_shape[2]]
         codes |= part << np.uint8(7 - (4 * a + 2 * b + c))
     return codes
 
@@ -466,10 +478,22 @@ def evaluate_case(
             "missing_prediction": False,
         }
         if lesion_wise:
-            lw = lesion_wise_scores(r, p, spacing, dilation=dilation, min_volume=min_lesion_volume,
-                                    fp_hd95=lesion_fp_hd95, full_hd95=dist if n_ref and n_pred else None)
-            row.update(lesion_dice=lw["lesion_dice"], lesion_hd95=lw["lesion_hd95"],
-                       lesion_tp=lw["tp"], lesion_fn=lw["fn"], lesion_fp=lw["fp"])
+            lw = lesion_wise_scores(
+                r,
+                p,
+                spacing,
+                dilation=dilation,
+                min_volume=min_lesion_volume,
+                fp_hd95=lesion_fp_hd95,
+                full_hd95=dist if n_ref and n_pred else None,
+            )
+            row.update(
+                lesion_dice=lw["lesion_dice"],
+                lesion_hd95=lw["lesion_hd95"],
+                lesion_tp=lw["tp"],
+                lesion_fn=lw["fn"],
+                lesion_fp=lw["fp"],
+            )
         rows.append(row)
     return rows
 
@@ -498,8 +522,9 @@ def _label_file(path: Path) -> bool:
     """A visible NIfTI label file: hidden names (``.nii.gz``, ``._x.nii.gz``) and the auxiliary
     outputs of ``predict`` (``<id>_prob``, ``<id>_uncertainty``) are never cases."""
     stem = _nifti_stem(path.name)
-    return (path.is_file() and not path.name.startswith(".") and stem is not None
-            and not stem.endswith(AUXILIARY_SUFFIXES))
+    return (
+        path.is_file() and not path.name.startswith(".") and stem is not None and not stem.endswith(AUXILIARY_SUFFIXES)
+    )
 
 
 def _case_key(path: Path, root: Path) -> str:
@@ -634,9 +659,12 @@ def resolve_convention(
     if not readings:
         raise DataError(source, f"{source}: label values {present} fit no known convention {sorted(CONVENTIONS)}")
     ways = "; ".join(f"{'/'.join(names)}: {_reading(present, CONVENTIONS[names[0]])}" for names in readings.values())
-    raise DataError(source, f"{source}: label values {present} mean different things in different conventions "
-                            f"({ways}) and the file does not record its convention; pass {flag} "
-                            f"(one of {', '.join(n for n in CONVENTIONS)})")
+    raise DataError(
+        source,
+        f"{source}: label values {present} mean different things in different conventions "
+        f"({ways}) and the file does not record its convention; pass {flag} "
+        f"(one of {', '.join(n for n in CONVENTIONS)})",
+    )
 
 
 def load_labels(
@@ -655,8 +683,13 @@ def load_labels(
     if data.ndim == 4 and data.shape[-1] == 1:
         data = data[..., 0]
     recorded = convention or stamped_convention(volume.header)
-    conv = resolve_convention(label_values(data, source=path) if explicit is None and recorded is None else (), path,
-                              explicit=explicit, recorded=recorded, flag=flag)
+    conv = resolve_convention(
+        label_values(data, source=path) if explicit is None and recorded is None else (),
+        path,
+        explicit=explicit,
+        recorded=recorded,
+        flag=flag,
+    )
     return to_canonical(data, conv, source=path), np.asarray(volume.affine), tuple(float(s) for s in volume.spacing)
 
 
@@ -688,15 +721,20 @@ class EvaluationResult:
         return summarize(self.rows)
 
 
-def _check_evaluation_args(dilation: object, min_lesion_volume: object, conventions: Sequence[str | None],
-                           case_ids: Sequence[str] | None) -> None:
+def _check_evaluation_args(
+    dilation: object, min_lesion_volume: object, conventions: Sequence[str | None], case_ids: Sequence[str] | None
+) -> None:
     """Refuse bad arguments before any file is read (``ValueError`` naming the argument)."""
     from brainseg_tf.io.labels import get_convention
 
     if isinstance(dilation, bool) or not isinstance(dilation, (int, np.integer)) or dilation < 0:
         raise ValueError(f"dilation={dilation!r} must be an integer >= 0")
-    if (isinstance(min_lesion_volume, bool) or not isinstance(min_lesion_volume, (int, float, np.number))
-            or not math.isfinite(min_lesion_volume) or min_lesion_volume < 0):
+    if (
+        isinstance(min_lesion_volume, bool)
+        or not isinstance(min_lesion_volume, (int, float, np.number))
+        or not math.isfinite(min_lesion_volume)
+        or min_lesion_volume < 0
+    ):
         raise ValueError(f"min_lesion_volume={min_lesion_volume!r} must be a finite number >= 0 (mm^3)")
     for conv in conventions:
         if conv is not None:
@@ -775,16 +813,18 @@ def evaluate_folders(
     used: set[Path] = set()
     for case_id in tqdm(sorted(references), desc="evaluate", disable=not progress, unit="case"):
         ref_path, dataset_convention = references[case_id]
-        ref, ref_affine, spacing = load_labels(ref_path, dataset_convention, explicit=ref_convention,
-                                                flag="--ref-convention")
+        ref, ref_affine, spacing = load_labels(
+            ref_path, dataset_convention, explicit=ref_convention, flag="--ref-convention"
+        )
         pred_path = predictions.get(case_id)
         if pred_path is None:
             pred = np.zeros_like(ref)
             result.missing.append(case_id)
         else:
             used.add(pred_path)
-            pred, pred_affine, _ = load_labels(pred_path, recorded.get(case_id, recorded.get("*")),
-                                                explicit=pred_convention, flag="--pred-convention")
+            pred, pred_affine, _ = load_labels(
+                pred_path, recorded.get(case_id, recorded.get("*")), explicit=pred_convention, flag="--pred-convention"
+            )
             if pred.shape != ref.shape:
                 raise ValueError(
                     f"prediction {pred_path} has shape {pred.shape} but reference {ref_path} has {ref.shape}"
@@ -794,8 +834,15 @@ def evaluate_folders(
                     f"prediction {pred_path} and reference {ref_path} have different affines:\n"
                     f"{np.round(pred_affine, 4)}\nvs\n{np.round(ref_affine, 4)}"
                 )
-        rows = evaluate_case(pred, ref, spacing, case=case_id, lesion_wise=lesion_wise, dilation=dilation,
-                             min_lesion_volume=min_lesion_volume)
+        rows = evaluate_case(
+            pred,
+            ref,
+            spacing,
+            case=case_id,
+            lesion_wise=lesion_wise,
+            dilation=dilation,
+            min_lesion_volume=min_lesion_volume,
+        )
         for row in rows:
             row["missing_prediction"] = pred_path is None
         result.rows.extend(rows)
@@ -820,8 +867,13 @@ def summarize(rows: Sequence[dict]) -> dict[str, dict[str, dict[str, float]]]:
                 stats = dict.fromkeys(("mean", "std", "median", "q1", "q3"), math.nan)
             else:
                 q1, median, q3 = np.percentile(values, [25, 50, 75])
-                stats = {"mean": float(values.mean()), "std": float(values.std()), "median": float(median),
-                         "q1": float(q1), "q3": float(q3)}
+                stats = {
+                    "mean": float(values.mean()),
+                    "std": float(values.std()),
+                    "median": float(median),
+                    "q1": float(q1),
+                    "q3": float(q3),
+                }
             stats["n"] = int(values.size)
             out[region][metric] = stats
     return out

@@ -37,6 +37,7 @@ Keras model must agree within :data:`ONNX_ATOL` on a random input. Run it with
 ``load_predictor(OUT, backend="onnxruntime")`` or ``brainseg predict --backend onnxruntime``.
 See docs/export.md (also for what TFLite can and cannot do).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -95,8 +96,9 @@ def _float32_config(config: Any) -> Any:
         return [_float32_config(c) for c in config]
     if not isinstance(config, dict):
         return config
-    if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and \
-            str(config.get("config", {}).get("name", "")).startswith("mixed_"):
+    if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and str(
+        config.get("config", {}).get("name", "")
+    ).startswith("mixed_"):
         return "float32"
     return {k: _float32_config(v) for k, v in config.items()}
 
@@ -176,8 +178,11 @@ def _split_reductions(proto: Any) -> None:
         source = node.input[0]
         for k, axis in enumerate(sorted(axes, reverse=True)):
             target = node.output[0] if k == len(axes) - 1 else f"{node.output[0]}__mean_axis{axis}"
-            nodes.append(helper.make_node("ReduceMean", [source], [target], axes=[axis], keepdims=1,
-                                          name=f"{node.name}__axis{axis}"))
+            nodes.append(
+                helper.make_node(
+                    "ReduceMean", [source], [target], axes=[axis], keepdims=1, name=f"{node.name}__axis{axis}"
+                )
+            )
             source = target
     del proto.graph.node[:]
     proto.graph.node.extend(nodes)
@@ -195,8 +200,11 @@ def _embed_captured_constants(proto: Any, function: Any) -> None:
     """
     from onnx import numpy_helper
 
-    constants = {inner.name: outer for inner, outer in zip(function.graph.internal_captures, function.captured_inputs)
-                 if outer.dtype.name != "resource"}
+    constants = {
+        inner.name: outer
+        for inner, outer in zip(function.graph.internal_captures, function.captured_inputs)
+        if outer.dtype.name != "resource"
+    }
     used = {name for node in proto.graph.node for name in node.input}
     for value in [i for i in proto.graph.input if i.name != SIGNATURE_INPUT]:
         if value.name in used and value.name not in constants:
@@ -206,8 +214,9 @@ def _embed_captured_constants(proto: Any, function: Any) -> None:
         proto.graph.input.remove(value)
 
 
-def compare_onnx(onnx_model: str | Path | bytes, keras_model: Any, spatial_shape: tuple[int, ...], *,
-                 batch: int = 1, seed: int = 0) -> dict[str, Any]:
+def compare_onnx(
+    onnx_model: str | Path | bytes, keras_model: Any, spatial_shape: tuple[int, ...], *, batch: int = 1, seed: int = 0
+) -> dict[str, Any]:
     """Run ONNX Runtime and the float32 Keras model on one random ``(batch, *spatial_shape, C)`` input.
 
     Returns:
@@ -222,8 +231,11 @@ def compare_onnx(onnx_model: str | Path | bytes, keras_model: Any, spatial_shape
     reference = np.asarray(float32_model(keras_model)(x, training=False), dtype=np.float32)
     if got.shape != reference.shape:
         raise ValueError(f"ONNX Runtime returned shape {got.shape}, Keras {reference.shape}")
-    return {"input_shape": list(x.shape), "output_shape": list(got.shape),
-            "max_abs_diff": float(np.abs(got - reference).max())}
+    return {
+        "input_shape": list(x.shape),
+        "output_shape": list(got.shape),
+        "max_abs_diff": float(np.abs(got - reference).max()),
+    }
 
 
 def _check_shape(card: ModelCard) -> tuple[int, ...]:
@@ -302,8 +314,10 @@ def export_model(
         if not overwrite:
             raise FileExistsError(f"{out_dir} exists and is not empty; pass overwrite=True to replace an export")
         if not is_export_dir(out_dir):
-            raise FileExistsError(f"{out_dir} is not an export folder ({CARD_FILE} with {SAVED_MODEL_DIR}/ and "
-                                  f"{KERAS_FILE}, or with {ONNX_FILE}); refusing to replace it, even with overwrite")
+            raise FileExistsError(
+                f"{out_dir} is not an export folder ({CARD_FILE} with {SAVED_MODEL_DIR}/ and "
+                f"{KERAS_FILE}, or with {ONNX_FILE}); refusing to replace it, even with overwrite"
+            )
     card = pred.to_card()
     served_model = probability_model(keras_model, card)
     if format == "onnx":
@@ -335,13 +349,19 @@ def _export_onnx(served_model: Any, card: ModelCard, out_dir: Path) -> dict[str,
     blob = to_onnx(served_model, card.spatial_dims, len(card.modalities))
     check = compare_onnx(blob, served_model, _check_shape(card))
     if check["max_abs_diff"] > ONNX_ATOL:
-        raise ValueError(f"{out_dir}: ONNX Runtime and Keras differ by {check['max_abs_diff']:.3g} "
-                         f"(> {ONNX_ATOL}) on a random {check['input_shape']} input; nothing written")
+        raise ValueError(
+            f"{out_dir}: ONNX Runtime and Keras differ by {check['max_abs_diff']:.3g} "
+            f"(> {ONNX_ATOL}) on a random {check['input_shape']} input; nothing written"
+        )
     with atomic.atomic_dir(out_dir) as tmp:
         atomic.write_bytes(tmp / ONNX_FILE, blob)
         card.replace(logits=False).save(tmp / CARD_FILE)
-    return {"out_dir": out_dir, "onnx": out_dir / ONNX_FILE, "metadata": out_dir / CARD_FILE,
-            "max_abs_diff": check["max_abs_diff"]}
+    return {
+        "out_dir": out_dir,
+        "onnx": out_dir / ONNX_FILE,
+        "metadata": out_dir / CARD_FILE,
+        "max_abs_diff": check["max_abs_diff"],
+    }
 
 
 def verify_export(
@@ -388,5 +408,17 @@ def verify_export(
     return report
 
 
-__all__ = ["export_model", "verify_export", "is_export_dir", "probability_model", "float32_model", "to_onnx",
-           "compare_onnx", "FORMATS", "ONNX_OPSET", "ONNX_ATOL", "SIGNATURE_INPUT", "SIGNATURE_OUTPUT"]
+__all__ = [
+    "export_model",
+    "verify_export",
+    "is_export_dir",
+    "probability_model",
+    "float32_model",
+    "to_onnx",
+    "compare_onnx",
+    "FORMATS",
+    "ONNX_OPSET",
+    "ONNX_ATOL",
+    "SIGNATURE_INPUT",
+    "SIGNATURE_OUTPUT",
+]

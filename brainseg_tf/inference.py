@@ -34,14 +34,15 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-from concurrent.futures import ThreadPoolExecutor
 import math
 import tempfile
 import time
 import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -143,9 +144,15 @@ def window_starts(size: int, roi: int, overlap: float) -> list[int]:
 DEFAULT_MAX_WINDOW_VOXELS = 1_500_000
 
 
-def plan_window(shape: Sequence[int], *, overlap: float = 0.25, divisor: int | Sequence[int] = 16,
-                max_voxels: int = DEFAULT_MAX_WINDOW_VOXELS, min_size: int | Sequence[int] | None = None,
-                max_windows_per_axis: int = 8) -> tuple[int, ...]:
+def plan_window(
+    shape: Sequence[int],
+    *,
+    overlap: float = 0.25,
+    divisor: int | Sequence[int] = 16,
+    max_voxels: int = DEFAULT_MAX_WINDOW_VOXELS,
+    min_size: int | Sequence[int] | None = None,
+    max_windows_per_axis: int = 8,
+) -> tuple[int, ...]:
     """The window size that covers ``shape`` forwarding the fewest voxels (``roi="auto"``).
 
     For every number of windows ``n`` per axis the window is the smallest multiple of ``divisor``
@@ -173,14 +180,18 @@ def plan_window(shape: Sequence[int], *, overlap: float = 0.25, divisor: int | S
         raise ValueError(f"shape={shape!r} must be positive sizes")
     _check_overlap(overlap)
     divs = (int(divisor),) * ndim if np.isscalar(divisor) else tuple(int(d) for d in divisor)
-    mins = tuple(4 * d for d in divs) if min_size is None else (
-        (int(min_size),) * ndim if np.isscalar(min_size) else tuple(int(m) for m in min_size))
+    mins = (
+        tuple(4 * d for d in divs)
+        if min_size is None
+        else ((int(min_size),) * ndim if np.isscalar(min_size) else tuple(int(m) for m in min_size))
+    )
     if len(divs) != ndim or len(mins) != ndim or min(divs) < 1 or min(mins) < 1:
         raise ValueError(f"divisor={divisor!r} / min_size={min_size!r} must be positive, one per axis of {shape}")
     mins = tuple(-(-m // d) * d for m, d in zip(mins, divs))
     if isinstance(max_voxels, bool) or int(max_voxels) < math.prod(mins):
-        raise ValueError(f"max_voxels={max_voxels!r} is smaller than the smallest window {mins} "
-                         f"({math.prod(mins)} voxels)")
+        raise ValueError(
+            f"max_voxels={max_voxels!r} is smaller than the smallest window {mins} ({math.prod(mins)} voxels)"
+        )
 
     def options(size: int, d: int, low: int) -> list[tuple[int, int]]:
         out, seen = [], set()
@@ -204,8 +215,9 @@ def plan_window(shape: Sequence[int], *, overlap: float = 0.25, divisor: int | S
         if best is None or key < best[0]:
             best = (key, window)
     if best is None:  # unreachable: the smallest windows fit (checked above) and cover any size with enough n
-        raise ValueError(f"no window of at most {max_voxels} voxels covers {shape} with "
-                         f"{max_windows_per_axis} windows per axis")
+        raise ValueError(
+            f"no window of at most {max_voxels} voxels covers {shape} with {max_windows_per_axis} windows per axis"
+        )
     return best[1]
 
 
@@ -311,13 +323,15 @@ def sliding_window(
 
     def window_of(sl: tuple[slice, ...]) -> np.ndarray:
         """The window ``sl`` (padded coordinates), ``cval`` outside the image."""
-        src = tuple(slice(max(w.start - a, 0), min(w.stop - a, n))
-                    for w, (a, _), n in zip(sl, pads_done, padded.shape[:ndim]))
+        src = tuple(
+            slice(max(w.start - a, 0), min(w.stop - a, n)) for w, (a, _), n in zip(sl, pads_done, padded.shape[:ndim])
+        )
         if all(s.stop - s.start == r for s, r in zip(src, roi_t)):
             return padded[src]
         out = np.full(roi_t + padded.shape[ndim:], cval, dtype=padded.dtype)
-        out[tuple(slice(s.start + a - w.start, s.stop + a - w.start) for s, w, (a, _) in zip(src, sl, pads_done))] = \
+        out[tuple(slice(s.start + a - w.start, s.stop + a - w.start) for s, w, (a, _) in zip(src, sl, pads_done))] = (
             padded[src]
+        )
         return out
 
     starts = [window_starts(s, r, float(overlap)) for s, r in zip(padded_spatial, roi_t)]
@@ -374,8 +388,9 @@ def mirror_tta(predictor: BatchPredictor, axes: Sequence[int] = (0, 1, 2)) -> Ca
 def check_mirror_axes(axes: Any) -> tuple[int, ...]:
     """``axes`` as a tuple of distinct spatial axes among 0, 1, 2; ``ValueError`` otherwise."""
     vals = [axes] if np.isscalar(axes) else list(axes)
-    if (len(set(vals)) != len(vals) or
-            any(isinstance(a, bool) or not isinstance(a, (int, np.integer)) or not 0 <= a <= 2 for a in vals)):
+    if len(set(vals)) != len(vals) or any(
+        isinstance(a, bool) or not isinstance(a, (int, np.integer)) or not 0 <= a <= 2 for a in vals
+    ):
         raise ValueError(f"mirror_axes={axes!r} must be distinct spatial axes among 0, 1, 2")
     return tuple(int(a) for a in vals)
 
@@ -406,8 +421,9 @@ def mirror_flips(predictor: BatchPredictor, axes: Sequence[int] = (0, 1, 2)) -> 
 # ----------------------------------------------------------------------------- postprocessing
 
 
-def probabilities_to_labels(probabilities: np.ndarray, head: str = "softmax", threshold: float = 0.5,
-                            region: str | None = None) -> np.ndarray:
+def probabilities_to_labels(
+    probabilities: np.ndarray, head: str = "softmax", threshold: float = 0.5, region: str | None = None
+) -> np.ndarray:
     """Canonical labels ``(...)`` uint8 from probabilities ``(..., K)``.
 
     Args:
@@ -431,8 +447,9 @@ def probabilities_to_labels(probabilities: np.ndarray, head: str = "softmax", th
     raise ValueError(f"head={head!r} is unknown; expected one of {HEADS}")
 
 
-def postprocess(labels: np.ndarray, *, et_min_voxels: int = 0, min_component_voxels: int = 0,
-                largest_component: Sequence[str] = ()) -> np.ndarray:
+def postprocess(
+    labels: np.ndarray, *, et_min_voxels: int = 0, min_component_voxels: int = 0, largest_component: Sequence[str] = ()
+) -> np.ndarray:
     """BraTS postprocessing of canonical labels (the model card's rules); returns a new uint8 array.
 
     The rules of :mod:`brainseg_tf.postprocessing`, in its fixed order:
@@ -453,8 +470,11 @@ def postprocess(labels: np.ndarray, *, et_min_voxels: int = 0, min_component_vox
     """
     _check_voxel_count("et_min_voxels", et_min_voxels)
     _check_voxel_count("min_component_voxels", min_component_voxels)
-    rules = Postprocessing(et_min_voxels=int(et_min_voxels), min_component_voxels=int(min_component_voxels),
-                           largest_component=[str(r) for r in largest_component])
+    rules = Postprocessing(
+        et_min_voxels=int(et_min_voxels),
+        min_component_voxels=int(min_component_voxels),
+        largest_component=[str(r) for r in largest_component],
+    )
     return postprocessing_rules.apply(labels, rules)
 
 
@@ -462,13 +482,21 @@ def postprocess(labels: np.ndarray, *, et_min_voxels: int = 0, min_component_vox
 
 # Predictor keyword overrides and the card fields they replace.
 _OVERRIDES = {
-    "modalities": "modalities", "head": "head", "region": "region", "roi": "roi", "logits": "logits",
-    "et_min_voxels": "postprocessing.et_min_voxels", "min_component_voxels": "postprocessing.min_component_voxels",
-    "threshold": "postprocessing.region_threshold", "region_threshold": "postprocessing.region_threshold",
+    "modalities": "modalities",
+    "head": "head",
+    "region": "region",
+    "roi": "roi",
+    "logits": "logits",
+    "et_min_voxels": "postprocessing.et_min_voxels",
+    "min_component_voxels": "postprocessing.min_component_voxels",
+    "threshold": "postprocessing.region_threshold",
+    "region_threshold": "postprocessing.region_threshold",
     "largest_component": "postprocessing.largest_component",
     "preprocessing": "preprocessing",
-    "window": "inference.window", "overlap": "inference.overlap",
-    "max_window_voxels": "inference.max_window_voxels", "divisor": "inference.divisor",
+    "window": "inference.window",
+    "overlap": "inference.overlap",
+    "max_window_voxels": "inference.max_window_voxels",
+    "divisor": "inference.divisor",
     "min_window": "inference.min_window",
 }
 
@@ -552,33 +580,57 @@ class Predictor:
 
     def to_card(self) -> ModelCard:
         """This predictor's card: the one it was loaded with, updated with its current fields."""
-        base = self.card or ModelCard(modalities=list(self.modalities), head=self.head, region=self.region,
-                                      spatial_dims=self.spatial_dims)
-        pre = dataclasses.replace(base.preprocessing, **{k: (list(v) if isinstance(v, tuple) else v)
-                                                         for k, v in self.preprocessing.items()},
-                                  resize=None if self.resize is None else list(self.resize), plane=self.plane)
-        post = Postprocessing(et_min_voxels=int(self.et_min_voxels), min_component_voxels=int(self.min_component_voxels),
-                              region_threshold=float(self.threshold), largest_component=list(self.largest_component))
-        return dataclasses.replace(base, modalities=list(self.modalities), head=self.head, region=self.region,
-                                   roi=None if self.roi is None else list(self.roi), spatial_dims=self.spatial_dims,
-                                   preprocessing=pre, postprocessing=post, inference=dataclasses.replace(self.inference))
-
-    @classmethod
-    def from_card(cls, fn: BatchPredictor, card: ModelCard, **kwargs: Any) -> "Predictor":
-        """A predictor whose fields are the card's (``fn`` must already return probabilities)."""
-        return cls(
-            fn=fn, modalities=tuple(card.modalities), head=card.head, region=card.region,
-            roi=None if card.roi is None else tuple(card.roi), spatial_dims=card.spatial_dims,
-            et_min_voxels=card.postprocessing.et_min_voxels,
-            min_component_voxels=card.postprocessing.min_component_voxels,
-            threshold=card.postprocessing.region_threshold, preprocessing=card.preprocessing.case_options(),
-            largest_component=tuple(card.postprocessing.largest_component),
-            resize=None if card.preprocessing.resize is None else tuple(card.preprocessing.resize),
-            plane=card.preprocessing.plane, inference=dataclasses.replace(card.inference), card=card, **kwargs,
+        base = self.card or ModelCard(
+            modalities=list(self.modalities), head=self.head, region=self.region, spatial_dims=self.spatial_dims
+        )
+        pre = dataclasses.replace(
+            base.preprocessing,
+            **{k: (list(v) if isinstance(v, tuple) else v) for k, v in self.preprocessing.items()},
+            resize=None if self.resize is None else list(self.resize),
+            plane=self.plane,
+        )
+        post = Postprocessing(
+            et_min_voxels=int(self.et_min_voxels),
+            min_component_voxels=int(self.min_component_voxels),
+            region_threshold=float(self.threshold),
+            largest_component=list(self.largest_component),
+        )
+        return dataclasses.replace(
+            base,
+            modalities=list(self.modalities),
+            head=self.head,
+            region=self.region,
+            roi=None if self.roi is None else list(self.roi),
+            spatial_dims=self.spatial_dims,
+            preprocessing=pre,
+            postprocessing=post,
+            inference=dataclasses.replace(self.inference),
         )
 
     @classmethod
-    def from_keras(cls, model: Any, card: ModelCard | Mapping[str, Any] | None = None, **overrides: Any) -> "Predictor":
+    def from_card(cls, fn: BatchPredictor, card: ModelCard, **kwargs: Any) -> Predictor:
+        """A predictor whose fields are the card's (``fn`` must already return probabilities)."""
+        return cls(
+            fn=fn,
+            modalities=tuple(card.modalities),
+            head=card.head,
+            region=card.region,
+            roi=None if card.roi is None else tuple(card.roi),
+            spatial_dims=card.spatial_dims,
+            et_min_voxels=card.postprocessing.et_min_voxels,
+            min_component_voxels=card.postprocessing.min_component_voxels,
+            threshold=card.postprocessing.region_threshold,
+            preprocessing=card.preprocessing.case_options(),
+            largest_component=tuple(card.postprocessing.largest_component),
+            resize=None if card.preprocessing.resize is None else tuple(card.preprocessing.resize),
+            plane=card.preprocessing.plane,
+            inference=dataclasses.replace(card.inference),
+            card=card,
+            **kwargs,
+        )
+
+    @classmethod
+    def from_keras(cls, model: Any, card: ModelCard | Mapping[str, Any] | None = None, **overrides: Any) -> Predictor:
         """Wrap a Keras model with its card (a :class:`ModelCard`, its dict, or explicit ``overrides``).
 
         Without a card, ``modalities`` and ``head`` (and ``region`` for a region head) must be
@@ -646,21 +698,26 @@ def _set_field(card: ModelCard, key: str, value: Any) -> ModelCard:
     return dataclasses.replace(card, **{section: list(value) if isinstance(value, tuple) else value})
 
 
-def _card_for(card: ModelCard | Mapping[str, Any] | None, overrides: Mapping[str, Any],
-              facts: Mapping[str, Any]) -> ModelCard:
+def _card_for(
+    card: ModelCard | Mapping[str, Any] | None, overrides: Mapping[str, Any], facts: Mapping[str, Any]
+) -> ModelCard:
     """The card to use: the given one (or its dict) updated with ``overrides``, else one from arguments."""
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if isinstance(card, Mapping):
         card = ModelCard.from_dict(card)
     if card is None:
-        args = {**facts, **{k: v for k, v in overrides.items() if k in ("modalities", "head", "region", "logits", "roi")}}
+        args = {
+            **facts,
+            **{k: v for k, v in overrides.items() if k in ("modalities", "head", "region", "logits", "roi")},
+        }
         card = from_arguments(**args)
     for key, value in overrides.items():
         card = _set_field(card, key, value)
     card.validate()
     if "spatial_dims" in facts and facts["spatial_dims"] != card.spatial_dims:
-        raise CardError(f"the model card says spatial_dims={card.spatial_dims}; the model takes "
-                        f"{facts['spatial_dims']}D input")
+        raise CardError(
+            f"the model card says spatial_dims={card.spatial_dims}; the model takes {facts['spatial_dims']}D input"
+        )
     return card
 
 
@@ -712,8 +769,11 @@ def _drop_unknown_initializer_args(config: Any, keras: Any) -> bool:
     changed = False
     if isinstance(config, dict):
         cls = getattr(keras.initializers, str(config.get("class_name")), None)
-        if (config.get("module") == "keras.initializers" and isinstance(cls, type)
-                and isinstance(config.get("config"), dict)):
+        if (
+            config.get("module") == "keras.initializers"
+            and isinstance(cls, type)
+            and isinstance(config.get("config"), dict)
+        ):
             try:  # the arguments this Keras writes for the class are the ones it reads back
                 known = set(cls().get_config())
             except TypeError:  # no default instance (required arguments): left as it is
@@ -767,8 +827,9 @@ def import_optional(module: str, extra: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise OptionalDependencyError(f"{module} is not installed ({exc}); install brainseg_tf[{extra}]: "
-                                      f"pip install 'brainseg_tf[{extra}]'") from None
+        raise OptionalDependencyError(
+            f"{module} is not installed ({exc}); install brainseg_tf[{extra}]: pip install 'brainseg_tf[{extra}]'"
+        ) from None
 
 
 def onnx_session(model: str | Path | bytes, threads: int | None = None) -> Any:
@@ -827,8 +888,9 @@ def _onnx_file(path: Path, backend: str | None) -> Path | None:
     is_onnx = candidate.suffix == ".onnx" and candidate.is_file()
     if backend == "onnxruntime":
         if not is_onnx:
-            raise FileNotFoundError(f"{path}: no ONNX model ({ONNX_FILE}); write one with "
-                                    "`brainseg export --format onnx`")
+            raise FileNotFoundError(
+                f"{path}: no ONNX model ({ONNX_FILE}); write one with `brainseg export --format onnx`"
+            )
         return candidate
     if path.is_file():
         if is_onnx and backend == "keras":
@@ -895,7 +957,9 @@ def load_predictor(path: str | Path, *, backend: str | None = None, **overrides:
     if (path / "saved_model" / "saved_model.pb").is_file():
         return _from_saved_model(path / "saved_model", card, overrides)
     if card is not None:
-        raise FileNotFoundError(f"{path}: no model found (looked for {', '.join(RUN_CHECKPOINTS)}, model.keras, saved_model/)")
+        raise FileNotFoundError(
+            f"{path}: no model found (looked for {', '.join(RUN_CHECKPOINTS)}, model.keras, saved_model/)"
+        )
     raise ValueError(f"{path}: not a run directory, an export directory ({CARD_FILE}) or a SavedModel")
 
 
@@ -925,8 +989,10 @@ class Ensemble:
             raise ValueError("an ensemble needs at least one model")
         heads = {m.head for m in self.members}
         if len(heads) > 1:
-            raise ValueError(f"models with heads {sorted(heads)} cannot be combined; use models of one head "
-                             "(softmax, sigmoid) or single-region models")
+            raise ValueError(
+                f"models with heads {sorted(heads)} cannot be combined; use models of one head "
+                "(softmax, sigmoid) or single-region models"
+            )
         self.head = heads.pop()
         regions = sorted({m.region for m in self.members if m.region}, key=REGIONS.index)
         if self.head == "region" and len(regions) > 1:
@@ -1029,9 +1095,17 @@ class Prediction:
         )
 
 
-def check_window_arguments(*, roi: Any = None, overlap: float | None = None, batch_size: int = 1,
-                           et_min_voxels: Any = None, min_component_voxels: Any = None,
-                           largest_component: Any = None, mirror_axes: Any = None, **_: Any) -> None:
+def check_window_arguments(
+    *,
+    roi: Any = None,
+    overlap: float | None = None,
+    batch_size: int = 1,
+    et_min_voxels: Any = None,
+    min_component_voxels: Any = None,
+    largest_component: Any = None,
+    mirror_axes: Any = None,
+    **_: Any,
+) -> None:
     """Raise ``ValueError`` for bad sliding-window / postprocessing arguments, before any case is read."""
     if mirror_axes is not None:
         check_mirror_axes(mirror_axes)
@@ -1045,8 +1119,9 @@ def check_window_arguments(*, roi: Any = None, overlap: float | None = None, bat
             raise ValueError(f"roi={roi!r} must be {' or '.join(map(repr, WINDOWS))} or window sizes")
     elif roi is not None:
         vals = [roi] if np.isscalar(roi) else list(roi)
-        if not vals or any(v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1)
-                           for v in vals):
+        if not vals or any(
+            v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1) for v in vals
+        ):
             raise ValueError(f"roi={roi!r} must hold positive integers (or None for the full extent)")
     if overlap is not None:
         _check_overlap(overlap)
@@ -1070,10 +1145,21 @@ def _resized_slices(pred: Predictor) -> BatchPredictor:
     return fn
 
 
-def _model_probabilities(pred: Predictor, case: bio.Case, *, roi: Any, overlap: float, batch_size: int,
-                         mode: str, sigma_scale: float, tta: bool, mirror_axes: Sequence[int] | None,
-                         progress: bool, moments: bool = False, release: bool = False
-                         ) -> tuple[np.ndarray, Geometry, bool, np.ndarray | None]:
+def _model_probabilities(
+    pred: Predictor,
+    case: bio.Case,
+    *,
+    roi: Any,
+    overlap: float,
+    batch_size: int,
+    mode: str,
+    sigma_scale: float,
+    tta: bool,
+    mirror_axes: Sequence[int] | None,
+    progress: bool,
+    moments: bool = False,
+    release: bool = False,
+) -> tuple[np.ndarray, Geometry, bool, np.ndarray | None]:
     """One model's probabilities: ``(probs, geometry, on_native_grid, second_moment)``.
 
     With ``moments`` and mirror TTA, each flip goes through its own sliding window (the blend is
@@ -1122,8 +1208,9 @@ def _model_probabilities(pred: Predictor, case: bio.Case, *, roi: Any, overlap: 
     else:
         window = _window_for(pred, roi, image.shape[:3], overlap)
         axes = (0, 1, 2) if mirror_axes is None else tuple(mirror_axes)
-    window_kwargs = dict(roi=window, overlap=overlap, batch_size=batch_size, mode=mode, sigma_scale=sigma_scale,
-                         progress=progress)
+    window_kwargs = dict(
+        roi=window, overlap=overlap, batch_size=batch_size, mode=mode, sigma_scale=sigma_scale, progress=progress
+    )
     second = None
     if moments and tta and axes:
         acc = unc.Moments()
@@ -1159,14 +1246,21 @@ def _window_for(pred: Predictor, roi: Any, shape: Sequence[int], overlap: float)
     divisor = pred.inference.divisor
     if divisor is None:
         if pred.card is None or pred.card.model is None:
-            raise ValueError("roi='auto' plans windows from the model's input-size divisor, which this model's "
-                             "card does not give (no inference.divisor, no registry model); pass roi sizes")
+            raise ValueError(
+                "roi='auto' plans windows from the model's input-size divisor, which this model's "
+                "card does not give (no inference.divisor, no registry model); pass roi sizes"
+            )
         from brainseg_tf.models.registry import get_spec
 
         divisor = get_spec(pred.card.model).size_divisor(pred.card.options)
     smallest = _check_spatial("min_window", pred.inference.min_window or patch, 3)
-    return plan_window(shape, overlap=overlap, divisor=divisor, min_size=smallest,
-                       max_voxels=max(pred.inference.max_window_voxels, math.prod(smallest)))
+    return plan_window(
+        shape,
+        overlap=overlap,
+        divisor=divisor,
+        min_size=smallest,
+        max_voxels=max(pred.inference.max_window_voxels, math.prod(smallest)),
+    )
 
 
 def _to_native(probs: np.ndarray, geometry: Geometry, head: str) -> np.ndarray:
@@ -1242,16 +1336,30 @@ def predict_case(
         brainseg_tf.io.DataError: unreadable case files.
     """
     start = time.perf_counter()
-    check_window_arguments(roi=roi, overlap=overlap, batch_size=batch_size, et_min_voxels=et_min_voxels,
-                           min_component_voxels=min_component_voxels, largest_component=largest_component,
-                           mirror_axes=mirror_axes)
+    check_window_arguments(
+        roi=roi,
+        overlap=overlap,
+        batch_size=batch_size,
+        et_min_voxels=et_min_voxels,
+        min_component_voxels=min_component_voxels,
+        largest_component=largest_component,
+        mirror_axes=mirror_axes,
+    )
     pred = _as_predictor(model)
     if not isinstance(case, bio.Case):
         case = bio.read_case(case, load_label=False)  # prediction never reads the mask
         release_image = True
     reference = dataclasses.replace(case, image=None)
-    window = dict(roi=roi, overlap=overlap, batch_size=batch_size, mode=mode, sigma_scale=sigma_scale, tta=tta,
-                  mirror_axes=mirror_axes, progress=progress)
+    window = dict(
+        roi=roi,
+        overlap=overlap,
+        batch_size=batch_size,
+        mode=mode,
+        sigma_scale=sigma_scale,
+        tta=tta,
+        mirror_axes=mirror_axes,
+        progress=progress,
+    )
     members = pred.members if isinstance(pred, Ensemble) else [pred]
     kind = None
     if uncertainty not in (None, False):
@@ -1262,11 +1370,17 @@ def predict_case(
     del case  # the native image is no longer needed (freed here unless the caller holds it)
     geometry = results[0][1]
     if isinstance(pred, Ensemble):
-        probs = pred.combine([p if native else _to_native(p, g, m.head)
-                              for m, (p, g, native, _) in zip(members, results)])
+        probs = pred.combine(
+            [p if native else _to_native(p, g, m.head) for m, (p, g, native, _) in zip(members, results)]
+        )
         # Averaging the second moments too gives the variance over all members' outputs.
-        second = None if kind != "variance" else pred.combine(
-            [s if native else _to_native(s, g, m.head) for m, (_, g, native, s) in zip(members, results)])
+        second = (
+            None
+            if kind != "variance"
+            else pred.combine(
+                [s if native else _to_native(s, g, m.head) for m, (_, g, native, s) in zip(members, results)]
+            )
+        )
         on_native = True
     else:
         probs, _, on_native, second = results[0]
@@ -1352,7 +1466,11 @@ def predict_folder(
         get_convention(convention)
     check_window_arguments(**predict_kwargs)
     want_uncertainty = predict_kwargs.get("uncertainty") not in (None, False)
-    if want_uncertainty and predict_kwargs["uncertainty"] is not True and predict_kwargs["uncertainty"] not in unc.KINDS:
+    if (
+        want_uncertainty
+        and predict_kwargs["uncertainty"] is not True
+        and predict_kwargs["uncertainty"] not in unc.KINDS
+    ):
         raise ValueError(f"uncertainty={predict_kwargs['uncertainty']!r} is unknown; expected one of {list(unc.KINDS)}")
     ds = bio.open_dataset(input)
     if case_ids is not None:
@@ -1376,10 +1494,15 @@ def predict_folder(
     def complete(ref: bio.CaseRef) -> bool:
         # A case is complete when every output is in place, its summary record included (a run
         # killed before writing the summary re-predicts that case instead of losing its score).
-        return (out_dir.joinpath(f"{ref.case_id}.nii.gz").exists() and not overwrite
-                and (not save_probabilities or out_dir.joinpath(f"{ref.case_id}_prob.nii.gz").exists())
-                and (not want_uncertainty or (out_dir.joinpath(f"{ref.case_id}_uncertainty.nii.gz").exists()
-                                              and ref.case_id in scored)))
+        return (
+            out_dir.joinpath(f"{ref.case_id}.nii.gz").exists()
+            and not overwrite
+            and (not save_probabilities or out_dir.joinpath(f"{ref.case_id}_prob.nii.gz").exists())
+            and (
+                not want_uncertainty
+                or (out_dir.joinpath(f"{ref.case_id}_uncertainty.nii.gz").exists() and ref.case_id in scored)
+            )
+        )
 
     skip = [complete(ref) for ref in todo]
     ahead = _ReadAhead([ref for ref, done in zip(todo, skip) if not done])
@@ -1388,8 +1511,13 @@ def predict_folder(
             target = out_dir / f"{ref.case_id}.nii.gz"
             prob_path = out_dir / f"{ref.case_id}_prob.nii.gz"
             unc_path = out_dir / f"{ref.case_id}_uncertainty.nii.gz"
-            record: dict[str, Any] = {"case_id": ref.case_id, "path": str(target), "probabilities": None,
-                                      "seconds": 0.0, "error": None}
+            record: dict[str, Any] = {
+                "case_id": ref.case_id,
+                "path": str(target),
+                "probabilities": None,
+                "seconds": 0.0,
+                "error": None,
+            }
             if want_uncertainty:
                 record |= {"uncertainty": None, "uncertainty_map": None}
             if skip[i]:
@@ -1397,14 +1525,18 @@ def predict_folder(
                 continue
             try:
                 # The image is passed on, not kept here: predict_case frees it once preprocessed.
-                result = predict_case(pred, ahead.take(ref), return_probabilities=save_probabilities,
-                                      release_image=True, **predict_kwargs)
+                result = predict_case(
+                    pred, ahead.take(ref), return_probabilities=save_probabilities, release_image=True, **predict_kwargs
+                )
                 result.seconds += ahead.waited
                 if save_probabilities:
                     record["probabilities"] = str(result.write_probabilities(prob_path))
                 if want_uncertainty:
-                    record |= {"uncertainty": result.uncertainty_score, "uncertainty_kind": result.uncertainty_kind,
-                               "uncertainty_map": str(result.write_uncertainty(unc_path))}
+                    record |= {
+                        "uncertainty": result.uncertainty_score,
+                        "uncertainty_kind": result.uncertainty_kind,
+                        "uncertainty_map": str(result.write_uncertainty(unc_path)),
+                    }
                 result.write(target, convention=convention)
                 records.append(record | {"status": "written", "seconds": result.seconds})
             except Exception as exc:  # noqa: BLE001 — one bad case must not stop the folder
@@ -1413,7 +1545,7 @@ def predict_folder(
                 records.append(record | {"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
             if want_uncertainty:  # after every case (the cases still to come keep their records): a kill
                 # loses at most the case being predicted
-                later = [{"case_id": r.case_id, "status": "skipped"} for r in todo[i + 1:] if r.case_id in scored]
+                later = [{"case_id": r.case_id, "status": "skipped"} for r in todo[i + 1 :] if r.case_id in scored]
                 write_prediction_summary(out_dir, records + later, convention=convention)
     finally:
         ahead.close()
@@ -1466,8 +1598,9 @@ def _summary_scores(out_dir: Path) -> set[str]:
     return {cid for cid, e in cases.items() if isinstance(e, dict) and e.get("uncertainty") is not None}
 
 
-def write_prediction_summary(out_dir: str | Path, records: Sequence[Mapping[str, Any]], *,
-                             convention: str | None = None) -> Path:
+def write_prediction_summary(
+    out_dir: str | Path, records: Sequence[Mapping[str, Any]], *, convention: str | None = None
+) -> Path:
     """Write ``out_dir/predictions.json``: per-case records and the cases ranked by uncertainty.
 
     Skipped cases keep the score an earlier summary recorded for them. The file stays readable by
@@ -1491,18 +1624,38 @@ def write_prediction_summary(out_dir: str | Path, records: Sequence[Mapping[str,
         cases[rec["case_id"]] = entry
     scored = [cid for cid, e in cases.items() if e.get("uncertainty") is not None]
     ranking = sorted(scored, key=lambda cid: (-cases[cid]["uncertainty"], cid))
-    return atomic.write_json(path, {
-        "convention": convention, "cases": cases, "ranking": ranking,
-        "uncertainty": "per case: mean voxel uncertainty over the predicted tumour dilated by "
-                       f"{unc.DEFAULT_DILATION} voxels and every voxel >= {unc.DEFAULT_THRESHOLD} "
-                       "(docs/postprocessing.md); ranking: most uncertain first",
-    })
+    return atomic.write_json(
+        path,
+        {
+            "convention": convention,
+            "cases": cases,
+            "ranking": ranking,
+            "uncertainty": "per case: mean voxel uncertainty over the predicted tumour dilated by "
+            f"{unc.DEFAULT_DILATION} voxels and every voxel >= {unc.DEFAULT_THRESHOLD} "
+            "(docs/postprocessing.md); ranking: most uncertain first",
+        },
+    )
 
 
 __all__ = [
-    "HEADS", "Predictor", "Ensemble", "Prediction", "sliding_window", "window_starts", "plan_window",
-    "importance_map", "DEFAULT_MAX_WINDOW_VOXELS",
-    "mirror_tta", "mirror_flips", "check_mirror_axes", "probabilities_to_labels", "postprocess",
-    "load_predictor", "load_keras_model",
-    "predict_case", "predict_folder", "check_window_arguments", "write_prediction_summary",
+    "HEADS",
+    "Predictor",
+    "Ensemble",
+    "Prediction",
+    "sliding_window",
+    "window_starts",
+    "plan_window",
+    "importance_map",
+    "DEFAULT_MAX_WINDOW_VOXELS",
+    "mirror_tta",
+    "mirror_flips",
+    "check_mirror_axes",
+    "probabilities_to_labels",
+    "postprocess",
+    "load_predictor",
+    "load_keras_model",
+    "predict_case",
+    "predict_folder",
+    "check_window_arguments",
+    "write_prediction_summary",
 ]

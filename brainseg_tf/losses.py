@@ -23,7 +23,7 @@ empty in both truth and prediction has Dice 1, loss 0), plain or squared denomin
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 from keras import ops
@@ -335,9 +335,7 @@ class _BrainsegLoss(keras.losses.Loss):
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(
-            {k: (list(v) if isinstance(v, tuple) else v) for k, v in self._options.items()}
-        )
+        config.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in self._options.items()})
         return config
 
 
@@ -392,8 +390,15 @@ class DiceLoss(_BrainsegLoss):
         **kwargs,
     ):
         super().__init__(
-            name=name, head=head, from_logits=from_logits, include_background=include_background,
-            batch=batch, smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared, **kwargs,
+            name=name,
+            head=head,
+            from_logits=from_logits,
+            include_background=include_background,
+            batch=batch,
+            smooth_nr=smooth_nr,
+            smooth_dr=smooth_dr,
+            squared=squared,
+            **kwargs,
         )
 
     def call(self, y_true, y_pred):
@@ -427,17 +432,31 @@ class DiceCELoss(_BrainsegLoss):
     ):
         class_weights = None if class_weights is None else [float(w) for w in class_weights]
         super().__init__(
-            name=name, lambda_dice=lambda_dice, lambda_ce=lambda_ce, class_weights=class_weights,
-            from_logits=from_logits, include_background=include_background, batch=batch,
-            smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared, **kwargs,
+            name=name,
+            lambda_dice=lambda_dice,
+            lambda_ce=lambda_ce,
+            class_weights=class_weights,
+            from_logits=from_logits,
+            include_background=include_background,
+            batch=batch,
+            smooth_nr=smooth_nr,
+            smooth_dr=smooth_dr,
+            squared=squared,
+            **kwargs,
         )
 
     def call(self, y_true, y_pred):
         o = self._options
         dice = soft_dice_loss(
-            y_true, y_pred, head="softmax", from_logits=o["from_logits"],
-            include_background=o["include_background"], batch=o["batch"],
-            smooth_nr=o["smooth_nr"], smooth_dr=o["smooth_dr"], squared=o["squared"],
+            y_true,
+            y_pred,
+            head="softmax",
+            from_logits=o["from_logits"],
+            include_background=o["include_background"],
+            batch=o["batch"],
+            smooth_nr=o["smooth_nr"],
+            smooth_dr=o["smooth_dr"],
+            squared=o["squared"],
         )
         ce = weighted_categorical_crossentropy(y_true, y_pred, o["class_weights"], o["from_logits"])
         return o["lambda_dice"] * dice + o["lambda_ce"] * ce
@@ -470,15 +489,29 @@ class RegionDiceBCELoss(_BrainsegLoss):
         **kwargs,
     ):
         super().__init__(
-            name=name, lambda_dice=lambda_dice, lambda_bce=lambda_bce, from_logits=from_logits,
-            batch=batch, smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared, **kwargs,
+            name=name,
+            lambda_dice=lambda_dice,
+            lambda_bce=lambda_bce,
+            from_logits=from_logits,
+            batch=batch,
+            smooth_nr=smooth_nr,
+            smooth_dr=smooth_dr,
+            squared=squared,
+            **kwargs,
         )
 
     def call(self, y_true, y_pred):
         o = self._options
         dice = soft_dice_loss(
-            y_true, y_pred, head="sigmoid", from_logits=o["from_logits"], include_background=True,
-            batch=o["batch"], smooth_nr=o["smooth_nr"], smooth_dr=o["smooth_dr"], squared=o["squared"],
+            y_true,
+            y_pred,
+            head="sigmoid",
+            from_logits=o["from_logits"],
+            include_background=True,
+            batch=o["batch"],
+            smooth_nr=o["smooth_nr"],
+            smooth_dr=o["smooth_dr"],
+            squared=o["squared"],
         )
         bce = binary_crossentropy(y_true, y_pred, from_logits=o["from_logits"])
         return o["lambda_dice"] * dice + o["lambda_bce"] * bce
@@ -542,9 +575,16 @@ class TverskyLoss(_BrainsegLoss):
         if alpha < 0 or beta < 0:
             raise ValueError(f"alpha and beta must be >= 0, got alpha={alpha!r}, beta={beta!r}")
         super().__init__(
-            name=name, alpha=alpha, beta=beta, head=head, from_logits=from_logits,
-            include_background=include_background, batch=batch, smooth_nr=smooth_nr,
-            smooth_dr=smooth_dr, **kwargs,
+            name=name,
+            alpha=alpha,
+            beta=beta,
+            head=head,
+            from_logits=from_logits,
+            include_background=include_background,
+            batch=batch,
+            smooth_nr=smooth_nr,
+            smooth_dr=smooth_dr,
+            **kwargs,
         )
 
     def call(self, y_true, y_pred):

@@ -41,7 +41,7 @@ background, so they were about 0.99 whatever the tumour segmentation). They are 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 from keras import ops
@@ -97,9 +97,7 @@ def _true_items(y_true, y_pred, head: str, target: str, ids: Sequence[int]):
         return _regions_to_classes_hard(regions > 0.5, ids)
     if dense:  # one-hot softmax target
         if y_true.shape[-1] != channels:
-            raise ValueError(
-                f"one-hot y_true has {y_true.shape[-1]} channels but y_pred has {channels}"
-            )
+            raise ValueError(f"one-hot y_true has {y_true.shape[-1]} channels but y_pred has {channels}")
         labels = ops.argmax(y_true, axis=-1)
     else:
         labels = y_true[..., 0] if len(y_true.shape) == rank_pred else y_true
@@ -119,8 +117,7 @@ def _regions_to_classes_hard(masks, ids: Sequence[int]):
     return _label_items(labels, "class", ids)
 
 
-def _pred_items(y_pred, head: str, target: str, ids: Sequence[int], *, from_logits: bool,
-                threshold: float, soft: bool):
+def _pred_items(y_pred, head: str, target: str, ids: Sequence[int], *, from_logits: bool, threshold: float, soft: bool):
     """float32 ``(B, *spatial, K)`` predicted memberships (0/1, or probabilities when soft)."""
     y_pred = ops.cast(y_pred, "float32")
     if head == "softmax":
@@ -181,9 +178,7 @@ def _validate(ids, target: str, statistic: str, head: str, threshold: float) -> 
     ids = tuple(int(i) for i in ids)
     limit = 4 if target == "class" else 3
     if not ids or any(i < 0 or i >= limit for i in ids):
-        raise ValueError(
-            f"ids must be a non-empty subset of range({limit}) for target={target!r}, got ids={ids}"
-        )
+        raise ValueError(f"ids must be a non-empty subset of range({limit}) for target={target!r}, got ids={ids}")
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got threshold={threshold!r}")
     return ids
@@ -243,8 +238,14 @@ class ConfusionMetric(keras.metrics.Metric):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         tp, fp, fn, tn = confusion_counts(
-            y_true, y_pred, ids=self.ids, target=self.target, head=self.head,
-            from_logits=self.from_logits, threshold=self.threshold, soft=self.soft,
+            y_true,
+            y_pred,
+            ids=self.ids,
+            target=self.target,
+            head=self.head,
+            from_logits=self.from_logits,
+            threshold=self.threshold,
+            soft=self.soft,
         )
         self.tp.assign_add(tp)
         self.fp.assign_add(fp)
@@ -284,9 +285,14 @@ class ConfusionMetric(keras.metrics.Metric):
         config = super().get_config()
         config.update(
             {
-                "ids": list(self.ids), "target": self.target, "statistic": self.statistic,
-                "head": self.head, "from_logits": self.from_logits, "threshold": self.threshold,
-                "soft": self.soft, "empty_value": self.empty_value,
+                "ids": list(self.ids),
+                "target": self.target,
+                "statistic": self.statistic,
+                "head": self.head,
+                "from_logits": self.from_logits,
+                "threshold": self.threshold,
+                "soft": self.soft,
+                "empty_value": self.empty_value,
             }
         )
         return config
@@ -295,11 +301,18 @@ class ConfusionMetric(keras.metrics.Metric):
 class _FixedStatistic(ConfusionMetric):
     _statistic = "dice"
 
-    def __init__(self, ids: Sequence[int] = FOREGROUND_CLASSES, target: str = "class", name: str | None = None, **kwargs):
+    def __init__(
+        self, ids: Sequence[int] = FOREGROUND_CLASSES, target: str = "class", name: str | None = None, **kwargs
+    ):
         kwargs.pop("statistic", None)
         ids = _validate(ids, target, self._statistic, kwargs.get("head", "softmax"), kwargs.get("threshold", 0.5))
-        super().__init__(ids=ids, target=target, statistic=self._statistic,
-                         name=name or _default_name(self._statistic, target, ids), **kwargs)
+        super().__init__(
+            ids=ids,
+            target=target,
+            statistic=self._statistic,
+            name=name or _default_name(self._statistic, target, ids),
+            **kwargs,
+        )
 
 
 def _default_name(statistic: str, target: str, ids: Sequence[int]) -> str:
@@ -384,16 +397,21 @@ def standard_metrics(
         out += [Dice(ids=(r,), target="region", **common) for r in (0, 1)]
         out += [Dice(**common), Dice(ids=(0, 1, 2), target="region", **common)]
         out += [IoU(ids=(c,), **common) for c in FOREGROUND_CLASSES]
-        out += [Precision(name="precision", **common), Sensitivity(name="sensitivity", **common),
-                Specificity(name="specificity", **common)]
+        out += [
+            Precision(name="precision", **common),
+            Sensitivity(name="sensitivity", **common),
+            Specificity(name="specificity", **common),
+        ]
         return out
     region = dict(target="region", **common)
     out = [Dice(ids=(r,), **region) for r in (0, 1, 2)]
     out += [Dice(ids=(0, 1, 2), **region)]
     out += [IoU(ids=(r,), **region) for r in (0, 1, 2)]
-    out += [Precision(ids=(0, 1, 2), name="precision", **region),
-            Sensitivity(ids=(0, 1, 2), name="sensitivity", **region),
-            Specificity(ids=(0, 1, 2), name="specificity", **region)]
+    out += [
+        Precision(ids=(0, 1, 2), name="precision", **region),
+        Sensitivity(ids=(0, 1, 2), name="sensitivity", **region),
+        Specificity(ids=(0, 1, 2), name="specificity", **region),
+    ]
     return out
 
 

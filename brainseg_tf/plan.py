@@ -40,9 +40,21 @@ from typing import Any
 from brainseg_tf.runtime import POLICIES
 
 __all__ = [
-    "ACTIVATION_FACTORS", "WORKSPACE_BYTES", "Footprint", "Estimate", "Proposal", "parse_memory",
-    "format_bytes", "footprint", "estimate", "propose", "format_proposal", "visible_gpu_memory",
-    "plan_recipe", "check_fits", "measure_step_peak",
+    "ACTIVATION_FACTORS",
+    "WORKSPACE_BYTES",
+    "Footprint",
+    "Estimate",
+    "Proposal",
+    "parse_memory",
+    "format_bytes",
+    "footprint",
+    "estimate",
+    "propose",
+    "format_proposal",
+    "visible_gpu_memory",
+    "plan_recipe",
+    "check_fits",
+    "measure_step_peak",
 ]
 
 # Calibrated by bench/plan_calibration.py (table in docs/planning.md): one fresh process per point
@@ -63,8 +75,22 @@ WORKSPACE_BYTES = 0
 DEFAULT_RESERVE = 0.1
 
 _SLOTS = {"adam": 2, "adamw": 2, "nadam": 2}
-_UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "M": 10**6, "MB": 10**6, "G": 10**9, "GB": 10**9,
-          "T": 10**12, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 10**3,
+    "KB": 10**3,
+    "M": 10**6,
+    "MB": 10**6,
+    "G": 10**9,
+    "GB": 10**9,
+    "T": 10**12,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
 
 
@@ -82,8 +108,9 @@ def parse_memory(text: str | int) -> int:
     else:
         match = _MEMORY.match(str(text))
         if match is None or match.group(2).upper() not in _UNITS:
-            raise ValueError(f"memory={text!r} is not a size; expected a number and a unit such as 16GB, "
-                             f"16GiB, 512MB or 24000MiB")
+            raise ValueError(
+                f"memory={text!r} is not a size; expected a number and a unit such as 16GB, 16GiB, 512MB or 24000MiB"
+            )
         value, unit = float(match.group(1)), match.group(2).upper()
     size = int(value * _UNITS[unit])
     if size <= 0:
@@ -197,15 +224,16 @@ def _layer_output_bytes(model: Any) -> int:
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
-        if isinstance(layer, keras.Model) and all(
-                d is not None for t in layer.outputs for d in t.shape[1:]):
+        if isinstance(layer, keras.Model) and all(d is not None for t in layer.outputs for d in t.shape[1:]):
             total += _layer_output_bytes(layer)
             continue
         for t in keras.tree.flatten(layer.output):
             if any(d is None for d in t.shape[1:]):
                 # e.g. een's EfficientNet encoder, built for any size and called on a sized tensor
-                raise ValueError(f"layer {layer.name!r} of model {model.name!r} has outputs of undefined size "
-                                 f"{tuple(t.shape)} at a fixed input size: the planner cannot estimate this model")
+                raise ValueError(
+                    f"layer {layer.name!r} of model {model.name!r} has outputs of undefined size "
+                    f"{tuple(t.shape)} at a fixed input size: the planner cannot estimate this model"
+                )
             total += math.prod(int(d) for d in t.shape[1:]) * _dtype_bytes(t.dtype)
     return total
 
@@ -241,9 +269,18 @@ def footprint(cfg: Any, precision: str | None = None) -> Footprint:
         outputs = len(model.outputs)
     finally:
         keras.config.set_dtype_policy(previous)
-    fp = Footprint(model=cfg.model.name, policy=policy, parameters=params, optimizer_slots=_slots(cfg),
-                   activation_bytes_per_voxel=act / math.prod(size), in_channels=len(cfg.data.modalities),
-                   out_channels=cfg.out_channels, outputs=outputs, divisor=divisor, fixed=fixed)
+    fp = Footprint(
+        model=cfg.model.name,
+        policy=policy,
+        parameters=params,
+        optimizer_slots=_slots(cfg),
+        activation_bytes_per_voxel=act / math.prod(size),
+        in_channels=len(cfg.data.modalities),
+        out_channels=cfg.out_channels,
+        outputs=outputs,
+        divisor=divisor,
+        fixed=fixed,
+    )
     del model
     keras.backend.clear_session()
     return fp
@@ -261,8 +298,10 @@ def estimate(fp: Footprint, patch: Sequence[int], batch: int) -> Estimate:
         raise ValueError(f"patch={list(patch)} must have {len(fp.divisor)} sizes for {fp.model!r}")
     for n, d, f in zip(patch, fp.divisor, fp.fixed):
         if n < 1 or n % d or (f is not None and n != f):
-            raise ValueError(f"patch={list(patch)} is not a valid input size for {fp.model!r} "
-                             f"(multiples of {list(fp.divisor)}, fixed {list(fp.fixed)})")
+            raise ValueError(
+                f"patch={list(patch)} is not a valid input size for {fp.model!r} "
+                f"(multiples of {list(fp.divisor)}, fixed {list(fp.fixed)})"
+            )
     if batch < 1:
         raise ValueError(f"batch={batch} must be >= 1")
     voxels = math.prod(patch) * batch
@@ -272,8 +311,15 @@ def estimate(fp: Footprint, patch: Sequence[int], batch: int) -> Estimate:
     inputs = voxels * fp.in_channels * 4 + labels
     factor = ACTIVATION_FACTORS["float32" if fp.policy == "float32" else "mixed"]
     activations = int(factor * fp.activation_bytes_per_voxel * voxels)
-    return Estimate(patch=patch, batch=batch, policy=fp.policy, weights=weights, activations=activations,
-                    inputs=inputs, workspace=WORKSPACE_BYTES)
+    return Estimate(
+        patch=patch,
+        batch=batch,
+        policy=fp.policy,
+        weights=weights,
+        activations=activations,
+        inputs=inputs,
+        workspace=WORKSPACE_BYTES,
+    )
 
 
 def _candidates(fp: Footprint, max_size: Sequence[int]) -> list[tuple[int, ...]]:
@@ -289,9 +335,17 @@ def _candidates(fp: Footprint, max_size: Sequence[int]) -> list[tuple[int, ...]]
     return sorted(itertools.product(*axes), key=key)
 
 
-def propose(cfg: Any, memory: int | str, precision: str | None = None, *,
-            max_size: Sequence[int] | None = None, max_batch: int | None = None, min_batch: int = 2,
-            reserve: float = DEFAULT_RESERVE, fp: Footprint | None = None) -> Proposal:
+def propose(
+    cfg: Any,
+    memory: int | str,
+    precision: str | None = None,
+    *,
+    max_size: Sequence[int] | None = None,
+    max_batch: int | None = None,
+    min_batch: int = 2,
+    reserve: float = DEFAULT_RESERVE,
+    fp: Footprint | None = None,
+) -> Proposal:
     """The largest patch whose training step fits ``memory`` with a batch of at least ``min_batch``.
 
     As nnU-Net's planner: the patch grows first (up to ``max_size``) while ``min_batch`` patches
@@ -329,12 +383,22 @@ def propose(cfg: Any, memory: int | str, precision: str | None = None, *,
             best = fits[0]
             while best.batch < max_batch and estimate(fp, best.patch, best.batch + 1).total <= budget:
                 best = estimate(fp, best.patch, best.batch + 1)
-            return Proposal(model=fp.model, policy=fp.policy, memory=memory, reserve=reserve, patch=best.patch,
-                            batch=best.batch, estimate=best, alternatives=tuple(fits[:8]))
+            return Proposal(
+                model=fp.model,
+                policy=fp.policy,
+                memory=memory,
+                reserve=reserve,
+                patch=best.patch,
+                batch=best.batch,
+                estimate=best,
+                alternatives=tuple(fits[:8]),
+            )
     smallest = estimate(fp, candidates[-1], 1)
-    raise ValueError(f"nothing fits {format_bytes(memory)} (reserve {reserve:.0%}) for {fp.model!r} under "
-                     f"{fp.policy}: the smallest patch {list(smallest.patch)} at batch 1 needs about "
-                     f"{format_bytes(smallest.total)}")
+    raise ValueError(
+        f"nothing fits {format_bytes(memory)} (reserve {reserve:.0%}) for {fp.model!r} under "
+        f"{fp.policy}: the smallest patch {list(smallest.patch)} at batch 1 needs about "
+        f"{format_bytes(smallest.total)}"
+    )
 
 
 def format_proposal(p: Proposal) -> str:
@@ -350,8 +414,10 @@ def format_proposal(p: Proposal) -> str:
         f"  {'patch':>14s}  {'batch':>5s}  {'estimate':>10s}  {'free':>5s}",
     ]
     for a in p.alternatives:
-        lines.append(f"  {'x'.join(map(str, a.patch)):>14s}  {a.batch:5d}  {format_bytes(a.total):>10s}  "
-                     f"{1 - a.total / p.memory:5.0%}")
+        lines.append(
+            f"  {'x'.join(map(str, a.patch)):>14s}  {a.batch:5d}  {format_bytes(a.total):>10s}  "
+            f"{1 - a.total / p.memory:5.0%}"
+        )
     return "\n".join(lines)
 
 
@@ -366,8 +432,13 @@ def visible_gpu_memory() -> int | None:
     if exe is None or visible in ("", "-1"):
         return None
     try:
-        out = subprocess.run([exe, "--query-gpu=index,memory.total", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=20, check=True).stdout
+        out = subprocess.run(
+            [exe, "--query-gpu=index,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     rows = [line.split(",") for line in out.strip().splitlines() if line.count(",") == 1]
@@ -385,8 +456,7 @@ def _load(recipe: Any) -> Any:
     return recipe if isinstance(recipe, TrainConfig) else load_config(find_recipe(recipe))
 
 
-def plan_recipe(recipe: Any, memory: int | str | None = None, precision: str | None = None,
-                **kwargs: Any) -> Proposal:
+def plan_recipe(recipe: Any, memory: int | str | None = None, precision: str | None = None, **kwargs: Any) -> Proposal:
     """:func:`propose` for a recipe path, name or ``TrainConfig``; ``memory`` ``None``: the visible GPU's.
 
     Raises:
@@ -425,13 +495,16 @@ def check_fits(recipe: Any, memory: int | None = None, *, reserve: float = DEFAU
         advice = f"; `brainseg plan` proposes patch {list(p.patch)}, batch {p.batch} ({format_bytes(p.estimate.total)})"
     except ValueError as exc:
         advice = f"; {exc}"
-    return (f"recipe {cfg.name!r}: patch {list(cfg.pipeline.patch_size)} x batch {cfg.pipeline.batch_size} under "
-            f"{fp.policy} needs about {format_bytes(e.total)} per GPU, more than {1 - reserve:.0%} of the "
-            f"{format_bytes(memory)} visible{advice}")
+    return (
+        f"recipe {cfg.name!r}: patch {list(cfg.pipeline.patch_size)} x batch {cfg.pipeline.batch_size} under "
+        f"{fp.policy} needs about {format_bytes(e.total)} per GPU, more than {1 - reserve:.0%} of the "
+        f"{format_bytes(memory)} visible{advice}"
+    )
 
 
-def measure_step_peak(cfg: Any, patch: Sequence[int], batch: int, *, steps: int = 3,
-                      precision: str | None = None, xla: bool = False) -> dict[str, Any]:
+def measure_step_peak(
+    cfg: Any, patch: Sequence[int], batch: int, *, steps: int = 3, precision: str | None = None, xla: bool = False
+) -> dict[str, Any]:
     """Train the recipe's model for ``steps`` steps on a random batch here and read the peak memory.
 
     The model, loss (deep-supervision weights included), metrics and optimizer are the recipe's;
@@ -469,8 +542,16 @@ def measure_step_peak(cfg: Any, patch: Sequence[int], batch: int, *, steps: int 
     model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
     seconds = (time.perf_counter() - start) / steps
     peak = tf.config.experimental.get_memory_info(device)["peak"]
-    return {"device": device, "policy": policy, "patch": list(patch), "batch": batch, "peak": int(peak),
-            "after_build": int(after_build), "rss_peak": _vm_hwm(), "seconds_per_step": seconds}
+    return {
+        "device": device,
+        "policy": policy,
+        "patch": list(patch),
+        "batch": batch,
+        "peak": int(peak),
+        "after_build": int(after_build),
+        "rss_peak": _vm_hwm(),
+        "seconds_per_step": seconds,
+    }
 
 
 def _vm_hwm() -> int | None:

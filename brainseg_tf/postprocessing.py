@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -40,16 +41,35 @@ from brainseg_tf.card import CARD_FILE, ModelCard, Postprocessing
 from brainseg_tf.conventions import REGIONS
 
 __all__ = [
-    "KINDS", "ORDER", "EPSILON", "SIZE_GRID_MM3", "SELECTION_FILE", "Rule", "Selection",
-    "largest_component", "remove_small_components", "et_to_ncr_below", "apply", "rules_from_card",
-    "to_card", "size_grid", "default_candidates", "mean_dice", "select", "select_for_folders", "record",
+    "KINDS",
+    "ORDER",
+    "EPSILON",
+    "SIZE_GRID_MM3",
+    "SELECTION_FILE",
+    "Rule",
+    "Selection",
+    "largest_component",
+    "remove_small_components",
+    "et_to_ncr_below",
+    "apply",
+    "rules_from_card",
+    "to_card",
+    "size_grid",
+    "default_candidates",
+    "mean_dice",
+    "select",
+    "select_for_folders",
+    "record",
 ]
 
 KINDS: tuple[str, ...] = ("largest_component", "remove_small", "et_to_ncr")
 #: The order rules are tried in and applied in: (kind, region).
 ORDER: tuple[tuple[str, str], ...] = (
-    ("largest_component", "WT"), ("largest_component", "TC"), ("largest_component", "ET"),
-    ("remove_small", "WT"), ("et_to_ncr", "ET"),
+    ("largest_component", "WT"),
+    ("largest_component", "TC"),
+    ("largest_component", "ET"),
+    ("remove_small", "WT"),
+    ("et_to_ncr", "ET"),
 )
 #: A candidate is kept only when the mean Dice over WT/TC/ET rises by more than this.
 EPSILON = 1e-4
@@ -169,7 +189,9 @@ class Rule:
             raise ValueError(f"a {self.kind} rule needs region= (one of {list(REGIONS)})")
         region = _region(self.region if self.region is not None else fixed)
         if fixed is not None and region != fixed:
-            raise ValueError(f"region={self.region!r}: a {self.kind} rule acts on {fixed} (what the model card records)")
+            raise ValueError(
+                f"region={self.region!r}: a {self.kind} rule acts on {fixed} (what the model card records)"
+            )
         object.__setattr__(self, "region", region)
         size = _check_min_voxels(self.min_voxels)
         if self.kind == "largest_component" and size:
@@ -201,7 +223,7 @@ class Rule:
         return {"kind": self.kind, "region": self.region, "min_voxels": self.min_voxels}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Rule":
+    def from_dict(cls, data: Mapping[str, Any]) -> Rule:
         return cls(kind=data["kind"], region=data.get("region"), min_voxels=int(data.get("min_voxels", 0)))
 
 
@@ -243,7 +265,8 @@ def to_card(rules: Sequence[Rule], base: Postprocessing | None = None) -> Postpr
     rules = _ordered(rules)
     sizes = {r.kind: r.min_voxels for r in rules}
     return Postprocessing(
-        et_min_voxels=sizes.get("et_to_ncr", 0), min_component_voxels=sizes.get("remove_small", 0),
+        et_min_voxels=sizes.get("et_to_ncr", 0),
+        min_component_voxels=sizes.get("remove_small", 0),
         region_threshold=0.5 if base is None else base.region_threshold,
         largest_component=[str(r.region) for r in rules if r.kind == "largest_component"],
     )
@@ -251,8 +274,11 @@ def to_card(rules: Sequence[Rule], base: Postprocessing | None = None) -> Postpr
 
 def size_grid(voxel_volume: float = 1.0) -> list[int]:
     """:data:`SIZE_GRID_MM3` in voxels of ``voxel_volume`` mm^3 (rounded half up, >= 1, distinct, ascending)."""
-    if isinstance(voxel_volume, bool) or not isinstance(voxel_volume, (int, float)) or not (
-            math.isfinite(voxel_volume) and voxel_volume > 0):
+    if (
+        isinstance(voxel_volume, bool)
+        or not isinstance(voxel_volume, (int, float))
+        or not (math.isfinite(voxel_volume) and voxel_volume > 0)
+    ):
         raise ValueError(f"voxel_volume={voxel_volume!r} must be a positive number of mm^3")
     return sorted({max(1, int(math.floor(mm3 / voxel_volume + 0.5))) for mm3 in SIZE_GRID_MM3})
 
@@ -319,12 +345,20 @@ class Selection:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "rules": [r.to_dict() for r in self.rules], "chosen": [r.describe() for r in self.rules],
+            "rules": [r.to_dict() for r in self.rules],
+            "chosen": [r.describe() for r in self.rules],
             "postprocessing": dataclasses.asdict(self.postprocessing()),
-            "baseline": self.baseline, "final": self.final, "steps": self.steps, "per_case": self.per_case,
-            "regions": list(self.regions), "epsilon": self.epsilon, "voxel_volume_mm3": self.voxel_volume,
-            "size_grid_mm3": list(SIZE_GRID_MM3), "size_grid_voxels": self.grid_voxels,
-            "n_cases": len(self.per_case), "dice_rule": EMPTY_RULE,
+            "baseline": self.baseline,
+            "final": self.final,
+            "steps": self.steps,
+            "per_case": self.per_case,
+            "regions": list(self.regions),
+            "epsilon": self.epsilon,
+            "voxel_volume_mm3": self.voxel_volume,
+            "size_grid_mm3": list(SIZE_GRID_MM3),
+            "size_grid_voxels": self.grid_voxels,
+            "n_cases": len(self.per_case),
+            "dice_rule": EMPTY_RULE,
         }
 
     def write(self, path: str | Path) -> Path:
@@ -341,30 +375,39 @@ class Selection:
             f"postprocessing chosen on {len(self.per_case)} case(s): mean Dice per region ({EMPTY_RULE}); "
             f"a candidate is kept when the mean over {'/'.join(self.regions)} rises by more than {self.epsilon:g}",
             f"{'candidate':<36} {head} {'mean':>7} {'change':>8}  kept",
-            f"{'(none: baseline)':<36} " + " ".join(f"{self.baseline[r]:7.4f}" for r in self.regions)
+            f"{'(none: baseline)':<36} "
+            + " ".join(f"{self.baseline[r]:7.4f}" for r in self.regions)
             + f" {self.baseline['mean']:7.4f}",
         ]
         for step in self.steps:
             after = step["after"]
-            lines.append(f"{step['description']:<36} " + " ".join(f"{after[r]:7.4f}" for r in self.regions)
-                         + f" {after['mean']:7.4f} {step['change']:+8.4f}  {'yes' if step['kept'] else 'no'}")
+            lines.append(
+                f"{step['description']:<36} "
+                + " ".join(f"{after[r]:7.4f}" for r in self.regions)
+                + f" {after['mean']:7.4f} {step['change']:+8.4f}  {'yes' if step['kept'] else 'no'}"
+            )
         chosen = "; ".join(r.describe() for r in self.rules) or "none"
         effect = ", ".join(f"{r} {self.final[r] - self.baseline[r]:+.4f}" for r in self.regions)
-        lines.append(f"chosen: {chosen} (effect on mean Dice: {effect}; mean "
-                     f"{self.final['mean'] - self.baseline['mean']:+.4f})")
+        lines.append(
+            f"chosen: {chosen} (effect on mean Dice: {effect}; mean {self.final['mean'] - self.baseline['mean']:+.4f})"
+        )
         return "\n".join(lines)
 
 
-def _paired(predictions: Mapping[str, np.ndarray] | Sequence[np.ndarray],
-            references: Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> tuple[list[str], list, list]:
+def _paired(
+    predictions: Mapping[str, np.ndarray] | Sequence[np.ndarray],
+    references: Mapping[str, np.ndarray] | Sequence[np.ndarray],
+) -> tuple[list[str], list, list]:
     if isinstance(predictions, Mapping) != isinstance(references, Mapping):
         raise ValueError("predictions and references must both be mappings (case id -> labels) or both sequences")
     if isinstance(predictions, Mapping):
         missing = sorted(set(references) - set(predictions))
         extra = sorted(set(predictions) - set(references))
         if missing or extra:
-            raise ValueError(f"predictions and references differ in cases: no prediction for {missing[:5]}, "
-                             f"no reference for {extra[:5]}")
+            raise ValueError(
+                f"predictions and references differ in cases: no prediction for {missing[:5]}, "
+                f"no reference for {extra[:5]}"
+            )
         ids = sorted(references)
         preds, refs = [predictions[c] for c in ids], [references[c] for c in ids]
     else:
@@ -428,7 +471,11 @@ def select(
     regions = tuple(_region(r) for r in regions)
     if not regions:
         raise ValueError("regions=() must name at least one region")
-    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not (math.isfinite(epsilon) and epsilon >= 0):
+    if (
+        isinstance(epsilon, bool)
+        or not isinstance(epsilon, (int, float))
+        or not (math.isfinite(epsilon) and epsilon >= 0)
+    ):
         raise ValueError(f"epsilon={epsilon!r} must be a finite number >= 0")
     grid = size_grid(voxel_volume)
     groups = default_candidates(voxel_volume) if candidates is None else [list(g) for g in candidates]
@@ -456,17 +503,33 @@ def select(
             if best is None or trial_mean["mean"] > best[3]["mean"]:
                 best = (rule, trial, trial_scores, trial_mean)
         rule, trial, trial_scores, trial_mean = best  # type: ignore[misc]  (groups are non-empty)
-        keep = (trial_mean["mean"] > current_mean["mean"] + epsilon
-                and all(rule.position != k.position for k in kept))
-        steps.append({"rule": rule.to_dict(), "description": rule.describe(),
-                      "tried": tried if len(group) > 1 else [], "before": current_mean, "after": trial_mean,
-                      "change": trial_mean["mean"] - current_mean["mean"], "kept": bool(keep)})
+        keep = trial_mean["mean"] > current_mean["mean"] + epsilon and all(rule.position != k.position for k in kept)
+        steps.append(
+            {
+                "rule": rule.to_dict(),
+                "description": rule.describe(),
+                "tried": tried if len(group) > 1 else [],
+                "before": current_mean,
+                "after": trial_mean,
+                "change": trial_mean["mean"] - current_mean["mean"],
+                "kept": bool(keep),
+            }
+        )
         if keep:
             kept.append(rule)
             current, current_scores, current_mean = trial, trial_scores, trial_mean
     per_case = {cid: {"before": baseline_scores[cid], "after": current_scores[cid]} for cid in ids}
-    return Selection(rules=_ordered(kept), baseline=baseline, final=current_mean, steps=steps, per_case=per_case,
-                     regions=regions, epsilon=float(epsilon), voxel_volume=float(voxel_volume), grid_voxels=grid)
+    return Selection(
+        rules=_ordered(kept),
+        baseline=baseline,
+        final=current_mean,
+        steps=steps,
+        per_case=per_case,
+        regions=regions,
+        epsilon=float(epsilon),
+        voxel_volume=float(voxel_volume),
+        grid_voxels=grid,
+    )
 
 
 def select_for_folders(
@@ -521,13 +584,16 @@ def select_for_folders(
     volumes = []
     for cid in sorted(references):
         ref_path, dataset_convention = references[cid]
-        refs[cid], _, spacing = ev.load_labels(ref_path, dataset_convention, explicit=ref_convention,
-                                                flag="--ref-convention")
-        preds[cid], _, _ = ev.load_labels(found[cid], recorded.get(cid, recorded.get("*")),
-                                           explicit=pred_convention, flag="--pred-convention")
+        refs[cid], _, spacing = ev.load_labels(
+            ref_path, dataset_convention, explicit=ref_convention, flag="--ref-convention"
+        )
+        preds[cid], _, _ = ev.load_labels(
+            found[cid], recorded.get(cid, recorded.get("*")), explicit=pred_convention, flag="--pred-convention"
+        )
         if preds[cid].shape != refs[cid].shape:
-            raise ValueError(f"prediction {found[cid]} has shape {preds[cid].shape} but reference {ref_path} "
-                             f"has {refs[cid].shape}")
+            raise ValueError(
+                f"prediction {found[cid]} has shape {preds[cid].shape} but reference {ref_path} has {refs[cid].shape}"
+            )
         volumes.append(float(np.prod(spacing)))
     select_kwargs.setdefault("voxel_volume", float(np.median(volumes)))
     selection = select(preds, refs, **select_kwargs)

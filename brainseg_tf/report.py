@@ -111,8 +111,10 @@ def _fmt(value: Any, digits: int = 3) -> str:
 def summary_table(rows: Sequence[Mapping], metrics: Sequence[str] = SUMMARY_METRICS) -> list[str]:
     """Markdown table, per region: mean ± sd over cases of each metric (``–`` where none is numeric)."""
     present = [m for m in metrics if any(m in r for r in rows)]
-    lines = ["| region | n | " + " | ".join(f"{m} (mean ± sd)" for m in present) + " |",
-             "|---|---|" + "---|" * len(present)]
+    lines = [
+        "| region | n | " + " | ".join(f"{m} (mean ± sd)" for m in present) + " |",
+        "|---|---|" + "---|" * len(present),
+    ]
     for region in dict.fromkeys(str(r["region"]) for r in rows):
         cells = []
         n = 0
@@ -183,13 +185,20 @@ def scores_section(report: Report, rows: Sequence[Mapping], load: CaseLoader | N
     for role, cid in picks.items():
         view = load(cid)
         title = f"{role} {what} case {cid}: reference vs prediction"
-        report.figure(f"{role}_case", viz.compare(view.image, view.truth, view.pred, affine=view.affine,
-                                                  spacing=view.spacing, title=title), title)
+        report.figure(
+            f"{role}_case",
+            viz.compare(view.image, view.truth, view.pred, affine=view.affine, spacing=view.spacing, title=title),
+            title,
+        )
         if view.uncertainty is not None:
             title = f"{role} {what} case {cid}: uncertainty"
-            report.figure(f"{role}_case_uncertainty",
-                          viz.uncertainty_overlay(view.image, view.uncertainty, view.pred, affine=view.affine,
-                                                  spacing=view.spacing, title=title), title)
+            report.figure(
+                f"{role}_case_uncertainty",
+                viz.uncertainty_overlay(
+                    view.image, view.uncertainty, view.pred, affine=view.affine, spacing=view.spacing, title=title
+                ),
+                title,
+            )
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -229,8 +238,14 @@ def training_section(report: Report, run_dir: str | Path) -> list[dict[str, Any]
         for region in REGIONS:
             key = region.lower()
             if f"dice_{key}" in scores:
-                rows.append({"case": cid, "region": region, "dice": scores[f"dice_{key}"],
-                             "hd95": scores.get(f"hd95_{key}", math.nan)})
+                rows.append(
+                    {
+                        "case": cid,
+                        "region": region,
+                        "dice": scores[f"dice_{key}"],
+                        "hd95": scores.get(f"hd95_{key}", math.nan),
+                    }
+                )
     return rows
 
 
@@ -241,8 +256,11 @@ def data_section(report: Report, data_dir: str | Path, *, note: str = "") -> Non
     summary = io.format_summary(io.dataset_summary(data_dir, progress=False))
     report.add(*([note, ""] if note else []), "```", summary, "```")
     first = io.open_dataset(data_dir)[0]
-    report.figure("data_case", viz.show_case(first.image, first.label, affine=first.affine, title=first.case_id),
-                  f"case {first.case_id}")
+    report.figure(
+        "data_case",
+        viz.show_case(first.image, first.label, affine=first.affine, title=first.case_id),
+        f"case {first.case_id}",
+    )
 
 
 # ---------------------------------------------------------------------------------- loaders
@@ -262,8 +280,14 @@ def _load_uncertainty(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
     return data
 
 
-def folder_loader(pred_dir: str | Path, ref_dir: str | Path, images: str | Path, *, ref_convention: str | None = None,
-                  pred_convention: str | None = None) -> CaseLoader:
+def folder_loader(
+    pred_dir: str | Path,
+    ref_dir: str | Path,
+    images: str | Path,
+    *,
+    ref_convention: str | None = None,
+    pred_convention: str | None = None,
+) -> CaseLoader:
     """Cases of a prediction folder with their references and images, read as ``brainseg evaluate`` reads them.
 
     Label conventions come from the flags, else the records (dataset layout, ``predictions.json``,
@@ -282,12 +306,23 @@ def folder_loader(pred_dir: str | Path, ref_dir: str | Path, images: str | Path,
         ref_path, ref_conv = references[case_id]
         truth, _, spacing = evaluation.load_labels(ref_path, ref_conv, explicit=ref_convention, flag="--ref-convention")
         if case_id in predictions:
-            pred, _, _ = evaluation.load_labels(predictions[case_id], recorded.get(case_id, recorded.get("*")),
-                                                 explicit=pred_convention, flag="--pred-convention")
+            pred, _, _ = evaluation.load_labels(
+                predictions[case_id],
+                recorded.get(case_id, recorded.get("*")),
+                explicit=pred_convention,
+                flag="--pred-convention",
+            )
         else:
             pred = np.zeros_like(truth)
-        return CaseView(case_id, case.image, truth, pred, case.affine, spacing,
-                        _load_uncertainty(pred_dir / f"{case_id}{UNCERTAINTY_SUFFIX}", truth.shape))
+        return CaseView(
+            case_id,
+            case.image,
+            truth,
+            pred,
+            case.affine,
+            spacing,
+            _load_uncertainty(pred_dir / f"{case_id}{UNCERTAINTY_SUFFIX}", truth.shape),
+        )
 
     return load
 
@@ -319,8 +354,10 @@ def run_loader(run_dir: str | Path) -> CaseLoader | None:
 # ------------------------------------------------------------------------------ entry points
 
 
-_RULES = ("Legacy BraTS empty-mask rules (both empty: Dice 1, HD95 0 mm; one empty: Dice 0, HD95 373.13 mm); "
-          "HD95 in mm from the header spacing.")
+_RULES = (
+    "Legacy BraTS empty-mask rules (both empty: Dice 1, HD95 0 mm; one empty: Dice 0, HD95 373.13 mm); "
+    "HD95 in mm from the header spacing."
+)
 
 
 def train_report(run_dir: str | Path, *, overlays: bool = True) -> Path:
@@ -345,8 +382,10 @@ def train_report(run_dir: str | Path, *, overlays: bool = True) -> Path:
     rows = training_section(report, run_dir)
     report.section("Validation (whole cases, sliding window)")
     if not rows:
-        report.add("No per-case validation scores: the run made no final sliding-window evaluation "
-                   "(`validation.final_sliding_window` off, no validation cases, or no `data.root`).")
+        report.add(
+            "No per-case validation scores: the run made no final sliding-window evaluation "
+            "(`validation.final_sliding_window` off, no validation cases, or no `data.root`)."
+        )
         return report.write(run_dir)
     load = run_loader(run_dir) if overlays else None
     report.add(f"`best.keras` on each whole validation case. {_RULES}", "")
@@ -390,9 +429,15 @@ def predict_report(
     pred_dir = Path(pred_dir)
     out_dir = Path(out_dir) if out_dir is not None else pred_dir
     if result is None:
-        result = evaluation.evaluate_folders(pred_dir, ref_dir, ref_convention=ref_convention,
-                                             pred_convention=pred_convention, out_csv=out_dir / METRICS_FILE,
-                                             progress=False, case_ids=case_ids)
+        result = evaluation.evaluate_folders(
+            pred_dir,
+            ref_dir,
+            ref_convention=ref_convention,
+            pred_convention=pred_convention,
+            out_csv=out_dir / METRICS_FILE,
+            progress=False,
+            case_ids=case_ids,
+        )
     report = Report(f"Prediction report: {pred_dir.name}")
     report.add("", f"Predictions `{pred_dir}` scored against `{ref_dir}`. {_RULES}")
     if result.missing:
@@ -401,8 +446,13 @@ def predict_report(
     if unmatched:
         report.add("", f"Predictions without a reference (not scored): {', '.join(unmatched)}")
     report.section("Scores")
-    load = folder_loader(pred_dir, ref_dir, images if images is not None else ref_dir,
-                         ref_convention=ref_convention, pred_convention=pred_convention)
+    load = folder_loader(
+        pred_dir,
+        ref_dir,
+        images if images is not None else ref_dir,
+        ref_convention=ref_convention,
+        pred_convention=pred_convention,
+    )
     scores_section(report, result.rows, load, what="predicted")
     return report.write(out_dir)
 
@@ -430,26 +480,38 @@ def demo_report(
     from brainseg_tf import viz
 
     report = Report("brainseg_tf demo report")
-    report.add("", "Synthetic BraTS-like data (no real patient data), so the numbers prove the pipeline, "
-                   "not clinical accuracy.")
+    report.add(
+        "",
+        "Synthetic BraTS-like data (no real patient data), so the numbers prove the pipeline, not clinical accuracy.",
+    )
     report.section("Data")
     data_section(report, data_dir)
     report.section("Training")
     training_section(report, run_dir)
     report.section("Held-out cases")
-    report.add("Sliding-window prediction over the brain box, pasted back to the native grid and written as NIfTI "
-               f"with the source's affine and label convention. {_RULES} Lesion-wise scores: BraTS 2023 rules.", "")
+    report.add(
+        "Sliding-window prediction over the brain box, pasted back to the native grid and written as NIfTI "
+        f"with the source's affine and label convention. {_RULES} Lesion-wise scores: BraTS 2023 rules.",
+        "",
+    )
     load = folder_loader(pred_dir, data_dir, data_dir)
     scores_section(report, result.rows, load, what="held-out")
     best = load(case_ranking(result.rows)[0])
-    report.figure("prediction_three_plane", viz.three_plane(best.image, best.pred, affine=best.affine,
-                                                            title=f"{best.case_id}: prediction"),
-                  "best case's prediction, three planes")
-    report.figure("prediction_3d", viz.surface_3d(best.pred, spacing=best.spacing, affine=best.affine),
-                  "best case's prediction in 3D")
+    report.figure(
+        "prediction_three_plane",
+        viz.three_plane(best.image, best.pred, affine=best.affine, title=f"{best.case_id}: prediction"),
+        "best case's prediction, three planes",
+    )
+    report.figure(
+        "prediction_3d",
+        viz.surface_3d(best.pred, spacing=best.spacing, affine=best.affine),
+        "best case's prediction in 3D",
+    )
     report.section("Timings")
-    report.add(*[f"- {name}: {seconds:.1f} s" for name, seconds in timings.items()],
-               f"- total: {sum(timings.values()) / 60:.1f} min")
+    report.add(
+        *[f"- {name}: {seconds:.1f} s" for name, seconds in timings.items()],
+        f"- total: {sum(timings.values()) / 60:.1f} min",
+    )
     return report.write(out)
 
 

@@ -20,9 +20,12 @@ def in_kaggle() -> bool:
 
 #: Every accepted name of a dtype policy -> the Keras policy (recipes say ``off``/``float16``/``bfloat16``).
 POLICIES = {
-    "float32": "float32", "off": "float32",
-    "mixed_float16": "mixed_float16", "float16": "mixed_float16",
-    "mixed_bfloat16": "mixed_bfloat16", "bfloat16": "mixed_bfloat16",
+    "float32": "float32",
+    "off": "float32",
+    "mixed_float16": "mixed_float16",
+    "float16": "mixed_float16",
+    "mixed_bfloat16": "mixed_bfloat16",
+    "bfloat16": "mixed_bfloat16",
 }
 
 

@@ -41,13 +41,38 @@ from brainseg_tf.conventions import REGION_LABELS
 from brainseg_tf.io.errors import DataError, MissingFileError
 
 __all__ = [
-    "CLASS_THRESHOLDS_DAYS", "SURVIVAL_CLASSES", "FEATURE_NAMES", "IMAGING_FEATURES", "CLINICAL_FEATURES",
-    "METHODS", "ClinicalRecord", "ClinicalTable", "TrainingSet", "SurvivalModel",
-    "case_features", "survival_class", "read_clinical", "match_ids", "feature_rows", "write_features",
-    "read_features", "training_set", "fit", "fit_training_set", "predict", "predict_table", "load",
-    "cross_validate", "scores",
-    "evaluate_predictions", "format_scores", "read_predictions", "write_predictions", "kaplan_meier",
-    "wilson_interval", "bootstrap_ci",
+    "CLASS_THRESHOLDS_DAYS",
+    "SURVIVAL_CLASSES",
+    "FEATURE_NAMES",
+    "IMAGING_FEATURES",
+    "CLINICAL_FEATURES",
+    "METHODS",
+    "ClinicalRecord",
+    "ClinicalTable",
+    "TrainingSet",
+    "SurvivalModel",
+    "case_features",
+    "survival_class",
+    "read_clinical",
+    "match_ids",
+    "feature_rows",
+    "write_features",
+    "read_features",
+    "training_set",
+    "fit",
+    "fit_training_set",
+    "predict",
+    "predict_table",
+    "load",
+    "cross_validate",
+    "scores",
+    "evaluate_predictions",
+    "format_scores",
+    "read_predictions",
+    "write_predictions",
+    "kaplan_meier",
+    "wilson_interval",
+    "bootstrap_ci",
 ]
 
 # ----------------------------------------------------------------------------------- constants
@@ -63,8 +88,16 @@ _CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)  # 26-connected components, as Br
 VOLUME_FEATURES = ("ncr_ml", "ed_ml", "et_ml", "tc_ml", "wt_ml")
 RATIO_FEATURES = ("et_over_tc", "ncr_over_tc", "tc_over_wt", "ed_over_wt", "et_over_wt")
 BRAIN_FEATURES = ("brain_ml", "wt_brain_fraction", "tc_brain_fraction", "et_brain_fraction")
-SHAPE_FEATURES = ("wt_components", "tc_components", "wt_extent", "tc_extent", "wt_surface_mm2",
-                  "tc_surface_mm2", "wt_sphericity", "tc_sphericity")
+SHAPE_FEATURES = (
+    "wt_components",
+    "tc_components",
+    "wt_extent",
+    "tc_extent",
+    "wt_surface_mm2",
+    "tc_surface_mm2",
+    "wt_sphericity",
+    "tc_sphericity",
+)
 CENTROID_FEATURES = ("centroid_x_mm", "centroid_y_mm", "centroid_z_mm")
 FEATURE_NAMES: tuple[str, ...] = VOLUME_FEATURES + RATIO_FEATURES + BRAIN_FEATURES + SHAPE_FEATURES + CENTROID_FEATURES
 # What the feature models use by default: everything computable from a label map and its spacing
@@ -172,8 +205,10 @@ def case_features(
     if lab.ndim != 3:
         raise ValueError(f"label has shape {lab.shape}; expected (X, Y, Z) canonical labels")
     if lab.size and (not np.issubdtype(lab.dtype, np.integer) or lab.min() < 0 or lab.max() > 3):
-        raise ValueError(f"label values must be canonical integers 0-3 (got dtype {lab.dtype}, "
-                         f"range {lab.min()}..{lab.max()}); convert with brainseg_tf.io.to_canonical")
+        raise ValueError(
+            f"label values must be canonical integers 0-3 (got dtype {lab.dtype}, "
+            f"range {lab.min()}..{lab.max()}); convert with brainseg_tf.io.to_canonical"
+        )
     sp = _check_spacing(spacing)
     voxel_ml = sp[0] * sp[1] * sp[2] / 1000.0
     counts = np.bincount(lab.ravel().astype(np.intp), minlength=4)
@@ -198,11 +233,14 @@ def case_features(
         for region in ("wt", "tc", "et"):
             out[f"{region}_brain_fraction"] = float(n[region]) / n_brain if n_brain else 0.0
     else:
-        out.update({k: math.nan for k in BRAIN_FEATURES})
+        out.update(dict.fromkeys(BRAIN_FEATURES, math.nan))
     for region in ("wt", "tc"):
         mask = np.isin(lab, REGION_LABELS[region.upper()])
-        shape = _shape_features(mask, sp) if n[region] else dict.fromkeys(
-            ("components", "extent", "surface_mm2", "sphericity"), 0.0)
+        shape = (
+            _shape_features(mask, sp)
+            if n[region]
+            else dict.fromkeys(("components", "extent", "surface_mm2", "sphericity"), 0.0)
+        )
         for key, value in shape.items():
             out[f"{region}_{key}"] = value
     centroid = [math.nan] * 3
@@ -316,8 +354,11 @@ def _read_csv(path: str | Path) -> tuple[Path, list[str], list[tuple[int, list[s
             header = cells
             continue
         if len(cells) != len(header):
-            raise DataError(path, f"{path}: line {reader.line_num} has {len(cells)} fields, the header "
-                                  f"{len(header)} ({', '.join(header)})")
+            raise DataError(
+                path,
+                f"{path}: line {reader.line_num} has {len(cells)} fields, the header "
+                f"{len(header)} ({', '.join(header)})",
+            )
         rows.append((reader.line_num, cells))
     if header is None:
         raise DataError(path, f"{path}: empty table (no header line)")
@@ -386,8 +427,13 @@ def read_clinical(path: str | Path) -> ClinicalTable:
             if value.lower() in _MISSING:
                 value = "NA"
             if value not in RESECTIONS:
-                raise _cell_error(path, line, cid, header[res_col],
-                                  f"{cells[res_col]!r} is not a resection status (GTR, STR, NA or empty)")
+                raise _cell_error(
+                    path,
+                    line,
+                    cid,
+                    header[res_col],
+                    f"{cells[res_col]!r} is not a resection status (GTR, STR, NA or empty)",
+                )
             resection = value
         records.append(ClinicalRecord(cid, age, days, alive, resection, line, censored))
     return ClinicalTable(path, fmt, records)
@@ -638,10 +684,16 @@ class TrainingSet:
     def has_imaging(self) -> bool:
         return "wt_ml" in self.columns
 
-    def subset(self, index: Sequence[int] | np.ndarray) -> "TrainingSet":
+    def subset(self, index: Sequence[int] | np.ndarray) -> TrainingSet:
         idx = np.asarray(index, dtype=np.intp)
-        return TrainingSet([self.case_ids[i] for i in idx], {k: v[idx] for k, v in self.columns.items()},
-                           self.days[idx], [self.resection[i] for i in idx], {}, self.case_for)
+        return TrainingSet(
+            [self.case_ids[i] for i in idx],
+            {k: v[idx] for k, v in self.columns.items()},
+            self.days[idx],
+            [self.resection[i] for i in idx],
+            {},
+            self.case_for,
+        )
 
 
 def training_set(
@@ -699,8 +751,11 @@ def training_set(
         else:
             keep.append(rec)
     if not keep:
-        raise DataError(table.path, f"{table.path}: no patient with age and survival"
-                        + (" pairs with a case of the label maps/feature table" if rows is not None else ""))
+        raise DataError(
+            table.path,
+            f"{table.path}: no patient with age and survival"
+            + (" pairs with a case of the label maps/feature table" if rows is not None else ""),
+        )
     clin = [_clinical_values(r.age, r.resection) for r in keep]
     columns = {k: np.array([c[k] for c in clin], dtype=np.float64) for k in CLINICAL_FEATURES}
     if rows is not None:
@@ -708,8 +763,14 @@ def training_set(
         for name in names:
             columns[name] = np.array([float(by_table[r.case_id][name]) for r in keep], dtype=np.float64)
     kept_ids = [r.case_id for r in keep]
-    return TrainingSet(kept_ids, columns, np.array([r.survival_days for r in keep]), [r.resection for r in keep],
-                       excluded, {t: case_for[t] for t in kept_ids if t in case_for})
+    return TrainingSet(
+        kept_ids,
+        columns,
+        np.array([r.survival_days for r in keep]),
+        [r.resection for r in keep],
+        excluded,
+        {t: case_for[t] for t in kept_ids if t in case_for},
+    )
 
 
 # ----------------------------------------------------------------------------------- models
@@ -754,8 +815,10 @@ class SurvivalModel:
     def _vector(self, row: Mapping[str, Any]) -> np.ndarray:
         bad = [f for f in self.features if not math.isfinite(float(row.get(f, math.nan)))]
         if bad:
-            raise ValueError(f"the {self.method} model needs features {bad}, missing or NaN here "
-                             "(centroids need affine=, brain fractions brain_mask=)")
+            raise ValueError(
+                f"the {self.method} model needs features {bad}, missing or NaN here "
+                "(centroids need affine=, brain fractions brain_mask=)"
+            )
         return np.array([float(row[f]) for f in self.features], dtype=np.float64)
 
     def predict_one(self, row: Mapping[str, Any]) -> float:
@@ -784,9 +847,15 @@ class SurvivalModel:
         return self.predict_rows({k: v[i] for k, v in data.columns.items()} for i in range(n))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": MODEL_FORMAT, "version": MODEL_VERSION, "method": self.method,
-                "features": list(self.features), "class_thresholds_days": list(CLASS_THRESHOLDS_DAYS),
-                "params": self.params, "meta": self.meta}
+        return {
+            "format": MODEL_FORMAT,
+            "version": MODEL_VERSION,
+            "method": self.method,
+            "features": list(self.features),
+            "class_thresholds_days": list(CLASS_THRESHOLDS_DAYS),
+            "params": self.params,
+            "meta": self.meta,
+        }
 
     def save(self, path: str | Path) -> Path:
         """Write the model as JSON (atomic); :func:`load` reads it back bit-identically."""
@@ -810,13 +879,15 @@ def load(path: str | Path) -> SurvivalModel:
     if not isinstance(obj, dict) or obj.get("format") != MODEL_FORMAT:
         raise DataError(path, f"{path}: not a {MODEL_FORMAT} model file")
     if obj.get("version") != MODEL_VERSION:
-        raise DataError(path, f"{path}: model format version {obj.get('version')!r}, "
-                              f"this version reads {MODEL_VERSION}")
+        raise DataError(
+            path, f"{path}: model format version {obj.get('version')!r}, this version reads {MODEL_VERSION}"
+        )
     if obj.get("method") not in METHODS or not isinstance(obj.get("params"), dict):
         raise DataError(path, f"{path}: unknown method {obj.get('method')!r} or no params")
     if tuple(obj.get("class_thresholds_days", ())) != CLASS_THRESHOLDS_DAYS:
-        raise DataError(path, f"{path}: class thresholds {obj.get('class_thresholds_days')} differ from "
-                              f"{CLASS_THRESHOLDS_DAYS}")
+        raise DataError(
+            path, f"{path}: class thresholds {obj.get('class_thresholds_days')} differ from {CLASS_THRESHOLDS_DAYS}"
+        )
     return SurvivalModel(obj["method"], tuple(obj.get("features", ())), obj["params"], obj.get("meta", {}))
 
 
@@ -844,8 +915,12 @@ def _fit_arrays(method: str, x: np.ndarray, y: np.ndarray, seed: int) -> dict[st
         z = (x - mean) / scale
         est = LinearRegression() if method == "age" else RidgeCV(alphas=_RIDGE_ALPHAS)
         est.fit(z, y)
-        out = {"mean": mean.tolist(), "scale": scale.tolist(), "coef": [float(c) for c in est.coef_],
-               "intercept": float(est.intercept_)}
+        out = {
+            "mean": mean.tolist(),
+            "scale": scale.tolist(),
+            "coef": [float(c) for c in est.coef_],
+            "intercept": float(est.intercept_),
+        }
         if method == "ridge":
             out["alpha"] = float(est.alpha_)
         return out
@@ -874,8 +949,10 @@ def fit_training_set(
     x = np.stack([data.columns[n] for n in names], axis=1) if names else np.zeros((len(data), 0))
     bad = [n for j, n in enumerate(names) if not np.all(np.isfinite(x[:, j]))]
     if bad:
-        raise ValueError(f"features {bad} have missing (NaN) values; brain fractions need the scans "
-                         "(images=) and centroids an affine")
+        raise ValueError(
+            f"features {bad} have missing (NaN) values; brain fractions need the scans "
+            "(images=) and centroids an affine"
+        )
     dropped: list[str] = []
     if method in ("ridge", "forest"):  # a constant column carries nothing (and breaks standardising)
         dropped = [n for j, n in enumerate(names) if np.ptp(x[:, j]) == 0]
@@ -884,8 +961,12 @@ def fit_training_set(
     if method != "majority" and not names:
         raise ValueError(f"no varying feature left to fit a {method} model (dropped {dropped})")
     params = _fit_arrays(method, x, data.days, int(seed))
-    meta = {"patients": len(data), "seed": int(seed), "dropped_constant": dropped,
-            "excluded": {k: len(v) for k, v in data.excluded.items()}}
+    meta = {
+        "patients": len(data),
+        "seed": int(seed),
+        "dropped_constant": dropped,
+        "excluded": {k: len(v) for k, v in data.excluded.items()},
+    }
     return SurvivalModel(method, names, params, meta)
 
 
@@ -926,8 +1007,7 @@ def fit(
     Raises:
         DataError: bad tables or no usable patient. ValueError: bad method or feature names.
     """
-    data = training_set(clinical, labels, features, images=images, convention=convention,
-                        tcia_by_number=tcia_by_number)
+    data = training_set(clinical, labels, features, images=images, convention=convention, tcia_by_number=tcia_by_number)
     model = fit_training_set(data, method, feature_names=feature_names, seed=seed)
     model.meta["clinical"] = str(clinical.path if isinstance(clinical, ClinicalTable) else clinical)
     return model
@@ -1045,13 +1125,24 @@ def scores(true_days: Sequence[float] | np.ndarray, pred_days: Sequence[float] |
     np.add.at(confusion, (ct, cp), 1)
     correct = int(np.trace(confusion))
     se = (t - p) ** 2
-    return {"n": int(len(t)), "accuracy": correct / len(t), "accuracy_ci": list(wilson_interval(correct, len(t))),
-            "mse": float(se.mean()), "median_se": float(np.median(se)), "spearman": _spearman(t, p),
-            "confusion": confusion.tolist()}
+    return {
+        "n": int(len(t)),
+        "accuracy": correct / len(t),
+        "accuracy_ci": list(wilson_interval(correct, len(t))),
+        "mse": float(se.mean()),
+        "median_se": float(np.median(se)),
+        "spearman": _spearman(t, p),
+        "confusion": confusion.tolist(),
+    }
 
 
 def bootstrap_ci(
-    true_days: np.ndarray, pred_days: np.ndarray, metric: str, *, n_boot: int = 2000, seed: int = 0,
+    true_days: np.ndarray,
+    pred_days: np.ndarray,
+    metric: str,
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
     level: float = 0.95,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of a :func:`scores` metric (``accuracy``, ``mse``,
@@ -1110,8 +1201,14 @@ def cross_validate(
         model = fit_training_set(data.subset(train), method, feature_names=feature_names, seed=seed)
         oof[test] = model.predict_set(data.subset(test))
         fold_acc.append(float(np.mean(survival_class(oof[test]) == cls[test])))
-    return {"method": method, "folds": folds, "splitter": "stratified" if stratify else "kfold",
-            "predictions": oof, "scores": scores(data.days, oof), "fold_accuracy": fold_acc}
+    return {
+        "method": method,
+        "folds": folds,
+        "splitter": "stratified" if stratify else "kfold",
+        "predictions": oof,
+        "scores": scores(data.days, oof),
+        "fold_accuracy": fold_acc,
+    }
 
 
 def write_predictions(case_ids: Sequence[str], days: Sequence[float], path: str | Path, *, header: bool = True) -> Path:

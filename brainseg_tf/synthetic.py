@@ -213,7 +213,7 @@ class _Grid:
     axes: tuple  # template-mm coordinate vectors, broadcastable
 
     @classmethod
-    def make(cls, shape: tuple[int, int, int]) -> "_Grid":
+    def make(cls, shape: tuple[int, int, int]) -> _Grid:
         factor = 2 if int(np.prod(shape)) > 1_500_000 else 1
         coarse = tuple(s // 2 + 1 for s in shape) if factor == 2 else tuple(shape)
         mm = np.array([factor * t / s for t, s in zip(TEMPLATE_SHAPE, shape)], dtype=np.float32)
@@ -259,8 +259,9 @@ def _brain_sdf(grid: _Grid, an: _Anatomy, wobble: np.ndarray) -> np.ndarray:
     return d + 3.0 * wobble
 
 
-def _anatomy_fractions(p: tuple, d: np.ndarray, g: np.ndarray, gnorm: np.ndarray, thick: np.ndarray,
-                       an: _Anatomy, vox: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _anatomy_fractions(
+    p: tuple, d: np.ndarray, g: np.ndarray, gnorm: np.ndarray, thick: np.ndarray, an: _Anatomy, vox: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Partial-volume fractions (csf, grey matter, deep grey nuclei) at template points ``p``.
 
     ``d`` is the depth below the brain surface (mm), ``g``/``gnorm`` the sulcal random field and
@@ -342,11 +343,14 @@ def _draw_tumour(rng: np.random.Generator, grid: _Grid, d_brain: np.ndarray) -> 
     centre = None
     for _ in range(200):
         side = rng.choice([-1.0, 1.0])
-        cand = np.array([
-            c[0] + side * rng.uniform(10.0, 48.0),
-            c[1] + rng.uniform(-62.0, 52.0),
-            c[2] + rng.uniform(-22.0, 40.0),
-        ], dtype=np.float32)
+        cand = np.array(
+            [
+                c[0] + side * rng.uniform(10.0, 48.0),
+                c[1] + rng.uniform(-62.0, 52.0),
+                c[2] + rng.uniform(-22.0, 40.0),
+            ],
+            dtype=np.float32,
+        )
         idx = tuple(int(np.clip(round(cand[i] / grid.mm[i]), 0, grid.coarse[i] - 1)) for i in range(3))
         if -d_brain[idx] > need:
             centre = cand
@@ -355,13 +359,24 @@ def _draw_tumour(rng: np.random.Generator, grid: _Grid, d_brain: np.ndarray) -> 
         centre = c + np.array([20.0, 0.0, 15.0], dtype=np.float32)
     reach = 1.6 * float(ed_axes.max()) + float(np.abs(ed_shift).max()) + 12.0
     box = tuple(
-        slice(int(max(0, np.floor((centre[i] - reach) / grid.mm[i]))),
-              int(min(grid.coarse[i], np.ceil((centre[i] + reach) / grid.mm[i]) + 1)))
+        slice(
+            int(max(0, np.floor((centre[i] - reach) / grid.mm[i]))),
+            int(min(grid.coarse[i], np.ceil((centre[i] + reach) / grid.mm[i]) + 1)),
+        )
         for i in range(3)
     )
-    return _Tumour(kind, centre, rot, core_axes.astype(np.float32), ed_axes.astype(np.float32),
-                   ed_shift.astype(np.float32), rim, float(rng.uniform(0.25, 0.5)),
-                   float(rng.uniform(0.4, 0.7)), box)
+    return _Tumour(
+        kind,
+        centre,
+        rot,
+        core_axes.astype(np.float32),
+        ed_axes.astype(np.float32),
+        ed_shift.astype(np.float32),
+        rim,
+        float(rng.uniform(0.25, 0.5)),
+        float(rng.uniform(0.4, 0.7)),
+        box,
+    )
 
 
 def _box_coords(grid: _Grid, box: tuple) -> tuple:
@@ -455,8 +470,9 @@ def synthesize_case(
         g_box = ndimage.map_coordinates(g, coords, order=1, mode="nearest")
         del coords
         gr = np.gradient(g_box, *[float(m) for m in grid.mm])
-        fb = _anatomy_fractions(tuple(src), depth[box], g_box, np.sqrt(gr[0] ** 2 + gr[1] ** 2 + gr[2] ** 2),
-                                thick[box], an, vox)
+        fb = _anatomy_fractions(
+            tuple(src), depth[box], g_box, np.sqrt(gr[0] ** 2 + gr[1] ** 2 + gr[2] ** 2), thick[box], an, vox
+        )
         # The brain outline stays put (the skull holds it); only inner structures move.
         inner = np.clip(depth[box] / 6.0, 0.0, 1.0)
         for full, new in zip((f_csf, f_gm, f_dgm), fb):
@@ -494,10 +510,12 @@ def synthesize_case(
     jitter = {k: rng.normal(1.0, 0.03, 4) for k in _TISSUE}
     images_c = {}
     for mi, m in enumerate(MODALITIES):
-        images_c[m] = (f_csf * (_TISSUE["csf"][mi] * jitter["csf"][mi])
-                       + f_gm * (_TISSUE["gm"][mi] * jitter["gm"][mi])
-                       + f_dgm * (_TISSUE["dgm"][mi] * jitter["dgm"][mi])
-                       + f_wm * (_TISSUE["wm"][mi] * jitter["wm"][mi]))
+        images_c[m] = (
+            f_csf * (_TISSUE["csf"][mi] * jitter["csf"][mi])
+            + f_gm * (_TISSUE["gm"][mi] * jitter["gm"][mi])
+            + f_dgm * (_TISSUE["dgm"][mi] * jitter["dgm"][mi])
+            + f_wm * (_TISSUE["wm"][mi] * jitter["wm"][mi])
+        )
     del f_csf, f_gm, f_dgm, f_wm
     if tum is not None:
         tj = {k: trng.normal(1.0, 0.08, 4) for k in _TUMOUR}
@@ -510,8 +528,9 @@ def synthesize_case(
             ed_val = _TUMOUR["ed"][mi] * tj["ed"][mi] * (0.8 + 0.2 * base)
             et_val = _TUMOUR["et"][mi] * tj["et"][mi] * (1.0 + 0.10 * tex)
             ncr_val = _TUMOUR["ncr"][mi] * tj["ncr"][mi] * (1.0 - 0.12 * tex)
-            images_c[m][box] = ((1.0 - f_ed) * base + (f_ed - f_core) * ed_val
-                                + (f_core - f_ncr) * et_val + f_ncr * ncr_val)
+            images_c[m][box] = (
+                (1.0 - f_ed) * base + (f_ed - f_core) * ed_val + (f_core - f_ncr) * et_val + f_ncr * ncr_val
+            )
     # Bias field, Rician noise, per-case scale.
     sigma = float(rng.uniform(0.025, 0.06))
     for m in MODALITIES:
@@ -540,8 +559,9 @@ def synthesize_case(
     label = np.zeros(shape, dtype=np.uint8)
     fbox = (slice(0, 0),) * 3
     if tum is not None:
-        fbox = tuple(slice(b.start * grid.factor, min(shape[i], (b.stop - 1) * grid.factor + 1))
-                     for i, b in enumerate(box))
+        fbox = tuple(
+            slice(b.start * grid.factor, min(shape[i], (b.stop - 1) * grid.factor + 1)) for i, b in enumerate(box)
+        )
         fshape = tuple(s.stop - s.start for s in fbox)
         up = (lambda a: _upsample2(a, fshape)) if grid.factor == 2 else (lambda a: a)  # noqa: E731
         core_f, ncr_f, ed_f = up(core), up(ncr), up(edema)
@@ -582,8 +602,9 @@ def _finish(label, fbox, images, brain, shape, spacing, seed, age, tum, depth, g
         cen = cmm = (float("nan"),) * 3
     kind = tum.kind if tum is not None else "none"
     grade = "LGG" if kind == "no_et" else ("HGG" if tum is not None else "none")
-    return SyntheticCase(images, label, affine, brain, spacing, seed, round(age, 3), grade, kind, vols,
-                         cen, cmm, features)
+    return SyntheticCase(
+        images, label, affine, brain, spacing, seed, round(age, 3), grade, kind, vols, cen, cmm, features
+    )
 
 
 # ------------------------------------------------------------------------------------ datasets
@@ -683,8 +704,15 @@ def make_dataset(
     for i in indices:
         case = synthesize_case(case_seed(seed, i), tuple(shape))
         cid = case_id_for(layout, i)
-        write_case(out, layout, cid, case.images, case.label if with_labels else None, case.affine,
-                   grade=case.grade if layout == "brats2018" else None)
+        write_case(
+            out,
+            layout,
+            cid,
+            case.images,
+            case.label if with_labels else None,
+            case.affine,
+            grade=case.grade if layout == "brats2018" else None,
+        )
         rec = survival_record(case, np.random.default_rng(np.random.SeedSequence([int(seed), i, 1])))
         rows.append((cid, rec))
     if with_labels:

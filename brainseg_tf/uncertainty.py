@@ -24,7 +24,7 @@ NumPy/SciPy only; no TensorFlow.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -32,8 +32,15 @@ from scipy import ndimage
 from brainseg_tf.conventions import HEADS
 
 __all__ = [
-    "KINDS", "DEFAULT_DILATION", "DEFAULT_THRESHOLD", "predictive_entropy", "Moments", "variance_from_moments",
-    "member_variance", "case_score", "resolve_kind",
+    "KINDS",
+    "DEFAULT_DILATION",
+    "DEFAULT_THRESHOLD",
+    "predictive_entropy",
+    "Moments",
+    "variance_from_moments",
+    "member_variance",
+    "case_score",
+    "resolve_kind",
 ]
 
 #: What ``predict --uncertainty`` accepts: ``auto`` is variance with an ensemble or TTA, else entropy.
@@ -139,8 +146,13 @@ def member_variance(member_probs: Sequence[np.ndarray] | Iterable[np.ndarray] | 
     return variance_from_moments(moments.mean, moments.second)
 
 
-def case_score(uncertainty: np.ndarray, labels: np.ndarray, *, dilation: int = DEFAULT_DILATION,
-               threshold: float = DEFAULT_THRESHOLD) -> float:
+def case_score(
+    uncertainty: np.ndarray,
+    labels: np.ndarray,
+    *,
+    dilation: int = DEFAULT_DILATION,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> float:
     """One number per case for ranking: mean uncertainty over the tumour's neighbourhood.
 
     Args:

@@ -30,9 +30,10 @@ import csv
 import io as _io
 import math
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import nibabel as nib
@@ -50,13 +51,25 @@ from brainseg_tf.io.labels import (
 )
 
 # NCR red, ED green, ET yellow: the colours most BraTS figures use.
-LABEL_COLOURS: dict[int, tuple[float, float, float]] = {1: (0.90, 0.10, 0.10), 2: (0.10, 0.75, 0.20), 3: (1.00, 0.85, 0.00)}
+LABEL_COLOURS: dict[int, tuple[float, float, float]] = {
+    1: (0.90, 0.10, 0.10),
+    2: (0.10, 0.75, 0.20),
+    3: (1.00, 0.85, 0.00),
+}
 LABEL_NAMES: dict[int, str] = {1: "NCR (necrotic core)", 2: "ED (edema)", 3: "ET (enhancing)"}
 # Regions take the colour of the class that dominates their outer surface.
-REGION_COLOURS: dict[str, tuple[float, float, float]] = {"WT": LABEL_COLOURS[2], "TC": LABEL_COLOURS[1], "ET": LABEL_COLOURS[3]}
+REGION_COLOURS: dict[str, tuple[float, float, float]] = {
+    "WT": LABEL_COLOURS[2],
+    "TC": LABEL_COLOURS[1],
+    "ET": LABEL_COLOURS[3],
+}
 REGION_NAMES: dict[str, str] = {"WT": "WT (whole tumour)", "TC": "TC (tumour core)", "ET": "ET (enhancing tumour)"}
 # Error-map colours, chosen apart from the label colours so the two legends cannot be confused.
-ERROR_COLOURS: dict[str, tuple[float, float, float]] = {"TP": (0.00, 0.80, 0.80), "FP": (1.00, 0.45, 0.00), "FN": (0.25, 0.35, 1.00)}
+ERROR_COLOURS: dict[str, tuple[float, float, float]] = {
+    "TP": (0.00, 0.80, 0.80),
+    "FP": (1.00, 0.45, 0.00),
+    "FN": (0.25, 0.35, 1.00),
+}
 ERROR_NAMES: dict[str, str] = {"TP": "TP (both)", "FP": "FP (prediction only)", "FN": "FN (missed)"}
 
 PLANES: tuple[str, ...] = ("axial", "coronal", "sagittal")
@@ -112,7 +125,7 @@ class _Geometry:
     spacing: tuple[float, float, float]  # voxel order
 
     @classmethod
-    def make(cls, shape: Sequence[int], affine: np.ndarray | None, spacing: Sequence[float] | None) -> "_Geometry":
+    def make(cls, shape: Sequence[int], affine: np.ndarray | None, spacing: Sequence[float] | None) -> _Geometry:
         aff = _default_affine(spacing) if affine is None else np.asarray(affine, dtype=float)
         if aff.shape != (4, 4):
             raise ValueError(f"affine must be 4x4, got shape {aff.shape}")
@@ -269,7 +282,9 @@ def _check_label(label: np.ndarray | None, shape: tuple[int, ...], name: str = "
     if label.shape != tuple(shape[:3]):
         raise ValueError(f"{name} shape {label.shape} does not match image spatial shape {tuple(shape[:3])}")
     if label.size and int(label.max()) > 3:
-        raise ValueError(f"{name} must hold canonical labels 0-3, found {int(label.max())} (convert with io.labels.to_canonical)")
+        raise ValueError(
+            f"{name} must hold canonical labels 0-3, found {int(label.max())} (convert with io.labels.to_canonical)"
+        )
     return label
 
 
@@ -298,13 +313,22 @@ def _draw_slice(
     aspect = _plane_aspect(geom, plane)
     if vol_ras is not None:
         lo, hi = window
-        ax.imshow(_display_slice(vol_ras, plane, k_ras, radiological), cmap="gray", vmin=lo, vmax=hi,
-                  aspect=aspect, interpolation="nearest")
+        ax.imshow(
+            _display_slice(vol_ras, plane, k_ras, radiological),
+            cmap="gray",
+            vmin=lo,
+            vmax=hi,
+            aspect=aspect,
+            interpolation="nearest",
+        )
     else:
         ax.set_facecolor("black")
     if label_ras is not None:
-        ax.imshow(label_rgba(_display_slice(label_ras, plane, k_ras, radiological), alpha), aspect=aspect,
-                  interpolation="nearest")
+        ax.imshow(
+            label_rgba(_display_slice(label_ras, plane, k_ras, radiological), alpha),
+            aspect=aspect,
+            interpolation="nearest",
+        )
     if box is not None:
         corners = [_display_point(geom, plane, box[0], radiological), _display_point(geom, plane, box[1], radiological)]
         cols, rows = zip(*corners)
@@ -433,8 +457,14 @@ def show_case(
         axes[1, -1].set_title("labels", fontsize=10)
         counts = np.bincount(label[(slice(None),) * axis + (int(z),)].ravel(), minlength=4)
         axes[0, -1].axis("off")
-        axes[0, -1].text(0.05, 0.5, "voxels in slice\n" + "\n".join(f"{CLASS_NAMES[c]}: {counts[c]}" for c in FOREGROUND_CLASSES),
-                         transform=axes[0, -1].transAxes, va="center", fontsize=9)
+        axes[0, -1].text(
+            0.05,
+            0.5,
+            "voxels in slice\n" + "\n".join(f"{CLASS_NAMES[c]}: {counts[c]}" for c in FOREGROUND_CLASSES),
+            transform=axes[0, -1].transAxes,
+            va="center",
+            fontsize=9,
+        )
         fig.legend(handles=legend_handles(), loc="lower center", ncol=3, frameon=False)
     view = "radiological" if radiological else "neurological"
     fig.suptitle(title or f"axial slice z={z} ({view} view)")
@@ -681,10 +711,26 @@ def compare(
         ax.set_facecolor("black")
         _blank_axes(ax)
         _mark_orientation(ax, "axial", radiological)
-    fig.legend(handles=legend_handles(), loc="lower left", ncol=3, frameon=False, fontsize=8, title="labels",
-               title_fontsize=8, bbox_to_anchor=(0.01, 0.0))
-    fig.legend(handles=error_legend_handles(), loc="lower right", ncol=3, frameon=False, fontsize=8,
-               title=f"errors per {by}", title_fontsize=8, bbox_to_anchor=(0.99, 0.0))
+    fig.legend(
+        handles=legend_handles(),
+        loc="lower left",
+        ncol=3,
+        frameon=False,
+        fontsize=8,
+        title="labels",
+        title_fontsize=8,
+        bbox_to_anchor=(0.01, 0.0),
+    )
+    fig.legend(
+        handles=error_legend_handles(),
+        loc="lower right",
+        ncol=3,
+        frameon=False,
+        fontsize=8,
+        title=f"errors per {by}",
+        title_fontsize=8,
+        bbox_to_anchor=(0.99, 0.0),
+    )
     fig.suptitle(title or f"prediction vs ground truth, axial z={z}", fontsize=11)
     fig.tight_layout(rect=(0, 0.13, 1, 0.92))
     save_figure(fig, save, dpi)
@@ -725,7 +771,13 @@ def _floats(values: Iterable) -> np.ndarray:
 
 _SUFFIXES = ("wt", "tc", "et", "ncr", "ed", "bg", "mean")
 # Region/class curves in their usual colours; pure yellow is unreadable as a line on white.
-_CURVE_COLOURS = {"WT": LABEL_COLOURS[2], "TC": LABEL_COLOURS[1], "ET": (0.85, 0.65, 0.0), "NCR": (0.55, 0.0, 0.0), "ED": (0.0, 0.45, 0.1)}
+_CURVE_COLOURS = {
+    "WT": LABEL_COLOURS[2],
+    "TC": LABEL_COLOURS[1],
+    "ET": (0.85, 0.65, 0.0),
+    "NCR": (0.55, 0.0, 0.0),
+    "ED": (0.0, 0.45, 0.1),
+}
 
 
 def _family(name: str) -> tuple[str, str]:
@@ -822,7 +874,7 @@ def training_curves(
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, frameon=False)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     fig.suptitle(title or "training curves (solid: training, dashed: validation, dot: best validation)", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
@@ -889,15 +941,25 @@ def metric_boxplot(
         v = values[r]
         ax.scatter(i + rng.uniform(-0.15, 0.15, v.size), v, s=12, color="black", alpha=0.6, zorder=3)
         if v.size:
-            ax.annotate(f"{np.median(v):.3g}", (i, np.max(v)), xytext=(0, 6), textcoords="offset points",
-                        ha="center", fontsize=8)
+            ax.annotate(
+                f"{np.median(v):.3g}",
+                (i, np.max(v)),
+                xytext=(0, 6),
+                textcoords="offset points",
+                ha="center",
+                fontsize=8,
+            )
     ax.set_xticks(range(1, len(names) + 1), [f"{r}\nn={values[r].size}" for r in names])
     ax.set_ylabel(metric)
     if metric.lower() in ("dice", "sensitivity", "specificity", "precision", "iou", "jaccard"):
         ax.set_ylim(-0.02, 1.08)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(handles=region_legend_handles([r for r in names if r.upper() in REGION_COLOURS]), fontsize=7,
-              frameon=False, loc="best")
+    ax.legend(
+        handles=region_legend_handles([r for r in names if r.upper() in REGION_COLOURS]),
+        fontsize=7,
+        frameon=False,
+        loc="best",
+    )
     ax.set_title(title or f"per-case {metric} by region (median above each box)", fontsize=10)
     fig.tight_layout()
     save_figure(fig, save, dpi)
@@ -954,8 +1016,13 @@ def metric_per_case(
     for j, r in enumerate(regions):
         colour = _CURVE_COLOURS.get(r.upper(), (0.6, 0.6, 0.6))
         ax.bar(x + (j - (len(regions) - 1) / 2) * width, grid[order, j], width, color=colour, label=r)
-    ax.set_xticks(x, [cases[i] for i in order], rotation=60 if len(cases) > 4 else 0, ha="right" if len(cases) > 4 else "center",
-                  fontsize=7)
+    ax.set_xticks(
+        x,
+        [cases[i] for i in order],
+        rotation=60 if len(cases) > 4 else 0,
+        ha="right" if len(cases) > 4 else "center",
+        fontsize=7,
+    )
     ax.set_ylabel(metric)
     if metric.lower() in ("dice", "sensitivity", "specificity", "precision", "iou", "jaccard"):
         ax.set_ylim(0, 1.05)
@@ -1010,7 +1077,11 @@ def uncertainty_overlay(
     axis = geom.voxel_axis("axial")
     if z is None:
         has_label = label is not None and np.any(label)
-        z = tumour_centre(label, vol.shape)[axis] if has_label else int(np.unravel_index(np.argmax(unc), unc.shape)[axis])
+        z = (
+            tumour_centre(label, vol.shape)[axis]
+            if has_label
+            else int(np.unravel_index(np.argmax(unc), unc.shape)[axis])
+        )
     if not 0 <= int(z) < vol.shape[axis]:
         raise ValueError(f"z={z} out of range for {vol.shape[axis]} axial slices")
     k = geom.ras_slice_index("axial", int(z))
@@ -1023,9 +1094,15 @@ def uncertainty_overlay(
     _draw_slice(axes[0], geom, "axial", k, vol_ras, window, lab_ras, alpha, radiological, box)
     axes[0].set_title("labels" if label is not None else _channel_name(channel), fontsize=10)
     _draw_slice(axes[1], geom, "axial", k, vol_ras, window, None, alpha, radiological, box)
-    heat = axes[1].imshow(_display_slice(unc_ras, "axial", k, radiological), cmap="magma", vmin=0.0,
-                          vmax=top if top > 0 else 1.0, alpha=0.75, aspect=_plane_aspect(geom, "axial"),
-                          interpolation="nearest")
+    heat = axes[1].imshow(
+        _display_slice(unc_ras, "axial", k, radiological),
+        cmap="magma",
+        vmin=0.0,
+        vmax=top if top > 0 else 1.0,
+        alpha=0.75,
+        aspect=_plane_aspect(geom, "axial"),
+        interpolation="nearest",
+    )
     axes[1].set_title("uncertainty", fontsize=10)
     fig.colorbar(heat, ax=axes[1], fraction=0.046, pad=0.02)
     if label is not None:
@@ -1046,7 +1123,9 @@ def _bbox(mask: np.ndarray, pad: int) -> tuple[slice, ...]:
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
 
 
-def _surface(mask: np.ndarray, spacing: Sequence[float], step: int, smooth: float) -> tuple[np.ndarray, np.ndarray] | None:
+def _surface(
+    mask: np.ndarray, spacing: Sequence[float], step: int, smooth: float
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Marching-cubes mesh (vertices in mm from the array origin, faces) of a boolean mask."""
     from scipy.ndimage import gaussian_filter
     from skimage.measure import marching_cubes
@@ -1064,8 +1143,9 @@ def _surface(mask: np.ndarray, spacing: Sequence[float], step: int, smooth: floa
     # A coarse step can stride over a small region's only voxels above the level: retry at step 1.
     for step_size in dict.fromkeys((int(step), 1)):
         try:
-            verts, faces, _, _ = marching_cubes(field, level=0.5, spacing=tuple(float(s) for s in spacing),
-                                                step_size=step_size)
+            verts, faces, _, _ = marching_cubes(
+                field, level=0.5, spacing=tuple(float(s) for s in spacing), step_size=step_size
+            )
             break
         except RuntimeError:
             continue
@@ -1123,7 +1203,9 @@ def region_meshes(
     return meshes
 
 
-def _shaded(verts: np.ndarray, faces: np.ndarray, colour: Sequence[float], alpha: float, light: np.ndarray) -> np.ndarray:
+def _shaded(
+    verts: np.ndarray, faces: np.ndarray, colour: Sequence[float], alpha: float, light: np.ndarray
+) -> np.ndarray:
     """Per-face RGBA: the colour dimmed by a Lambert term, so a surface reads as 3D without edges."""
     tri = verts[faces]
     normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
@@ -1213,13 +1295,19 @@ def surface_3d(
         ax = fig.add_subplot(1, len(panels), p + 1, projection="3d")
         if p == 0 and brain_mesh is not None:
             verts, faces = brain_mesh
-            ax.add_collection3d(Poly3DCollection(verts[faces], facecolors=_shaded(verts, faces, (0.6, 0.6, 0.6), 0.06, light),
-                                                 edgecolor="none"))
+            ax.add_collection3d(
+                Poly3DCollection(
+                    verts[faces], facecolors=_shaded(verts, faces, (0.6, 0.6, 0.6), 0.06, light), edgecolor="none"
+                )
+            )
         for r in members:
             verts, faces = meshes[r]
             a = alphas[r] if len(members) > 1 else 0.9
-            ax.add_collection3d(Poly3DCollection(verts[faces], facecolors=_shaded(verts, faces, REGION_COLOURS[r], a, light),
-                                                 edgecolor="none"))
+            ax.add_collection3d(
+                Poly3DCollection(
+                    verts[faces], facecolors=_shaded(verts, faces, REGION_COLOURS[r], a, light), edgecolor="none"
+                )
+            )
         lo, hi = whole if (p == 0 and brain_mesh is not None) else zoom
         ax.set_xlim(lo[0], hi[0])
         ax.set_ylim(lo[1], hi[1])
@@ -1257,9 +1345,17 @@ def _legend_strip(width: int, height: int, edges: tuple[str, str], legend: bool)
     fig = Figure(figsize=(width / 100, height / 100), dpi=100)
     fig.patch.set_facecolor("black")
     if legend:
-        fig.legend(handles=[Patch(facecolor=LABEL_COLOURS[k], label=CLASS_NAMES[k]) for k in FOREGROUND_CLASSES], loc="center",
-                   ncol=3, frameon=False, labelcolor="white", fontsize=7, handlelength=0.8, columnspacing=0.8,
-                   handletextpad=0.4)
+        fig.legend(
+            handles=[Patch(facecolor=LABEL_COLOURS[k], label=CLASS_NAMES[k]) for k in FOREGROUND_CLASSES],
+            loc="center",
+            ncol=3,
+            frameon=False,
+            labelcolor="white",
+            fontsize=7,
+            handlelength=0.8,
+            columnspacing=0.8,
+            handletextpad=0.4,
+        )
     for x, text, ha in ((0.02, edges[0], "left"), (0.98, edges[1], "right")):
         fig.text(x, 0.5, text, color="white", fontsize=8, fontweight="bold", ha=ha, va="center")
     buf = _io.BytesIO()
@@ -1363,8 +1459,16 @@ def slices_gif(
     mosaic = Image.fromarray(np.concatenate([np.asarray(f) for f in sample], axis=0))
     palette_src = mosaic.quantize(colors=255, method=Image.Quantize.MEDIANCUT)
     pal = [f.quantize(palette=palette_src, dither=Image.Dither.NONE) for f in frames]
-    pal[0].save(tmp, format="GIF", save_all=True, append_images=pal[1:], duration=int(round(1000 / fps)), loop=int(loop),
-                disposal=1, optimize=False)
+    pal[0].save(
+        tmp,
+        format="GIF",
+        save_all=True,
+        append_images=pal[1:],
+        duration=int(round(1000 / fps)),
+        loop=int(loop),
+        disposal=1,
+        optimize=False,
+    )
     tmp.replace(path)
     return path
 
@@ -1427,9 +1531,19 @@ def slice_slider(
             reason = "ipywidgets is not installed (pip install ipywidgets)"
     if reason is not None:
         warnings.warn(f"slice_slider: {reason}; showing a static montage instead", UserWarning, stacklevel=2)
-        return montage(image, label, channel=channel if np.ndim(image) == 4 else 0, axis=axis, affine=affine,
-                       spacing=spacing, alpha=alpha, radiological=radiological,
-                       title="static montage (interactive slider unavailable)", save=save, dpi=dpi)
+        return montage(
+            image,
+            label,
+            channel=channel if np.ndim(image) == 4 else 0,
+            axis=axis,
+            affine=affine,
+            spacing=spacing,
+            alpha=alpha,
+            radiological=radiological,
+            title="static montage (interactive slider unavailable)",
+            save=save,
+            dpi=dpi,
+        )
 
     image = np.asarray(image)
     vol0 = _as_volume(image, channel)
@@ -1454,16 +1568,26 @@ def slice_slider(
         ax.clear()
         c = chans.index(chan)
         vol = img_ras[..., c] if image.ndim == 4 else img_ras
-        _draw_slice(ax, geom, plane, geom.ras_slice_index(plane, k_vox), vol, windows[c], lab_ras, a, radiological, zoom)
+        _draw_slice(
+            ax, geom, plane, geom.ras_slice_index(plane, k_vox), vol, windows[c], lab_ras, a, radiological, zoom
+        )
         ax.set_title(f"{chan.upper()} {plane} {'ijk'[geom.voxel_axis(plane)]}={k_vox}", fontsize=10)
         buf = _io.BytesIO()
         fig.savefig(buf, format="png", dpi=dpi)
         view.value = buf.getvalue()
 
     v0 = geom.voxel_axis(plane0)
-    slider = widgets.IntSlider(value=centre[v0], min=0, max=vol0.shape[v0] - 1, description="slice",
-                               continuous_update=True, layout=widgets.Layout(width="95%"))
-    chan_w = widgets.Dropdown(options=chans, value=_channel_name(channel) if image.ndim == 4 else "image", description="channel")
+    slider = widgets.IntSlider(
+        value=centre[v0],
+        min=0,
+        max=vol0.shape[v0] - 1,
+        description="slice",
+        continuous_update=True,
+        layout=widgets.Layout(width="95%"),
+    )
+    chan_w = widgets.Dropdown(
+        options=chans, value=_channel_name(channel) if image.ndim == 4 else "image", description="channel"
+    )
     plane_w = widgets.Dropdown(options=list(PLANES), value=plane0, description="plane")
     alpha_w = widgets.FloatSlider(value=alpha, min=0.0, max=1.0, step=0.05, description="overlay")
 

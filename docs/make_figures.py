@@ -72,8 +72,16 @@ def fake_metrics(path: Path, n_cases: int = 24, seed: int = 0) -> Path:
                 dice = float(np.clip(rng.normal(mean, sd), 0, 1))
                 if region == "ET" and c % 11 == 5:
                     dice = 0.0  # a case where the model misses ET entirely
-                w.writerow([f"synth_{c:03d}", region, round(dice, 4), round(float(rng.gamma(2, 2.5)), 2),
-                            round(min(1.0, dice + 0.03), 4), round(1 - float(rng.uniform(0, 1e-3)), 5)])
+                w.writerow(
+                    [
+                        f"synth_{c:03d}",
+                        region,
+                        round(dice, 4),
+                        round(float(rng.gamma(2, 2.5)), 2),
+                        round(min(1.0, dice + 0.03), 4),
+                        round(1 - float(rng.uniform(0, 1e-3)), 5),
+                    ]
+                )
     return path
 
 
@@ -91,14 +99,40 @@ def main(out: Path = HERE / "figures", seed: int = 3, dpi: int = 80) -> list[Pat
         if not isinstance(fig_or_path, Path):
             plt.close(fig_or_path)
 
-    keep(viz.show_case(image, label, affine=affine, title=f"{name}: modalities and labels", save=out / "show_case.png", dpi=dpi), "show_case.png")
-    keep(viz.three_plane(image, label, channel="flair", affine=affine, title=f"{name}: FLAIR through the tumour centre",
-                         save=out / "three_plane.png", dpi=dpi), "three_plane.png")
-    keep(viz.montage(image, label, channel="t1ce", n=12, affine=affine, save=out / "montage.png", dpi=dpi), "montage.png")
+    keep(
+        viz.show_case(
+            image, label, affine=affine, title=f"{name}: modalities and labels", save=out / "show_case.png", dpi=dpi
+        ),
+        "show_case.png",
+    )
+    keep(
+        viz.three_plane(
+            image,
+            label,
+            channel="flair",
+            affine=affine,
+            title=f"{name}: FLAIR through the tumour centre",
+            save=out / "three_plane.png",
+            dpi=dpi,
+        ),
+        "three_plane.png",
+    )
+    keep(
+        viz.montage(image, label, channel="t1ce", n=12, affine=affine, save=out / "montage.png", dpi=dpi), "montage.png"
+    )
     keep(viz.compare(image, label, pred, affine=affine, save=out / "compare.png", dpi=dpi), "compare.png")
-    keep(viz.training_curves(fake_log(out / ".training_log.csv"), save=out / "training_curves.png", dpi=dpi), "training_curves.png")
-    keep(viz.metric_boxplot(fake_metrics(out / ".metrics.csv"), "dice", save=out / "metric_boxplot.png", dpi=dpi), "metric_boxplot.png")
-    keep(viz.surface_3d(label, affine=affine, brain=image, step=2, save=out / "surface_3d.png", dpi=dpi), "surface_3d.png")
+    keep(
+        viz.training_curves(fake_log(out / ".training_log.csv"), save=out / "training_curves.png", dpi=dpi),
+        "training_curves.png",
+    )
+    keep(
+        viz.metric_boxplot(fake_metrics(out / ".metrics.csv"), "dice", save=out / "metric_boxplot.png", dpi=dpi),
+        "metric_boxplot.png",
+    )
+    keep(
+        viz.surface_3d(label, affine=affine, brain=image, step=2, save=out / "surface_3d.png", dpi=dpi),
+        "surface_3d.png",
+    )
     keep(viz.slices_gif(image, label, out / "slices.gif", channel="flair", affine=affine, step=3, fps=8), "slices.gif")
     for tmp in (out / ".training_log.csv", out / ".metrics.csv"):
         tmp.unlink()

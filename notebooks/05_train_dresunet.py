@@ -64,11 +64,22 @@ from brainseg_tf import training, viz
 DATA_DIR = runtime.dataset_or_synthetic(DATA_DIR, WORK_DIR, n_cases=SYNTHETIC_CASES, shape=tuple(SYNTHETIC_SHAPE))
 RECIPE = training.find_recipe(f"{MODEL}_seed")
 RUN_DIR = Path(WORK_DIR) / "runs" / RECIPE.stem
-overrides = {"data.root": DATA_DIR, "data.cache": None, "data.max_cases": MAX_CASES,
-             "training.epochs": EPOCHS, "training.steps_per_epoch": STEPS_PER_EPOCH, "pipeline.patch_size": PATCH_SIZE,
-             "pipeline.batch_size": BATCH_SIZE, "validation.patches_per_case": VALIDATION_PATCHES}
-config = training.load_config(RECIPE, overrides={k: v for k, v in overrides.items() if v is not None or k == "data.cache"})
-print(config.model.name, config.model.options, "| patch", config.pipeline.patch_size, "| epochs", config.training.epochs)
+overrides = {
+    "data.root": DATA_DIR,
+    "data.cache": None,
+    "data.max_cases": MAX_CASES,
+    "training.epochs": EPOCHS,
+    "training.steps_per_epoch": STEPS_PER_EPOCH,
+    "pipeline.patch_size": PATCH_SIZE,
+    "pipeline.batch_size": BATCH_SIZE,
+    "validation.patches_per_case": VALIDATION_PATCHES,
+}
+config = training.load_config(
+    RECIPE, overrides={k: v for k, v in overrides.items() if v is not None or k == "data.cache"}
+)
+print(
+    config.model.name, config.model.options, "| patch", config.pipeline.patch_size, "| epochs", config.training.epochs
+)
 
 # %% [markdown]
 # ## Train

@@ -65,8 +65,16 @@ print("validation cases:", split.val_ids)
 # ## Predict the validation cases
 
 # %%
-records = inference.predict_folder(RUN_DIR, DATA_DIR, PRED_DIR, case_ids=split.val_ids, tta=TTA, overlap=OVERLAP,
-                                   overwrite=True, uncertainty=UNCERTAINTY)
+records = inference.predict_folder(
+    RUN_DIR,
+    DATA_DIR,
+    PRED_DIR,
+    case_ids=split.val_ids,
+    tta=TTA,
+    overlap=OVERLAP,
+    overwrite=True,
+    uncertainty=UNCERTAINTY,
+)
 for r in records:
     print(r["case_id"], r["status"], f"{r['seconds']:.1f} s", f"uncertainty {r.get('uncertainty')}")
 
@@ -88,9 +96,13 @@ if scored:
     worst = scored[0]["case_id"]
     labels, _, _ = evaluation.load_labels(PRED_DIR / f"{worst}.nii.gz", None)  # convention from the header stamp
     uncertainty = np.asarray(nib.load(PRED_DIR / f"{worst}_uncertainty.nii.gz").dataobj)
-    fig = viz.uncertainty_overlay(bio.open_dataset(DATA_DIR)[worst].image, uncertainty, labels,
-                                  title=f"most uncertain validation case {worst}",
-                                  save=Path(WORK_DIR) / "figures" / "06_uncertainty.png")
+    fig = viz.uncertainty_overlay(
+        bio.open_dataset(DATA_DIR)[worst].image,
+        uncertainty,
+        labels,
+        title=f"most uncertain validation case {worst}",
+        save=Path(WORK_DIR) / "figures" / "06_uncertainty.png",
+    )
 
 # %% [markdown]
 # ## Score them
@@ -100,4 +112,6 @@ if scored:
 # %%
 result = evaluation.evaluate_folders(PRED_DIR, DATA_DIR, out_csv=PRED_DIR / "metrics.csv", case_ids=split.val_ids)
 print(evaluation.format_summary(result))
-fig = viz.metric_boxplot(PRED_DIR / "metrics.csv", metric="dice", save=Path(WORK_DIR) / "figures" / "06_dice_boxplot.png")
+fig = viz.metric_boxplot(
+    PRED_DIR / "metrics.csv", metric="dice", save=Path(WORK_DIR) / "figures" / "06_dice_boxplot.png"
+)

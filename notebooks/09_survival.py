@@ -66,8 +66,11 @@ import numpy as np
 from brainseg_tf import inference, io, survival, viz
 
 DATA_DIR = Path(runtime.dataset_or_synthetic(DATA_DIR, WORK_DIR, n_cases=SYNTHETIC_CASES, shape=tuple(SYNTHETIC_SHAPE)))
-CLINICAL = Path(CLINICAL) if CLINICAL else next(
-    p for p in (DATA_DIR / "survival_info.csv", DATA_DIR / "survival_data.csv") if p.exists())
+CLINICAL = (
+    Path(CLINICAL)
+    if CLINICAL
+    else next(p for p in (DATA_DIR / "survival_info.csv", DATA_DIR / "survival_data.csv") if p.exists())
+)
 RUN_DIR = Path(RUN_DIR or Path(WORK_DIR) / "runs" / "unet3d_seed")
 OUT = Path(WORK_DIR) / "survival"
 FIG_DIR = Path(WORK_DIR) / "figures"
@@ -107,8 +110,10 @@ if PREDICTED:
 rows = list(by_case.values())
 survival.write_features(rows, OUT / "features.csv")
 data = survival.training_set(table, features=rows)
-print(f"{len(data)} patients with age and survival;",
-      ", ".join(f"{len(v)} {k}" for k, v in data.excluded.items()) or "none left out")
+print(
+    f"{len(data)} patients with age and survival;",
+    ", ".join(f"{len(v)} {k}" for k, v in data.excluded.items()) or "none left out",
+)
 
 # %% [markdown]
 # ## Cross-validated scores beside the baselines
@@ -122,8 +127,10 @@ results = {m: survival.cross_validate(data, m, folds=FOLDS, seed=SEED) for m in 
 print(f"{'model':9s} {'accuracy [95% Wilson]':24s} {'MSE days^2':>12s} {'Spearman':>9s}")
 for method, cv in results.items():
     s = cv["scores"]
-    print(f"{method:9s} {s['accuracy']:.3f} [{s['accuracy_ci'][0]:.2f}, {s['accuracy_ci'][1]:.2f}]"
-          f"{s['mse']:>19.0f} {s['spearman']:9.2f}")
+    print(
+        f"{method:9s} {s['accuracy']:.3f} [{s['accuracy_ci'][0]:.2f}, {s['accuracy_ci'][1]:.2f}]"
+        f"{s['mse']:>19.0f} {s['spearman']:9.2f}"
+    )
 if PREDICTED:  # how much segmentation errors cost, against features from the ground truth
     truth = survival.training_set(table, features=truth_rows)
     for method in ("ridge", "forest"):
@@ -180,13 +187,22 @@ viz.save_figure(fig, FIG_DIR / "09_survival_vs_volume.png", tight=True)
 
 # %%
 records = table.by_id()
-alive = [r for r in rows if r.get("clinical_id") in records and records[r["clinical_id"]].censored
-         and np.isfinite(records[r["clinical_id"]].alive_days)]
+alive = [
+    r
+    for r in rows
+    if r.get("clinical_id") in records
+    and records[r["clinical_id"]].censored
+    and np.isfinite(records[r["clinical_id"]].alive_days)
+]
 alive_pred = np.array([d for _, d in survival.predict_table(model, alive)])
 times = np.concatenate([data.days, [records[r["clinical_id"]].alive_days for r in alive]])
 observed = np.concatenate([np.ones(len(data), bool), np.zeros(len(alive), bool)])
-group = np.concatenate([survival.survival_class(results["ridge"]["predictions"]),
-                        survival.survival_class(alive_pred) if len(alive) else np.zeros(0, int)])
+group = np.concatenate(
+    [
+        survival.survival_class(results["ridge"]["predictions"]),
+        survival.survival_class(alive_pred) if len(alive) else np.zeros(0, int),
+    ]
+)
 fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
 for k, name in enumerate(survival.SURVIVAL_CLASSES):
     if np.any(group == k):

@@ -25,9 +25,16 @@ PACKAGE = Path(__file__).resolve().parents[1] / "brainseg_tf"
 
 
 def test_card_round_trips_through_json(tmp_path: Path) -> None:
-    card = ModelCard(modalities=["flair"], head="region", region="tc", logits=True, roi=[64, 64, 64],
-                     preprocessing=Preprocessing(reorient=True, spacing=[1.0, 1.0, 2.0], margin=3),
-                     postprocessing=Postprocessing(et_min_voxels=10), label_convention="brats")
+    card = ModelCard(
+        modalities=["flair"],
+        head="region",
+        region="tc",
+        logits=True,
+        roi=[64, 64, 64],
+        preprocessing=Preprocessing(reorient=True, spacing=[1.0, 1.0, 2.0], margin=3),
+        postprocessing=Postprocessing(et_min_voxels=10),
+        label_convention="brats",
+    )
     assert card.region == "TC" and card.outputs == ["TC"] and card.num_outputs == 1
     path = card.save(tmp_path)
     assert path.name == "brainseg_model.json"
@@ -39,8 +46,7 @@ def test_card_round_trips_through_json(tmp_path: Path) -> None:
     # A card written before the inference section loads with the defaults: roi windows at 0.5.
     del data["inference"]
     assert ModelCard.from_dict(data).inference == Inference()
-    planned = card.replace(inference=Inference(window="auto", overlap=0.25, max_window_voxels=10**6,
-                                               divisor=[8, 8, 8]))
+    planned = card.replace(inference=Inference(window="auto", overlap=0.25, max_window_voxels=10**6, divisor=[8, 8, 8]))
     assert ModelCard.from_json(planned.to_json()).inference == planned.inference
 
 
@@ -52,18 +58,33 @@ def test_card_round_trips_through_json(tmp_path: Path) -> None:
         ({"modalities": ["flair"], "head": "region"}, "region"),
         ({"modalities": ["flair"], "head": "sigmoid", "region": "WT"}, "region"),
         ({"modalities": ["flair"], "head": "softmax", "roi": [64, 64]}, "roi"),
-        ({"modalities": ["flair"], "head": "softmax", "spatial_dims": 3,
-          "preprocessing": Preprocessing(resize=[128, 128])}, "resize"),
-        ({"modalities": ["flair"], "head": "softmax", "preprocessing": Preprocessing(spacing=[float("nan")])},
-         "spacing"),
-        ({"modalities": ["flair"], "head": "sigmoid", "postprocessing": Postprocessing(region_threshold=1.5)},
-         "region_threshold"),
+        (
+            {
+                "modalities": ["flair"],
+                "head": "softmax",
+                "spatial_dims": 3,
+                "preprocessing": Preprocessing(resize=[128, 128]),
+            },
+            "resize",
+        ),
+        (
+            {"modalities": ["flair"], "head": "softmax", "preprocessing": Preprocessing(spacing=[float("nan")])},
+            "spacing",
+        ),
+        (
+            {"modalities": ["flair"], "head": "sigmoid", "postprocessing": Postprocessing(region_threshold=1.5)},
+            "region_threshold",
+        ),
         ({"modalities": ["flair"], "head": "sigmoid", "inference": Inference(window="whole")}, "inference.window"),
-        ({"modalities": ["flair"], "head": "sigmoid", "spatial_dims": 2, "inference": Inference(window="auto")},
-         "inference.window=.auto.* only for 3D"),
+        (
+            {"modalities": ["flair"], "head": "sigmoid", "spatial_dims": 2, "inference": Inference(window="auto")},
+            "inference.window=.auto.* only for 3D",
+        ),
         ({"modalities": ["flair"], "head": "sigmoid", "inference": Inference(overlap=1.0)}, "inference.overlap"),
-        ({"modalities": ["flair"], "head": "sigmoid", "inference": Inference(max_window_voxels=0)},
-         "inference.max_window_voxels"),
+        (
+            {"modalities": ["flair"], "head": "sigmoid", "inference": Inference(max_window_voxels=0)},
+            "inference.max_window_voxels",
+        ),
         ({"modalities": ["flair"], "head": "sigmoid", "inference": Inference(divisor=[8, 8])}, "inference.divisor"),
     ],
 )
@@ -85,9 +106,16 @@ def test_unknown_keys_and_missing_cards_are_errors(tmp_path: Path) -> None:
 
 
 def test_version_1_export_metadata_is_migrated() -> None:
-    v1 = {"format_version": 1, "brainseg_tf_version": "0.1.0", "modalities": ["flair", "t1ce"], "head": "sigmoid",
-          "spatial_dims": 3, "roi": [96, 96, 96], "preprocessing": {"margin": 2},
-          "postprocess": {"et_min_voxels": 5, "min_component_voxels": 0, "region_threshold": 0.4}}
+    v1 = {
+        "format_version": 1,
+        "brainseg_tf_version": "0.1.0",
+        "modalities": ["flair", "t1ce"],
+        "head": "sigmoid",
+        "spatial_dims": 3,
+        "roi": [96, 96, 96],
+        "preprocessing": {"margin": 2},
+        "postprocess": {"et_min_voxels": 5, "min_component_voxels": 0, "region_threshold": 0.4},
+    }
     card = ModelCard.from_dict(v1)  # routed through migrate()
     assert card.head == "sigmoid" and card.preprocessing.margin == 2 and card.postprocessing.region_threshold == 0.4
     with pytest.raises(CardError, match="modalities"):
@@ -113,8 +141,12 @@ def _sources() -> list[Path]:
 
 def test_keras_internals_only_in_the_compat_module() -> None:
     private = re.compile(r"keras\.src|\._symbolic_build|\._maybe_symbolic_build|\._get_current_learning_rate")
-    offenders = [f"{p.relative_to(PACKAGE)}:{i}" for p in _sources() for i, line in enumerate(p.read_text().splitlines(), 1)
-                 if private.search(line) and p.name != "compat.py"]
+    offenders = [
+        f"{p.relative_to(PACKAGE)}:{i}"
+        for p in _sources()
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if private.search(line) and p.name != "compat.py"
+    ]
     assert offenders == []
 
 
@@ -131,18 +163,24 @@ def test_no_signature_inspection_or_model_name_branches_outside_models() -> None
     assert offenders == []
 
 
-@pytest.mark.parametrize("name", ["MODALITIES", "REGIONS", "REGION_LABELS", "CLASS_NAMES", "HEADS",
-                                  "FOREGROUND_CLASSES"])
+@pytest.mark.parametrize(
+    "name", ["MODALITIES", "REGIONS", "REGION_LABELS", "CLASS_NAMES", "HEADS", "FOREGROUND_CLASSES"]
+)
 def test_each_domain_constant_is_defined_once(name: str) -> None:
     definition = re.compile(rf"^{name}\s*(:[^=]+)?=\s*[\(\[\{{\"']")
-    where = [str(p.relative_to(PACKAGE)) for p in _sources()
-             if any(definition.match(line) for line in p.read_text().splitlines())]
+    where = [
+        str(p.relative_to(PACKAGE))
+        for p in _sources()
+        if any(definition.match(line) for line in p.read_text().splitlines())
+    ]
     assert where == ["conventions.py"], where
 
 
 def test_star_import_and_lazy_package() -> None:
-    code = ("import sys; from brainseg_tf import *; "
-            "assert 'tensorflow' not in sys.modules or True; import brainseg_tf; print(sorted(brainseg_tf.__all__))")
+    code = (
+        "import sys; from brainseg_tf import *; "
+        "assert 'tensorflow' not in sys.modules or True; import brainseg_tf; print(sorted(brainseg_tf.__all__))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "survival" in proc.stdout and "card" in proc.stdout

@@ -19,16 +19,30 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_report import assert_report_files, linked_figures
 
 from brainseg_tf import cli, io
-from test_report import assert_report_files, linked_figures
 
 LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 BIN = Path(sys.executable).parent
 BRAINSEG = shutil.which("brainseg", path=str(BIN)) or shutil.which("brainseg")
 SUBCOMMANDS = [
-    "synth", "info", "validate", "preprocess", "train", "predict", "evaluate", "select-postprocessing", "export",
-    "plan", "demo", "survival", "survival features", "survival fit", "survival predict", "survival evaluate",
+    "synth",
+    "info",
+    "validate",
+    "preprocess",
+    "train",
+    "predict",
+    "evaluate",
+    "select-postprocessing",
+    "export",
+    "plan",
+    "demo",
+    "survival",
+    "survival features",
+    "survival fit",
+    "survival predict",
+    "survival evaluate",
 ]
 
 
@@ -36,8 +50,9 @@ def brainseg(*args: str | Path, cwd: Path | None = None, timeout: float = 300) -
     """Run the console script; TensorFlow kept quiet and on the CPU, figures headless."""
     assert BRAINSEG is not None, f"the brainseg console script is not installed beside {sys.executable}"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg", "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run([BRAINSEG, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env,
-                          timeout=timeout)
+    return subprocess.run(
+        [BRAINSEG, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout
+    )
 
 
 def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -72,16 +87,20 @@ BAD_ARGUMENTS = {
     "train": (["train", "--config", MISSING], "nope: recipe not found"),
     "predict": (["predict", "--model", MISSING, "--input", ".", "--out", "p"], "nope: not found"),
     "evaluate": (["evaluate", "--pred", MISSING, "--ref", "."], "prediction folder not found: nope"),
-    "select-postprocessing": (["select-postprocessing", "--pred", MISSING, "--ref", "."],
-                              "prediction folder not found: nope"),
+    "select-postprocessing": (
+        ["select-postprocessing", "--pred", MISSING, "--ref", "."],
+        "prediction folder not found: nope",
+    ),
     "export": (["export", "--model", "run"], "the following arguments are required: --out"),
     "plan": (["plan"], "the following arguments are required: --config"),
     "demo": (["demo", "--epochs", "many"], "argument --epochs: invalid int value: 'many'"),
     "survival features": (["survival", "features", "--labels", MISSING, "--out", "f.csv"], "nope"),
     "survival fit": (["survival", "fit", "--clinical", MISSING, "--features", "f.csv", "--out", "m.json"], "nope"),
     "survival predict": (["survival", "predict", "--model", MISSING, "--features", "f.csv", "--out", "p.csv"], "nope"),
-    "survival evaluate": (["survival", "evaluate", "--predictions", MISSING, "--clinical", MISSING],
-                          "nope: file not found"),
+    "survival evaluate": (
+        ["survival", "evaluate", "--predictions", MISSING, "--clinical", MISSING],
+        "nope: file not found",
+    ),
 }
 
 
@@ -95,10 +114,15 @@ def test_bad_argument_exit_code_and_message(command: str, tmp_path: Path) -> Non
     assert not any(tmp_path.iterdir()), "nothing written by a refused command"
 
 
-@pytest.mark.parametrize("extra, message", [(["--roi", "96", "auto"], "--roi 96 auto: 'auto' stands alone"),
-                                            (["--roi", "big"], "'big' is not a window size, 'auto' or 'patch'"),
-                                            (["--mirror-axes", "0", "0"], "must be distinct spatial axes"),
-                                            (["--mirror-axes", "3"], "invalid choice: 3")])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--roi", "96", "auto"], "--roi 96 auto: 'auto' stands alone"),
+        (["--roi", "big"], "'big' is not a window size, 'auto' or 'patch'"),
+        (["--mirror-axes", "0", "0"], "must be distinct spatial axes"),
+        (["--mirror-axes", "3"], "invalid choice: 3"),
+    ],
+)
 def test_predict_window_arguments(extra: list[str], message: str, tmp_path: Path) -> None:
     (tmp_path / "run").mkdir()
     proc = brainseg("predict", "--model", "run", "--input", ".", "--out", "p", *extra, cwd=tmp_path)
@@ -161,31 +185,60 @@ def pipeline(tmp_path_factory) -> dict:
     out["validate"] = ok(brainseg("validate", synth, "-q"))
     out["preprocess"] = ok(brainseg("preprocess", synth, "--out", cache, "-q"))
     recipe = {
-        "name": "tiny", "data": {"root": str(synth), "cache": str(cache)},
+        "name": "tiny",
+        "data": {"root": str(synth), "cache": str(cache)},
         "split": {"method": "kfold", "folds": 2, "fold": 0, "seed": 0},
         "model": {"name": "unet", "options": {"depth": 2, "base_filters": 4, "norm": "instance", "head": "sigmoid"}},
         "pipeline": {"kind": "patch", "patch_size": [16, 16, 16], "batch_size": 2},
         # Planned windows: the card records them and predict repeats them (the scores below agree).
-        "validation": {"mode": "patches", "patches_per_case": 1, "final_sliding_window": True, "overlap": 0.25,
-                       "window": "auto", "max_window_voxels": 24 * 24 * 16},
+        "validation": {
+            "mode": "patches",
+            "patches_per_case": 1,
+            "final_sliding_window": True,
+            "overlap": 0.25,
+            "window": "auto",
+            "max_window_voxels": 24 * 24 * 16,
+        },
         "schedule": {"name": "poly", "warmup_steps": 1},
         "training": {"epochs": 2, "steps_per_epoch": 1, "verbose": 0, "seed": 0},
     }
     (root / "recipe.json").write_text(json.dumps(recipe))
     out["train"] = ok(brainseg("train", "--config", root / "recipe.json", "--run-dir", run))
     out["val_ids"] = json.loads((run / "split.json").read_text())["val_ids"]
-    out["predict"] = ok(brainseg("predict", "--model", run, "--input", synth, "--out", pred, "--cases", *out["val_ids"],
-                                 "--ref", synth, "-q"))
-    out["evaluate"] = ok(brainseg("evaluate", "--pred", pred, "--ref", synth, "--cases", *out["val_ids"],
-                                  "--out", root / "evaluate.csv", "-q"))
+    out["predict"] = ok(
+        brainseg(
+            "predict", "--model", run, "--input", synth, "--out", pred, "--cases", *out["val_ids"], "--ref", synth, "-q"
+        )
+    )
+    out["evaluate"] = ok(
+        brainseg(
+            "evaluate", "--pred", pred, "--ref", synth, "--cases", *out["val_ids"], "--out", root / "evaluate.csv", "-q"
+        )
+    )
     out["export_proc"] = ok(brainseg("export", "--model", run, "--out", exp))
     clinical = synth / "survival_info.csv"
     feats, model, days = root / "features.csv", root / "survival.json", root / "days.csv"
     out["survival"] = [
-        ok(brainseg("survival", "features", "--labels", pred, "--images", synth, "--clinical", clinical, "--out", feats,
-                    "-q")),
-        ok(brainseg("survival", "fit", "--clinical", clinical, "--features", feats, "--method", "age", "--out", model,
-                    "-q")),
+        ok(
+            brainseg(
+                "survival",
+                "features",
+                "--labels",
+                pred,
+                "--images",
+                synth,
+                "--clinical",
+                clinical,
+                "--out",
+                feats,
+                "-q",
+            )
+        ),
+        ok(
+            brainseg(
+                "survival", "fit", "--clinical", clinical, "--features", feats, "--method", "age", "--out", model, "-q"
+            )
+        ),
         ok(brainseg("survival", "predict", "--model", model, "--features", feats, "--out", days)),
         ok(brainseg("survival", "evaluate", "--predictions", days, "--clinical", clinical, "--all-patients")),
     ]
@@ -201,7 +254,8 @@ def _csv(path: Path) -> list[dict[str, str]]:
 @pytest.mark.slow
 def test_synth_info_validate_preprocess(pipeline) -> None:
     assert sorted(p.name for p in pipeline["synth"].iterdir() if p.is_dir()) == [
-        io.case_id_for("brats2021", i) for i in range(4)]
+        io.case_id_for("brats2021", i) for i in range(4)
+    ]
     assert "cases      4 (4 with masks)" in pipeline["info"].stdout and "32x32x24 (4)" in pipeline["info"].stdout
     assert pipeline["validate"].stdout.strip().endswith("OK (0 warning(s))")
     assert "cache ready" in pipeline["preprocess"].stdout and (pipeline["root"] / "cache.h5").stat().st_size > 10_000
@@ -215,8 +269,9 @@ def test_train_writes_the_run_and_its_report(pipeline) -> None:
     assert metrics["completed"] and metrics["optimizer_steps"] == 2
     text = assert_report_files(run)
     assert "## Training" in text and "## Validation" in text and "2 epochs, 2 optimizer steps" in text
-    assert {"training_curves.png", "dice_per_case.png", "dice_boxplot.png", "best_case.png",
-            "worst_case.png"} <= set(linked_figures(text))
+    assert {"training_curves.png", "dice_per_case.png", "dice_boxplot.png", "best_case.png", "worst_case.png"} <= set(
+        linked_figures(text)
+    )
     for cid, scores in metrics["sliding_window"]["per_case"].items():  # the report's table is the run's scores
         line = next(line for line in text.splitlines() if line.startswith(f"| {cid} |"))
         assert line.split("|")[2].strip() == f"{scores['dice_wt']:.3f}"
@@ -245,8 +300,13 @@ def test_export_writes_saved_model_keras_and_card(pipeline) -> None:
     assert (exp / "saved_model" / "saved_model.pb").is_file() and (exp / "model.keras").stat().st_size > 1_000
     card = json.loads((exp / "brainseg_model.json").read_text())
     assert card["roi"] == [16, 16, 16] and card["head"] == "sigmoid"
-    assert card["inference"] == {"window": "auto", "overlap": 0.25, "max_window_voxels": 24 * 24 * 16,
-                                 "min_window": None, "divisor": [4, 4, 4]}
+    assert card["inference"] == {
+        "window": "auto",
+        "overlap": 0.25,
+        "max_window_voxels": 24 * 24 * 16,
+        "min_window": None,
+        "divisor": [4, 4, 4],
+    }
     assert f"saved_model  {exp / 'saved_model'}" in pipeline["export_proc"].stdout
 
 

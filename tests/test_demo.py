@@ -5,10 +5,10 @@ from __future__ import annotations
 import csv
 
 import pytest
-
-from brainseg_tf import io
 from test_cli import brainseg, ok
 from test_report import assert_report_files, linked_figures
+
+from brainseg_tf import io
 
 
 @pytest.mark.slow
@@ -30,8 +30,14 @@ def test_demo_quick_writes_report_metrics_and_figures(tmp_path):
         assert set(io.labels.label_values(pred.data)) <= {0, 1, 2, 4}
         assert f"| {case} |" in report  # the per-case table
     overlays = {"best_case.png", "worst_case.png"} if len(val_cases) > 1 else {"only_case.png"}
-    assert {"data_case.png", "training_curves.png", "dice_per_case.png", "dice_boxplot.png",
-            "prediction_three_plane.png", "prediction_3d.png"} | overlays <= set(linked_figures(report))
+    assert {
+        "data_case.png",
+        "training_curves.png",
+        "dice_per_case.png",
+        "dice_boxplot.png",
+        "prediction_three_plane.png",
+        "prediction_3d.png",
+    } | overlays <= set(linked_figures(report))
     for heading in ("## Data", "## Training", "## Held-out cases", "## Timings"):
         assert heading in report
     assert "| WT |" in report and "optimizer steps" in report

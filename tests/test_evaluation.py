@@ -34,9 +34,11 @@ def _ref_hd95(sd, a, b, spacing, percent=95):
 
 
 def test_import_does_not_pull_tensorflow():
-    code = ("import sys, brainseg_tf.evaluation, brainseg_tf.io; "
-            "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]; "
-            "sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, brainseg_tf.evaluation, brainseg_tf.io; "
+        "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]; "
+        "sys.exit(1 if bad else 0)"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
@@ -212,7 +214,9 @@ def test_lesion_wise_edge_cases_and_random_cases_match_the_official_steps():
         shape = (36, 32, 28)
         ref = ndimage.binary_opening(rng.random(shape) < 0.35, iterations=2)
         pred = ndimage.binary_dilation(ref, iterations=1) & (rng.random(shape) < 0.9)
-        pred |= ndimage.binary_opening(rng.random(shape) < 0.3, iterations=2) & ~ndimage.binary_dilation(ref, iterations=4)
+        pred |= ndimage.binary_opening(rng.random(shape) < 0.3, iterations=2) & ~ndimage.binary_dilation(
+            ref, iterations=4
+        )
         spacing = tuple(float(s) for s in rng.uniform(0.6, 1.6, 3))
         out = E.lesion_wise_scores(ref, pred, spacing)
         official = _official_lesion_wise(ref, pred, spacing, sd)
@@ -238,8 +242,14 @@ def test_evaluate_folders_pairs_cases_lists_missing_and_writes_csv(tmp_path):
     _write(pred_dir / "stray.nii.gz", pred)
     for aux in E.AUXILIARY_SUFFIXES:  # predict's probability / uncertainty maps are neither cases nor strays
         _write(pred_dir / f"case001{aux}.nii.gz", pred)
-    result = E.evaluate_folders(pred_dir, ref_dir, out_csv=tmp_path / "m.csv", progress=False,
-                                ref_convention="brats", pred_convention="brats2023")
+    result = E.evaluate_folders(
+        pred_dir,
+        ref_dir,
+        out_csv=tmp_path / "m.csv",
+        progress=False,
+        ref_convention="brats",
+        pred_convention="brats2023",
+    )
     assert result.missing == ["case002"]
     assert [p.name for p in result.unmatched] == ["stray.nii.gz"]
     rows = {(r["case"], r["region"]): r for r in result.rows}
@@ -264,8 +274,9 @@ def test_evaluate_folders_restricted_to_case_ids(tmp_path):
     for cid in ("case001", "case002", "case003"):
         _write(ref_dir / f"{cid}_seg.nii.gz", seg)
     _write(pred_dir / "case002.nii.gz", seg)
-    result = E.evaluate_folders(pred_dir, ref_dir, case_ids=["case002"], progress=False, ref_convention="brats",
-                                pred_convention="brats")
+    result = E.evaluate_folders(
+        pred_dir, ref_dir, case_ids=["case002"], progress=False, ref_convention="brats", pred_convention="brats"
+    )
     assert {r["case"] for r in result.rows} == {"case002"} and result.missing == []
     assert all(r["dice"] == 1.0 for r in result.rows)
     with pytest.raises(ValueError, match="case999"):
@@ -293,7 +304,8 @@ def test_evaluate_folders_on_a_case_folder_layout(tmp_path):
     _write(tmp_path / "ref" / "BraTS-GLI-00001-000" / "BraTS-GLI-00001-000-seg.nii.gz", seg)
     msd = np.choose(seg, [0, 2, 1, 3]).astype(np.uint8)  # canonical -> MSD (ED=1, NCR=2, ET=3)
     _write(tmp_path / "pred" / "BraTS-GLI-00001-000.nii.gz", msd)
-    result = E.evaluate_folders(tmp_path / "pred", tmp_path / "ref", pred_convention="msd",
-                                ref_convention="brats2023", progress=False)
+    result = E.evaluate_folders(
+        tmp_path / "pred", tmp_path / "ref", pred_convention="msd", ref_convention="brats2023", progress=False
+    )
     assert not result.missing
     assert all(r["dice"] == 1.0 for r in result.rows)

@@ -39,9 +39,14 @@ def exported(tmp_path_factory):
     run.mkdir()
     model = _tiny_unet()
     model.save(run / "best.keras")
-    ModelCard(modalities=["flair", "t1", "t1ce", "t2"], head="softmax", roi=[16, 16, 16], model="unet",
-              options={"depth": 2, "base_filters": 4, "max_filters": 8},
-              postprocessing=Postprocessing(et_min_voxels=12)).save(run)
+    ModelCard(
+        modalities=["flair", "t1", "t1ce", "t2"],
+        head="softmax",
+        roi=[16, 16, 16],
+        model="unet",
+        options={"depth": 2, "base_filters": 4, "max_filters": 8},
+        postprocessing=Postprocessing(et_min_voxels=12),
+    ).save(run)
     paths = export_model(run, root / "exported")
     x = np.random.default_rng(1).normal(size=(2, 16, 24, 8, 4)).astype(np.float32)
     expected = np.asarray(model.predict(x, verbose=0))
@@ -79,19 +84,20 @@ def test_reload_in_fresh_process_matches_keras(exported):
     script = textwrap.dedent(
         f"""
         import numpy as np, tensorflow as tf
-        x = np.load({str(root / 'x.npy')!r})
-        sm = tf.saved_model.load({str(exported['paths']['saved_model'])!r})
+        x = np.load({str(root / "x.npy")!r})
+        sm = tf.saved_model.load({str(exported["paths"]["saved_model"])!r})
         out = sm.signatures["serving_default"](image=tf.constant(x))["probabilities"].numpy()
-        np.save({str(root / 'saved_model_out.npy')!r}, out)
+        np.save({str(root / "saved_model_out.npy")!r}, out)
         from brainseg_tf.inference import load_predictor
-        p = load_predictor({str(exported['paths']['out_dir'])!r})  # model.keras, registry imported by the loader
-        np.save({str(root / 'keras_out.npy')!r}, p(x))
+        p = load_predictor({str(exported["paths"]["out_dir"])!r})  # model.keras, registry imported by the loader
+        np.save({str(root / "keras_out.npy")!r}, p(x))
         print(p.modalities, p.head, p.roi, p.et_min_voxels)
         """
     )
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=240)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=240
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "('flair', 't1', 't1ce', 't2') softmax (16, 16, 16) 12" in proc.stdout
     expected = exported["expected"]
@@ -112,8 +118,13 @@ def test_saved_model_cli_lists_signature(exported):
     if not Path(cli).exists():
         pytest.skip("saved_model_cli is not installed next to this Python")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([cli, "show", "--all", "--dir", str(exported["paths"]["saved_model"])],
-                          capture_output=True, text=True, timeout=120, env=env)
+    proc = subprocess.run(
+        [cli, "show", "--all", "--dir", str(exported["paths"]["saved_model"])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = proc.stdout
     assert "signature_def['serving_default']" in text

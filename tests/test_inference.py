@@ -139,12 +139,13 @@ def test_plan_window_forwards_the_fewest_voxels(shape, overlap, divisor, min_siz
     assert all(w % divisor == 0 and w >= m for w, m in zip(window, min_size))
     assert math.prod(window) <= max_voxels
     n = [len(window_starts(s, w, overlap)) for s, w in zip(shape, window)]
-    for s, w, k in zip(shape, window, n):  # covering, neighbours overlap by at least `overlap`
+    for s, w, _k in zip(shape, window, n):  # covering, neighbours overlap by at least `overlap`
         starts = window_starts(s, w, overlap)
         assert starts[0] == 0 and starts[-1] + w >= s
         assert all(b - a <= w * (1 - overlap) for a, b in zip(starts, starts[1:]))
     assert (math.prod(n) * math.prod(window), math.prod(n)) == _plan_by_brute_force(
-        shape, overlap, divisor, min_size, max_voxels)
+        shape, overlap, divisor, min_size, max_voxels
+    )
 
 
 def test_plan_window_examples_and_errors():
@@ -162,8 +163,12 @@ def test_planned_windows_from_the_card_and_explicit_rois(tmp_path):
     from brainseg_tf.card import Inference, ModelCard
 
     case = bio.read_case(_synthetic_case(tmp_path / "data", shape=(40, 44, 30)))
-    card = ModelCard(modalities=list(bio.MODALITIES), head="softmax", roi=[16, 16, 16],
-                     inference=Inference(window="auto", overlap=0.25, max_window_voxels=24 * 24 * 16, divisor=[8, 8, 8]))
+    card = ModelCard(
+        modalities=list(bio.MODALITIES),
+        head="softmax",
+        roi=[16, 16, 16],
+        inference=Inference(window="auto", overlap=0.25, max_window_voxels=24 * 24 * 16, divisor=[8, 8, 8]),
+    )
     seen = []
 
     def pointwise(batch):
@@ -175,13 +180,17 @@ def test_planned_windows_from_the_card_and_explicit_rois(tmp_path):
     assert set(seen) == {plan_window(brain_box, overlap=0.25, divisor=8, min_size=16, max_voxels=24 * 24 * 16)}
     seen.clear()
     # A smaller minimum window lets a smaller budget plan windows below the patch.
-    smaller = Predictor.from_card(pointwise, card.replace(inference=dataclasses.replace(
-        card.inference, min_window=[8, 8, 8], max_window_voxels=2048)))
+    smaller = Predictor.from_card(
+        pointwise,
+        card.replace(inference=dataclasses.replace(card.inference, min_window=[8, 8, 8], max_window_voxels=2048)),
+    )
     predict_case(smaller, case)
     assert set(seen) == {plan_window(brain_box, overlap=0.25, divisor=8, min_size=8, max_voxels=2048)}
     assert min(min(s) for s in seen) < 16
     seen.clear()
-    patch = predict_case(Predictor.from_card(pointwise, card), case, roi="patch", overlap=0.5, return_probabilities=True)
+    patch = predict_case(
+        Predictor.from_card(pointwise, card), case, roi="patch", overlap=0.5, return_probabilities=True
+    )
     assert set(seen) == {(16, 16, 16)}
     # A pointwise model gives the same probabilities whatever the windows (up to float rounding).
     np.testing.assert_allclose(planned.probabilities, patch.probabilities, atol=1e-6)
@@ -411,8 +420,9 @@ def test_predict_folder_reads_ahead_and_a_bad_case_fails_alone(tmp_path):
     assert sorted(f.name for f in out.iterdir()) == sorted(f"{c}.nii.gz" for c in (ids[0], ids[2], ids[3]))
     # The cases read ahead are the same cases: labels equal a case-by-case prediction.
     alone = predict_case(p, data / ids[3])
-    np.testing.assert_array_equal(np.asarray(nib.load(out / f"{ids[3]}.nii.gz").dataobj),
-                                  bio.from_canonical(alone.labels, "brats"))
+    np.testing.assert_array_equal(
+        np.asarray(nib.load(out / f"{ids[3]}.nii.gz").dataobj), bio.from_canonical(alone.labels, "brats")
+    )
     assert first[0]["status"] == "written" and recs[0]["seconds"] > 0
     with pytest.raises(bio.DataError, match="t1ce"):
         predict_folder(p, data, tmp_path / "again", progress=False, stop_on_error=True)
@@ -436,8 +446,9 @@ def test_load_predictor_from_run_dir(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     model.save(run / "best.keras")
-    ModelCard(modalities=["flair", "t1ce"], head="sigmoid", roi=[16, 16, 16],
-              postprocessing=Postprocessing(et_min_voxels=7)).save(run)
+    ModelCard(
+        modalities=["flair", "t1ce"], head="sigmoid", roi=[16, 16, 16], postprocessing=Postprocessing(et_min_voxels=7)
+    ).save(run)
     p = load_predictor(run)
     assert p.modalities == ("flair", "t1ce") and p.head == "sigmoid"
     assert p.roi == (16, 16, 16) and p.et_min_voxels == 7
@@ -462,10 +473,20 @@ def test_legacy_run_config_is_migrated(tmp_path):
     run.mkdir()
     model.save(run / "final.keras")
     legacy = {
-        "name": "old", "pipeline": {"kind": "slice", "patch_size": [64, 64], "options": {"crop": False}},
-        "inference": {"modalities": ["flair", "t1ce"], "head": "softmax", "out_channels": 4, "region": None,
-                      "logits": False, "spatial_dims": 2, "patch_size": [64, 64], "roi": [64, 64],
-                      "preprocessing": {}, "postprocess": {"et_min_voxels": 3}},
+        "name": "old",
+        "pipeline": {"kind": "slice", "patch_size": [64, 64], "options": {"crop": False}},
+        "inference": {
+            "modalities": ["flair", "t1ce"],
+            "head": "softmax",
+            "out_channels": 4,
+            "region": None,
+            "logits": False,
+            "spatial_dims": 2,
+            "patch_size": [64, 64],
+            "roi": [64, 64],
+            "preprocessing": {},
+            "postprocess": {"et_min_voxels": 3},
+        },
     }
     (run / "config.json").write_text(json.dumps(legacy))
     from brainseg_tf.card import find_card
@@ -481,8 +502,15 @@ def test_predict_real_case_source_geometry_and_convention(real_brats2018, tmp_pa
     if not case_dir.is_dir():
         case_dir = sorted(p for p in real_brats2018.iterdir() if p.is_dir())[0]
     model = _tiny_keras(4, "softmax")
-    recs = predict_folder(Predictor.from_keras(model, modalities=["flair", "t1", "t1ce", "t2"], head="softmax"), case_dir, tmp_path, roi=(64, 64, 64), overlap=0.25,
-                          batch_size=2, progress=False)
+    recs = predict_folder(
+        Predictor.from_keras(model, modalities=["flair", "t1", "t1ce", "t2"], head="softmax"),
+        case_dir,
+        tmp_path,
+        roi=(64, 64, 64),
+        overlap=0.25,
+        batch_size=2,
+        progress=False,
+    )
     assert recs[0]["status"] == "written", recs
     src = nib.load(sorted(case_dir.glob("*_seg.nii.gz"))[0])
     out = nib.load(recs[0]["path"])

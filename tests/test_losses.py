@@ -39,9 +39,9 @@ def test_weighted_ce_hand_values():
     assert _val(loss(y, p)) == pytest.approx(weighted, rel=1e-5)
     # one-hot targets and logits give the same value
     logits = np.log(p)
-    assert _val(L.WeightedCategoricalCrossentropy((0.5, 2.0), from_logits=True)(_onehot(y, 2), logits)) == pytest.approx(
-        weighted, rel=1e-5
-    )
+    assert _val(
+        L.WeightedCategoricalCrossentropy((0.5, 2.0), from_logits=True)(_onehot(y, 2), logits)
+    ) == pytest.approx(weighted, rel=1e-5)
 
 
 def test_dice_loss_hand_values():

@@ -135,14 +135,28 @@ def test_epoch_accumulation_equals_pooled_numpy_dice_not_batch_mean():
 def test_standard_metrics_names_and_aliases():
     names = [m.name for m in M.standard_metrics("softmax")]
     assert names == [
-        "dice_ncr", "dice_ed", "dice_et", "dice_wt", "dice_tc", "mean_dice", "mean_region_dice",
-        "iou_ncr", "iou_ed", "iou_et", "precision", "sensitivity", "specificity",
+        "dice_ncr",
+        "dice_ed",
+        "dice_et",
+        "dice_wt",
+        "dice_tc",
+        "mean_dice",
+        "mean_region_dice",
+        "iou_ncr",
+        "iou_ed",
+        "iou_et",
+        "precision",
+        "sensitivity",
+        "specificity",
     ]
     sig = [m.name for m in M.standard_metrics("sigmoid")]
     assert sig[:4] == ["dice_wt", "dice_tc", "dice_et", "mean_region_dice"]
-    assert [M.dice_coef().name, M.dice_coef_necrotic().name, M.dice_coef_edema().name,
-            M.dice_coef_enhancing().name] == ["dice_coef", "dice_coef_necrotic", "dice_coef_edema",
-                                              "dice_coef_enhancing"]
+    assert [
+        M.dice_coef().name,
+        M.dice_coef_necrotic().name,
+        M.dice_coef_edema().name,
+        M.dice_coef_enhancing().name,
+    ] == ["dice_coef", "dice_coef_necrotic", "dice_coef_edema", "dice_coef_enhancing"]
     # dice_coef excludes background: a prediction of all background on a small tumour scores 0, not ~0.25+
     y = np.zeros((1, 20), "int64")
     y[0, :3] = [1, 2, 3]
@@ -171,8 +185,12 @@ def test_bad_arguments():
 def test_keras_file_round_trip_with_every_loss_and_metric(tmp_path):
     inputs = keras.Input((4, 4, 4, 2))
     heads = {
-        "ce": "softmax", "dice": "softmax", "dice_ce": "softmax", "focal": "softmax",
-        "tversky": "softmax", "region": None,
+        "ce": "softmax",
+        "dice": "softmax",
+        "dice_ce": "softmax",
+        "focal": "softmax",
+        "tversky": "softmax",
+        "region": None,
     }
     outputs = {}
     for name, act in heads.items():
@@ -187,18 +205,25 @@ def test_keras_file_round_trip_with_every_loss_and_metric(tmp_path):
         "tversky": L.TverskyLoss(),
         "region": L.RegionDiceBCELoss(),
     }
-    aliases = [M.dice_coef(), M.dice_coef_necrotic(), M.dice_coef_edema(), M.dice_coef_enhancing(),
-               M.precision(), M.sensitivity(), M.specificity()]
+    aliases = [
+        M.dice_coef(),
+        M.dice_coef_necrotic(),
+        M.dice_coef_edema(),
+        M.dice_coef_enhancing(),
+        M.precision(),
+        M.sensitivity(),
+        M.specificity(),
+    ]
     metrics = {
         "ce": M.standard_metrics("softmax") + aliases,
-        "region": M.standard_metrics("sigmoid", from_logits=True) + [M.Dice(ids=(2,), head="sigmoid", soft=True,
-                                                                           from_logits=True)],
+        "region": M.standard_metrics("sigmoid", from_logits=True)
+        + [M.Dice(ids=(2,), head="sigmoid", soft=True, from_logits=True)],
     }
     model.compile(optimizer="adam", loss=loss, metrics=metrics, loss_weights=L.deep_supervision_weights(6, decay=1.0))
     rng = np.random.default_rng(0)
     x = rng.random((2, 4, 4, 4, 2)).astype("float32")
     y = rng.integers(0, 4, (2, 4, 4, 4))
-    targets = {name: y for name in heads}
+    targets = dict.fromkeys(heads, y)
     model.fit(x, targets, epochs=1, verbose=0)
     before = model.evaluate(x, targets, verbose=0, return_dict=True)
     path = tmp_path / "model.keras"

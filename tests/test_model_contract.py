@@ -45,12 +45,21 @@ def _recipe(data: dict, model: dict, patch: list[int] = PATCH, **sections) -> di
         "data": data,
         "split": {"method": "fixed", "val_ids": ["BraTS2021_00002"]},
         "model": model,
-        "pipeline": {"kind": "patch", "patch_size": patch, "batch_size": 1, "augment": "none",
-                     "foreground_fraction": 1.0},
+        "pipeline": {
+            "kind": "patch",
+            "patch_size": patch,
+            "batch_size": 1,
+            "augment": "none",
+            "foreground_fraction": 1.0,
+        },
         # The contract is the model's own labels: no postprocessing chosen after training (that
         # selection has its own tests in test_training_selection.py).
-        "validation": {"mode": "patches", "patches_per_case": 1, "final_sliding_window": False,
-                       "select_postprocessing": False},
+        "validation": {
+            "mode": "patches",
+            "patches_per_case": 1,
+            "final_sliding_window": False,
+            "select_postprocessing": False,
+        },
         "optimizer": {"name": "adam", "learning_rate": 0.01},
         "schedule": {"name": "constant"},
         "training": {"epochs": 1, "steps_per_epoch": 2, "verbose": 0, "seed": 0},
@@ -126,8 +135,17 @@ def _best(run: Path):
 @pytest.mark.compat
 @pytest.mark.parametrize("head", ["softmax", "sigmoid"])
 def test_3d_heads_predict_as_trained(dataset: Path, tmp_path: Path, head: str) -> None:
-    model = {"name": "unet", "options": {"spatial_dims": 3, "depth": 2, "base_filters": 4, "max_filters": 8,
-                                         "norm": "instance", "head": head}}
+    model = {
+        "name": "unet",
+        "options": {
+            "spatial_dims": 3,
+            "depth": 2,
+            "base_filters": 4,
+            "max_filters": 8,
+            "norm": "instance",
+            "head": head,
+        },
+    }
     run = tmp_path / "run"
     train(_recipe({"root": str(dataset), "modalities": ALL}, model), run_dir=run)
     card = json.loads((run / "brainseg_model.json").read_text())
@@ -142,8 +160,9 @@ def test_3d_heads_predict_as_trained(dataset: Path, tmp_path: Path, head: str) -
 def test_single_region_logit_model_znet(dataset: Path, tmp_path: Path) -> None:
     model = {"name": "znet", "options": {"depth": 2, "base_filters": 2}}  # logits=True, 1 channel: ZNet's default
     run = tmp_path / "run"
-    recipe = _recipe({"root": str(dataset), "modalities": ["flair"]}, model, loss={"name": "bce"},
-                     pipeline={"region": "tc"})
+    recipe = _recipe(
+        {"root": str(dataset), "modalities": ["flair"]}, model, loss={"name": "bce"}, pipeline={"region": "tc"}
+    )
     train(recipe, run_dir=run)
     card = json.loads((run / "brainseg_model.json").read_text())
     assert card["head"] == "region" and card["region"] == "TC" and card["logits"] is True
@@ -159,9 +178,17 @@ def test_2d_seed_resize_on_the_native_grid(dataset: Path, tmp_path: Path) -> Non
     import tensorflow as tf
 
     model = {"name": "unet2d", "options": {"base_filters": 4, "depth": 2, "dropout": 0.0}}
-    recipe = _recipe({"root": str(dataset), "modalities": ["flair", "t1ce"]}, model, loss={"name": "ce"},
-                     pipeline={"kind": "slice", "patch_size": [32, 32], "batch_size": 4,
-                               "options": {"plane": "axial", "slices": [5, 25], "crop": False}})
+    recipe = _recipe(
+        {"root": str(dataset), "modalities": ["flair", "t1ce"]},
+        model,
+        loss={"name": "ce"},
+        pipeline={
+            "kind": "slice",
+            "patch_size": [32, 32],
+            "batch_size": 4,
+            "options": {"plane": "axial", "slices": [5, 25], "crop": False},
+        },
+    )
     run = tmp_path / "run"
     train(recipe, run_dir=run)
     card = json.loads((run / "brainseg_model.json").read_text())
@@ -182,15 +209,26 @@ def test_model_from_a_reoriented_resampled_cache(dataset: Path, tmp_path: Path) 
 
     spacing = [0.9, 0.9, 1.25]
     cache = build_cache(dataset, tmp_path / "cache.h5", reorient=True, spacing=spacing, margin=2, progress=False)
-    model = {"name": "unet", "options": {"spatial_dims": 3, "depth": 2, "base_filters": 4, "max_filters": 8,
-                                         "head": "sigmoid"}}
+    model = {
+        "name": "unet",
+        "options": {"spatial_dims": 3, "depth": 2, "base_filters": 4, "max_filters": 8, "head": "sigmoid"},
+    }
     run = tmp_path / "run"
     train(_recipe({"cache": str(cache), "modalities": ALL}, model, patch=CACHE_PATCH), run_dir=run)
     pre = json.loads((run / "brainseg_model.json").read_text())["preprocessing"]
     assert pre["reorient"] is True and pre["spacing"] == spacing and pre["margin"] == 2
     case = bio.open_dataset(dataset)["BraTS2021_00002"]
-    expected = _labels_3d(_best(run), case, modalities=ALL, head="sigmoid", logits=False, roi=CACHE_PATCH,
-                          reorient=True, spacing=spacing, margin=2)
+    expected = _labels_3d(
+        _best(run),
+        case,
+        modalities=ALL,
+        head="sigmoid",
+        logits=False,
+        roi=CACHE_PATCH,
+        reorient=True,
+        spacing=spacing,
+        margin=2,
+    )
     _check_run(tmp_path, dataset, run, expected)
 
 
@@ -218,8 +256,22 @@ def test_three_region_models_combine_into_their_label_map(dataset: Path, tmp_pat
     assert {1, 2, 3} <= set(np.unique(expected).tolist()), "the constructed regions should give every label"
     assert np.array_equal(got, expected), f"{int((got != expected).sum())} voxels differ"
     # A missing member is an error before any case is predicted.
-    assert main(["predict", "--model", str(runs[0]), str(tmp_path / "nope"), "--input", str(dataset),
-                 "--out", str(tmp_path / "bad"), "-q"]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(runs[0]),
+                str(tmp_path / "nope"),
+                "--input",
+                str(dataset),
+                "--out",
+                str(tmp_path / "bad"),
+                "-q",
+            ]
+        )
+        == 2
+    )
 
 
 def test_averaging_identical_models_equals_one_model(dataset: Path, tmp_path: Path) -> None:

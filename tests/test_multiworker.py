@@ -64,10 +64,15 @@ def test_two_workers_end_with_identical_weights(tmp_path: Path) -> None:
         )
         log = (tmp_path / f"worker{index}.log").open("w")
         logs.append(log)
-        procs.append(subprocess.Popen(
-            [sys.executable, str(WORKER), str(path), str(run_dir), str(tmp_path / f"w{index}.npz")],
-            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
-        ))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(WORKER), str(path), str(run_dir), str(tmp_path / f"w{index}.npz")],
+                cwd=tmp_path,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
     try:
         for p in procs:
             p.wait(timeout=200)

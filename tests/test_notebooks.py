@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import struct
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,8 +21,13 @@ PARAMETERS = {
     # The seed recipes' batches (100 slices of 128x128; 3 patches of 160x160x16) take minutes per
     # step on 2 cores: the suite shrinks batch and validation, not the models.
     "03_train_unet2d": {"EPOCHS": 1, "STEPS_PER_EPOCH": 2, "BATCH_SIZE": 8, "VALIDATION_PATCHES": 8},
-    "04_train_unet3d": {"EPOCHS": 2, "STEPS_PER_EPOCH": 1, "PATCH_SIZE": [32, 32, 16], "BATCH_SIZE": 2,
-                        "VALIDATION_PATCHES": 1},
+    "04_train_unet3d": {
+        "EPOCHS": 2,
+        "STEPS_PER_EPOCH": 1,
+        "PATCH_SIZE": [32, 32, 16],
+        "BATCH_SIZE": 2,
+        "VALIDATION_PATCHES": 1,
+    },
     "05_train_dresunet": {"EPOCHS": 1, "STEPS_PER_EPOCH": 1, "PATCH_SIZE": [32, 32, 32], "BATCH_SIZE": 1},
     "06_evaluate": {},
     "07_visualize": {},
@@ -85,7 +89,10 @@ def work_dir(tmp_path_factory):
 def test_notebook_executes(name, work_dir):
     import papermill
 
-    if name in ("06_evaluate", "07_visualize", "08_export_savedmodel") and not (work_dir / "runs" / "unet3d_seed" / "best.keras").exists():
+    if (
+        name in ("06_evaluate", "07_visualize", "08_export_savedmodel")
+        and not (work_dir / "runs" / "unet3d_seed" / "best.keras").exists()
+    ):
         pytest.fail("04_train_unet3d did not leave a run for the later notebooks")
     params = {"WORK_DIR": str(work_dir), **SMALL, **PARAMETERS[name]}
     if name == "08_export_savedmodel":
@@ -95,8 +102,13 @@ def test_notebook_executes(name, work_dir):
     os.environ.pop("MPLBACKEND", None)  # the kernel's inline backend, so figures appear as cell outputs
     try:
         papermill.execute_notebook(
-            str(NB_DIR / f"{name}.ipynb"), str(work_dir / f"{name}.out.ipynb"), parameters=params,
-            cwd=str(NB_DIR), kernel_name="python3", progress_bar=False, log_output=False,
+            str(NB_DIR / f"{name}.ipynb"),
+            str(work_dir / f"{name}.out.ipynb"),
+            parameters=params,
+            cwd=str(NB_DIR),
+            kernel_name="python3",
+            progress_bar=False,
+            log_output=False,
             execution_timeout=420,
         )
     finally:

@@ -46,9 +46,14 @@ def exported(tmp_path_factory):
     run.mkdir()
     model = _jitter(models.build("unet", spatial_dims=3, in_channels=4, depth=2, base_filters=4, max_filters=8))
     model.save(run / "best.keras")
-    ModelCard(modalities=["flair", "t1", "t1ce", "t2"], head="softmax", roi=[16, 16, 16], model="unet",
-              options={"spatial_dims": 3, "depth": 2, "base_filters": 4, "max_filters": 8},
-              postprocessing=Postprocessing(et_min_voxels=5)).save(run)
+    ModelCard(
+        modalities=["flair", "t1", "t1ce", "t2"],
+        head="softmax",
+        roi=[16, 16, 16],
+        model="unet",
+        options={"spatial_dims": 3, "depth": 2, "base_filters": 4, "max_filters": 8},
+        postprocessing=Postprocessing(et_min_voxels=5),
+    ).save(run)
     out = root / "onnx"
     assert main(["export", "--model", str(run), "--out", str(out), "--format", "onnx"]) == 0
     paths = {"out_dir": out, "onnx": out / "model.onnx", "metadata": out / "brainseg_model.json"}
@@ -116,8 +121,9 @@ def _bf16_unet():
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
-        model = models.build("unet", spatial_dims=3, depth=2, base_filters=4, max_filters=8, norm="instance",
-                             head="sigmoid")
+        model = models.build(
+            "unet", spatial_dims=3, depth=2, base_filters=4, max_filters=8, norm="instance", head="sigmoid"
+        )
     finally:
         keras.config.set_dtype_policy(previous)
     return model, {"modalities": list(bio.MODALITIES), "head": "sigmoid"}
@@ -130,19 +136,23 @@ def _reference(kind: str, model, x: np.ndarray) -> np.ndarray:
         logits = np.asarray(model(x, training=False), dtype=np.float64)
         return 1.0 / (1.0 + np.exp(-logits))
     if kind == "unet3d_bfloat16":
-        twin = models.build("unet", spatial_dims=3, depth=2, base_filters=4, max_filters=8, norm="instance",
-                            head="sigmoid")
+        twin = models.build(
+            "unet", spatial_dims=3, depth=2, base_filters=4, max_filters=8, norm="instance", head="sigmoid"
+        )
         twin.set_weights(model.get_weights())
         return np.asarray(twin(x, training=False))
     return np.asarray(model(x, training=False))
 
 
 @pytest.mark.slow  # one conversion each (a few seconds; ~30 s on a loaded 2-core machine)
-@pytest.mark.parametrize("kind, build, shape", [
-    ("unet2d_softmax", _unet2d, (40, 24)),
-    ("znet_region_logits", _region_znet, (16, 24, 16)),
-    ("unet3d_bfloat16", _bf16_unet, (16, 16, 24)),
-])
+@pytest.mark.parametrize(
+    "kind, build, shape",
+    [
+        ("unet2d_softmax", _unet2d, (40, 24)),
+        ("znet_region_logits", _region_znet, (16, 24, 16)),
+        ("unet3d_bfloat16", _bf16_unet, (16, 16, 24)),
+    ],
+)
 def test_other_heads_and_precisions_export(tmp_path, kind, build, shape):
     model, settings = build()
     _jitter(model)
@@ -173,8 +183,10 @@ def _synthetic_case(root: Path, shape=(34, 30, 22)) -> Path:
     rng = np.random.default_rng(3)
     brain = np.zeros(shape, bool)
     brain[3:31, 3:27, 2:20] = True
-    images = {m: np.where(brain, rng.normal(size=shape) * 50 + 300 + 100 * i, 0).astype(np.int16)
-              for i, m in enumerate(bio.MODALITIES)}
+    images = {
+        m: np.where(brain, rng.normal(size=shape) * 50 + 300 + 100 * i, 0).astype(np.int16)
+        for i, m in enumerate(bio.MODALITIES)
+    }
     label = np.zeros(shape, np.uint8)
     label[10:20, 10:18, 6:14] = 2
     ref = bio.write_case(root, "brats2021", "BraTS2021_00001", images, label, np.eye(4))
@@ -187,8 +199,21 @@ def test_cli_export_onnx_then_predict_matches_keras_backend(exported, tmp_path, 
     outs = {}
     for backend, model in (("onnxruntime", exp), ("keras", exported["run"])):
         outs[backend] = tmp_path / backend
-        argv = ["predict", "--model", str(model), "--backend", backend, "--input", str(case), "--out",
-                str(outs[backend]), "--probabilities", "--overlap", "0.25", "-q"]
+        argv = [
+            "predict",
+            "--model",
+            str(model),
+            "--backend",
+            backend,
+            "--input",
+            str(case),
+            "--out",
+            str(outs[backend]),
+            "--probabilities",
+            "--overlap",
+            "0.25",
+            "-q",
+        ]
         assert main(argv) == 0, capsys.readouterr().err
     labels = {b: bio.load_nifti(o / "BraTS2021_00001.nii.gz").data for b, o in outs.items()}
     probs = {b: bio.load_nifti(o / "BraTS2021_00001_prob.nii.gz").data for b, o in outs.items()}
@@ -202,8 +227,16 @@ def test_missing_onnxruntime_is_a_one_line_error(exported, tmp_path, monkeypatch
     with pytest.raises(OptionalDependencyError, match=r"pip install 'brainseg_tf\[onnx\]'"):
         load_predictor(exported["paths"]["out_dir"], backend="onnxruntime")
     case = _synthetic_case(tmp_path / "data")
-    argv = ["predict", "--model", str(exported["paths"]["out_dir"]), "--input", str(case), "--out",
-            str(tmp_path / "pred"), "-q"]
+    argv = [
+        "predict",
+        "--model",
+        str(exported["paths"]["out_dir"]),
+        "--input",
+        str(case),
+        "--out",
+        str(tmp_path / "pred"),
+        "-q",
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "onnxruntime is not installed" in err and "brainseg_tf[onnx]" in err and "Traceback" not in err
@@ -228,7 +261,8 @@ def test_real_case_onnxruntime_matches_keras(tmp_path, real_brats2018):
     run = tmp_path / "run"
     run.mkdir()
     _jitter(models.build("unet", spatial_dims=3, depth=2, base_filters=4, max_filters=8, norm="batch")).save(
-        run / "best.keras")
+        run / "best.keras"
+    )
     ModelCard(modalities=list(bio.MODALITIES), head="softmax", roi=[48, 48, 48]).save(run)
     export = export_model(run, tmp_path / "onnx", format="onnx")
     case = bio.read_case(real_brats2018 / "Brats18_2013_23_1")
@@ -272,8 +306,12 @@ def test_split_reductions_keeps_window_means_exact():
 
     x = (np.random.default_rng(4).normal(size=(1, 64, 64, 64, 2)) + 100.0).astype(np.float32)
     node = helper.make_node("ReduceMean", ["x"], ["m"], axes=[1, 2, 3], keepdims=1)
-    graph = helper.make_graph([node], "mean", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
-                              [helper.make_tensor_value_info("m", TensorProto.FLOAT, [1, 1, 1, 1, 2])])
+    graph = helper.make_graph(
+        [node],
+        "mean",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+        [helper.make_tensor_value_info("m", TensorProto.FLOAT, [1, 1, 1, 1, 2])],
+    )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)], ir_version=8)
     exact = x.astype(np.float64).mean(axis=(1, 2, 3), keepdims=True)
     single = onnx_session(proto.SerializeToString()).run(None, {"x": x})[0]

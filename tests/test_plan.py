@@ -13,8 +13,12 @@ import pytest
 from brainseg_tf import plan
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {"model.options.depth": 2, "model.options.base_filters": 4, "model.options.max_filters": 8,
-        "pipeline.patch_size": [32, 32, 32]}
+TINY = {
+    "model.options.depth": 2,
+    "model.options.base_filters": 4,
+    "model.options.max_filters": 8,
+    "pipeline.patch_size": [32, 32, 32],
+}
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +33,19 @@ def fp(cfg):
     return plan.footprint(cfg, "off")
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("16GB", 16 * 10**9), ("16GiB", 16 * 2**30), ("512MB", 512 * 10**6), ("24000MiB", 24000 * 2**20),
-    ("1.5 gib", int(1.5 * 2**30)), ("4096", 4096), (8 * 10**9, 8 * 10**9), ("2T", 2 * 10**12),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("16GB", 16 * 10**9),
+        ("16GiB", 16 * 2**30),
+        ("512MB", 512 * 10**6),
+        ("24000MiB", 24000 * 2**20),
+        ("1.5 gib", int(1.5 * 2**30)),
+        ("4096", 4096),
+        (8 * 10**9, 8 * 10**9),
+        ("2T", 2 * 10**12),
+    ],
+)
 def test_parse_memory(text, expected):
     assert plan.parse_memory(text) == expected
 
@@ -50,8 +63,9 @@ def test_footprint_matches_a_model_built_at_another_size(cfg, fp):
     size = (16, 24, 40)  # anisotropic, multiples of the divisor (4)
     assert fp.divisor == (4, 4, 4) and fp.optimizer_slots == 2 and fp.outputs == 1
     model = cfg.model_spec.builder(**{**cfg.model.options, "in_channels": 4, "input_shape": list(size)})
-    elements = sum(math.prod(layer.output.shape[1:]) for layer in model.layers
-                   if not isinstance(layer, keras.layers.InputLayer))
+    elements = sum(
+        math.prod(layer.output.shape[1:]) for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)
+    )
     assert fp.activation_bytes_per_voxel * math.prod(size) == pytest.approx(elements * 4)  # float32
     assert fp.parameters == model.count_params()
 
@@ -63,7 +77,11 @@ def test_estimate_terms_and_monotone(fp):
     factor = plan.ACTIVATION_FACTORS["float32"]
     assert base.activations == int(factor * fp.activation_bytes_per_voxel * 2 * 16**3)
     assert base.total == base.weights + base.activations + base.inputs + base.workspace
-    for bigger in [plan.estimate(fp, (20, 16, 16), 2), plan.estimate(fp, (16, 16, 20), 2), plan.estimate(fp, (16, 16, 16), 3)]:
+    for bigger in [
+        plan.estimate(fp, (20, 16, 16), 2),
+        plan.estimate(fp, (16, 16, 20), 2),
+        plan.estimate(fp, (16, 16, 16), 3),
+    ]:
         assert bigger.total > base.total
     assert plan.estimate(fp, (32, 16, 16), 2).activations == pytest.approx(2 * base.activations, abs=1)
 
@@ -148,8 +166,13 @@ def _console_script() -> str:
 def test_cli_help_and_bad_memory():
     help_ = subprocess.run([_console_script(), "plan", "--help"], capture_output=True, text=True, timeout=120)
     assert help_.returncode == 0 and "--memory" in help_.stdout and "--max-size" in help_.stdout
-    bad = subprocess.run([_console_script(), "plan", "--config", "configs/demo_synthetic.json", "--memory", "12XB"],
-                         capture_output=True, text=True, timeout=120, cwd=REPO)
+    bad = subprocess.run(
+        [_console_script(), "plan", "--config", "configs/demo_synthetic.json", "--memory", "12XB"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert bad.returncode == 2 and "memory='12XB' is not a size" in bad.stderr
 
 
@@ -161,14 +184,22 @@ def test_cli_plan_end_to_end(tmp_path, cfg, fp):
     path = tmp_path / "tiny.json"
     path.write_text(json.dumps(recipe))
     memory = _budget(fp, (24, 24, 24), 2)
-    proc = subprocess.run([_console_script(), "plan", "--config", str(path), "--memory", str(memory),
-                           "--precision", "off"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [_console_script(), "plan", "--config", str(path), "--memory", str(memory), "--precision", "off"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     expected = plan.propose(cfg, memory, "off", fp=fp)
     assert f"proposed: patch {'x'.join(map(str, expected.patch))}, batch 2" in proc.stdout
     assert "alternatives" in proc.stdout
-    missing = subprocess.run([_console_script(), "plan", "--config", str(tmp_path / "nope.json"), "--memory", "8GB"],
-                             capture_output=True, text=True, timeout=300)
+    missing = subprocess.run(
+        [_console_script(), "plan", "--config", str(tmp_path / "nope.json"), "--memory", "8GB"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert missing.returncode == 2 and "nope.json" in missing.stderr
 
 
@@ -183,12 +214,16 @@ def test_measured_peak_counts_the_training_step(cfg, fp):
 
 @pytest.mark.slow
 def test_bench_gpu_runs_tiny_on_cpu(tmp_path):
-    proc = subprocess.run([sys.executable, str(REPO / "bench" / "gpu.py"), "--tiny", "--xla", "off",
-                           "--work", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "gpu.py"), "--tiny", "--xla", "off", "--work", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = proc.stdout.strip().splitlines()[-1]
     assert line.startswith("figures: ")
-    figures = dict(kv.split("=") for kv in line[len("figures: "):].split())
+    figures = dict(kv.split("=") for kv in line[len("figures: ") :].split())
     for key in ("pipeline_patches_per_s", "xla_off_steps_per_s", "xla_off_estimate_mib", "inference_s"):
         assert float(figures[key]) > 0, key
     assert figures["device"] == "CPU:0" and figures["policy"] == "mixed_float16"

@@ -58,7 +58,7 @@ def test_remove_small_and_et_to_ncr_against_hand_counts():
     np.testing.assert_array_equal(pp.remove_small_components(lab, "WT", 0), lab)
     assert (pp.et_to_ncr_below(lab, 28) == 3).sum() == 0  # 27 ET voxels < 28
     np.testing.assert_array_equal(pp.et_to_ncr_below(lab, 27), lab)  # not below
-    assert ((pp.et_to_ncr_below(lab, 28) == 1).sum() == (lab == 1).sum() + 27)
+    assert (pp.et_to_ncr_below(lab, 28) == 1).sum() == (lab == 1).sum() + 27
 
 
 def test_inference_postprocess_is_the_card_rule():
@@ -69,7 +69,8 @@ def test_inference_postprocess_is_the_card_rule():
     expected = pp.et_to_ncr_below(pp.remove_small_components(pp.largest_component(lab, "ET"), "WT", 5), 30)
     np.testing.assert_array_equal(pp.apply(lab, post), expected)
     np.testing.assert_array_equal(
-        postprocess(lab, et_min_voxels=30, min_component_voxels=5, largest_component=("et",)), expected)
+        postprocess(lab, et_min_voxels=30, min_component_voxels=5, largest_component=("et",)), expected
+    )
     # the order is fixed whatever order the rules are given in
     rules = [Rule("et_to_ncr", min_voxels=30), Rule("remove_small", min_voxels=5), Rule("largest_component", "ET")]
     np.testing.assert_array_equal(pp.apply(lab, rules), expected)
@@ -208,8 +209,11 @@ def test_single_region_scoring():
 def test_record_in_card_and_predictor_applies_it(tmp_path: Path):
     preds, refs = _spurious_specks_cases()
     sel = pp.select(preds, refs)
-    ModelCard(modalities=["flair", "t1", "t1ce", "t2"], head="softmax",
-              postprocessing=Postprocessing(et_min_voxels=77, region_threshold=0.4)).save(tmp_path)
+    ModelCard(
+        modalities=["flair", "t1", "t1ce", "t2"],
+        head="softmax",
+        postprocessing=Postprocessing(et_min_voxels=77, region_threshold=0.4),
+    ).save(tmp_path)
     card = pp.record(sel, tmp_path)
     assert card.postprocessing == Postprocessing(min_component_voxels=10, region_threshold=0.4)
     assert ModelCard.load(tmp_path) == card
@@ -217,13 +221,19 @@ def test_record_in_card_and_predictor_applies_it(tmp_path: Path):
     assert saved["rules"] == [{"kind": "remove_small", "region": "WT", "min_voxels": 10}]
     assert saved["final"]["mean"] == 1.0 and saved["n_cases"] == 3
     p = Predictor.from_card(lambda b: b, card)
-    out = postprocess(preds["case0"], et_min_voxels=p.et_min_voxels, min_component_voxels=p.min_component_voxels,
-                      largest_component=p.largest_component)
+    out = postprocess(
+        preds["case0"],
+        et_min_voxels=p.et_min_voxels,
+        min_component_voxels=p.min_component_voxels,
+        largest_component=p.largest_component,
+    )
     np.testing.assert_array_equal(out, refs["case0"])
 
 
 def test_card_largest_component_round_trip_and_old_cards(tmp_path: Path):
-    card = ModelCard(modalities=["flair"], head="sigmoid", postprocessing=Postprocessing(largest_component=["et", "WT"]))
+    card = ModelCard(
+        modalities=["flair"], head="sigmoid", postprocessing=Postprocessing(largest_component=["et", "WT"])
+    )
     assert card.postprocessing.largest_component == ["WT", "ET"]  # canonical order, upper case
     card.save(tmp_path)
     again = ModelCard.load(tmp_path)
@@ -243,8 +253,13 @@ def _write_labels(folder: Path, labels: dict[str, np.ndarray]) -> None:
     from brainseg_tf.io import save_nifti
 
     for cid, lab in labels.items():
-        save_nifti(lab, folder / f"{cid}.nii.gz", affine=np.diag([2.0, 1.0, 1.0, 1.0]), dtype=np.uint8,
-                   label_convention="canonical")
+        save_nifti(
+            lab,
+            folder / f"{cid}.nii.gz",
+            affine=np.diag([2.0, 1.0, 1.0, 1.0]),
+            dtype=np.uint8,
+            label_convention="canonical",
+        )
 
 
 def test_select_for_folders_writes_the_selection(tmp_path: Path):
@@ -272,12 +287,36 @@ def test_cli_select_postprocessing_prints_and_records(tmp_path: Path, capsys):
     run = tmp_path / "run"
     run.mkdir()
     ModelCard(modalities=["flair"], head="softmax").save(run)
-    assert main(["select-postprocessing", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"),
-                 "--model", str(run)]) == 0
+    assert (
+        main(
+            [
+                "select-postprocessing",
+                "--pred",
+                str(tmp_path / "pred"),
+                "--ref",
+                str(tmp_path / "ref"),
+                "--model",
+                str(run),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "chosen: ET < 5 voxels -> NCR" in out and "ET +0.7500" in out
     assert ModelCard.load(run).postprocessing.et_min_voxels == 5
     assert (run / "postprocessing.json").is_file() and (tmp_path / "pred" / "postprocessing.json").is_file()
-    assert main(["select-postprocessing", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"),
-                 "--model", str(tmp_path)]) == 2  # no model card there: an error message, no traceback
+    assert (
+        main(
+            [
+                "select-postprocessing",
+                "--pred",
+                str(tmp_path / "pred"),
+                "--ref",
+                str(tmp_path / "ref"),
+                "--model",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )  # no model card there: an error message, no traceback
     assert "no model card" in capsys.readouterr().err

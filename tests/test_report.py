@@ -82,7 +82,7 @@ def scored_folder(tmp_path: Path) -> tuple[Path, Path, dict[str, np.ndarray]]:
 
 def _table_rows(text: str, first: str) -> dict[str, list[str]]:
     """Rows of the Markdown table whose header starts with ``| first |``, keyed by their first cell."""
-    block = text[text.index(f"| {first} |"):].split("\n\n")[0].splitlines()[2:]
+    block = text[text.index(f"| {first} |") :].split("\n\n")[0].splitlines()[2:]
     return {cells[0]: cells[1:] for cells in ([c.strip() for c in line.strip("|").split("|")] for line in block)}
 
 
@@ -99,8 +99,14 @@ def test_predict_report_scores_figures_and_uncertainty(scored_folder) -> None:
     for heading in ("# Prediction report", "## Scores", "Per predicted case, best first", "Legacy BraTS empty-mask"):
         assert heading in text
     figures = set(linked_figures(text))
-    assert {"dice_per_case.png", "dice_boxplot.png", "hd95_boxplot.png", "best_case.png", "worst_case.png",
-            "best_case_uncertainty.png"} <= figures
+    assert {
+        "dice_per_case.png",
+        "dice_boxplot.png",
+        "hd95_boxplot.png",
+        "best_case.png",
+        "worst_case.png",
+        "best_case_uncertainty.png",
+    } <= figures
     assert "worst_case_uncertainty.png" not in figures  # no map beside the worst case's labels
 
     # Per-case Dice in the report against an independent computation from the arrays.
@@ -145,11 +151,23 @@ def test_predict_report_with_a_convention_it_cannot_tell_names_the_flag(tmp_path
 
 def _fake_run(run_dir: Path, per_case: dict | None) -> None:
     run_dir.mkdir(parents=True)
-    (run_dir / "config.json").write_text(json.dumps({
-        "name": "toy", "model": {"name": "unet", "options": {"depth": 2}}, "pipeline": {"patch_size": [16, 16, 16]}}))
+    (run_dir / "config.json").write_text(
+        json.dumps(
+            {
+                "name": "toy",
+                "model": {"name": "unet", "options": {"depth": 2}},
+                "pipeline": {"patch_size": [16, 16, 16]},
+            }
+        )
+    )
     (run_dir / "split.json").write_text(json.dumps({"train_ids": ["a", "b"], "val_ids": list(per_case or [])}))
-    metrics = {"epochs_completed": 3, "optimizer_steps": 12, "monitor": "val_mean_region_dice",
-               "best": {"value": 0.5, "epoch": 2}, "wall_time_s_total": 30.0}
+    metrics = {
+        "epochs_completed": 3,
+        "optimizer_steps": 12,
+        "monitor": "val_mean_region_dice",
+        "best": {"value": 0.5, "epoch": 2},
+        "wall_time_s_total": 30.0,
+    }
     if per_case is not None:
         metrics["sliding_window"] = {"per_case": per_case}
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
@@ -161,14 +179,18 @@ def _fake_run(run_dir: Path, per_case: dict | None) -> None:
 
 def test_train_report_sections_from_the_run_directory(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    per_case = {"c1": {"dice_wt": 0.9, "dice_tc": 0.8, "dice_et": 0.7, "hd95_wt": 2.0, "hd95_tc": 3.0, "hd95_et": 4.0},
-                "c2": {"dice_wt": 0.5, "dice_tc": 0.4, "dice_et": 0.0, "hd95_wt": 9.0, "hd95_tc": 8.0, "hd95_et": 373.13}}
+    per_case = {
+        "c1": {"dice_wt": 0.9, "dice_tc": 0.8, "dice_et": 0.7, "hd95_wt": 2.0, "hd95_tc": 3.0, "hd95_et": 4.0},
+        "c2": {"dice_wt": 0.5, "dice_tc": 0.4, "dice_et": 0.0, "hd95_wt": 9.0, "hd95_tc": 8.0, "hd95_et": 373.13},
+    }
     _fake_run(run_dir, per_case)
     text = (report.train_report(run_dir, overlays=False)).read_text()
     assert_report_files(run_dir)
     assert "## Training" in text and "## Validation" in text
     assert "3 epochs, 12 optimizer steps" in text and "best `val_mean_region_dice` = 0.500 at epoch 2" in text
-    assert {"training_curves.png", "dice_per_case.png", "dice_boxplot.png", "hd95_boxplot.png"} == set(linked_figures(text))
+    assert {"training_curves.png", "dice_per_case.png", "dice_boxplot.png", "hd95_boxplot.png"} == set(
+        linked_figures(text)
+    )
     rows = _table_rows(text, "case")
     assert list(rows) == ["c1", "c2"] and rows["c2"][:3] == ["0.500", "0.400", "0.000"]
     summary = _table_rows(text, "region")

@@ -37,8 +37,11 @@ def _dataset(root: Path, n: int = 3, layout: str = "brats2021") -> Path:
 
 def _snapshot(root: Path) -> dict[str, str]:
     """Relative path -> content hash of every file under ``root``."""
-    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _cli(capsys, *args: object) -> tuple[int, str, str]:
@@ -88,14 +91,17 @@ def _truncated_nii(path: Path) -> Path:
 # ----------------------------------------------------------------------- header-level classes
 
 HEADER_CASES = {
-    "huge_dims": (lambda p: patch_header(p, dims=(32767, 32767, 32767)),
-                  r"header declares 35,181,150,961,663 voxels \(32767, 32767, 32767\), more than the cap"),
-    "more_than_gzip_can_hold": (lambda p: patch_header(p, dims=(700, 700, 700)),
-                                r"cannot hold more than"),
+    "huge_dims": (
+        lambda p: patch_header(p, dims=(32767, 32767, 32767)),
+        r"header declares 35,181,150,961,663 voxels \(32767, 32767, 32767\), more than the cap",
+    ),
+    "more_than_gzip_can_hold": (lambda p: patch_header(p, dims=(700, 700, 700)), r"cannot hold more than"),
     "truncated_nii": (_truncated_nii, r"truncated: header declares 24,576 voxels"),
     "rgb24": (lambda p: patch_header(p, datatype=(128, 24)), r"unsupported data type RGB24 \(NIfTI datatype 128\)"),
-    "complex64": (lambda p: patch_header(p, datatype=(32, 64)),
-                  r"unsupported data type complex64 \(NIfTI datatype 32\)"),
+    "complex64": (
+        lambda p: patch_header(p, datatype=(32, 64)),
+        r"unsupported data type complex64 \(NIfTI datatype 32\)",
+    ),
     "zero_axis": (lambda p: patch_header(p, dims=(32, 0, 24)), r"zero-length axis, shape \(32, 0, 24\)"),
     "nan_pixdim": (lambda p: patch_header(p, pixdim=(1.0, float("nan"), 1.0)), r"voxel sizes \(pixdim\)"),
 }
@@ -154,16 +160,21 @@ def _msd(tmp_path: Path) -> Path:
     return _dataset(tmp_path / "msd", n=2, layout="msd")
 
 
-@pytest.mark.parametrize("content, message", [
-    ("[1, 2, 3]", "the top level is a list [...], expected an object {...}"),
-    ('{"modality": {"zero": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"}}',
-     "'modality' has key 'zero'; keys must be non-negative integers"),
-    ('{"modality": ["FLAIR", "T1w", "t1gd", "T2w"]}', "'modality' is a list, expected an object"),
-    ('{"labels": {"0": "background", "one": "edema"}}', "'labels' has key 'one'"),
-    ('{"numTraining": NaN}', "NaN is not a number in strict JSON"),
-    ('{"modality": {"0": "FLAIR", "1": "T1w", "2": "t1gd", "5": "T2w"}}', "keys [0, 1, 2, 5] must be 0, 1, 2, 3"),
-    ("{not json", "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("[1, 2, 3]", "the top level is a list [...], expected an object {...}"),
+        (
+            '{"modality": {"zero": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"}}',
+            "'modality' has key 'zero'; keys must be non-negative integers",
+        ),
+        ('{"modality": ["FLAIR", "T1w", "t1gd", "T2w"]}', "'modality' is a list, expected an object"),
+        ('{"labels": {"0": "background", "one": "edema"}}', "'labels' has key 'one'"),
+        ('{"numTraining": NaN}', "NaN is not a number in strict JSON"),
+        ('{"modality": {"0": "FLAIR", "1": "T1w", "2": "t1gd", "5": "T2w"}}', "keys [0, 1, 2, 5] must be 0, 1, 2, 3"),
+        ("{not json", "not valid JSON"),
+    ],
+)
 def test_bad_dataset_json(tmp_path, capsys, content, message):
     root = _msd(tmp_path)
     path = root / "dataset.json"
@@ -234,7 +245,9 @@ def test_warnings_zero_modality_empty_mask_spacing(tmp_path, capsys):
     assert rc == 0 and "OK (3 warning(s))" in out
     assert f"warning: {t1}: t1 is all zeros" in out
     assert f"warning: {seg}: mask is empty (no tumour voxels)" in out
-    assert f"warning: {t2}: header voxel sizes (pixdim) (1.0, 1.0, 3.0) disagree with the affine's (1.0, 1.0, 1.0)" in out
+    assert (
+        f"warning: {t2}: header voxel sizes (pixdim) (1.0, 1.0, 3.0) disagree with the affine's (1.0, 1.0, 1.0)" in out
+    )
 
 
 @pytest.mark.real_data
@@ -264,8 +277,12 @@ def test_case_ids_checked_where_made(tmp_path, monkeypatch):
     assert io.read_case(".").case_id == "BraTS2021_00000"  # `predict --input .` inside a case folder
     assert io.open_dataset(".").case_ids == ["BraTS2021_00000"]
     images = {m: np.ones((4, 4, 4), np.int16) for m in io.MODALITIES}
-    for bad, problem in (("", "is empty"), ("../x", "contains a path separator"), ("a..b", "contains '..'"),
-                         (".hidden", "starts with '.'")):
+    for bad, problem in (
+        ("", "is empty"),
+        ("../x", "contains a path separator"),
+        ("a..b", "contains '..'"),
+        (".hidden", "starts with '.'"),
+    ):
         with pytest.raises(ValueError, match=f"case_id={bad!r} {problem}"):
             io.write_case(tmp_path / "w", "brats2021", bad, images, None, np.eye(4))
     assert not (tmp_path / "w").exists()
@@ -324,11 +341,13 @@ def test_unrecorded_msd_prediction_needs_the_flag(tmp_path, capsys):
     assert rc == 2 and str(pred / "BRATS_001.nii.gz") in err and "pass --pred-convention" in err
     assert "msd: 1=ED 2=NCR 3=ET" in err and "brats2023" in err
     assert _snapshot(tmp_path) == before
-    rc, _, _ = _cli(capsys, "evaluate", "--pred", pred, "--ref", root, "--out", out_csv, "-q",
-                    "--pred-convention", "msd")
+    rc, _, _ = _cli(
+        capsys, "evaluate", "--pred", pred, "--ref", root, "--out", out_csv, "-q", "--pred-convention", "msd"
+    )
     assert rc == 0 and set(_dice(out_csv).values()) == {1.0}
-    rc, _, _ = _cli(capsys, "evaluate", "--pred", pred, "--ref", root, "--out", out_csv, "-q",
-                    "--pred-convention", "brats2023")  # the trap the flag must not hide: read as 2023
+    rc, _, _ = _cli(
+        capsys, "evaluate", "--pred", pred, "--ref", root, "--out", out_csv, "-q", "--pred-convention", "brats2023"
+    )  # the trap the flag must not hide: read as 2023
     assert rc == 0 and min(v for (c, r), v in _dice(out_csv).items() if r == "TC") < 0.9
 
 
@@ -358,36 +377,54 @@ def test_reference_folder_of_unrecorded_masks_needs_the_flag(tmp_path, capsys):
     rc, _, err = _cli(capsys, "evaluate", "--pred", pred, "--ref", ref, "-q")
     assert rc == 2 and str(ref / "c1_seg.nii.gz") in err and "pass --ref-convention" in err
     assert "brats: 2=ED 4=ET; brats2024_post: 2=ED 4=BG" in err
-    rc, _, _ = _cli(capsys, "evaluate", "--pred", pred, "--ref", ref, "-q", "--ref-convention", "brats",
-                    "--pred-convention", "brats")
+    rc, _, _ = _cli(
+        capsys,
+        "evaluate",
+        "--pred",
+        pred,
+        "--ref",
+        ref,
+        "-q",
+        "--ref-convention",
+        "brats",
+        "--pred-convention",
+        "brats",
+    )
     assert rc == 0
 
 
 # --------------------------------------------------------------------------- argument ranges
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--min-lesion-volume", "nan"], "min_lesion_volume=nan must be a finite number >= 0"),
-    (["--min-lesion-volume", "-1"], "min_lesion_volume=-1.0 must be a finite number >= 0"),
-    (["--dilation", "-1"], "dilation=-1 must be an integer >= 0"),
-    (["--pred-convention", "brats2099"], "convention='brats2099' is unknown"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--min-lesion-volume", "nan"], "min_lesion_volume=nan must be a finite number >= 0"),
+        (["--min-lesion-volume", "-1"], "min_lesion_volume=-1.0 must be a finite number >= 0"),
+        (["--dilation", "-1"], "dilation=-1 must be an integer >= 0"),
+        (["--pred-convention", "brats2099"], "convention='brats2099' is unknown"),
+    ],
+)
 def test_bad_evaluate_arguments_fail_before_reading(tmp_path, capsys, args, message):
     root = _dataset(tmp_path / "data", n=1)
     (tmp_path / "pred").mkdir()
     before = _snapshot(tmp_path)
-    rc, _, err = _cli(capsys, "evaluate", "--pred", tmp_path / "pred", "--ref", root, "--out", tmp_path / "m.csv",
-                      "-q", *args)
+    rc, _, err = _cli(
+        capsys, "evaluate", "--pred", tmp_path / "pred", "--ref", root, "--out", tmp_path / "m.csv", "-q", *args
+    )
     assert rc == 2 and message in err
     assert _snapshot(tmp_path) == before
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--spacing", "nan"], "must be finite and positive"),
-    (["--spacing", "1", "0", "1"], "must be finite and positive"),
-    (["--margin", "-1"], "margin=-1 must be a non-negative integer"),
-    (["--max-cases", "0"], "max_cases=0 must be an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--spacing", "nan"], "must be finite and positive"),
+        (["--spacing", "1", "0", "1"], "must be finite and positive"),
+        (["--margin", "-1"], "margin=-1 must be a non-negative integer"),
+        (["--max-cases", "0"], "max_cases=0 must be an integer >= 1"),
+    ],
+)
 def test_bad_preprocess_arguments(tmp_path, capsys, args, message):
     root = _dataset(tmp_path / "data", n=1)
     before = _snapshot(tmp_path)

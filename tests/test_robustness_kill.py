@@ -31,8 +31,14 @@ PREDICT_KILLS = int(os.environ.get("BRAINSEG_TEST_PREDICT_KILLS", "3"))  # each 
 
 def _start(code: str) -> subprocess.Popen:
     """Run ``code`` in a fresh interpreter; it prints ``ready`` once its imports are done."""
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 def _wait_for(proc: subprocess.Popen, started: Callable[[], bool] | None) -> None:
@@ -116,8 +122,9 @@ def test_kill_during_evaluate(tmp_path):
         sys.exit(main(["evaluate", "--pred", {str(pred)!r}, "--ref", {str(src)!r}, "--out", {str(out)!r}, "-q"]
                       + sys.argv[1:]))
     """
-    first = subprocess.run([sys.executable, "-c", textwrap.dedent(evaluate), "--cases", "BraTS2021_00000"],
-                           capture_output=True, text=True)
+    first = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(evaluate), "--cases", "BraTS2021_00000"], capture_output=True, text=True
+    )
     assert first.returncode == 0, first.stderr
     old = out.read_bytes()
     assert len(_rows(out)) == 3
@@ -227,6 +234,7 @@ def _check_outputs(out: Path, expected: dict[str, Any]) -> set[str]:
 
 def _more_labels(out: Path) -> Callable[[], bool]:
     """True once ``out`` holds more label maps than it holds now."""
+
     def count() -> int:
         return len(list(out.glob("BraTS2021_?????.nii.gz")))
 
@@ -295,17 +303,29 @@ def test_kill_during_predict_folder(tmp_path):
     assert summary["ranking"] == expected["predictions.json"]["ranking"]  # every case scored, none lost
     result = evaluate_folders(out, src, progress=False, lesion_wise=False)  # leftovers never pair as cases
     assert sorted({r["case"] for r in result.rows}) == io.open_dataset(src).case_ids
-    assert not result.missing and all(p.name.endswith(("_prob.nii.gz", "_uncertainty.nii.gz")) for p in result.unmatched)
+    assert not result.missing and all(
+        p.name.endswith(("_prob.nii.gz", "_uncertainty.nii.gz")) for p in result.unmatched
+    )
     print(f"{PREDICT_KILLS} kills, {partial} left a partly written folder; cases 2-6 written in {duration:.1f} s")
 
 
 # ------------------------------------------------------------------ the atomic writer's names
 
 
-@pytest.mark.parametrize("name, suffix", [
-    ("case.nii.gz", ".nii.gz"), (".nii.gz", ".nii.gz"), ("..nii.gz", ".nii.gz"), (".x.nii.gz", ".nii.gz"),
-    ("best.keras", ".keras"), (".keras", ".keras"), ("metrics.csv", ".csv"), ("Makefile", ""), ("a.tar.gz", ".tar.gz"),
-])
+@pytest.mark.parametrize(
+    "name, suffix",
+    [
+        ("case.nii.gz", ".nii.gz"),
+        (".nii.gz", ".nii.gz"),
+        ("..nii.gz", ".nii.gz"),
+        (".x.nii.gz", ".nii.gz"),
+        ("best.keras", ".keras"),
+        (".keras", ".keras"),
+        ("metrics.csv", ".csv"),
+        ("Makefile", ""),
+        ("a.tar.gz", ".tar.gz"),
+    ],
+)
 def test_temporary_names_keep_the_full_suffix(tmp_path, name, suffix):
     from brainseg_tf import atomic
 

@@ -77,13 +77,16 @@ def test_volumes_ratios_components_and_world_centroid():
 def test_surface_area_of_a_cuboid_by_hand():
     a, b, c = 4, 5, 6
     lab = np.zeros((9, 10, 11), np.uint8)
-    lab[2:2 + a, 2:2 + b, 2:2 + c] = 1
+    lab[2 : 2 + a, 2 : 2 + b, 2 : 2 + c] = 1
     sx, sy, sz = SPACING
     # Marching cubes at 0.5 puts the surface half a voxel out: flat faces over the centre grid,
     # chamfer strips along the 12 edges, one triangle at each of the 8 corners.
     faces = 2 * ((a - 1) * sx * (b - 1) * sy + (b - 1) * sy * (c - 1) * sz + (a - 1) * sx * (c - 1) * sz)
-    edges = 4 * ((a - 1) * sx * math.hypot(sy / 2, sz / 2) + (b - 1) * sy * math.hypot(sx / 2, sz / 2)
-                 + (c - 1) * sz * math.hypot(sx / 2, sy / 2))
+    edges = 4 * (
+        (a - 1) * sx * math.hypot(sy / 2, sz / 2)
+        + (b - 1) * sy * math.hypot(sx / 2, sz / 2)
+        + (c - 1) * sz * math.hypot(sx / 2, sy / 2)
+    )
     corners = 8 * 0.5 * math.sqrt((sy * sz / 4) ** 2 + (sx * sz / 4) ** 2 + (sx * sy / 4) ** 2)
     f = survival.case_features(lab, SPACING)
     assert f["tc_surface_mm2"] == pytest.approx(faces + edges + corners, rel=1e-6)
@@ -95,7 +98,7 @@ def test_surface_area_of_a_cuboid_by_hand():
 def test_sphericity_of_a_ball_in_mm_is_near_one_and_bounded():
     sp = (1.0, 1.0, 2.0)
     g = np.indices((31, 31, 16)).astype(float)
-    ball = ((g[0] - 15) ** 2 + (g[1] - 15) ** 2 + ((g[2] - 7.5) * 2.0) ** 2) <= 12.0 ** 2
+    ball = ((g[0] - 15) ** 2 + (g[1] - 15) ** 2 + ((g[2] - 7.5) * 2.0) ** 2) <= 12.0**2
     f = survival.case_features(ball.astype(np.uint8) * 2, sp)
     assert 0.85 < f["wt_sphericity"] <= 1.0
     assert f["wt_components"] == 1 and f["tc_components"] == 0 and f["tc_sphericity"] == 0.0
@@ -107,13 +110,16 @@ def test_empty_label_and_missing_geometry():
     assert math.isnan(f["centroid_x_mm"]) and math.isnan(f["brain_ml"])
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"label": np.full((3, 3, 3), 4, np.uint8)}, "canonical"),
-    ({"label": np.zeros((3, 3), np.uint8)}, "shape"),
-    ({"spacing": (1.0, -1.0, 1.0)}, "spacing"),
-    ({"affine": np.eye(3)}, "affine"),
-    ({"brain_mask": np.ones((2, 2, 2), bool)}, "brain_mask"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"label": np.full((3, 3, 3), 4, np.uint8)}, "canonical"),
+        ({"label": np.zeros((3, 3), np.uint8)}, "shape"),
+        ({"spacing": (1.0, -1.0, 1.0)}, "spacing"),
+        ({"affine": np.eye(3)}, "affine"),
+        ({"brain_mask": np.ones((2, 2, 2), bool)}, "brain_mask"),
+    ],
+)
 def test_bad_feature_arguments(kwargs, match):
     args = {"label": np.zeros((3, 3, 3), np.uint8), "spacing": (1.0, 1.0, 1.0)} | kwargs
     with pytest.raises(ValueError, match=match):
@@ -123,9 +129,21 @@ def test_bad_feature_arguments(kwargs, match):
 # --------------------------------------------------------------------------- classes and scores
 
 
-@pytest.mark.parametrize("days, cls", [
-    (0, 0), (299, 0), (299.99, 0), (300, 1), (300.01, 1), (449.99, 1), (450, 1), (450.01, 2), (451, 2), (3000, 2),
-])
+@pytest.mark.parametrize(
+    "days, cls",
+    [
+        (0, 0),
+        (299, 0),
+        (299.99, 0),
+        (300, 1),
+        (300.01, 1),
+        (449.99, 1),
+        (450, 1),
+        (450.01, 2),
+        (451, 2),
+        (3000, 2),
+    ],
+)
 def test_class_boundaries(days, cls):
     assert survival.CLASS_THRESHOLDS_DAYS == (300.0, 450.0)
     assert int(survival.survival_class(days)) == cls
@@ -167,12 +185,18 @@ def _write(path: Path, text: str) -> Path:
 
 
 def test_brats2020_table_with_alive_and_empty_resection(tmp_path):
-    t = survival.read_clinical(_write(tmp_path / "survival_info.csv", (
-        "Brats20ID,Age,Survival_days,Extent_of_Resection\n"
-        "BraTS20_Training_001,60.463,289,GTR\n"
-        "BraTS20_Training_002,52.263,ALIVE (361 days later),\n"
-        "BraTS20_Training_003,,616,STR\n"
-        "BraTS20_Training_004,47.1,ALIVE,NA\n")))
+    t = survival.read_clinical(
+        _write(
+            tmp_path / "survival_info.csv",
+            (
+                "Brats20ID,Age,Survival_days,Extent_of_Resection\n"
+                "BraTS20_Training_001,60.463,289,GTR\n"
+                "BraTS20_Training_002,52.263,ALIVE (361 days later),\n"
+                "BraTS20_Training_003,,616,STR\n"
+                "BraTS20_Training_004,47.1,ALIVE,NA\n"
+            ),
+        )
+    )
     assert t.format == "brats2020" and len(t) == 4 and t.has_resection
     r = t.by_id()
     assert (r["BraTS20_Training_001"].age, r["BraTS20_Training_001"].survival_days) == (60.463, 289.0)
@@ -183,17 +207,29 @@ def test_brats2020_table_with_alive_and_empty_resection(tmp_path):
     assert r["BraTS20_Training_004"].censored and math.isnan(r["BraTS20_Training_004"].alive_days)
     data = survival.training_set(t)
     assert data.case_ids == ["BraTS20_Training_001"]
-    assert data.excluded == {"censored (ALIVE)": ["BraTS20_Training_002", "BraTS20_Training_004"],
-                             "no age": ["BraTS20_Training_003"]}
+    assert data.excluded == {
+        "censored (ALIVE)": ["BraTS20_Training_002", "BraTS20_Training_004"],
+        "no age": ["BraTS20_Training_003"],
+    }
 
 
 def test_brats2018_2017_and_validation_tables(tmp_path):
-    t18 = survival.read_clinical(_write(tmp_path / "survival_data.csv", (
-        "BraTS18ID,Age,Survival,ResectionStatus\nBrats18_CBICA_ABM_1,69.912,503,GTR\nBrats18_2013_11_1,29.12,150,NA\n")))
+    t18 = survival.read_clinical(
+        _write(
+            tmp_path / "survival_data.csv",
+            (
+                "BraTS18ID,Age,Survival,ResectionStatus\nBrats18_CBICA_ABM_1,69.912,503,GTR\nBrats18_2013_11_1,29.12,150,NA\n"
+            ),
+        )
+    )
     assert t18.format == "brats2018" and [r.resection for r in t18.records] == ["GTR", "NA"]
-    t17 = survival.read_clinical(_write(tmp_path / "s17.csv", "Brats17ID,Age,Survival\nBrats17_TCIA_167_1,74.907,153\n"))
+    t17 = survival.read_clinical(
+        _write(tmp_path / "s17.csv", "Brats17ID,Age,Survival\nBrats17_TCIA_167_1,74.907,153\n")
+    )
     assert t17.format == "brats2017" and not t17.has_resection and t17.records[0].survival_days == 153.0
-    val = survival.read_clinical(_write(tmp_path / "v.csv", "BraTS20ID,Age,ResectionStatus\nBraTS20_Validation_001,68.2,GTR\n"))
+    val = survival.read_clinical(
+        _write(tmp_path / "v.csv", "BraTS20ID,Age,ResectionStatus\nBraTS20_Validation_001,68.2,GTR\n")
+    )
     assert val.format == "validation" and math.isnan(val.records[0].survival_days)
 
 
@@ -203,14 +239,17 @@ def test_synthetic_survival_info_is_the_embedded_default(synth):
     assert set(t.ids) == set(io.open_dataset(synth).case_ids)
 
 
-@pytest.mark.parametrize("text, line, column, problem", [
-    ("Brats20ID,Age,Survival_days\nA_1,60,289\nA_2,sixty,300\n", 3, "Age", "not a number"),
-    ("Brats20ID,Age,Survival_days\nA_1,60,289\nA_2,61,soon\n", 3, "Survival_days", "not a number"),
-    ("Brats20ID,Age,Survival_days\nA_1,60,-5\n", 2, "Survival_days", "outside"),
-    ("Brats20ID,Age,Survival_days\nA_1,60,289\n\nA_1,61,300\n", 4, "Brats20ID", "duplicate of line 2"),
-    ("BraTS18ID,Age,Survival,ResectionStatus\nB_1,60,289,partial\n", 2, "ResectionStatus", "resection status"),
-    ("Brats20ID,Age,Survival_days\n,60,289\n", 2, "Brats20ID", "not a case id"),
-])
+@pytest.mark.parametrize(
+    "text, line, column, problem",
+    [
+        ("Brats20ID,Age,Survival_days\nA_1,60,289\nA_2,sixty,300\n", 3, "Age", "not a number"),
+        ("Brats20ID,Age,Survival_days\nA_1,60,289\nA_2,61,soon\n", 3, "Survival_days", "not a number"),
+        ("Brats20ID,Age,Survival_days\nA_1,60,-5\n", 2, "Survival_days", "outside"),
+        ("Brats20ID,Age,Survival_days\nA_1,60,289\n\nA_1,61,300\n", 4, "Brats20ID", "duplicate of line 2"),
+        ("BraTS18ID,Age,Survival,ResectionStatus\nB_1,60,289,partial\n", 2, "ResectionStatus", "resection status"),
+        ("Brats20ID,Age,Survival_days\n,60,289\n", 2, "Brats20ID", "not a case id"),
+    ],
+)
 def test_bad_tables_name_file_line_and_column(tmp_path, text, line, column, problem):
     path = _write(tmp_path / "bad.csv", text)
     with pytest.raises(DataError) as err:
@@ -233,14 +272,24 @@ def test_bad_table_structure(tmp_path):
 
 def test_2017_ids_pair_with_2018_case_folders():
     table = ["Brats17_CBICA_ABM_1", "Brats17_2013_11_1", "Brats17_TCIA_201_1", "Brats17_TCIA_135_1"]
-    cases = ["Brats18_CBICA_ABM_1", "Brats18_2013_11_1", "Brats18_TCIA01_201_1", "Brats18_TCIA02_135_1",
-             "Brats18_TCIA03_135_1", "Brats18_TCIA10_628_1"]
-    assert survival.match_ids(table, cases) == {"Brats18_CBICA_ABM_1": "Brats17_CBICA_ABM_1",
-                                               "Brats18_2013_11_1": "Brats17_2013_11_1"}
+    cases = [
+        "Brats18_CBICA_ABM_1",
+        "Brats18_2013_11_1",
+        "Brats18_TCIA01_201_1",
+        "Brats18_TCIA02_135_1",
+        "Brats18_TCIA03_135_1",
+        "Brats18_TCIA10_628_1",
+    ]
+    assert survival.match_ids(table, cases) == {
+        "Brats18_CBICA_ABM_1": "Brats17_CBICA_ABM_1",
+        "Brats18_2013_11_1": "Brats17_2013_11_1",
+    }
     by_number = survival.match_ids(table, cases, tcia_by_number=True)
     assert by_number["Brats18_TCIA01_201_1"] == "Brats17_TCIA_201_1"
     assert "Brats18_TCIA02_135_1" not in by_number  # two 2018 folders end in 135_1: ambiguous, left out
-    assert survival.match_ids(["BraTS20_Training_001"], ["BraTS20_Training_001"]) == {"BraTS20_Training_001": "BraTS20_Training_001"}
+    assert survival.match_ids(["BraTS20_Training_001"], ["BraTS20_Training_001"]) == {
+        "BraTS20_Training_001": "BraTS20_Training_001"
+    }
 
 
 def test_shared_real_table_pairs_with_the_shared_cases(real_brats2018):
@@ -248,7 +297,12 @@ def test_shared_real_table_pairs_with_the_shared_cases(real_brats2018):
     assert table.format == "brats2017" and len(table) == 141
     cases = sorted(p.name for p in real_brats2018.iterdir() if p.is_dir())
     assert sorted(survival.match_ids(table.ids, cases)) == [
-        "Brats18_2013_11_1", "Brats18_CBICA_ABM_1", "Brats18_CBICA_ALU_1", "Brats18_CBICA_AME_1", "Brats18_CBICA_AQN_1"]
+        "Brats18_2013_11_1",
+        "Brats18_CBICA_ABM_1",
+        "Brats18_CBICA_ALU_1",
+        "Brats18_CBICA_AME_1",
+        "Brats18_CBICA_AQN_1",
+    ]
     assert len(survival.training_set(table)) == 141
 
 
@@ -283,10 +337,13 @@ def test_save_load_in_a_fresh_process_is_bit_identical(tmp_path, synth, synth_ro
     path = model.save(tmp_path / "m.json")
     survival.write_features(synth_rows, tmp_path / "f.csv")
     here = [d.hex() for _, d in survival.predict_table(model, synth_rows)]
-    code = ("import sys; from brainseg_tf import survival as s\n"
-            "for _, d in s.predict_table(s.load(sys.argv[1]), sys.argv[2]): print(d.hex())")
-    out = subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "f.csv")], capture_output=True,
-                         text=True, check=True).stdout.split()
+    code = (
+        "import sys; from brainseg_tf import survival as s\n"
+        "for _, d in s.predict_table(s.load(sys.argv[1]), sys.argv[2]): print(d.hex())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path), str(tmp_path / "f.csv")], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert out == here
     assert "pickle" not in path.read_text() and json.loads(path.read_text())["method"] == method
 
@@ -313,8 +370,12 @@ def test_predict_from_a_label_map(synth, synth_rows):
     days = survival.predict(model, case.label, case.spacing, age=60.0, resection="GTR")
     row = {**survival.case_features(case.label, case.spacing), "age": 60.0, "resection_gtr": 1.0, "resection_str": 0.0}
     assert days == model.predict_one(row) and days >= 1.0
-    located = survival.fit(synth / "survival_info.csv", features=synth_rows, method="ridge",
-                           feature_names=["age", "wt_ml", "centroid_z_mm"])
+    located = survival.fit(
+        synth / "survival_info.csv",
+        features=synth_rows,
+        method="ridge",
+        feature_names=["age", "wt_ml", "centroid_z_mm"],
+    )
     with pytest.raises(ValueError, match="centroid_z_mm"):
         survival.predict(located, case.label, case.spacing, age=60.0)
     assert survival.predict(located, case.label, case.spacing, age=60.0, affine=case.affine) >= 1.0
@@ -361,13 +422,51 @@ def test_cli_end_to_end(tmp_path, synth, capsys):
         io.write_label(case.label, case, masks / f"{case.case_id}.nii.gz")
     clinical = str(synth / "survival_info.csv")
     f, m, p = (str(tmp_path / n) for n in ("features.csv", "model.json", "predictions.csv"))
-    assert cli.main(["survival", "features", "--labels", str(masks), "--images", str(synth), "--clinical", clinical,
-                     "--out", f, "-q"]) == 0
-    assert cli.main(["survival", "fit", "--clinical", clinical, "--features", f, "--out", m, "--method", "forest",
-                     "--cv", "3", "-q"]) == 0
+    assert (
+        cli.main(
+            [
+                "survival",
+                "features",
+                "--labels",
+                str(masks),
+                "--images",
+                str(synth),
+                "--clinical",
+                clinical,
+                "--out",
+                f,
+                "-q",
+            ]
+        )
+        == 0
+    )
+    assert (
+        cli.main(
+            [
+                "survival",
+                "fit",
+                "--clinical",
+                clinical,
+                "--features",
+                f,
+                "--out",
+                m,
+                "--method",
+                "forest",
+                "--cv",
+                "3",
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert cli.main(["survival", "predict", "--model", m, "--features", f, "--out", p]) == 0
-    assert cli.main(["survival", "evaluate", "--predictions", p, "--clinical", clinical,
-                     "--out", str(tmp_path / "scores.json")]) == 0
+    assert (
+        cli.main(
+            ["survival", "evaluate", "--predictions", p, "--clinical", clinical, "--out", str(tmp_path / "scores.json")]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "3-fold CV, forest" in out and "3-fold CV, age" in out and "scored on GTR patients only" in out
     rows = survival.read_features(f)
@@ -378,8 +477,11 @@ def test_cli_end_to_end(tmp_path, synth, capsys):
     assert scored["gtr_only"] is True and scored["scored"]["n"] <= scored["all"]["n"]
     # the console script, a prediction for a case the table lacks, and bad arguments
     exe = Path(sys.executable).with_name("brainseg")
-    run = subprocess.run([str(exe), "survival", "evaluate", "--predictions", p, "--clinical", clinical, "--all-patients"],
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [str(exe), "survival", "evaluate", "--predictions", p, "--clinical", clinical, "--all-patients"],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0 and "scored on all patients" in run.stdout
     Path(p).write_text(Path(p).read_text() + "Nobody_1,300\n")
     assert cli.main(["survival", "evaluate", "--predictions", p, "--clinical", clinical]) == 2

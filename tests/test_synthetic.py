@@ -207,8 +207,9 @@ def test_survival_model_depends_on_age_and_tumour(pool):
     base = pool[0]
 
     def days(age, wt_scale, n=400):
-        case = SyntheticCase(**{**base.__dict__, "age": age,
-                                "volumes_ml": {**base.volumes_ml, "wt": base.volumes_ml["wt"] * wt_scale}})
+        case = SyntheticCase(
+            **{**base.__dict__, "age": age, "volumes_ml": {**base.volumes_ml, "wt": base.volumes_ml["wt"] * wt_scale}}
+        )
         rng = np.random.default_rng(0)
         return np.median([survival_record(case, rng)["days"] for _ in range(n)])
 
@@ -261,8 +262,9 @@ def test_survival_csv_deterministic_and_well_formed(tmp_path):
 
 
 def test_make_dataset_without_labels(tmp_path):
-    root = make_dataset(tmp_path, layout="brats2021", n_cases=2, seed=0, shape=(32, 32, 24),
-                        with_labels=False, progress=False)
+    root = make_dataset(
+        tmp_path, layout="brats2021", n_cases=2, seed=0, shape=(32, 32, 24), with_labels=False, progress=False
+    )
     assert not list(root.rglob("*_seg.nii.gz"))
     with open(root / "survival_evaluation.csv", newline="") as fh:
         rows = list(csv.reader(fh))

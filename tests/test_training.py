@@ -59,8 +59,16 @@ def test_every_shipped_recipe_is_valid(path: Path) -> None:
 
 def test_recipe_folder_has_the_documented_recipes() -> None:
     names = {p.stem for p in CONFIGS}
-    assert {"unet2d_seed", "unet3d_seed", "dresunet_seed", "znet_seed", "een_seed", "cpu_brats2018",
-            "gpu_recommended", "demo_synthetic"} <= names
+    assert {
+        "unet2d_seed",
+        "unet3d_seed",
+        "dresunet_seed",
+        "znet_seed",
+        "een_seed",
+        "cpu_brats2018",
+        "gpu_recommended",
+        "demo_synthetic",
+    } <= names
     table = (REPO / "configs" / "README.md").read_text()
     for name in names:
         assert f"{name}.json" in table
@@ -146,8 +154,9 @@ def test_warmup_poly_and_cosine_schedules() -> None:
     values = [float(poly(t)) for t in (0, 5, 10, 60, 110, 200)]
     np.testing.assert_allclose(values, [0.0, 5e-3, 1e-2, 1e-2 * 0.5**0.9, 0.0, 0.0], rtol=1e-5, atol=1e-9)
     cosine = WarmupSchedule(peak=1e-3, total_steps=100, decay="cosine", min_lr=1e-5)
-    np.testing.assert_allclose([float(cosine(t)) for t in (0, 50, 100)], [1e-3, 1e-5 + (1e-3 - 1e-5) / 2, 1e-5],
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        [float(cosine(t)) for t in (0, 50, 100)], [1e-3, 1e-5 + (1e-3 - 1e-5) / 2, 1e-5], rtol=1e-5
+    )
     # Registered: survives a get_config round trip (so .keras files reload it).
     import keras
 
@@ -181,8 +190,17 @@ def test_tiny_run_dir_contract_resume_and_refusals(tmp_path: Path) -> None:
 
     run_dir = tmp_path / "run"
     result = train(toy_recipe(), run_dir=run_dir)
-    for name in ("config.json", "split.json", "log.csv", "events.jsonl", "best.keras", "best.json",
-                 "final.keras", "metrics.json", "backup"):
+    for name in (
+        "config.json",
+        "split.json",
+        "log.csv",
+        "events.jsonl",
+        "best.keras",
+        "best.json",
+        "final.keras",
+        "metrics.json",
+        "backup",
+    ):
         assert (run_dir / name).exists(), name
     assert result.initial_epoch == 0 and result.epochs_completed == 2
     assert result.history["epoch"] == [0.0, 1.0]
@@ -216,8 +234,13 @@ def test_tiny_run_dir_contract_resume_and_refusals(tmp_path: Path) -> None:
         model.fit(x, y, epochs=1, verbose=0)
         print("resumed", steps, int(model.optimizer.iterations.numpy()))
     """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     _, before, after = proc.stdout.split()[-3:]
     assert int(after) == int(before) + 1 and int(before) > 0
@@ -255,15 +278,28 @@ def test_tiny_run_dir_contract_resume_and_refusals(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "variant",
     [
-        {"model.options": {"depth": 2, "base_filters": 4, "head": "sigmoid", "out_channels": 1},
-         "pipeline.region": "et", "loss.name": "bce"},
-        {"model.options": {"depth": 2, "base_filters": 4, "head": "softmax", "deep_supervision": True,
-                           "deep_supervision_levels": 1},
-         "optimizer": {"name": "sgd", "learning_rate": 0.01, "momentum": 0.99, "nesterov": True, "clipnorm": 12.0},
-         "schedule": {"name": "plateau", "patience": 0}},
-        {"model.options": {"depth": 2, "base_filters": 4, "head": "softmax", "logits": True},
-         "optimizer": {"name": "nadam"}, "schedule": {"name": "cosine", "warmup_steps": 1},
-         "runtime.mixed_precision": "bfloat16"},
+        {
+            "model.options": {"depth": 2, "base_filters": 4, "head": "sigmoid", "out_channels": 1},
+            "pipeline.region": "et",
+            "loss.name": "bce",
+        },
+        {
+            "model.options": {
+                "depth": 2,
+                "base_filters": 4,
+                "head": "softmax",
+                "deep_supervision": True,
+                "deep_supervision_levels": 1,
+            },
+            "optimizer": {"name": "sgd", "learning_rate": 0.01, "momentum": 0.99, "nesterov": True, "clipnorm": 12.0},
+            "schedule": {"name": "plateau", "patience": 0},
+        },
+        {
+            "model.options": {"depth": 2, "base_filters": 4, "head": "softmax", "logits": True},
+            "optimizer": {"name": "nadam"},
+            "schedule": {"name": "cosine", "warmup_steps": 1},
+            "runtime.mixed_precision": "bfloat16",
+        },
     ],
     ids=["single-region-bce", "softmax-deep-supervision-sgd-plateau", "softmax-logits-nadam-cosine-bf16"],
 )
@@ -386,8 +422,9 @@ def test_load_config_overrides_find_recipe_and_load_split(tmp_path, monkeypatch)
 
     recipe = training.find_recipe("demo_synthetic")
     assert recipe.name == "demo_synthetic.json" and recipe.is_file()
-    cfg = training.load_config(recipe, overrides={"training.epochs": 1, "model.options.base_filters": 4,
-                                                  "data.root": str(tmp_path)})
+    cfg = training.load_config(
+        recipe, overrides={"training.epochs": 1, "model.options.base_filters": 4, "data.root": str(tmp_path)}
+    )
     assert cfg.training.epochs == 1 and cfg.model.options["base_filters"] == 4 and cfg.data.root == str(tmp_path)
     with pytest.raises(ValueError, match="training.epochz"):
         training.load_config(recipe, overrides={"training.epochz": 1})
@@ -417,9 +454,15 @@ def test_stale_temporaries_of_the_run_and_its_report_are_removed(tmp_path: Path)
     kept[2].write_text("# report")
     kept[3].write_bytes(b"PK")
     removed = remove_stale_temporaries(run)
-    assert sorted(p.name for p in removed) == sorted([".figures.ab12cd34.tmp", ".figures.ef56gh78.old",
-                                                       ".report.md.k9l8m7n6.tmp.md", ".best.keras.zz11yy22.tmp.keras",
-                                                       "tmpabcd1234"])
+    assert sorted(p.name for p in removed) == sorted(
+        [
+            ".figures.ab12cd34.tmp",
+            ".figures.ef56gh78.old",
+            ".report.md.k9l8m7n6.tmp.md",
+            ".best.keras.zz11yy22.tmp.keras",
+            "tmpabcd1234",
+        ]
+    )
     assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in kept)
 
 

@@ -48,8 +48,18 @@ def test_folds_resume_after_sigkill(tmp_path: Path) -> None:
     path = tmp_path / "folds.json"
     path.write_text(json.dumps(recipe))
     run_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "brainseg_tf.cli", "train", "--config", str(path), "--run-dir", str(run_dir),
-               "--folds", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "brainseg_tf.cli",
+        "train",
+        "--config",
+        str(path),
+        "--run-dir",
+        str(run_dir),
+        "--folds",
+        "2",
+    ]
     log = (tmp_path / "first.log").open("w")
     proc = subprocess.Popen(command, env=_env(), stdout=log, stderr=subprocess.STDOUT)
     state = run_dir / "fold_1" / "backup" / "state.json"
@@ -70,7 +80,10 @@ def test_folds_resume_after_sigkill(tmp_path: Path) -> None:
     assert {name: _digest(fold0 / name) for name in before} == before  # fold 0 not retrained
     assert [e["event"] for e in _events(fold0)].count("start") == 1
     resumed = [e for e in _events(run_dir / "fold_1") if e["event"] == "resume"]
-    assert resumed and (resumed[0]["initial_epoch"], resumed[0]["initial_step"]) == (killed_at["epoch"], killed_at["step"])
+    assert resumed and (resumed[0]["initial_epoch"], resumed[0]["initial_step"]) == (
+        killed_at["epoch"],
+        killed_at["step"],
+    )
 
     summary = json.loads((run_dir / "folds.json").read_text())
     assert summary["completed"] and summary["folds"] == 2

@@ -39,13 +39,20 @@ def _recipe(tmp_path: Path, *, every: int) -> Path:
         "name": "resume_toy",
         "split": {"method": "none"},
         # bottom spatial dropout: its seed-generator state is part of what a resume restores
-        "model": {"name": "unet", "options": {"depth": 2, "base_filters": 4, "norm": "batch", "head": "sigmoid",
-                                              "dropout": 0.3}},
+        "model": {
+            "name": "unet",
+            "options": {"depth": 2, "base_filters": 4, "norm": "batch", "head": "sigmoid", "dropout": 0.3},
+        },
         "pipeline": {"kind": "custom", "builder": f"{TOY}:build", "patch_size": [16, 16, 16], "batch_size": 2},
         "optimizer": {"name": "adam", "learning_rate": 0.003},
         "schedule": {"name": "poly", "warmup_steps": 2},
-        "training": {"epochs": EPOCHS, "steps_per_epoch": STEPS, "verbose": 2, "seed": 3,
-                     "checkpoint_every_steps": every},
+        "training": {
+            "epochs": EPOCHS,
+            "steps_per_epoch": STEPS,
+            "verbose": 2,
+            "seed": 3,
+            "checkpoint_every_steps": every,
+        },
         "runtime": {"deterministic": True},
     }
     path = tmp_path / "resume_toy.json"
@@ -140,8 +147,9 @@ def _assert_same_run(run_dir: Path, ref_dir: Path) -> float:
     rows, ref_rows = _csv(run_dir), _csv(ref_dir)
     assert [r["epoch"] for r in rows] == [r["epoch"] for r in ref_rows]
     for row, ref_row in zip(rows, ref_rows):  # the resumed epoch's means include its steps before the kill
-        np.testing.assert_allclose([float(row[k]) for k in ref_row], [float(ref_row[k]) for k in ref_row],
-                                   rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(
+            [float(row[k]) for k in ref_row], [float(ref_row[k]) for k in ref_row], rtol=1e-4, atol=1e-6
+        )
     best, ref_best = (json.loads((d / "best.json").read_text()) for d in (run_dir, ref_dir))
     assert best["epoch"] == ref_best["epoch"] and best["value"] == pytest.approx(ref_best["value"], abs=1e-6)
     return diff
@@ -149,7 +157,8 @@ def _assert_same_run(run_dir: Path, ref_dir: Path) -> float:
 
 @pytest.mark.compat
 def test_sigkill_mid_epoch_then_rerun_ends_with_the_uninterrupted_weights(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reference: tuple[Path, float]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reference: tuple[Path, float]
+) -> None:
     epochs, steps, every = EPOCHS, STEPS, 2
     recipe = _recipe(tmp_path, every=every)
     ref_dir, run_dir, control_dir = reference[0], tmp_path / "run", tmp_path / "control"
@@ -179,12 +188,15 @@ def test_sigkill_mid_epoch_then_rerun_ends_with_the_uninterrupted_weights(
     assert not (run_dir / "metrics.json").exists()
     shutil.copytree(run_dir, control_dir)
 
-    second = subprocess.run(_command(recipe, run_dir), cwd=tmp_path, env=_env(), capture_output=True, text=True,
-                            timeout=200)
+    second = subprocess.run(
+        _command(recipe, run_dir), cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=200
+    )
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     starts = [e for e in _events(run_dir) if e["event"] in ("start", "resume")]
     assert [(e["event"], e["initial_epoch"], e["initial_step"]) for e in starts] == [
-        ("start", 0, 0), ("resume", 0, state["step"])]
+        ("start", 0, 0),
+        ("resume", 0, state["step"]),
+    ]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["completed"] and metrics["epochs_completed"] == epochs
     assert metrics["optimizer_steps"] == epochs * steps  # no step lost or repeated
@@ -243,15 +255,17 @@ def _backup_id(run_dir: Path) -> tuple[int, int] | None:
 
 
 def test_sigkill_during_checkpoint_writes_leaves_valid_files_and_a_rerun_finishes(
-        tmp_path: Path, reference: tuple[Path, float]) -> None:
+    tmp_path: Path, reference: tuple[Path, float]
+) -> None:
     recipe = _recipe(tmp_path, every=1)  # a backup after every step, best.keras, final.keras
     (ref_dir, duration), run_dir = reference, tmp_path / "run"
     rng = np.random.default_rng(7)
     kills = 0
     for _ in range(KILLS):
         before = _backup_id(run_dir)
-        proc = subprocess.Popen(_command(recipe, run_dir), cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            _command(recipe, run_dir), cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             # Training (and checkpointing) has started once this session wrote its first backup;
             # then kill at a seeded random point of the time the rest of the run takes.
@@ -274,8 +288,9 @@ def test_sigkill_during_checkpoint_writes_leaves_valid_files_and_a_rerun_finishe
         if finished:
             shutil.rmtree(run_dir)  # finished before the kill: start over, so the next kill lands in a run
     assert kills >= 1
-    rerun = subprocess.run(_command(recipe, run_dir), cwd=tmp_path, env=_env(), capture_output=True, text=True,
-                           timeout=200)
+    rerun = subprocess.run(
+        _command(recipe, run_dir), cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=200
+    )
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     _check_files(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -292,11 +307,20 @@ def test_training_stream_is_a_function_of_seed_epoch_and_step(tmp_path: Path) ->
     from brainseg_tf.training.data import data_source, labelled_ids, train_stream
 
     root = make_dataset(tmp_path / "synth", layout="brats2021", n_cases=3, seed=0, shape=(40, 40, 32), progress=False)
-    cfg = TrainConfig.from_dict({
-        "data": {"root": str(root)}, "split": {"method": "kfold", "folds": 3, "fold": 0},
-        "pipeline": {"kind": "patch", "patch_size": [16, 16, 16], "batch_size": 2, "augment": "light",
-                     "options": {"patches_per_case": 3}},
-        "training": {"seed": 5}})
+    cfg = TrainConfig.from_dict(
+        {
+            "data": {"root": str(root)},
+            "split": {"method": "kfold", "folds": 3, "fold": 0},
+            "pipeline": {
+                "kind": "patch",
+                "patch_size": [16, 16, 16],
+                "batch_size": 2,
+                "augment": "light",
+                "options": {"patches_per_case": 3},
+            },
+            "training": {"seed": 5},
+        }
+    )
     split = make_split(labelled_ids(data_source(cfg), cfg), cfg.split)
 
     def batches(epoch: int, step: int, n: int) -> list[np.ndarray]:

@@ -35,8 +35,13 @@ def volume_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "data": {"root": str(root)},
         "split": {"method": "kfold", "folds": 2, "fold": 0, "seed": 0},
         "model": {"name": "unet", "options": {"depth": 2, "base_filters": 4, "norm": "instance", "head": "sigmoid"}},
-        "pipeline": {"kind": "patch", "patch_size": [32, 32, 32], "batch_size": 2, "augment": "none",
-                     "foreground_fraction": 1.0},
+        "pipeline": {
+            "kind": "patch",
+            "patch_size": [32, 32, 32],
+            "batch_size": 2,
+            "augment": "none",
+            "foreground_fraction": 1.0,
+        },
         "validation": {"mode": "volumes", "every_epochs": 2, "final_sliding_window": False},
         "optimizer": {"name": "adam", "learning_rate": 0.01},
         "training": {"epochs": 5, "steps_per_epoch": 2, "verbose": 0},
@@ -78,7 +83,8 @@ def test_volume_validation_logs_and_selects_best(volume_run: dict) -> None:
     per_case = [region_dice(preds[c], refs[c]) for c in split.val_ids]
     for region in ("WT", "TC", "ET"):
         assert np.mean([d[region] for d in per_case]) == pytest.approx(
-            scores[best_epoch][f"val_volume_dice_{region.lower()}"], abs=1e-6)
+            scores[best_epoch][f"val_volume_dice_{region.lower()}"], abs=1e-6
+        )
     assert volume_run["result"].metrics["monitor"] == "val_volume_mean_dice"
 
 
@@ -106,8 +112,10 @@ def test_postprocessing_selected_after_training_is_recorded(volume_run: dict) ->
     # predict applies the recorded rules by default
     loaded = inference.load_predictor(run_dir)
     assert (loaded.et_min_voxels, loaded.min_component_voxels, list(loaded.largest_component)) == (
-        card.postprocessing.et_min_voxels, card.postprocessing.min_component_voxels,
-        list(card.postprocessing.largest_component))
+        card.postprocessing.et_min_voxels,
+        card.postprocessing.min_component_voxels,
+        list(card.postprocessing.largest_component),
+    )
 
 
 def test_volume_mode_needs_raw_cases() -> None:

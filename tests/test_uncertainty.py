@@ -31,8 +31,9 @@ SHAPE = (20, 18, 12)
 
 def test_entropy_hand_values():
     probs = np.array([[1, 0, 0, 0], [0.25, 0.25, 0.25, 0.25], [0.5, 0.5, 0, 0]], np.float32)
-    np.testing.assert_allclose(unc.predictive_entropy(probs, "softmax"), [0.0, 1.0, math.log(2) / math.log(4)],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        unc.predictive_entropy(probs, "softmax"), [0.0, 1.0, math.log(2) / math.log(4)], atol=1e-6
+    )
     regions = np.array([[0, 1, 1], [0.5, 0.5, 0.5], [0.5, 0, 1]], np.float32)
     np.testing.assert_allclose(unc.predictive_entropy(regions, "sigmoid"), [0.0, 1.0, 1 / 3], atol=1e-6)
     np.testing.assert_allclose(unc.predictive_entropy(np.array([[0.5]]), "region"), [1.0], atol=1e-6)
@@ -87,8 +88,10 @@ def test_resolve_kind():
 def _images(rng: np.random.Generator) -> dict[str, np.ndarray]:
     brain = np.zeros(SHAPE, bool)
     brain[3:17, 2:16, 2:10] = True
-    return {m: np.where(brain, rng.normal(size=SHAPE) * 50 + 300 + 100 * i, 0).astype(np.int16)
-            for i, m in enumerate(bio.MODALITIES)}
+    return {
+        m: np.where(brain, rng.normal(size=SHAPE) * 50 + 300 + 100 * i, 0).astype(np.int16)
+        for i, m in enumerate(bio.MODALITIES)
+    }
 
 
 def _write_case(root: Path, case_id: str, seed: int = 0) -> Path:
@@ -121,8 +124,13 @@ def test_k_identical_models_equal_one_model(tmp_path):
     single = predict_case(one, case, roi=8, return_probabilities=True, uncertainty="auto")
     assert single.uncertainty_kind == "entropy"
     for k in (2, 3):
-        ens = predict_case(Ensemble([Predictor(fn=_softmax_rule) for _ in range(k)]), case, roi=8,
-                           return_probabilities=True, uncertainty="variance")
+        ens = predict_case(
+            Ensemble([Predictor(fn=_softmax_rule) for _ in range(k)]),
+            case,
+            roi=8,
+            return_probabilities=True,
+            uncertainty="variance",
+        )
         np.testing.assert_array_equal(ens.labels, single.labels)
         np.testing.assert_allclose(ens.probabilities, single.probabilities, rtol=0, atol=1e-7)
         assert ens.uncertainty_kind == "variance" and (ens.uncertainty == 0).all()
@@ -133,8 +141,9 @@ def test_k_identical_models_equal_one_model(tmp_path):
 
 def test_two_members_that_split_give_one_inside_the_box(tmp_path):
     case = bio.read_case(_write_case(tmp_path, "BraTS2021_00001"))
-    out = predict_case(Ensemble([Predictor(fn=_constant(3)), Predictor(fn=_constant(0))]), case, roi=8,
-                       uncertainty="auto")
+    out = predict_case(
+        Ensemble([Predictor(fn=_constant(3)), Predictor(fn=_constant(0))]), case, roi=8, uncertainty="auto"
+    )
     box = tuple(slice(a, b) for a, b in out.geometry.crop)
     inside = np.zeros(SHAPE, bool)
     inside[box] = True
@@ -145,8 +154,9 @@ def test_two_members_that_split_give_one_inside_the_box(tmp_path):
 
 def test_tta_members_variance_and_mean(tmp_path):
     case = bio.read_case(_write_case(tmp_path, "BraTS2021_00001"))
-    agree = predict_case(Predictor(fn=_softmax_rule), case, roi=8, tta=True, uncertainty="auto",
-                         return_probabilities=True)
+    agree = predict_case(
+        Predictor(fn=_softmax_rule), case, roi=8, tta=True, uncertainty="auto", return_probabilities=True
+    )
     assert agree.uncertainty_kind == "variance" and (agree.uncertainty == 0).all()
 
     def left_half_et(batch):  # not flip-equivariant: the flips disagree
@@ -156,16 +166,23 @@ def test_tta_members_variance_and_mean(tmp_path):
         out[:, half:, ..., 0] = 1.0
         return out
 
-    split = predict_case(Predictor(fn=left_half_et), case, roi=8, tta=True, mirror_axes=(0,), uncertainty="auto",
-                         return_probabilities=True)
-    plain = predict_case(Predictor(fn=left_half_et), case, roi=8, tta=True, mirror_axes=(0,),
-                         return_probabilities=True)
+    split = predict_case(
+        Predictor(fn=left_half_et),
+        case,
+        roi=8,
+        tta=True,
+        mirror_axes=(0,),
+        uncertainty="auto",
+        return_probabilities=True,
+    )
+    plain = predict_case(Predictor(fn=left_half_et), case, roi=8, tta=True, mirror_axes=(0,), return_probabilities=True)
     np.testing.assert_allclose(split.probabilities, plain.probabilities, atol=1e-6)  # the same TTA mean
     assert split.uncertainty.max() > 0.5
     image = np.random.default_rng(1).normal(size=(10, 8, 8, 4)).astype(np.float32)
     flips = [sliding_window(f, image, roi=8) for f in mirror_flips(left_half_et, (0,))]
-    np.testing.assert_allclose(np.mean(flips, axis=0), sliding_window(mirror_tta(left_half_et, (0,)), image, roi=8),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        np.mean(flips, axis=0), sliding_window(mirror_tta(left_half_et, (0,)), image, roi=8), atol=1e-6
+    )
 
 
 def test_predict_folder_writes_maps_and_ranks_cases(tmp_path):
@@ -179,6 +196,7 @@ def test_predict_folder_writes_maps_and_ranks_cases(tmp_path):
         def fn(batch):
             rng = np.random.default_rng(seed + int(abs(batch).sum()) % 1000)
             return _softmax_rule(batch + rng.normal(scale=0.8, size=batch.shape).astype(np.float32))
+
         return fn
 
     model = Ensemble([Predictor(fn=_softmax_rule), Predictor(fn=noisy(0))])
@@ -192,7 +210,7 @@ def test_predict_folder_writes_maps_and_ranks_cases(tmp_path):
         assert img.get_data_dtype() == np.float32 and img.shape == lab.shape == SHAPE
         np.testing.assert_allclose(img.affine, lab.affine)
         u = np.asarray(img.dataobj)
-        assert 0.0 <= u.min() and u.max() <= 1.0
+        assert u.min() >= 0.0 and u.max() <= 1.0
         labels = bio.to_canonical(np.asarray(lab.dataobj), "brats")
         assert r["uncertainty"] == pytest.approx(unc.case_score(u, labels), abs=1e-6)
     summary = json.loads((out / "predictions.json").read_text())
@@ -225,7 +243,6 @@ def test_bad_uncertainty_and_largest_component_arguments_are_refused_up_front(tm
         predict_case(Predictor(fn=_softmax_rule), case, roi=8, largest_component=["XX"])
     with pytest.raises(ValueError, match="largest_component"):
         predict_folder(Predictor(fn=_softmax_rule), tmp_path, tmp_path / "out", largest_component="WT", progress=False)
-    from brainseg_tf.postprocessing import largest_component
 
     brain = case.image[..., 0] != 0
     case.image[..., 0] = np.where(brain, 100.0, 0.0)
@@ -242,5 +259,6 @@ def test_bad_uncertainty_and_largest_component_arguments_are_refused_up_front(tm
     assert raw[13, 13, 8] == 3 and (raw == 3).sum() == 101
     expected = raw.copy()
     expected[13, 13, 8] = 0
-    np.testing.assert_array_equal(predict_case(Predictor(fn=bright_is_et), case, roi=8, largest_component=["WT"]).labels,
-                                  expected)
+    np.testing.assert_array_equal(
+        predict_case(Predictor(fn=bright_is_et), case, roi=8, largest_component=["WT"]).labels, expected
+    )

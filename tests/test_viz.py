@@ -109,8 +109,9 @@ def test_orientation_follows_the_affine(case):
             np.testing.assert_array_equal(np.asarray(im_a.get_array()), np.asarray(im_b.get_array()))
     # Neurological view mirrors the axial panel left-right.
     fig_n = viz.three_plane(image, label, radiological=False, crop=False)
-    np.testing.assert_array_equal(np.asarray(fig_n.axes[0].images[0].get_array()),
-                                  np.asarray(fig_a.axes[0].images[0].get_array())[:, ::-1])
+    np.testing.assert_array_equal(
+        np.asarray(fig_n.axes[0].images[0].get_array()), np.asarray(fig_a.axes[0].images[0].get_array())[:, ::-1]
+    )
 
 
 def _crosshair(ax) -> tuple[float, float]:
@@ -202,9 +203,11 @@ def test_training_curves_pairs_columns(tmp_path):
 
 
 def test_metric_boxplot_long_and_wide(tmp_path):
-    rows = [{"case": f"c{c}", "region": r, "dice": v, "hd95": 2.0}
-            for c, vals in enumerate([(0.9, 0.8, 0.7), (0.8, 0.6, "nan"), (0.95, 0.85, 0.75)])
-            for r, v in zip(("WT", "TC", "ET"), vals)]
+    rows = [
+        {"case": f"c{c}", "region": r, "dice": v, "hd95": 2.0}
+        for c, vals in enumerate([(0.9, 0.8, 0.7), (0.8, 0.6, "nan"), (0.95, 0.85, 0.75)])
+        for r, v in zip(("WT", "TC", "ET"), vals)
+    ]
     fig = viz.metric_boxplot(rows, "dice", save=tmp_path / "box.png", dpi=50)
     _assert_size(tmp_path / "box.png", fig, 50)
     ax = fig.axes[0]
@@ -302,7 +305,7 @@ def test_surface_3d_survives_tiny_regions():
     for offset in range(4):  # small blobs at every parity of the coarse marching-cubes grid
         label = np.zeros((24, 24, 20), np.uint8)
         label[6:16, 6:16, 5:14] = 2
-        label[8 + offset:11 + offset, 8:11, 7:10] = 1
+        label[8 + offset : 11 + offset, 8:11, 7:10] = 1
         label[9 + offset, 9, 8] = 3
         fig = viz.surface_3d(label, spacing=(1.0, 1.0, 1.0), step=2)
         assert fig is not None

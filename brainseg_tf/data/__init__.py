@@ -30,5 +30,12 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'brainseg_tf.data' has no attribute {name!r}")
 
 
-__all__ = ["Geometry", "PreprocessedCase", "brain_bbox", "paste_back", "preprocess_case", *_PIPELINE_NAMES,
-           *_CACHE_NAMES]
+__all__ = [
+    "Geometry",
+    "PreprocessedCase",
+    "brain_bbox",
+    "paste_back",
+    "preprocess_case",
+    *_PIPELINE_NAMES,
+    *_CACHE_NAMES,
+]

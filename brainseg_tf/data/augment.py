@@ -143,8 +143,14 @@ class AugmentConfig:
     def light(cls) -> AugmentConfig:
         """Flips and cheap per-channel intensity changes only (no resampling, noise or blur)."""
         return cls(
-            rotation_prob=0.0, scaling_prob=0.0, elastic_prob=0.0, rot90_prob=0.0,
-            noise_prob=0.0, blur_prob=0.0, low_res_prob=0.0, gamma_prob=0.0,
+            rotation_prob=0.0,
+            scaling_prob=0.0,
+            elastic_prob=0.0,
+            rot90_prob=0.0,
+            noise_prob=0.0,
+            blur_prob=0.0,
+            low_res_prob=0.0,
+            gamma_prob=0.0,
             gamma_inverted_prob=0.0,
         )
 
@@ -162,28 +168,37 @@ class AugmentConfig:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.name.endswith("_prob"):
-                _check(isinstance(value, (int, float)) and not isinstance(value, bool)
-                       and 0.0 <= value <= 1.0, f.name, value, "a probability in [0, 1]")
-        _check(isinstance(self.flip_axes, (tuple, list))
-               and all(isinstance(a, int) and 0 <= a <= 2 for a in self.flip_axes)
-               and len(set(self.flip_axes)) == len(self.flip_axes),
-               "flip_axes", self.flip_axes, "distinct spatial axes in {0, 1, 2}")
-        _check(0.0 <= self.rotation_max_deg <= 180.0, "rotation_max_deg", self.rotation_max_deg,
-               "in [0, 180]")
+                _check(
+                    isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0,
+                    f.name,
+                    value,
+                    "a probability in [0, 1]",
+                )
+        _check(
+            isinstance(self.flip_axes, (tuple, list))
+            and all(isinstance(a, int) and 0 <= a <= 2 for a in self.flip_axes)
+            and len(set(self.flip_axes)) == len(self.flip_axes),
+            "flip_axes",
+            self.flip_axes,
+            "distinct spatial axes in {0, 1, 2}",
+        )
+        _check(0.0 <= self.rotation_max_deg <= 180.0, "rotation_max_deg", self.rotation_max_deg, "in [0, 180]")
         _check_range(self, "scaling_range", lo_min=0.0, lo_strict=True)
         _check_range(self, "elastic_magnitude", lo_min=0.0)
-        _check(isinstance(self.elastic_grid_spacing, int) and self.elastic_grid_spacing >= 2,
-               "elastic_grid_spacing", self.elastic_grid_spacing, "an integer >= 2")
+        _check(
+            isinstance(self.elastic_grid_spacing, int) and self.elastic_grid_spacing >= 2,
+            "elastic_grid_spacing",
+            self.elastic_grid_spacing,
+            "an integer >= 2",
+        )
         _check_range(self, "noise_std_range", lo_min=0.0)
         _check_range(self, "blur_sigma_range", lo_min=0.0, hi_max=4.0)
         _check_range(self, "intensity_scale_range", lo_min=0.0, lo_strict=True)
-        _check(self.intensity_shift_std >= 0.0, "intensity_shift_std", self.intensity_shift_std,
-               ">= 0")
+        _check(self.intensity_shift_std >= 0.0, "intensity_shift_std", self.intensity_shift_std, ">= 0")
         _check_range(self, "contrast_range", lo_min=0.0, lo_strict=True)
         _check_range(self, "low_res_zoom_range", lo_min=0.0, lo_strict=True, hi_max=1.0)
         _check_range(self, "gamma_range", lo_min=0.0, lo_strict=True)
-        _check(isinstance(self.gamma_retain_stats, bool), "gamma_retain_stats",
-               self.gamma_retain_stats, "a bool")
+        _check(isinstance(self.gamma_retain_stats, bool), "gamma_retain_stats", self.gamma_retain_stats, "a bool")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -210,11 +225,15 @@ def _check(ok: bool, name: str, value: Any, expected: str) -> None:
         raise ValueError(f"AugmentConfig.{name} must be {expected}, got {value!r}")
 
 
-def _check_range(cfg: AugmentConfig, name: str, lo_min: float, lo_strict: bool = False,
-                 hi_max: float = math.inf) -> None:
+def _check_range(
+    cfg: AugmentConfig, name: str, lo_min: float, lo_strict: bool = False, hi_max: float = math.inf
+) -> None:
     value = getattr(cfg, name)
-    ok = (isinstance(value, (tuple, list)) and len(value) == 2
-          and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
+    ok = (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    )
     if ok:
         lo, hi = value
         ok = (lo > lo_min if lo_strict else lo >= lo_min) and lo <= hi <= hi_max
@@ -234,8 +253,7 @@ def _seeds(seed: tf.Tensor, num: int) -> list[tf.Tensor]:
     return [split[i] for i in range(num)]
 
 
-def _uniform(seed: tf.Tensor, shape: Sequence[int] | tf.Tensor = (), lo: float = 0.0,
-             hi: float = 1.0) -> tf.Tensor:
+def _uniform(seed: tf.Tensor, shape: Sequence[int] | tf.Tensor = (), lo: float = 0.0, hi: float = 1.0) -> tf.Tensor:
     return tf.random.stateless_uniform(shape, seed=seed, minval=lo, maxval=hi)
 
 
@@ -315,8 +333,9 @@ def _channel_map(x: tf.Tensor, fn: Callable[..., tf.Tensor], *params: tf.Tensor)
 # --------------------------------------------------------------------------------------------
 
 
-def random_flip(image: tf.Tensor, label: tf.Tensor | None, seed: tf.Tensor, prob: float = 0.5,
-                axes: Sequence[int] = (0, 1, 2)) -> tuple[tf.Tensor, tf.Tensor | None]:
+def random_flip(
+    image: tf.Tensor, label: tf.Tensor | None, seed: tf.Tensor, prob: float = 0.5, axes: Sequence[int] = (0, 1, 2)
+) -> tuple[tf.Tensor, tf.Tensor | None]:
     """Mirror along each axis in ``axes`` independently with probability ``prob``.
 
     All chosen axes are reversed in one ``tf.reverse`` (one pass over the data).
@@ -351,15 +370,19 @@ def random_flip(image: tf.Tensor, label: tf.Tensor | None, seed: tf.Tensor, prob
 def _rot90_plane(x: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
     """Rotate by k*90 deg in the plane of axes (0, 1), k in {1, 2, 3} (``np.rot90`` sense)."""
     perm = [1, 0] + list(range(2, x.shape.rank))
-    return tf.switch_case(k - 1, [
-        lambda: tf.transpose(tf.reverse(x, [1]), perm),
-        lambda: tf.reverse(x, [0, 1]),
-        lambda: tf.reverse(tf.transpose(x, perm), [1]),
-    ])
+    return tf.switch_case(
+        k - 1,
+        [
+            lambda: tf.transpose(tf.reverse(x, [1]), perm),
+            lambda: tf.reverse(x, [0, 1]),
+            lambda: tf.reverse(tf.transpose(x, perm), [1]),
+        ],
+    )
 
 
-def random_rot90(image: tf.Tensor, label: tf.Tensor | None, seed: tf.Tensor,
-                 prob: float = 0.5) -> tuple[tf.Tensor, tf.Tensor | None]:
+def random_rot90(
+    image: tf.Tensor, label: tf.Tensor | None, seed: tf.Tensor, prob: float = 0.5
+) -> tuple[tf.Tensor, tf.Tensor | None]:
     """Rotate by k*90 deg (k uniform in {1, 2, 3}) in the axial plane, axes (0, 1) = X-Y.
 
     When the two in-plane sizes differ (statically, or at run time for unknown shapes) only
@@ -402,8 +425,7 @@ def _rot2(angle: tf.Tensor) -> tf.Tensor:
     return tf.stack([tf.stack([c, -s]), tf.stack([s, c])])
 
 
-def _affine_blocks(angles: tf.Tensor, zoom: tf.Tensor, ndim: int
-                   ) -> tuple[list[tf.Tensor], tf.Tensor]:
+def _affine_blocks(angles: tf.Tensor, zoom: tf.Tensor, ndim: int) -> tuple[list[tf.Tensor], tf.Tensor]:
     """Plane blocks and full matrix of the map output -> input (centred coordinates).
 
     3-D: ``M = Rx Rz Ry / zoom`` as P1 (on (y, z)) P2 (on (x, y)) P3 (on (x, z)). The isotropic
@@ -445,8 +467,9 @@ def _resize_nd(x: tf.Tensor, size: Sequence[tf.Tensor], method: str) -> tf.Tenso
     return tf.reshape(z, [size[0], size[1], size[2], c])
 
 
-def _sample(image: tf.Tensor, label: tf.Tensor | None, coords: list[tf.Tensor],
-            image_interpolation: str) -> tuple[tf.Tensor, tf.Tensor | None]:
+def _sample(
+    image: tf.Tensor, label: tf.Tensor | None, coords: list[tf.Tensor], image_interpolation: str
+) -> tuple[tf.Tensor, tf.Tensor | None]:
     """Sample image and label at input-voxel coordinates ``coords`` (one tensor per axis).
 
     Outside the volume the value is 0. The image is padded by one zero voxel per side and
@@ -510,8 +533,7 @@ def _sample(image: tf.Tensor, label: tf.Tensor | None, coords: list[tf.Tensor],
     return _keep_shape(tf.cast(out_img, image.dtype), image), out_label
 
 
-def _plane_pass(view: tf.Tensor, t: tf.Tensor, out_hw: Sequence[tf.Tensor],
-                interpolation: str) -> tf.Tensor:
+def _plane_pass(view: tf.Tensor, t: tf.Tensor, out_hw: Sequence[tf.Tensor], interpolation: str) -> tf.Tensor:
     """One C++ 2-D affine resampling of ``view (B, H, W, C)``.
 
     ``t (2, 3)`` maps an output (row, col, 1) to the input (row, col); outside is 0.
@@ -521,13 +543,19 @@ def _plane_pass(view: tf.Tensor, t: tf.Tensor, out_hw: Sequence[tf.Tensor],
     if dtype.is_integer and dtype not in (tf.uint8, tf.int32, tf.int64):
         view = tf.cast(view, tf.int32)
     out = tf.raw_ops.ImageProjectiveTransformV3(
-        images=view, transforms=flat, output_shape=tf.stack(out_hw), fill_value=0.0,
-        interpolation=interpolation, fill_mode="CONSTANT")
+        images=view,
+        transforms=flat,
+        output_shape=tf.stack(out_hw),
+        fill_value=0.0,
+        interpolation=interpolation,
+        fill_mode="CONSTANT",
+    )
     return tf.cast(out, dtype)
 
 
-def _pass_matrix(block: tf.Tensor, c_in: Sequence[tf.Tensor], c_out: Sequence[tf.Tensor],
-                 swap: bool = False) -> tf.Tensor:
+def _pass_matrix(
+    block: tf.Tensor, c_in: Sequence[tf.Tensor], c_out: Sequence[tf.Tensor], swap: bool = False
+) -> tf.Tensor:
     """``(2, 3)`` row/col map of ``in = c_in + block (out - c_out)``; ``swap`` when the output
     plane is stored transposed (output row = 2nd coordinate, col = 1st)."""
     b = block if not swap else tf.reverse(block, [1])
@@ -536,8 +564,9 @@ def _pass_matrix(block: tf.Tensor, c_in: Sequence[tf.Tensor], c_out: Sequence[tf
     return tf.concat([b, shift[:, None]], 1)
 
 
-def _affine_by_planes(image: tf.Tensor, label: tf.Tensor | None, blocks: list[tf.Tensor],
-                      image_interpolation: str) -> tuple[tf.Tensor, tf.Tensor | None]:
+def _affine_by_planes(
+    image: tf.Tensor, label: tf.Tensor | None, blocks: list[tf.Tensor], image_interpolation: str
+) -> tuple[tf.Tensor, tf.Tensor | None]:
     """Affine resampling with the fused C++ 2-D kernel (``ImageProjectiveTransformV3``).
 
     ``blocks``: 2-D, one 2x2 matrix; 3-D, the 2x2 blocks of P1 (acting on (y, z)), P2 (on
@@ -560,11 +589,11 @@ def _affine_by_planes(image: tf.Tensor, label: tf.Tensor | None, blocks: list[tf
         if ndim == 2:
             out = _plane_pass(y[None], passes[0], [n[0], n[1]], mode)[0]
         else:
-            out = _plane_pass(y, passes[0], [n[1], n[2]], mode)              # (X, Y, Z, C)
-            out = _plane_pass(tf.reshape(out, [1, n[0], n[1], n[2] * c]), passes[1],
-                              [n[1], n[0]], mode)                              # (1, Y, X, Z*C)
-            out = _plane_pass(tf.reshape(out, [n[1], n[0], n[2], c]), passes[2],
-                              [n[0], n[2]], mode)                              # (Y, X, Z, C)
+            out = _plane_pass(y, passes[0], [n[1], n[2]], mode)  # (X, Y, Z, C)
+            out = _plane_pass(
+                tf.reshape(out, [1, n[0], n[1], n[2] * c]), passes[1], [n[1], n[0]], mode
+            )  # (1, Y, X, Z*C)
+            out = _plane_pass(tf.reshape(out, [n[1], n[0], n[2], c]), passes[2], [n[0], n[2]], mode)  # (Y, X, Z, C)
             out = tf.transpose(out, [1, 0, 2, 3])
         out = out if extra else out[..., 0]
         return _keep_shape(out, x)
@@ -573,16 +602,19 @@ def _affine_by_planes(image: tf.Tensor, label: tf.Tensor | None, blocks: list[tf
         passes = [_pass_matrix(blocks[0], cen, cen)]
     else:
         p1, p2, p3 = blocks
-        passes = [_pass_matrix(p1, [cen[1], cen[2]], [cen[1], cen[2]]),
-                  _pass_matrix(p2, [cen[0], cen[1]], [cen[0], cen[1]], swap=True),
-                  _pass_matrix(p3, [cen[0], cen[2]], [cen[0], cen[2]])]
+        passes = [
+            _pass_matrix(p1, [cen[1], cen[2]], [cen[1], cen[2]]),
+            _pass_matrix(p2, [cen[0], cen[1]], [cen[0], cen[1]], swap=True),
+            _pass_matrix(p3, [cen[0], cen[2]], [cen[0], cen[2]]),
+        ]
     out_img = run(image, img_mode, passes)
     out_lab = None if label is None else run(label, "NEAREST", passes)
     return out_img, out_lab
 
 
-def _zoom_by_resize(image: tf.Tensor, label: tf.Tensor | None, zoom: tf.Tensor,
-                    image_interpolation: str) -> tuple[tf.Tensor, tf.Tensor | None]:
+def _zoom_by_resize(
+    image: tf.Tensor, label: tf.Tensor | None, zoom: tf.Tensor, image_interpolation: str
+) -> tuple[tf.Tensor, tf.Tensor | None]:
     """Isotropic zoom about the centre, ``in = c + (out - c) / zoom``, with
     ``tf.image.crop_and_resize`` (interpolation weights shared by all channels: about 6x cheaper
     than a general affine pass). Outside the volume is 0."""
@@ -596,15 +628,18 @@ def _zoom_by_resize(image: tf.Tensor, label: tf.Tensor | None, zoom: tf.Tensor,
         y = x if extra else x[..., None]
         c = tf.shape(y)[ndim]
         if ndim == 2:
-            out = tf.image.crop_and_resize(y[None], tf.stack([lo_n, lo_n, hi_n, hi_n])[None],
-                                           [0], tf.stack([n[0], n[1]]), method=method)
+            out = tf.image.crop_and_resize(
+                y[None], tf.stack([lo_n, lo_n, hi_n, hi_n])[None], [0], tf.stack([n[0], n[1]]), method=method
+            )
         else:
             v = tf.reshape(y, [1, n[0], n[1], n[2] * c])
-            v = tf.image.crop_and_resize(v, tf.stack([lo_n, lo_n, hi_n, hi_n])[None], [0],
-                                         tf.stack([n[0], n[1]]), method=method)
+            v = tf.image.crop_and_resize(
+                v, tf.stack([lo_n, lo_n, hi_n, hi_n])[None], [0], tf.stack([n[0], n[1]]), method=method
+            )
             v = tf.reshape(v, [1, n[0] * n[1], n[2], c])
-            out = tf.image.crop_and_resize(v, tf.stack([0.0, lo_n, 1.0, hi_n])[None], [0],
-                                           tf.stack([n[0] * n[1], n[2]]), method=method)
+            out = tf.image.crop_and_resize(
+                v, tf.stack([0.0, lo_n, 1.0, hi_n])[None], [0], tf.stack([n[0] * n[1], n[2]]), method=method
+            )
         out = tf.cast(out, x.dtype)
         return _keep_shape(out if extra else out[..., 0], x)
 
@@ -623,10 +658,20 @@ def _cond_pair(pred: tf.Tensor | bool, f_true: Callable, f_false: Callable, has_
     return tf.cond(pred, f_true, f_false)
 
 
-def _spatial_transform(image, label, seed, *, rotate: tf.Tensor | bool, scale: tf.Tensor | bool,
-                       deform: tf.Tensor | bool, rotation_max_deg: float, scaling_range: Pair,
-                       elastic_magnitude: Pair, elastic_grid_spacing: int,
-                       image_interpolation: str):
+def _spatial_transform(
+    image,
+    label,
+    seed,
+    *,
+    rotate: tf.Tensor | bool,
+    scale: tf.Tensor | bool,
+    deform: tf.Tensor | bool,
+    rotation_max_deg: float,
+    scaling_range: Pair,
+    elastic_magnitude: Pair,
+    elastic_grid_spacing: int,
+    image_interpolation: str,
+):
     """One resampling combining rotation, isotropic zoom and elastic displacement.
 
     ``rotate``/``scale``/``deform`` are booleans (Python or scalar tensors) saying which parts
@@ -645,10 +690,12 @@ def _spatial_transform(image, label, seed, *, rotate: tf.Tensor | bool, scale: t
 
     def rigid():
         # Zoom alone (no rotation drawn) is much cheaper by crop-and-resize.
-        return _cond_pair(rotate,
-                          lambda: _affine_by_planes(image, label, blocks, image_interpolation),
-                          lambda: _zoom_by_resize(image, label, zoom, image_interpolation),
-                          has_label)
+        return _cond_pair(
+            rotate,
+            lambda: _affine_by_planes(image, label, blocks, image_interpolation),
+            lambda: _zoom_by_resize(image, label, zoom, image_interpolation),
+            has_label,
+        )
 
     if deform is False:
         return rigid()
@@ -663,8 +710,7 @@ def _spatial_transform(image, label, seed, *, rotate: tf.Tensor | bool, scale: t
             centre = (tf.cast(sizes[i], tf.float32) - 1.0) / 2.0
             r = tf.range(tf.cast(sizes[i], tf.float32)) - centre
             ramps.append(tf.reshape(r, [-1 if j == i else 1 for j in range(ndim)]))
-        grid = [tf.cast(tf.math.ceil(tf.cast(n, tf.float32) / elastic_grid_spacing), tf.int32) + 1
-                for n in sizes]
+        grid = [tf.cast(tf.math.ceil(tf.cast(n, tf.float32) / elastic_grid_spacing), tf.int32) + 1 for n in sizes]
         magnitude = _uniform(s_mag, [], *elastic_magnitude)
         noise = tf.random.stateless_normal(tf.stack(grid + [ndim]), seed=s_field) * magnitude
         field = _resize_nd(noise, sizes, "bicubic")
@@ -680,12 +726,19 @@ def _spatial_transform(image, label, seed, *, rotate: tf.Tensor | bool, scale: t
     return _cond_pair(deform, warp, rigid, has_label)
 
 
-def random_spatial(image: tf.Tensor, label: tf.Tensor | None, seed: tf.Tensor,
-                   rotation_prob: float = 0.2, rotation_max_deg: float = 30.0,
-                   scaling_prob: float = 0.2, scaling_range: Pair = (0.7, 1.4),
-                   elastic_prob: float = 0.0, elastic_magnitude: Pair = (0.0, 3.0),
-                   elastic_grid_spacing: int = 16, image_interpolation: str = "linear"
-                   ) -> tuple[tf.Tensor, tf.Tensor | None]:
+def random_spatial(
+    image: tf.Tensor,
+    label: tf.Tensor | None,
+    seed: tf.Tensor,
+    rotation_prob: float = 0.2,
+    rotation_max_deg: float = 30.0,
+    scaling_prob: float = 0.2,
+    scaling_range: Pair = (0.7, 1.4),
+    elastic_prob: float = 0.0,
+    elastic_magnitude: Pair = (0.0, 3.0),
+    elastic_grid_spacing: int = 16,
+    image_interpolation: str = "linear",
+) -> tuple[tf.Tensor, tf.Tensor | None]:
     """Rotation, isotropic zoom and elastic deformation, each with its own probability,
     applied together as ONE resampling (skipped entirely when none is drawn).
 
@@ -708,23 +761,29 @@ def random_spatial(image: tf.Tensor, label: tf.Tensor | None, seed: tf.Tensor,
         ValueError: for an unknown ``image_interpolation``.
     """
     if image_interpolation not in ("linear", "nearest"):
-        raise ValueError(f"image_interpolation must be 'linear' or 'nearest', got "
-                         f"{image_interpolation!r}")
+        raise ValueError(f"image_interpolation must be 'linear' or 'nearest', got {image_interpolation!r}")
     _spatial_rank(image)
     probs = [rotation_prob, scaling_prob, elastic_prob]
     if all(p <= 0.0 for p in probs):
         return image, label
     s_draw, s_tf = _seeds(seed, 2)
     draws = _uniform(s_draw, [3])
-    rotate, scale, deform = [False if p <= 0.0 else (True if p >= 1.0 else draws[i] < p)
-                             for i, p in enumerate(probs)]
+    rotate, scale, deform = [False if p <= 0.0 else (True if p >= 1.0 else draws[i] < p) for i, p in enumerate(probs)]
 
     def run():
         return _spatial_transform(
-            image, label, s_tf, rotate=rotate, scale=scale, deform=deform,
-            rotation_max_deg=rotation_max_deg, scaling_range=scaling_range,
-            elastic_magnitude=elastic_magnitude, elastic_grid_spacing=elastic_grid_spacing,
-            image_interpolation=image_interpolation)
+            image,
+            label,
+            s_tf,
+            rotate=rotate,
+            scale=scale,
+            deform=deform,
+            rotation_max_deg=rotation_max_deg,
+            scaling_range=scaling_range,
+            elastic_magnitude=elastic_magnitude,
+            elastic_grid_spacing=elastic_grid_spacing,
+            image_interpolation=image_interpolation,
+        )
 
     active = [d for d in (rotate, scale, deform) if d is not False]
     if any(d is True for d in active):
@@ -735,25 +794,51 @@ def random_spatial(image: tf.Tensor, label: tf.Tensor | None, seed: tf.Tensor,
     return tf.cond(any_active, run, lambda: (image, label))
 
 
-def random_affine(image: tf.Tensor, label: tf.Tensor | None, seed: tf.Tensor,
-                  rotation_prob: float = 0.2, rotation_max_deg: float = 30.0,
-                  scaling_prob: float = 0.2, scaling_range: Pair = (0.7, 1.4),
-                  image_interpolation: str = "linear") -> tuple[tf.Tensor, tf.Tensor | None]:
+def random_affine(
+    image: tf.Tensor,
+    label: tf.Tensor | None,
+    seed: tf.Tensor,
+    rotation_prob: float = 0.2,
+    rotation_max_deg: float = 30.0,
+    scaling_prob: float = 0.2,
+    scaling_range: Pair = (0.7, 1.4),
+    image_interpolation: str = "linear",
+) -> tuple[tf.Tensor, tf.Tensor | None]:
     """Small-angle rotation and isotropic zoom in one resampling; see :func:`random_spatial`."""
-    return random_spatial(image, label, seed, rotation_prob=rotation_prob,
-                          rotation_max_deg=rotation_max_deg, scaling_prob=scaling_prob,
-                          scaling_range=scaling_range, elastic_prob=0.0,
-                          image_interpolation=image_interpolation)
+    return random_spatial(
+        image,
+        label,
+        seed,
+        rotation_prob=rotation_prob,
+        rotation_max_deg=rotation_max_deg,
+        scaling_prob=scaling_prob,
+        scaling_range=scaling_range,
+        elastic_prob=0.0,
+        image_interpolation=image_interpolation,
+    )
 
 
-def elastic(image: tf.Tensor, label: tf.Tensor | None, seed: tf.Tensor, prob: float = 0.2,
-            magnitude: Pair = (0.0, 3.0), grid_spacing: int = 16,
-            image_interpolation: str = "linear") -> tuple[tf.Tensor, tf.Tensor | None]:
+def elastic(
+    image: tf.Tensor,
+    label: tf.Tensor | None,
+    seed: tf.Tensor,
+    prob: float = 0.2,
+    magnitude: Pair = (0.0, 3.0),
+    grid_spacing: int = 16,
+    image_interpolation: str = "linear",
+) -> tuple[tf.Tensor, tf.Tensor | None]:
     """Elastic deformation alone; see :func:`random_spatial` (which combines it with the affine)."""
-    return random_spatial(image, label, seed, rotation_prob=0.0, scaling_prob=0.0,
-                          elastic_prob=prob, elastic_magnitude=magnitude,
-                          elastic_grid_spacing=grid_spacing,
-                          image_interpolation=image_interpolation)
+    return random_spatial(
+        image,
+        label,
+        seed,
+        rotation_prob=0.0,
+        scaling_prob=0.0,
+        elastic_prob=prob,
+        elastic_magnitude=magnitude,
+        elastic_grid_spacing=grid_spacing,
+        image_interpolation=image_interpolation,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -769,9 +854,14 @@ def _channel_shape(image: tf.Tensor) -> list[int]:
     return [1] * (image.shape.rank - 1) + [c]
 
 
-def intensity_scale_shift(image: tf.Tensor, seed: tf.Tensor, scale_prob: float = 0.15,
-                          scale_range: Pair = (0.75, 1.25), shift_prob: float = 0.3,
-                          shift_std: float = 0.2) -> tf.Tensor:
+def intensity_scale_shift(
+    image: tf.Tensor,
+    seed: tf.Tensor,
+    scale_prob: float = 0.15,
+    scale_range: Pair = (0.75, 1.25),
+    shift_prob: float = 0.3,
+    shift_std: float = 0.2,
+) -> tf.Tensor:
     """Per-channel ``image * a + b``: multiplicative brightness ``a`` (BG-sampled from
     ``scale_range``) with probability ``scale_prob``, additive ``b ~ N(0, shift_std)`` with
     probability ``shift_prob``, each drawn per channel.
@@ -781,15 +871,20 @@ def intensity_scale_shift(image: tf.Tensor, seed: tf.Tensor, scale_prob: float =
     """
     cshape = _channel_shape(image)
     s_d1, s_d2, s_a, s_b = _seeds(seed, 4)
-    image = _maybe(scale_prob, s_d1,
-                   lambda: _channel_map(image, tf.multiply,
-                                        tf.cast(_bg_sample(s_a, cshape, scale_range), image.dtype)),
-                   lambda: image)
-    image = _maybe(shift_prob, s_d2,
-                   lambda: _channel_map(image, tf.add,
-                                        tf.cast(tf.random.stateless_normal(cshape, seed=s_b)
-                                                * shift_std, image.dtype)),
-                   lambda: image)
+    image = _maybe(
+        scale_prob,
+        s_d1,
+        lambda: _channel_map(image, tf.multiply, tf.cast(_bg_sample(s_a, cshape, scale_range), image.dtype)),
+        lambda: image,
+    )
+    image = _maybe(
+        shift_prob,
+        s_d2,
+        lambda: _channel_map(
+            image, tf.add, tf.cast(tf.random.stateless_normal(cshape, seed=s_b) * shift_std, image.dtype)
+        ),
+        lambda: image,
+    )
     return image
 
 
@@ -799,8 +894,7 @@ def _moments(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return mean, tf.sqrt(var)
 
 
-def contrast(image: tf.Tensor, seed: tf.Tensor, prob: float = 0.15,
-             factor_range: Pair = (0.75, 1.25)) -> tf.Tensor:
+def contrast(image: tf.Tensor, seed: tf.Tensor, prob: float = 0.15, factor_range: Pair = (0.75, 1.25)) -> tf.Tensor:
     """Per-channel contrast ``(x - mean) * f + mean``, clipped to the channel's original
     [min, max] (nnU-Net ``ContrastTransform`` with ``preserve_range``)."""
     cshape = _channel_shape(image)
@@ -814,15 +908,15 @@ def contrast(image: tf.Tensor, seed: tf.Tensor, prob: float = 0.15,
         hi = _channel_reduce(x, tf.reduce_max)
         f = _bg_sample(s_f, cshape, factor_range)
         # clip_by_value's own order (minimum, then maximum), without its checks: 1.4x faster
-        out = _channel_map(x, lambda v, f_, m_, lo_, hi_: tf.maximum(tf.minimum(v * f_ + m_, hi_), lo_),
-                           f, mean * (1.0 - f), lo, hi)
+        out = _channel_map(
+            x, lambda v, f_, m_, lo_, hi_: tf.maximum(tf.minimum(v * f_ + m_, hi_), lo_), f, mean * (1.0 - f), lo, hi
+        )
         return tf.cast(out, image.dtype)
 
     return _maybe(prob, s_do, run, lambda: image)
 
 
-def _gamma_core(image: tf.Tensor, seed: tf.Tensor, gamma_range: Pair, invert: bool,
-                retain_stats: bool) -> tf.Tensor:
+def _gamma_core(image: tf.Tensor, seed: tf.Tensor, gamma_range: Pair, invert: bool, retain_stats: bool) -> tf.Tensor:
     """nnU-Net's gamma, algebraically folded to ~8 passes over the data (from ~15).
 
     With ``d = x - min`` (``max - x`` when inverted) and ``y = (d / range) ** g``, nnU-Net's
@@ -847,7 +941,7 @@ def _gamma_core(image: tf.Tensor, seed: tf.Tensor, gamma_range: Pair, invert: bo
         mean_x, std_x = _moments(sub)
         y_sub = tf.exp(g * tf.math.log(dist(sub) / rng))
         mean_y, std_y = _moments(y_sub)
-        scale = std_x / (std_y + 1e-8)          # |A|
+        scale = std_x / (std_y + 1e-8)  # |A|
         offset = mean_x - sign * mean_y * scale  # B
     else:
         scale = rng
@@ -858,8 +952,14 @@ def _gamma_core(image: tf.Tensor, seed: tf.Tensor, gamma_range: Pair, invert: bo
     return tf.cast(out, image.dtype)
 
 
-def gamma(image: tf.Tensor, seed: tf.Tensor, prob: float = 0.3, gamma_range: Pair = (0.7, 1.5),
-          invert: bool = False, retain_stats: bool = True) -> tf.Tensor:
+def gamma(
+    image: tf.Tensor,
+    seed: tf.Tensor,
+    prob: float = 0.3,
+    gamma_range: Pair = (0.7, 1.5),
+    invert: bool = False,
+    retain_stats: bool = True,
+) -> tf.Tensor:
     """Per-channel gamma ``x -> x**g`` after rescaling each channel to [0, 1] (and back).
 
     Args:
@@ -874,12 +974,10 @@ def gamma(image: tf.Tensor, seed: tf.Tensor, prob: float = 0.3, gamma_range: Pai
         Image of the same shape and dtype.
     """
     s_do, s_g = _seeds(seed, 2)
-    return _maybe(prob, s_do, lambda: _gamma_core(image, s_g, gamma_range, invert, retain_stats),
-                  lambda: image)
+    return _maybe(prob, s_do, lambda: _gamma_core(image, s_g, gamma_range, invert, retain_stats), lambda: image)
 
 
-def gaussian_noise(image: tf.Tensor, seed: tf.Tensor, prob: float = 0.1,
-                   std_range: Pair = (0.0, 0.1)) -> tf.Tensor:
+def gaussian_noise(image: tf.Tensor, seed: tf.Tensor, prob: float = 0.1, std_range: Pair = (0.0, 0.1)) -> tf.Tensor:
     """Additive zero-mean Gaussian noise; one standard deviation per example from
     ``std_range`` shared by all channels (nnU-Net ``GaussianNoiseTransform``)."""
     s_do, s_std, s_n = _seeds(seed, 3)
@@ -924,8 +1022,9 @@ def _blur(image: tf.Tensor, sigmas: tf.Tensor, radius: int) -> tf.Tensor:
     return _keep_shape(tf.cast(x, image.dtype), image)
 
 
-def gaussian_blur(image: tf.Tensor, seed: tf.Tensor, prob: float = 0.2,
-                  sigma_range: Pair = (0.5, 1.0), channel_prob: float = 0.5) -> tf.Tensor:
+def gaussian_blur(
+    image: tf.Tensor, seed: tf.Tensor, prob: float = 0.2, sigma_range: Pair = (0.5, 1.0), channel_prob: float = 0.5
+) -> tf.Tensor:
     """Gaussian blur; sigma (voxels) drawn per channel and per axis from ``sigma_range``, each
     channel blurred with probability ``channel_prob`` (nnU-Net ``GaussianBlurTransform``).
 
@@ -947,8 +1046,9 @@ def gaussian_blur(image: tf.Tensor, seed: tf.Tensor, prob: float = 0.2,
     return _maybe(prob, s_do, run, lambda: image)
 
 
-def low_resolution(image: tf.Tensor, seed: tf.Tensor, prob: float = 0.25,
-                   zoom_range: Pair = (0.5, 1.0), channel_prob: float = 0.5) -> tf.Tensor:
+def low_resolution(
+    image: tf.Tensor, seed: tf.Tensor, prob: float = 0.25, zoom_range: Pair = (0.5, 1.0), channel_prob: float = 0.5
+) -> tf.Tensor:
     """Simulated low resolution: downsample by ``zoom`` (nearest), upsample back (linear).
 
     One zoom for all axes and all chosen channels (nnU-Net draws it per channel); each channel
@@ -962,8 +1062,7 @@ def low_resolution(image: tf.Tensor, seed: tf.Tensor, prob: float = 0.25,
         zoom = _uniform(s_z, [], *zoom_range)
         shape = tf.shape(image)
         sizes = [shape[i] for i in range(ndim)]
-        small = [tf.maximum(1, tf.cast(tf.round(tf.cast(n, tf.float32) * zoom), tf.int32))
-                 for n in sizes]
+        small = [tf.maximum(1, tf.cast(tf.round(tf.cast(n, tf.float32) * zoom), tf.int32)) for n in sizes]
         x = tf.cast(image, tf.float32)
         low = _resize_nd(_resize_nd(x, small, "nearest"), sizes, "bilinear")
         chosen = _uniform(s_ch, cshape) < channel_prob
@@ -977,8 +1076,9 @@ def low_resolution(image: tf.Tensor, seed: tf.Tensor, prob: float = 0.25,
 # --------------------------------------------------------------------------------------------
 
 
-def augment_fn(config: AugmentConfig, spatial_dims: int = 3
-               ) -> Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
+def augment_fn(
+    config: AugmentConfig, spatial_dims: int = 3
+) -> Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
     """Build ``fn(image, label, seed) -> (image, label)`` applying ``config`` to one example.
 
     Order (as nnU-Net): rotation/zoom/elastic (one resampling), 90-degree rotation, flips,
@@ -1008,30 +1108,40 @@ def augment_fn(config: AugmentConfig, spatial_dims: int = 3
         image = tf.convert_to_tensor(image)
         label = tf.convert_to_tensor(label)
         if image.shape.rank != spatial_dims + 1:
-            raise ValueError(f"spatial_dims={spatial_dims} needs an image of rank "
-                             f"{spatial_dims + 1}, got shape {image.shape}")
+            raise ValueError(
+                f"spatial_dims={spatial_dims} needs an image of rank {spatial_dims + 1}, got shape {image.shape}"
+            )
         s = _seeds(seed, 12)
         image, label = random_spatial(
-            image, label, s[0], rotation_prob=cfg.rotation_prob,
-            rotation_max_deg=cfg.rotation_max_deg, scaling_prob=cfg.scaling_prob,
-            scaling_range=cfg.scaling_range, elastic_prob=cfg.elastic_prob,
+            image,
+            label,
+            s[0],
+            rotation_prob=cfg.rotation_prob,
+            rotation_max_deg=cfg.rotation_max_deg,
+            scaling_prob=cfg.scaling_prob,
+            scaling_range=cfg.scaling_range,
+            elastic_prob=cfg.elastic_prob,
             elastic_magnitude=cfg.elastic_magnitude,
-            elastic_grid_spacing=cfg.elastic_grid_spacing)
+            elastic_grid_spacing=cfg.elastic_grid_spacing,
+        )
         image, label = random_rot90(image, label, s[1], cfg.rot90_prob)
         image, label = random_flip(image, label, s[2], cfg.flip_prob, cfg.flip_axes)
         image = gaussian_noise(image, s[3], cfg.noise_prob, cfg.noise_std_range)
-        image = gaussian_blur(image, s[4], cfg.blur_prob, cfg.blur_sigma_range,
-                              cfg.blur_channel_prob)
-        image = intensity_scale_shift(image, s[5], cfg.intensity_scale_prob,
-                                      cfg.intensity_scale_range, cfg.intensity_shift_prob,
-                                      cfg.intensity_shift_std)
+        image = gaussian_blur(image, s[4], cfg.blur_prob, cfg.blur_sigma_range, cfg.blur_channel_prob)
+        image = intensity_scale_shift(
+            image,
+            s[5],
+            cfg.intensity_scale_prob,
+            cfg.intensity_scale_range,
+            cfg.intensity_shift_prob,
+            cfg.intensity_shift_std,
+        )
         image = contrast(image, s[6], cfg.contrast_prob, cfg.contrast_range)
-        image = low_resolution(image, s[7], cfg.low_res_prob, cfg.low_res_zoom_range,
-                               cfg.low_res_channel_prob)
-        image = gamma(image, s[8], cfg.gamma_inverted_prob, cfg.gamma_range, invert=True,
-                      retain_stats=cfg.gamma_retain_stats)
-        image = gamma(image, s[9], cfg.gamma_prob, cfg.gamma_range, invert=False,
-                      retain_stats=cfg.gamma_retain_stats)
+        image = low_resolution(image, s[7], cfg.low_res_prob, cfg.low_res_zoom_range, cfg.low_res_channel_prob)
+        image = gamma(
+            image, s[8], cfg.gamma_inverted_prob, cfg.gamma_range, invert=True, retain_stats=cfg.gamma_retain_stats
+        )
+        image = gamma(image, s[9], cfg.gamma_prob, cfg.gamma_range, invert=False, retain_stats=cfg.gamma_retain_stats)
         return image, label
 
     return fn

@@ -57,8 +57,9 @@ import shutil
 import threading
 import time
 import warnings
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import h5py
 import numpy as np
@@ -117,8 +118,13 @@ def file_fingerprint(path: str | Path) -> str:
 
 def _file_record(role: str, path: Path) -> dict[str, Any]:
     st = path.stat()
-    return {"role": role, "path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-            "fingerprint": file_fingerprint(path)}
+    return {
+        "role": role,
+        "path": os.path.abspath(path),
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "fingerprint": file_fingerprint(path),
+    }
 
 
 def _source_files(ref: Any) -> list[tuple[str, Path]]:
@@ -147,8 +153,9 @@ def _stale_files(provenance: dict[str, Any]) -> tuple[list[str], list[str]]:
     return changed, missing
 
 
-def _params(crop: bool, margin: int, normalize: bool, reorient: bool, spacing: Any, dtype: str,
-            max_locations: int, chunks: Any) -> dict[str, Any]:
+def _params(
+    crop: bool, margin: int, normalize: bool, reorient: bool, spacing: Any, dtype: str, max_locations: int, chunks: Any
+) -> dict[str, Any]:
     if dtype not in _DTYPES:
         raise ValueError(f"dtype={dtype!r} must be one of {_DTYPES}")
     if isinstance(margin, bool) or not isinstance(margin, (int, np.integer)) or margin < 0:
@@ -166,8 +173,16 @@ def _params(crop: bool, margin: int, normalize: bool, reorient: bool, spacing: A
         chunks = [int(c) for c in chunks]
         if len(chunks) != 3 or min(chunks) < 1:
             raise ValueError(f"chunks={chunks!r} must be None or three positive ints (X, Y, Z)")
-    return {"crop": bool(crop), "margin": int(margin), "normalize": bool(normalize), "reorient": bool(reorient),
-            "spacing": spacing, "dtype": dtype, "max_locations": int(max_locations), "chunks": chunks}
+    return {
+        "crop": bool(crop),
+        "margin": int(margin),
+        "normalize": bool(normalize),
+        "reorient": bool(reorient),
+        "spacing": spacing,
+        "dtype": dtype,
+        "max_locations": int(max_locations),
+        "chunks": chunks,
+    }
 
 
 def build_cache(
@@ -214,8 +229,9 @@ def build_cache(
         DataError: a source case that cannot be read (names the file).
     """
     params = _params(crop, margin, normalize, reorient, spacing, dtype, max_locations, chunks)
-    if max_cases is not None and (isinstance(max_cases, bool) or not isinstance(max_cases, (int, np.integer))
-                                  or max_cases < 1):
+    if max_cases is not None and (
+        isinstance(max_cases, bool) or not isinstance(max_cases, (int, np.integer)) or max_cases < 1
+    ):
         raise ValueError(f"max_cases={max_cases!r} must be an integer >= 1")
     ds = src if isinstance(src, Dataset) else open_dataset(src)
     refs = list(ds.refs)
@@ -249,8 +265,11 @@ def build_cache(
     except CacheError:
         raise
     except (OSError, KeyError, RuntimeError, ValueError) as exc:  # h5py errors of a damaged leftover
-        warnings.warn(f"{work}: leftover of an interrupted build is damaged ({type(exc).__name__}: {exc}); "
-                      f"building again from the start", stacklevel=2)
+        warnings.warn(
+            f"{work}: leftover of an interrupted build is damaged ({type(exc).__name__}: {exc}); "
+            f"building again from the start",
+            stacklevel=2,
+        )
         work.unlink(missing_ok=True)
     with _open_work(work, params) as f:
         _record_build(f, ds, list(current), params)
@@ -263,8 +282,9 @@ def build_cache(
             it = tqdm(todo, desc="preprocess", unit="case")
         for ref in it:
             case = read_case(ref)
-            pre = preprocess_case(case, crop=crop, margin=margin, normalize=normalize, reorient=reorient,
-                                  spacing=params["spacing"])
+            pre = preprocess_case(
+                case, crop=crop, margin=margin, normalize=normalize, reorient=reorient, spacing=params["spacing"]
+            )
             _write_case(cases, pre, current[ref.case_id], params)
             f.flush()
         f.attrs["complete"] = True
@@ -298,8 +318,9 @@ def _open_h5(path: Path, mode: str) -> h5py.File:
         return h5py.File(path, mode)
     except OSError as exc:
         if isinstance(exc, BlockingIOError) or "unable to lock file" in str(exc).lower():
-            raise CacheError(path, f"{path}: another process is building this cache (HDF5 file lock: {exc}); "
-                                   f"wait for it to finish") from exc
+            raise CacheError(
+                path, f"{path}: another process is building this cache (HDF5 file lock: {exc}); wait for it to finish"
+            ) from exc
         raise
 
 
@@ -308,22 +329,27 @@ def _check_existing(out: Path, params: dict[str, Any]) -> None:
     try:
         f = _open_h5(out, "r")
     except OSError as exc:
-        raise CacheError(out, f"{out}: exists but is not a readable HDF5 cache ({exc}); delete it or pass "
-                              f"overwrite=True") from exc
+        raise CacheError(
+            out, f"{out}: exists but is not a readable HDF5 cache ({exc}); delete it or pass overwrite=True"
+        ) from exc
     with f:
         if "format_version" not in f.attrs:
             raise CacheError(out, f"{out}: exists but is not a brainseg_tf cache; delete it or pass overwrite=True")
         if int(f.attrs["format_version"]) != FORMAT_VERSION:
-            raise ValueError(f"{out}: format version {int(f.attrs['format_version'])} != {FORMAT_VERSION}; "
-                             f"pass overwrite=True to rebuild")
+            raise ValueError(
+                f"{out}: format version {int(f.attrs['format_version'])} != {FORMAT_VERSION}; "
+                f"pass overwrite=True to rebuild"
+            )
         old = json.loads(f.attrs["params"])
         if old != params:
-            raise ValueError(f"{out} was built with other parameters {old}, asked for {params}; pass "
-                             f"overwrite=True to rebuild")
+            raise ValueError(
+                f"{out} was built with other parameters {old}, asked for {params}; pass overwrite=True to rebuild"
+            )
 
 
 def _same_sources(recorded: Sequence[dict[str, Any]], current: Sequence[dict[str, Any]]) -> bool:
     """Same files by role, place, size and content (mtimes are not trusted either way)."""
+
     def key(records):
         return sorted((r["role"], r["path"], r["size"], r["fingerprint"]) for r in records)
 
@@ -355,8 +381,11 @@ def _open_work(work: Path, params: dict[str, Any]) -> h5py.File:
         except OSError as exc:  # a kill can leave it half-written
             warnings.warn(f"{work}: unreadable leftover of an interrupted build ({exc}); starting again", stacklevel=3)
         else:
-            if (f.attrs.get("format_version") == FORMAT_VERSION and "params" in f.attrs
-                    and json.loads(f.attrs["params"]) == params):
+            if (
+                f.attrs.get("format_version") == FORMAT_VERSION
+                and "params" in f.attrs
+                and json.loads(f.attrs["params"]) == params
+            ):
                 return f
             f.close()
         work.unlink()
@@ -370,8 +399,11 @@ def _reusable_cases(f: h5py.File, current: dict[str, list[dict[str, Any]]]) -> N
     for cid in list(cases.keys()):
         g = cases[cid]
         records = current.get(cid)
-        if records is not None and g.attrs.get("complete", False) and g.attrs.get("fingerprint") == \
-                _case_fingerprint(records):
+        if (
+            records is not None
+            and g.attrs.get("complete", False)
+            and g.attrs.get("fingerprint") == _case_fingerprint(records)
+        ):
             if not _same_sources(json.loads(g.attrs["provenance"])["files"], records):
                 g.attrs["provenance"] = json.dumps({"files": records})  # same content, moved or copied
         else:
@@ -393,14 +425,18 @@ def _record_build(f: h5py.File, ds: Dataset, planned: list[str], params: dict[st
     f.attrs["library_version"] = str(lib_version)
 
 
-def _write_case(cases: h5py.Group, pre: PreprocessedCase, records: list[dict[str, Any]],
-                params: dict[str, Any]) -> None:
+def _write_case(
+    cases: h5py.Group, pre: PreprocessedCase, records: list[dict[str, Any]], params: dict[str, Any]
+) -> None:
     g = cases.create_group(pre.case_id)
     kw: dict[str, Any] = {}
     if params["chunks"] is not None:
         kw["chunks"] = tuple(min(c, s) for c, s in zip(params["chunks"], pre.image.shape[:3]))
-    g.create_dataset("image", data=pre.image.astype(params["dtype"]),
-                     **({"chunks": kw["chunks"] + (pre.image.shape[3],)} if kw else {}))
+    g.create_dataset(
+        "image",
+        data=pre.image.astype(params["dtype"]),
+        **({"chunks": kw["chunks"] + (pre.image.shape[3],)} if kw else {}),
+    )
     if pre.label is not None:
         g.create_dataset("label", data=pre.label, **kw)
     locs = class_locations(pre.label, LOCATION_CLASSES, params["max_locations"], seed=0)
@@ -448,9 +484,12 @@ class Cache:
         path = self.path
         if not path.is_file():
             if partial_path(path).is_file():
-                raise IncompleteCacheError(path, f"{path}: not built yet; an interrupted build is in "
-                                                 f"{partial_path(path)}: run build_cache (or `brainseg preprocess`) "
-                                                 f"again to resume it")
+                raise IncompleteCacheError(
+                    path,
+                    f"{path}: not built yet; an interrupted build is in "
+                    f"{partial_path(path)}: run build_cache (or `brainseg preprocess`) "
+                    f"again to resume it",
+                )
             raise CacheError(path, f"{path}: cache not found; build it with `brainseg preprocess SRC --out {path}`")
         try:
             f = h5py.File(path, "r")
@@ -461,8 +500,11 @@ class Cache:
             if "format_version" not in attrs:
                 raise CacheError(path, f"{path}: not a brainseg_tf cache (no format_version attribute)")
             if int(attrs["format_version"]) != FORMAT_VERSION:
-                raise StaleCacheError(path, f"{path}: cache format version {int(attrs['format_version'])}, this "
-                                            f"library reads {FORMAT_VERSION}; rebuild with overwrite=True")
+                raise StaleCacheError(
+                    path,
+                    f"{path}: cache format version {int(attrs['format_version'])}, this "
+                    f"library reads {FORMAT_VERSION}; rebuild with overwrite=True",
+                )
             self.params = json.loads(attrs["params"])
             self.source = str(attrs.get("source", ""))
             self.layout = str(attrs.get("layout", ""))
@@ -471,8 +513,10 @@ class Cache:
             done = [c for c in planned if cases is not None and c in cases and cases[c].attrs.get("complete", False)]
             if not bool(attrs.get("complete", False)) or len(done) != len(planned):
                 raise IncompleteCacheError(
-                    path, f"{path}: incomplete cache ({len(done)}/{len(planned)} cases written); run build_cache "
-                          f"(or `brainseg preprocess`) again to resume it")
+                    path,
+                    f"{path}: incomplete cache ({len(done)}/{len(planned)} cases written); run build_cache "
+                    f"(or `brainseg preprocess`) again to resume it",
+                )
             self.case_ids = list(planned)
             stale, missing = [], []
             contiguous = True
@@ -495,12 +539,18 @@ class Cache:
                     missing += mi
                 self._entries[cid] = e
         if stale:
-            raise StaleCacheError(path, f"{path}: stale cache, the content of {len(stale)} source file(s) changed since "
-                                        f"it was built "
-                                        f"(e.g. {stale[0]}); rebuild it (build_cache resumes and redoes those cases)")
+            raise StaleCacheError(
+                path,
+                f"{path}: stale cache, the content of {len(stale)} source file(s) changed since "
+                f"it was built "
+                f"(e.g. {stale[0]}); rebuild it (build_cache resumes and redoes those cases)",
+            )
         if missing:
-            warnings.warn(f"{path}: {len(missing)} source file(s) not found (e.g. {missing[0]}); cannot check the "
-                          f"cache against its sources, using it as built", stacklevel=3)
+            warnings.warn(
+                f"{path}: {len(missing)} source file(s) not found (e.g. {missing[0]}); cannot check the "
+                f"cache against its sources, using it as built",
+                stacklevel=3,
+            )
         self.contiguous = contiguous
         if contiguous:
             with open(path, "rb") as fh:
@@ -585,7 +635,7 @@ class Cache:
         out, start = {}, 0
         for c, n in zip(LOCATION_CLASSES, e.counts):
             if n:
-                out[c] = arr[start:start + n]
+                out[c] = arr[start : start + n]
             start += n
         return out
 
@@ -593,9 +643,14 @@ class Cache:
         """The whole case in RAM as a :class:`PreprocessedCase` (float32 image)."""
         img = np.asarray(self.image(case_id), dtype=np.float32)
         lab = self.label(case_id)
-        return PreprocessedCase(image=np.array(img), label=None if lab is None else np.array(lab),
-                                geometry=self.geometry(case_id), case_id=case_id,
-                                brain_mask=(img != 0).any(-1), stats=self.stats(case_id))
+        return PreprocessedCase(
+            image=np.array(img),
+            label=None if lab is None else np.array(lab),
+            geometry=self.geometry(case_id),
+            case_id=case_id,
+            brain_mask=(img != 0).any(-1),
+            stats=self.stats(case_id),
+        )
 
     def read_patch(
         self,
@@ -647,7 +702,7 @@ class Cache:
                 self._h5.close()
                 self._h5 = None
 
-    def __enter__(self) -> "Cache":
+    def __enter__(self) -> Cache:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -700,5 +755,15 @@ def is_cache_path(path: Any) -> bool:
         return fh.read(8) == b"\x89HDF\r\n\x1a\n"
 
 
-__all__ = ["FORMAT_VERSION", "Cache", "CacheError", "IncompleteCacheError", "StaleCacheError", "build_cache",
-           "open_cache", "is_cache_path", "file_fingerprint", "partial_path"]
+__all__ = [
+    "FORMAT_VERSION",
+    "Cache",
+    "CacheError",
+    "IncompleteCacheError",
+    "StaleCacheError",
+    "build_cache",
+    "open_cache",
+    "is_cache_path",
+    "file_fingerprint",
+    "partial_path",
+]

@@ -55,11 +55,11 @@ symmetric.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -106,8 +106,9 @@ class _CacheSource:
         return self.cache.shape(cid)
 
     def load(self, cid: str) -> _Loaded:
-        return _Loaded(self.cache.image(cid), self.cache.label(cid), self.cache.locations(cid),
-                       self.cache.brain_box(cid))
+        return _Loaded(
+            self.cache.image(cid), self.cache.label(cid), self.cache.locations(cid), self.cache.brain_box(cid)
+        )
 
     def geometry(self, cid: str):
         return self.cache.geometry(cid)
@@ -149,8 +150,12 @@ class _NiftiSource:
     def load(self, cid: str) -> _Loaded:
         pre = self.preprocessed(cid)
         seed = self.case_ids.index(cid)
-        return _Loaded(pre.image, pre.label, class_locations(pre.label, FOREGROUND_CLASSES, MAX_LOCATIONS, seed),
-                       brain_bbox(pre.brain_mask))
+        return _Loaded(
+            pre.image,
+            pre.label,
+            class_locations(pre.label, FOREGROUND_CLASSES, MAX_LOCATIONS, seed),
+            brain_bbox(pre.brain_mask),
+        )
 
     def geometry(self, cid: str):
         if cid not in self._geometry:
@@ -158,8 +163,13 @@ class _NiftiSource:
         return self._geometry[cid]
 
 
-def _open_source(source: Any, case_ids: Sequence[str] | None, max_cases: int | None,
-                 preprocess: dict[str, Any] | None, need_labels: bool) -> _CacheSource | _NiftiSource:
+def _open_source(
+    source: Any,
+    case_ids: Sequence[str] | None,
+    max_cases: int | None,
+    preprocess: dict[str, Any] | None,
+    need_labels: bool,
+) -> _CacheSource | _NiftiSource:
     if isinstance(source, Cache):
         store: Any = source
     elif isinstance(source, Dataset):
@@ -202,8 +212,10 @@ def _open_source(source: Any, case_ids: Sequence[str] | None, max_cases: int | N
     if need_labels:
         missing = [c for c in ids if not src.has_label(c)]
         if missing:
-            raise ValueError(f"case_ids: {len(missing)} selected cases have no label (e.g. {missing[0]!r}); "
-                             f"training data needs labels")
+            raise ValueError(
+                f"case_ids: {len(missing)} selected cases have no label (e.g. {missing[0]!r}); "
+                f"training data needs labels"
+            )
     return src
 
 
@@ -218,8 +230,9 @@ def _channels(modalities: Sequence[str]) -> list[int]:
         raise ValueError("modalities is empty; choose from " + str(MODALITIES))
     unknown = [m for m in modalities if m not in MODALITIES]
     if unknown:
-        raise ValueError(f"modalities={tuple(modalities)!r}: unknown modality {unknown[0]!r}; expected names from "
-                         f"{MODALITIES}")
+        raise ValueError(
+            f"modalities={tuple(modalities)!r}: unknown modality {unknown[0]!r}; expected names from {MODALITIES}"
+        )
     if len(set(modalities)) != len(modalities):
         raise ValueError(f"modalities={tuple(modalities)!r} has duplicates")
     return [MODALITIES.index(m) for m in modalities]
@@ -243,8 +256,10 @@ def _check_weights(sample_weights: Any) -> np.ndarray | None:
         return None
     w = np.asarray(sample_weights, dtype=np.float32)
     if w.shape != (NUM_CLASSES,) or not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise ValueError(f"sample_weights={sample_weights!r} must be {NUM_CLASSES} non-negative per-class weights "
-                         f"(BG, NCR, ED, ET) or None")
+        raise ValueError(
+            f"sample_weights={sample_weights!r} must be {NUM_CLASSES} non-negative per-class weights "
+            f"(BG, NCR, ED, ET) or None"
+        )
     return w
 
 
@@ -271,8 +286,10 @@ def _augmenter(augment: Any, spatial_dims: int, fold_flips: bool = False) -> tup
     elif callable(augment):
         return augment, 0.0, ()
     else:
-        raise ValueError(f"augment={augment!r} must be True, False/None, 'light', an AugmentConfig or a callable "
-                         f"(image, label, seed) -> (image, label)")
+        raise ValueError(
+            f"augment={augment!r} must be True, False/None, 'light', an AugmentConfig or a callable "
+            f"(image, label, seed) -> (image, label)"
+        )
     flip_prob, flip_axes = 0.0, ()
     if fold_flips and config.flip_prob > 0:
         flip_prob = float(config.flip_prob)
@@ -302,8 +319,9 @@ def _make_targets(label: tf.Tensor, target: str) -> tf.Tensor:
     return tf.cast(label, tf.uint8)
 
 
-def _finish(image: tf.Tensor, label: tf.Tensor, target: str | None, weights: np.ndarray | None,
-            valid: tf.Tensor | None = None) -> tuple:
+def _finish(
+    image: tf.Tensor, label: tf.Tensor, target: str | None, weights: np.ndarray | None, valid: tf.Tensor | None = None
+) -> tuple:
     if target is None:
         return (image,)
     out: tuple = (image, _make_targets(label, target))
@@ -342,23 +360,28 @@ class PatchSampler:
             patches_per_case`` draws (cases are shuffled per epoch).
     """
 
-    def __init__(self, n_cases: int, patch_size: Sequence[int], foreground_fraction: float, seed: int,
-                 patches_per_case: int = 1):
+    def __init__(
+        self, n_cases: int, patch_size: Sequence[int], foreground_fraction: float, seed: int, patches_per_case: int = 1
+    ):
         self.n_cases = n_cases
         self.patch_size = tuple(int(p) for p in patch_size)
         self.fraction = float(foreground_fraction)
         self.seed = int(seed)
         self.per_case = int(patches_per_case)
         self._offset = float(np.random.default_rng([self.seed, 7]).random())
+        self._orders: dict[int, np.ndarray] = {}
 
     def foreground_requested(self, draw: int) -> bool:
         f, u = self.fraction, self._offset
         return math.floor((draw + 1) * f + u) - math.floor(draw * f + u) == 1
 
-    @functools.lru_cache(maxsize=8)
     def _epoch_order(self, epoch: int) -> np.ndarray:
-        rng = np.random.default_rng([self.seed, 1, epoch])
-        return rng.permutation(np.tile(np.arange(self.n_cases), self.per_case))
+        order = self._orders.get(epoch)
+        if order is None:
+            rng = np.random.default_rng([self.seed, 1, epoch])
+            order = rng.permutation(np.tile(np.arange(self.n_cases), self.per_case))
+            self._orders = {**dict(list(self._orders.items())[-7:]), epoch: order}  # the last 8 epochs
+        return order
 
     def case_of(self, draw: int) -> int:
         """Case index of draw ``draw`` when every draw picks its case (cache streams)."""
@@ -367,11 +390,18 @@ class PatchSampler:
 
     def case_of_load(self, load: int) -> int:
         """Case index of load ``load`` when each load gives several patches (NIfTI streams)."""
-        return int(np.random.default_rng([self.seed, 2, load // self.n_cases]).permutation(self.n_cases)[
-            load % self.n_cases])
+        return int(
+            np.random.default_rng([self.seed, 2, load // self.n_cases]).permutation(self.n_cases)[load % self.n_cases]
+        )
 
-    def draw(self, draw: int, case_index: int, shape: Sequence[int], brain_box: Sequence[Sequence[int]],
-             locations: dict[int, np.ndarray]) -> PatchDraw:
+    def draw(
+        self,
+        draw: int,
+        case_index: int,
+        shape: Sequence[int],
+        brain_box: Sequence[Sequence[int]],
+        locations: dict[int, np.ndarray],
+    ) -> PatchDraw:
         """Sample patch ``draw`` inside a case of spatial ``shape``."""
         rng = np.random.default_rng([self.seed, 3, draw])
         size = np.asarray(self.patch_size)
@@ -402,8 +432,10 @@ def _check_patch_size(patch_size: Any, src: Any) -> tuple[int, int, int]:
         raise ValueError(f"patch_size={patch_size!r} must be three positive ints (px, py, pz)")
     limit = np.max([src.grid_shape(c) for c in src.case_ids[:32]], axis=0)
     if np.any(np.asarray(size) > limit):
-        raise ValueError(f"patch_size={size} is larger than the scans' grid {tuple(int(v) for v in limit)}; patches "
-                         f"may exceed the brain box (they are zero-padded) but not the whole scan")
+        raise ValueError(
+            f"patch_size={size} is larger than the scans' grid {tuple(int(v) for v in limit)}; patches "
+            f"may exceed the brain box (they are zero-padded) but not the whole scan"
+        )
     return size
 
 
@@ -415,12 +447,18 @@ def _aligned_zeros(shape: Sequence[int], dtype: Any, align: int = 64) -> np.ndar
     nbytes = int(np.prod(shape)) * dtype.itemsize
     raw = np.zeros(nbytes + align, np.uint8)
     off = (-raw.ctypes.data) % align
-    return raw[off:off + nbytes].view(dtype).reshape(tuple(shape))
+    return raw[off : off + nbytes].view(dtype).reshape(tuple(shape))
 
 
-def _extract(image: np.ndarray, label: np.ndarray | None, start: Sequence[int], size: Sequence[int],
-             channels: list[int], flips: Sequence[int] = (),
-             out: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _extract(
+    image: np.ndarray,
+    label: np.ndarray | None,
+    start: Sequence[int],
+    size: Sequence[int],
+    channels: list[int],
+    flips: Sequence[int] = (),
+    out: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Copy a zero-padded box out of a volume, mirrored along ``flips`` in the same single pass
     (into ``out``, zero-filled buffers, when given)."""
     src, dst = _clip_box(start, size, image.shape[:3])
@@ -535,8 +573,9 @@ def patch_dataset(
     size = _check_patch_size(patch_size, src)
     n = len(src.case_ids)
     is_cache = src.kind == "cache"
-    per_case = _check_int("patches_per_case", patches_per_case if patches_per_case is not None
-                          else (1 if is_cache else 8))
+    per_case = _check_int(
+        "patches_per_case", patches_per_case if patches_per_case is not None else (1 if is_cache else 8)
+    )
     sampler = PatchSampler(n, size, fraction, seed, per_case if is_cache else 1)
     aug, flip_prob, flip_axes = _augmenter(augment, 3, fold_flips=True)
     c = len(channels)
@@ -550,18 +589,19 @@ def patch_dataset(
             ci = sampler.case_of(d)
             cid = ids[ci]
             pd = sampler.draw(d, ci, cache.shape(cid), cache.brain_box(cid), cache.locations(cid))
-            img, lab = _extract(cache.image(cid), cache.label(cid), pd.start, size, channels,
-                                _flips(seed, d, flip_prob, flip_axes))
+            img, lab = _extract(
+                cache.image(cid), cache.label(cid), pd.start, size, channels, _flips(seed, d, flip_prob, flip_axes)
+            )
             return img, lab, _info_vector(pd)
 
         def read(draw):
             img, lab, info = tf.numpy_function(read_one, [draw], [tf.float32, tf.uint8, tf.int32], stateful=False)
-            return (tf.ensure_shape(img, size + (c,)), tf.ensure_shape(lab, size), tf.ensure_shape(info, (8,)),
-                    draw)
+            return (tf.ensure_shape(img, size + (c,)), tf.ensure_shape(lab, size), tf.ensure_shape(info, (8,)), draw)
 
         ds = tf.data.Dataset.counter() if repeat else tf.data.Dataset.range(n * per_case)
         ds = ds.map(read, num_parallel_calls=_AUTOTUNE, deterministic=True)
     else:
+
         def read_case_patches(load: np.int64):
             li = int(load)
             ci = sampler.case_of_load(li)
@@ -573,16 +613,28 @@ def patch_dataset(
             draws = np.arange(li * per_case, (li + 1) * per_case, dtype=np.int64)
             for j, d in enumerate(draws):
                 pd = sampler.draw(int(d), ci, shape, loaded.brain_box, loaded.locations)
-                _extract(loaded.image, loaded.label, pd.start, size, channels,
-                         _flips(seed, int(d), flip_prob, flip_axes), out=(imgs[j], labs[j]))
+                _extract(
+                    loaded.image,
+                    loaded.label,
+                    pd.start,
+                    size,
+                    channels,
+                    _flips(seed, int(d), flip_prob, flip_axes),
+                    out=(imgs[j], labs[j]),
+                )
                 infos[j] = _info_vector(pd)
             return imgs, labs, infos, draws
 
         def read(load):
-            img, lab, info, draws = tf.numpy_function(read_case_patches, [load],
-                                                      [tf.float32, tf.uint8, tf.int32, tf.int64], stateful=False)
-            return (tf.ensure_shape(img, (per_case,) + size + (c,)), tf.ensure_shape(lab, (per_case,) + size),
-                    tf.ensure_shape(info, (per_case, 8)), tf.ensure_shape(draws, (per_case,)))
+            img, lab, info, draws = tf.numpy_function(
+                read_case_patches, [load], [tf.float32, tf.uint8, tf.int32, tf.int64], stateful=False
+            )
+            return (
+                tf.ensure_shape(img, (per_case,) + size + (c,)),
+                tf.ensure_shape(lab, (per_case,) + size),
+                tf.ensure_shape(info, (per_case, 8)),
+                tf.ensure_shape(draws, (per_case,)),
+            )
 
         ds = tf.data.Dataset.counter() if repeat else tf.data.Dataset.range(n)
         ds = ds.map(read, num_parallel_calls=_AUTOTUNE, deterministic=True).unbatch()
@@ -603,8 +655,7 @@ def patch_dataset(
         # on whole batches: the one-hot/region tensors are built once, never copied by batch()
         out = _finish(img, lab, target, weights)
         if with_info:
-            out = out + ({"case": info[:, 0], "fg_class": info[:, 1], "centre": info[:, 2:5],
-                          "start": info[:, 5:8]},)
+            out = out + ({"case": info[:, 0], "fg_class": info[:, 1], "centre": info[:, 2:5], "start": info[:, 5:8]},)
         return out
 
     if aug is not None:
@@ -639,8 +690,12 @@ def _check_slices(slices: Any) -> Any:
             return "tumour"
         if slices == "all":
             return slices
-    elif (isinstance(slices, (tuple, list)) and len(slices) == 2
-          and all(isinstance(v, (int, np.integer)) for v in slices) and 0 <= slices[0] < slices[1]):
+    elif (
+        isinstance(slices, (tuple, list))
+        and len(slices) == 2
+        and all(isinstance(v, (int, np.integer)) for v in slices)
+        and 0 <= slices[0] < slices[1]
+    ):
         return (int(slices[0]), int(slices[1]))
     raise ValueError(f"slices={slices!r} must be 'all', 'tumour' or a half-open index range (start, stop)")
 
@@ -730,8 +785,9 @@ def slice_dataset(
         else:
             shapes = {None, ()}  # cropped NIfTI: unknown until read
         if len(shapes) != 1:
-            raise ValueError("size=None needs every selected case to have the same in-plane slice shape; pass "
-                             "size=(H, W) to resize")
+            raise ValueError(
+                "size=None needs every selected case to have the same in-plane slice shape; pass size=(H, W) to resize"
+            )
         out_hw = next(iter(shapes))
     else:
         out_hw = size
@@ -750,8 +806,9 @@ def slice_dataset(
             img, lab = _native_view(loaded, src.geometry(ids[ci]))
         idx = _slice_indices(lab, img.shape[axis], slices, axis)
         im = np.moveaxis(np.asarray(img), axis, 0)[idx][..., channels].astype(np.float32)
-        lb = (np.moveaxis(np.asarray(lab), axis, 0)[idx] if lab is not None
-              else np.zeros(im.shape[:3], np.uint8)).astype(np.uint8)
+        lb = (
+            np.moveaxis(np.asarray(lab), axis, 0)[idx] if lab is not None else np.zeros(im.shape[:3], np.uint8)
+        ).astype(np.uint8)
         keys = (np.int64(i) * 1000 + idx).astype(np.int64)
         return im, lb, keys
 
@@ -864,8 +921,12 @@ def volume_dataset(
             img, lab = _extract(ld.image, ld.label, (0, 0, 0), out, channels)
             yield img, lab, cid.encode(), np.asarray(shapes[cid], np.int32)
 
-    sig = (tf.TensorSpec(out + (c,), tf.float32), tf.TensorSpec(out, tf.uint8), tf.TensorSpec((), tf.string),
-           tf.TensorSpec((3,), tf.int32))
+    sig = (
+        tf.TensorSpec(out + (c,), tf.float32),
+        tf.TensorSpec(out, tf.uint8),
+        tf.TensorSpec((), tf.string),
+        tf.TensorSpec((3,), tf.int32),
+    )
     ds = tf.data.Dataset.from_generator(gen, output_signature=sig)
     grid = tf.stack(tf.meshgrid(*[tf.range(s) for s in out], indexing="ij"), axis=-1)
 

@@ -17,8 +17,9 @@ uint8 canonical (0 BG, 1 NCR, 2 ED, 3 ET). The brain is every voxel where any mo
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -104,7 +105,7 @@ class Geometry:
         return json.dumps(self.to_dict())
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any] | str) -> "Geometry":
+    def from_dict(cls, d: dict[str, Any] | str) -> Geometry:
         if isinstance(d, (str, bytes)):
             d = json.loads(d)
         return cls(
@@ -245,7 +246,7 @@ def preprocess_case(
     normalize: bool = True,
     reorient: bool = False,
     spacing: Sequence[float] | float | None = None,
-) -> "PreprocessedCase":
+) -> PreprocessedCase:
     """Reorient, resample, crop and z-score one case.
 
     Args:
@@ -321,8 +322,9 @@ def preprocess_case(
         grid_shape=grid_shape,
         grid_affine=grid_affine,
     )
-    return PreprocessedCase(image=image, label=label, geometry=geometry, case_id=case.case_id, brain_mask=mask,
-                            stats=stats)
+    return PreprocessedCase(
+        image=image, label=label, geometry=geometry, case_id=case.case_id, brain_mask=mask, stats=stats
+    )
 
 
 def paste_back(array: np.ndarray, geometry: Geometry, fill: float = 0, order: int | None = None) -> np.ndarray:
@@ -404,6 +406,13 @@ def class_locations(
 
 
 __all__ = [
-    "Box", "Geometry", "PreprocessedCase", "brain_bbox", "crop_to_box", "preprocess_case", "paste_back",
-    "zscore", "class_locations",
+    "Box",
+    "Geometry",
+    "PreprocessedCase",
+    "brain_bbox",
+    "crop_to_box",
+    "preprocess_case",
+    "paste_back",
+    "zscore",
+    "class_locations",
 ]

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import nibabel as nib
 import numpy as np
@@ -306,8 +306,9 @@ def write_label(
         )
     conv = get_convention(convention or reference_case.convention).name
     out = from_canonical(label, conv)
-    return save_nifti(out, path, affine=reference_case.affine, header=reference_case.header, dtype=np.uint8,
-                      label_convention=conv)
+    return save_nifti(
+        out, path, affine=reference_case.affine, header=reference_case.header, dtype=np.uint8, label_convention=conv
+    )
 
 
 def _spacing_note(vol: Volume) -> str | None:
@@ -315,9 +316,11 @@ def _spacing_note(vol: Volume) -> str | None:
     from_affine = np.sqrt((vol.affine[:3, :3] ** 2).sum(axis=0))
     if np.allclose(vol.spacing, from_affine, rtol=SPACING_RTOL, atol=1e-4):
         return None
-    return (f"{vol.path}: header voxel sizes (pixdim) {tuple(round(z, 4) for z in vol.spacing)} disagree with the "
-            f"affine's {tuple(round(float(z), 4) for z in from_affine)} mm; spacing (HD95, volumes) is taken from "
-            f"pixdim, geometry from the affine")
+    return (
+        f"{vol.path}: header voxel sizes (pixdim) {tuple(round(z, 4) for z in vol.spacing)} disagree with the "
+        f"affine's {tuple(round(float(z), 4) for z in from_affine)} mm; spacing (HD95, volumes) is taken from "
+        f"pixdim, geometry from the affine"
+    )
 
 
 def _content_key(data: np.ndarray) -> str:
@@ -343,8 +346,9 @@ def _check_case(ref: CaseRef, cap: int | None) -> tuple[list[str], list[str], di
                 _check_geometry(vol, first)
             except DataError as exc:
                 errors.append(str(exc))
-        channels = ([(m, vol.data[..., ref.channel_order.index(m)]) for m in MODALITIES] if name == "4d"
-                    else [(name, vol.data)])
+        channels = (
+            [(m, vol.data[..., ref.channel_order.index(m)]) for m in MODALITIES] if name == "4d" else [(name, vol.data)]
+        )
         for modality, data in channels:
             if not data.any():
                 notes.append(f"{vol.path}: {modality} is all zeros")
@@ -418,8 +422,10 @@ def validate_dataset(
         if len(ids) > 1:
             shared.setdefault(ids, []).extend(f"{m} ({p})" for _, m, p in entries)
     for ids, files in shared.items():
-        notes.append(f"cases {', '.join(ids)} hold identical voxels (a copy or a symlink?): {'; '.join(files)}; "
-                     f"the same scan under two ids leaks between training and validation")
+        notes.append(
+            f"cases {', '.join(ids)} hold identical voxels (a copy or a symlink?): {'; '.join(files)}; "
+            f"the same scan under two ids leaks between training and validation"
+        )
     return problems + [f"warning: {n}" for n in notes]
 
 
@@ -481,9 +487,37 @@ def format_summary(summary: dict) -> str:
 
 
 __all__ = [
-    "Case", "CaseRef", "Dataset", "DataError", "MissingFileError", "UnknownCaseError", "Volume", "LAYOUTS", "MODALITIES",
-    "REGIONS", "CLASS_NAMES", "read_case", "open_dataset", "write_label", "write_case", "case_id_for",
-    "detect_layout", "load_nifti", "save_nifti", "read_header", "to_canonical", "from_canonical",
-    "validate_dataset", "dataset_summary", "format_summary", "labels", "check_case_id", "case_id_problem",
-    "read_json", "max_voxels", "MAX_VOXELS", "MAX_VOXELS_ENV", "stamped_convention",
+    "Case",
+    "CaseRef",
+    "Dataset",
+    "DataError",
+    "MissingFileError",
+    "UnknownCaseError",
+    "Volume",
+    "LAYOUTS",
+    "MODALITIES",
+    "REGIONS",
+    "CLASS_NAMES",
+    "read_case",
+    "open_dataset",
+    "write_label",
+    "write_case",
+    "case_id_for",
+    "detect_layout",
+    "load_nifti",
+    "save_nifti",
+    "read_header",
+    "to_canonical",
+    "from_canonical",
+    "validate_dataset",
+    "dataset_summary",
+    "format_summary",
+    "labels",
+    "check_case_id",
+    "case_id_problem",
+    "read_json",
+    "max_voxels",
+    "MAX_VOXELS",
+    "MAX_VOXELS_ENV",
+    "stamped_convention",
 ]

@@ -39,10 +39,20 @@ from brainseg_tf.conventions import (
 from brainseg_tf.io.errors import DataError
 
 __all__ = [
-    "CLASS_NAMES", "FOREGROUND_CLASSES", "MODALITIES", "REGION_LABELS", "REGIONS", "CONVENTIONS", "Convention",
-    "get_convention", "label_values", "to_canonical", "from_canonical", "region_masks", "regions_to_labels",
+    "CLASS_NAMES",
+    "FOREGROUND_CLASSES",
+    "MODALITIES",
+    "REGION_LABELS",
+    "REGIONS",
+    "CONVENTIONS",
+    "Convention",
+    "get_convention",
+    "label_values",
+    "to_canonical",
+    "from_canonical",
+    "region_masks",
+    "regions_to_labels",
 ]
-
 
 
 @dataclass(frozen=True)
@@ -82,8 +92,14 @@ CONVENTIONS: dict[str, Convention] = {
 }
 
 _ALIASES = {
-    "brats2017": "brats", "brats2018": "brats", "brats2019": "brats", "brats2020": "brats",
-    "brats2021": "brats", "gli": "brats2023", "brats2024": "brats2023", "msd_task01": "msd",
+    "brats2017": "brats",
+    "brats2018": "brats",
+    "brats2019": "brats",
+    "brats2020": "brats",
+    "brats2021": "brats",
+    "gli": "brats2023",
+    "brats2024": "brats2023",
+    "msd_task01": "msd",
 }
 
 

@@ -26,11 +26,21 @@ LAYOUTS: tuple[str, ...] = ("brats2018", "brats2020", "brats2021", "brats2023", 
 
 # File-name token (after the case id) -> canonical modality, or "seg".
 _TOKENS: dict[str, str] = {
-    "flair": "flair", "t2f": "flair", "t2flair": "flair",
-    "t1": "t1", "t1n": "t1", "t1w": "t1",
-    "t1ce": "t1ce", "t1c": "t1ce", "t1gd": "t1ce",
-    "t2": "t2", "t2w": "t2",
-    "seg": "seg", "segm": "seg", "label": "seg", "mask": "seg",
+    "flair": "flair",
+    "t2f": "flair",
+    "t2flair": "flair",
+    "t1": "t1",
+    "t1n": "t1",
+    "t1w": "t1",
+    "t1ce": "t1ce",
+    "t1c": "t1ce",
+    "t1gd": "t1ce",
+    "t2": "t2",
+    "t2w": "t2",
+    "seg": "seg",
+    "segm": "seg",
+    "label": "seg",
+    "mask": "seg",
 }
 # Per layout: canonical modality -> file token, and the label convention of its masks.
 _LAYOUT_TOKENS: dict[str, dict[str, str]] = {
@@ -40,7 +50,11 @@ _LAYOUT_TOKENS: dict[str, dict[str, str]] = {
     "brats2023": {"flair": "t2f", "t1": "t1n", "t1ce": "t1c", "t2": "t2w", "seg": "seg"},
 }
 LAYOUT_CONVENTION: dict[str, str] = {
-    "brats2018": "brats", "brats2020": "brats", "brats2021": "brats", "brats2023": "brats2023", "msd": "msd",
+    "brats2018": "brats",
+    "brats2020": "brats",
+    "brats2021": "brats",
+    "brats2023": "brats2023",
+    "msd": "msd",
 }
 _PREFIX_LAYOUT = (
     (re.compile(r"^BraTS-(GLI|MEN|MET|PED|SSA)-", re.I), "brats2023"),
@@ -49,9 +63,23 @@ _PREFIX_LAYOUT = (
     (re.compile(r"^Brats1[789]_", re.I), "brats2018"),
 )
 # The canonical MSD Task01 dataset.json label names -> canonical label.
-_MSD_NAME_TO_CANONICAL = {"background": 0, "edema": 2, "non-enhancing tumor": 1, "enhancing tumour": 3,
-                          "enhancing tumor": 3, "non-enhancing tumour": 1}
-_MSD_MODALITY_NAMES = {"flair": "flair", "t1w": "t1", "t1": "t1", "t1gd": "t1ce", "t1ce": "t1ce", "t2w": "t2", "t2": "t2"}
+_MSD_NAME_TO_CANONICAL = {
+    "background": 0,
+    "edema": 2,
+    "non-enhancing tumor": 1,
+    "enhancing tumour": 3,
+    "enhancing tumor": 3,
+    "non-enhancing tumour": 1,
+}
+_MSD_MODALITY_NAMES = {
+    "flair": "flair",
+    "t1w": "t1",
+    "t1": "t1",
+    "t1gd": "t1ce",
+    "t1ce": "t1ce",
+    "t2w": "t2",
+    "t2": "t2",
+}
 
 
 @dataclass
@@ -125,7 +153,7 @@ def _is_case_file(path: Path) -> bool:
 def _token(name: str, case_id: str | None) -> str | None:
     stem = strip_nifti_suffix(name)
     if case_id and stem.lower().startswith(case_id.lower()):
-        rest = stem[len(case_id):].lstrip("_-.").lower()
+        rest = stem[len(case_id) :].lstrip("_-.").lower()
         if rest in _TOKENS:
             return _TOKENS[rest]
     last = re.split(r"[_\-.]", stem)[-1].lower()
@@ -211,14 +239,17 @@ def _read_msd_json(root: Path) -> dict:
 def _int_keys(mapping: object, field_name: str, source: Path) -> dict[int, object]:
     """``{"0": x, "1": y}`` -> ``{0: x, 1: y}``; DataError naming the file for anything else."""
     if not isinstance(mapping, dict):
-        raise DataError(source, f"{source}: {field_name!r} is a {type(mapping).__name__}, expected an object "
-                                f"like {{\"0\": ..., \"1\": ...}}")
+        raise DataError(
+            source,
+            f'{source}: {field_name!r} is a {type(mapping).__name__}, expected an object like {{"0": ..., "1": ...}}',
+        )
     out: dict[int, object] = {}
     for key, value in mapping.items():
         text = str(key).strip()
         if not (text.isdigit() and text.isascii()):
-            raise DataError(source, f"{source}: {field_name!r} has key {key!r}; keys must be non-negative integers "
-                                    f"such as \"0\"")
+            raise DataError(
+                source, f'{source}: {field_name!r} has key {key!r}; keys must be non-negative integers such as "0"'
+            )
         if int(text) in out:
             raise DataError(source, f"{source}: {field_name!r} has key {int(text)} twice")
         out[int(text)] = value
@@ -302,8 +333,11 @@ def scan_msd(root: Path, *, problems: list[str] | None = None) -> list[CaseRef]:
             refs.append(CaseRef(case_id, "msd", "msd", {"4d": f}, lab if lab.exists() else None, order))
         if problems is not None and ldir.is_dir():
             names = {f.name for f in images}
-            problems.extend(f"{lab}: label without an image {idir / lab.name}"
-                            for lab in sorted(ldir.iterdir()) if _is_case_file(lab) and lab.name not in names)
+            problems.extend(
+                f"{lab}: label without an image {idir / lab.name}"
+                for lab in sorted(ldir.iterdir())
+                if _is_case_file(lab) and lab.name not in names
+            )
     return refs
 
 
@@ -392,8 +426,10 @@ def scan_dataset(
             _report(problems, exc)
     layouts = Counter(r.layout for r in refs)
     if len(layouts) > 1:
-        _report(problems, DataError(root, f"{root}: case folders of several layouts {sorted(layouts)}; pass "
-                                          f"layout= explicitly"))
+        _report(
+            problems,
+            DataError(root, f"{root}: case folders of several layouts {sorted(layouts)}; pass layout= explicitly"),
+        )
     ids = Counter(r.case_id for r in refs)
     dupes = sorted(i for i, n in ids.items() if n > 1)
     if dupes:
@@ -495,8 +531,13 @@ def write_case(
         img_path = save_nifti(stack, root / img_dir / f"{case_id}{suffix}", affine=affine, header=header)
         lab_path = None
         if file_label is not None:
-            lab_path = save_nifti(file_label, root / lab_dir / f"{case_id}{suffix}", affine=affine,
-                                  header=header, label_convention=convention)
+            lab_path = save_nifti(
+                file_label,
+                root / lab_dir / f"{case_id}{suffix}",
+                affine=affine,
+                header=header,
+                label_convention=convention,
+            )
         _update_msd_index(root, case_id, label is not None)
         return CaseRef(case_id, "msd", "msd", {"4d": img_path}, lab_path, MODALITIES)
     folder = root / grade / case_id if (grade and layout == "brats2018") else root / case_id
@@ -508,8 +549,9 @@ def write_case(
     }
     lab_path = None
     if file_label is not None:
-        lab_path = save_nifti(file_label, folder / f"{case_id}{sep}seg{suffix}", affine=affine, header=header,
-                              label_convention=convention)
+        lab_path = save_nifti(
+            file_label, folder / f"{case_id}{sep}seg{suffix}", affine=affine, header=header, label_convention=convention
+        )
     return CaseRef(case_id, layout, convention, paths, lab_path, grade=grade)
 
 

@@ -106,23 +106,35 @@ def check_header(img: nib.Nifti1Image, path: Path, *, cap: int | None = None) ->
         raise DataError(path, f"{path}: header declares a zero-length axis, shape {shape}")
     dtype = img.get_data_dtype()
     if dtype.kind not in _SUPPORTED_KINDS or dtype.itemsize > 8:
-        raise DataError(path, f"{path}: unsupported data type {_dtype_name(img)}; expected integer or "
-                              f"floating-point voxels (RGB and complex images are not scans this toolkit reads)")
+        raise DataError(
+            path,
+            f"{path}: unsupported data type {_dtype_name(img)}; expected integer or "
+            f"floating-point voxels (RGB and complex images are not scans this toolkit reads)",
+        )
     n_voxels = math.prod(shape)
     limit = max_voxels(cap)
     if n_voxels > limit:
-        raise DataError(path, f"{path}: header declares {n_voxels:,} voxels {shape}, more than the cap of "
-                              f"{limit:,} (raise it with max_voxels= or ${MAX_VOXELS_ENV} if the file is real)")
+        raise DataError(
+            path,
+            f"{path}: header declares {n_voxels:,} voxels {shape}, more than the cap of "
+            f"{limit:,} (raise it with max_voxels= or ${MAX_VOXELS_ENV} if the file is real)",
+        )
     needed = int(getattr(img.dataobj, "offset", 0)) + n_voxels * dtype.itemsize
     size = path.stat().st_size
     if path.name.lower().endswith(".gz"):
         if needed > size * _DEFLATE_MAX_RATIO + 1024:
-            raise DataError(path, f"{path}: header declares {n_voxels:,} voxels {shape} ({needed:,} bytes) but "
-                                  f"{size:,} compressed bytes cannot hold more than "
-                                  f"{size * _DEFLATE_MAX_RATIO:,}; the header is corrupt or the file truncated")
+            raise DataError(
+                path,
+                f"{path}: header declares {n_voxels:,} voxels {shape} ({needed:,} bytes) but "
+                f"{size:,} compressed bytes cannot hold more than "
+                f"{size * _DEFLATE_MAX_RATIO:,}; the header is corrupt or the file truncated",
+            )
     elif size < needed:
-        raise DataError(path, f"{path}: truncated: header declares {n_voxels:,} voxels {shape} ({needed:,} bytes "
-                              f"with the header) but the file holds {size:,} bytes")
+        raise DataError(
+            path,
+            f"{path}: truncated: header declares {n_voxels:,} voxels {shape} ({needed:,} bytes "
+            f"with the header) but the file holds {size:,} bytes",
+        )
     zooms = [float(z) for z in img.header.get_zooms()[:3]]
     if not all(math.isfinite(z) and z > 0 for z in zooms):
         raise DataError(path, f"{path}: voxel sizes (pixdim) {zooms} must be finite and positive")

@@ -64,18 +64,45 @@ __all__ = [
 ]
 
 register(ModelSpec("unet", build_unet, description="recommended U-Net family (2D/3D, residual, deep supervision)"))
-register(ModelSpec("unet2d", build_unet2d, default_modalities=("flair", "t1ce"),
-                   description="seed 001: Kaggle BraTS 2020 2D U-Net"))
-register(ModelSpec("unet3d", build_unet3d, divisor=lambda o: (2 ** (int(o["depth"]) - 1),) * int(o["spatial_dims"]),
-                   description="Coursera AI for Medicine 3D U-Net"))
-register(ModelSpec("dresunet", build_dresunet, default_modalities=("flair", "t1ce", "t2", "t1"),
-                   description="dResU-Net (Raza et al. 2023)"))
-register(ModelSpec("znet", build_znet, default_modalities=("flair",),
-                   description="ZNet 3D (Ottom et al. 2022), one region per model"))
-register(ModelSpec(
-    "een", build_een, divisor=lambda o: (32, 32, 3 * math.prod(o["depth_strides"])),
-    fixed_size=lambda o: (None, None, 3 * math.prod(o["depth_strides"])), spatial_dims=lambda o: 3,
-    description="Efficient Embedding Network (Messaoudi et al. 2020)"))
+register(
+    ModelSpec(
+        "unet2d", build_unet2d, default_modalities=("flair", "t1ce"), description="seed 001: Kaggle BraTS 2020 2D U-Net"
+    )
+)
+register(
+    ModelSpec(
+        "unet3d",
+        build_unet3d,
+        divisor=lambda o: (2 ** (int(o["depth"]) - 1),) * int(o["spatial_dims"]),
+        description="Coursera AI for Medicine 3D U-Net",
+    )
+)
+register(
+    ModelSpec(
+        "dresunet",
+        build_dresunet,
+        default_modalities=("flair", "t1ce", "t2", "t1"),
+        description="dResU-Net (Raza et al. 2023)",
+    )
+)
+register(
+    ModelSpec(
+        "znet",
+        build_znet,
+        default_modalities=("flair",),
+        description="ZNet 3D (Ottom et al. 2022), one region per model",
+    )
+)
+register(
+    ModelSpec(
+        "een",
+        build_een,
+        divisor=lambda o: (32, 32, 3 * math.prod(o["depth_strides"])),
+        fixed_size=lambda o: (None, None, 3 * math.prod(o["depth_strides"])),
+        spatial_dims=lambda o: 3,
+        description="Efficient Embedding Network (Messaoudi et al. 2020)",
+    )
+)
 
 #: name -> builder (read-only view of the registry).
 REGISTRY = MappingProxyType({name: spec.builder for name, spec in SPECS.items()})

@@ -72,7 +72,13 @@ def check_positive_int(arg: str, value: Any, minimum: int = 1) -> None:
 
 
 def check_common(
-    *, spatial_dims: Any, in_channels: Any, base_filters: Any, depth: Any, norm: Any, activation: Any,
+    *,
+    spatial_dims: Any,
+    in_channels: Any,
+    base_filters: Any,
+    depth: Any,
+    norm: Any,
+    activation: Any,
     min_depth: int = 1,
 ) -> None:
     """The checks every encoder-decoder builder shares (dimension, channels, width, depth, norm, activation)."""
@@ -112,8 +118,7 @@ def check_spatial_shape(
         raise ValueError(f"input_shape must be a tuple of {spatial_dims} sizes, got {input_shape!r}") from None
     if len(shape) != spatial_dims:
         raise ValueError(
-            f"input_shape must hold {spatial_dims} spatial sizes (channels go in in_channels), "
-            f"got {input_shape!r}"
+            f"input_shape must hold {spatial_dims} spatial sizes (channels go in in_channels), got {input_shape!r}"
         )
     divs = (divisors,) * spatial_dims if isinstance(divisors, int) else tuple(divisors)
     for axis, (size, div) in enumerate(zip(shape, divs)):
@@ -235,8 +240,7 @@ class GroupNorm(layers.Layer):
         ndim = len(inputs.shape)
         shape = ops.shape(x)
         channels = inputs.shape[-1]
-        grouped_shape = [-1] + [shape[i] for i in range(1, ndim - 1)] + [channels // self._group_size,
-                                                                       self._group_size]
+        grouped_shape = [-1] + [shape[i] for i in range(1, ndim - 1)] + [channels // self._group_size, self._group_size]
         grouped = ops.reshape(x, grouped_shape)  # (B, *spatial, G, C/G)
         # The channels within a group, then the spatial axes innermost first (as fast as one
         # reduction over all of them in TensorFlow on CPU; outermost first is ~2x slower).
@@ -257,8 +261,14 @@ class GroupNorm(layers.Layer):
 
     def _fused_inference(self, inputs: Any, training: bool | None) -> bool:
         """Whether the fast path applies (see the class docstring); decided when tracing."""
-        if (training or self._group_size != 1 or self.compute_dtype != "bfloat16" or inputs.shape[0] != 1
-                or len(inputs.shape) not in (4, 5) or keras.backend.backend() != "tensorflow"):
+        if (
+            training
+            or self._group_size != 1
+            or self.compute_dtype != "bfloat16"
+            or inputs.shape[0] != 1
+            or len(inputs.shape) not in (4, 5)
+            or keras.backend.backend() != "tensorflow"
+        ):
             return False
         import tensorflow as tf
 
@@ -272,8 +282,15 @@ class GroupNorm(layers.Layer):
         empty = tf.constant([], tf.float32)
         flat = tf.reshape(inputs, tf.stack([1, shape[1], -1, shape[-1]]))  # (1, X, Y*Z, C): free
         out = tf.raw_ops.FusedBatchNormV3(
-            x=flat, scale=tf.cast(self.gamma, tf.float32), offset=tf.cast(self.beta, tf.float32), mean=empty,
-            variance=empty, epsilon=self.epsilon, is_training=True, data_format="NHWC")[0]
+            x=flat,
+            scale=tf.cast(self.gamma, tf.float32),
+            offset=tf.cast(self.beta, tf.float32),
+            mean=empty,
+            variance=empty,
+            epsilon=self.epsilon,
+            is_training=True,
+            data_format="NHWC",
+        )[0]
         return tf.reshape(out, shape)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
@@ -350,9 +367,7 @@ def conv_norm_act(
         kernel_initializer=kernel_initializer,
         name=f"{name}_conv",
     )(x)
-    normalization = norm_layer(
-        norm, f"{name}_norm", groups=norm_groups, epsilon=norm_epsilon, momentum=norm_momentum
-    )
+    normalization = norm_layer(norm, f"{name}_norm", groups=norm_groups, epsilon=norm_epsilon, momentum=norm_momentum)
     if normalization is not None:
         x = normalization(x)
     if activation is not None:
@@ -427,7 +442,11 @@ def residual_block(
     skip = x
     if project:
         skip = conv(
-            filters, 1, strides=strides, padding="same", kernel_initializer=kernel_initializer,
+            filters,
+            1,
+            strides=strides,
+            padding="same",
+            kernel_initializer=kernel_initializer,
             name=f"{name}_skip_conv",
         )(x)
         if shortcut_norm and not preactivation:

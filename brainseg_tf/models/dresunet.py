@@ -73,8 +73,14 @@ def build_dresunet(
     Raises:
         ValueError: for an invalid argument, named in the message.
     """
-    blocks.check_common(spatial_dims=spatial_dims, in_channels=in_channels, base_filters=base_filters, depth=depth,
-                        norm=norm, activation=activation)
+    blocks.check_common(
+        spatial_dims=spatial_dims,
+        in_channels=in_channels,
+        base_filters=base_filters,
+        depth=depth,
+        norm=norm,
+        activation=activation,
+    )
     blocks.check_fraction("block_dropout", block_dropout)
     blocks.check_fraction("dropout", dropout)
     if not isinstance(as_published, bool):
@@ -94,8 +100,13 @@ def build_dresunet(
         # The published code passes (filters, 3) into a (kernel_size, filters) signature.
         filters, kernel = (3, width) if as_published else (width, 3)
         x = blocks.residual_block(
-            x, filters, kernel_size=kernel, dropout=block_dropout, shortcut="conv",
-            name=f"enc{level}", **norm_kwargs,
+            x,
+            filters,
+            kernel_size=kernel,
+            dropout=block_dropout,
+            shortcut="conv",
+            name=f"enc{level}",
+            **norm_kwargs,
         )
         skips.append(x)
         x = max_pool(2, name=f"enc{level}_pool")(x)

@@ -125,8 +125,12 @@ def build_een(
         )
 
     res_kwargs = dict(
-        spatial_dims=3, norm=norm, norm_groups=norm_groups, activation=activation,
-        preactivation=True, shortcut="conv",
+        spatial_dims=3,
+        norm=norm,
+        norm_groups=norm_groups,
+        activation=activation,
+        preactivation=True,
+        shortcut="conv",
     )
     inputs = blocks.make_input(shape, in_channels)
 
@@ -151,7 +155,8 @@ def build_een(
         input_shape=(None, None, _EMBED_SLICES),
     )
     encoder_2d = keras.Model(
-        effnet.input, [effnet.get_layer(layer).output for layer in EFFICIENTNET_SKIPS],
+        effnet.input,
+        [effnet.get_layer(layer).output for layer in EFFICIENTNET_SKIPS],
         name="efficientnetb0_encoder",
     )
     encoder_2d.trainable = trainable_encoder

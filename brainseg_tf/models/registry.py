@@ -59,7 +59,8 @@ class ModelSpec:
     builder: Callable[..., keras.Model]
     divisor: Callable[[Options], tuple[int, ...]] = _pool_divisor
     fixed_size: Callable[[Options], tuple[int | None, ...]] = field(
-        default=lambda opts: (None,) * int(opts["spatial_dims"]))
+        default=lambda opts: (None,) * int(opts["spatial_dims"])
+    )
     spatial_dims: Callable[[Options], int] = field(default=lambda opts: int(opts["spatial_dims"]))
     default_modalities: tuple[str, ...] = MODALITIES
     description: str = ""
@@ -68,15 +69,19 @@ class ModelSpec:
     @functools.cached_property
     def defaults(self) -> dict[str, Any]:
         """The builder's keyword arguments and their defaults (the faithful configuration; read once)."""
-        return {name: p.default for name, p in inspect.signature(self.builder).parameters.items()
-                if p.default is not inspect.Parameter.empty}
+        return {
+            name: p.default
+            for name, p in inspect.signature(self.builder).parameters.items()
+            if p.default is not inspect.Parameter.empty
+        }
 
     def check_options(self, options: Options) -> None:
         """Raise ``ValueError`` naming unknown option keys."""
         unknown = sorted(set(options) - set(self.defaults))
         if unknown:
-            raise ValueError(f"config has unknown argument(s) {unknown} for {self.name!r}; "
-                             f"accepted: {sorted(self.defaults)}")
+            raise ValueError(
+                f"config has unknown argument(s) {unknown} for {self.name!r}; accepted: {sorted(self.defaults)}"
+            )
 
     def resolve(self, options: Options | None = None) -> dict[str, Any]:
         """The builder's defaults updated with ``options`` (unknown keys are a ``ValueError``)."""

@@ -105,15 +105,17 @@ def build_unet(
     if deep_supervision:
         blocks.check_positive_int("deep_supervision_levels", deep_supervision_levels)
         if deep_supervision_levels >= depth:
-            raise ValueError(
-                f"deep_supervision_levels must be < depth={depth}, got {deep_supervision_levels!r}"
-            )
+            raise ValueError(f"deep_supervision_levels must be < depth={depth}, got {deep_supervision_levels!r}")
     n_out = blocks.resolve_head(head, out_channels)
     shape = blocks.check_spatial_shape(input_shape, spatial_dims, 2**depth, f"2**depth with depth={depth}")
 
     conv_kwargs = dict(
-        spatial_dims=spatial_dims, norm=norm, norm_groups=norm_groups, activation=activation,
-        negative_slope=negative_slope, kernel_initializer="he_normal",
+        spatial_dims=spatial_dims,
+        norm=norm,
+        norm_groups=norm_groups,
+        activation=activation,
+        negative_slope=negative_slope,
+        kernel_initializer="he_normal",
     )
     conv_transpose = blocks.layer_class("conv_transpose", spatial_dims)
     spatial_dropout = blocks.layer_class("spatial_dropout", spatial_dims)

@@ -65,8 +65,14 @@ def build_unet2d(
         ValueError: for an invalid argument (named in the message), e.g. a size not divisible by
             ``2**depth``.
     """
-    blocks.check_common(spatial_dims=spatial_dims, in_channels=in_channels, base_filters=base_filters, depth=depth,
-                        norm=norm, activation=activation)
+    blocks.check_common(
+        spatial_dims=spatial_dims,
+        in_channels=in_channels,
+        base_filters=base_filters,
+        depth=depth,
+        norm=norm,
+        activation=activation,
+    )
     blocks.check_fraction("dropout", dropout)
     n_out = blocks.resolve_head(head, out_channels)
     shape = blocks.check_spatial_shape(input_shape, spatial_dims, 2**depth, f"2**depth with depth={depth}")

@@ -69,8 +69,15 @@ def build_unet3d(
     Raises:
         ValueError: for an invalid argument, named in the message.
     """
-    blocks.check_common(spatial_dims=spatial_dims, in_channels=in_channels, base_filters=base_filters, depth=depth,
-                        norm=norm, activation=activation, min_depth=2)
+    blocks.check_common(
+        spatial_dims=spatial_dims,
+        in_channels=in_channels,
+        base_filters=base_filters,
+        depth=depth,
+        norm=norm,
+        activation=activation,
+        min_depth=2,
+    )
     blocks.check_fraction("dropout", dropout)
     n_out = blocks.resolve_head(head, out_channels)
     factor = 2 ** (depth - 1)

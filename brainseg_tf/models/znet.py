@@ -81,8 +81,14 @@ def build_znet(
     Raises:
         ValueError: for an invalid argument, named in the message.
     """
-    blocks.check_common(spatial_dims=spatial_dims, in_channels=in_channels, base_filters=base_filters, depth=depth,
-                        norm=norm, activation=activation)
+    blocks.check_common(
+        spatial_dims=spatial_dims,
+        in_channels=in_channels,
+        base_filters=base_filters,
+        depth=depth,
+        norm=norm,
+        activation=activation,
+    )
     if head == "softmax" and out_channels == 1:
         raise ValueError("out_channels must be >= 2 for a softmax head, got 1")
     n_out = blocks.resolve_head(head, out_channels)
@@ -179,7 +185,9 @@ def load_znet_torch_state_dict(model: keras.Model, state_dict: Mapping[str, Any]
 
     def conv_bn(torch_prefix: str, conv_index: int, keras_prefix: str) -> None:
         kernel = take(f"{torch_prefix}.{conv_index}.weight")  # (out, in, z, y, x)
-        set_weights(f"{keras_prefix}_conv", [kernel.transpose(4, 3, 2, 1, 0), take(f"{torch_prefix}.{conv_index}.bias")])
+        set_weights(
+            f"{keras_prefix}_conv", [kernel.transpose(4, 3, 2, 1, 0), take(f"{torch_prefix}.{conv_index}.bias")]
+        )
         bn = f"{torch_prefix}.{conv_index + 1}"
         set_weights(
             f"{keras_prefix}_norm",

@@ -103,8 +103,10 @@ def read_state(backup_dir: Path) -> BackupState | None:
     except (OSError, ValueError, TypeError) as exc:
         if isinstance(exc, BackupError):
             raise
-        raise BackupError(f"{path}: unreadable resume backup ({exc}); move {backup_dir} away to restart "
-                          "from the last saved model instead") from None
+        raise BackupError(
+            f"{path}: unreadable resume backup ({exc}); move {backup_dir} away to restart "
+            "from the last saved model instead"
+        ) from None
 
 
 def _legacy_state(backup_dir: Path) -> BackupState | None:
@@ -115,8 +117,9 @@ def _legacy_state(backup_dir: Path) -> BackupState | None:
         except (OSError, ValueError, KeyError, TypeError):
             continue
         if (backup_dir / LEGACY_WEIGHTS).exists():
-            return BackupState(epoch=epoch, step=0, global_step=-1, steps_per_epoch=-1, format=0,
-                               weights=LEGACY_WEIGHTS)
+            return BackupState(
+                epoch=epoch, step=0, global_step=-1, steps_per_epoch=-1, format=0, weights=LEGACY_WEIGHTS
+            )
     return None
 
 
@@ -132,8 +135,10 @@ def _extra_variables(model: keras.Model) -> list[Any]:
 def _rng_states() -> dict[str, Any]:
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     version, internal, gauss_next = random.getstate()
-    return {"numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(gauss)],
-            "python": [version, list(internal), gauss_next]}
+    return {
+        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(gauss)],
+        "python": [version, list(internal), gauss_next],
+    }
 
 
 def _set_rng_states(states: dict[str, Any]) -> None:
@@ -176,8 +181,10 @@ def restore(backup_dir: Path, model: keras.Model, state: BackupState) -> list[np
     variables = _extra_variables(model)
     saved_vars = [n for n in state.extra if not n.startswith("metric:")]
     if len(saved_vars) != len(variables):
-        raise BackupError(f"{backup_dir / EXTRA}: {len(saved_vars)} seed states saved, the model has "
-                          f"{len(variables)}; the backup belongs to another model")
+        raise BackupError(
+            f"{backup_dir / EXTRA}: {len(saved_vars)} seed states saved, the model has "
+            f"{len(variables)}; the backup belongs to another model"
+        )
     for i, v in enumerate(variables):
         v.assign(arrays[f"var_{i}"])
     _set_rng_states(state.rng)
@@ -202,8 +209,14 @@ class ResumeBackup(keras.callbacks.Callback):
         restore_states: ``dict -> None``.
     """
 
-    def __init__(self, backup_dir: Path, steps_per_epoch: int, every_steps: int,
-                 states: Callable[[], dict[str, Any]], restore_states: Callable[[dict[str, Any]], None]):
+    def __init__(
+        self,
+        backup_dir: Path,
+        steps_per_epoch: int,
+        every_steps: int,
+        states: Callable[[], dict[str, Any]],
+        restore_states: Callable[[dict[str, Any]], None],
+    ):
         super().__init__()
         self.backup_dir, self.steps_per_epoch, self.every = Path(backup_dir), steps_per_epoch, every_steps
         self.states, self.restore_states = states, restore_states
@@ -231,8 +244,11 @@ class ResumeBackup(keras.callbacks.Callback):
         run's ``(… + step_k) + step_{k+1}`` to the bit (one addition, commutative)."""
         variables = self.model.metrics_variables
         if len(variables) != len(self._metrics):
-            warnings.warn(f"{self.backup_dir}: {len(self._metrics)} saved metric states, the model has "
-                          f"{len(variables)}; this epoch's training metrics restart at the resume step")
+            warnings.warn(
+                f"{self.backup_dir}: {len(self._metrics)} saved metric states, the model has "
+                f"{len(variables)}; this epoch's training metrics restart at the resume step",
+                stacklevel=2,
+            )
         else:
             for v, value in zip(variables, self._metrics):
                 v.assign_add(value)
@@ -250,7 +266,13 @@ class ResumeBackup(keras.callbacks.Callback):
 
     def _save(self, epoch: int, step: int) -> None:
         global_step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-        state = BackupState(epoch=epoch, step=step, global_step=global_step, steps_per_epoch=self.steps_per_epoch,
-                            data_seed=self.data_seed if step else None, data_position=step,
-                            callbacks=self.states())
+        state = BackupState(
+            epoch=epoch,
+            step=step,
+            global_step=global_step,
+            steps_per_epoch=self.steps_per_epoch,
+            data_seed=self.data_seed if step else None,
+            data_position=step,
+            callbacks=self.states(),
+        )
         write(self.backup_dir, self.model, state, with_metrics=step > 0)

@@ -50,8 +50,12 @@ class BestCheckpoint(keras.callbacks.Callback):
         if self.monitor in logs:
             return float(logs[self.monitor])
         # Multi-output models prefix metric names with the output name.
-        hits = [k for k in logs if k.endswith("_" + self.monitor.removeprefix("val_"))
-                and k.startswith("val_") == self.monitor.startswith("val_")]
+        hits = [
+            k
+            for k in logs
+            if k.endswith("_" + self.monitor.removeprefix("val_"))
+            and k.startswith("val_") == self.monitor.startswith("val_")
+        ]
         return float(logs[hits[0]]) if hits else None
 
     def on_epoch_end(self, epoch: int, logs=None):

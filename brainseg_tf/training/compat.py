@@ -14,8 +14,13 @@ from typing import Any
 
 import keras
 
-__all__ = ["KERAS_VERSION", "current_learning_rate", "global_seed_state", "prebuild_for_multi_worker",
-           "multi_worker_log_reduction"]
+__all__ = [
+    "KERAS_VERSION",
+    "current_learning_rate",
+    "global_seed_state",
+    "prebuild_for_multi_worker",
+    "multi_worker_log_reduction",
+]
 
 
 def _version(text: str) -> tuple[int, int]:

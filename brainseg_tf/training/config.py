@@ -30,6 +30,7 @@ PRECISIONS = ("auto", "off", "float16", "bfloat16")
 VALIDATION_MODES = ("patches", "volumes", "none")
 SPLIT_METHODS = ("kfold", "fixed", "none")
 
+
 @dataclass
 class DataConfig:
     """Where the cases come from.
@@ -120,7 +121,7 @@ class PipelineConfig:
     patch_size: list[int] = field(default_factory=lambda: [96, 96, 96])
     batch_size: int = 2
     foreground_fraction: float = 0.33
-    augment: Union[dict, str, bool, None] = "default"
+    augment: dict | str | bool | None = "default"
     region: str | None = None
     builder: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
@@ -271,7 +272,7 @@ class TrainingConfig:
     steps_per_epoch: int = 100
     seed: int = 0
     monitor: str = "auto"
-    verbose: Union[str, int] = "auto"
+    verbose: str | int = "auto"
     max_minutes: float | None = None
     save_final: bool = True
     checkpoint_every_steps: int = 0
@@ -294,7 +295,7 @@ class RuntimeConfig:
 
     strategy: str = "auto"
     mixed_precision: str = "auto"
-    xla: Union[str, bool] = "auto"
+    xla: str | bool = "auto"
     deterministic: bool = False
     communication: str = "auto"
 
@@ -318,7 +319,7 @@ class TrainConfig:
     source: str | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, source: str | os.PathLike | None = None) -> "TrainConfig":
+    def from_dict(cls, data: Mapping[str, Any], *, source: str | os.PathLike | None = None) -> TrainConfig:
         """Build and validate a recipe from a JSON-like dict.
 
         Args:
@@ -349,10 +350,19 @@ class TrainConfig:
             ValueError: naming the key path and the value.
         """
         d, s, m, p, v = self.data, self.split, self.model, self.pipeline, self.validation
-        if (not isinstance(self.name, str) or not self.name or "/" in self.name or "\\" in self.name
-                or self.name.startswith(".")):
-            _bad("name", self.name, "must be a plain name (no path separators, not starting with '.'): the "
-                 "default run directory is runs/<name>")
+        if (
+            not isinstance(self.name, str)
+            or not self.name
+            or "/" in self.name
+            or "\\" in self.name
+            or self.name.startswith(".")
+        ):
+            _bad(
+                "name",
+                self.name,
+                "must be a plain name (no path separators, not starting with '.'): the "
+                "default run directory is runs/<name>",
+            )
         from brainseg_tf import models as _models  # light: models import keras only
 
         _choice("model.name", m.name, _models.available())
@@ -378,7 +388,9 @@ class TrainConfig:
                 _bad("data.synthetic", d.synthetic, "needs data.root (where the synthetic cases are written)")
             allowed = {"n_cases", "shape", "seed", "layout"}
             if set(d.synthetic) - allowed:
-                _bad("data.synthetic", sorted(set(d.synthetic) - allowed), f"unknown key(s); expected {sorted(allowed)}")
+                _bad(
+                    "data.synthetic", sorted(set(d.synthetic) - allowed), f"unknown key(s); expected {sorted(allowed)}"
+                )
         _choice("split.method", s.method, SPLIT_METHODS)
         if s.method == "kfold":
             if s.folds < 2:
@@ -411,12 +423,19 @@ class TrainConfig:
         if p.region is not None and head != "region":
             _bad("pipeline.region", p.region, "is only for 1-channel sigmoid models")
         if head == "sigmoid" and out_channels != 3:
-            _bad("model.options.out_channels", out_channels, "a sigmoid head needs 3 (WT, TC, ET) or 1 channel (one region)")
+            _bad(
+                "model.options.out_channels",
+                out_channels,
+                "a sigmoid head needs 3 (WT, TC, ET) or 1 channel (one region)",
+            )
         if head == "softmax" and out_channels != 4:
             _bad("model.options.out_channels", out_channels, "a softmax head needs the 4 canonical classes")
         if m.options.get("in_channels", len(d.modalities)) != len(d.modalities):
-            _bad("model.options.in_channels", m.options["in_channels"],
-                 f"must equal len(data.modalities)={len(d.modalities)}")
+            _bad(
+                "model.options.in_channels",
+                m.options["in_channels"],
+                f"must equal len(data.modalities)={len(d.modalities)}",
+            )
         _choice("validation.mode", v.mode, VALIDATION_MODES)
         if v.patches_per_case < 1:
             _bad("validation.patches_per_case", v.patches_per_case, "must be >= 1")
@@ -434,12 +453,18 @@ class TrainConfig:
             _bad("validation.window", v.window, f"plans window sizes; {m.name!r} needs a fixed input size")
         if isinstance(v.max_window_voxels, bool) or not isinstance(v.max_window_voxels, int) or v.max_window_voxels < 1:
             _bad("validation.max_window_voxels", v.max_window_voxels, "must be a positive integer")
-        if v.min_window is not None and (len(v.min_window) != self.spatial_dims or any(
-                isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in v.min_window)):
+        if v.min_window is not None and (
+            len(v.min_window) != self.spatial_dims
+            or any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in v.min_window)
+        ):
             _bad("validation.min_window", v.min_window, f"must be {self.spatial_dims} positive integers")
         if v.mode == "volumes" and (p.kind == "custom" or d.root is None):
-            _bad("validation.mode", v.mode, "needs the raw cases (data.root) and a built-in pipeline "
-                 "(whole cases are predicted as brainseg predict does)")
+            _bad(
+                "validation.mode",
+                v.mode,
+                "needs the raw cases (data.root) and a built-in pipeline "
+                "(whole cases are predicted as brainseg predict does)",
+            )
         _choice("loss.name", self.loss.name, LOSSES)
         if self.loss.name in ("dice_ce", "ce") and head != "softmax":
             _bad("loss.name", self.loss.name, "needs a softmax head")
@@ -628,7 +653,7 @@ def _from_dict(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     return cls(**kwargs)
 
 
-def as_config(config_or_path: "TrainConfig | str | os.PathLike | Mapping[str, Any]") -> TrainConfig:
+def as_config(config_or_path: TrainConfig | str | os.PathLike | Mapping[str, Any]) -> TrainConfig:
     """A :class:`TrainConfig` from itself, a recipe mapping or a recipe file."""
     if isinstance(config_or_path, TrainConfig):
         return config_or_path
@@ -709,4 +734,3 @@ def find_recipe(name: str | os.PathLike) -> Path:
         if (folder / file).is_file():
             return folder / file
     raise FileNotFoundError(f"recipe {file!r} not found in {[str(f) for f in folders]}")
-

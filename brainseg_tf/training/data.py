@@ -44,8 +44,11 @@ def data_source(cfg: TrainConfig) -> Path | None:
         from brainseg_tf.data import build_cache
 
         print(f"[brainseg train] building the cache {cache} from {root}", flush=True)
-        return Path(build_cache(root, cache, max_cases=cfg.data.max_cases, dtype=cfg.data.cache_dtype,
-                                progress=sys.stderr.isatty()))
+        return Path(
+            build_cache(
+                root, cache, max_cases=cfg.data.max_cases, dtype=cfg.data.cache_dtype, progress=sys.stderr.isatty()
+            )
+        )
     if root is None:
         if cache is not None:
             raise FileNotFoundError(f"data.cache={cfg.data.cache!r} not found and no data.root given")
@@ -127,8 +130,9 @@ def _deep_supervision_map(n_outputs: int, spatial_dims: int):
     return targets
 
 
-def build_datasets(cfg: TrainConfig, split: Split, *, seed: int, global_batch: int,
-                   validation: bool = True) -> tuple[Any, Any]:
+def build_datasets(
+    cfg: TrainConfig, split: Split, *, seed: int, global_batch: int, validation: bool = True
+) -> tuple[Any, Any]:
     """``(train, validation_or_None)`` tf.data datasets of ``(image, labels)`` global batches.
 
     ``pipeline.kind="patch"``: :func:`brainseg_tf.data.patch_dataset` (3D patches, foreground
@@ -156,14 +160,28 @@ def build_datasets(cfg: TrainConfig, split: Split, *, seed: int, global_batch: i
     augment = _augment_config(p.augment)
     if p.kind == "patch":
         train_ds = data.patch_dataset(
-            source, patch_size=tuple(p.patch_size), batch_size=global_batch, case_ids=split.train_ids,
-            foreground_fraction=p.foreground_fraction, augment=augment, seed=seed, repeat=True,
-            **common, **p.options,
+            source,
+            patch_size=tuple(p.patch_size),
+            batch_size=global_batch,
+            case_ids=split.train_ids,
+            foreground_fraction=p.foreground_fraction,
+            augment=augment,
+            seed=seed,
+            repeat=True,
+            **common,
+            **p.options,
         )
     else:
         train_ds = data.slice_dataset(
-            source, size=tuple(p.patch_size), batch_size=global_batch, case_ids=split.train_ids,
-            augment=augment, seed=seed, repeat=True, **common, **p.options,
+            source,
+            size=tuple(p.patch_size),
+            batch_size=global_batch,
+            case_ids=split.train_ids,
+            augment=augment,
+            seed=seed,
+            repeat=True,
+            **common,
+            **p.options,
         )
     val_ids = split.val_ids[: v.max_cases] if v.max_cases else split.val_ids
     if not val_ids or v.mode == "none" or not validation:
@@ -172,15 +190,28 @@ def build_datasets(cfg: TrainConfig, split: Split, *, seed: int, global_batch: i
         return train_ds, None
     if p.kind == "patch":
         val_ds = data.patch_dataset(
-            source, patch_size=tuple(p.patch_size), batch_size=1, case_ids=val_ids,
-            foreground_fraction=v.foreground_fraction, patches_per_case=v.patches_per_case, augment=None,
-            seed=cfg.training.seed + 7919, repeat=False, **common,
+            source,
+            patch_size=tuple(p.patch_size),
+            batch_size=1,
+            case_ids=val_ids,
+            foreground_fraction=v.foreground_fraction,
+            patches_per_case=v.patches_per_case,
+            augment=None,
+            seed=cfg.training.seed + 7919,
+            repeat=False,
+            **common,
             **{k: val for k, val in p.options.items() if k in ("preprocess",)},
         )
     else:
         val_ds = data.slice_dataset(
-            source, size=tuple(p.patch_size), batch_size=1, case_ids=val_ids, augment=None,
-            shuffle=False, repeat=False, **common,
+            source,
+            size=tuple(p.patch_size),
+            batch_size=1,
+            case_ids=val_ids,
+            augment=None,
+            shuffle=False,
+            repeat=False,
+            **common,
             **{k: val for k, val in p.options.items() if k in ("plane", "slices", "crop", "preprocess")},
         )
     n = v.patches_per_case * len(val_ids)
@@ -206,8 +237,9 @@ def train_stream(cfg: TrainConfig, split: Split, *, epoch: int, step: int, globa
     ``(training.seed, epoch)`` only (every built-in pipeline draws element ``i`` from
     ``(seed, i)``), so a run resumed at ``(epoch, step)`` sees exactly the batches the
     uninterrupted run saw there; a custom builder must be as deterministic for that to hold."""
-    ds, _ = build_datasets(cfg, split, seed=epoch_seed(cfg.training.seed, epoch), global_batch=global_batch,
-                           validation=False)
+    ds, _ = build_datasets(
+        cfg, split, seed=epoch_seed(cfg.training.seed, epoch), global_batch=global_batch, validation=False
+    )
     return skip_batches(ds, step)
 
 
@@ -242,5 +274,3 @@ def finish_dataset(ds: Any, cfg: TrainConfig, n_outputs: int, shard: bool) -> An
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         ds = ds.with_options(options)
     return ds.prefetch(tf.data.AUTOTUNE)
-
-

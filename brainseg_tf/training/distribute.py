@@ -94,9 +94,12 @@ def select_strategy(name: str = "auto", communication: str = "auto"):
 def strategy_name(strategy: Any) -> str:
     import tensorflow as tf
 
-    named = (("MultiWorkerMirroredStrategy", tf.distribute.MultiWorkerMirroredStrategy),
-             ("MirroredStrategy", tf.distribute.MirroredStrategy), ("TPUStrategy", tf.distribute.TPUStrategy),
-             ("OneDeviceStrategy", tf.distribute.OneDeviceStrategy))
+    named = (
+        ("MultiWorkerMirroredStrategy", tf.distribute.MultiWorkerMirroredStrategy),
+        ("MirroredStrategy", tf.distribute.MirroredStrategy),
+        ("TPUStrategy", tf.distribute.TPUStrategy),
+        ("OneDeviceStrategy", tf.distribute.OneDeviceStrategy),
+    )
     for name, cls in named:
         if isinstance(strategy, cls):
             return name
@@ -119,4 +122,3 @@ def resolve_xla(setting: str | bool) -> bool:
 # Schedules, optimizers, losses, metrics
 # ----------------------------------------------------------------------------------------------
 _SCHEDULE_CLASS: type | None = None
-

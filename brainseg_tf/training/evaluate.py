@@ -45,14 +45,23 @@ def final_evaluation(cfg: TrainConfig, split: Split, run_dir: Path) -> dict[str,
             region = cfg.pipeline.region.lower()
             scores = {k: v for k, v in scores.items() if k.endswith("_" + region)}
         per_case[case_id] = scores
-        print(f"[brainseg train] sliding window {case_id}: "
-              + " ".join(f"{k}={v:.3f}" for k, v in scores.items() if k.startswith("dice")), flush=True)
+        print(
+            f"[brainseg train] sliding window {case_id}: "
+            + " ".join(f"{k}={v:.3f}" for k, v in scores.items() if k.startswith("dice")),
+            flush=True,
+        )
     keys = sorted({k for c in per_case.values() for k in c})
     mean = {k: float(np.mean([c[k] for c in per_case.values() if k in c])) for k in keys}
-    print("[brainseg train] sliding window mean: "
-          + " ".join(f"{k}={v:.3f}" for k, v in mean.items() if k.startswith("dice")), flush=True)
-    return {"model": Path(predictor.source or "").name, "overlap": cfg.validation.overlap,
-            "rule": "legacy BraTS empty-mask rule (both empty: Dice 1, HD95 0)",
-            "seconds": round(time.monotonic() - t0, 1), "per_case": per_case, "mean": mean}
-
-
+    print(
+        "[brainseg train] sliding window mean: "
+        + " ".join(f"{k}={v:.3f}" for k, v in mean.items() if k.startswith("dice")),
+        flush=True,
+    )
+    return {
+        "model": Path(predictor.source or "").name,
+        "overlap": cfg.validation.overlap,
+        "rule": "legacy BraTS empty-mask rule (both empty: Dice 1, HD95 0)",
+        "seconds": round(time.monotonic() - t0, 1),
+        "per_case": per_case,
+        "mean": mean,
+    }

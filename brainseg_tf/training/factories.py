@@ -19,8 +19,13 @@ def build_optimizer(cfg: TrainConfig):
     else:
         decay = "constant" if s.name == "constant" else s.name
         lr = WarmupSchedule(
-            peak=o.learning_rate, total_steps=t.epochs * t.steps_per_epoch, warmup_steps=s.warmup_steps,
-            warmup_start=s.warmup_start, decay=decay, power=s.power, min_lr=s.min_lr,
+            peak=o.learning_rate,
+            total_steps=t.epochs * t.steps_per_epoch,
+            warmup_steps=s.warmup_steps,
+            warmup_start=s.warmup_start,
+            decay=decay,
+            power=s.power,
+            min_lr=s.min_lr,
         )
     common: dict[str, Any] = {"learning_rate": lr}
     if o.clipnorm is not None:
@@ -75,8 +80,11 @@ def build_metrics(cfg: TrainConfig) -> list:
     from brainseg_tf import metrics
 
     if cfg.out_channels == 1:
-        return [metrics.Dice(ids=(0,), target="region", head="sigmoid", from_logits=cfg.logits,
-                             name=f"dice_{cfg.pipeline.region}")]
+        return [
+            metrics.Dice(
+                ids=(0,), target="region", head="sigmoid", from_logits=cfg.logits, name=f"dice_{cfg.pipeline.region}"
+            )
+        ]
     return [m for m in metrics.standard_metrics(cfg.activation, from_logits=cfg.logits) if m.statistic == "dice"]
 
 
@@ -94,7 +102,8 @@ def compile_model(model: Any, cfg: TrainConfig, *, xla: bool = False) -> None:
         kwargs: dict[str, Any] = dict(
             loss=[build_loss(cfg) for _ in range(n_outputs)],
             loss_weights=deep_supervision_weights(n_outputs, decay=cfg.loss.deep_supervision_decay),
-            metrics=[build_metrics(cfg)] + [[] for _ in range(n_outputs - 1)])
+            metrics=[build_metrics(cfg)] + [[] for _ in range(n_outputs - 1)],
+        )
     else:
         kwargs = dict(loss=build_loss(cfg), metrics=build_metrics(cfg))
     model.compile(optimizer=build_optimizer(cfg), jit_compile=xla, **kwargs)

@@ -46,8 +46,9 @@ def fold_dir(run_dir: str | os.PathLike, fold: int) -> Path:
 
 def fold_config(cfg: TrainConfig, fold: int, folds: int | None = None) -> TrainConfig:
     """The recipe of one fold: ``split.method="kfold"``, ``split.fold=fold`` (``split.folds=folds`` when given)."""
-    split = dataclasses.replace(cfg.split, method="kfold", fold=int(fold),
-                                folds=int(folds) if folds is not None else cfg.split.folds)
+    split = dataclasses.replace(
+        cfg.split, method="kfold", fold=int(fold), folds=int(folds) if folds is not None else cfg.split.folds
+    )
     out = dataclasses.replace(cfg, split=split, training=dataclasses.replace(cfg.training, all_folds=False))
     out.validate()
     return out
@@ -64,11 +65,15 @@ def _fold_entry(run_dir: Path, fold: int) -> dict[str, Any]:
         split = json.loads((folder / "split.json").read_text())
     except (OSError, ValueError):
         split = {}
-    entry.update(completed=bool(metrics.get("completed")), epochs_completed=metrics.get("epochs_completed"),
-                 monitor=metrics.get("monitor"), best=metrics.get("best"),
-                 best_path=f"{folder.name}/best.keras" if (folder / "best.keras").exists() else None,
-                 final_path=f"{folder.name}/final.keras" if (folder / "final.keras").exists() else None,
-                 val_ids=split.get("val_ids"))
+    entry.update(
+        completed=bool(metrics.get("completed")),
+        epochs_completed=metrics.get("epochs_completed"),
+        monitor=metrics.get("monitor"),
+        best=metrics.get("best"),
+        best_path=f"{folder.name}/best.keras" if (folder / "best.keras").exists() else None,
+        final_path=f"{folder.name}/final.keras" if (folder / "final.keras").exists() else None,
+        val_ids=split.get("val_ids"),
+    )
     if "sliding_window" in metrics and isinstance(metrics["sliding_window"], Mapping):
         entry["sliding_window_mean"] = metrics["sliding_window"].get("mean")
     if "postprocessing" in metrics:
@@ -78,14 +83,23 @@ def _fold_entry(run_dir: Path, fold: int) -> dict[str, Any]:
 
 def _summary(cfg: TrainConfig, run_dir: Path, folds: int) -> dict[str, Any]:
     per_fold = [_fold_entry(run_dir, k) for k in range(folds)]
-    return {"recipe": cfg.name, "folds": folds, "split_seed": cfg.split.seed,
-            "completed": all(f["completed"] for f in per_fold), "per_fold": per_fold,
-            "predict": "brainseg predict --model " + " ".join(f["run_dir"] for f in per_fold) + " ..."}
+    return {
+        "recipe": cfg.name,
+        "folds": folds,
+        "split_seed": cfg.split.seed,
+        "completed": all(f["completed"] for f in per_fold),
+        "per_fold": per_fold,
+        "predict": "brainseg predict --model " + " ".join(f["run_dir"] for f in per_fold) + " ...",
+    }
 
 
-def train_folds(config_or_path: TrainConfig | str | os.PathLike | Mapping[str, Any], *,
-                run_dir: str | os.PathLike | None = None, folds: int | None = None,
-                resume: bool = True) -> FoldsResult:
+def train_folds(
+    config_or_path: TrainConfig | str | os.PathLike | Mapping[str, Any],
+    *,
+    run_dir: str | os.PathLike | None = None,
+    folds: int | None = None,
+    resume: bool = True,
+) -> FoldsResult:
     """Train folds ``0..K-1`` of the recipe's seeded k-fold split, one after the other.
 
     Args:

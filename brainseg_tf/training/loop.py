@@ -44,7 +44,6 @@ from brainseg_tf.training.distribute import (
     task_identity,
 )
 from brainseg_tf.training.evaluate import final_evaluation
-from brainseg_tf.training.validation import VolumeValidation, select_postprocessing
 from brainseg_tf.training.factories import build_model, compile_model, monitor_name
 from brainseg_tf.training.rundir import (
     RunLock,
@@ -59,6 +58,7 @@ from brainseg_tf.training.rundir import (
     write_json,
 )
 from brainseg_tf.training.split import Split, make_split
+from brainseg_tf.training.validation import VolumeValidation, select_postprocessing
 
 
 @dataclass
@@ -92,9 +92,12 @@ class RunResult:
         return self.run_dir / "final.keras"
 
 
-
-def train(config_or_path: TrainConfig | str | os.PathLike | Mapping[str, Any], *,
-          run_dir: str | os.PathLike | None = None, resume: bool = True) -> RunResult:
+def train(
+    config_or_path: TrainConfig | str | os.PathLike | Mapping[str, Any],
+    *,
+    run_dir: str | os.PathLike | None = None,
+    resume: bool = True,
+) -> RunResult:
     """Train a recipe; re-running the same call after an interruption resumes it.
 
     Args:
@@ -135,8 +138,15 @@ def train(config_or_path: TrainConfig | str | os.PathLike | Mapping[str, Any], *
             with RunLock(work_dir):  # a kill may have hit the finished run's report write
                 remove_stale_temporaries(work_dir)
             event(work_dir, event="already_complete", epochs=done["epochs_completed"])
-            return RunResult(chief_dir, None, history_from_csv(chief_dir / "log.csv"), done,
-                             done["epochs_completed"], done["epochs_completed"], True)
+            return RunResult(
+                chief_dir,
+                None,
+                history_from_csv(chief_dir / "log.csv"),
+                done,
+                done["epochs_completed"],
+                done["epochs_completed"],
+                True,
+            )
 
     if cfg.runtime.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -146,15 +156,25 @@ def train(config_or_path: TrainConfig | str | os.PathLike | Mapping[str, Any], *
     keras.config.set_dtype_policy(policy)
     try:
         with RunLock(work_dir):
-            return _train(cfg, strategy, chief_dir, work_dir, is_chief, saved_split, policy,
-                          multi_worker, task_type, task_index)
+            return _train(
+                cfg, strategy, chief_dir, work_dir, is_chief, saved_split, policy, multi_worker, task_type, task_index
+            )
     finally:
         keras.config.set_dtype_policy(previous_policy)
 
 
-def _train(cfg: TrainConfig, strategy: Any, chief_dir: Path, work_dir: Path, is_chief: bool,
-           saved_split: Split | None, policy: str, multi_worker: bool, task_type: str,
-           task_index: int) -> RunResult:
+def _train(
+    cfg: TrainConfig,
+    strategy: Any,
+    chief_dir: Path,
+    work_dir: Path,
+    is_chief: bool,
+    saved_split: Split | None,
+    policy: str,
+    multi_worker: bool,
+    task_type: str,
+    task_index: int,
+) -> RunResult:
     import keras
 
     t0 = time.monotonic()
@@ -162,7 +182,9 @@ def _train(cfg: TrainConfig, strategy: Any, chief_dir: Path, work_dir: Path, is_
     # Split: reuse the saved one; otherwise compute from the dataset's labelled ids.
     if saved_split is not None:
         split = saved_split
-    elif cfg.split.method == "none" or cfg.pipeline.kind == "custom" and cfg.data.root is None and cfg.data.cache is None:
+    elif (
+        cfg.split.method == "none" or cfg.pipeline.kind == "custom" and cfg.data.root is None and cfg.data.cache is None
+    ):
         split = make_split([], SplitConfig(method="none"))
     else:
         split = make_split(labelled_ids(data_source(cfg), cfg), cfg.split)
@@ -178,19 +200,32 @@ def _train(cfg: TrainConfig, strategy: Any, chief_dir: Path, work_dir: Path, is_
     global_batch = cfg.pipeline.batch_size * replicas
     if is_chief:
         resolved = cfg.to_dict()
-        resolved["resolved_runtime"] = {"dtype_policy": policy, "xla": resolve_xla(cfg.runtime.xla),
-                                        "strategy": strategy_name(strategy), "replicas": replicas,
-                                        "global_batch_size": global_batch}
+        resolved["resolved_runtime"] = {
+            "dtype_policy": policy,
+            "xla": resolve_xla(cfg.runtime.xla),
+            "strategy": strategy_name(strategy),
+            "replicas": replicas,
+            "global_batch_size": global_batch,
+        }
         write_json(work_dir / "config.json", resolved)
         write_json(work_dir / "split.json", split.to_dict())
         card = model_card(cfg, split, source, epochs=initial_epoch)
         card.save(work_dir / CARD_FILE)
         truncate_csv(work_dir / "log.csv", initial_epoch)
-    event(work_dir if is_chief else None, event="resume" if initial_epoch or initial_step else "start",
-           initial_epoch=initial_epoch, initial_step=initial_step, epochs=t.epochs,
-           steps_per_epoch=t.steps_per_epoch, strategy=strategy_name(strategy), replicas=replicas,
-           global_batch=global_batch, policy=policy, train_cases=len(split.train_ids),
-           val_cases=len(split.val_ids))
+    event(
+        work_dir if is_chief else None,
+        event="resume" if initial_epoch or initial_step else "start",
+        initial_epoch=initial_epoch,
+        initial_step=initial_step,
+        epochs=t.epochs,
+        steps_per_epoch=t.steps_per_epoch,
+        strategy=strategy_name(strategy),
+        replicas=replicas,
+        global_batch=global_batch,
+        policy=policy,
+        train_cases=len(split.train_ids),
+        val_cases=len(split.val_ids),
+    )
 
     # The training stream is rebuilt for every epoch from (seed, epoch) (data.train_stream), so a
     # resume at (epoch, step) replays nothing and skips only within the epoch.
@@ -202,8 +237,9 @@ def _train(cfg: TrainConfig, strategy: Any, chief_dir: Path, work_dir: Path, is_
         compile_model(model, cfg, xla=resolve_xla(cfg.runtime.xla))
         val_ds = finish_dataset(val_ds, cfg, n_outputs, multi_worker)
         if multi_worker:
-            compat.prebuild_for_multi_worker(model, _epoch_stream(cfg, split, initial_epoch, initial_step,
-                                                                  global_batch, n_outputs, multi_worker))
+            compat.prebuild_for_multi_worker(
+                model, _epoch_stream(cfg, split, initial_epoch, initial_step, global_batch, n_outputs, multi_worker)
+            )
         resumed_metrics = backup.restore(backup_dir, model, resume) if resume is not None else []
     has_val = val_ds is not None
     volume_ids = _volume_ids(cfg, split)
@@ -212,10 +248,16 @@ def _train(cfg: TrainConfig, strategy: Any, chief_dir: Path, work_dir: Path, is_
     callbacks: list[Any] = [LearningRateLogger()]
     plateau = None
     if cfg.schedule.name == "plateau":
-        plateau_monitor = cfg.schedule.monitor if cfg.schedule.monitor != "auto" else ("val_loss" if has_val else "loss")
+        plateau_monitor = (
+            cfg.schedule.monitor if cfg.schedule.monitor != "auto" else ("val_loss" if has_val else "loss")
+        )
         plateau = keras.callbacks.ReduceLROnPlateau(
-            monitor=plateau_monitor, factor=cfg.schedule.factor, patience=cfg.schedule.patience,
-            min_lr=cfg.schedule.min_lr, verbose=1)
+            monitor=plateau_monitor,
+            factor=cfg.schedule.factor,
+            patience=cfg.schedule.patience,
+            min_lr=cfg.schedule.min_lr,
+            verbose=1,
+        )
         callbacks.append(plateau)
     time_limit = TimeLimit(t.max_minutes) if t.max_minutes else None
     if time_limit is not None:
@@ -224,12 +266,16 @@ def _train(cfg: TrainConfig, strategy: Any, chief_dir: Path, work_dir: Path, is_
     if is_chief:
         if volume_ids:  # after TimeLimit (it validates an epoch that stops the run), before the checkpoint
             callbacks.append(VolumeValidation(cfg, card, volume_ids, cfg.validation.every_epochs, t.epochs))
-        best_cb = BestCheckpoint(work_dir / "best.keras", work_dir / "best.json", monitor,
-                                 skip_missing=bool(volume_ids))
+        best_cb = BestCheckpoint(
+            work_dir / "best.keras", work_dir / "best.json", monitor, skip_missing=bool(volume_ids)
+        )
         callbacks += [best_cb, EpochLog(work_dir / "log.csv")]
         if tensorboard_available():
-            callbacks.append(keras.callbacks.TensorBoard(log_dir=str(work_dir / "tensorboard"), write_graph=False,
-                                                         update_freq="epoch", profile_batch=0))
+            callbacks.append(
+                keras.callbacks.TensorBoard(
+                    log_dir=str(work_dir / "tensorboard"), write_graph=False, update_freq="epoch", profile_batch=0
+                )
+            )
         elif initial_epoch == 0 and initial_step == 0:
             event(work_dir, event="note", tensorboard="not installed; pip install tensorboard for RUN_DIR/tensorboard")
     verbose = t.verbose
@@ -238,9 +284,13 @@ def _train(cfg: TrainConfig, strategy: Any, chief_dir: Path, work_dir: Path, is_
     if verbose:
         callbacks.append(EpochProgbar(t.epochs))
     # Last, so an epoch counts as completed only once its row, best model and LR are written.
-    resume_cb = backup.ResumeBackup(backup_dir, t.steps_per_epoch, t.checkpoint_every_steps,
-                                    states=lambda: _callback_states(plateau, best_cb),
-                                    restore_states=lambda s: _restore_callback_states(s, plateau, best_cb))
+    resume_cb = backup.ResumeBackup(
+        backup_dir,
+        t.steps_per_epoch,
+        t.checkpoint_every_steps,
+        states=lambda: _callback_states(plateau, best_cb),
+        restore_states=lambda s: _restore_callback_states(s, plateau, best_cb),
+    )
     if resume is not None and resume.format:
         resume_cb.carried = resume.callbacks
     callbacks.append(resume_cb)
@@ -254,8 +304,9 @@ def _train(cfg: TrainConfig, strategy: Any, chief_dir: Path, work_dir: Path, is_
         train_ds = _epoch_stream(cfg, split, epoch, step, global_batch, n_outputs, multi_worker)
         resume_cb.start_epoch(epoch, step, epoch_seed(t.seed, epoch), resumed_metrics if step else None)
         with compat.multi_worker_log_reduction() if multi_worker else contextlib.nullcontext():
-            model.fit(train_ds, initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=t.steps_per_epoch - step,
-                      **fit_kwargs)
+            model.fit(
+                train_ds, initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=t.steps_per_epoch - step, **fit_kwargs
+            )
         # Release each input pipeline at once: an HDF5-backed tf.data iterator left alive can
         # hang the interpreter at exit (docs: feasibility notes).
         del train_ds
@@ -292,8 +343,10 @@ def _train(cfg: TrainConfig, strategy: Any, chief_dir: Path, work_dir: Path, is_
         "wall_time_s_this_session": round(wall, 2),
         "wall_time_s_total": round(wall + float(previous.get("wall_time_s_total", 0.0)), 2),
         "monitor": monitor,
-        "best": {"value": best_cb.best if best_cb and math.isfinite(best_cb.best) else None,
-                 "epoch": best_cb.best_epoch if best_cb else None},
+        "best": {
+            "value": best_cb.best if best_cb and math.isfinite(best_cb.best) else None,
+            "epoch": best_cb.best_epoch if best_cb else None,
+        },
         "last_epoch": last,
     }
     # The card first: the postprocessing selection then records its rules in it.
@@ -303,11 +356,15 @@ def _train(cfg: TrainConfig, strategy: Any, chief_dir: Path, work_dir: Path, is_
     if cfg.validation.final_sliding_window and split.val_ids and cfg.pipeline.kind != "custom":
         metrics["sliding_window"] = final_evaluation(cfg, split, work_dir)
     write_json(work_dir / "metrics.json", metrics)
-    event(work_dir, event="end", epochs_completed=epochs_completed, completed=metrics["completed"],
-           wall_s=round(wall, 1), best=metrics["best"])
+    event(
+        work_dir,
+        event="end",
+        epochs_completed=epochs_completed,
+        completed=metrics["completed"],
+        wall_s=round(wall, 1),
+        best=metrics["best"],
+    )
     return RunResult(chief_dir, model, history, metrics, initial_epoch, epochs_completed, True)
-
-
 
 
 def _volume_ids(cfg: TrainConfig, split: Split) -> list[str]:
@@ -328,8 +385,9 @@ def _selects_postprocessing(cfg: TrainConfig, split: Split) -> bool:
     return bool(choice) and possible
 
 
-def _epoch_stream(cfg: TrainConfig, split: Split, epoch: int, step: int, global_batch: int, n_outputs: int,
-                  shard: bool) -> Any:
+def _epoch_stream(
+    cfg: TrainConfig, split: Split, epoch: int, step: int, global_batch: int, n_outputs: int, shard: bool
+) -> Any:
     """Epoch ``epoch``'s training stream from step ``step``, with the model's targets."""
     ds = training_data.train_stream(cfg, split, epoch=epoch, step=step, global_batch=global_batch)
     return finish_dataset(ds, cfg, n_outputs, shard)

@@ -21,11 +21,27 @@ from brainseg_tf.training.split import Split, split_from_dict
 
 # Keys that may change between a run and its resumption; anything else changing is refused.
 RESUMABLE_CHANGES = (
-    "name", "description", "data.synthetic", "data.build_cache", "data.cache_dtype", "training.epochs",
-    "training.verbose", "training.max_minutes", "training.checkpoint_every_steps", "runtime", "validation.final_sliding_window",
-    "validation.overlap", "validation.window", "validation.max_window_voxels", "validation.min_window",
-    "data.root", "data.cache", "validation.select_postprocessing", "training.all_folds",
+    "name",
+    "description",
+    "data.synthetic",
+    "data.build_cache",
+    "data.cache_dtype",
+    "training.epochs",
+    "training.verbose",
+    "training.max_minutes",
+    "training.checkpoint_every_steps",
+    "runtime",
+    "validation.final_sliding_window",
+    "validation.overlap",
+    "validation.window",
+    "validation.max_window_voxels",
+    "validation.min_window",
+    "data.root",
+    "data.cache",
+    "validation.select_postprocessing",
+    "training.all_folds",
 )
+
 
 def write_json(path: Path, obj: Any) -> None:
     """Write ``obj`` to ``path`` atomically (:func:`brainseg_tf.atomic.write_json`)."""
@@ -85,8 +101,9 @@ def _label_convention(cfg: TrainConfig, root: Path | None) -> str | None:
         return None
 
 
-def model_card(cfg: TrainConfig, split: Split, source: Path | None, *, epochs: int | None = None,
-               checkpoint: str | None = None) -> ModelCard:
+def model_card(
+    cfg: TrainConfig, split: Split, source: Path | None, *, epochs: int | None = None, checkpoint: str | None = None
+) -> ModelCard:
     """The run's :class:`~brainseg_tf.card.ModelCard` (``RUN_DIR/brainseg_model.json``).
 
     Training from a cache, the preprocessing is the cache's and the data folder the one it was
@@ -103,20 +120,37 @@ def model_card(cfg: TrainConfig, split: Split, source: Path | None, *, epochs: i
             root = Path(cache.source) if cache.source else root
     head = cfg.head
     return ModelCard(
-        modalities=list(cfg.data.modalities), head=head,
+        modalities=list(cfg.data.modalities),
+        head=head,
         region=cfg.pipeline.region.upper() if head == "region" else None,
-        spatial_dims=cfg.spatial_dims, logits=cfg.logits, roi=[int(s) for s in cfg.pipeline.patch_size],
-        model=cfg.model.name, options=dict(cfg.model.options), preprocessing=_preprocessing(cfg, cache_params),
-        inference=Inference(window=cfg.validation.window, overlap=float(cfg.validation.overlap),
-                            max_window_voxels=int(cfg.validation.max_window_voxels),
-                            min_window=None if cfg.validation.min_window is None else list(cfg.validation.min_window),
-                            divisor=list(cfg.divisor)),
+        spatial_dims=cfg.spatial_dims,
+        logits=cfg.logits,
+        roi=[int(s) for s in cfg.pipeline.patch_size],
+        model=cfg.model.name,
+        options=dict(cfg.model.options),
+        preprocessing=_preprocessing(cfg, cache_params),
+        inference=Inference(
+            window=cfg.validation.window,
+            overlap=float(cfg.validation.overlap),
+            max_window_voxels=int(cfg.validation.max_window_voxels),
+            min_window=None if cfg.validation.min_window is None else list(cfg.validation.min_window),
+            divisor=list(cfg.divisor),
+        ),
         label_convention=_label_convention(cfg, root),
         provenance=provenance(
-            recipe=cfg.name, recipe_file=cfg.source, data=None if source is None else str(source),
-            split={"method": split.method, "fold": split.fold, "folds": split.folds,
-                   "train_cases": len(split.train_ids), "val_ids": list(split.val_ids)},
-            epochs=epochs, checkpoint=checkpoint),
+            recipe=cfg.name,
+            recipe_file=cfg.source,
+            data=None if source is None else str(source),
+            split={
+                "method": split.method,
+                "fold": split.fold,
+                "folds": split.folds,
+                "train_cases": len(split.train_ids),
+                "val_ids": list(split.val_ids),
+            },
+            epochs=epochs,
+            checkpoint=checkpoint,
+        ),
     )
 
 
@@ -192,8 +226,18 @@ def backup_epoch(backup_dir: Path) -> int:
 #: Run-directory artefacts whose hidden temporaries (``.NAME.*.tmp*``, and ``.NAME.*.old`` for
 #: folders, :mod:`brainseg_tf.atomic`) a killed trainer or report writer may leave behind. The
 #: backup is not listed: its ``.old`` is the previous backup, which resuming restores.
-ARTEFACTS = ("best.keras", "final.keras", "best.json", "metrics.json", "config.json", "split.json",
-             "log.csv", "brainseg_model.json", "report.md", "figures")
+ARTEFACTS = (
+    "best.keras",
+    "final.keras",
+    "best.json",
+    "metrics.json",
+    "config.json",
+    "split.json",
+    "log.csv",
+    "brainseg_model.json",
+    "report.md",
+    "figures",
+)
 
 
 def remove_stale_temporaries(run_dir: Path) -> list[Path]:
@@ -202,8 +246,9 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
     weights do not fit in memory (Keras 3 ``saving_lib``). Returns them. Call it only while
     holding the run lock (no other writer can own them)."""
     run_dir = Path(run_dir)
-    candidates = [p for name in ARTEFACTS for pattern in (f".{name}.*.tmp*", f".{name}.*.old")
-                  for p in run_dir.glob(pattern)]
+    candidates = [
+        p for name in ARTEFACTS for pattern in (f".{name}.*.tmp*", f".{name}.*.old") for p in run_dir.glob(pattern)
+    ]
     candidates += [p for p in run_dir.glob("tmp*") if re.fullmatch(r"tmp[a-z0-9_]{8}", p.name)]
     removed = []
     for tmp in candidates:
@@ -272,7 +317,7 @@ class RunLock:
         self.path = Path(run_dir) / ".lock"
         self._fh: Any = None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         import fcntl
         import os
 
@@ -284,8 +329,10 @@ class RunLock:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
             fh.close()
-            raise FileExistsError(f"run directory {self.path.parent} is in use by a trainer (pid {holder}); "
-                               "wait for it to finish or use another run directory") from None
+            raise FileExistsError(
+                f"run directory {self.path.parent} is in use by a trainer (pid {holder}); "
+                "wait for it to finish or use another run directory"
+            ) from None
         fh.seek(0)
         fh.truncate()
         fh.write(str(os.getpid()))

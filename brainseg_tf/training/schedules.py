@@ -29,8 +29,16 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         min_lr: floor. Defaults to 0.
     """
 
-    def __init__(self, peak: float, total_steps: int, warmup_steps: int = 0, warmup_start: float = 0.0,
-                 decay: str = "poly", power: float = 0.9, min_lr: float = 0.0):
+    def __init__(
+        self,
+        peak: float,
+        total_steps: int,
+        warmup_steps: int = 0,
+        warmup_start: float = 0.0,
+        decay: str = "poly",
+        power: float = 0.9,
+        min_lr: float = 0.0,
+    ):
         if decay not in ("constant", "poly", "cosine"):
             raise ValueError(f"decay={decay!r} must be 'constant', 'poly' or 'cosine'")
         self.peak = float(peak)
@@ -59,6 +67,11 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self) -> dict[str, Any]:
         return {
-            "peak": self.peak, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
-            "warmup_start": self.warmup_start, "decay": self.decay, "power": self.power, "min_lr": self.min_lr,
+            "peak": self.peak,
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+            "warmup_start": self.warmup_start,
+            "decay": self.decay,
+            "power": self.power,
+            "min_lr": self.min_lr,
         }

@@ -13,7 +13,7 @@ from typing import Any
 from brainseg_tf.training.config import SplitConfig, _bad
 
 
-def load_split(run_dir: str | os.PathLike) -> "Split":
+def load_split(run_dir: str | os.PathLike) -> Split:
     """The train/validation split saved in ``RUN_DIR/split.json``."""
     path = Path(run_dir) / "split.json"
     if not path.is_file():
@@ -67,8 +67,6 @@ def make_split(case_ids: Sequence[str], config: SplitConfig) -> Split:
     val = sorted(ids[i] for i in folds[config.fold])
     train = sorted(i for i in ids if i not in set(val))
     return Split(train_ids=train, val_ids=val, method="kfold", folds=config.folds, fold=config.fold, seed=config.seed)
-
-
 
 
 def split_from_dict(data: Any, source: str | os.PathLike | None = None) -> Split:

@@ -26,8 +26,15 @@ from brainseg_tf.conventions import REGION_LABELS, REGIONS
 from brainseg_tf.training.config import TrainConfig
 from brainseg_tf.training.data import resolve_path
 
-__all__ = ["RAW", "VolumeValidation", "case_regions", "predict_cases", "region_dice", "select_postprocessing",
-           "volume_keys"]
+__all__ = [
+    "RAW",
+    "VolumeValidation",
+    "case_regions",
+    "predict_cases",
+    "region_dice",
+    "select_postprocessing",
+    "volume_keys",
+]
 
 # Postprocessing off: what the selection starts from.
 RAW: dict[str, Any] = {"et_min_voxels": 0, "min_component_voxels": 0, "largest_component": ()}
@@ -59,8 +66,9 @@ def _dataset(cfg: TrainConfig) -> Any:
     return open_dataset(root, layout=cfg.data.layout)
 
 
-def predict_cases(predictor: Any, cfg: TrainConfig, case_ids: Sequence[str], *, overlap: float,
-                  **postprocessing: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], float]:
+def predict_cases(
+    predictor: Any, cfg: TrainConfig, case_ids: Sequence[str], *, overlap: float, **postprocessing: Any
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], float]:
     """Predict whole cases: ``(predictions, references, median voxel volume mm^3)``, label maps by
     case id on the native grid. ``postprocessing`` overrides the card's (e.g. :data:`RAW`)."""
     from brainseg_tf import inference
@@ -123,9 +131,12 @@ class VolumeValidation(keras.callbacks.Callback):
         self.seconds.append(time.monotonic() - t0)
         if not all(math.isfinite(v) for v in out.values()):  # cannot happen with the empty-mask rule
             raise FloatingPointError(f"volume validation gave non-finite scores {out}")
-        print(f"[brainseg train] volume validation ({len(self.case_ids)} cases, overlap "
-              f"{self.cfg.validation.overlap:g}, {self.seconds[-1]:.1f} s): "
-              + " ".join(f"{k.removeprefix('val_volume_')}={v:.4f}" for k, v in out.items()), flush=True)
+        print(
+            f"[brainseg train] volume validation ({len(self.case_ids)} cases, overlap "
+            f"{self.cfg.validation.overlap:g}, {self.seconds[-1]:.1f} s): "
+            + " ".join(f"{k.removeprefix('val_volume_')}={v:.4f}" for k, v in out.items()),
+            flush=True,
+        )
         return out
 
     def on_epoch_end(self, epoch: int, logs=None):
@@ -151,7 +162,13 @@ def select_postprocessing(cfg: TrainConfig, split: Any, run_dir: Path) -> dict[s
     selection = postprocessing.select(preds, refs, voxel_volume=voxel_volume, regions=case_regions(cfg))
     print("[brainseg train] " + selection.format().replace("\n", "\n[brainseg train] "), flush=True)
     card = postprocessing.record(selection, run_dir)
-    return {"model": Path(predictor.source or "").name, "chosen": [r.describe() for r in selection.rules],
-            "postprocessing": dataclasses.asdict(card.postprocessing),
-            "baseline": selection.baseline, "final": selection.final, "cases": len(preds),
-            "file": postprocessing.SELECTION_FILE, "seconds": round(time.monotonic() - t0, 1)}
+    return {
+        "model": Path(predictor.source or "").name,
+        "chosen": [r.describe() for r in selection.rules],
+        "postprocessing": dataclasses.asdict(card.postprocessing),
+        "baseline": selection.baseline,
+        "final": selection.final,
+        "cases": len(preds),
+        "file": postprocessing.SELECTION_FILE,
+        "seconds": round(time.monotonic() - t0, 1),
+    }

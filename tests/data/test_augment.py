@@ -41,26 +41,40 @@ def _read_label(img: tf.Tensor) -> np.ndarray:
     return np.clip(np.round((img.numpy()[..., 0] - 0.5) / 10.0), 0, 3).astype(np.uint8)
 
 
-ALL_ON = dict(rotation_prob=1.0, scaling_prob=1.0, elastic_prob=1.0, rot90_prob=1.0,
-              flip_prob=1.0, noise_prob=1.0, blur_prob=1.0, intensity_scale_prob=1.0,
-              intensity_shift_prob=1.0, contrast_prob=1.0, low_res_prob=1.0, gamma_prob=1.0,
-              gamma_inverted_prob=1.0)
+ALL_ON = dict(
+    rotation_prob=1.0,
+    scaling_prob=1.0,
+    elastic_prob=1.0,
+    rot90_prob=1.0,
+    flip_prob=1.0,
+    noise_prob=1.0,
+    blur_prob=1.0,
+    intensity_scale_prob=1.0,
+    intensity_shift_prob=1.0,
+    contrast_prob=1.0,
+    low_res_prob=1.0,
+    gamma_prob=1.0,
+    gamma_inverted_prob=1.0,
+)
 
 
 # ------------------------------------------------------------------------------ alignment
 
 
-@pytest.mark.parametrize("op", [
-    lambda i, l, s: A.random_flip(i, l, s, 1.0),
-    lambda i, l, s: A.random_rot90(i, l, s, 1.0),
-    lambda i, l, s: A.random_affine(i, l, s, 1.0, 30.0, 1.0, (0.7, 1.4),
-                                    image_interpolation="nearest"),
-    lambda i, l, s: A.elastic(i, l, s, 1.0, (2.0, 3.0), 8, image_interpolation="nearest"),
-    lambda i, l, s: A.random_spatial(i, l, s, 1.0, 30.0, 1.0, (0.7, 1.4), 1.0, (2.0, 3.0), 8,
-                                     image_interpolation="nearest"),
-    lambda i, l, s: A.random_affine(i, l, s, 0.0, 30.0, 1.0, (0.7, 1.4),
-                                    image_interpolation="nearest"),
-], ids=["flip", "rot90", "affine", "elastic", "affine+elastic", "zoom"])
+@pytest.mark.parametrize(
+    "op",
+    [
+        lambda i, lab, s: A.random_flip(i, lab, s, 1.0),
+        lambda i, lab, s: A.random_rot90(i, lab, s, 1.0),
+        lambda i, lab, s: A.random_affine(i, lab, s, 1.0, 30.0, 1.0, (0.7, 1.4), image_interpolation="nearest"),
+        lambda i, lab, s: A.elastic(i, lab, s, 1.0, (2.0, 3.0), 8, image_interpolation="nearest"),
+        lambda i, lab, s: A.random_spatial(
+            i, lab, s, 1.0, 30.0, 1.0, (0.7, 1.4), 1.0, (2.0, 3.0), 8, image_interpolation="nearest"
+        ),
+        lambda i, lab, s: A.random_affine(i, lab, s, 0.0, 30.0, 1.0, (0.7, 1.4), image_interpolation="nearest"),
+    ],
+    ids=["flip", "rot90", "affine", "elastic", "affine+elastic", "zoom"],
+)
 @pytest.mark.parametrize("shape", [(24, 24, 16), (20, 20)], ids=["3d", "2d"])
 def test_spatial_ops_keep_label_exactly_aligned_with_nearest_image(op, shape):
     img, lab = _pair(shape)
@@ -89,16 +103,14 @@ def test_rot90_square_plane_and_180_for_rectangular():
 @pytest.mark.parametrize("elastic_prob", [0.0, 1.0], ids=["affine_planes", "warp_gather"])
 def test_linear_image_stays_aligned_with_nearest_label(elastic_prob):
     img, lab = _pair((32, 32, 24))
-    out_img, out_lab = A.random_spatial(img, lab, SEED, 1.0, 30.0, 1.0, (0.7, 1.4), elastic_prob,
-                                        (1.0, 2.0), 8)
+    out_img, out_lab = A.random_spatial(img, lab, SEED, 1.0, 30.0, 1.0, (0.7, 1.4), elastic_prob, (1.0, 2.0), 8)
     read, out = _read_label(out_img), out_lab.numpy()
     assert (read == out).mean() > 0.85
     # Mismatches only within 2 voxels of a label boundary of the output (linear interpolation
     # across a 0 -> 20 step passes through 10, and zoom stretches that band) or of the volume
     # edge (where the image blends with the zero fill outside).
     edged = np.pad(out, 2, constant_values=255)
-    boundary = (ndimage.maximum_filter(edged, size=5)
-                != ndimage.minimum_filter(edged, size=5))[2:-2, 2:-2, 2:-2]
+    boundary = (ndimage.maximum_filter(edged, size=5) != ndimage.minimum_filter(edged, size=5))[2:-2, 2:-2, 2:-2]
     assert np.all(boundary[read != out])
 
 
@@ -121,16 +133,14 @@ def test_zoom_by_resize_matches_general_affine(zoom, shape):
     np.testing.assert_allclose(fast_img.numpy()[inside], ref_img.numpy()[inside], atol=1e-4)
 
 
-@pytest.mark.parametrize("angles,zoom", [((0.4, -0.45, 0.5), 1.3), ((-0.5, 0.3, 0.2), 0.75),
-                                         ((0.35, 0.05, -0.2), 1.0)])
+@pytest.mark.parametrize("angles,zoom", [((0.4, -0.45, 0.5), 1.3), ((-0.5, 0.3, 0.2), 0.75), ((0.35, 0.05, -0.2), 1.0)])
 def test_plane_passes_realise_the_coordinate_map(angles, zoom):
     """The fast rotation route (three 2-D passes) samples at ``c + M (p - c)``, the map the
     gather route (used with elastic) samples at. An image whose channels are the x, y, z
     ramps is transformed exactly by linear interpolation, so it must read back the map; only
     voxels whose path leaves the grid in an intermediate pass may differ (a few %)."""
     shape = (40, 40, 32)
-    grid = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float32) for n in shape],
-                                indexing="ij"), -1)
+    grid = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float32) for n in shape], indexing="ij"), -1)
     blocks, matrix = A._affine_blocks(tf.constant(angles), tf.constant(zoom), 3)
     out, _ = A._affine_by_planes(tf.constant(grid), None, blocks, "linear")
     centre = (np.array(shape) - 1) / 2.0
@@ -144,8 +154,7 @@ def test_plane_passes_realise_the_coordinate_map(angles, zoom):
 def test_one_hot_float_label_moves_with_image():
     img, lab = _pair((24, 24, 16))
     one_hot = tf.one_hot(lab, 4, dtype=tf.float32)
-    out_img, out_lab = A.random_affine(img, one_hot, SEED, 1.0, 30.0, 1.0,
-                                       image_interpolation="nearest")
+    out_img, out_lab = A.random_affine(img, one_hot, SEED, 1.0, 30.0, 1.0, image_interpolation="nearest")
     assert out_lab.shape == one_hot.shape and out_lab.dtype == tf.float32
     np.testing.assert_array_equal(np.argmax(out_lab.numpy(), -1), _read_label(out_img))
 
@@ -177,16 +186,15 @@ def test_dataset_map_graph_mode_and_static_shapes():
     img, lab = _pair((24, 24, 16))
     fn = augment_fn(AugmentConfig(**ALL_ON))
     ds = tf.data.Dataset.from_tensors((img, lab)).repeat(2).enumerate()
-    ds = ds.map(lambda i, x: fn(x[0], x[1], tf.stack([i, i + 1])),
-                num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda i, x: fn(x[0], x[1], tf.stack([i, i + 1])), num_parallel_calls=tf.data.AUTOTUNE)
     assert ds.element_spec[0].shape == img.shape and ds.element_spec[1].shape == lab.shape
     assert ds.element_spec[1].dtype == tf.uint8
-    outs = [x for x in ds]
+    outs = list(ds)
     assert len(outs) == 2 and not np.array_equal(outs[0][0].numpy(), outs[1][0].numpy())
     for cfg in (AugmentConfig(**ALL_ON), AugmentConfig(), AugmentConfig(elastic_prob=0.5)):
         concrete = tf.function(augment_fn(cfg)).get_concrete_function(
-            tf.TensorSpec(img.shape, tf.float32), tf.TensorSpec(lab.shape, tf.uint8),
-            tf.TensorSpec([2], tf.int32))
+            tf.TensorSpec(img.shape, tf.float32), tf.TensorSpec(lab.shape, tf.uint8), tf.TensorSpec([2], tf.int32)
+        )
         assert concrete.structured_outputs[0].shape == img.shape
         assert concrete.structured_outputs[1].shape == lab.shape
 
@@ -194,15 +202,19 @@ def test_dataset_map_graph_mode_and_static_shapes():
 # ------------------------------------------------------------------------------ intensity
 
 
-@pytest.mark.parametrize("op", [
-    lambda i, s: A.intensity_scale_shift(i, s, 1.0, (0.75, 1.25), 1.0, 0.2),
-    lambda i, s: A.contrast(i, s, 1.0),
-    lambda i, s: A.gamma(i, s, 1.0),
-    lambda i, s: A.gamma(i, s, 1.0, invert=True),
-    lambda i, s: A.gaussian_noise(i, s, 1.0, (0.05, 0.1)),
-    lambda i, s: A.gaussian_blur(i, s, 1.0, channel_prob=1.0),
-    lambda i, s: A.low_resolution(i, s, 1.0, (0.5, 0.6), channel_prob=1.0),
-], ids=["scale_shift", "contrast", "gamma", "gamma_inv", "noise", "blur", "low_res"])
+@pytest.mark.parametrize(
+    "op",
+    [
+        lambda i, s: A.intensity_scale_shift(i, s, 1.0, (0.75, 1.25), 1.0, 0.2),
+        lambda i, s: A.contrast(i, s, 1.0),
+        lambda i, s: A.gamma(i, s, 1.0),
+        lambda i, s: A.gamma(i, s, 1.0, invert=True),
+        lambda i, s: A.gaussian_noise(i, s, 1.0, (0.05, 0.1)),
+        lambda i, s: A.gaussian_blur(i, s, 1.0, channel_prob=1.0),
+        lambda i, s: A.low_resolution(i, s, 1.0, (0.5, 0.6), channel_prob=1.0),
+    ],
+    ids=["scale_shift", "contrast", "gamma", "gamma_inv", "noise", "blur", "low_res"],
+)
 def test_intensity_ops_change_image_only(op):
     img, lab = _pair((24, 24, 16))
     fn = augment_fn(AugmentConfig.none())
@@ -215,8 +227,16 @@ def test_intensity_ops_change_image_only(op):
 
 def test_full_pipeline_intensity_only_leaves_label_untouched():
     img, lab = _pair((24, 24, 16))
-    cfg = AugmentConfig(**{**ALL_ON, "rotation_prob": 0.0, "scaling_prob": 0.0,
-                           "elastic_prob": 0.0, "rot90_prob": 0.0, "flip_prob": 0.0})
+    cfg = AugmentConfig(
+        **{
+            **ALL_ON,
+            "rotation_prob": 0.0,
+            "scaling_prob": 0.0,
+            "elastic_prob": 0.0,
+            "rot90_prob": 0.0,
+            "flip_prob": 0.0,
+        }
+    )
     out_img, out_lab = augment_fn(cfg)(img, lab, SEED)
     np.testing.assert_array_equal(out_lab.numpy(), lab.numpy())
     assert not np.allclose(out_img.numpy(), img.numpy())
@@ -241,8 +261,7 @@ def test_gamma_matches_reference_formula_without_stats():
     x = np.random.default_rng(3).normal(size=(8, 8, 8, 2)).astype(np.float32)
     seed = tf.constant([4, 4])
     for invert in (False, True):
-        y = A.gamma(tf.constant(x), seed, 1.0, (0.7, 1.5), invert=invert,
-                    retain_stats=False).numpy()
+        y = A.gamma(tf.constant(x), seed, 1.0, (0.7, 1.5), invert=invert, retain_stats=False).numpy()
         g = A._bg_sample(A._seeds(seed, 2)[1], [1, 1, 1, 2], (0.7, 1.5)).numpy()
         v = -x if invert else x
         lo, hi = v.min(axis=(0, 1, 2)), v.max(axis=(0, 1, 2))
@@ -283,8 +302,7 @@ def test_light_config_only_flips_and_intensity():
     cfg = AugmentConfig.light()
     assert cfg.rotation_prob == cfg.scaling_prob == cfg.elastic_prob == cfg.blur_prob == 0.0
     fn = augment_fn(cfg)
-    flips = [np.flip(lab.numpy(), axes) for axes in
-             [(), (0,), (1,), (2,), (0, 1), (0, 2), (1, 2), (0, 1, 2)]]
+    flips = [np.flip(lab.numpy(), axes) for axes in [(), (0,), (1,), (2,), (0, 1), (0, 2), (1, 2), (0, 1, 2)]]
     for k in range(4):
         _, out_lab = fn(img, lab, tf.constant([k, 2]))
         assert any(np.array_equal(out_lab.numpy(), f) for f in flips)
@@ -299,12 +317,22 @@ def test_config_roundtrip_json_and_defaults():
     assert AugmentConfig.from_dict({"flip_prob": 0.2}).flip_prob == 0.2
 
 
-@pytest.mark.parametrize("field,value", [
-    ("flip_prob", 1.5), ("rotation_prob", -0.1), ("scaling_range", (1.4, 0.7)),
-    ("scaling_range", (0.0, 1.0)), ("flip_axes", (0, 3)), ("elastic_grid_spacing", 1),
-    ("low_res_zoom_range", (0.5, 1.5)), ("gamma_range", (0.0, 1.5)), ("noise_std_range", (0.1,)),
-    ("rotation_max_deg", 200.0), ("intensity_shift_std", -1.0),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("flip_prob", 1.5),
+        ("rotation_prob", -0.1),
+        ("scaling_range", (1.4, 0.7)),
+        ("scaling_range", (0.0, 1.0)),
+        ("flip_axes", (0, 3)),
+        ("elastic_grid_spacing", 1),
+        ("low_res_zoom_range", (0.5, 1.5)),
+        ("gamma_range", (0.0, 1.5)),
+        ("noise_std_range", (0.1,)),
+        ("rotation_max_deg", 200.0),
+        ("intensity_shift_std", -1.0),
+    ],
+)
 def test_validation_names_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         AugmentConfig(**{field: value}).validate()

@@ -28,8 +28,10 @@ def write_toy_dataset(root: Path, n: int = 3, shape=(48, 44, 36), seed: int = 0)
     g = np.stack(np.meshgrid(*[np.linspace(-1, 1, s) for s in shape], indexing="ij"), -1)
     for i in range(n):
         brain = (((g - rng.uniform(-0.1, 0.1, 3)) / [0.75, 0.8, 0.7]) ** 2).sum(-1) < 1
-        images = {m: np.where(brain, rng.normal(300 + 100 * k, 40, shape), 0).astype(np.int16)
-                  for k, m in enumerate(MODALITIES)}
+        images = {
+            m: np.where(brain, rng.normal(300 + 100 * k, 40, shape), 0).astype(np.int16)
+            for k, m in enumerate(MODALITIES)
+        }
         d = np.sqrt(((g - rng.uniform(-0.3, 0.3, 3)) ** 2).sum(-1))
         label = np.zeros(shape, np.uint8)
         if i != 2:
@@ -71,10 +73,10 @@ def test_read_patch_padding_and_channels(toy_root, tmp_path):
     img, lab = np.asarray(cache.image(cid)), np.asarray(cache.label(cid))
     p, pl = cache.read_patch(cid, (-5, 2, 3), (16, 8, 500), channels=[2, 0])
     assert p.shape == (16, 8, 500, 2) and p.dtype == np.float32 and pl.shape == (16, 8, 500)
-    np.testing.assert_array_equal(p[5:, :, :img.shape[2] - 3, 0], img[:11, 2:10, 3:, 2])
-    np.testing.assert_array_equal(p[5:, :, :img.shape[2] - 3, 1], img[:11, 2:10, 3:, 0])
-    assert np.all(p[:5] == 0) and np.all(pl[:5] == 0) and np.all(p[:, :, img.shape[2] - 3:] == 0)
-    np.testing.assert_array_equal(pl[5:, :, :img.shape[2] - 3], lab[:11, 2:10, 3:])
+    np.testing.assert_array_equal(p[5:, :, : img.shape[2] - 3, 0], img[:11, 2:10, 3:, 2])
+    np.testing.assert_array_equal(p[5:, :, : img.shape[2] - 3, 1], img[:11, 2:10, 3:, 0])
+    assert np.all(p[:5] == 0) and np.all(pl[:5] == 0) and np.all(p[:, :, img.shape[2] - 3 :] == 0)
+    np.testing.assert_array_equal(pl[5:, :, : img.shape[2] - 3], lab[:11, 2:10, 3:])
     # entirely outside: all zeros
     q, ql = cache.read_patch(cid, (1000, 0, 0), (4, 4, 4))
     assert not q.any() and not ql.any()
@@ -82,8 +84,9 @@ def test_read_patch_padding_and_channels(toy_root, tmp_path):
 
 def test_chunked_cache_and_float16(toy_root, tmp_path):
     c32 = open_cache(build_cache(toy_root, tmp_path / "a.h5", progress=False, max_cases=1))
-    ch = open_cache(build_cache(toy_root, tmp_path / "b.h5", progress=False, max_cases=1, chunks=(16, 16, 16),
-                                dtype="float16"))
+    ch = open_cache(
+        build_cache(toy_root, tmp_path / "b.h5", progress=False, max_cases=1, chunks=(16, 16, 16), dtype="float16")
+    )
     assert not ch.contiguous
     cid = c32.case_ids[0]
     a, _ = c32.read_patch(cid, (3, 4, 5), (20, 20, 20))
@@ -146,7 +149,7 @@ def test_touched_source_is_not_stale_changed_content_is(toy_root, tmp_path):
     # same size, same mtime, other content (the gzip trailer's CRC changes with any voxel)
     other = next((root / "BraTS2021_00001").glob("*flair*")).read_bytes()
     data = flair.read_bytes()
-    _rewrite_keeping_size_and_mtime(flair, (other + data)[:len(data)])
+    _rewrite_keeping_size_and_mtime(flair, (other + data)[: len(data)])
     with pytest.raises(StaleCacheError, match=r"stale cache, the content of 1 source file.*flair"):
         open_cache(out)
     mtime = out.stat().st_mtime_ns

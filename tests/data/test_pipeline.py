@@ -48,7 +48,7 @@ def test_sampler_foreground_rate_is_exact(fraction):
     assert abs(flags.mean() - fraction) <= 0.05
     # within one draw of n*f over any window
     for start in (0, 17, 101):
-        assert abs(flags[start:start + 30].sum() - 30 * fraction) <= 1
+        assert abs(flags[start : start + 30].sum() - 30 * fraction) <= 1
 
 
 def test_sampler_class_share_uniform_among_present_classes():
@@ -65,15 +65,23 @@ def test_sampler_class_share_uniform_among_present_classes():
     # uniform draws stay inside the brain box when the patch fits
     for d in draws:
         if d.fg_class < 0:
-            assert all(0 <= a and a + 16 <= 40 for a in d.start)
+            assert all(a >= 0 and a + 16 <= 40 for a in d.start)
     # a case without tumour falls back to uniform draws
     assert all(s.draw(i, 0, (40, 40, 40), box, {}).fg_class == -1 for i in range(10))
 
 
 def test_patch_stream_foreground_rate_and_centre_class(toy):
     _, h5 = toy
-    ds = patch_dataset(h5, patch_size=(16, 16, 16), batch_size=10, target="labels", augment=None, with_info=True,
-                       case_ids=["BraTS2021_00000", "BraTS2021_00001"], seed=5)
+    ds = patch_dataset(
+        h5,
+        patch_size=(16, 16, 16),
+        batch_size=10,
+        target="labels",
+        augment=None,
+        with_info=True,
+        case_ids=["BraTS2021_00000", "BraTS2021_00001"],
+        seed=5,
+    )
     fg, et, total = 0, 0, 0
     for _, lab, info in take(ds, 30):
         lab, cls = lab.numpy(), info["fg_class"].numpy()
@@ -93,8 +101,16 @@ def test_patch_stream_foreground_rate_and_centre_class(toy):
 def test_static_shapes_targets_and_weights(toy):
     root, h5 = toy
     for src in (h5, root):
-        ds = patch_dataset(src, patch_size=(24, 20, 16), batch_size=2, modalities=("t1ce", "flair"),
-                           target="regions", sample_weights=[0.5, 1, 1, 2], augment="light", patches_per_case=2)
+        ds = patch_dataset(
+            src,
+            patch_size=(24, 20, 16),
+            batch_size=2,
+            modalities=("t1ce", "flair"),
+            target="regions",
+            sample_weights=[0.5, 1, 1, 2],
+            augment="light",
+            patches_per_case=2,
+        )
         assert fully_static(ds.element_spec)
         x, y, w = take(ds, 1)[0]
         assert x.shape == (2, 24, 20, 16, 2) and y.shape == (2, 24, 20, 16, 3) and w.shape == (2, 24, 20, 16)
@@ -114,8 +130,15 @@ def test_static_shapes_targets_and_weights(toy):
 def test_cache_patch_matches_source_arrays(toy):
     _, h5 = toy
     cache = open_cache(h5)
-    ds = patch_dataset(cache, patch_size=(16, 16, 16), batch_size=1, target="labels", augment=None,
-                       with_info=True, modalities=("t2", "flair"))
+    ds = patch_dataset(
+        cache,
+        patch_size=(16, 16, 16),
+        batch_size=1,
+        target="labels",
+        augment=None,
+        with_info=True,
+        modalities=("t2", "flair"),
+    )
     for img, lab, info in take(ds, 4):
         cid = cache.case_ids[int(info["case"][0])]
         a, b = cache.read_patch(cid, info["start"][0].numpy(), (16, 16, 16), channels=[3, 0])
@@ -151,8 +174,8 @@ def test_flips_folded_into_the_read_keep_alignment(toy):
     _, h5 = toy
     flip_all = dataclasses.replace(AugmentConfig.none(), flip_prob=1.0)
     kw = dict(patch_size=(16, 12, 10), batch_size=2, target="labels", seed=4)
-    (x0, y0), = take(patch_dataset(h5, augment=None, **kw), 1)
-    (x1, y1), = take(patch_dataset(h5, augment=flip_all, **kw), 1)
+    ((x0, y0),) = take(patch_dataset(h5, augment=None, **kw), 1)
+    ((x1, y1),) = take(patch_dataset(h5, augment=flip_all, **kw), 1)
     np.testing.assert_array_equal(x1.numpy(), x0.numpy()[:, ::-1, ::-1, ::-1])
     np.testing.assert_array_equal(y1.numpy(), y0.numpy()[:, ::-1, ::-1, ::-1])
     gc.collect()
@@ -169,7 +192,7 @@ def test_volume_dataset_is_deterministic_and_padded(toy):
         for u, v in zip(a, b):
             np.testing.assert_array_equal(u, v)
     cache = open_cache(h5)
-    for (x, y, w), (_, _, _, info) in zip(e1, ds):
+    for (x, _y, w), (_, _, _, info) in zip(e1, ds):
         shp = tuple(info["shape"][0].numpy())
         assert all(s % 8 == 0 for s in x.shape[1:4])
         cid = info["case_id"][0].numpy().decode()
@@ -184,22 +207,40 @@ def test_volume_dataset_is_deterministic_and_padded(toy):
 def test_slice_dataset_planes_ranges_and_determinism(toy):
     root, h5 = toy
     for plane, hw in (("axial", (48, 44)), ("coronal", (48, 36)), ("sagittal", (44, 36))):
-        ds = slice_dataset(root, plane=plane, crop=False, size=None, batch_size=4, repeat=False, shuffle=False,
-                           max_cases=1)
+        ds = slice_dataset(
+            root, plane=plane, crop=False, size=None, batch_size=4, repeat=False, shuffle=False, max_cases=1
+        )
         assert ds.element_spec[0].shape == (4,) + hw + (4,)
         del ds
-    ds = slice_dataset(h5, crop=False, slices=(5, 25), size=(32, 32), batch_size=5, repeat=False, shuffle=False,
-                       modalities=("flair", "t1ce"))
+    ds = slice_dataset(
+        h5,
+        crop=False,
+        slices=(5, 25),
+        size=(32, 32),
+        batch_size=5,
+        repeat=False,
+        shuffle=False,
+        modalities=("flair", "t1ce"),
+    )
     a = [x.numpy() for x, _ in ds]
     b = [x.numpy() for x, _ in ds]
     assert len(a) == 12 and a[0].shape == (5, 32, 32, 2)  # 3 cases x 20 slices / 5
     for u, v in zip(a, b):
         np.testing.assert_array_equal(u, v)
-    ds = slice_dataset(h5, slices="tumour", size=(32, 32), batch_size=1, repeat=False, shuffle=False,
-                       target="labels", case_ids=["BraTS2021_00002"])
+    ds = slice_dataset(
+        h5,
+        slices="tumour",
+        size=(32, 32),
+        batch_size=1,
+        repeat=False,
+        shuffle=False,
+        target="labels",
+        case_ids=["BraTS2021_00002"],
+    )
     assert sum(1 for _ in ds) == 0  # the tumour-free case has no tumour slices
-    ds = slice_dataset(h5, slices="tumour", size=(32, 32), batch_size=1, repeat=False, shuffle=False,
-                       target="labels", max_cases=1)
+    ds = slice_dataset(
+        h5, slices="tumour", size=(32, 32), batch_size=1, repeat=False, shuffle=False, target="labels", max_cases=1
+    )
     assert all(lab.numpy().any() for _, lab in ds)
     del ds
     gc.collect()
@@ -261,15 +302,33 @@ def test_fit_and_distribute(toy):
 
 @pytest.mark.real_data
 def test_real_cases_patches_and_seed_slices(real_brats2018):
-    ds = patch_dataset(real_brats2018, patch_size=(128, 128, 128), batch_size=2, max_cases=1, patches_per_case=2,
-                       target="labels", augment=None, with_info=True, foreground_fraction=1.0)
+    ds = patch_dataset(
+        real_brats2018,
+        patch_size=(128, 128, 128),
+        batch_size=2,
+        max_cases=1,
+        patches_per_case=2,
+        target="labels",
+        augment=None,
+        with_info=True,
+        foreground_fraction=1.0,
+    )
     x, lab, info = take(ds, 1)[0]
     assert x.shape == (2, 128, 128, 128, 4)
     for k in range(2):
         assert lab[k, 64, 64, 64].numpy() == info["fg_class"][k].numpy() > 0
     del ds
-    ds = slice_dataset(real_brats2018, crop=False, slices=(22, 122), size=(128, 128), modalities=("flair", "t1ce"),
-                       batch_size=20, repeat=False, shuffle=False, max_cases=1)
+    ds = slice_dataset(
+        real_brats2018,
+        crop=False,
+        slices=(22, 122),
+        size=(128, 128),
+        modalities=("flair", "t1ce"),
+        batch_size=20,
+        repeat=False,
+        shuffle=False,
+        max_cases=1,
+    )
     batches = [x.shape for x, _ in ds]
     assert batches == [(20, 128, 128, 2)] * 5
     del ds
@@ -283,8 +342,8 @@ def test_label_targets_static_and_equal_to_one_hot_argmax(toy):
         ds = patch_dataset(src, target="labels", **kw)
         assert fully_static(ds.element_spec)
         assert ds.element_spec[1].shape == (2, 16, 12, 10) and ds.element_spec[1].dtype == tf.uint8
-        (x0, y0), = take(ds, 1)
-        (x1, y1), = take(patch_dataset(src, target="classes", **kw), 1)
+        ((x0, y0),) = take(ds, 1)
+        ((x1, y1),) = take(patch_dataset(src, target="classes", **kw), 1)
         np.testing.assert_array_equal(x0.numpy(), x1.numpy())
         np.testing.assert_array_equal(y0.numpy(), np.argmax(y1.numpy(), -1))
         assert set(np.unique(y0.numpy())) <= {0, 1, 2, 3}
@@ -320,8 +379,8 @@ def test_flip_along_z_only_with_channel_subset(toy):
     flip_z = dataclasses.replace(AugmentConfig.none(), flip_prob=1.0, flip_axes=(2,))
     for modalities in (("flair", "t1", "t1ce", "t2"), ("t2", "flair")):
         kw = dict(patch_size=(16, 12, 10), batch_size=2, target="labels", seed=5, modalities=modalities)
-        (x0, y0), = take(patch_dataset(h5, augment=None, **kw), 1)
-        (x1, y1), = take(patch_dataset(h5, augment=flip_z, **kw), 1)
+        ((x0, y0),) = take(patch_dataset(h5, augment=None, **kw), 1)
+        ((x1, y1),) = take(patch_dataset(h5, augment=flip_z, **kw), 1)
         np.testing.assert_array_equal(x1.numpy(), x0.numpy()[:, :, :, ::-1])
         np.testing.assert_array_equal(y1.numpy(), y0.numpy()[:, :, :, ::-1])
     gc.collect()

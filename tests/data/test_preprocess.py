@@ -94,7 +94,7 @@ def test_resample_and_paste_back_nearest_and_linear():
     assert back.shape == case.label.shape and back.dtype == np.uint8
     assert (back == case.label).mean() > 0.99
     prob = paste_back((pre.label == 3).astype(np.float32), pre.geometry)
-    assert prob.dtype == np.float32 and 0 <= prob.min() and prob.max() <= 1
+    assert prob.dtype == np.float32 and prob.min() >= 0 and prob.max() <= 1
     with pytest.raises(ValueError, match="spacing"):
         preprocess_case(case, spacing=0)
 

@@ -7,10 +7,9 @@ import re
 
 import numpy as np
 import pytest
+from test_io_layouts import LPS, make_case
 
 from brainseg_tf import io
-
-from test_io_layouts import LPS, make_case
 
 
 @pytest.fixture

@@ -58,7 +58,7 @@ def test_every_layout_detected_and_read_canonically(tmp_path, layout):
     [("brats2021", {1: 1, 2: 2, 3: 4}), ("brats2023", {1: 1, 2: 2, 3: 3}), ("msd", {1: 2, 2: 1, 3: 3})],
 )
 def test_files_hold_the_source_convention(tmp_path, layout, file_values):
-    (cid, _, label), = write_dataset(tmp_path, layout, n=1)
+    ((cid, _, label),) = write_dataset(tmp_path, layout, n=1)
     ref = io.open_dataset(tmp_path).ref(cid)
     on_disk = np.asanyarray(nib.load(str(ref.label)).dataobj)
     for canonical, stored in file_values.items():
@@ -66,7 +66,7 @@ def test_files_hold_the_source_convention(tmp_path, layout, file_values):
 
 
 def test_msd_label_order_and_channel_order_from_dataset_json(tmp_path):
-    (cid, images, label), = write_dataset(tmp_path, "msd", n=1)
+    ((cid, images, label),) = write_dataset(tmp_path, "msd", n=1)
     meta = json.loads((tmp_path / "dataset.json").read_text())
     assert meta["labels"]["1"] == "edema" and meta["numTraining"] == 1
     # A dataset.json listing the channels in another order is honoured.
@@ -128,7 +128,7 @@ def test_dataset_lookup_and_iteration(tmp_path):
 @pytest.mark.parametrize("layout", io.LAYOUTS)
 @pytest.mark.parametrize("convention", [None, "brats", "brats2023", "msd"])
 def test_write_label_round_trip_exact_in_voxels_and_geometry(tmp_path, layout, convention):
-    (cid, _, label), = write_dataset(tmp_path / "ds", layout, n=1)
+    ((cid, _, label),) = write_dataset(tmp_path / "ds", layout, n=1)
     case = io.open_dataset(tmp_path / "ds")[cid]
     out = io.write_label(label, case, tmp_path / "pred" / f"{cid}.nii.gz", convention=convention)
     vol = io.load_nifti(out)
@@ -140,7 +140,7 @@ def test_write_label_round_trip_exact_in_voxels_and_geometry(tmp_path, layout, c
 
 
 def test_write_label_rejects_wrong_shape(tmp_path):
-    (cid, _, label), = write_dataset(tmp_path, "brats2021", n=1)
+    ((cid, _, label),) = write_dataset(tmp_path, "brats2021", n=1)
     case = io.read_case(tmp_path / cid)
     with pytest.raises(ValueError, match="native space"):
         io.write_label(label[1:], case, tmp_path / "x.nii.gz")
@@ -213,7 +213,10 @@ def test_float_masks_with_integral_values_are_accepted():
 @pytest.mark.real_data
 def test_real_brats2018_cases(real_brats2018):
     ds = io.open_dataset(real_brats2018)
-    assert ds.layout == "brats2018" and len(ds) == 18 and len(ds.labelled_ids) == 18
+    # every case folder with a _seg file, counted from the folder itself (the shared set grows)
+    on_disk = sorted(p.name for p in real_brats2018.glob("Brats18_*") if (p / f"{p.name}_seg.nii.gz").is_file())
+    assert len(on_disk) >= 18
+    assert ds.layout == "brats2018" and sorted(ds.case_ids) == on_disk and sorted(ds.labelled_ids) == on_disk
     for ref in ds.refs:
         case = io.read_case(ref)
         seg = nib.load(str(ref.label))

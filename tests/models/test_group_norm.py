@@ -31,8 +31,9 @@ def _float64_reference(x: np.ndarray, groups: int, gamma: np.ndarray, beta: np.n
     return ((grouped - mean) / np.sqrt(var + 1e-3)).reshape(x.shape) * gamma + beta
 
 
-@pytest.mark.parametrize("groups,shape", [(-1, (2, 10, 9, 8, 8)), (4, (2, 10, 9, 8, 8)), (-1, (3, 12, 10, 6)),
-                                          (2, (1, 7, 5, 4))])
+@pytest.mark.parametrize(
+    "groups,shape", [(-1, (2, 10, 9, 8, 8)), (4, (2, 10, 9, 8, 8)), (-1, (3, 12, 10, 6)), (2, (1, 7, 5, 4))]
+)
 def test_values_and_gradients_equal_keras_group_normalization(groups, shape):
     ours, ref, (gamma, beta) = _pair(groups, shape)
     rng = np.random.default_rng(1)
@@ -107,9 +108,10 @@ def test_bfloat16_single_window_inference_takes_the_fused_path_within_bfloat16_r
     assert fused.dtype == reductions.dtype == "bfloat16" and fused.shape == shape
     fused, reductions = (tf.cast(y, tf.float32).numpy() for y in (fused, reductions))
     for y in (fused, reductions):  # the output's bfloat16 rounding (8 significant bits) plus the drift
-        np.testing.assert_allclose(y, exact, rtol=2.0 ** -8, atol=3e-3)
+        np.testing.assert_allclose(y, exact, rtol=2.0**-8, atol=3e-3)
     assert 0 < np.abs(fused - reductions).max() < 0.05
     # A 2D window (1, H, W, C) goes the same way.
     flat = tf.reshape(x, (1, 24, 320, 8))
-    np.testing.assert_array_equal(layer._fused_instance_norm(flat).numpy().reshape(shape),
-                                  layer._fused_instance_norm(x).numpy())
+    np.testing.assert_array_equal(
+        layer._fused_instance_norm(flat).numpy().reshape(shape), layer._fused_instance_norm(x).numpy()
+    )

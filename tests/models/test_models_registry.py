@@ -97,8 +97,9 @@ def test_build_rejects_unknown_name_and_argument():
 def test_een_depth_error_states_the_allowed_depth():
     with pytest.raises(ValueError, match="must be 144"):
         models.build("een", input_shape=(192, 160, 108))
-    model = models.build_een((64, 64, 12), 1, depth_strides=(1, 2, 2), filters=(8, 8, 8, 8),
-                             decoder_filters=(8, 8, 8, 8))
+    model = models.build_een(
+        (64, 64, 12), 1, depth_strides=(1, 2, 2), filters=(8, 8, 8, 8), decoder_filters=(8, 8, 8, 8)
+    )
     assert model.output_shape == (None, 64, 64, 12, 4)
 
 

@@ -12,7 +12,11 @@ from brainseg_tf import models
 # name, config (small), built spatial size, a larger spatial size for fully convolutional models.
 SMALL = {
     "unet2d": ({"base_filters": 4, "depth": 2, "in_channels": 2}, (32, 32), (48, 64)),
-    "unet2d_3d_sigmoid": ({"spatial_dims": 3, "base_filters": 2, "depth": 2, "head": "sigmoid"}, (16, 16, 16), (24, 16, 32)),
+    "unet2d_3d_sigmoid": (
+        {"spatial_dims": 3, "base_filters": 2, "depth": 2, "head": "sigmoid"},
+        (16, 16, 16),
+        (24, 16, 32),
+    ),
     "unet3d": ({"base_filters": 4, "depth": 3}, (16, 16, 16), (32, 24, 16)),
     "dresunet": ({"base_filters": 4, "depth": 2}, (16, 16, 16), (24, 32, 16)),
     "dresunet_published": ({"base_filters": 2, "depth": 2, "as_published": True}, (16, 16, 16), (16, 16, 24)),
@@ -22,7 +26,11 @@ SMALL = {
         (32, 32, 12),
         (64, 32, 12),
     ),
-    "unet_residual_group": ({"base_filters": 8, "depth": 2, "residual": True, "norm": "group"}, (16, 16, 16), (32, 16, 16)),
+    "unet_residual_group": (
+        {"base_filters": 8, "depth": 2, "residual": True, "norm": "group"},
+        (16, 16, 16),
+        (32, 16, 16),
+    ),
     "unet_2d_ds_regions": (
         {"spatial_dims": 2, "base_filters": 4, "depth": 3, "deep_supervision": True, "head": "sigmoid", "dropout": 0.1},
         (32, 32),
@@ -96,8 +104,9 @@ def test_fully_convolutional_accepts_larger_input(case):
 def test_last_activation_is_float32_under_mixed_precision():
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        model = models.build("unet", input_shape=(16, 16, 16), base_filters=4, depth=2, deep_supervision=True,
-                             deep_supervision_levels=1)
+        model = models.build(
+            "unet", input_shape=(16, 16, 16), base_filters=4, depth=2, deep_supervision=True, deep_supervision_levels=1
+        )
         assert model.get_layer("enc1_conv1_conv").compute_dtype == "bfloat16"
         outputs = model(np.zeros((1, 16, 16, 16, 4), "float32"))
         assert [o.dtype for o in outputs] == ["float32", "float32"]

@@ -50,8 +50,11 @@ def test_state_dict_axes_match_pytorch_semantics():
     model = load_znet_torch_state_dict(build_znet((4, 6, 8), base_filters=BASE, depth=DEPTH), sd)
     probe = keras.Model(
         model.input,
-        [model.get_layer("stem_conv1_conv").output, model.get_layer("enc1_merge_act").output,
-         model.get_layer("dec1_upconv").output],
+        [
+            model.get_layer("stem_conv1_conv").output,
+            model.get_layer("enc1_merge_act").output,
+            model.get_layer("dec1_upconv").output,
+        ],
     )
     x = rng.normal(size=(1, 4, 6, 8, 1)).astype("float32")  # (X, Y, Z, C), anisotropic on purpose
     stem, merged, up = (np.asarray(t)[0] for t in probe(x, training=False))
@@ -59,10 +62,12 @@ def test_state_dict_axes_match_pytorch_semantics():
     # PyTorch Conv3d on the reversed-axes input (C, Z, Y, X), zero padding 1.
     x_t = x[0].transpose(3, 2, 1, 0)
     w, b = sd["module.conv.double_conv.0.weight"], sd["module.conv.double_conv.0.bias"]
-    expected = np.stack([
-        sum(ndimage.correlate(x_t[i], w[o, i], mode="constant") for i in range(w.shape[1])) + b[o]
-        for o in range(w.shape[0])
-    ])
+    expected = np.stack(
+        [
+            sum(ndimage.correlate(x_t[i], w[o, i], mode="constant") for i in range(w.shape[1])) + b[o]
+            for o in range(w.shape[0])
+        ]
+    )
     np.testing.assert_allclose(stem, expected.transpose(3, 2, 1, 0), rtol=1e-4, atol=1e-4)
 
     # PyTorch ConvTranspose3d(kernel 2, stride 2): out[o, 2z+a, 2y+b, 2x+c] += in[i, z, y, x] w[i, o, a, b, c].

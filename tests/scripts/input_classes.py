@@ -57,8 +57,13 @@ def _put(path: Path, data: bytes) -> None:
     path.write_bytes(gzip.compress(bytes(data)) if path.name.endswith(".gz") else bytes(data))
 
 
-def patch_header(path: str | Path, *, dims: tuple[int, ...] | None = None, datatype: tuple[int, int] | None = None,
-                 pixdim: tuple[float, float, float] | None = None) -> None:
+def patch_header(
+    path: str | Path,
+    *,
+    dims: tuple[int, ...] | None = None,
+    datatype: tuple[int, int] | None = None,
+    pixdim: tuple[float, float, float] | None = None,
+) -> None:
     """Rewrite NIfTI-1 header fields in place (byte offsets of the NIfTI-1 standard: dim 40, datatype 70, pixdim 80)."""
     path = Path(path)
     raw = _raw(path)
@@ -154,10 +159,13 @@ def _model_run(run: Path) -> None:
 def _recipe(path: Path, /, **changes: Any) -> Path:
     """A small valid recipe on ``data/`` (3D U-Net, depth 2), with top-level ``changes``."""
     recipe = {
-        "name": "probe", "data": {"root": "data", "cache": "cache.h5"}, "split": {"method": "none"},
+        "name": "probe",
+        "data": {"root": "data", "cache": "cache.h5"},
+        "split": {"method": "none"},
         "model": {"name": "unet", "options": {"spatial_dims": 3, "depth": 2, "base_filters": 4, "head": "sigmoid"}},
         "pipeline": {"kind": "patch", "patch_size": [16, 16, 16], "batch_size": 1},
-        "validation": {"mode": "none"}, "training": {"epochs": 1, "steps_per_epoch": 1, "verbose": 0},
+        "validation": {"mode": "none"},
+        "training": {"epochs": 1, "steps_per_epoch": 1, "verbose": 0},
     }
     recipe.update(changes)
     path.write_text(json.dumps(recipe))
@@ -183,8 +191,11 @@ def _validate(*extra: str) -> list[str]:
 
 def _simple(name: str, title: str, damage: Callable[[], Any], command: str = "validate") -> None:
     """A probe that damages ``data/`` and runs ``brainseg validate data`` (or ``info``/``preprocess``)."""
-    argv = {"validate": _validate(), "info": ["info", "data", "-q"],
-            "preprocess": ["preprocess", "data", "--out", "cache.h5", "-q"]}[command]
+    argv = {
+        "validate": _validate(),
+        "info": ["info", "data", "-q"],
+        "preprocess": ["preprocess", "data", "--out", "cache.h5", "-q"],
+    }[command]
 
     def setup() -> list[str]:
         damage()
@@ -195,52 +206,95 @@ def _simple(name: str, title: str, damage: Callable[[], Any], command: str = "va
 
 # NIfTI files: header and content
 _simple("missing_modality", "a modality file is missing", lambda: Path(f"data/{CASE}/{CASE}_t1ce.nii.gz").unlink())
-_simple("second_modality_file", "two files for one modality (.nii and .nii.gz)",
-        lambda: shutil.copy(FLAIR, FLAIR[:-3]))
+_simple("second_modality_file", "two files for one modality (.nii and .nii.gz)", lambda: shutil.copy(FLAIR, FLAIR[:-3]))
 _simple("empty_file", "empty (0-byte) NIfTI file", lambda: Path(FLAIR).write_bytes(b""))
-_simple("truncated_gzip", "truncated .nii.gz (gzip stream cut in half)",
-        lambda: Path(FLAIR).write_bytes(Path(FLAIR).read_bytes()[: len(Path(FLAIR).read_bytes()) // 2]))
-_simple("corrupt_gzip", "corrupt .nii.gz (deflate stream overwritten)",
-        lambda: Path(FLAIR).write_bytes(Path(FLAIR).read_bytes()[:40] + bytes(360) + Path(FLAIR).read_bytes()[400:]))
-_simple("truncated_nii", "truncated .nii (uncompressed, last 100 bytes cut)",
-        lambda: (lambda p: p.write_bytes(p.read_bytes()[:-100]))(uncompressed(FLAIR)))
-_simple("not_nifti", "not a NIfTI file (gzipped text)",
-        lambda: Path(FLAIR).write_bytes(gzip.compress(b"this is a text file, not an image\n" * 20)))
-_simple("huge_header", "header claims 32767^3 voxels (35 T) in a small file",
-        lambda: patch_header(FLAIR, dims=(32767, 32767, 32767)))
-_simple("gzip_cannot_hold", "header claims 700^3 voxels, more than the .gz can expand to",
-        lambda: patch_header(FLAIR, dims=(700, 700, 700)))
-_simple("voxel_cap_env", "huge header, read by `brainseg info`", lambda: patch_header(FLAIR, dims=(32767, 32767, 32767)),
-        "info")
+_simple(
+    "truncated_gzip",
+    "truncated .nii.gz (gzip stream cut in half)",
+    lambda: Path(FLAIR).write_bytes(Path(FLAIR).read_bytes()[: len(Path(FLAIR).read_bytes()) // 2]),
+)
+_simple(
+    "corrupt_gzip",
+    "corrupt .nii.gz (deflate stream overwritten)",
+    lambda: Path(FLAIR).write_bytes(Path(FLAIR).read_bytes()[:40] + bytes(360) + Path(FLAIR).read_bytes()[400:]),
+)
+_simple(
+    "truncated_nii",
+    "truncated .nii (uncompressed, last 100 bytes cut)",
+    lambda: (lambda p: p.write_bytes(p.read_bytes()[:-100]))(uncompressed(FLAIR)),
+)
+_simple(
+    "not_nifti",
+    "not a NIfTI file (gzipped text)",
+    lambda: Path(FLAIR).write_bytes(gzip.compress(b"this is a text file, not an image\n" * 20)),
+)
+_simple(
+    "huge_header",
+    "header claims 32767^3 voxels (35 T) in a small file",
+    lambda: patch_header(FLAIR, dims=(32767, 32767, 32767)),
+)
+_simple(
+    "gzip_cannot_hold",
+    "header claims 700^3 voxels, more than the .gz can expand to",
+    lambda: patch_header(FLAIR, dims=(700, 700, 700)),
+)
+_simple(
+    "voxel_cap_env",
+    "huge header, read by `brainseg info`",
+    lambda: patch_header(FLAIR, dims=(32767, 32767, 32767)),
+    "info",
+)
 _simple("rgb", "RGB24 voxels", lambda: patch_header(FLAIR, datatype=(128, 24)))
 _simple("complex", "complex64 voxels", lambda: patch_header(FLAIR, datatype=(32, 64)))
 _simple("zero_axis", "zero-length axis", lambda: patch_header(FLAIR, dims=(32, 0, 24)))
 _simple("two_dims", "a 2D image as a modality", lambda: patch_header(FLAIR, dims=(32, 768)))
-_simple("four_dims", "a 4D image as a modality",
-        lambda: rewrite(FLAIR, lambda a: np.stack([a, a], axis=-1)))
+_simple("four_dims", "a 4D image as a modality", lambda: rewrite(FLAIR, lambda a: np.stack([a, a], axis=-1)))
 _simple("nan_pixdim", "NaN voxel size in the header", lambda: patch_header(FLAIR, pixdim=(1.0, float("nan"), 1.0)))
 _simple("nan_voxels", "NaN voxels in a float image", lambda: rewrite(FLAIR, _set((1, 2, 3), np.nan, np.float32)))
 _simple("inf_voxels", "Inf voxels in a float image", lambda: rewrite(FLAIR, _set((1, 2, 3), np.inf, np.float32)))
-_simple("shape_mismatch", "modalities of one case disagree in shape",
-        lambda: rewrite(f"data/{CASE}/{CASE}_t2.nii.gz", lambda a: a[:30]))
-_simple("affine_mismatch", "modalities of one case disagree in affine",
-        lambda: rewrite(f"data/{CASE}/{CASE}_t1.nii.gz", lambda a: a, shifted_affine(f"data/{CASE}/{CASE}_t1.nii.gz")))
-_simple("mask_affine_mismatch", "mask and scans disagree in affine",
-        lambda: rewrite(SEG, lambda a: a, shifted_affine(SEG, axis=2)))
-_simple("label_3_in_brats", "label value 3 in a BraTS 2017-2021 mask (ET is 4 there)",
-        lambda: rewrite(SEG, _set((0, 0, slice(0, 3)), 3)))
+_simple(
+    "shape_mismatch",
+    "modalities of one case disagree in shape",
+    lambda: rewrite(f"data/{CASE}/{CASE}_t2.nii.gz", lambda a: a[:30]),
+)
+_simple(
+    "affine_mismatch",
+    "modalities of one case disagree in affine",
+    lambda: rewrite(f"data/{CASE}/{CASE}_t1.nii.gz", lambda a: a, shifted_affine(f"data/{CASE}/{CASE}_t1.nii.gz")),
+)
+_simple(
+    "mask_affine_mismatch",
+    "mask and scans disagree in affine",
+    lambda: rewrite(SEG, lambda a: a, shifted_affine(SEG, axis=2)),
+)
+_simple(
+    "label_3_in_brats",
+    "label value 3 in a BraTS 2017-2021 mask (ET is 4 there)",
+    lambda: rewrite(SEG, _set((0, 0, slice(0, 3)), 3)),
+)
 _simple("label_7", "unknown label value 7", lambda: rewrite(SEG, _set((0, 0, 0), 7)))
-_simple("label_fraction", "non-integer label values (float mask with 1.5)",
-        lambda: rewrite(SEG, _set((0, 0, 0), 1.5, np.float32)))
+_simple(
+    "label_fraction",
+    "non-integer label values (float mask with 1.5)",
+    lambda: rewrite(SEG, _set((0, 0, 0), 1.5, np.float32)),
+)
 _simple("label_negative", "negative label value", lambda: rewrite(SEG, _set((0, 0, 0), -1, np.int16)))
 _simple("label_nan", "NaN in a float mask", lambda: rewrite(SEG, _set((0, 0, 0), np.nan, np.float32)))
 
 # Warnings (validate exits 0)
-_simple("all_zero_modality", "a modality is all zeros (warning)",
-        lambda: rewrite(f"data/{CASE}/{CASE}_t1.nii.gz", lambda a: np.zeros_like(a)))
+_simple(
+    "all_zero_modality",
+    "a modality is all zeros (warning)",
+    lambda: rewrite(f"data/{CASE}/{CASE}_t1.nii.gz", lambda a: np.zeros_like(a)),
+)
 _simple("empty_mask", "a mask without tumour (warning)", lambda: rewrite(SEG, lambda a: np.zeros_like(a)))
-_simple("pixdim_vs_affine", "header voxel sizes disagree with the affine (warning)",
-        lambda: patch_header(f"data/{CASE}/{CASE}_t2.nii.gz", pixdim=(1.0, 1.0, 3.0)))
+_simple(
+    "pixdim_vs_affine",
+    "header voxel sizes disagree with the affine (warning)",
+    lambda: patch_header(f"data/{CASE}/{CASE}_t2.nii.gz", pixdim=(1.0, 1.0, 3.0)),
+)
+
+
 def _copy_case(new_id: str) -> None:
     """``data/<CASE>`` copied as ``data/<new_id>`` with its files renamed: the same voxels under another id."""
     Path(f"data/{new_id}").mkdir()
@@ -248,10 +302,14 @@ def _copy_case(new_id: str) -> None:
         shutil.copy(f, Path(f"data/{new_id}") / f.name.replace(CASE, new_id))
 
 
-_simple("duplicate_content", "the same case under two ids (a renamed copy; warning)",
-        lambda: _copy_case("BraTS2021_00099"))
-_simple("duplicate_symlink", "a case folder symlinked under another id (warnings)",
-        lambda: os.symlink(Path(f"data/{CASE}").resolve(), "data/BraTS2021_00099"))
+_simple(
+    "duplicate_content", "the same case under two ids (a renamed copy; warning)", lambda: _copy_case("BraTS2021_00099")
+)
+_simple(
+    "duplicate_symlink",
+    "a case folder symlinked under another id (warnings)",
+    lambda: os.symlink(Path(f"data/{CASE}").resolve(), "data/BraTS2021_00099"),
+)
 
 
 @probe("voxel_cap_arg", "voxel cap lowered by --max-voxels", "brainseg validate data -q --max-voxels 10000")
@@ -298,8 +356,9 @@ def _() -> list[str]:
     return ["info", "weird", "-q"]
 
 
-@probe("case_id_api", "a case id that would escape its folder (API)", 'io.write_case(..., case_id="../x", ...)',
-       needs=())
+@probe(
+    "case_id_api", "a case id that would escape its folder (API)", 'io.write_case(..., case_id="../x", ...)', needs=()
+)
 def _() -> Callable[[], Any]:
     from brainseg_tf import io
 
@@ -316,19 +375,32 @@ def _dataset_json(name: str, title: str, content: str) -> None:
 
 
 _dataset_json("dataset_json_list", "dataset.json top level is a list", "[1, 2, 3]")
-_dataset_json("dataset_json_modality_key", "dataset.json modality key is not an integer",
-              '{"modality": {"zero": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"}}')
+_dataset_json(
+    "dataset_json_modality_key",
+    "dataset.json modality key is not an integer",
+    '{"modality": {"zero": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"}}',
+)
 _dataset_json("dataset_json_modality_list", "dataset.json modality is a list", '{"modality": ["FLAIR", "T1w"]}')
-_dataset_json("dataset_json_modality_gap", "dataset.json modality keys are not 0..3",
-              '{"modality": {"0": "FLAIR", "1": "T1w", "2": "t1gd", "5": "T2w"}}')
-_dataset_json("dataset_json_label_key", "dataset.json label key is not an integer",
-              '{"labels": {"0": "background", "one": "edema"}}')
+_dataset_json(
+    "dataset_json_modality_gap",
+    "dataset.json modality keys are not 0..3",
+    '{"modality": {"0": "FLAIR", "1": "T1w", "2": "t1gd", "5": "T2w"}}',
+)
+_dataset_json(
+    "dataset_json_label_key",
+    "dataset.json label key is not an integer",
+    '{"labels": {"0": "background", "one": "edema"}}',
+)
 _dataset_json("dataset_json_nan", "dataset.json holds NaN", '{"numTraining": NaN}')
 _dataset_json("dataset_json_invalid", "dataset.json is not valid JSON", "{not json")
 
 
-@probe("msd_orphans", "MSD: duplicate id in imagesTs, image without label, label without image",
-       "brainseg validate msd -q", needs=("msd",))
+@probe(
+    "msd_orphans",
+    "MSD: duplicate id in imagesTs, image without label, label without image",
+    "brainseg validate msd -q",
+    needs=("msd",),
+)
 def _() -> list[str]:
     Path("msd/imagesTs").mkdir(exist_ok=True)
     shutil.copy("msd/imagesTr/BRATS_001.nii.gz", "msd/imagesTs/BRATS_001.nii.gz")
@@ -346,8 +418,12 @@ _preprocess_args("preprocess_spacing_nan", "preprocess --spacing nan", "--spacin
 _preprocess_args("preprocess_spacing_zero", "preprocess --spacing with a zero", "--spacing", "1", "0", "1")
 _preprocess_args("preprocess_margin", "preprocess --margin -1", "--margin", "-1")
 _preprocess_args("preprocess_max_cases", "preprocess --max-cases 0", "--max-cases", "0")
-_simple("preprocess_bad_case", "preprocess a dataset with a damaged file", lambda: patch_header(FLAIR, datatype=(128, 24)),
-        "preprocess")
+_simple(
+    "preprocess_bad_case",
+    "preprocess a dataset with a damaged file",
+    lambda: patch_header(FLAIR, datatype=(128, 24)),
+    "preprocess",
+)
 
 
 @probe("cache_interrupted", "open a cache whose build was interrupted (API)", "data.open_cache('cache.h5')", needs=())
@@ -358,14 +434,25 @@ def _() -> Callable[[], Any]:
     return lambda: open_cache("cache.h5")
 
 
-@probe("cache_second_builder", "a second `preprocess` while another process builds the same cache",
-       "brainseg preprocess data --out cache.h5 -q")
+@probe(
+    "cache_second_builder",
+    "a second `preprocess` while another process builds the same cache",
+    "brainseg preprocess data --out cache.h5 -q",
+)
 def _() -> list[str]:
     from brainseg_tf.data.cache import partial_path
 
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, h5py\nf = h5py.File(sys.argv[1], 'w')\n"
-                               "print('ready', flush=True)\nsys.stdin.read()", str(partial_path("cache.h5"))],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, h5py\nf = h5py.File(sys.argv[1], 'w')\nprint('ready', flush=True)\nsys.stdin.read()",
+            str(partial_path("cache.h5")),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "ready"
     _CLEANUP.append(lambda: (holder.kill(), holder.wait()))
     return ["preprocess", "data", "--out", "cache.h5", "-q"]
@@ -379,35 +466,66 @@ def _evaluate(name: str, title: str, damage: Callable[[], Any], *extra: str, nee
         damage()
         return argv
 
-    PROBES.append(Probe(name, title, "brainseg " + " ".join(argv), setup, needs,
-                        keep=r"^(error|missing|predictions without|warning)"))
+    PROBES.append(
+        Probe(
+            name,
+            title,
+            "brainseg " + " ".join(argv),
+            setup,
+            needs,
+            keep=r"^(error|missing|predictions without|warning)",
+        )
+    )
 
 
 _evaluate("evaluate_pred_missing", "prediction folder does not exist", lambda: shutil.rmtree("pred"))
 _evaluate("evaluate_ref_missing", "reference folder does not exist", lambda: shutil.rmtree("data"))
-_evaluate("evaluate_huge_header", "a prediction whose header claims 32767^3 voxels",
-          lambda: patch_header(f"pred/{CASE}.nii.gz", dims=(32767, 32767, 32767)))
-_evaluate("evaluate_shape", "a prediction of another shape than its reference",
-          lambda: rewrite(f"pred/{CASE}.nii.gz", lambda a: a[:30]))
-_evaluate("evaluate_affine", "a prediction with another affine than its reference",
-          lambda: rewrite(f"pred/{CASE}.nii.gz", lambda a: a, shifted_affine(f"pred/{CASE}.nii.gz")))
-_evaluate("evaluate_two_files", "two prediction files for one case",
-          lambda: shutil.copy(f"pred/{CASE}.nii.gz", f"pred/{CASE}_seg.nii.gz"))
-_evaluate("evaluate_unpaired_names", "predictions under hidden / non-matching names (missing ones listed)",
-          lambda: [shutil.move(f"pred/{CASE}.nii.gz", f"pred/x{CASE}.nii.gz"),
-                   shutil.copy(f"pred/x{CASE}.nii.gz", "pred/.nii.gz"),
-                   shutil.copy(f"pred/x{CASE}.nii.gz", f"pred/._{CASE}.nii.gz")])
-_evaluate("evaluate_predictions_json_nan", "predictions.json holds NaN",
-          lambda: Path("pred/predictions.json").write_text('{"convention": NaN}'))
+_evaluate(
+    "evaluate_huge_header",
+    "a prediction whose header claims 32767^3 voxels",
+    lambda: patch_header(f"pred/{CASE}.nii.gz", dims=(32767, 32767, 32767)),
+)
+_evaluate(
+    "evaluate_shape",
+    "a prediction of another shape than its reference",
+    lambda: rewrite(f"pred/{CASE}.nii.gz", lambda a: a[:30]),
+)
+_evaluate(
+    "evaluate_affine",
+    "a prediction with another affine than its reference",
+    lambda: rewrite(f"pred/{CASE}.nii.gz", lambda a: a, shifted_affine(f"pred/{CASE}.nii.gz")),
+)
+_evaluate(
+    "evaluate_two_files",
+    "two prediction files for one case",
+    lambda: shutil.copy(f"pred/{CASE}.nii.gz", f"pred/{CASE}_seg.nii.gz"),
+)
+_evaluate(
+    "evaluate_unpaired_names",
+    "predictions under hidden / non-matching names (missing ones listed)",
+    lambda: [
+        shutil.move(f"pred/{CASE}.nii.gz", f"pred/x{CASE}.nii.gz"),
+        shutil.copy(f"pred/x{CASE}.nii.gz", "pred/.nii.gz"),
+        shutil.copy(f"pred/x{CASE}.nii.gz", f"pred/._{CASE}.nii.gz"),
+    ],
+)
+_evaluate(
+    "evaluate_predictions_json_nan",
+    "predictions.json holds NaN",
+    lambda: Path("pred/predictions.json").write_text('{"convention": NaN}'),
+)
 _evaluate("evaluate_cases_unknown", "evaluate --cases NOPE", lambda: None, "--cases", "NOPE")
 _evaluate("evaluate_min_lesion_nan", "evaluate --min-lesion-volume nan", lambda: None, "--min-lesion-volume", "nan")
 _evaluate("evaluate_dilation", "evaluate --dilation -1", lambda: None, "--dilation", "-1")
-_evaluate("evaluate_convention", "evaluate --pred-convention brats2099", lambda: None,
-          "--pred-convention", "brats2099")
+_evaluate("evaluate_convention", "evaluate --pred-convention brats2099", lambda: None, "--pred-convention", "brats2099")
 
 
-@probe("evaluate_unrecorded_pred", "predictions whose label convention is not recorded (MSD 1/2/3 from another tool)",
-       "brainseg evaluate --pred pred --ref msd -q", needs=("msd",))
+@probe(
+    "evaluate_unrecorded_pred",
+    "predictions whose label convention is not recorded (MSD 1/2/3 from another tool)",
+    "brainseg evaluate --pred pred --ref msd -q",
+    needs=("msd",),
+)
 def _() -> list[str]:
     Path("pred").mkdir()
     for lab in sorted(Path("msd/labelsTr").iterdir()):
@@ -416,8 +534,12 @@ def _() -> list[str]:
     return ["evaluate", "--pred", "pred", "--ref", "msd", "-q"]
 
 
-@probe("evaluate_unrecorded_ref", "a reference folder of masks whose convention is not recorded",
-       "brainseg evaluate --pred pred --ref ref -q", needs=())
+@probe(
+    "evaluate_unrecorded_ref",
+    "a reference folder of masks whose convention is not recorded",
+    "brainseg evaluate --pred pred --ref ref -q",
+    needs=(),
+)
 def _() -> list[str]:
     Path("ref").mkdir()
     seg = np.zeros((8, 8, 8), np.uint8)
@@ -436,8 +558,9 @@ def _predict(name: str, title: str, damage: Callable[[], Any], *extra: str, mode
         damage()
         return argv
 
-    PROBES.append(Probe(name, title, "brainseg " + " ".join(argv), setup, ("data", "run"), tf=True,
-                        keep=r"^(?!usage:|\s)"))  # argparse's usage lines left out, its error line kept
+    PROBES.append(
+        Probe(name, title, "brainseg " + " ".join(argv), setup, ("data", "run"), tf=True, keep=r"^(?!usage:|\s)")
+    )  # argparse's usage lines left out, its error line kept
 
 
 _predict("predict_model_missing", "predict --model that does not exist", lambda: None, model="nope")
@@ -448,22 +571,44 @@ _predict("predict_sw_batch", "predict --sw-batch 0", lambda: None, "--sw-batch",
 _predict("predict_et_min", "predict --et-min-voxels -1", lambda: None, "--et-min-voxels", "-1")
 _predict("predict_cases_unknown", "predict --cases NOPE", lambda: None, "--cases", "NOPE")
 _predict("predict_convention", "predict --convention brats2099", lambda: None, "--convention", "brats2099")
-_predict("predict_damaged_case", "predict a folder where one case has a damaged file (the others are written)",
-         lambda: patch_header(FLAIR, datatype=(32, 64)))
-_predict("predict_no_card", "predict with a .keras file that has no model card",
-         lambda: [shutil.copy("run/best.keras", "bare.keras")], model="bare.keras")
-_predict("predict_bad_card", "predict with a model card holding a bad field",
-         lambda: Path("run/brainseg_model.json").write_text(
-             Path("run/brainseg_model.json").read_text().replace('"softmax"', '"softmaxx"')))
-_predict("predict_card_nan", "predict with a model card holding NaN",
-         lambda: Path("run/brainseg_model.json").write_text(
-             Path("run/brainseg_model.json").read_text().replace('"spatial_dims": 3', '"spatial_dims": NaN')))
+_predict(
+    "predict_damaged_case",
+    "predict a folder where one case has a damaged file (the others are written)",
+    lambda: patch_header(FLAIR, datatype=(32, 64)),
+)
+_predict(
+    "predict_no_card",
+    "predict with a .keras file that has no model card",
+    lambda: [shutil.copy("run/best.keras", "bare.keras")],
+    model="bare.keras",
+)
+_predict(
+    "predict_bad_card",
+    "predict with a model card holding a bad field",
+    lambda: Path("run/brainseg_model.json").write_text(
+        Path("run/brainseg_model.json").read_text().replace('"softmax"', '"softmaxx"')
+    ),
+)
+_predict(
+    "predict_card_nan",
+    "predict with a model card holding NaN",
+    lambda: Path("run/brainseg_model.json").write_text(
+        Path("run/brainseg_model.json").read_text().replace('"spatial_dims": 3', '"spatial_dims": NaN')
+    ),
+)
 _predict("predict_uncertainty_kind", "predict --uncertainty bogus", lambda: None, "--uncertainty", "bogus")
-_predict("predict_summary_nan", "predict --uncertainty into a folder whose predictions.json holds NaN",
-         lambda: [Path("out").mkdir(), Path("out/predictions.json").write_text('{"cases": NaN}')], "--uncertainty")
+_predict(
+    "predict_summary_nan",
+    "predict --uncertainty into a folder whose predictions.json holds NaN",
+    lambda: [Path("out").mkdir(), Path("out/predictions.json").write_text('{"cases": NaN}')],
+    "--uncertainty",
+)
 _predict("predict_out_is_file", "predict --out naming an existing file", lambda: Path("out").write_text("notes"))
-_predict("predict_damaged_checkpoint", "predict with a truncated best.keras and no other checkpoint",
-         lambda: Path("run/best.keras").write_bytes(Path("run/best.keras").read_bytes()[:1000]))
+_predict(
+    "predict_damaged_checkpoint",
+    "predict with a truncated best.keras and no other checkpoint",
+    lambda: Path("run/best.keras").write_bytes(Path("run/best.keras").read_bytes()[:1000]),
+)
 
 
 # Training recipes and run directories
@@ -509,21 +654,38 @@ def _run_dir_with(split: dict | None = None, config_change: dict | None = None) 
     return ["train", "--config", "r.json", "--run-dir", "rundir"]
 
 
-_train("split_bad_key", "run directory's split.json has an unknown key",
-       lambda: _run_dir_with({"train_ids": [], "val_ids": [], "validation": []}),
-       "brainseg train --config r.json --run-dir rundir")
-_train("split_overlap", "run directory's split.json has a case in both train and validation",
-       lambda: _run_dir_with({"train_ids": ["a"], "val_ids": ["a"]}),
-       "brainseg train --config r.json --run-dir rundir")
-_train("resume_changed", "resume a run with an incompatibly changed recipe",
-       lambda: _run_dir_with(config_change={"optimizer": {"learning_rate": 0.5}}),
-       "brainseg train --config r.json --run-dir rundir")
-_train("resume_refused", "--no-resume on a started run directory",
-       lambda: _run_dir_with() + ["--no-resume"], "brainseg train --config r.json --run-dir rundir --no-resume")
+_train(
+    "split_bad_key",
+    "run directory's split.json has an unknown key",
+    lambda: _run_dir_with({"train_ids": [], "val_ids": [], "validation": []}),
+    "brainseg train --config r.json --run-dir rundir",
+)
+_train(
+    "split_overlap",
+    "run directory's split.json has a case in both train and validation",
+    lambda: _run_dir_with({"train_ids": ["a"], "val_ids": ["a"]}),
+    "brainseg train --config r.json --run-dir rundir",
+)
+_train(
+    "resume_changed",
+    "resume a run with an incompatibly changed recipe",
+    lambda: _run_dir_with(config_change={"optimizer": {"learning_rate": 0.5}}),
+    "brainseg train --config r.json --run-dir rundir",
+)
+_train(
+    "resume_refused",
+    "--no-resume on a started run directory",
+    lambda: _run_dir_with() + ["--no-resume"],
+    "brainseg train --config r.json --run-dir rundir --no-resume",
+)
 
 
-@probe("two_trainers", "a second trainer on a run directory in use", "brainseg train --config r.json --run-dir rundir",
-       tf=True)
+@probe(
+    "two_trainers",
+    "a second trainer on a run directory in use",
+    "brainseg train --config r.json --run-dir rundir",
+    tf=True,
+)
 def _() -> list[str]:
     from brainseg_tf.training.rundir import RunLock
 
@@ -535,16 +697,26 @@ def _() -> list[str]:
 
 
 # Export
-@probe("export_exists", "export into a non-empty export folder without --overwrite",
-       "brainseg export --model run --out exp", needs=("run",), tf=True)
+@probe(
+    "export_exists",
+    "export into a non-empty export folder without --overwrite",
+    "brainseg export --model run --out exp",
+    needs=("run",),
+    tf=True,
+)
 def _() -> list[str]:
     Path("exp").mkdir()
     shutil.copy("run/brainseg_model.json", "exp/brainseg_model.json")
     return ["export", "--model", "run", "--out", "exp"]
 
 
-@probe("export_overwrite_non_export", "export --overwrite onto a folder that is not an export",
-       "brainseg export --model run --out precious --overwrite", needs=("run",), tf=True)
+@probe(
+    "export_overwrite_non_export",
+    "export --overwrite onto a folder that is not an export",
+    "brainseg export --model run --out precious --overwrite",
+    needs=("run",),
+    tf=True,
+)
 def _() -> list[str]:
     Path("precious").mkdir()
     Path("precious/thesis.tex").write_text("years of work")
@@ -648,8 +820,10 @@ def cell(text: str) -> str:
 
 def markdown(rows: list[Row]) -> str:
     """The table of docs/robustness.md (between the begin/end markers)."""
-    out = ["| # | input class | command (from the probe's folder) | exit | message, exactly as printed |",
-           "|---|---|---|---|---|"]
+    out = [
+        "| # | input class | command (from the probe's folder) | exit | message, exactly as printed |",
+        "|---|---|---|---|---|",
+    ]
     for i, r in enumerate(rows, 1):
         out.append(f"| {i} | {r.title} <sub>`{r.name}`</sub> | {code(r.command)} | {r.exit} | {cell(r.message)} |")
     return "\n".join(out)
