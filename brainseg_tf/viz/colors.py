@@ -1,0 +1,97 @@
+"""Fixed colours and legends: canonical labels, tumour regions and error maps.
+
+Labels are canonical (0 BG, 1 NCR, 2 ED, 3 ET; see :mod:`brainseg_tf.conventions`) and are drawn
+in the same colours in every figure: NCR red, ED green, ET yellow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
+
+from brainseg_tf.conventions import FOREGROUND_CLASSES, REGIONS
+
+__all__ = [
+    "LABEL_COLOURS",
+    "LABEL_NAMES",
+    "REGION_COLOURS",
+    "REGION_NAMES",
+    "ERROR_COLOURS",
+    "ERROR_NAMES",
+    "CURVE_COLOURS",
+    "label_cmap",
+    "label_rgba",
+    "error_rgba",
+    "legend_handles",
+    "region_legend_handles",
+    "error_legend_handles",
+]
+
+# NCR red, ED green, ET yellow: the colours most BraTS figures use.
+LABEL_COLOURS: dict[int, tuple[float, float, float]] = {
+    1: (0.90, 0.10, 0.10),
+    2: (0.10, 0.75, 0.20),
+    3: (1.00, 0.85, 0.00),
+}
+LABEL_NAMES: dict[int, str] = {1: "NCR (necrotic core)", 2: "ED (edema)", 3: "ET (enhancing)"}
+# Regions take the colour of the class that dominates their outer surface.
+REGION_COLOURS: dict[str, tuple[float, float, float]] = {
+    "WT": LABEL_COLOURS[2],
+    "TC": LABEL_COLOURS[1],
+    "ET": LABEL_COLOURS[3],
+}
+REGION_NAMES: dict[str, str] = {"WT": "WT (whole tumour)", "TC": "TC (tumour core)", "ET": "ET (enhancing tumour)"}
+# Error-map colours, chosen apart from the label colours so the two legends cannot be confused.
+ERROR_COLOURS: dict[str, tuple[float, float, float]] = {
+    "TP": (0.00, 0.80, 0.80),
+    "FP": (1.00, 0.45, 0.00),
+    "FN": (0.25, 0.35, 1.00),
+}
+ERROR_NAMES: dict[str, str] = {"TP": "TP (both)", "FP": "FP (prediction only)", "FN": "FN (missed)"}
+# Region/class line and bar colours; pure yellow is unreadable as a line on white.
+CURVE_COLOURS: dict[str, tuple[float, float, float]] = {
+    "WT": LABEL_COLOURS[2],
+    "TC": LABEL_COLOURS[1],
+    "ET": (0.85, 0.65, 0.0),
+    "NCR": (0.55, 0.0, 0.0),
+    "ED": (0.0, 0.45, 0.1),
+}
+
+
+def label_cmap() -> ListedColormap:
+    """Colour map for canonical labels 0-3 (0 transparent, then NCR, ED, ET)."""
+    return ListedColormap([(0, 0, 0, 0)] + [(*LABEL_COLOURS[k], 1.0) for k in FOREGROUND_CLASSES])
+
+
+def legend_handles() -> list[Patch]:
+    """Legend patches for NCR, ED and ET in their fixed colours."""
+    return [Patch(facecolor=LABEL_COLOURS[k], label=LABEL_NAMES[k]) for k in FOREGROUND_CLASSES]
+
+
+def region_legend_handles(regions: Sequence[str] = REGIONS) -> list[Patch]:
+    """Legend patches for the regions WT, TC, ET."""
+    return [Patch(facecolor=REGION_COLOURS[r], label=REGION_NAMES[r]) for r in regions]
+
+
+def error_legend_handles() -> list[Patch]:
+    """Legend patches for the error map: true positive, false positive, false negative."""
+    return [Patch(facecolor=ERROR_COLOURS[k], label=ERROR_NAMES[k]) for k in ("TP", "FP", "FN")]
+
+
+def label_rgba(label2d: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """RGBA image ``(..., 4)`` float of a canonical label array: fixed colours, background transparent."""
+    lut = np.zeros((256, 4), dtype=np.float32)
+    for k, rgb in LABEL_COLOURS.items():
+        lut[k] = (*rgb, alpha)
+    return lut[np.asarray(label2d, dtype=np.uint8)]
+
+
+def error_rgba(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """RGBA error map ``(..., 4)`` of two boolean arrays: TP, FP, FN in the error colours, TN transparent."""
+    out = np.zeros(truth.shape + (4,), dtype=np.float32)
+    for key, sel in (("TP", truth & pred), ("FP", ~truth & pred), ("FN", truth & ~pred)):
+        out[sel] = (*ERROR_COLOURS[key], 1.0)
+    return out
