@@ -14,7 +14,7 @@ import numpy as np
 
 from brainseg_tf.conventions import REGION_LABELS
 
-__all__ = ["region_mask", "region_lookup", "bbox", "check_spacing"]
+__all__ = ["region_mask", "region_lookup", "bbox", "check_spacing", "clip_box"]
 
 
 def region_lookup(region: str) -> np.ndarray:
@@ -57,3 +57,27 @@ def check_spacing(spacing: Sequence[float]) -> tuple[float, float, float]:
     if len(sp) != 3 or not all(math.isfinite(s) and s > 0 for s in sp):
         raise ValueError(f"spacing must be 3 positive finite voxel sizes (mm), got spacing={spacing!r}")
     return sp  # type: ignore[return-value]
+
+
+def clip_box(
+    start: Sequence[int], size: Sequence[int], shape: Sequence[int]
+) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """Overlap of a box with an array, for copying a zero-padded patch that may cross the edges.
+
+    Args:
+        start: lower corner of the box in array coordinates (may be negative).
+        size: extent of the box per axis.
+        shape: the array's shape (as many axes as ``start``).
+
+    Returns:
+        ``(src, dst)``: slices of the part inside ``shape``, in array coordinates (``src``) and
+        in box coordinates (``dst``); empty slices on an axis where the box misses the array.
+    """
+    src, dst = [], []
+    for s, n, dim in zip(start, size, shape):
+        s, n = int(s), int(n)
+        a, b = max(s, 0), min(s + n, dim)
+        b = max(b, a)
+        src.append(slice(a, b))
+        dst.append(slice(a - s, a - s + (b - a)))
+    return tuple(src), tuple(dst)

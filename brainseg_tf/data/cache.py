@@ -26,7 +26,7 @@ scales over cores (h5py serialises all threads behind one lock) and no h5py obje
 in a pipeline (the exit hang seen with h5py inside ``tf.data``). The OS page cache keeps hot
 cases in RAM; a dataset larger than RAM still works, read from disk. ``chunks=(64, 64, 64)``
 builds a chunked file instead (read through h5py under a lock, slower; kept for tools that want
-chunking, compression is deliberately not offered: it made patch reads 5x slower here).
+chunking). Compression is deliberately not offered: it slows patch reads (figures in docs/data.md).
 
 **Content fingerprints** (:func:`file_fingerprint`): BLAKE2b of the file size and its bytes --
 all of them for files up to 1 MiB and for every uncompressed ``.nii`` (which has no checksum of
@@ -65,6 +65,8 @@ import h5py
 import numpy as np
 
 from brainseg_tf import atomic
+from brainseg_tf.arrays import clip_box
+from brainseg_tf.checks import check_int
 from brainseg_tf.conventions import FOREGROUND_CLASSES
 from brainseg_tf.data.preprocess import (
     Box,
@@ -158,10 +160,8 @@ def _params(
 ) -> dict[str, Any]:
     if dtype not in _DTYPES:
         raise ValueError(f"dtype={dtype!r} must be one of {_DTYPES}")
-    if isinstance(margin, bool) or not isinstance(margin, (int, np.integer)) or margin < 0:
-        raise ValueError(f"margin={margin!r} must be a non-negative integer (voxels)")
-    if not isinstance(max_locations, int) or max_locations < 1:
-        raise ValueError(f"max_locations={max_locations!r} must be a positive int")
+    check_int("margin", margin, 0)
+    check_int("max_locations", max_locations)
     if spacing is not None:
         try:
             spacing = [float(s) for s in np.broadcast_to(np.asarray(spacing, dtype=float), (3,))]
@@ -229,48 +229,14 @@ def build_cache(
         DataError: a source case that cannot be read (names the file).
     """
     params = _params(crop, margin, normalize, reorient, spacing, dtype, max_locations, chunks)
-    if max_cases is not None and (
-        isinstance(max_cases, bool) or not isinstance(max_cases, (int, np.integer)) or max_cases < 1
-    ):
-        raise ValueError(f"max_cases={max_cases!r} must be an integer >= 1")
+    check_int("max_cases", max_cases, allow_none=True)
     ds = src if isinstance(src, Dataset) else open_dataset(src)
-    refs = list(ds.refs)
-    if case_ids is not None:
-        unknown = [c for c in case_ids if c not in ds]
-        if unknown:
-            raise ValueError(f"case_ids has ids not in {ds.root}: {unknown[:5]}")
-        refs = [ds.ref(c) for c in case_ids]
-    if max_cases is not None:
-        refs = refs[:max_cases]
-    if not refs:
-        raise ValueError(f"src={str(src)!r}: no cases selected")
-    for ref in refs:  # header-level problems (sizes, types, voxel cap) before anything is written
-        for _, path in _source_files(ref):
-            read_header(path)
+    refs = _select_refs(ds, src, case_ids, max_cases)
     out = Path(out_h5)
     work = partial_path(out)
     current = {r.case_id: [_file_record(role, p) for role, p in _source_files(r)] for r in refs}
-    if overwrite:
-        work.unlink(missing_ok=True)
-    elif out.exists():
-        _check_existing(out, params)
-        if not work.exists():
-            if _is_current(out, current):
-                return out
-            with atomic.atomic_path(work) as tmp:  # resume from the finished cache; it stays valid meanwhile
-                shutil.copyfile(out, tmp)
-    try:
-        with _open_work(work, params) as f:
-            _reusable_cases(f, current)
-    except CacheError:
-        raise
-    except (OSError, KeyError, RuntimeError, ValueError) as exc:  # h5py errors of a damaged leftover
-        warnings.warn(
-            f"{work}: leftover of an interrupted build is damaged ({type(exc).__name__}: {exc}); "
-            f"building again from the start",
-            stacklevel=2,
-        )
-        work.unlink(missing_ok=True)
+    if _prepare_work(out, work, params, current, overwrite):
+        return out
     with _open_work(work, params) as f:
         _record_build(f, ds, list(current), params)
         cases = f.require_group("cases")
@@ -291,6 +257,55 @@ def build_cache(
         f.attrs["completed_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     _publish(work, out)
     return out
+
+
+def _select_refs(ds: Dataset, src: Any, case_ids: Sequence[str] | None, max_cases: int | None) -> list:
+    """The selected cases' references, their headers checked (sizes, types, voxel cap) before
+    anything is written; ``ValueError`` for unknown ids or an empty selection."""
+    refs = list(ds.refs)
+    if case_ids is not None:
+        unknown = [c for c in case_ids if c not in ds]
+        if unknown:
+            raise ValueError(f"case_ids has ids not in {ds.root}: {unknown[:5]}")
+        refs = [ds.ref(c) for c in case_ids]
+    if max_cases is not None:
+        refs = refs[:max_cases]
+    if not refs:
+        raise ValueError(f"src={str(src)!r}: no cases selected")
+    for ref in refs:
+        for _, path in _source_files(ref):
+            read_header(path)
+    return refs
+
+
+def _prepare_work(out: Path, work: Path, params: dict[str, Any], current: dict[str, list], overwrite: bool) -> bool:
+    """Set up the partial file ``work`` for a build of ``out``; True when ``out`` is already current.
+
+    An existing complete cache built with the same parameters is resumed from (copied to
+    ``work``; it stays valid meanwhile); a damaged leftover ``work`` is discarded with a warning.
+    """
+    if overwrite:
+        work.unlink(missing_ok=True)
+    elif out.exists():
+        _check_existing(out, params)
+        if not work.exists():
+            if _is_current(out, current):
+                return True
+            with atomic.atomic_path(work) as tmp:
+                shutil.copyfile(out, tmp)
+    try:
+        with _open_work(work, params) as f:
+            _reusable_cases(f, current)
+    except CacheError:
+        raise
+    except (OSError, KeyError, RuntimeError, ValueError) as exc:  # h5py errors of a damaged leftover
+        warnings.warn(
+            f"{work}: leftover of an interrupted build is damaged ({type(exc).__name__}: {exc}); "
+            f"building again from the start",
+            stacklevel=3,
+        )
+        work.unlink(missing_ok=True)
+    return False
 
 
 def _publish(work: Path, out: Path) -> None:
@@ -676,7 +691,7 @@ class Cache:
         e = self._entry(case_id)
         shape = e.geometry.cropped_shape
         channels = list(range(len(MODALITIES))) if channels is None else list(channels)
-        src, dst = _clip_box(start, size, shape)
+        src, dst = clip_box(start, size, shape)
         img = np.zeros(tuple(size) + (len(channels),), np.float32)
         lab = np.zeros(tuple(size), np.uint8) if (with_label and e.label is not None) else None
         if all(s.stop > s.start for s in src):
@@ -717,18 +732,6 @@ class Cache:
     def __repr__(self) -> str:
         mode = "mmap" if self.contiguous else "h5py"
         return f"Cache(path={str(self.path)!r}, cases={len(self)}, reads={mode})"
-
-
-def _clip_box(start: Sequence[int], size: Sequence[int], shape: Sequence[int]) -> tuple[tuple, tuple]:
-    """Source slices inside ``shape`` and destination slices inside the ``size`` box."""
-    src, dst = [], []
-    for s, n, dim in zip(start, size, shape):
-        s, n = int(s), int(n)
-        a, b = max(s, 0), min(s + n, dim)
-        b = max(b, a)
-        src.append(slice(a, b))
-        dst.append(slice(a - s, a - s + (b - a)))
-    return tuple(src), tuple(dst)
 
 
 def open_cache(path: str | Path, *, check_sources: bool = True) -> Cache:

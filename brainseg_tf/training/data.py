@@ -162,7 +162,7 @@ def build_datasets(
         train_ds = data.patch_dataset(
             source,
             patch_size=tuple(p.patch_size),
-            batch_size=global_batch,
+            global_batch_size=global_batch,
             case_ids=split.train_ids,
             foreground_fraction=p.foreground_fraction,
             augment=augment,
@@ -175,7 +175,7 @@ def build_datasets(
         train_ds = data.slice_dataset(
             source,
             size=tuple(p.patch_size),
-            batch_size=global_batch,
+            global_batch_size=global_batch,
             case_ids=split.train_ids,
             augment=augment,
             seed=seed,
@@ -192,7 +192,7 @@ def build_datasets(
         val_ds = data.patch_dataset(
             source,
             patch_size=tuple(p.patch_size),
-            batch_size=1,
+            global_batch_size=1,
             case_ids=val_ids,
             foreground_fraction=v.foreground_fraction,
             patches_per_case=v.patches_per_case,
@@ -206,7 +206,7 @@ def build_datasets(
         val_ds = data.slice_dataset(
             source,
             size=tuple(p.patch_size),
-            batch_size=1,
+            global_batch_size=1,
             case_ids=val_ids,
             augment=None,
             shuffle=False,

@@ -12,6 +12,8 @@ tf = pytest.importorskip("tensorflow")
 
 from brainseg_tf.data import augment as A  # noqa: E402
 from brainseg_tf.data.augment import AugmentConfig, augment_fn  # noqa: E402
+from brainseg_tf.data.augment.core import bg_sample, split_seeds  # noqa: E402
+from brainseg_tf.data.augment.resample import affine_blocks, affine_by_planes, zoom_by_resize  # noqa: E402
 
 SEED = tf.constant([7, 11], tf.int32)
 
@@ -119,9 +121,9 @@ def test_linear_image_stays_aligned_with_nearest_label(elastic_prob):
 def test_zoom_by_resize_matches_general_affine(zoom, shape):
     img, lab = _pair(shape)
     ndim = len(shape)
-    blocks, _ = A._affine_blocks(tf.zeros([1 if ndim == 2 else 3]), tf.constant(zoom), ndim)
-    fast_img, fast = A._zoom_by_resize(img, lab, tf.constant(zoom), "linear")
-    ref_img, ref = A._affine_by_planes(img, lab, blocks, "linear")
+    blocks, _ = affine_blocks(tf.zeros([1 if ndim == 2 else 3]), tf.constant(zoom), ndim)
+    fast_img, fast = zoom_by_resize(img, lab, tf.constant(zoom), "linear")
+    ref_img, ref = affine_by_planes(img, lab, blocks, "linear")
     assert (fast.numpy() == ref.numpy()).mean() > 0.99
     # Equal wherever the sampled point lies inside the input volume (at the edge,
     # crop_and_resize does not blend with the zero fill outside; the general pass does).
@@ -141,8 +143,8 @@ def test_plane_passes_realise_the_coordinate_map(angles, zoom):
     voxels whose path leaves the grid in an intermediate pass may differ (a few %)."""
     shape = (40, 40, 32)
     grid = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float32) for n in shape], indexing="ij"), -1)
-    blocks, matrix = A._affine_blocks(tf.constant(angles), tf.constant(zoom), 3)
-    out, _ = A._affine_by_planes(tf.constant(grid), None, blocks, "linear")
+    blocks, matrix = affine_blocks(tf.constant(angles), tf.constant(zoom), 3)
+    out, _ = affine_by_planes(tf.constant(grid), None, blocks, "linear")
     centre = (np.array(shape) - 1) / 2.0
     q = centre + np.einsum("ji,...i->...j", matrix.numpy(), grid - centre)
     valid = np.all((q >= 1) & (q <= np.array(shape) - 2), -1)
@@ -262,7 +264,7 @@ def test_gamma_matches_reference_formula_without_stats():
     seed = tf.constant([4, 4])
     for invert in (False, True):
         y = A.gamma(tf.constant(x), seed, 1.0, (0.7, 1.5), invert=invert, retain_stats=False).numpy()
-        g = A._bg_sample(A._seeds(seed, 2)[1], [1, 1, 1, 2], (0.7, 1.5)).numpy()
+        g = bg_sample(split_seeds(seed, 2)[1], [1, 1, 1, 2], (0.7, 1.5)).numpy()
         v = -x if invert else x
         lo, hi = v.min(axis=(0, 1, 2)), v.max(axis=(0, 1, 2))
         ref = ((v - lo) / (hi - lo)) ** g * (hi - lo) + lo

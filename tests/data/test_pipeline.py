@@ -75,7 +75,7 @@ def test_patch_stream_foreground_rate_and_centre_class(toy):
     ds = patch_dataset(
         h5,
         patch_size=(16, 16, 16),
-        batch_size=10,
+        global_batch_size=10,
         target="labels",
         augment=None,
         with_info=True,
@@ -104,7 +104,7 @@ def test_static_shapes_targets_and_weights(toy):
         ds = patch_dataset(
             src,
             patch_size=(24, 20, 16),
-            batch_size=2,
+            global_batch_size=2,
             modalities=("t1ce", "flair"),
             target="regions",
             sample_weights=[0.5, 1, 1, 2],
@@ -117,11 +117,11 @@ def test_static_shapes_targets_and_weights(toy):
         lab_bg = y.numpy()[..., 0] == 0
         np.testing.assert_array_equal(w.numpy()[lab_bg], 0.5)
         del ds
-    ds = patch_dataset(h5, patch_size=(16, 16, 16), batch_size=2, target="classes", augment=None)
+    ds = patch_dataset(h5, patch_size=(16, 16, 16), global_batch_size=2, target="classes", augment=None)
     x, y = take(ds, 1)[0]
     np.testing.assert_allclose(y.numpy().sum(-1), 1.0)
     # the volume of a cropped case is smaller than 60 voxels: the patch is zero-padded
-    ds = patch_dataset(h5, patch_size=(44, 44, 36), batch_size=1, augment=None)
+    ds = patch_dataset(h5, patch_size=(44, 44, 36), global_batch_size=1, augment=None)
     assert take(ds, 1)[0][0].shape == (1, 44, 44, 36, 4)
     del ds
     gc.collect()
@@ -133,7 +133,7 @@ def test_cache_patch_matches_source_arrays(toy):
     ds = patch_dataset(
         cache,
         patch_size=(16, 16, 16),
-        batch_size=1,
+        global_batch_size=1,
         target="labels",
         augment=None,
         with_info=True,
@@ -150,7 +150,9 @@ def test_same_seed_same_stream_with_augmentation(toy):
     root, h5 = toy
 
     def stream(src, seed, augment=True):
-        ds = patch_dataset(src, patch_size=(16, 16, 16), batch_size=2, seed=seed, augment=augment, patches_per_case=2)
+        ds = patch_dataset(
+            src, patch_size=(16, 16, 16), global_batch_size=2, seed=seed, augment=augment, patches_per_case=2
+        )
         out = [(x.numpy(), y.numpy()) for x, y in take(ds, 3)]
         del ds
         return out
@@ -173,7 +175,7 @@ def test_flips_folded_into_the_read_keep_alignment(toy):
 
     _, h5 = toy
     flip_all = dataclasses.replace(AugmentConfig.none(), flip_prob=1.0)
-    kw = dict(patch_size=(16, 12, 10), batch_size=2, target="labels", seed=4)
+    kw = dict(patch_size=(16, 12, 10), global_batch_size=2, target="labels", seed=4)
     ((x0, y0),) = take(patch_dataset(h5, augment=None, **kw), 1)
     ((x1, y1),) = take(patch_dataset(h5, augment=flip_all, **kw), 1)
     np.testing.assert_array_equal(x1.numpy(), x0.numpy()[:, ::-1, ::-1, ::-1])
@@ -208,7 +210,7 @@ def test_slice_dataset_planes_ranges_and_determinism(toy):
     root, h5 = toy
     for plane, hw in (("axial", (48, 44)), ("coronal", (48, 36)), ("sagittal", (44, 36))):
         ds = slice_dataset(
-            root, plane=plane, crop=False, size=None, batch_size=4, repeat=False, shuffle=False, max_cases=1
+            root, plane=plane, crop=False, size=None, global_batch_size=4, repeat=False, shuffle=False, max_cases=1
         )
         assert ds.element_spec[0].shape == (4,) + hw + (4,)
         del ds
@@ -217,7 +219,7 @@ def test_slice_dataset_planes_ranges_and_determinism(toy):
         crop=False,
         slices=(5, 25),
         size=(32, 32),
-        batch_size=5,
+        global_batch_size=5,
         repeat=False,
         shuffle=False,
         modalities=("flair", "t1ce"),
@@ -231,7 +233,7 @@ def test_slice_dataset_planes_ranges_and_determinism(toy):
         h5,
         slices="tumour",
         size=(32, 32),
-        batch_size=1,
+        global_batch_size=1,
         repeat=False,
         shuffle=False,
         target="labels",
@@ -239,7 +241,14 @@ def test_slice_dataset_planes_ranges_and_determinism(toy):
     )
     assert sum(1 for _ in ds) == 0  # the tumour-free case has no tumour slices
     ds = slice_dataset(
-        h5, slices="tumour", size=(32, 32), batch_size=1, repeat=False, shuffle=False, target="labels", max_cases=1
+        h5,
+        slices="tumour",
+        size=(32, 32),
+        global_batch_size=1,
+        repeat=False,
+        shuffle=False,
+        target="labels",
+        max_cases=1,
     )
     assert all(lab.numpy().any() for _, lab in ds)
     del ds
@@ -256,6 +265,7 @@ def test_slice_dataset_planes_ranges_and_determinism(toy):
         ({"case_ids": []}, "case_ids"),
         ({"case_ids": ["nope"]}, "case_ids"),
         ({"target": "onehot"}, "target"),
+        ({"global_batch_size": 0}, "global_batch_size"),
         ({"batch_size": 0}, "batch_size"),
         ({"foreground_fraction": 1.5}, "foreground_fraction"),
         ({"max_cases": 0}, "max_cases"),
@@ -266,6 +276,29 @@ def test_bad_configuration_names_the_argument(toy, kwargs, name):
     _, h5 = toy
     with pytest.raises(ValueError, match=name):
         patch_dataset(h5, **{"patch_size": (16, 16, 16), **kwargs})
+
+
+def test_batch_size_is_a_deprecated_alias_of_global_batch_size(toy):
+    _, h5 = toy
+    with pytest.warns(DeprecationWarning, match="global_batch_size"):
+        ds = patch_dataset(h5, patch_size=(16, 16, 16), batch_size=3, augment=None)
+    assert ds.element_spec[0].shape[0] == 3
+    with pytest.warns(DeprecationWarning):
+        assert volume_dataset(h5, batch_size=3).element_spec[0].shape[0] == 3
+    with pytest.warns(DeprecationWarning):
+        assert slice_dataset(h5, batch_size=5).element_spec[0].shape[0] == 5
+    with pytest.raises(ValueError, match="global_batch_size"):
+        patch_dataset(h5, patch_size=(16, 16, 16), global_batch_size=4, batch_size=3)
+
+
+def test_region_targets_follow_the_region_conventions():
+    from brainseg_tf.conventions import REGION_LABELS, REGIONS
+    from brainseg_tf.data.targets import REGION_TABLE
+
+    for label in range(4):
+        expected = [float(label in REGION_LABELS[r]) for r in REGIONS]
+        assert REGION_TABLE[label].tolist() == expected
+    np.testing.assert_array_equal(REGION_TABLE, [[0, 0, 0], [1, 1, 0], [1, 0, 0], [1, 1, 1]])
 
 
 def test_bad_sources_and_slice_arguments(toy, tmp_path):
@@ -292,7 +325,7 @@ def test_fit_and_distribute(toy):
         out = keras.layers.Conv3D(4, 1, activation="softmax")(inp)
         model = keras.Model(inp, out)
         model.compile("adam", "categorical_crossentropy")
-    ds = patch_dataset(h5, patch_size=(16, 16, 16), batch_size=4, modalities=("flair", "t1ce"), augment=None)
+    ds = patch_dataset(h5, patch_size=(16, 16, 16), global_batch_size=4, modalities=("flair", "t1ce"), augment=None)
     val = volume_dataset(h5, modalities=("flair", "t1ce"), divisor=16, max_cases=2)
     hist = model.fit(ds, steps_per_epoch=2, epochs=1, verbose=0)
     assert np.isfinite(hist.history["loss"][0])
@@ -305,7 +338,7 @@ def test_real_cases_patches_and_seed_slices(real_brats2018):
     ds = patch_dataset(
         real_brats2018,
         patch_size=(128, 128, 128),
-        batch_size=2,
+        global_batch_size=2,
         max_cases=1,
         patches_per_case=2,
         target="labels",
@@ -324,7 +357,7 @@ def test_real_cases_patches_and_seed_slices(real_brats2018):
         slices=(22, 122),
         size=(128, 128),
         modalities=("flair", "t1ce"),
-        batch_size=20,
+        global_batch_size=20,
         repeat=False,
         shuffle=False,
         max_cases=1,
@@ -338,7 +371,7 @@ def test_real_cases_patches_and_seed_slices(real_brats2018):
 def test_label_targets_static_and_equal_to_one_hot_argmax(toy):
     root, h5 = toy
     for src in (h5, root):
-        kw = dict(patch_size=(16, 12, 10), batch_size=2, seed=3, augment="light", patches_per_case=2)
+        kw = dict(patch_size=(16, 12, 10), global_batch_size=2, seed=3, augment="light", patches_per_case=2)
         ds = patch_dataset(src, target="labels", **kw)
         assert fully_static(ds.element_spec)
         assert ds.element_spec[1].shape == (2, 16, 12, 10) and ds.element_spec[1].dtype == tf.uint8
@@ -353,7 +386,7 @@ def test_label_targets_static_and_equal_to_one_hot_argmax(toy):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 def test_extract_mirrored_voxel_copy_matches_flip(dtype):
-    from brainseg_tf.data.pipeline import _aligned_zeros, _extract
+    from brainseg_tf.data.sampling import aligned_zeros, extract_patch
 
     rng = np.random.default_rng(0)
     image = rng.standard_normal((20, 18, 15, 4)).astype(dtype)
@@ -361,12 +394,12 @@ def test_extract_mirrored_voxel_copy_matches_flip(dtype):
     for flips in [(2,), (0, 2), (0, 1, 2), (1,)]:
         for start in [(0, 0, 0), (-3, 2, -4), (10, 9, 8)]:
             for channels in ([0, 1, 2, 3], [2, 0]):
-                a, b = _extract(image, label, start, (12, 10, 9), channels, flips)
-                r, rl = _extract(image, label, start, (12, 10, 9), channels, ())
+                a, b = extract_patch(image, label, start, (12, 10, 9), channels, flips)
+                r, rl = extract_patch(image, label, start, (12, 10, 9), channels, ())
                 assert a.dtype == np.float32 and a.ctypes.data % 64 == 0
                 np.testing.assert_array_equal(a, np.flip(r, flips))
                 np.testing.assert_array_equal(b, np.flip(rl, flips))
-    z = _aligned_zeros((3, 5, 7), np.float32)
+    z = aligned_zeros((3, 5, 7), np.float32)
     assert z.shape == (3, 5, 7) and z.ctypes.data % 64 == 0 and not z.any()
 
 
@@ -378,7 +411,7 @@ def test_flip_along_z_only_with_channel_subset(toy):
     _, h5 = toy
     flip_z = dataclasses.replace(AugmentConfig.none(), flip_prob=1.0, flip_axes=(2,))
     for modalities in (("flair", "t1", "t1ce", "t2"), ("t2", "flair")):
-        kw = dict(patch_size=(16, 12, 10), batch_size=2, target="labels", seed=5, modalities=modalities)
+        kw = dict(patch_size=(16, 12, 10), global_batch_size=2, target="labels", seed=5, modalities=modalities)
         ((x0, y0),) = take(patch_dataset(h5, augment=None, **kw), 1)
         ((x1, y1),) = take(patch_dataset(h5, augment=flip_z, **kw), 1)
         np.testing.assert_array_equal(x1.numpy(), x0.numpy()[:, :, :, ::-1])
@@ -387,7 +420,7 @@ def test_flip_along_z_only_with_channel_subset(toy):
 
 
 def test_channel_map_equals_broadcasting():
-    from brainseg_tf.data.augment import _channel_map
+    from brainseg_tf.data.augment.core import channel_map
 
     x = tf.constant(np.random.default_rng(1).standard_normal((16, 8, 6, 4)).astype(np.float32))
     a = tf.constant([[[[1.1, 0.9, 1.2, 0.8]]]])
@@ -396,6 +429,6 @@ def test_channel_map_equals_broadcasting():
     def fn(v, a_, b_):
         return tf.maximum(tf.minimum(v * a_ + b_, 1.0), -1.0)
 
-    out = _channel_map(x, fn, a, b)
+    out = channel_map(x, fn, a, b)
     assert out.shape == x.shape
     np.testing.assert_array_equal(out.numpy(), fn(x, a, b).numpy())
