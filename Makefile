@@ -21,7 +21,7 @@ COLAB_STAMP := $(COLAB_VENV)/.installed-colab
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv demo demo-real test test-main test-colab clean notebooks lint
+.PHONY: venv demo demo-real test test-main test-colab clean notebooks lint browser
 
 $(STAMP): pyproject.toml requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -62,7 +62,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test-main: $(STAMP) lint
+# Headless Chromium for the browser checks (viewer pages, rendered notebooks): Debian's package.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null); \
+	  else echo "chromium missing: sudo apt-get install chromium (the browser tests skip without it)"; fi
+
+test-main: $(STAMP) lint browser
 	@set +e; $(PY) -m pytest -q -p no:cacheprovider $(XDIST) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; exit 1; fi; exit $$rc
 
@@ -82,4 +88,4 @@ notebooks: $(STAMP)
 # first use; never part of `make test`). See docs/speed.md.
 .PHONY: bench-monai
 bench-monai: $(STAMP)
-	$(PY) bench/vs_monai.py
+	$(PY) -m bench.vs_monai

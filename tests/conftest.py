@@ -21,3 +21,48 @@ def real_brats2018() -> Path:
     if not REAL_BRATS2018.is_dir():
         pytest.skip(f"real BraTS 2018 cases not found at {REAL_BRATS2018} (present in CI as ../shared)")
     return REAL_BRATS2018
+
+
+class Browser:
+    """Headless Chromium (Debian's package) for checking pages as a user's browser draws them."""
+
+    FLAGS = ("--headless", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--mute-audio")
+
+    def __init__(self, executable: str):
+        self.executable = executable
+
+    def _run(self, *args: str, budget_ms: int) -> str:
+        import subprocess
+
+        cmd = [self.executable, *self.FLAGS, f"--virtual-time-budget={budget_ms}", *args]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, f"chromium failed ({done.returncode}): {done.stderr[-2000:]}"
+        return done.stdout
+
+    def dom(self, page: Path, budget_ms: int = 20_000) -> str:
+        """The page's DOM after its scripts ran (``--dump-dom``)."""
+        return self._run("--dump-dom", page.resolve().as_uri(), budget_ms=budget_ms)
+
+    def screenshot(self, page: Path, out: Path, size: tuple[int, int] = (1280, 1000), budget_ms: int = 20_000):
+        """A PNG screenshot of ``page``, returned as an ``(H, W, C)`` float array."""
+        import matplotlib.image
+
+        self._run(
+            f"--screenshot={out}", f"--window-size={size[0]},{size[1]}", page.resolve().as_uri(), budget_ms=budget_ms
+        )
+        assert out.is_file() and out.stat().st_size > 0, f"no screenshot of {page}"
+        return matplotlib.image.imread(out)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Browser:
+    """Headless Chromium; `make test` installs Debian's package where it is absent. Outside CI a
+    machine without it skips the browser checks; in CI (CI set) its absence is a failure."""
+    import shutil
+
+    exe = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium not found: `make test` installs Debian's chromium package (apt-get)")
+        pytest.skip("chromium not installed (apt-get install chromium); the browser checks need it")
+    return Browser(exe)

@@ -28,7 +28,8 @@ Modules: :mod:`~brainseg_tf.viz.colors` (label, region and error colours, legend
 :mod:`~brainseg_tf.viz.panels` (one drawn slice and its inputs), :mod:`~brainseg_tf.viz.slices`
 (case figures), :mod:`~brainseg_tf.viz.charts` (training curves, metric plots),
 :mod:`~brainseg_tf.viz.surfaces` (3D), :mod:`~brainseg_tf.viz.animation` (GIFs),
-:mod:`~brainseg_tf.viz.widgets` (the Jupyter slider), :mod:`~brainseg_tf.viz.figures` (saving).
+:mod:`~brainseg_tf.viz.widgets` (the Jupyter slider), :mod:`~brainseg_tf.viz.figures` (saving),
+:mod:`~brainseg_tf.viz.view` (the interactive HTML viewer: three planes and 3D, offline).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from brainseg_tf.viz.geometry import PLANES, DisplayGeometry
 from brainseg_tf.viz.panels import tumour_centre
 from brainseg_tf.viz.slices import compare, montage, show_case, three_plane, uncertainty_overlay
 from brainseg_tf.viz.surfaces import region_meshes, surface_3d
+from brainseg_tf.viz.view import Viewer, view, view_html
 from brainseg_tf.viz.widgets import slice_slider
 
 __all__ = [
@@ -85,4 +87,7 @@ __all__ = [
     "surface_3d",
     "slices_gif",
     "slice_slider",
+    "Viewer",
+    "view",
+    "view_html",
 ]

@@ -1,0 +1,111 @@
+"""The HTML viewer: the data it carries, that it is self-contained, and that a browser draws it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import zlib
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from brainseg_tf import io, viz
+from brainseg_tf.synthetic import synthesize_case
+
+
+def _data(page: str) -> dict:
+    found = re.search(r"const D = (\{.*?\});\n", page, re.S)
+    assert found, "no data block in the page"
+    return json.loads(found.group(1).replace("<\\/", "</"))
+
+
+def _unpack(b64: str, shape) -> np.ndarray:
+    return np.frombuffer(zlib.decompress(base64.b64decode(b64)), dtype=np.uint8).reshape(shape)
+
+
+@pytest.fixture(scope="module")
+def case_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("viewer")
+    syn = synthesize_case(3, (64, 56, 40))
+    return io.write_case(root, "brats2021", "BraTS2021_00003", syn.images, syn.label, syn.affine)
+
+
+def test_labels_travel_exactly_in_ras_order(case_dir):
+    case = io.read_case(case_dir)
+    pred = case.label.copy()
+    pred[pred == 3] = 1  # a prediction that misses the enhancing tumour
+    page = viz.view_html(case.image, case.affine, reference=case.label, prediction=pred).html
+    data = _data(page)
+    ornt = nib.orientations.io_orientation(case.affine)
+    ras_ref = nib.orientations.apply_orientation(case.label, ornt)
+    brain = nib.orientations.apply_orientation(np.any(case.image != 0, axis=-1), ornt)
+    box = tuple(slice(max(int(i.min()) - 4, 0), int(i.max()) + 5) for i in np.nonzero(brain))
+    assert data["shape"] == [s.stop - s.start for s in np.index_exp[box]]
+    np.testing.assert_array_equal(_unpack(data["labels"]["reference"], data["shape"]), ras_ref[box])
+    assert not (_unpack(data["labels"]["prediction"], data["shape"]) == 3).any()
+    assert set(data["volumes"]) == set(io.MODALITIES)
+    names = [t["name"] for t in data["traces"]]
+    assert "brain" in names and "ET (reference)" in names and "ET (prediction)" not in names
+    assert "WT (prediction)" in names and "TC (prediction)" in names
+    # surfaces in world mm: every vertex lies inside the image's world bounding box
+    corners = np.array(
+        [[i, j, k, 1] for i in (0, case.shape[0]) for j in (0, case.shape[1]) for k in (0, case.shape[2])]
+    )
+    world = corners @ case.affine.T
+    for t in data["traces"]:
+        for axis, key in enumerate("xyz"):
+            assert world[:, axis].min() - 1 <= min(t[key]) and max(t[key]) <= world[:, axis].max() + 1, (t["name"], key)
+
+
+def test_page_is_self_contained(case_dir):
+    page = viz.view(case_dir).html
+    assert not re.search(r"<script[^>]+src=", page), "a script is loaded from outside the page"
+    assert not re.search(r"<link[^>]+href=\s*[\"']https?:", page)
+    assert "Plotly" in page and "DecompressionStream" in page
+
+
+def test_view_writes_files_and_checks_inputs(case_dir, tmp_path):
+    case = io.read_case(case_dir)
+    pred_path = io.write_label(case.label, case, tmp_path / "pred.nii.gz")
+    unc = np.where(case.label > 0, np.float32(0.7), np.float32(0.1))
+    unc_path = tmp_path / "unc.nii.gz"
+    nib.save(nib.Nifti1Image(unc, case.affine), unc_path)
+    out = tmp_path / "v" / "case.html"
+    viewer = viz.view(case_dir, pred=pred_path, uncertainty=unc_path, out=out)
+    assert out.read_text(encoding="utf-8") == viewer.html
+    data = _data(viewer.html)
+    np.testing.assert_array_equal(
+        _unpack(data["labels"]["prediction"], data["shape"]), _unpack(data["labels"]["reference"], data["shape"])
+    )
+    assert data["uncertainty"] and data["uncertaintyMax"] == pytest.approx(0.7)
+    unc8 = _unpack(data["uncertainty"], data["shape"])
+    assert set(np.unique(unc8).tolist()) == {36, 255}  # 0.1 / 0.7 of 255, rounded
+    assert "srcdoc=" in viewer._repr_html_()
+    with pytest.raises(ValueError, match="prediction has shape"):
+        viz.view_html(case.image, case.affine, prediction=case.label[:-1])
+    with pytest.raises(ValueError, match="canonical labels"):
+        viz.view_html(case.image, case.affine, reference=case.label * 2)
+    bad = tmp_path / "bad.nii.gz"
+    nib.save(nib.Nifti1Image(case.label[:-2], case.affine), bad)
+    with pytest.raises(io.DataError, match="bad.nii.gz"):
+        viz.view(case_dir, pred=bad)
+
+
+@pytest.mark.slow
+def test_a_browser_draws_the_planes_and_the_3d_view(case_dir, tmp_path, browser):
+    case = io.read_case(case_dir)
+    page = viz.view(case_dir, pred=case.label, out=tmp_path / "view.html")
+    assert page
+    dom = browser.dom(tmp_path / "view.html")
+    body = re.search(r"<body[^>]*>", dom).group(0)
+    assert 'data-ready="1"' in body, body
+    for plane in ("axial", "coronal", "sagittal"):
+        assert f'data-drawn_{plane}="1"' in body
+    assert 'data-webgl="1"' in body and "<canvas" in dom
+    shot = browser.screenshot(tmp_path / "view.html", tmp_path / "view.png")
+    planes = shot[60:420, :900, :3]
+    assert planes.std() > 0.05, "the slice panels look blank"
+    view3d = shot[440:850, 200:700, :3]
+    assert view3d.std() > 0.01, "the 3D view looks blank"
