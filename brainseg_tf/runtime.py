@@ -1,13 +1,39 @@
-"""Runtime setup for notebooks and scripts: devices, mixed precision, seeds, quiet logs.
+"""Runtime setup for notebooks and scripts: devices, mixed precision, seeds, quiet logs, extras.
 
 ``setup()`` is what the first cell of every notebook calls after installing the package; it
-works the same on Colab, Kaggle and a local CPU machine.
+works the same on Colab, Kaggle and a local CPU machine. :func:`import_optional` imports a module
+of an optional extra (``brainseg_tf[onnx]``, ...) and names the ``pip install`` when it is missing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 import platform
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+
+class OptionalDependencyError(ImportError):
+    """An optional extra is not installed; the message names the ``pip install`` that adds it."""
+
+
+def import_optional(module: str, extra: str) -> Any:
+    """Import ``module`` of the optional extra ``brainseg_tf[extra]``.
+
+    Raises:
+        OptionalDependencyError: the module cannot be imported (the message names the extra).
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise OptionalDependencyError(
+            f"{module} is not installed ({exc}); install brainseg_tf[{extra}]: pip install 'brainseg_tf[{extra}]'"
+        ) from None
 
 
 def in_colab() -> bool:
@@ -56,6 +82,74 @@ def resolve_policy(setting: str = "auto") -> str:
     return POLICIES[setting]
 
 
+#: What TensorFlow's C++ side prints on import and on its first op (absl, oneDNN, CPU features,
+#: CUDA plugin registration): harmless, but red in a notebook, where students take it for an error.
+STARTUP_LOG = re.compile(
+    r"absl::InitializeLog|oneDNN custom operations|cpu_feature_guard|TensorFlow binary is optimized"
+    r"|To enable the following instructions|rebuild TensorFlow with the appropriate compiler flags"
+    r"|Unable to register cu(DNN|FFT|BLAS) factory|Attempting to register factory|computation_placer"
+    r"|TF-TRT Warning|^\s*$"
+)
+
+
+@contextlib.contextmanager
+def _stderr_fd_captured(lines: list[str]) -> Iterator[None]:
+    """Send file descriptor 2 (where C++ logs go) to a temporary file for the block; its lines
+    are appended to ``lines`` afterwards."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no descriptor 2 (an embedded interpreter): nothing to capture
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            lines.extend(tmp.read().decode(errors="replace").splitlines())
+
+
+def _first_tensorflow_op() -> Any:
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):  # shared Colab/Kaggle GPUs: grow, don't grab
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass
+    (tf.constant(1) + 1).numpy()  # the first op prints the rest of the start-up log
+    return tf
+
+
+def start_tensorflow() -> Any:
+    """Import TensorFlow, let GPUs grow their memory, and run a first op, without the start-up log.
+
+    The C++ start-up lines (:data:`STARTUP_LOG`) are dropped; anything else TensorFlow printed
+    meanwhile is passed on to ``sys.stderr``. Where TensorFlow is already running this only
+    returns the module.
+
+    Returns:
+        The ``tensorflow`` module.
+    """
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    lines: list[str] = []
+    try:
+        with _stderr_fd_captured(lines):
+            tf = _first_tensorflow_op()
+    finally:
+        kept = [ln for ln in lines if not STARTUP_LOG.search(ln)]
+        if kept:
+            print("\n".join(kept), file=sys.stderr)
+    return tf
+
+
 def setup(*, mixed_precision: str = "auto", seed: int | None = 0, verbose: bool = True) -> dict:
     """Detect accelerators, pick the dtype policy and seed everything.
 
@@ -67,16 +161,10 @@ def setup(*, mixed_precision: str = "auto", seed: int | None = 0, verbose: bool 
     Returns:
         ``{"platform", "tensorflow", "keras", "gpus", "policy"}``.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    tf = start_tensorflow()
     import keras
-    import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
-    for gpu in gpus:  # do not grab all GPU memory up front (shared Colab/Kaggle sessions)
-        try:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:
-            pass
     policy = resolve_policy(mixed_precision)
     keras.config.set_dtype_policy(policy)
     if seed is not None:
