@@ -13,29 +13,28 @@ HDF5 cache of synthetic BraTS-like cases, once with XLA off and once on, and pri
 - ``inference_s``: one full synthetic case end to end (read, preprocess, sliding window at the
   patch size, postprocess, paste back) with the trained model.
 
-    python bench/gpu.py                       # GPU: 128^3 patches, batch 2, mixed_float16, 300 steps
-    python bench/gpu.py --tiny                # any machine: 16^3 patches, a 3-level small U-Net, 3 steps
+    python -m bench.gpu                       # GPU: 128^3 patches, batch 2, mixed_float16, 300 steps
+    python -m bench.gpu --tiny                # any machine: 16^3 patches, a 3-level small U-Net, 3 steps
+
+Without a GPU it runs on ``CPU:0`` and says so (``gpu=false`` on the last line).
 
 Every size is an option (``--patch``, ``--batch``, ``--steps``, ``--cases``, ``--shape``,
 ``--precision``, ``--xla off on``). The last line is machine-readable:
-``figures: device=... pipeline_patches_per_s=... xla_off_steps_per_s=... xla_off_peak_mib=...
+``figures: device=... gpu=... policy=... pipeline_patches_per_s=... xla_off_steps_per_s=... xla_off_peak_mib=...
 xla_off_estimate_mib=... xla_off_error=... [xla_on_...] inference_s=...``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from bench.common import CONFIGS, positive_int, print_figures, summary, synthetic_dataset
 
-RECIPE = REPO_ROOT / "configs" / "gpu_recommended.json"
+RECIPE = CONFIGS / "gpu_recommended.json"
 #: --tiny: the same recipe with a small network, sizes that run in seconds on a CPU.
 TINY = {
     "patch": 16,
@@ -77,14 +76,13 @@ def _config(work: Path, patch: int, batch: int, precision: str, model_overrides:
 
 def _train_dataset(cfg, cases: int, shape: tuple[int, int, int]):
     """The recipe's training pipeline over a synthetic cache (written on first use)."""
-    from brainseg_tf import io, synthetic
+    from brainseg_tf import io
     from brainseg_tf.data import build_cache
     from brainseg_tf.training.data import build_datasets
     from brainseg_tf.training.split import Split
 
     root, cache = Path(cfg.data.root), Path(cfg.data.cache)
-    if not root.exists():
-        synthetic.make_dataset(root, n_cases=cases, shape=shape, seed=0, progress=False)
+    synthetic_dataset(root, cases, shape)
     if not cache.exists():
         build_cache(root, cache, dtype=cfg.data.cache_dtype, progress=False)
     ids = io.open_dataset(root).case_ids
@@ -105,18 +103,17 @@ def pipeline_rate(train_ds, batches: int) -> float:
     return batches * per_batch / (time.perf_counter() - start)
 
 
-def train_variant(cfg, train_ds, *, steps: int, xla: bool, estimate: int) -> tuple[dict, object]:
-    """Steps/s and allocator peak of ``steps`` training steps (against ``estimate`` bytes); the trained model."""
+def train_variant(cfg, train_ds, *, steps: int, xla: bool, estimate: int, policy: str) -> tuple[dict, object]:
+    """Steps/s and allocator peak of ``steps`` training steps under ``policy`` (against ``estimate``
+    bytes, the planner's for the same policy); the trained model."""
     import keras
     import tensorflow as tf
 
-    from brainseg_tf import plan
     from brainseg_tf.training import factories
     from brainseg_tf.training.data import finish_dataset
 
     keras.backend.clear_session()
     device = "GPU:0" if tf.config.list_physical_devices("GPU") else "CPU:0"
-    policy = plan._policy(cfg, None)
     keras.config.set_dtype_policy(policy)
     model = factories.build_model(cfg)
     n_outputs = len(model.outputs)
@@ -134,7 +131,6 @@ def train_variant(cfg, train_ds, *, steps: int, xla: bool, estimate: int) -> tup
         "estimate_mib": estimate / 2**20,
         "error": (estimate - peak) / peak if peak else float("nan"),
         "device": device,
-        "policy": policy,
     }, model
 
 
@@ -152,12 +148,14 @@ def inference_seconds(cfg, model, case_dir: Path) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=summary(__doc__))
     parser.add_argument("--tiny", action="store_true", help="small network and sizes (CPU, tests)")
-    parser.add_argument("--patch", type=int, default=None, help="cubic patch edge (default 128; tiny 16)")
-    parser.add_argument("--batch", type=int, default=None)
-    parser.add_argument("--steps", type=int, default=None, help="timed training steps per variant (default 300)")
-    parser.add_argument("--cases", type=int, default=None, help="synthetic cases in the cache")
+    parser.add_argument("--patch", type=positive_int, default=None, help="cubic patch edge (default 128; tiny 16)")
+    parser.add_argument("--batch", type=positive_int, default=None)
+    parser.add_argument(
+        "--steps", type=positive_int, default=None, help="timed training steps per variant (default 300)"
+    )
+    parser.add_argument("--cases", type=positive_int, default=None, help="synthetic cases in the cache")
     parser.add_argument("--shape", type=int, nargs=3, default=None, help="synthetic case grid")
     parser.add_argument("--precision", default="float16", help="recipe runtime.mixed_precision (default float16)")
     parser.add_argument("--xla", nargs="+", choices=["off", "on"], default=["off", "on"])
@@ -180,12 +178,14 @@ def main(argv: list[str] | None = None) -> int:
             f"pipeline: {figures['pipeline_patches_per_s']:.1f} patches/s ({patch}^3 x {len(cfg.data.modalities)})",
             flush=True,
         )
-        est = plan.estimate(plan.footprint(cfg), cfg.pipeline.patch_size, cfg.pipeline.batch_size).total
+        fp = plan.footprint(cfg)
+        est = plan.estimate(fp, cfg.pipeline.patch_size, cfg.pipeline.batch_size).total
+        figures["policy"] = fp.policy
         model = None
         for xla in args.xla:
-            row, model = train_variant(cfg, train_ds, steps=steps, xla=xla == "on", estimate=est)
+            row, model = train_variant(cfg, train_ds, steps=steps, xla=xla == "on", estimate=est, policy=fp.policy)
             figures["device"] = row.pop("device")
-            figures["policy"] = row.pop("policy")
+            figures["gpu"] = figures["device"].startswith("GPU")
             print(
                 f"xla {xla}: {row['steps_per_s']:.2f} steps/s ({row['steps_per_s'] * batch:.1f} patches/s), "
                 f"peak {row['peak_mib']:.0f} MiB vs planner {row['estimate_mib']:.0f} MiB ({row['error']:+.1%})",
@@ -194,8 +194,10 @@ def main(argv: list[str] | None = None) -> int:
             figures.update({f"xla_{xla}_{k}": v for k, v in row.items()})
         figures["inference_s"] = inference_seconds(cfg, model, case_dir)
         print(f"inference: {figures['inference_s']:.1f} s for one {'x'.join(map(str, shape))} case", flush=True)
-    parts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items()]
-    print("figures: " + " ".join(parts))
+    if not figures["gpu"]:
+        print("no GPU present: every figure above was measured on CPU:0", flush=True)
+    first = {k: figures.pop(k) for k in ("device", "gpu", "policy")}
+    print_figures(first | figures, ".4g", prefix="figures: ")
     return 0
 
 

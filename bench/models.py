@@ -8,9 +8,12 @@ about 0.6 GiB of TensorFlow runtime. GFLOPs are counted from the layer shapes: 2
 of every convolution, transposed convolution, depthwise convolution and dense layer (norms,
 activations, pooling and resampling are left out).
 
-    python bench/models.py [--models unet2d,unet3d,...] [--repeats 5] [--timeout 600] [--json out.json]
+    python -m bench.models [--models unet2d,unet3d,...] [--precisions float32,bfloat16] [--repeats 5]
+                           [--timeout 600] [--json out.json]
 
-Prints a Markdown table (the one in ``docs/models.md``).
+Prints a Markdown table (the one in ``docs/models.md``); the input sizes and channels are the
+registry's builder defaults (``unet`` has a free size: 128^3 here). The last line is
+machine-readable: ``<model>_<precision>_median_s=<float>`` and ``<model>_params=<int>`` per model.
 """
 
 from __future__ import annotations
@@ -18,28 +21,43 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from bench.common import last_json, peak_rss_gib, positive_int, print_figures, run_module, summary
 
-# bench name -> (registry name, config, default input shape incl. channels)
-MODELS: dict[str, tuple[str, dict, tuple[int, ...]]] = {
-    "unet2d": ("unet2d", {}, (128, 128, 2)),
-    "unet3d": ("unet3d", {}, (160, 160, 16, 4)),
-    "dresunet": ("dresunet", {}, (128, 128, 128, 4)),
-    "dresunet_published": ("dresunet", {"as_published": True}, (128, 128, 128, 4)),
-    "znet": ("znet", {}, (128, 128, 128, 1)),
-    "een": ("een", {}, (192, 160, 144, 4)),
-    "unet": ("unet", {"input_shape": (128, 128, 128)}, (128, 128, 128, 4)),
+# bench name -> (registry name, builder options); each input size is the builder's default
+# (``input_shape`` and ``in_channels`` of the registry's spec).
+MODELS: dict[str, tuple[str, dict]] = {
+    "unet2d": ("unet2d", {}),
+    "unet3d": ("unet3d", {}),
+    "dresunet": ("dresunet", {}),
+    "dresunet_published": ("dresunet", {"as_published": True}),
+    "znet": ("znet", {}),
+    "een": ("een", {}),
+    "unet": ("unet", {"input_shape": (128, 128, 128)}),
 }
+PRECISIONS = ("float32", "bfloat16")
+
+
+def input_shape(bench_name: str) -> tuple[int, ...]:
+    """The default input of a bench model, channels last (from the registry's builder defaults)."""
+    from brainseg_tf import models
+
+    registry_name, config = MODELS[bench_name]
+    options = models.get_spec(registry_name).resolve(config)
+    return (*options["input_shape"], int(options["in_channels"]))
+
+
+def _called_shape(model, nested) -> tuple:
+    """The input shape ``nested`` (a model used as a layer of ``model``) is called with."""
+    entry = next(e for e in model.get_config()["layers"] if e["name"] == nested.name)
+    source, _, tensor = entry["inbound_nodes"][0]["args"][0]["config"]["keras_history"]
+    output = model.get_layer(source).output
+    return (output[tensor] if isinstance(output, list) else output).shape
 
 
 def count_flops(model) -> int:
@@ -52,7 +70,7 @@ def count_flops(model) -> int:
         if isinstance(layer, keras.Model):
             # A nested model (EEN's EfficientNet) is built with free H, W: count a copy built at the
             # size it is called with (`layer.input` is its own free input, the call site is not).
-            called_with = layer._inbound_nodes[0].input_tensors[0].shape
+            called_with = _called_shape(model, layer)
             config = layer.get_config()
             for sub in config["layers"]:
                 if sub["class_name"] == "InputLayer":
@@ -85,7 +103,8 @@ def run_one(bench_name: str, precision: str, repeats: int) -> dict:
 
     if precision == "bfloat16":
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    registry_name, config, shape = MODELS[bench_name]
+    registry_name, config = MODELS[bench_name]
+    shape = input_shape(bench_name)
     model = models.build(registry_name, **config)
     x = np.random.default_rng(0).normal(size=(1, *shape)).astype("float32")
     start = time.perf_counter()
@@ -105,20 +124,22 @@ def run_one(bench_name: str, precision: str, repeats: int) -> dict:
         "input": "×".join(map(str, shape)),
         "first_s": first,
         "median_s": statistics.median(seconds),
-        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+        "peak_rss_gib": peak_rss_gib(),
     }
 
 
 def _subprocess(bench_name: str, precision: str, repeats: int, timeout: float) -> dict:
-    command = [sys.executable, __file__, "--one", bench_name, "--precision", precision, "--repeats", str(repeats)]
+    args = ["--one", bench_name, "--precision", precision, "--repeats", repeats]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+        done = run_module("bench.models", args, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"model": bench_name, "precision": precision, "error": f"timeout after {timeout:.0f} s"}
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode or not lines:
-        return {"model": bench_name, "precision": precision, "error": done.stderr.strip().splitlines()[-1:]}
-    return json.loads(lines[-1])
+    try:
+        if done.returncode == 0:
+            return last_json(done.stdout)
+    except ValueError:
+        pass
+    return {"model": bench_name, "precision": precision, "error": done.stderr.strip().splitlines()[-1:]}
 
 
 def markdown(results: list[dict]) -> str:
@@ -131,7 +152,7 @@ def markdown(results: list[dict]) -> str:
         by_precision = {r["precision"]: r for r in results if r["model"] == name}
         ok = next((r for r in by_precision.values() if "error" not in r), None)
         if ok is None:
-            rows.append(f"| {name} | – | – | – | {by_precision['float32'].get('error')} | – | – |")
+            rows.append(f"| {name} | – | – | – | {next(iter(by_precision.values())).get('error')} | – | – |")
             continue
 
         def cell(precision: str, key: str, fmt: str, by_precision: dict = by_precision) -> str:
@@ -146,10 +167,29 @@ def markdown(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def figures(results: list[dict]) -> dict:
+    """The last line's figures: median forward seconds per model and precision, parameters per model."""
+    out = {}
+    for r in results:
+        if "error" not in r:
+            out[f"{r['model']}_{r['precision']}_median_s"] = r["median_s"]
+            out[f"{r['model']}_params"] = r["params"]
+    return out
+
+
+def _names(text: str, known: tuple[str, ...] | dict, what: str, parser: argparse.ArgumentParser) -> list[str]:
+    names = [n for n in text.split(",") if n]
+    unknown = sorted(set(names) - set(known))
+    if unknown or not names:
+        parser.error(f"unknown {what}(s) {unknown or text!r}; choose from {list(known)}")
+    return names
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=summary(__doc__))
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated bench names")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--precisions", default=",".join(PRECISIONS), help="comma-separated: float32, bfloat16")
+    parser.add_argument("--repeats", type=positive_int, default=5)
     parser.add_argument("--timeout", type=float, default=600, help="seconds per model and precision")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--one", help=argparse.SUPPRESS)
@@ -159,19 +199,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.one:
         print(json.dumps(run_one(args.one, args.precision, args.repeats)))
         return
-    names = [n for n in args.models.split(",") if n]
-    unknown = sorted(set(names) - set(MODELS))
-    if unknown:
-        parser.error(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
+    names = _names(args.models, MODELS, "model", parser)
+    precisions = _names(args.precisions, PRECISIONS, "precision", parser)
     results = []
     for name in names:
-        for precision in ("float32", "bfloat16"):
+        for precision in precisions:
             result = _subprocess(name, precision, args.repeats, args.timeout)
             print(json.dumps(result), file=sys.stderr, flush=True)
             results.append(result)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     print(markdown(results))
+    print_figures(figures(results))
 
 
 if __name__ == "__main__":

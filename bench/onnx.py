@@ -1,6 +1,6 @@
 """Keras backend vs ONNX Runtime backend on one real case: equivalence and seconds per case.
 
-    python bench/onnx.py [--case CASE_DIR] [--config configs/cpu_brats2018.json | --model RUN_DIR]
+    python -m bench.onnx [--case CASE_DIR] [--config configs/cpu_brats2018.json | --model RUN_DIR]
                          [--overlap 0.5] [--repeats 2] [--out result.json]
 
 The model is the recipe's (``training.factories.build_model``: for ``configs/cpu_brats2018.json``
@@ -15,7 +15,9 @@ the timed part is read -> preprocess -> sliding window -> postprocess -> paste b
 
 Reported: max |p_onnx - p_keras| over every voxel and channel of the whole case (native grid), the
 share of voxels with the same label, seconds per case for each backend (median and min of the
-repeats) and their ratio, threads, load average. The last line is machine-readable JSON.
+repeats) and their ratio, threads, load average. The line before the last is machine-readable:
+``max_abs_prob_diff=<float> label_agreement_pct=<float> keras_median_s=<float>
+onnxruntime_median_s=<float> onnx_over_keras=<float>``; the last line is the whole result as JSON.
 """
 
 from __future__ import annotations
@@ -29,40 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-# This file is named onnx.py: drop its own folder from the path, or `import onnx` would import it.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(REPO_ROOT))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from bench.common import CONFIGS, DEFAULT_CASE, positive_int, print_figures, summary, untrained_run_dir
 
-DEFAULT_CASE = REPO_ROOT.parent / "shared" / "data" / "brats2018" / "Brats18_2013_23_1"
-DEFAULT_CONFIG = REPO_ROOT / "configs" / "cpu_brats2018.json"
-
-
-def recipe_run_dir(config: Path, out: Path, seed: int = 0) -> Path:
-    """Write the recipe's untrained model (``best.keras``) and its card into ``out``."""
-    import keras
-
-    from brainseg_tf.card import ModelCard
-    from brainseg_tf.training.config import load_config
-    from brainseg_tf.training.factories import build_model
-
-    cfg = load_config(config)
-    keras.utils.set_random_seed(seed)
-    model = build_model(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save(out / "best.keras")
-    ModelCard(
-        modalities=list(cfg.data.modalities),
-        head=cfg.head,
-        spatial_dims=cfg.spatial_dims,
-        logits=cfg.logits,
-        region=cfg.pipeline.region.upper() if cfg.head == "region" else None,
-        roi=[int(s) for s in cfg.pipeline.patch_size],
-        model=cfg.model.name,
-        options=dict(cfg.model.options),
-    ).save(out)
-    return out
+DEFAULT_CONFIG = CONFIGS / "cpu_brats2018.json"
 
 
 def run(case_dir: Path, run_dir: Path, work: Path, *, overlap: float, repeats: int) -> dict:
@@ -191,12 +162,12 @@ def _table(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=summary(__doc__))
     parser.add_argument("--case", type=Path, default=DEFAULT_CASE)
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="recipe whose untrained model is used")
     parser.add_argument("--model", type=Path, default=None, help="a trained RUN_DIR instead of the recipe's model")
     parser.add_argument("--overlap", type=float, default=0.5)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=positive_int, default=2)
     parser.add_argument("--out", type=Path, default=None, help="also write the result as JSON")
     parser.add_argument(
         "--exactness",
@@ -209,12 +180,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="bench_onnx_") as tmp:
         work = Path(tmp)
-        run_dir = args.model or recipe_run_dir(args.config, work / "run")
+        run_dir = args.model or untrained_run_dir(args.config, work / "run")
         result = run(args.case, run_dir, work, overlap=args.overlap, repeats=args.repeats)
         if args.exactness:
             result["exactness"] = exactness(args.case, run_dir, work / "onnx" / "model.onnx")
     result["trained"] = args.model is not None
     print(_table(result))
+    print_figures(
+        {
+            "max_abs_prob_diff": result["max_abs_prob_diff"],
+            "label_agreement_pct": result["label_agreement_pct"],
+            "keras_median_s": result["seconds"]["keras"]["median_s"],
+            "onnxruntime_median_s": result["seconds"]["onnxruntime"]["median_s"],
+            "onnx_over_keras": result["onnx_over_keras"],
+        },
+        ".4g",
+    )
     if args.out is not None:
         from brainseg_tf import atomic
 

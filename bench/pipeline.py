@@ -2,9 +2,10 @@
 
 Usage::
 
-    python bench/pipeline.py                  # synthetic 4-case BraTS-2021-style data (generated)
-    python bench/pipeline.py --data /path/to/BraTS --cases 8
-    python bench/pipeline.py --skip-model --augment default --target classes
+    python -m bench.pipeline                  # synthetic 4-case BraTS-2021-style data (generated)
+    python -m bench.pipeline --data /path/to/BraTS --cases 8
+    python -m bench.pipeline --skip-model --augment default --target classes
+    python -m bench.pipeline --skip-model --shape 64 64 48 --patch 32 --augments none light   # a quick check
 
 Prints, for each source (HDF5 cache, NIfTI folder) and augmentation level (none, ``light``,
 default ``AugmentConfig()``), the wall-clock patch rate and the process CPU time per patch with
@@ -23,18 +24,14 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from bench.common import FULL_GRID, load_average, positive_int, print_figures, summary, synthetic_dataset
 
-
-def cpu_seconds() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
+AUGMENTS = {"default": True, "light": "light", "none": None}
 
 
 def measure(ds, n_patches: int, warmup_batches: int = 2) -> tuple[float, float]:
@@ -42,23 +39,13 @@ def measure(ds, n_patches: int, warmup_batches: int = 2) -> tuple[float, float]:
     it = iter(ds)
     for _ in range(warmup_batches):
         next(it)
-    t0, c0, k = time.perf_counter(), cpu_seconds(), 0
+    t0, c0, k = time.perf_counter(), time.process_time(), 0
     while k < n_patches:
         k += int(next(it)[0].shape[0])
-    wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     del it
     gc.collect()
     return k / wall, 1000.0 * cpu / k
-
-
-def synthetic_data(workdir: Path, n_cases: int) -> Path:
-    out = workdir / "synthetic"
-    if out.is_dir() and any(out.iterdir()):
-        return out
-    from brainseg_tf.synthetic import make_dataset
-
-    print(f"generating {n_cases} synthetic 240x240x155 cases in {out} ...", flush=True)
-    return Path(make_dataset(out, layout="brats2021", n_cases=n_cases, seed=0, progress=False))
 
 
 def unet_step_rate(batch: int = 1, steps: int = 2) -> float:
@@ -66,7 +53,7 @@ def unet_step_rate(batch: int = 1, steps: int = 2) -> float:
     import keras
     import numpy as np
 
-    from brainseg_tf.models.unet3d import build_unet3d
+    from brainseg_tf.models import build_unet3d
 
     model = build_unet3d((128, 128, 128), 4, head="softmax", out_channels=4)
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="categorical_crossentropy", jit_compile=False)
@@ -83,18 +70,28 @@ def unet_step_rate(batch: int = 1, steps: int = 2) -> float:
     return rate
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def parser() -> argparse.ArgumentParser:
+    """The command line."""
+    ap = argparse.ArgumentParser(description=summary(__doc__))
     ap.add_argument("--data", type=Path, help="dataset folder (default: generate synthetic cases)")
-    ap.add_argument("--cases", type=int, default=4, help="cases used (default 4)")
+    ap.add_argument("--cases", type=positive_int, default=4, help="cases used (default 4)")
+    ap.add_argument("--shape", type=positive_int, nargs=3, default=FULL_GRID, help="grid of the synthetic cases")
+    ap.add_argument("--patch", type=positive_int, default=128, help="cubic patch edge (default 128)")
     ap.add_argument("--workdir", type=Path, help="where the synthetic data and cache go (default: a temp dir)")
-    ap.add_argument("--patches", type=int, default=40, help="patches timed per cheap configuration")
-    ap.add_argument("--batch", type=int, default=2, help="batch size")
+    ap.add_argument("--patches", type=positive_int, default=40, help="patches timed per cheap configuration")
+    ap.add_argument("--batch", type=positive_int, default=2, help="batch size")
     ap.add_argument(
         "--augment",
-        choices=("default", "light", "none"),
+        choices=tuple(AUGMENTS),
         default="light",
         help="augmentation reported on the last line (default: light, flips + intensity)",
+    )
+    ap.add_argument(
+        "--augments",
+        nargs="+",
+        choices=tuple(AUGMENTS),
+        default=("none", "light", "default"),
+        help="augmentation levels timed with label-map targets (default: all three)",
     )
     ap.add_argument(
         "--target",
@@ -109,30 +106,18 @@ def main(argv: list[str] | None = None) -> int:
         help="NIfTI patches cut per loaded case (default: patch_dataset's, 8)",
     )
     ap.add_argument("--skip-model", action="store_true", help="skip the 3D U-Net step timing")
-    args = ap.parse_args(argv)
+    return ap
 
-    from brainseg_tf.data.cache import build_cache
-    from brainseg_tf.data.pipeline import patch_dataset
 
-    tmp = None
-    if args.workdir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="brainseg_bench_")
-        workdir = Path(tmp.name)
-    else:
-        workdir = args.workdir
-        workdir.mkdir(parents=True, exist_ok=True)
-    data = args.data or synthetic_data(workdir, args.cases)
-    t0 = time.perf_counter()
-    h5 = build_cache(data, workdir / "bench_cache.h5", max_cases=args.cases, progress=False)
-    print(f"cache: {h5} ({h5.stat().st_size / 2**20:.0f} MiB, ready in {time.perf_counter() - t0:.1f} s)")
-    print(f"cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f} (a shared machine lowers wall rates)")
+def time_configs(args: argparse.Namespace, sources: dict[str, Path]) -> dict[tuple[str, str, str], tuple]:
+    """``(patches/s, CPU ms per patch)`` of every (source, augmentation, target), one printed row each."""
+    from brainseg_tf.data import patch_dataset
 
-    augments = {"default": True, "light": "light", "none": None}
     results: dict[tuple[str, str, str], tuple[float, float]] = {}
     print(f"{'source':<7} {'augment':<8} {'target':<8} {'patches/s':>10} {'CPU ms/patch':>13} {'2-core bound/s':>15}")
-    configs = [(aug, "labels") for aug in ("none", "light", "default")]
+    configs = [(aug, "labels") for aug in args.augments]
     configs += [(args.augment, t) for t in ("classes", args.target) if (args.augment, t) not in configs]
-    for source_name, source in (("cache", h5), ("nifti", data)):
+    for source_name, source in sources.items():
         for aug_name, target in configs:
             n = args.patches if aug_name != "default" else max(args.patches // 3, 8)
             extra = (
@@ -143,9 +128,9 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 ds = patch_dataset(
                     source,
-                    patch_size=(128, 128, 128),
-                    batch_size=args.batch,
-                    augment=augments[aug_name],
+                    patch_size=(args.patch,) * 3,
+                    global_batch_size=args.batch,
+                    augment=AUGMENTS[aug_name],
                     max_cases=args.cases,
                     seed=0,
                     target=target,
@@ -162,18 +147,35 @@ def main(argv: list[str] | None = None) -> int:
             gc.collect()
             results[(source_name, aug_name, target)] = (rate, cpu_ms)
             print(
-                f"{source_name:<7} {aug_name:<8} {target:<8} {rate:>10.1f} {cpu_ms:>13.0f} {2000 / cpu_ms:>15.1f}",
+                f"{source_name:<7} {aug_name:<8} {target:<8} {rate:>10.1f} {cpu_ms:>13.0f} {2000 / cpu_ms if cpu_ms else float('inf'):>15.1f}",
                 flush=True,
             )
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from brainseg_tf.data import build_cache
+
+    with tempfile.TemporaryDirectory(prefix="brainseg_bench_") as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        data = args.data
+        if data is None:
+            print(f"generating {args.cases} synthetic {'x'.join(map(str, args.shape))} cases ...", flush=True)
+            data = synthetic_dataset(workdir / "synthetic", args.cases, args.shape)
+        t0 = time.perf_counter()
+        h5 = build_cache(data, workdir / "bench_cache.h5", max_cases=args.cases, progress=False)
+        print(f"cache: {h5} ({h5.stat().st_size / 2**20:.0f} MiB, ready in {time.perf_counter() - t0:.1f} s)")
+        print(f"cores: {os.cpu_count()}, load average {load_average():.1f} (a shared machine lowers wall rates)")
+        results = time_configs(args, {"cache": h5, "nifti": data})
     if not args.skip_model:
         step = unet_step_rate()
         print(f"3D U-Net (faithful, 16.3 M params) CPU training step, 128^3 x 4 batch 1: {step:.2f} patches/s")
-    if tmp is not None:
-        tmp.cleanup()
     cache_rate = results[("cache", args.augment, args.target)][0]
     nifti_rate = results[("nifti", args.augment, args.target)][0]
     print(f"last line: augment={args.augment}, target={args.target}, batch {args.batch}")
-    print(f"cache_patches_per_s={cache_rate:.2f} nifti_patches_per_s={nifti_rate:.2f}")
+    print_figures({"cache_patches_per_s": cache_rate, "nifti_patches_per_s": nifti_rate}, ".2f")
     return 0
 
 

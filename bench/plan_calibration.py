@@ -8,7 +8,7 @@ fitted to the peaks — one ``ACTIVATION_FACTORS`` entry per policy group (float
 float16/bfloat16) minimises the squared relative error over that group's ``fit`` points — and the
 relative error of the fitted estimate is reported for every point, the held-out ones included.
 
-    python bench/plan_calibration.py [--points default|quick] [--out runs/bench/plan_calibration.json]
+    python -m bench.plan_calibration [--points default|quick|tiny] [--out runs/bench/plan_calibration.json]
                                      [--reuse EARLIER.json]
 
 The last line is machine-readable: ``max_abs_error=<float> points=<int> factor_float32=<float> factor_mixed=<float>``.
@@ -19,15 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from bench.common import CONFIGS, REPO_ROOT, positive_int, print_figures, run_worker, summary
 
 # (recipe, patch, batch, precision, used for the fit)
 POINTS = {
@@ -49,6 +44,8 @@ POINTS = {
         ("demo_synthetic", (32, 32, 32), 1, "off", True),
         ("demo_synthetic", (32, 32, 32), 2, "off", True),
     ],
+    # One small point: checks the script, not the planner.
+    "tiny": [("demo_synthetic", (16, 16, 16), 1, "off", True)],
 }
 
 
@@ -56,7 +53,7 @@ def _worker(recipe: str, patch: list[int], batch: int, precision: str, steps: in
     from brainseg_tf import plan
     from brainseg_tf.training import load_config
 
-    cfg = load_config(REPO_ROOT / "configs" / f"{recipe}.json")
+    cfg = load_config(CONFIGS / f"{recipe}.json")
     fp = plan.footprint(cfg, precision)
     raw = plan.estimate(fp, patch, batch)
     measured = plan.measure_step_peak(cfg, patch, batch, steps=steps, precision=precision)
@@ -72,12 +69,10 @@ def _worker(recipe: str, patch: list[int], batch: int, precision: str, steps: in
 
 
 def _run_point(recipe: str, patch: tuple[int, ...], batch: int, precision: str, steps: int) -> dict:
-    cmd = [sys.executable, __file__, "--worker", recipe, "x".join(map(str, patch)), str(batch), precision, str(steps)]
+    """One point measured in a fresh process (allocator peaks only grow within one)."""
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{recipe} {patch} x{batch} {precision} failed:\n{proc.stderr[-3000:]}")
-    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    args = ["--worker", recipe, "x".join(map(str, patch)), batch, precision, steps]
+    row = run_worker("bench.plan_calibration", args, f"{recipe} {patch} x{batch} {precision}")
     row["process_seconds"] = time.perf_counter() - start
     return row
 
@@ -122,9 +117,9 @@ def table(rows: list[dict], factors: dict[str, float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=summary(__doc__))
     parser.add_argument("--points", choices=sorted(POINTS), default="default")
-    parser.add_argument("--steps", type=int, default=2, help="timed steps after the first (tracing) one")
+    parser.add_argument("--steps", type=positive_int, default=2, help="timed steps after the first (tracing) one")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "runs" / "bench" / "plan_calibration.json")
     parser.add_argument(
         "--reuse",
@@ -132,7 +127,14 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="an earlier --out: points measured there (same recipe, patch, batch, precision) are not re-run",
     )
+    parser.add_argument(
+        "--worker", nargs=5, metavar=("RECIPE", "PATCH", "BATCH", "PRECISION", "STEPS"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
+    if args.worker:
+        recipe, patch, batch, precision, steps = args.worker
+        print(json.dumps(_worker(recipe, [int(n) for n in patch.split("x")], int(batch), precision, int(steps))))
+        return 0
     from brainseg_tf import atomic
 
     earlier = {}
@@ -154,17 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     errors = [(fitted_estimate(r, factors) - r["peak"]) / r["peak"] for r in rows]
     atomic.write_json(args.out, {"factors": factors, "rows": rows, "errors": errors})
     print(table(rows, factors))
-    print(
-        f"max_abs_error={max(map(abs, errors)):.4f} points={len(rows)} "
-        + " ".join(f"factor_{k}={v:.4f}" for k, v in factors.items())
+    print_figures(
+        {"max_abs_error": max(map(abs, errors)), "points": len(rows), **{f"factor_{k}": v for k, v in factors.items()}},
+        ".4f",
     )
     return 0
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 7 and sys.argv[1] == "--worker":
-        _, _, recipe, patch, batch, precision, steps = sys.argv
-        result = _worker(recipe, [int(n) for n in patch.split("x")], int(batch), precision, int(steps))
-        print(json.dumps(result))
-    else:
-        sys.exit(main())
+    raise SystemExit(main())

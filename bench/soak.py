@@ -14,7 +14,7 @@ head, 96^3 windows, ``mixed_bfloat16`` as the recipe trains) built **untrained**
 not change the memory a prediction needs -- or a trained ``--model RUN_DIR``; ``--small`` builds
 it with 8-64 filters for a quick run.
 
-    python bench/soak.py [--data DIR] [--case CASE_ID] [--repeats 100] [--folder 20]
+    python -m bench.soak [--data DIR] [--case CASE_ID] [--repeats 100] [--folder 20]
                          [--overlap 0.5] [--recipe configs/cpu_brats2018.json] [--model RUN_DIR]
                          [--small] [--json OUT.json]
 
@@ -33,21 +33,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from bench.common import (
+    CONFIGS,
+    DEFAULT_CASE_ID,
+    SHARED_BRATS2018,
+    positive_int,
+    print_figures,
+    rss_mb,
+    summary,
+    untrained_model,
+)
 
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "brats2018"
-DEFAULT_CASE = "Brats18_2013_23_1"
 LEAK_BAR_MB = 50.0
-
-
-def rss_mb() -> float:
-    """Resident set size of this process in MiB (``VmRSS``)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise OSError("no VmRSS in /proc/self/status (Linux only)")
+SMALL = {"model.options.base_filters": 8, "model.options.max_filters": 64}
 
 
 def build_predictor(recipe: Path, model: Path | None, small: bool) -> Any:
@@ -56,20 +54,8 @@ def build_predictor(recipe: Path, model: Path | None, small: bool) -> Any:
 
     if model is not None:
         return inference.load_predictor(model)
-    import keras
-
-    from brainseg_tf.training.config import load_config
-    from brainseg_tf.training.distribute import resolve_mixed_precision
-    from brainseg_tf.training.factories import build_model
-    from brainseg_tf.training.rundir import model_card
-    from brainseg_tf.training.split import Split
-
-    overrides = {"model.options.base_filters": 8, "model.options.max_filters": 64} if small else None
-    cfg = load_config(recipe, overrides)
-    keras.config.set_dtype_policy(resolve_mixed_precision(cfg.runtime.mixed_precision))
-    keras.utils.set_random_seed(cfg.training.seed)
-    card = model_card(cfg, Split(train_ids=[], val_ids=list(cfg.split.val_ids), method="fixed"), None)
-    return inference.Predictor.from_keras(build_model(cfg), card)
+    keras_model, card = untrained_model(recipe, SMALL if small else None)
+    return inference.Predictor.from_keras(keras_model, card)
 
 
 def soak_folder(root: Path, n: int, tmp: Path) -> Path:
@@ -109,7 +95,8 @@ def run_cases(
             pred, source, out, overwrite=True, progress=False, stop_on_error=True, case_ids=[cid], overlap=overlap
         )[0]
         curve.append({"case": i, "case_id": cid, "seconds": time.perf_counter() - t0, "rss_mb": rss_mb()})
-        assert rec["status"] == "written", rec
+        if rec["status"] != "written":
+            raise RuntimeError(f"{cid}: not written: {rec}")
         checkpoint()
         if i <= 3 or i % 10 == 0 or i == len(case_ids):
             print(
@@ -125,19 +112,21 @@ def _at(curve: list[dict], case: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="real BraTS dataset folder")
-    p.add_argument("--case", default=DEFAULT_CASE, help="case id predicted --repeats times")
-    p.add_argument("--repeats", type=int, default=100, help="phase 1: predictions of the same case (default 100)")
+    p = argparse.ArgumentParser(description=summary(__doc__))
+    p.add_argument("--data", type=Path, default=SHARED_BRATS2018, help="real BraTS dataset folder")
+    p.add_argument("--case", default=DEFAULT_CASE_ID, help="case id predicted --repeats times")
+    p.add_argument(
+        "--repeats", type=positive_int, default=100, help="phase 1: predictions of the same case (default 100)"
+    )
     p.add_argument("--folder", type=int, default=20, help="phase 2: cases in the folder (default 20; 0 skips)")
     p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap (default 0.5)")
-    p.add_argument("--recipe", type=Path, default=REPO_ROOT / "configs" / "cpu_brats2018.json")
+    p.add_argument("--recipe", type=Path, default=CONFIGS / "cpu_brats2018.json")
     p.add_argument("--model", type=Path, default=None, help="a trained RUN_DIR instead of the untrained recipe model")
     p.add_argument("--small", action="store_true", help="8-64 filters instead of the recipe's 16-256")
     p.add_argument("--json", type=Path, default=None, help="write the curves and figures here")
     args = p.parse_args(argv)
-    if args.repeats < 1 or args.folder < 0:
-        p.error("--repeats must be >= 1 and --folder >= 0")
+    if args.folder < 0:
+        p.error("--folder must be >= 0")
     if not (args.data / args.case).is_dir():
         sys.exit(f"error: case folder {args.data / args.case} not found (--data, --case)")
 
@@ -210,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print("folder RSS MiB: " + " ".join(f"{c['case']}:{c['rss_mb']:.0f}" for c in folder_curve))
     verdict = "OK" if rlast - r10 < LEAK_BAR_MB else f"FAIL (>= {LEAK_BAR_MB:.0f} MB)"
     print(f"delta after case 10 -> case {len(repeat)}: {rlast - r10:+.1f} MiB {verdict}")
-    print(f"rss_case10_mb={r10:.1f} rss_case{len(repeat)}_mb={rlast:.1f} delta_mb={rlast - r10:.1f}")
+    print_figures({"rss_case10_mb": r10, f"rss_case{len(repeat)}_mb": rlast, "delta_mb": rlast - r10}, ".1f")
     return result
 
 

@@ -11,7 +11,10 @@ with its 95 % Wilson interval, MSE and Spearman's rho with 95 % percentile-boots
 over the pooled out-of-fold predictions, and the range of CV accuracy over ``--repeats`` seeds.
 Part B also scores the age-only model fitted on the table's other patients on the imaging cases.
 
-Usage: python bench/survival.py [--table CSV] [--cases DIR] [--folds 5] [--seed 0] [--repeats 10]
+Usage: python -m bench.survival [--table CSV] [--cases DIR] [--folds 5] [--seed 0] [--repeats 10] [--boot 2000]
+
+The last line is machine-readable: ``patients=<int> accuracy_<method>=<float> ...`` (part A, CV
+accuracy of every method) ``total_seconds=<float>``.
 """
 
 from __future__ import annotations
@@ -22,13 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.common import SHARED_BRATS2018, positive_int, print_figures, summary
 from brainseg_tf import survival
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "brats2018"
 
-
-def report(data: survival.TrainingSet, title: str, *, folds: int, seed: int, repeats: int, boot: int) -> None:
-    """Print one Markdown table: every method's CV scores on ``data``."""
+def report(
+    data: survival.TrainingSet, title: str, *, folds: int, seed: int, repeats: int, boot: int
+) -> dict[str, float]:
+    """Print one Markdown table: every method's CV scores on ``data``; ``{method: CV accuracy}``."""
     classes = np.bincount(survival.survival_class(data.days), minlength=3)
     print(f"\n### {title}\n")
     print(
@@ -40,6 +44,7 @@ def report(data: survival.TrainingSet, title: str, *, folds: int, seed: int, rep
         f"Spearman ρ [95% bootstrap] | accuracy over {repeats} CV seeds |"
     )
     print("|---|---|---|---|---|---|---|")
+    accuracy = {}
     for method in survival.METHODS:
         cv = survival.cross_validate(data, method, folds=folds, seed=seed)
         s = cv["scores"]
@@ -56,6 +61,8 @@ def report(data: survival.TrainingSet, title: str, *, folds: int, seed: int, rep
             f"{s['accuracy_ci'][1]:.2f}] | {s['mse']:.3g} [{mse_ci[0]:.3g}, {mse_ci[1]:.3g}] | "
             f"{s['median_se']:.3g} | {rho} | {min(accs):.3f}-{max(accs):.3f} |"
         )
+        accuracy[method] = float(s["accuracy"])
+    return accuracy
 
 
 def held_out(full: survival.TrainingSet, test_ids: set[str]) -> None:
@@ -71,20 +78,21 @@ def held_out(full: survival.TrainingSet, test_ids: set[str]) -> None:
     )
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--table", type=Path, default=SHARED / "survival_data.csv")
-    ap.add_argument("--cases", type=Path, default=SHARED)
-    ap.add_argument("--folds", type=int, default=5)
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=summary(__doc__))
+    ap.add_argument("--table", type=Path, default=SHARED_BRATS2018 / "survival_data.csv")
+    ap.add_argument("--cases", type=Path, default=SHARED_BRATS2018)
+    ap.add_argument("--folds", type=positive_int, default=5)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--repeats", type=int, default=10)
-    ap.add_argument("--boot", type=int, default=2000)
-    args = ap.parse_args()
+    ap.add_argument("--repeats", type=positive_int, default=10)
+    ap.add_argument("--boot", type=positive_int, default=2000)
+    args = ap.parse_args(argv)
     t0 = time.perf_counter()
     table = survival.read_clinical(args.table)
     print(f"table {args.table}: {len(table)} rows, format {table.format}, resection recorded: {table.has_resection}")
     opts = {"folds": args.folds, "seed": args.seed, "repeats": args.repeats, "boot": args.boot}
-    report(survival.training_set(table), "A. Age only, every patient of the table", **opts)
+    everyone = survival.training_set(table)
+    accuracy = report(everyone, "A. Age only, every patient of the table", **opts)
     rows = survival.feature_rows(args.cases)
     for by_number in (False, True):
         data = survival.training_set(table, features=rows, tcia_by_number=by_number)
@@ -97,7 +105,10 @@ def main() -> None:
             **(opts | {"folds": folds}),
         )
         held_out(survival.training_set(table), set(data.case_ids))
-    print(f"\ntotal {time.perf_counter() - t0:.0f} s")
+    total = time.perf_counter() - t0
+    print(f"\ntotal {total:.0f} s")
+    figures = {"patients": len(everyone), **{f"accuracy_{m}": a for m, a in accuracy.items()}}
+    print_figures(figures | {"total_seconds": total})
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ and ET intensity relative to the case's healthy-brain median (brain = nonzero in
 modalities; healthy = brain with label 0), and the tumour volumes in ml. The real part is skipped
 with a message when the folder is absent.
 
-    python bench/synthetic.py [--cases 8] [--seed 0] [--real ../shared/data/brats2018] [--markdown]
+    python -m bench.synthetic [--cases 8] [--seed 0] [--real ../shared/data/brats2018] [--max-real N]
+                              [--write 2] [--shape X Y Z]
 
 The last line is machine-readable:
 ``synthetic_case_seconds=<float> synthetic_case_cpu_seconds=<float> write_case_seconds=<float>
@@ -16,17 +17,14 @@ orderings_match=<true|false>`` (wall-clock and CPU seconds per generated case).
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from brainseg_tf.synthetic import MODALITIES, synthesize_case  # noqa: E402
+from bench.common import FULL_GRID, SHARED_BRATS2018, positive_int, print_figures, summary
+from brainseg_tf.synthetic import MODALITIES, synthesize_case
 
 CLASSES = (("NCR", 1), ("ED", 2), ("ET", 3))
 
@@ -57,18 +55,15 @@ def case_stats(images: dict[str, np.ndarray], label: np.ndarray, voxel_ml: float
     return {"rel": rel, "vol": vol}
 
 
-def real_cases(root: Path):
-    """Yield (case_id, images, canonical label, voxel ml) for every BraTS 2018 case folder under ``root``."""
-    import nibabel as nib
+def real_cases(root: Path, limit: int | None = None):
+    """Yield (case_id, images, canonical label, voxel ml) for the labelled cases of the dataset at ``root``."""
+    from brainseg_tf import io as bio
 
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        cid = folder.name
-        images = {m: np.asarray(nib.load(folder / f"{cid}_{m}.nii.gz").dataobj) for m in MODALITIES}
-        seg_img = nib.load(folder / f"{cid}_seg.nii.gz")
-        seg = np.asarray(seg_img.dataobj).astype(np.int16)
-        label = np.zeros(seg.shape, dtype=np.uint8)  # BraTS 2018: 1 NCR, 2 ED, 4 ET
-        label[seg == 1], label[seg == 2], label[seg == 4] = 1, 2, 3
-        yield cid, images, label, float(np.prod(seg_img.header.get_zooms()[:3])) / 1000.0
+    refs = [r for r in bio.open_dataset(root).refs if r.label is not None][:limit]
+    for ref in refs:
+        case = bio.read_case(ref)
+        images = {m: case.image[..., i] for i, m in enumerate(MODALITIES)}
+        yield case.case_id, images, case.label, float(np.prod(case.spacing)) / 1000.0
 
 
 def summarise(stats: list[dict]) -> dict:
@@ -122,12 +117,15 @@ def table(syn: dict, real: dict | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cases", type=int, default=8, help="synthetic full-size cases (default 8)")
+    ap = argparse.ArgumentParser(description=summary(__doc__))
+    ap.add_argument("--cases", type=positive_int, default=8, help="synthetic full-size cases (default 8)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--real", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "brats2018")
+    ap.add_argument("--real", type=Path, default=SHARED_BRATS2018)
+    ap.add_argument("--max-real", type=positive_int, default=None, help="real cases read (default: all)")
     ap.add_argument("--write", type=int, default=2, help="cases to time writing for (default 2)")
+    ap.add_argument("--shape", type=positive_int, nargs=3, default=FULL_GRID, help="synthetic grid")
     args = ap.parse_args(argv)
+    shape = tuple(args.shape)
 
     from brainseg_tf.io import write_case
 
@@ -136,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.cases):
             t0, c0 = time.perf_counter(), time.process_time()
-            case = synthesize_case(args.seed + i)
+            case = synthesize_case(args.seed + i, shape)
             gen_times.append(time.perf_counter() - t0)
             cpu_times.append(time.process_time() - c0)
             if i < args.write:
@@ -154,27 +152,31 @@ def main(argv: list[str] | None = None) -> int:
     write_s = float(np.mean(write_times)) if write_times else float("nan")
     cpu_s = float(np.mean(cpu_times))
     print(
-        f"\ngeneration: {gen_s:.2f} s wall per 240x240x155 case (min {min(gen_times):.2f}, max {max(gen_times):.2f}), "
-        f"{cpu_s:.2f} s CPU (max {max(cpu_times):.2f}; wall exceeds CPU when other jobs share the cores); "
-        f"writing 5 gzipped NIfTI files: {write_s:.2f} s wall ({np.mean(write_cpu):.2f} s CPU) per case"
+        f"\ngeneration: {gen_s:.2f} s wall per {'x'.join(map(str, shape))} case (min {min(gen_times):.2f}, "
+        f"max {max(gen_times):.2f}), {cpu_s:.2f} s CPU (max {max(cpu_times):.2f}; wall exceeds CPU when other "
+        f"jobs share the cores); writing 5 gzipped NIfTI files: {write_s:.2f} s wall "
+        f"({np.mean(write_cpu) if write_cpu else float('nan'):.2f} s CPU) per case"
     )
     syn = summarise(syn_stats)
 
     real = None
     if args.real.is_dir():
-        real_stats = []
-        for _cid, images, label, vml in real_cases(args.real):
-            real_stats.append(case_stats(images, label, vml))
-        real = summarise(real_stats)
+        cases = real_cases(args.real, args.max_real)
+        real = summarise([case_stats(images, label, vml) for _cid, images, label, vml in cases])
     else:
         print(f"real cases not found at {args.real}: showing synthetic statistics only")
 
     print("\nMedian [IQR over cases] of the per-case median intensity relative to the healthy-brain median\n")
     print(table(syn, real))
     match = real is not None and all(ordering(syn, m) == ordering(real, m) for m in MODALITIES)
-    print(
-        f"\nsynthetic_case_seconds={gen_s:.3f} synthetic_case_cpu_seconds={cpu_s:.3f} write_case_seconds={write_s:.3f} "
-        f"orderings_match={'true' if match else 'false'}"
+    print()
+    print_figures(
+        {
+            "synthetic_case_seconds": gen_s,
+            "synthetic_case_cpu_seconds": cpu_s,
+            "write_case_seconds": write_s,
+            "orderings_match": match,
+        }
     )
     return 0
 

@@ -9,8 +9,11 @@ gives the mean Dice, the largest per-case change against the first setting, and 
 case (predict_case: preprocessing, forwards, blending, postprocessing; the images are read once
 per case, outside the timing).
 
-    python bench/windows.py --model runs/cpu_brats2018 --data ../shared/data/brats2018 \
+    python -m bench.windows --model runs/cpu_brats2018 --data ../shared/data/brats2018 \
         [--cases ID ...] [--settings patch:0.5 auto:0.25 auto:0.5:012 ...] [--max-window-voxels N]
+
+``--recipe RECIPE.json`` instead of ``--model`` uses the recipe's model untrained (a quick check
+of the script itself; its Dice means nothing).
 
 A setting is ``WINDOW:OVERLAP`` with WINDOW ``patch`` (the card's roi), ``auto`` or an edge such
 as ``128``. The last line is machine-readable: for each setting after the first,
@@ -20,16 +23,10 @@ as ``128``. The last line is machine-readable: for each setting after the first,
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-REGIONS = ("WT", "TC", "ET")
+from bench.common import print_figures, summary, untrained_model, warm_up
+from brainseg_tf.conventions import REGIONS
 
 
 def parse_setting(text: str) -> tuple[str | int, float, tuple[int, ...] | None]:
@@ -44,9 +41,25 @@ def parse_setting(text: str) -> tuple[str | int, float, tuple[int, ...] | None]:
     return (window if window in ("auto", "patch") else int(window)), overlap, axes
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True, help="RUN_DIR or export folder (with its model card)")
+def _predictor(args: argparse.Namespace):
+    from brainseg_tf import inference
+
+    if args.model is not None:
+        return inference.load_predictor(
+            args.model, max_window_voxels=args.max_window_voxels, min_window=args.min_window
+        )
+    model, card = untrained_model(args.recipe)
+    return inference.Predictor.from_keras(
+        model, card, max_window_voxels=args.max_window_voxels, min_window=args.min_window
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line."""
+    p = argparse.ArgumentParser(description=summary(__doc__))
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="RUN_DIR or export folder (with its model card)")
+    which.add_argument("--recipe", help="a recipe whose model is used untrained (checks the script, not a model)")
     p.add_argument("--data", required=True, help="dataset folder with reference masks")
     p.add_argument("--cases", nargs="+", default=None, help="case ids (default: every case with a mask)")
     p.add_argument(
@@ -54,33 +67,22 @@ def main(argv: list[str] | None = None) -> None:
         nargs="+",
         type=parse_setting,
         default=None,
-        help="WINDOW:OVERLAP[:AXES] settings (AXES: mirror TTA, e.g. 012); the first is the reference (default: patch:0.5 patch:0.25 auto:0.25)",
+        help="WINDOW:OVERLAP[:AXES] settings (AXES: mirror TTA, e.g. 012); the first is the reference "
+        "(default: patch:0.5 patch:0.25 auto:0.25)",
     )
     p.add_argument("--max-window-voxels", type=int, default=None, help="the auto window budget (default: the card's)")
     p.add_argument(
         "--min-window", type=int, nargs=3, default=None, help="the smallest auto window (default: the card's)"
     )
-    args = p.parse_args(argv)
-    settings = args.settings or [("patch", 0.5, None), ("patch", 0.25, None), ("auto", 0.25, None)]
+    return p
 
+
+def score_cases(pred, dataset, case_ids: list[str], names: list[str], settings: list) -> tuple[dict, dict]:
+    """Per setting, ``{case: {region: Dice}}`` and the seconds per case; one printed row per case."""
     import numpy as np
 
-    from brainseg_tf import inference, io
+    from brainseg_tf import inference
     from brainseg_tf.training.validation import region_dice
-
-    pred = inference.load_predictor(args.model, max_window_voxels=args.max_window_voxels, min_window=args.min_window)
-    dataset = io.open_dataset(args.data)
-    case_ids = args.cases or [r.case_id for r in dataset.refs if r.label is not None]
-    names = [f"{w}:{o:g}" + ("" if a is None else ":" + "".join(map(str, a))) for w, o, a in settings]
-    print(
-        f"model {pred.source} (card window {pred.inference.window}, overlap {pred.inference.overlap:g}, "
-        f"max window voxels {pred.inference.max_window_voxels}); {len(case_ids)} cases",
-        flush=True,
-    )
-    # Trace the forward for a relaxed shape first, as after two cases of different windows.
-    roi = tuple(pred.roi)
-    for extra in (0, 16):
-        pred(np.zeros((1, *(r + extra for r in roi), len(pred.modalities)), np.float32))
 
     dice = {n: {} for n in names}
     seconds = {n: [] for n in names}
@@ -100,10 +102,33 @@ def main(argv: list[str] | None = None) -> None:
             )
         print(f"{case_id:<24} " + " | ".join(row), flush=True)
         del case
+    return dice, seconds
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    settings = args.settings or [("patch", 0.5, None), ("patch", 0.25, None), ("auto", 0.25, None)]
+
+    import numpy as np
+
+    from brainseg_tf import io
+
+    pred = _predictor(args)
+    dataset = io.open_dataset(args.data)
+    case_ids = args.cases or [r.case_id for r in dataset.refs if r.label is not None]
+    names = [f"{w}:{o:g}" + ("" if a is None else ":" + "".join(map(str, a))) for w, o, a in settings]
+    print(
+        f"model {pred.source or args.recipe} (card window {pred.inference.window}, overlap "
+        f"{pred.inference.overlap:g}, max window voxels {pred.inference.max_window_voxels}); {len(case_ids)} cases",
+        flush=True,
+    )
+    # Trace the forward for a relaxed shape first, as after two cases of different windows.
+    warm_up(pred, pred.roi)
+    dice, seconds = score_cases(pred, dataset, case_ids, names, settings)
 
     base = names[0]
     print(f"\n{'setting':<12} {'WT':>7} {'TC':>7} {'ET':>7} {'mean':>7}   max |dDice| WT/TC/ET vs {base}   s/case")
-    summary = []
+    figures = {}
     for name in names:
         means = [float(np.mean([dice[name][c][r] for c in case_ids])) for r in REGIONS]
         deltas = [[dice[name][c][r] - dice[base][c][r] for c in case_ids] for r in REGIONS]
@@ -117,11 +142,9 @@ def main(argv: list[str] | None = None) -> None:
         )
         if name != base:
             for r, w, d in zip(REGIONS, worst, deltas):
-                summary += [
-                    f"{name}_max_abs_delta_{r.lower()}={w:.4f}",
-                    f"{name}_mean_delta_{r.lower()}={np.mean(d):.4f}",
-                ]
-    print(" ".join(summary))
+                figures[f"{name}_max_abs_delta_{r.lower()}"] = w
+                figures[f"{name}_mean_delta_{r.lower()}"] = float(np.mean(d))
+    print_figures(figures, ".4f")
 
 
 if __name__ == "__main__":

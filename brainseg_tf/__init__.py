@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 
-from brainseg_tf import _registration
+from brainseg_tf import keras_registration
 
 __version__ = "0.2.0"
 
@@ -43,7 +43,7 @@ _SUBMODULES = {
     "viz",
 }
 
-_registration.install()
+keras_registration.install()
 
 
 def __getattr__(name: str):

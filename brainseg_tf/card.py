@@ -9,13 +9,14 @@ one beside every export; :mod:`brainseg_tf.inference` reads it and nothing else.
 * ``head``: ``"softmax"`` (4 classes BG, NCR, ED, ET), ``"sigmoid"`` (3 regions WT, TC, ET) or
   ``"region"`` (one region, named by ``region``); ``logits``: whether the model's output is
   pre-activation (an export always outputs probabilities, so its card says ``false``);
-* ``roi``: the sliding-window size (the training patch); for a 2D model with
-  ``preprocessing.resize`` the size each slice is resized to;
+* ``window``: the sliding-window size (the training patch); for a 2D model with
+  ``preprocessing.resize`` the size each slice is resized to (cards written before the name
+  ``window`` say ``roi``, read as ``window``);
 * ``preprocessing``: exactly as trained (brain crop, margin, z-score, RAS reorientation,
   resampling spacing, 2D resize and plane);
 * ``postprocessing``: ET-to-NCR volume, smallest kept component, regions kept to their largest
   component (chosen on validation by :mod:`brainseg_tf.postprocessing`), region threshold;
-* ``inference``: how ``predict`` slides its window, as validation ran it: windows of ``roi`` or
+* ``inference``: how ``predict`` slides its window, as validation ran it: windows of ``window`` or
   planned ones (``"auto"``: the largest windows within a voxel budget), and the overlap;
 * ``label_convention``: the training data's source convention (``"brats"``, ``"msd"``, ...);
 * ``provenance``: recipe, data, split, epochs, package and library versions, time.
@@ -29,6 +30,7 @@ No TensorFlow is imported here.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -39,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from brainseg_tf import atomic
+from brainseg_tf.checks import is_int, is_number
 from brainseg_tf.conventions import CLASS_NAMES, HEADS, MODALITIES, REGIONS
 
 __all__ = [
@@ -127,16 +130,16 @@ class Inference:
     records what its volume validation used, so that ``predict`` repeats what was measured.
 
     Attributes:
-        window: ``"patch"``: windows of ``roi`` (the training patch); ``"auto"``: per case, the
+        window: ``"patch"``: windows of the card's ``window`` (the training patch); ``"auto"``: per case, the
             largest windows of at most ``max_window_voxels`` voxels, no smaller than ``min_window``
             (:func:`brainseg_tf.inference.plan_window`; 3D models only).
         overlap: overlap of neighbouring windows, a fraction of the window, in [0, 1).
         max_window_voxels: the ``"auto"`` window budget (memory grows with it).
-        min_window: the smallest ``"auto"`` window per axis; ``None``: ``roi``.
+        min_window: the smallest ``"auto"`` window per axis; ``None``: the card's ``window``.
         divisor: the model's per-axis input-size divisor (``"auto"`` windows are multiples of
             it), or ``None`` when unknown (then read from the model registry).
 
-    Cards written before this section load with the defaults: ``roi`` windows at overlap 0.5.
+    Cards written before this section load with the defaults: patch windows at overlap 0.5.
     """
 
     window: str = "patch"
@@ -164,14 +167,17 @@ class Provenance:
 
 @dataclass
 class ModelCard:
-    """A typed, versioned model card (``brainseg_model.json``). See the module docstring."""
+    """A typed, versioned model card (``brainseg_model.json``). See the module docstring.
+
+    ``roi=`` (constructor) and :attr:`roi` are the old name of ``window``, still accepted.
+    """
 
     modalities: list[str]
     head: str
     spatial_dims: int = 3
     region: str | None = None
     logits: bool = False
-    roi: list[int] | None = None
+    window: list[int] | None = None
     model: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
@@ -200,83 +206,91 @@ class ModelCard:
 
     # -- checks ----------------------------------------------------------------------------
     def validate(self) -> None:
-        """Raise :class:`CardError` naming the field for any inconsistent value."""
+        """Raise :class:`CardError` naming the field for any inconsistent value (and normalise
+        sequences to lists, regions to upper case)."""
+        self._check_model()
+        self.window = self._sizes("window", self.window)
+        self._check_preprocessing()
+        self._check_inference()
+        self._check_postprocessing()
 
-        def bad(name: str, value: Any, why: str) -> None:
-            raise CardError(f"model card field {name}={value!r} {why}")
+    @staticmethod
+    def _bad(name: str, value: Any, why: str) -> None:
+        raise CardError(f"model card field {name}={value!r} {why}")
 
+    def _sizes(self, name: str, value: Any) -> list[int] | None:
+        """``None``, or one positive integer per spatial axis (as a list)."""
+        if value is None:
+            return None
+        if (
+            not isinstance(value, (list, tuple))
+            or len(value) != self.spatial_dims
+            or not all(is_int(v) and v >= 1 for v in value)
+        ):
+            self._bad(name, value, f"must be {self.spatial_dims} positive integers")
+        return [int(v) for v in value]
+
+    def _check_model(self) -> None:
         if not isinstance(self.modalities, (list, tuple)) or not self.modalities:
-            bad("modalities", self.modalities, "must list the input channels")
+            self._bad("modalities", self.modalities, "must list the input channels")
         self.modalities = [str(m) for m in self.modalities]
         unknown = [m for m in self.modalities if m not in MODALITIES]
         if unknown or len(set(self.modalities)) != len(self.modalities):
-            bad("modalities", self.modalities, f"must be distinct names from {list(MODALITIES)}")
+            self._bad("modalities", self.modalities, f"must be distinct names from {list(MODALITIES)}")
         if self.head not in HEADS:
-            bad("head", self.head, f"is unknown; expected one of {list(HEADS)}")
+            self._bad("head", self.head, f"is unknown; expected one of {list(HEADS)}")
         if self.head == "region":
             if self.region is None or str(self.region).upper() not in REGIONS:
-                bad("region", self.region, f"must be one of {list(REGIONS)} for a region head")
+                self._bad("region", self.region, f"must be one of {list(REGIONS)} for a region head")
             self.region = str(self.region).upper()
         elif self.region is not None:
-            bad("region", self.region, "is only for head='region'")
+            self._bad("region", self.region, "is only for head='region'")
         if self.spatial_dims not in (2, 3):
-            bad("spatial_dims", self.spatial_dims, "must be 2 or 3")
+            self._bad("spatial_dims", self.spatial_dims, "must be 2 or 3")
         if not isinstance(self.logits, bool):
-            bad("logits", self.logits, "must be true or false")
+            self._bad("logits", self.logits, "must be true or false")
 
-        def sizes(name: str, value: Any) -> list[int] | None:
-            """``None``, or one positive integer per spatial axis (as a list)."""
-            if value is None:
-                return None
-            if (
-                not isinstance(value, (list, tuple))
-                or len(value) != self.spatial_dims
-                or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)
-            ):
-                bad(name, value, f"must be {self.spatial_dims} positive integers")
-            return [int(v) for v in value]
-
-        self.roi = sizes("roi", self.roi)
+    def _check_preprocessing(self) -> None:
         pre = self.preprocessing
         if pre.plane not in PLANES:
-            bad("preprocessing.plane", pre.plane, f"must be one of {list(PLANES)}")
+            self._bad("preprocessing.plane", pre.plane, f"must be one of {list(PLANES)}")
         if pre.resize is not None:
             if self.spatial_dims != 2:
-                bad("preprocessing.resize", pre.resize, "is only for 2D models")
-            if len(pre.resize) != 2 or any(not isinstance(r, int) or r < 1 for r in pre.resize):
-                bad("preprocessing.resize", pre.resize, "must be two positive integers")
-        if isinstance(pre.margin, bool) or not isinstance(pre.margin, int) or pre.margin < 0:
-            bad("preprocessing.margin", pre.margin, "must be a non-negative integer")
+                self._bad("preprocessing.resize", pre.resize, "is only for 2D models")
+            if len(pre.resize) != 2 or not all(is_int(r) and r >= 1 for r in pre.resize):
+                self._bad("preprocessing.resize", pre.resize, "must be two positive integers")
+            pre.resize = [int(r) for r in pre.resize]
+        if not (is_int(pre.margin) and pre.margin >= 0):
+            self._bad("preprocessing.margin", pre.margin, "must be a non-negative integer")
         if pre.spacing is not None:
-            sp = [pre.spacing] if isinstance(pre.spacing, (int, float)) else list(pre.spacing)
-            if len(sp) not in (1, 3) or any(
-                not (isinstance(s, (int, float)) and math.isfinite(s) and s > 0) for s in sp
-            ):
-                bad("preprocessing.spacing", pre.spacing, "must be one or three positive numbers")
+            sp = [pre.spacing] if is_number(pre.spacing) else list(pre.spacing)
+            if len(sp) not in (1, 3) or not all(is_number(s) and math.isfinite(s) and s > 0 for s in sp):
+                self._bad("preprocessing.spacing", pre.spacing, "must be one or three positive numbers")
             pre.spacing = [float(s) for s in sp]
+
+    def _check_inference(self) -> None:
         inf = self.inference
         if inf.window not in WINDOWS:
-            bad("inference.window", inf.window, f"must be one of {list(WINDOWS)}")
+            self._bad("inference.window", inf.window, f"must be one of {list(WINDOWS)}")
         if inf.window == "auto" and self.spatial_dims != 3:
-            bad("inference.window", inf.window, "is only for 3D models")
-        if isinstance(inf.overlap, bool) or not isinstance(inf.overlap, (int, float)) or not 0 <= inf.overlap < 1:
-            bad("inference.overlap", inf.overlap, "must be in [0, 1)")
+            self._bad("inference.window", inf.window, "is only for 3D models")
+        if not (is_number(inf.overlap) and 0 <= inf.overlap < 1):
+            self._bad("inference.overlap", inf.overlap, "must be in [0, 1)")
         inf.overlap = float(inf.overlap)
-        if (
-            isinstance(inf.max_window_voxels, bool)
-            or not isinstance(inf.max_window_voxels, int)
-            or inf.max_window_voxels < 1
-        ):
-            bad("inference.max_window_voxels", inf.max_window_voxels, "must be a positive integer")
-        inf.min_window = sizes("inference.min_window", inf.min_window)
-        inf.divisor = sizes("inference.divisor", inf.divisor)
+        if not (is_int(inf.max_window_voxels) and inf.max_window_voxels >= 1):
+            self._bad("inference.max_window_voxels", inf.max_window_voxels, "must be a positive integer")
+        inf.min_window = self._sizes("inference.min_window", inf.min_window)
+        inf.divisor = self._sizes("inference.divisor", inf.divisor)
+
+    def _check_postprocessing(self) -> None:
         post = self.postprocessing
         for key in ("et_min_voxels", "min_component_voxels"):
             v = getattr(post, key)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                bad(f"postprocessing.{key}", v, "must be a non-negative integer")
-        if not (isinstance(post.region_threshold, (int, float)) and 0 < post.region_threshold < 1):
-            bad("postprocessing.region_threshold", post.region_threshold, "must be in (0, 1)")
+            if not (is_int(v) and v >= 0):
+                self._bad(f"postprocessing.{key}", v, "must be a non-negative integer")
+            setattr(post, key, int(v))
+        if not (is_number(post.region_threshold) and 0 < post.region_threshold < 1):
+            self._bad("postprocessing.region_threshold", post.region_threshold, "must be in (0, 1)")
         regions = post.largest_component
         if (
             isinstance(regions, str)
@@ -284,7 +298,7 @@ class ModelCard:
             or any(str(r).upper() not in REGIONS for r in regions)
             or len({str(r).upper() for r in regions}) != len(regions)
         ):
-            bad("postprocessing.largest_component", regions, f"must list distinct regions from {list(REGIONS)}")
+            self._bad("postprocessing.largest_component", regions, f"must list distinct regions from {list(REGIONS)}")
         post.largest_component = sorted((str(r).upper() for r in regions), key=REGIONS.index)
 
     # -- JSON ------------------------------------------------------------------------------
@@ -298,19 +312,21 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str | os.PathLike | None = None) -> ModelCard:
-        """A card from its JSON dict (version 2; older versions go through :func:`migrate`)."""
+        """A card from its JSON dict (version 2; older versions go through :func:`migrate`).
+
+        A version-2 card written before the field was named ``window`` says ``roi``: read as ``window``.
+        """
         where = f"{source}: " if source is not None else ""
         if not isinstance(data, Mapping):
             raise CardError(f"{where}a model card must be a JSON object")
         version = data.get("format_version")
         if version != CARD_VERSION:
             return migrate(data, source)
-        sections = {
-            "preprocessing": Preprocessing,
-            "postprocessing": Postprocessing,
-            "inference": Inference,
-            "provenance": Provenance,
-        }
+        data = dict(data)
+        if "roi" in data:
+            if "window" in data:
+                raise CardError(f"{where}the model card has both 'window' and its old name 'roi'")
+            data["window"] = data.pop("roi")
         known = {f.name for f in dataclasses.fields(cls)} | {"outputs"}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -320,8 +336,8 @@ class ModelCard:
             for key, value in data.items():
                 if key == "outputs":
                     continue
-                if key in sections:
-                    value = sections[key](**dict(value or {}))
+                if key in _SECTIONS or key == "provenance":
+                    value = (Provenance if key == "provenance" else _SECTIONS[key])(**dict(value or {}))
                 kwargs[key] = value
             return cls(**kwargs)
         except CardError as exc:
@@ -354,7 +370,60 @@ class ModelCard:
         return cls.from_json(path.read_text(), source=path)
 
     def replace(self, **changes: Any) -> ModelCard:
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes``, checked once by :meth:`validate`.
+
+        Keys are card fields (``head=``, ``postprocessing=``, ...) or the fields of its
+        preprocessing, postprocessing and inference sections by their own names
+        (``et_min_voxels=``, ``overlap=``, ``margin=``, ...); a section given as a mapping changes
+        only the keys it names. ``window=`` takes the sliding window as ``predict`` does: sizes set
+        the card's ``window``, ``"patch"``/``"auto"`` its ``inference.window``; ``roi=`` is its old name.
+
+        Raises:
+            CardError: a key that is no card setting, or a value the card's rules refuse.
+        """
+        top: dict[str, Any] = {}
+        sections: dict[str, dict[str, Any]] = {}
+        for key, value in changes.items():
+            key = "window" if key == "roi" else key
+            if key == "window" and isinstance(value, str):
+                sections.setdefault("inference", {})["window"] = value
+            elif key in _SECTIONS and isinstance(value, Mapping):
+                sections.setdefault(key, {}).update(value)
+            elif key in _CARD_FIELDS:
+                top[key] = list(value) if isinstance(value, tuple) else value
+            elif key in _SECTION_OF:
+                sections.setdefault(_SECTION_OF[key], {})[key] = list(value) if isinstance(value, tuple) else value
+            else:
+                raise CardError(f"{key}= is not a model card setting; expected one of {sorted(_SETTINGS)}")
+        for name, values in sections.items():
+            top[name] = dataclasses.replace(top.get(name, getattr(self, name)), **values)
+        return dataclasses.replace(self, **top)
+
+
+def _init_with_roi(init: Any) -> Any:
+    """The dataclass ``__init__`` also taking ``roi=``, the old name of ``window=``."""
+
+    @functools.wraps(init)
+    def __init__(self: ModelCard, *args: Any, roi: Any = None, **kwargs: Any) -> None:
+        if roi is not None:
+            if kwargs.get("window") is not None:
+                raise CardError(
+                    f"window={kwargs['window']!r} and roi={roi!r}: give window= only (roi= is its old name)"
+                )
+            kwargs["window"] = roi
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
+ModelCard.__init__ = _init_with_roi(ModelCard.__init__)  # type: ignore[method-assign]
+ModelCard.roi = property(lambda self: self.window, doc="The old name of :attr:`ModelCard.window`.")  # type: ignore[attr-defined]
+
+_SECTIONS: dict[str, type] = {"preprocessing": Preprocessing, "postprocessing": Postprocessing, "inference": Inference}
+_CARD_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelCard))
+#: Section field name -> its section (``window`` is the card's own field; ``inference.window`` is set by name).
+_SECTION_OF = {f.name: name for name, cls in _SECTIONS.items() for f in dataclasses.fields(cls) if f.name != "window"}
+_SETTINGS = _CARD_FIELDS | set(_SECTION_OF) | {"roi"}
 
 
 def provenance(**fields: Any) -> Provenance:
@@ -426,7 +495,7 @@ def migrate(data: Mapping[str, Any], source: str | os.PathLike | None = None) ->
             region=region,
             spatial_dims=dims,
             logits=bool(block.get("logits", False)),
-            roi=block.get("roi") or block.get("patch_size"),
+            window=block.get("roi") or block.get("patch_size"),
             model=(block.get("model") or {}).get("name"),
             options=dict((block.get("model") or {}).get("options") or {}),
             preprocessing=Preprocessing(
@@ -456,7 +525,7 @@ def migrate(data: Mapping[str, Any], source: str | os.PathLike | None = None) ->
             # Version 1 exported the Keras output unchanged and did not record logits: only
             # probability models can be migrated faithfully, which is what v1 assumed.
             logits=False,
-            roi=data.get("roi"),
+            window=data.get("roi"),
             preprocessing=Preprocessing(
                 crop=bool(pre.get("crop", True)),
                 margin=int(pre.get("margin", 0)),
@@ -510,10 +579,12 @@ def from_arguments(
     region: Any = None,
     logits: Any = None,
     spatial_dims: int,
+    window: Any = None,
     roi: Any = None,
     **extra: Any,
 ) -> ModelCard:
-    """A card for a model that has none, from explicit arguments (``modalities`` and ``head`` required)."""
+    """A card for a model that has none, from explicit arguments (``modalities`` and ``head`` required;
+    ``roi=`` is the old name of ``window=``)."""
     missing = [k for k, v in (("modalities", modalities), ("head", head)) if v is None]
     if missing:
         raise CardError(
@@ -533,7 +604,8 @@ def from_arguments(
         region=region,
         logits=bool(logits),
         spatial_dims=int(spatial_dims),
-        roi=None if roi is None else list(roi),
+        window=window,
+        roi=roi,
         preprocessing=pre if isinstance(pre, Preprocessing) else Preprocessing(**dict(pre or {})),
         postprocessing=post if isinstance(post, Postprocessing) else Postprocessing(**dict(post or {})),
         **extra,

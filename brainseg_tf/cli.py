@@ -172,9 +172,9 @@ def _roi_argument(text: str) -> int | str:
 
 @_extras_required
 def _cmd_predict(args: argparse.Namespace) -> int:
-    named = [r for r in args.roi or () if isinstance(r, str)]
-    if named and len(args.roi) > 1:
-        raise ValueError(f"--roi {' '.join(map(str, args.roi))}: {named[0]!r} stands alone")
+    named = [r for r in args.window or () if isinstance(r, str)]
+    if named and len(args.window) > 1:
+        raise ValueError(f"--window/--roi {' '.join(map(str, args.window))}: {named[0]!r} stands alone")
     for path in (*args.model, args.input, *([args.ref] if args.ref is not None else [])):
         if not path.exists():  # before importing TensorFlow
             raise FileNotFoundError(f"{path}: not found")
@@ -183,8 +183,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     kwargs = {"overlap": args.overlap, "tta": args.tta or args.mirror_axes is not None, "batch_size": args.sw_batch}
     if args.mirror_axes is not None:
         kwargs["mirror_axes"] = tuple(args.mirror_axes)
-    if args.roi is not None:
-        kwargs["roi"] = named[0] if named else list(args.roi)
+    if args.window is not None:
+        kwargs["window"] = named[0] if named else list(args.window)
     if args.et_min_voxels is not None:
         kwargs["et_min_voxels"] = args.et_min_voxels
     if args.min_component_voxels is not None:
@@ -238,8 +238,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _print_uncertainty_ranking(out: Path) -> None:
-    from brainseg_tf.evaluation import PREDICTIONS_META
     from brainseg_tf.io import read_json
+    from brainseg_tf.io.predictions import PREDICTIONS_META
 
     summary = read_json(out / PREDICTIONS_META)
     print("cases by uncertainty (most uncertain first; review these):")
@@ -284,6 +284,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     report = demo.run_demo(args.out, quick=args.quick, seed=args.seed, n_cases=args.cases, epochs=args.epochs)
     print(f"demo finished: {report}")
     return 0
+
+
+def _cmd_view(args: argparse.Namespace) -> int:
+    from brainseg_tf.viz.view import view
+
+    if args.out.suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"--out {args.out}: the viewer is an HTML page; name it .html")
+    viewer = view(args.case, pred=args.pred, uncertainty=args.uncertainty, out=args.out, mesh_step=args.mesh_step)
+    size = args.out.stat().st_size / 2**20
+    print(f"viewer: {args.out} ({size:.1f} MiB; self-contained, opens offline in any browser)")
+    return 0 if viewer else 1
 
 
 # ---------------------------------------------------------------- survival (brainseg survival ...)
@@ -414,16 +425,24 @@ def _add_survival_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``brainseg`` argument parser: one subcommand per stage, each added by its ``_add_*_parser``."""
     parser = argparse.ArgumentParser(prog="brainseg", description="Brain tumour segmentation toolkit (BraTS).")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_parser in _SUBCOMMANDS:
+        add_parser(sub)
+    return parser
 
+
+def _add_info_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="print a dataset summary (layout, cases, shapes, spacing, label volumes)")
     p.add_argument("dir", type=Path)
     p.add_argument("--layout", default=None, help="force a layout instead of detecting it")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_info)
 
+
+def _add_validate_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="read every case and report all problems and warnings; exit 1 on problems")
     p.add_argument("dir", type=Path)
     p.add_argument("--layout", default=None)
@@ -436,6 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_validate)
 
+
+def _add_synth_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help="write a synthetic BraTS-like dataset")
     p.add_argument("--layout", default="brats2021", choices=["brats2018", "brats2020", "brats2021", "brats2023", "msd"])
     p.add_argument("--cases", type=int, default=4)
@@ -446,6 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_synth)
 
+
+def _add_preprocess_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("preprocess", help="crop, normalise and cache a dataset into HDF5 (resumable)")
     p.add_argument("src", type=Path, help="dataset folder (any layout)")
     p.add_argument("--out", type=Path, required=True, help="cache file, e.g. cache.h5")
@@ -458,6 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_preprocess)
 
+
+def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="score predictions against references (Dice, HD95, lesion-wise)")
     p.add_argument("--pred", type=Path, required=True, help="folder of predicted masks (<case_id>.nii.gz)")
     p.add_argument("--ref", type=Path, required=True, help="reference dataset folder (any layout) or folder of masks")
@@ -480,6 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
 
+
+def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model from a JSON recipe (resumes an interrupted run)")
     p.add_argument("--config", type=Path, required=True, help="JSON recipe (see configs/)")
     p.add_argument("--run-dir", type=Path, default=None, help="run directory (default runs/<config name>)")
@@ -493,6 +520,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_train)
 
+
+def _add_plan_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="patch and batch size of a recipe that fit an accelerator's memory")
     p.add_argument("--config", required=True, help="JSON recipe (path or name in configs/)")
     p.add_argument(
@@ -519,6 +548,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reserve", type=float, default=0.1, help="share of the memory left free (default 0.1)")
     p.set_defaults(func=_cmd_plan)
 
+
+def _add_predict_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="segment a case or a dataset folder; writes NIfTI in native space")
     p.add_argument(
         "--model",
@@ -538,12 +569,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder (<case_id>.nii.gz)")
     p.add_argument("--convention", default=None, help="label convention of the written masks (default: the source's)")
     p.add_argument(
+        "--window",
         "--roi",
         type=_roi_argument,
         nargs="+",
         default=None,
         help="sliding-window size: 1 or 3 integers, 'patch' (the training patch) or 'auto' (per case "
-        "the largest windows within --max-window-voxels); default: the model card's inference.window",
+        "the largest windows within --max-window-voxels); default: the model card's inference.window "
+        "(--roi: the old name)",
     )
     p.add_argument(
         "--overlap",
@@ -555,7 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-window-voxels",
         type=int,
         default=None,
-        help="largest planned window in voxels with --roi auto (default: the card's; memory grows with it)",
+        help="largest planned window in voxels with --window auto (default: the card's; memory grows with it)",
     )
     p.add_argument("--sw-batch", type=int, default=1, help="windows per forward pass")
     p.add_argument(
@@ -605,6 +638,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_predict)
 
+
+def _add_select_postprocessing_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "select-postprocessing",
         help="choose postprocessing on validation predictions (nnU-Net's rule); record it in the card",
@@ -623,6 +658,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", nargs="+", default=None, metavar="CASE_ID", help="only these cases")
     p.set_defaults(func=_cmd_select_postprocessing)
 
+
+def _add_export_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write a SavedModel (serving signature), a .keras file and metadata, or ONNX")
     p.add_argument("--model", type=Path, required=True, help="RUN_DIR or model.keras")
     p.add_argument("--out", type=Path, required=True)
@@ -635,6 +672,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_export)
 
+
+def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the main job on synthetic data; writes a report under --out")
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
     p.add_argument("--quick", action="store_true", help="tiny sizes (for tests)")
@@ -643,8 +682,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the demo recipe's)")
     p.set_defaults(func=_cmd_demo)
 
-    _add_survival_parser(sub)
-    return parser
+
+def _add_view_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "view", help="an interactive viewer of a case (three planes and 3D) in one self-contained HTML file"
+    )
+    p.add_argument("--case", type=Path, required=True, help="a case folder (any layout) or an MSD image file")
+    p.add_argument("--pred", type=Path, default=None, help="predicted labels (as `brainseg predict` writes them)")
+    p.add_argument("--uncertainty", type=Path, default=None, help="an uncertainty map (<case>_uncertainty.nii.gz)")
+    p.add_argument("--out", type=Path, required=True, help="the page to write (VIEW.html)")
+    p.add_argument("--mesh-step", type=int, default=2, help="3D surface step in voxels (larger: smaller file)")
+    p.set_defaults(func=_cmd_view)
+
+
+#: One function per subcommand adds its parser, in the order ``brainseg --help`` lists them.
+_SUBCOMMANDS = (
+    _add_info_parser,
+    _add_validate_parser,
+    _add_synth_parser,
+    _add_preprocess_parser,
+    _add_evaluate_parser,
+    _add_train_parser,
+    _add_plan_parser,
+    _add_predict_parser,
+    _add_select_postprocessing_parser,
+    _add_export_parser,
+    _add_demo_parser,
+    _add_view_parser,
+    _add_survival_parser,
+)
 
 
 def _version() -> str:

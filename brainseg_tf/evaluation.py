@@ -30,8 +30,6 @@ import functools
 import io as _stringio
 import itertools
 import math
-import re
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,8 +38,19 @@ import numpy as np
 from scipy import ndimage
 
 from brainseg_tf import atomic
-from brainseg_tf.conventions import REGION_LABELS, REGIONS
-from brainseg_tf.io.errors import DataError
+from brainseg_tf.arrays import bbox, check_spacing, region_mask
+from brainseg_tf.checks import check_int, check_number
+from brainseg_tf.conventions import REGIONS
+from brainseg_tf.io.labels import load_labels, resolve_convention
+from brainseg_tf.io.predictions import (
+    COMPANIONS,
+    PREDICTIONS_META,
+    paired_cases,
+    recorded_conventions,
+    reference_files,
+    scan_label_files,
+)
+from brainseg_tf.progress import progress as show_progress
 
 __all__ = [
     "PREDICTIONS_META",
@@ -65,7 +74,8 @@ __all__ = [
     "format_summary",
 ]
 
-PREDICTIONS_META = "predictions.json"  # optional, beside predictions: {"convention": ...} or per case
+# Files ``predict`` writes beside the labels that are not label maps (their stems).
+AUXILIARY_SUFFIXES = COMPANIONS
 LEGACY_EMPTY_HD95 = float(np.sqrt(240.0**2 + 240.0**2 + 155.0**2))  # 373.12866 mm
 LESION_FP_HD95 = 374.0
 CSV_COLUMNS = (
@@ -93,18 +103,6 @@ _DILATION_18 = ndimage.generate_binary_structure(3, 2)
 # --------------------------------------------------------------------------------------------
 
 
-def region_mask(labels: np.ndarray, region: str) -> np.ndarray:
-    """Boolean mask of a region (``"WT"``, ``"TC"``, ``"ET"``) from canonical labels."""
-    if region not in REGION_LABELS:
-        raise ValueError(f"region must be one of {tuple(REGION_LABELS)}, got region={region!r}")
-    labels = np.asarray(labels)
-    if labels.dtype == np.uint8:  # a lookup table is several times faster than np.isin
-        table = np.zeros(256, dtype=bool)
-        table[list(REGION_LABELS[region])] = True
-        return table[labels]
-    return np.isin(labels, REGION_LABELS[region])
-
-
 def dice_score(ref: np.ndarray, pred: np.ndarray, *, empty: float = 1.0) -> float:
     """Dice ``2|R∩P| / (|R| + |P|)`` of two boolean masks; ``empty`` when both are empty."""
     ref = np.asarray(ref, dtype=bool)
@@ -113,18 +111,6 @@ def dice_score(ref: np.ndarray, pred: np.ndarray, *, empty: float = 1.0) -> floa
     if total == 0:
         return float(empty)
     return 2.0 * int(np.count_nonzero(ref & pred)) / total
-
-
-def _bbox(mask: np.ndarray) -> tuple[slice, ...] | None:
-    """Tight bounding box of a boolean mask as slices, ``None`` when empty."""
-    slices = []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        nz = np.flatnonzero(mask.any(axis=other))
-        if nz.size == 0:
-            return None
-        slices.append(slice(int(nz[0]), int(nz[-1]) + 1))
-    return tuple(slices)
 
 
 # --------------------------------------------------------------------------------------------
@@ -183,13 +169,6 @@ def _neighbour_codes(mask: np.ndarray) -> np.ndarray:
     return codes
 
 
-def _check_spacing(spacing: Sequence[float]) -> tuple[float, float, float]:
-    spacing = tuple(float(s) for s in spacing)
-    if len(spacing) != 3 or not all(s > 0 and math.isfinite(s) for s in spacing):
-        raise ValueError(f"spacing must be 3 positive finite numbers (mm), got spacing={spacing!r}")
-    return spacing  # type: ignore[return-value]
-
-
 def surface_distances(
     ref: np.ndarray, pred: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0)
 ) -> dict[str, np.ndarray]:
@@ -212,9 +191,9 @@ def surface_distances(
     pred = np.asarray(pred, dtype=bool)
     if ref.shape != pred.shape or ref.ndim != 3:
         raise ValueError(f"ref and pred must be 3D masks of one shape, got {ref.shape} and {pred.shape}")
-    spacing = _check_spacing(spacing)
+    spacing = check_spacing(spacing)
     empty = np.zeros(0)
-    box = _bbox(ref | pred)
+    box = bbox(ref | pred)
     if box is None:
         return {"ref_to_pred": empty, "ref_areas": empty, "pred_to_ref": empty, "pred_areas": empty}
     areas = _surfel_area_table(spacing)
@@ -329,9 +308,8 @@ def lesion_wise_scores(
     pred = np.asarray(pred, dtype=bool)
     if ref.shape != pred.shape or ref.ndim != 3:
         raise ValueError(f"ref and pred must be 3D masks of one shape, got {ref.shape} and {pred.shape}")
-    if dilation < 0:
-        raise ValueError(f"dilation must be >= 0, got dilation={dilation!r}")
-    spacing = _check_spacing(spacing)
+    check_int("dilation", dilation, 0)
+    spacing = check_spacing(spacing)
     voxel_mm3 = spacing[0] * spacing[1] * spacing[2]
     shape = ref.shape
 
@@ -341,10 +319,9 @@ def lesion_wise_scores(
 
     lesions: list[tuple[float, float, float, int]] = []
     matched: set[int] = set()
-    ref_box = _bbox(ref)
-    if ref_box is not None:
+    outer = bbox(ref, pad=dilation + 1)
+    if outer is not None:
         # group reference components that fall in one component of the dilated reference
-        outer = _padded_box(ref_box, dilation + 1, shape)
         dilated_cc, n_groups = ndimage.label(_dilate(ref[outer], dilation), structure=_FULL_26)
         groups = np.zeros(shape, dtype=np.int32)
         groups[outer] = np.where(ref[outer], dilated_cc, 0)
@@ -439,13 +416,12 @@ def evaluate_case(
     ref = np.asarray(ref)
     if pred.shape != ref.shape:
         raise ValueError(f"pred and ref shapes differ: {pred.shape} vs {ref.shape}")
-    spacing = _check_spacing(spacing)
+    spacing = check_spacing(spacing)
     voxel_ml = spacing[0] * spacing[1] * spacing[2] / 1000.0
     n_voxels = ref.size
     # every score is unchanged by cropping to the (padded) box of all foreground: work there
-    box = _bbox((ref > 0) | (pred > 0))
+    box = bbox((ref > 0) | (pred > 0), pad=max(dilation, 0) + 2)
     if box is not None:
-        box = _padded_box(box, max(dilation, 0) + 2, ref.shape)
         ref, pred = ref[box], pred[box]
     rows = []
     for region in regions:
@@ -503,196 +479,6 @@ def evaluate_case(
 # --------------------------------------------------------------------------------------------
 
 
-_STRIP = re.compile(r"([_\-.](seg|pred|prediction|label|labels|mask))$", re.IGNORECASE)
-_CLASS = {0: "BG", 1: "NCR", 2: "ED", 3: "ET"}
-
-
-def _nifti_stem(name: str) -> str | None:
-    for suffix in (".nii.gz", ".nii"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return None
-
-
-# Files ``predict`` writes beside the labels that are not label maps (probabilities, uncertainty).
-AUXILIARY_SUFFIXES = ("_prob", "_uncertainty")
-
-
-def _label_file(path: Path) -> bool:
-    """A visible NIfTI label file: hidden names (``.nii.gz``, ``._x.nii.gz``) and the auxiliary
-    outputs of ``predict`` (``<id>_prob``, ``<id>_uncertainty``) are never cases."""
-    stem = _nifti_stem(path.name)
-    return (
-        path.is_file() and not path.name.startswith(".") and stem is not None and not stem.endswith(AUXILIARY_SUFFIXES)
-    )
-
-
-def _case_key(path: Path, root: Path) -> str:
-    if path.parent != root:  # <case_id>/<anything>.nii.gz
-        return path.parent.name
-    return _STRIP.sub("", _nifti_stem(path.name) or path.name)
-
-
-def scan_label_files(root: Path) -> dict[str, Path]:
-    """Case id -> NIfTI file in a flat folder or one level of ``<case_id>/`` subfolders.
-
-    The id is the file name without ``.nii[.gz]`` and one role suffix (``_seg``, ``-pred``,
-    ``_mask``...), or the subfolder's name. Names that cannot be case ids are skipped.
-
-    Raises:
-        DataError: two files give the same case id.
-    """
-    from brainseg_tf.io.layouts import case_id_problem
-
-    found: dict[str, Path] = {}
-    candidates = [p for p in sorted(root.iterdir()) if _label_file(p)]
-    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = [p for p in sorted(sub.iterdir()) if _label_file(p)]
-        segs = [p for p in files if _STRIP.search(_nifti_stem(p.name) or "")] or files
-        if len(segs) == 1:
-            candidates.append(segs[0])
-    for path in candidates:
-        key = _case_key(path, root)
-        if case_id_problem(key) is not None:
-            continue
-        if key in found:
-            raise DataError(root, f"{root}: two files for case {key!r}: {found[key].name} and {path.name}")
-        found[key] = path
-    return found
-
-
-def reference_files(ref_dir: Path) -> dict[str, tuple[Path, str | None]]:
-    """Case id -> (label file, convention or None) from a dataset folder or a folder of labels.
-
-    A folder holding scans named like a dataset is read as one, and its problems are raised;
-    only a folder without scans is read as a folder of label files.
-    """
-    from brainseg_tf.io import open_dataset
-    from brainseg_tf.io.layouts import has_scan_files
-
-    if has_scan_files(ref_dir):
-        dataset = open_dataset(ref_dir)
-        return {cid: (dataset.ref(cid).label, dataset.ref(cid).convention) for cid in dataset.labelled_ids}
-    return {cid: (path, None) for cid, path in scan_label_files(ref_dir).items()}
-
-
-def recorded_conventions(pred_dir: Path) -> dict[str, str]:
-    """Case id -> convention from ``pred_dir/predictions.json`` (``"*"``: every case), if present.
-
-    Accepted forms: ``{"convention": "msd"}``, ``{"cases": {"<id>": "msd" | {"convention": "msd"}}}``
-    or a list of ``{"case_id": ..., "convention": ...}`` records.
-    """
-    from brainseg_tf.io import read_json
-    from brainseg_tf.io.labels import get_convention
-
-    path = pred_dir / PREDICTIONS_META
-    if not path.is_file():
-        return {}
-    meta = read_json(path, expect=(dict, list))
-    records = meta if isinstance(meta, list) else meta.get("cases", {})
-    out: dict[str, str] = {}
-    if isinstance(meta, dict) and meta.get("convention") is not None:
-        out["*"] = meta["convention"]
-    if isinstance(records, dict):
-        records = [{"case_id": k, **(v if isinstance(v, dict) else {"convention": v})} for k, v in records.items()]
-    for rec in records:
-        if isinstance(rec, dict) and rec.get("convention") is not None:
-            out[str(rec.get("case_id"))] = rec["convention"]
-    for cid, conv in out.items():
-        try:
-            get_convention(conv)
-        except ValueError as exc:
-            raise DataError(path, f"{path}: case {cid!r}: {exc}") from exc
-    return out
-
-
-def _reading(values: Sequence[int], conv) -> str:
-    return " ".join(f"{v}={_CLASS[conv.to_canonical[v]]}" for v in values if v)
-
-
-def resolve_convention(
-    values: Iterable[int],
-    source: str | Path,
-    *,
-    explicit: str | None = None,
-    recorded: str | None = None,
-    flag: str = "--pred-convention",
-) -> str:
-    """The label convention of a label map, never guessed where it matters.
-
-    In order: ``explicit`` (a flag), ``recorded`` (the dataset's layout, the file's header stamp,
-    ``predictions.json``); else the values present decide only when every convention that allows
-    them reads them the same way (all background, or 0/3 only, ...).
-
-    Args:
-        values: label values present in the file.
-        source: the file, named in errors.
-        explicit, recorded: convention names or ``None``.
-        flag: what the user passes to name the convention, quoted in the error.
-
-    Returns:
-        The convention's name.
-
-    Raises:
-        DataError: the values fit no convention, or fit several that read them differently
-            (e.g. 1/2 are NCR/ED in BraTS 2023 but ED/NCR in MSD Task01); names the flag.
-    """
-    from brainseg_tf.io.labels import CONVENTIONS, get_convention
-
-    if explicit is not None:
-        name = get_convention(explicit).name
-        if recorded is not None and get_convention(recorded).name != name:
-            warnings.warn(f"{source}: records labels as {recorded!r}; read as {name!r} as {flag} says", stacklevel=2)
-        return name
-    if recorded is not None:
-        try:
-            return get_convention(recorded).name
-        except ValueError as exc:
-            raise DataError(source, f"{source}: recorded label convention: {exc}") from exc
-    present = sorted({int(v) for v in values})
-    readings: dict[tuple[int, ...], list[str]] = {}
-    for name, conv in CONVENTIONS.items():
-        if set(present) <= set(conv.to_canonical):
-            readings.setdefault(tuple(conv.to_canonical[v] for v in present), []).append(name)
-    if len(readings) == 1:
-        return next(iter(readings.values()))[0]
-    if not readings:
-        raise DataError(source, f"{source}: label values {present} fit no known convention {sorted(CONVENTIONS)}")
-    ways = "; ".join(f"{'/'.join(names)}: {_reading(present, CONVENTIONS[names[0]])}" for names in readings.values())
-    raise DataError(
-        source,
-        f"{source}: label values {present} mean different things in different conventions "
-        f"({ways}) and the file does not record its convention; pass {flag} "
-        f"(one of {', '.join(n for n in CONVENTIONS)})",
-    )
-
-
-def load_labels(
-    path: Path, convention: str | None, *, explicit: str | None = None, flag: str = "--pred-convention"
-) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
-    """Canonical labels, affine and spacing of a label file.
-
-    ``convention`` is the recorded one (layout or metadata; ``None``: the header stamp, else
-    :func:`resolve_convention` decides or raises naming ``flag``); ``explicit`` overrides it.
-    """
-    from brainseg_tf.io import load_nifti, stamped_convention
-    from brainseg_tf.io.labels import label_values, to_canonical
-
-    volume = load_nifti(path)
-    data = np.asarray(volume.data)
-    if data.ndim == 4 and data.shape[-1] == 1:
-        data = data[..., 0]
-    recorded = convention or stamped_convention(volume.header)
-    conv = resolve_convention(
-        label_values(data, source=path) if explicit is None and recorded is None else (),
-        path,
-        explicit=explicit,
-        recorded=recorded,
-        flag=flag,
-    )
-    return to_canonical(data, conv, source=path), np.asarray(volume.affine), tuple(float(s) for s in volume.spacing)
-
-
 @dataclass
 class EvaluationResult:
     """Rows of a folder evaluation plus what could not be paired.
@@ -721,28 +507,6 @@ class EvaluationResult:
         return summarize(self.rows)
 
 
-def _check_evaluation_args(
-    dilation: object, min_lesion_volume: object, conventions: Sequence[str | None], case_ids: Sequence[str] | None
-) -> None:
-    """Refuse bad arguments before any file is read (``ValueError`` naming the argument)."""
-    from brainseg_tf.io.labels import get_convention
-
-    if isinstance(dilation, bool) or not isinstance(dilation, (int, np.integer)) or dilation < 0:
-        raise ValueError(f"dilation={dilation!r} must be an integer >= 0")
-    if (
-        isinstance(min_lesion_volume, bool)
-        or not isinstance(min_lesion_volume, (int, float, np.number))
-        or not math.isfinite(min_lesion_volume)
-        or min_lesion_volume < 0
-    ):
-        raise ValueError(f"min_lesion_volume={min_lesion_volume!r} must be a finite number >= 0 (mm^3)")
-    for conv in conventions:
-        if conv is not None:
-            get_convention(conv)
-    if case_ids is not None and (isinstance(case_ids, str) or not all(isinstance(c, str) for c in case_ids)):
-        raise ValueError(f"case_ids={case_ids!r} must be a list of case id strings")
-
-
 def evaluate_folders(
     pred_dir: str | Path,
     ref_dir: str | Path,
@@ -756,7 +520,8 @@ def evaluate_folders(
     min_lesion_volume: float = 50.0,
     case_ids: Sequence[str] | None = None,
 ) -> EvaluationResult:
-    """Evaluate a folder of predicted label maps against references, pairing by exact case id.
+    """Evaluate a folder of predicted label maps against references, pairing by exact case id
+    (:func:`brainseg_tf.io.predictions.paired_cases`, as ``select-postprocessing`` and the report pair).
 
     Predictions: ``<case_id>.nii.gz``, ``<case_id>_seg.nii.gz`` (also ``_pred``, ``-seg``…) or
     ``<case_id>/<one file>.nii.gz``; the id so named must equal a reference id exactly (hidden
@@ -790,63 +555,26 @@ def evaluate_folders(
             affine differs from its reference (both files named), no reference cases found.
         DataError: an unreadable file, or a convention that cannot be told (names the flag).
     """
-    from tqdm.auto import tqdm
 
-    _check_evaluation_args(dilation, min_lesion_volume, (ref_convention, pred_convention), case_ids)
-    pred_dir, ref_dir = Path(pred_dir), Path(ref_dir)
-    for folder, what in ((pred_dir, "prediction"), (ref_dir, "reference")):
-        if folder.exists() and not folder.is_dir():
-            raise FileNotFoundError(f"{folder}: is a file, expected a {what} folder")
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{what} folder not found: {folder}")
-    references = reference_files(ref_dir)
-    if not references:
-        raise ValueError(f"no reference label files found in {ref_dir}")
-    if case_ids is not None:
-        unknown = sorted(set(case_ids) - set(references))
-        if unknown:
-            raise ValueError(f"case_ids {unknown[:5]} have no reference label file in {ref_dir}")
-        references = {cid: references[cid] for cid in case_ids}
-    predictions = scan_label_files(pred_dir)
-    recorded = recorded_conventions(pred_dir)
-    result = EvaluationResult()
-    used: set[Path] = set()
-    for case_id in tqdm(sorted(references), desc="evaluate", disable=not progress, unit="case"):
-        ref_path, dataset_convention = references[case_id]
-        ref, ref_affine, spacing = load_labels(
-            ref_path, dataset_convention, explicit=ref_convention, flag="--ref-convention"
-        )
-        pred_path = predictions.get(case_id)
-        if pred_path is None:
-            pred = np.zeros_like(ref)
-            result.missing.append(case_id)
-        else:
-            used.add(pred_path)
-            pred, pred_affine, _ = load_labels(
-                pred_path, recorded.get(case_id, recorded.get("*")), explicit=pred_convention, flag="--pred-convention"
-            )
-            if pred.shape != ref.shape:
-                raise ValueError(
-                    f"prediction {pred_path} has shape {pred.shape} but reference {ref_path} has {ref.shape}"
-                )
-            if not np.allclose(pred_affine, ref_affine, atol=1e-3):
-                raise ValueError(
-                    f"prediction {pred_path} and reference {ref_path} have different affines:\n"
-                    f"{np.round(pred_affine, 4)}\nvs\n{np.round(ref_affine, 4)}"
-                )
+    check_int("dilation", dilation, 0)
+    check_number("min_lesion_volume", min_lesion_volume, 0)
+    pairs = paired_cases(
+        pred_dir, ref_dir, ref_convention=ref_convention, pred_convention=pred_convention, case_ids=case_ids
+    )
+    result = EvaluationResult(missing=list(pairs.missing), unmatched=list(pairs.unmatched))
+    for case in show_progress(pairs, total=len(pairs), desc="evaluate", disable=not progress):
         rows = evaluate_case(
-            pred,
-            ref,
-            spacing,
-            case=case_id,
+            case.pred,
+            case.ref,
+            case.spacing,
+            case=case.case_id,
             lesion_wise=lesion_wise,
             dilation=dilation,
             min_lesion_volume=min_lesion_volume,
         )
         for row in rows:
-            row["missing_prediction"] = pred_path is None
+            row["missing_prediction"] = case.missing
         result.rows.extend(rows)
-    result.unmatched = sorted(set(predictions.values()) - used)
     if out_csv is not None:
         result.to_csv(out_csv)
     return result

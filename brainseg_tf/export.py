@@ -6,14 +6,14 @@
       saved_model/          TensorFlow SavedModel (no Python or brainseg_tf needed to run it)
       model.keras           native Keras file (reload with brainseg_tf imported)
       brainseg_model.json   the model card (brainseg_tf.card): modalities in channel order, head,
-                            outputs, roi, preprocessing, postprocessing, provenance
+                            outputs, window, preprocessing, postprocessing, provenance
 
 Serving signature (``serving_default``, also ``serve``)
 -------------------------------------------------------
 * input ``image``: float32 ``[batch, X, Y, Z, C]`` (``[batch, H, W, C]`` for a 2D model),
   channels-last in NIfTI voxel order; ``C`` = the card's ``modalities`` in that order (canonical order ``flair, t1, t1ce, t2`` for 4-channel models). The spatial sizes are
   dynamic but must suit the network (divisible by ``2**depth`` for the U-Nets) -- feed the
-  sliding-window roi. The image must be preprocessed as in training: cropped to the brain box and
+  sliding window (the card's ``window``). The image must be preprocessed as in training: cropped to the brain box and
   z-scored per modality inside the brain mask (any modality nonzero), background 0.
 * output ``probabilities``: float32 ``[batch, X, Y, Z, K]``: a softmax head gives ``K = 4`` class
   probabilities (0 BG, 1 NCR, 2 ED, 3 ET, canonical labels); a sigmoid head ``K = 3`` region
@@ -45,20 +45,13 @@ from typing import Any
 
 from brainseg_tf import atomic
 from brainseg_tf.card import CARD_FILE, ModelCard
-from brainseg_tf.inference import (
-    ONNX_FILE,
-    Predictor,
-    import_optional,
-    load_keras_model,
-    load_predictor,
-    onnx_session,
-)
+from brainseg_tf.inference import ONNX_FILE, Predictor, load_keras_model, load_predictor, onnx_session
+from brainseg_tf.runtime import import_optional
 
 SIGNATURE_INPUT = "image"
 SIGNATURE_OUTPUT = "probabilities"
 SAVED_MODEL_DIR = "saved_model"
 KERAS_FILE = "model.keras"
-METADATA_FILE = CARD_FILE
 FORMATS = ("savedmodel", "onnx")
 #: ONNX opset of the exported graph (ONNX Runtime >= 1.12 runs it).
 ONNX_OPSET = 17
@@ -151,12 +144,12 @@ def to_onnx(model: Any, spatial_dims: int, channels: int, *, opset: int = ONNX_O
     function = serve.get_concrete_function()
     proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=opset)
     _embed_captured_constants(proto, function)
-    _split_reductions(proto)
+    split_reductions(proto)
     _name_dims(proto, spatial_dims)
     return proto.SerializeToString()
 
 
-def _split_reductions(proto: Any) -> None:
+def split_reductions(proto: Any) -> None:
     """Replace each multi-axis ``ReduceMean`` (keepdims) by a chain of one-axis ``ReduceMean`` nodes.
 
     Instance/group normalisation takes the mean over a whole window at inference time. ONNX Runtime
@@ -239,9 +232,9 @@ def compare_onnx(
 
 
 def _check_shape(card: ModelCard) -> tuple[int, ...]:
-    """The export check's spatial shape: the card's roi (a free axis: 32), the smallest fitting size
+    """The export check's spatial shape: the card's window (a free axis: 32), the smallest fitting size
     for the registered model."""
-    shape = tuple(card.roi or [32] * card.spatial_dims)
+    shape = tuple(card.window or [32] * card.spatial_dims)
     if card.model:
         from brainseg_tf.models import get_spec
 
@@ -249,7 +242,7 @@ def _check_shape(card: ModelCard) -> tuple[int, ...]:
             spec = get_spec(card.model)
             shape = spec.fit_size(tuple(shape), dict(card.options or {}))
         except ValueError:
-            pass  # options of another version: the roi it was trained with is valid anyway
+            pass  # options of another version: the window it was trained with is valid anyway
     return shape
 
 
@@ -267,7 +260,7 @@ def export_model(
     All formats output probabilities: a model whose last layer returns logits is exported with
     its softmax/sigmoid appended (and deep-supervision outputs dropped), so the exported card says
     ``logits: false``. An ONNX export is checked against the Keras model before it is written
-    (:func:`compare_onnx` on the card's roi, within :data:`ONNX_ATOL`).
+    (:func:`compare_onnx` on the card's window, within :data:`ONNX_ATOL`).
 
     Args:
         model: a ``keras.Model``, a :class:`~brainseg_tf.inference.Predictor` wrapping one, or a
@@ -318,7 +311,7 @@ def export_model(
                 f"{out_dir} is not an export folder ({CARD_FILE} with {SAVED_MODEL_DIR}/ and "
                 f"{KERAS_FILE}, or with {ONNX_FILE}); refusing to replace it, even with overwrite"
             )
-    card = pred.to_card()
+    card = pred.card
     served_model = probability_model(keras_model, card)
     if format == "onnx":
         return _export_onnx(served_model, card, out_dir)
@@ -373,7 +366,7 @@ def verify_export(
 ) -> dict[str, Any]:
     """Reload an export and check the SavedModel reproduces the ``.keras`` model.
 
-    Runs both on one random input of ``spatial_shape`` (default: the card's roi, else 32 per
+    Runs both on one random input of ``spatial_shape`` (default: the card's window, else 32 per
     axis) with the card's channel count, through the ``serving_default`` signature.
 
     Returns:
@@ -389,7 +382,7 @@ def verify_export(
     card = ModelCard.load(out_dir / CARD_FILE)
     channels = len(card.modalities)
     if spatial_shape is None:
-        spatial_shape = tuple(card.roi or [32] * card.spatial_dims)
+        spatial_shape = tuple(card.window or [32] * card.spatial_dims)
     x = np.random.default_rng(seed).normal(size=(1, *spatial_shape, channels)).astype(np.float32)
     loaded = tf.saved_model.load(str(out_dir / SAVED_MODEL_DIR))
     serving = loaded.signatures["serving_default"]
@@ -416,6 +409,7 @@ __all__ = [
     "float32_model",
     "to_onnx",
     "compare_onnx",
+    "split_reductions",
     "FORMATS",
     "ONNX_OPSET",
     "ONNX_ATOL",

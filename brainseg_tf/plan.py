@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from brainseg_tf.checks import check_fraction, check_int, check_int_sequence, is_number
 from brainseg_tf.runtime import POLICIES
 
 __all__ = [
@@ -57,16 +58,10 @@ __all__ = [
     "measure_step_peak",
 ]
 
-# Calibrated by bench/plan_calibration.py (table in docs/planning.md): one fresh process per point
-# trains the recipe's model for 3 steps on CPU (TF 2.21, Keras 3.15; 2026-12-02) and reads the
-# TensorFlow allocator's peak (tf.config.experimental.get_memory_info("CPU:0")["peak"]); each factor
-# is the least-squares fit of relative error over its group's fit points: float32 5 points (two
-# U-Nets, 32^3-64^3, batch 2), mixed 2 mixed_bfloat16 points. Held-out points are within 11 %
-# (float32: 3 points, the 31 M-parameter recommended U-Net included; bfloat16 96^3: +4.9 %).
-# Mixed policies need more per output byte because normalisation and the loss run in float32.
-# A free constant term fitted negative, so WORKSPACE_BYTES is 0. mixed_float16 on CPU (no native
-# float16 convolutions) peaks 33 % above the estimate; on a GPU it is not yet measured
-# (bench/gpu.py prints the comparison).
+# Fitted by bench/plan_calibration.py to the TensorFlow allocator's measured training peaks (the
+# points, the held-out errors and the open GPU check: docs/planning.md). Mixed policies need more
+# per output byte because normalisation and the loss run in float32; a free constant term fitted
+# negative, so WORKSPACE_BYTES is 0.
 ACTIVATION_FACTORS = {"float32": 1.1817, "mixed": 1.7522}
 WORKSPACE_BYTES = 0
 
@@ -103,7 +98,7 @@ def parse_memory(text: str | int) -> int:
     Raises:
         ValueError: not a positive size with a known unit (the text is quoted).
     """
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
+    if is_number(text):
         value, unit = float(text), ""
     else:
         match = _MEMORY.match(str(text))
@@ -302,8 +297,7 @@ def estimate(fp: Footprint, patch: Sequence[int], batch: int) -> Estimate:
                 f"patch={list(patch)} is not a valid input size for {fp.model!r} "
                 f"(multiples of {list(fp.divisor)}, fixed {list(fp.fixed)})"
             )
-    if batch < 1:
-        raise ValueError(f"batch={batch} must be >= 1")
+    check_int("batch", batch)
     voxels = math.prod(patch) * batch
     compute = 4 if fp.policy == "float32" else 2
     weights = fp.parameters * 4 * (2 + fp.optimizer_slots) + (0 if compute == 4 else fp.parameters * compute)
@@ -366,14 +360,10 @@ def propose(
         ValueError: bad arguments, or nothing fits (the smallest estimate is quoted).
     """
     memory = parse_memory(memory)
-    if not 0 <= reserve < 1:
-        raise ValueError(f"reserve={reserve} must be in [0, 1)")
-    if min_batch < 1:
-        raise ValueError(f"min_batch={min_batch} must be >= 1")
+    check_fraction("reserve", reserve)
+    check_int("min_batch", min_batch)
     fp = fp or footprint(cfg, precision)
-    max_size = tuple(max_size or cfg.pipeline.patch_size)
-    if len(max_size) != len(fp.divisor) or any(n < 1 for n in max_size):
-        raise ValueError(f"max_size={list(max_size)} must be {len(fp.divisor)} positive sizes")
+    max_size = check_int_sequence("max_size", max_size or cfg.pipeline.patch_size, length=len(fp.divisor))
     max_batch = max(max_batch or cfg.pipeline.batch_size, min_batch)
     budget = memory * (1 - reserve)
     candidates = _candidates(fp, max_size)

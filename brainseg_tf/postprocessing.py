@@ -37,8 +37,10 @@ import numpy as np
 from scipy import ndimage
 
 from brainseg_tf import atomic
+from brainseg_tf.arrays import bbox, region_mask
 from brainseg_tf.card import CARD_FILE, ModelCard, Postprocessing
-from brainseg_tf.conventions import REGIONS
+from brainseg_tf.checks import check_int, check_number
+from brainseg_tf.conventions import REGIONS, region_index
 
 __all__ = [
     "KINDS",
@@ -79,7 +81,6 @@ SELECTION_FILE = "postprocessing.json"
 EMPTY_RULE = "legacy BraTS empty-mask rule (both empty: Dice 1; one empty: Dice 0)"
 # The label a voxel takes when it leaves a region but stays in the enclosing one.
 _DEMOTED = {"WT": 0, "TC": 2, "ET": 1}
-_LABEL_SETS = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
 
 
 # ----------------------------------------------------------------------------- label operations
@@ -93,28 +94,14 @@ def _as_labels(labels: np.ndarray) -> np.ndarray:
 
 
 def _region(region: str) -> str:
-    key = str(region).upper()
-    if key not in REGIONS:
-        raise ValueError(f"region={region!r} is unknown; expected one of {list(REGIONS)}")
-    return key
-
-
-def _mask(labels: np.ndarray, region: str) -> np.ndarray:
-    table = np.zeros(256, dtype=bool)
-    table[list(_LABEL_SETS[region])] = True
-    return table[labels]
+    """``region`` in upper case; ``ValueError`` for an unknown one."""
+    return REGIONS[region_index(region)]
 
 
 def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Component ids (0 outside) and the voxel count of each id (index 0: background)."""
     components, _ = ndimage.label(mask, structure=np.ones((3,) * mask.ndim, dtype=bool))
     return components, np.bincount(components.ravel())
-
-
-def _check_min_voxels(min_voxels: Any) -> int:
-    if isinstance(min_voxels, bool) or not isinstance(min_voxels, (int, np.integer)) or min_voxels < 0:
-        raise ValueError(f"min_voxels={min_voxels!r} must be a non-negative integer")
-    return int(min_voxels)
 
 
 def largest_component(labels: np.ndarray, region: str) -> np.ndarray:
@@ -125,7 +112,7 @@ def largest_component(labels: np.ndarray, region: str) -> np.ndarray:
     """
     region = _region(region)
     out = _as_labels(labels)
-    components, sizes = _components(_mask(out, region))
+    components, sizes = _components(region_mask(out, region))
     if sizes.size > 2:  # more than one component
         sizes[0] = 0
         out[(components > 0) & (components != int(np.argmax(sizes)))] = _DEMOTED[region]
@@ -139,10 +126,10 @@ def remove_small_components(labels: np.ndarray, region: str, min_voxels: int) ->
     for ET NCR, as in :func:`largest_component`. Returns a new uint8 array.
     """
     region = _region(region)
-    min_voxels = _check_min_voxels(min_voxels)
+    min_voxels = int(check_int("min_voxels", min_voxels, 0))
     out = _as_labels(labels)
     if min_voxels > 0:
-        components, sizes = _components(_mask(out, region))
+        components, sizes = _components(region_mask(out, region))
         small = sizes < min_voxels
         small[0] = False
         out[small[components]] = _DEMOTED[region]
@@ -151,7 +138,7 @@ def remove_small_components(labels: np.ndarray, region: str, min_voxels: int) ->
 
 def et_to_ncr_below(labels: np.ndarray, min_voxels: int) -> np.ndarray:
     """Relabel all ET as NCR when the case's ET volume is in ``(0, min_voxels)`` voxels (0: off)."""
-    min_voxels = _check_min_voxels(min_voxels)
+    min_voxels = int(check_int("min_voxels", min_voxels, 0))
     out = _as_labels(labels)
     et = out == 3
     if 0 < int(np.count_nonzero(et)) < min_voxels:
@@ -193,7 +180,7 @@ class Rule:
                 f"region={self.region!r}: a {self.kind} rule acts on {fixed} (what the model card records)"
             )
         object.__setattr__(self, "region", region)
-        size = _check_min_voxels(self.min_voxels)
+        size = int(check_int("min_voxels", self.min_voxels, 0))
         if self.kind == "largest_component" and size:
             raise ValueError(f"min_voxels={self.min_voxels!r}: a largest_component rule takes no size")
         if self.kind != "largest_component" and size < 1:
@@ -274,12 +261,7 @@ def to_card(rules: Sequence[Rule], base: Postprocessing | None = None) -> Postpr
 
 def size_grid(voxel_volume: float = 1.0) -> list[int]:
     """:data:`SIZE_GRID_MM3` in voxels of ``voxel_volume`` mm^3 (rounded half up, >= 1, distinct, ascending)."""
-    if (
-        isinstance(voxel_volume, bool)
-        or not isinstance(voxel_volume, (int, float))
-        or not (math.isfinite(voxel_volume) and voxel_volume > 0)
-    ):
-        raise ValueError(f"voxel_volume={voxel_volume!r} must be a positive number of mm^3")
+    check_number("voxel_volume", voxel_volume, 0, min_inclusive=False)
     return sorted({max(1, int(math.floor(mm3 / voxel_volume + 0.5))) for mm3 in SIZE_GRID_MM3})
 
 
@@ -301,7 +283,7 @@ def default_candidates(voxel_volume: float = 1.0) -> list[list[Rule]]:
 def _case_dice(pred: np.ndarray, ref: np.ndarray, regions: Sequence[str]) -> dict[str, float]:
     from brainseg_tf.evaluation import dice_score
 
-    return {r: dice_score(_mask(ref, r), _mask(pred, r)) for r in regions}
+    return {r: dice_score(region_mask(ref, r), region_mask(pred, r)) for r in regions}
 
 
 def mean_dice(per_case: Mapping[str, Mapping[str, float]], regions: Sequence[str] = REGIONS) -> dict[str, float]:
@@ -430,10 +412,9 @@ def _crop_to_tumour(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.n
     Exact for selection: the rules only move tumour voxels of the prediction, its components lie
     inside the box, and outside it both maps are background (no Dice term).
     """
-    coords = np.nonzero((pred > 0) | (ref > 0))
-    if not coords[0].size:
+    box = bbox((pred > 0) | (ref > 0), pad=1)
+    if box is None:
         return pred[(slice(0, 1),) * pred.ndim], ref[(slice(0, 1),) * ref.ndim]
-    box = tuple(slice(max(int(c.min()) - 1, 0), int(c.max()) + 2) for c in coords)
     return pred[box], ref[box]
 
 
@@ -471,12 +452,7 @@ def select(
     regions = tuple(_region(r) for r in regions)
     if not regions:
         raise ValueError("regions=() must name at least one region")
-    if (
-        isinstance(epsilon, bool)
-        or not isinstance(epsilon, (int, float))
-        or not (math.isfinite(epsilon) and epsilon >= 0)
-    ):
-        raise ValueError(f"epsilon={epsilon!r} must be a finite number >= 0")
+    check_number("epsilon", epsilon, 0)
     grid = size_grid(voxel_volume)
     groups = default_candidates(voxel_volume) if candidates is None else [list(g) for g in candidates]
     if any(not g or not all(isinstance(r, Rule) for r in g) for g in groups):
@@ -545,56 +521,28 @@ def select_for_folders(
     """:func:`select` on a folder of predictions (made without postprocessing) and references.
 
     Files are paired and read as :func:`brainseg_tf.evaluation.evaluate_folders` reads them
-    (label conventions from the flags, the dataset layout, ``predictions.json`` or the header
-    stamp; never guessed). The size grid is converted with the references' median voxel volume.
+    (:func:`brainseg_tf.io.predictions.paired_cases`: label conventions from the flags, the dataset
+    layout, ``predictions.json`` or the header stamp, never guessed; shapes and affines checked). The size grid is converted with the references' median voxel volume.
     The selection is written atomically to ``out`` (default ``pred_dir/postprocessing.json``).
 
     Raises:
         FileNotFoundError: a folder is missing.
-        ValueError: no references, a case without a prediction, shapes that differ.
+        ValueError: no references, a case without a prediction, shapes or affines that differ.
         brainseg_tf.io.DataError: an unreadable file or a convention that cannot be told.
     """
-    from brainseg_tf import evaluation as ev
-    from brainseg_tf.io.labels import get_convention
+    from brainseg_tf.io.predictions import paired_cases
 
-    for conv in (ref_convention, pred_convention):
-        if conv is not None:
-            get_convention(conv)
-    if case_ids is not None and (isinstance(case_ids, str) or not all(isinstance(c, str) for c in case_ids)):
-        raise ValueError(f"case_ids={case_ids!r} must be a list of case id strings")
-    pred_dir, ref_dir = Path(pred_dir), Path(ref_dir)
-    for name, folder in (("prediction", pred_dir), ("reference", ref_dir)):
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{name} folder not found: {folder}")
-    references = ev.reference_files(ref_dir)
-    if case_ids is not None:
-        unknown = sorted(set(case_ids) - set(references))
-        if unknown:
-            raise ValueError(f"case_ids {unknown[:5]} have no reference label file in {ref_dir}")
-        references = {cid: references[cid] for cid in case_ids}
-    if not references:
-        raise ValueError(f"no reference label files found in {ref_dir}")
-    found = ev.scan_label_files(pred_dir)
-    missing = sorted(set(references) - set(found))
-    if missing:
-        raise ValueError(f"{pred_dir}: no prediction for case(s) {missing[:5]} of {ref_dir}")
-    recorded = ev.recorded_conventions(pred_dir)
+    pairs = paired_cases(
+        pred_dir, ref_dir, ref_convention=ref_convention, pred_convention=pred_convention, case_ids=case_ids
+    )
+    if pairs.missing:
+        raise ValueError(f"{pred_dir}: no prediction for case(s) {pairs.missing[:5]} of {ref_dir}")
     preds: dict[str, np.ndarray] = {}
     refs: dict[str, np.ndarray] = {}
     volumes = []
-    for cid in sorted(references):
-        ref_path, dataset_convention = references[cid]
-        refs[cid], _, spacing = ev.load_labels(
-            ref_path, dataset_convention, explicit=ref_convention, flag="--ref-convention"
-        )
-        preds[cid], _, _ = ev.load_labels(
-            found[cid], recorded.get(cid, recorded.get("*")), explicit=pred_convention, flag="--pred-convention"
-        )
-        if preds[cid].shape != refs[cid].shape:
-            raise ValueError(
-                f"prediction {found[cid]} has shape {preds[cid].shape} but reference {ref_path} has {refs[cid].shape}"
-            )
-        volumes.append(float(np.prod(spacing)))
+    for case in pairs:
+        preds[case.case_id], refs[case.case_id] = case.pred, case.ref
+        volumes.append(float(np.prod(case.spacing)))
     select_kwargs.setdefault("voxel_volume", float(np.median(volumes)))
     selection = select(preds, refs, **select_kwargs)
     selection.write(pred_dir / SELECTION_FILE if out is None else out)

@@ -30,13 +30,12 @@ import numpy as np
 
 from brainseg_tf import atomic
 from brainseg_tf.conventions import REGIONS
+from brainseg_tf.io.predictions import COMPANION_SUFFIXES, LABEL_SUFFIX, UNCERTAINTY, uncertainty_path
 
 REPORT_FILE = "report.md"
 FIGURE_DIR = "figures"
 METRICS_FILE = "metrics.csv"
-UNCERTAINTY_SUFFIX = "_uncertainty.nii.gz"
-# Files `brainseg predict` writes beside the labels; not predictions without a reference.
-COMPANION_SUFFIXES: tuple[str, ...] = (UNCERTAINTY_SUFFIX, "_prob.nii.gz")
+UNCERTAINTY_SUFFIX = UNCERTAINTY + LABEL_SUFFIX  # the prediction folder's names: brainseg_tf.io.predictions
 DPI = 72  # small PNGs: a report is read on screen, not printed
 SUMMARY_METRICS: tuple[str, ...] = ("dice", "hd95", "sensitivity", "lesion_dice")
 
@@ -290,38 +289,28 @@ def folder_loader(
 ) -> CaseLoader:
     """Cases of a prediction folder with their references and images, read as ``brainseg evaluate`` reads them.
 
-    Label conventions come from the flags, else the records (dataset layout, ``predictions.json``,
-    header stamp), never guessed (:func:`brainseg_tf.evaluation.resolve_convention`).
+    Pairing, label conventions (the flags, else the records: dataset layout, ``predictions.json``,
+    header stamp; never guessed) and checks are :func:`brainseg_tf.io.predictions.paired_cases`'.
     """
-    from brainseg_tf import evaluation, io
+    from brainseg_tf import io
 
-    pred_dir, ref_dir = Path(pred_dir), Path(ref_dir)
+    pred_dir = Path(pred_dir)
     dataset = io.open_dataset(images)
-    references = evaluation.reference_files(ref_dir)
-    predictions = evaluation.scan_label_files(pred_dir)
-    recorded = evaluation.recorded_conventions(pred_dir)
+    pairs = io.predictions.paired_cases(
+        pred_dir, ref_dir, ref_convention=ref_convention, pred_convention=pred_convention
+    )
 
     def load(case_id: str) -> CaseView:
         case = dataset[case_id]
-        ref_path, ref_conv = references[case_id]
-        truth, _, spacing = evaluation.load_labels(ref_path, ref_conv, explicit=ref_convention, flag="--ref-convention")
-        if case_id in predictions:
-            pred, _, _ = evaluation.load_labels(
-                predictions[case_id],
-                recorded.get(case_id, recorded.get("*")),
-                explicit=pred_convention,
-                flag="--pred-convention",
-            )
-        else:
-            pred = np.zeros_like(truth)
+        pair = pairs.load(case_id)
         return CaseView(
             case_id,
             case.image,
-            truth,
-            pred,
+            pair.ref,
+            pair.pred,
             case.affine,
-            spacing,
-            _load_uncertainty(pred_dir / f"{case_id}{UNCERTAINTY_SUFFIX}", truth.shape),
+            pair.spacing,
+            _load_uncertainty(uncertainty_path(pred_dir, case_id), pair.ref.shape),
         )
 
     return load

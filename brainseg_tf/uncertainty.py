@@ -29,6 +29,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from scipy import ndimage
 
+from brainseg_tf.checks import check_int
 from brainseg_tf.conventions import HEADS
 
 __all__ = [
@@ -173,8 +174,7 @@ def case_score(
     labels = np.asarray(labels)
     if u.shape != labels.shape:
         raise ValueError(f"uncertainty shape {u.shape} differs from labels shape {labels.shape}")
-    if isinstance(dilation, bool) or not isinstance(dilation, (int, np.integer)) or dilation < 0:
-        raise ValueError(f"dilation={dilation!r} must be an integer >= 0")
+    check_int("dilation", dilation, 0)
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold={threshold!r} must be in (0, 1]")
     region = labels > 0

@@ -7,7 +7,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -85,7 +85,10 @@ fig = viz.three_plane(case.image, case.label, affine=case.affine, save=FIG_DIR /
 fig = viz.montage(case.image, case.label, channel="flair", n=8, affine=case.affine, save=FIG_DIR / "01_montage.png")
 
 # %% [markdown]
-# Browse the slices (an interactive slider in Jupyter; a static montage where widgets are unavailable).
+# Browse the case: three synchronised planes with sliders and overlay toggles (click a plane to
+# move the others), and a 3D view of the tumour regions to rotate. It is one self-contained page
+# (no server, no network, no widget extension): it shows here, on Colab and Kaggle, and in the
+# exported notebook; `out=` also saves it as an HTML file to open in any browser.
 
 # %%
-viz.slice_slider(case.image, case.label, affine=case.affine)
+viz.view(case, out=Path(WORK_DIR) / "01_viewer.html")

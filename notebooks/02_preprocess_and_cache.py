@@ -7,7 +7,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -82,7 +82,7 @@ fig = viz.show_case(pre.image, pre.label, title=f"{case_id} (cropped, z-scored)"
 # present), the rest uniformly in the brain box; augmentation runs as TensorFlow ops.
 
 # %%
-patches = data.patch_dataset(CACHE, patch_size=PATCH_SIZE, batch_size=2, seed=0)
+patches = data.patch_dataset(CACHE, patch_size=PATCH_SIZE, global_batch_size=2, seed=0)
 images, targets = next(iter(patches))
 print("images", images.shape, images.dtype, "targets", targets.shape, targets.dtype)
 fig = viz.montage(images[0].numpy(), targets[0].numpy().argmax(-1), channel="flair", n=6, save=FIG_DIR / "02_patch.png")

@@ -30,7 +30,7 @@ def test_card_round_trips_through_json(tmp_path: Path) -> None:
         head="region",
         region="tc",
         logits=True,
-        roi=[64, 64, 64],
+        window=[64, 64, 64],
         preprocessing=Preprocessing(reorient=True, spacing=[1.0, 1.0, 2.0], margin=3),
         postprocessing=Postprocessing(et_min_voxels=10),
         label_convention="brats",
@@ -57,7 +57,8 @@ def test_card_round_trips_through_json(tmp_path: Path) -> None:
         ({"modalities": ["flair"], "head": "argmax"}, "head"),
         ({"modalities": ["flair"], "head": "region"}, "region"),
         ({"modalities": ["flair"], "head": "sigmoid", "region": "WT"}, "region"),
-        ({"modalities": ["flair"], "head": "softmax", "roi": [64, 64]}, "roi"),
+        ({"modalities": ["flair"], "head": "softmax", "window": [64, 64]}, "window"),
+        ({"modalities": ["flair"], "head": "softmax", "roi": [64, 64]}, "window"),  # roi=: the old name
         (
             {
                 "modalities": ["flair"],
@@ -117,6 +118,7 @@ def test_version_1_export_metadata_is_migrated() -> None:
         "postprocess": {"et_min_voxels": 5, "min_component_voxels": 0, "region_threshold": 0.4},
     }
     card = ModelCard.from_dict(v1)  # routed through migrate()
+    assert card.window == [96, 96, 96]
     assert card.head == "sigmoid" and card.preprocessing.margin == 2 and card.postprocessing.region_threshold == 0.4
     with pytest.raises(CardError, match="modalities"):
         migrate({"format_version": 1, "head": "softmax"})

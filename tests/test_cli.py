@@ -38,6 +38,7 @@ SUBCOMMANDS = [
     "export",
     "plan",
     "demo",
+    "view",
     "survival",
     "survival features",
     "survival fit",
@@ -94,6 +95,7 @@ BAD_ARGUMENTS = {
     "export": (["export", "--model", "run"], "the following arguments are required: --out"),
     "plan": (["plan"], "the following arguments are required: --config"),
     "demo": (["demo", "--epochs", "many"], "argument --epochs: invalid int value: 'many'"),
+    "view": (["view", "--case", MISSING, "--out", "v.html"], "nope: case not found"),
     "survival features": (["survival", "features", "--labels", MISSING, "--out", "f.csv"], "nope"),
     "survival fit": (["survival", "fit", "--clinical", MISSING, "--features", "f.csv", "--out", "m.json"], "nope"),
     "survival predict": (["survival", "predict", "--model", MISSING, "--features", "f.csv", "--out", "p.csv"], "nope"),
@@ -299,7 +301,7 @@ def test_export_writes_saved_model_keras_and_card(pipeline) -> None:
     exp = pipeline["export"]
     assert (exp / "saved_model" / "saved_model.pb").is_file() and (exp / "model.keras").stat().st_size > 1_000
     card = json.loads((exp / "brainseg_model.json").read_text())
-    assert card["roi"] == [16, 16, 16] and card["head"] == "sigmoid"
+    assert card["window"] == [16, 16, 16] and card["head"] == "sigmoid"
     assert card["inference"] == {
         "window": "auto",
         "overlap": 0.25,

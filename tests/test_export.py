@@ -42,7 +42,7 @@ def exported(tmp_path_factory):
     ModelCard(
         modalities=["flair", "t1", "t1ce", "t2"],
         head="softmax",
-        roi=[16, 16, 16],
+        window=[16, 16, 16],
         model="unet",
         options={"depth": 2, "base_filters": 4, "max_filters": 8},
         postprocessing=Postprocessing(et_min_voxels=12),
@@ -60,7 +60,7 @@ def test_export_writes_files_and_metadata(exported):
     meta = json.loads(paths["metadata"].read_text())
     assert meta["modalities"] == ["flair", "t1", "t1ce", "t2"]
     assert meta["head"] == "softmax" and meta["outputs"] == ["BG", "NCR", "ED", "ET"]
-    assert meta["roi"] == [16, 16, 16] and meta["postprocessing"]["et_min_voxels"] == 12
+    assert meta["window"] == [16, 16, 16] and meta["postprocessing"]["et_min_voxels"] == 12
     assert meta["logits"] is False and meta["format_version"] == 2
     assert not [p for p in paths["out_dir"].parent.iterdir() if p.name.startswith(".exported.")]  # no temp left
 
@@ -91,7 +91,7 @@ def test_reload_in_fresh_process_matches_keras(exported):
         from brainseg_tf.inference import load_predictor
         p = load_predictor({str(exported["paths"]["out_dir"])!r})  # model.keras, registry imported by the loader
         np.save({str(root / "keras_out.npy")!r}, p(x))
-        print(p.modalities, p.head, p.roi, p.et_min_voxels)
+        print(p.modalities, p.head, p.window, p.et_min_voxels)
         """
     )
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -109,7 +109,7 @@ def test_reload_in_fresh_process_matches_keras(exported):
 
 def test_saved_model_predictor_in_process(exported):
     p = load_predictor(exported["paths"]["saved_model"])  # metadata read from the folder above
-    assert p.head == "softmax" and p.roi == (16, 16, 16)
+    assert p.head == "softmax" and p.window == (16, 16, 16)
     np.testing.assert_allclose(p(exported["x"]), exported["expected"], atol=1e-5, rtol=0)
 
 

@@ -35,19 +35,19 @@ def identity(batch: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("mode", ["gaussian", "constant"])
 @pytest.mark.parametrize(
-    "shape, roi, overlap, batch_size",
+    "shape, window, overlap, batch_size",
     [
-        ((16, 15, 7, 2), (8, 8, 4), 0.5, 1),  # MONAI's odd shape, roi smaller on every axis
-        ((17, 9, 5, 3), (8, 16, 8), 0.25, 3),  # roi larger than the image on two axes: pad, crop back
+        ((16, 15, 7, 2), (8, 8, 4), 0.5, 1),  # MONAI's odd shape, window smaller on every axis
+        ((17, 9, 5, 3), (8, 16, 8), 0.25, 3),  # window larger than the image on two axes: pad, crop back
         ((23, 31, 13, 1), (10, 7, 5), 0.7, 4),  # many overlapping windows, partial last batch
-        ((11, 13, 4), (5, 6), 0.5, 2),  # 2D (H, W, C) with a 2D roi
+        ((11, 13, 4), (5, 6), 0.5, 2),  # 2D (H, W, C) with a 2D window
         ((9, 9, 9, 2), 9, 0.0, 1),  # exactly one window
     ],
 )
-def test_identity_predictor_returns_input_exactly(shape, roi, overlap, batch_size, mode):
+def test_identity_predictor_returns_input_exactly(shape, window, overlap, batch_size, mode):
     rng = np.random.default_rng(0)
     image = rng.normal(size=shape).astype(np.float32) * 100
-    out = sliding_window(identity, image, roi=roi, overlap=overlap, batch_size=batch_size, mode=mode)
+    out = sliding_window(identity, image, window=window, overlap=overlap, batch_size=batch_size, mode=mode)
     assert out.dtype == np.float32
     assert out.shape == image.shape
     np.testing.assert_array_equal(out, image)  # bit-exact, not approximately equal
@@ -62,18 +62,18 @@ def test_padding_per_window_equals_padding_the_image(pad_mode, cval):
     def squash(batch):  # windows see the padding: a non-pointwise predictor would too
         return np.tanh(batch) + batch.mean(axis=(1, 2, 3), keepdims=True)
 
-    out = sliding_window(squash, image, roi=roi, overlap=0.5, pad_mode=pad_mode, cval=cval)
+    out = sliding_window(squash, image, window=roi, overlap=0.5, pad_mode=pad_mode, cval=cval)
     pads = [((r - n) // 2, r - n - (r - n) // 2) if r > n else (0, 0) for n, r in zip(image.shape[:3], roi)]
     kwargs = {"constant_values": cval} if pad_mode == "constant" else {}
     padded = np.pad(image, pads + [(0, 0)], mode=pad_mode, **kwargs)
-    ref = sliding_window(squash, padded, roi=roi, overlap=0.5)
+    ref = sliding_window(squash, padded, window=roi, overlap=0.5)
     crop = tuple(slice(a, a + n) for (a, _), n in zip(pads, image.shape[:3]))
     np.testing.assert_array_equal(out, ref[crop])
 
 
 def test_shifted_predictor_and_channel_change():
     image = np.arange(15 * 14 * 9, dtype=np.float32).reshape(15, 14, 9, 1)
-    out = sliding_window(lambda b: np.concatenate([b + 1, -b], axis=-1), image, roi=(8, 8, 8), overlap=0.5)
+    out = sliding_window(lambda b: np.concatenate([b + 1, -b], axis=-1), image, window=(8, 8, 8), overlap=0.5)
     assert out.shape == (15, 14, 9, 2)
     np.testing.assert_array_equal(out[..., 0], image[..., 0] + 1)
     np.testing.assert_array_equal(out[..., 1], -image[..., 0])
@@ -86,7 +86,7 @@ def test_windows_are_batched_and_cover_everything():
         calls.append(batch.shape)
         return np.ones(batch.shape[:-1] + (1,), np.float32)
 
-    out = sliding_window(spy, np.zeros((20, 12, 7, 4), np.float32), roi=(8, 8, 8), overlap=0.5, batch_size=4)
+    out = sliding_window(spy, np.zeros((20, 12, 7, 4), np.float32), window=(8, 8, 8), overlap=0.5, batch_size=4)
     n_windows = len(window_starts(20, 8, 0.5)) * len(window_starts(12, 8, 0.5)) * 1
     assert [c[0] for c in calls] == [4] * (n_windows // 4) + ([n_windows % 4] if n_windows % 4 else [])
     assert all(c[1:] == (8, 8, 8, 4) for c in calls)
@@ -159,14 +159,14 @@ def test_plan_window_examples_and_errors():
         plan_window((139, 177, 137), overlap=1.0)
 
 
-def test_planned_windows_from_the_card_and_explicit_rois(tmp_path):
+def test_planned_windows_from_the_card_and_explicit_windows(tmp_path):
     from brainseg_tf.card import Inference, ModelCard
 
     case = bio.read_case(_synthetic_case(tmp_path / "data", shape=(40, 44, 30)))
     card = ModelCard(
         modalities=list(bio.MODALITIES),
         head="softmax",
-        roi=[16, 16, 16],
+        window=[16, 16, 16],
         inference=Inference(window="auto", overlap=0.25, max_window_voxels=24 * 24 * 16, divisor=[8, 8, 8]),
     )
     seen = []
@@ -189,17 +189,17 @@ def test_planned_windows_from_the_card_and_explicit_rois(tmp_path):
     assert min(min(s) for s in seen) < 16
     seen.clear()
     patch = predict_case(
-        Predictor.from_card(pointwise, card), case, roi="patch", overlap=0.5, return_probabilities=True
+        Predictor.from_card(pointwise, card), case, window="patch", overlap=0.5, return_probabilities=True
     )
     assert set(seen) == {(16, 16, 16)}
     # A pointwise model gives the same probabilities whatever the windows (up to float rounding).
     np.testing.assert_allclose(planned.probabilities, patch.probabilities, atol=1e-6)
     np.testing.assert_array_equal(planned.labels, patch.labels)
-    with pytest.raises(ValueError, match="roi='whole'"):
-        predict_case(Predictor.from_card(pointwise, card), case, roi="whole")
+    with pytest.raises(ValueError, match="window='whole'"):
+        predict_case(Predictor.from_card(pointwise, card), case, window="whole")
     bare = Predictor(fn=pointwise)  # no card, no divisor: planning is refused with the reason
     with pytest.raises(ValueError, match="input-size divisor"):
-        predict_case(bare, case, roi="auto")
+        predict_case(bare, case, window="auto")
 
 
 def test_importance_map_gaussian_never_zero():
@@ -214,13 +214,13 @@ def test_importance_map_gaussian_never_zero():
 @pytest.mark.parametrize(
     "kwargs, name",
     [
-        ({"roi": (8, 8, 8), "overlap": 1.0}, "overlap"),
-        ({"roi": (8, 8, 8), "overlap": -0.1}, "overlap"),
-        ({"roi": (8, 8), "overlap": 0.5}, "roi"),
-        ({"roi": (8, 0, 8)}, "roi"),
-        ({"roi": 8, "batch_size": 0}, "batch_size"),
-        ({"roi": 8, "mode": "triangle"}, "mode"),
-        ({"roi": 8, "min_weight": 0.0}, "min_weight"),
+        ({"window": (8, 8, 8), "overlap": 1.0}, "overlap"),
+        ({"window": (8, 8, 8), "overlap": -0.1}, "overlap"),
+        ({"window": (8, 8), "overlap": 0.5}, "window"),
+        ({"window": (8, 0, 8)}, "window"),
+        ({"window": 8, "batch_size": 0}, "batch_size"),
+        ({"window": 8, "mode": "triangle"}, "mode"),
+        ({"window": 8, "min_weight": 0.0}, "min_weight"),
     ],
 )
 def test_bad_arguments_name_the_argument(kwargs, name):
@@ -230,7 +230,7 @@ def test_bad_arguments_name_the_argument(kwargs, name):
 
 def test_predictor_with_wrong_output_shape_is_reported():
     with pytest.raises(ValueError, match="predictor returned shape"):
-        sliding_window(lambda b: b[:, :4], np.zeros((9, 9, 9, 1), np.float32), roi=8)
+        sliding_window(lambda b: b[:, :4], np.zeros((9, 9, 9, 1), np.float32), window=8)
 
 
 def test_mirror_tta_averages_flips():
@@ -319,7 +319,7 @@ def _channel_rule(batch: np.ndarray) -> np.ndarray:
 def test_predict_case_native_grid_and_geometry(tmp_path):
     case_dir = _synthetic_case(tmp_path / "data")
     case = bio.read_case(case_dir)
-    pred = predict_case(Predictor(fn=_channel_rule), case, roi=16, return_probabilities=True)
+    pred = predict_case(Predictor(fn=_channel_rule), case, window=16, return_probabilities=True)
     assert pred.labels.shape == case.shape and pred.labels.dtype == np.uint8
     assert set(np.unique(pred.labels)) <= {0, 1, 2, 3}
     assert pred.probabilities.shape == case.shape + (4,)
@@ -343,7 +343,7 @@ def test_predict_case_channel_subset_2d_and_tta(tmp_path):
         seen.append(batch.shape)
         return _channel_rule(np.concatenate([batch[..., :1], batch[..., :1], batch[..., 1:], batch[..., 1:]], -1))
 
-    p = Predictor(fn=two_channel_2d, modalities=("flair", "t1ce"), spatial_dims=2, roi=(16, 16))
+    p = Predictor(fn=two_channel_2d, modalities=("flair", "t1ce"), spatial_dims=2, window=(16, 16))
     out = predict_case(p, case, tta=True, batch_size=8)
     assert out.labels.shape == case.shape
     assert all(len(s) == 4 and s[1:] == (16, 16, 2) for s in seen)
@@ -353,7 +353,7 @@ def test_predict_folder_writes_each_case_and_skips_existing(tmp_path):
     data = tmp_path / "data"
     _synthetic_case(data, "BraTS2021_00001")
     _synthetic_case(data, "BraTS2021_00002")
-    p = Predictor(fn=_channel_rule, roi=(16, 16, 16))
+    p = Predictor(fn=_channel_rule, window=(16, 16, 16))
     recs = predict_folder(p, data, tmp_path / "pred", save_probabilities=True, progress=False, convention="brats2023")
     assert [r["status"] for r in recs] == ["written", "written"]
     lab = nib.load(tmp_path / "pred" / "BraTS2021_00001.nii.gz")
@@ -374,7 +374,7 @@ def test_predict_folder_writes_each_case_and_skips_existing(tmp_path):
 def test_bad_mirror_axes_are_refused_before_any_case_is_read(tmp_path, axes):
     data = tmp_path / "data"
     _synthetic_case(data, "BraTS2021_00001")
-    p = Predictor(fn=_channel_rule, roi=(16, 16, 16))
+    p = Predictor(fn=_channel_rule, window=(16, 16, 16))
     with pytest.raises(ValueError, match=r"mirror_axes=.* must be distinct spatial axes among 0, 1, 2"):
         predict_folder(p, data, tmp_path / "pred", tta=True, mirror_axes=axes, progress=False)
     assert not (tmp_path / "pred").exists()
@@ -383,7 +383,7 @@ def test_bad_mirror_axes_are_refused_before_any_case_is_read(tmp_path, axes):
 def test_mirror_axes_choose_the_flips(tmp_path):
     case = bio.read_case(_synthetic_case(tmp_path / "data"))
     calls = []
-    p = Predictor(fn=lambda b: calls.append(1) or _channel_rule(b), roi=(32, 32, 32))  # one window per flip
+    p = Predictor(fn=lambda b: calls.append(1) or _channel_rule(b), window=(32, 32, 32))  # one window per flip
     plain = predict_case(p, case, tta=False)
     n_plain = len(calls)
     for axes, flips in [(None, 8), ((0, 1), 4), ((2,), 2)]:
@@ -395,7 +395,7 @@ def test_mirror_axes_choose_the_flips(tmp_path):
 
 def test_release_image_frees_the_native_image_and_changes_nothing_else(tmp_path):
     case = bio.read_case(_synthetic_case(tmp_path / "data"))
-    p = Predictor(fn=_channel_rule, roi=(16, 16, 16))
+    p = Predictor(fn=_channel_rule, window=(16, 16, 16))
     kept = predict_case(p, case)
     assert case.image is not None  # a caller's case is left as it was
     released = predict_case(p, case, release_image=True)
@@ -410,7 +410,7 @@ def test_predict_folder_reads_ahead_and_a_bad_case_fails_alone(tmp_path):
         _synthetic_case(data, cid)
     bad = data / ids[1] / f"{ids[1]}_t1ce.nii.gz"
     bad.write_bytes(bad.read_bytes()[:200])  # truncated
-    p = Predictor(fn=_channel_rule, roi=(16, 16, 16))
+    p = Predictor(fn=_channel_rule, window=(16, 16, 16))
     out = tmp_path / "pred"
     out.mkdir()
     first = predict_folder(p, data, out, case_ids=[ids[2]], progress=False)  # done before: skipped below
@@ -447,15 +447,18 @@ def test_load_predictor_from_run_dir(tmp_path):
     run.mkdir()
     model.save(run / "best.keras")
     ModelCard(
-        modalities=["flair", "t1ce"], head="sigmoid", roi=[16, 16, 16], postprocessing=Postprocessing(et_min_voxels=7)
+        modalities=["flair", "t1ce"],
+        head="sigmoid",
+        window=[16, 16, 16],
+        postprocessing=Postprocessing(et_min_voxels=7),
     ).save(run)
     p = load_predictor(run)
     assert p.modalities == ("flair", "t1ce") and p.head == "sigmoid"
-    assert p.roi == (16, 16, 16) and p.et_min_voxels == 7
+    assert p.window == (16, 16, 16) and p.et_min_voxels == 7
     x = np.random.default_rng(0).normal(size=(1, 16, 16, 16, 2)).astype(np.float32)
     np.testing.assert_allclose(p(x), model.predict(x, verbose=0), atol=1e-6)
-    r = load_predictor(run, roi=(8, 8, 8), et_min_voxels=0)  # overrides win over the card
-    assert r.roi == (8, 8, 8) and r.et_min_voxels == 0
+    r = load_predictor(run, window=(8, 8, 8), et_min_voxels=0)  # overrides win over the card
+    assert r.window == (8, 8, 8) and r.et_min_voxels == 0
     # A .keras file without a card: explicit arguments, never a guess from the shapes.
     bare = tmp_path / "bare"
     bare.mkdir()
@@ -506,7 +509,7 @@ def test_predict_real_case_source_geometry_and_convention(real_brats2018, tmp_pa
         Predictor.from_keras(model, modalities=["flair", "t1", "t1ce", "t2"], head="softmax"),
         case_dir,
         tmp_path,
-        roi=(64, 64, 64),
+        window=(64, 64, 64),
         overlap=0.25,
         batch_size=2,
         progress=False,
@@ -520,9 +523,43 @@ def test_predict_real_case_source_geometry_and_convention(real_brats2018, tmp_pa
     assert set(np.unique(np.asarray(out.dataobj))) <= {0, 1, 2, 4}
 
 
-def test_one_entry_roi_applies_to_every_axis():
+def test_one_entry_window_applies_to_every_axis():
     image = np.random.default_rng(2).normal(size=(13, 10, 9, 1)).astype(np.float32)
-    np.testing.assert_array_equal(sliding_window(identity, image, roi=[8]), image)
+    np.testing.assert_array_equal(sliding_window(identity, image, window=[8]), image)
+
+
+def test_roi_is_still_accepted_as_the_old_name_of_window(tmp_path):
+    from brainseg_tf.card import ModelCard
+
+    image = np.random.default_rng(2).normal(size=(13, 10, 9, 1)).astype(np.float32)
+    np.testing.assert_array_equal(sliding_window(identity, image, roi=8), sliding_window(identity, image, window=8))
+    with pytest.raises(ValueError, match="window=8 and roi=8"):
+        sliding_window(identity, image, window=8, roi=8)
+    p = Predictor(fn=_channel_rule, roi=16)  # one entry: every axis
+    assert p.window == p.roi == (16, 16, 16) and p.card.window == [16, 16, 16]
+    case = bio.read_case(_synthetic_case(tmp_path / "data"))
+    np.testing.assert_array_equal(predict_case(p, case, roi=8).labels, predict_case(p, case, window=8).labels)
+    card = ModelCard(modalities=["flair"], head="softmax", roi=[8, 8, 8])
+    assert card.window == card.roi == [8, 8, 8]
+    old = card.to_dict()
+    old["roi"] = old.pop("window")  # a card written before the rename
+    assert ModelCard.from_dict(old) == card
+
+
+def test_predictor_settings_replace_the_card_once():
+    from brainseg_tf.card import CardError, ModelCard
+
+    card = ModelCard(modalities=["flair", "t1ce"], head="sigmoid", window=[16, 16, 16])
+    p = Predictor.from_card(identity, card, et_min_voxels=5, overlap=0.25, window="auto", region_threshold=0.4)
+    assert p.card is not card and card.postprocessing.et_min_voxels == 0  # the card itself is unchanged
+    assert (p.et_min_voxels, p.inference.overlap, p.inference.window, p.threshold) == (5, 0.25, "auto", 0.4)
+    assert p.window == (16, 16, 16)
+    with pytest.raises(CardError, match="threshold= is not a model card setting"):
+        Predictor.from_card(identity, card, threshold=0.4)
+    with pytest.raises(CardError, match="postprocessing.et_min_voxels"):
+        Predictor.from_card(identity, card, et_min_voxels=-1)
+    bare = Predictor(identity, modalities=["flair"], head="region", region="et", spatial_dims=2, window=(8, 8))
+    assert (bare.head, bare.region, bare.spatial_dims, bare.window) == ("region", "ET", 2, (8, 8))
 
 
 def test_a_truncated_or_foreign_keras_file_is_named_and_explained(tmp_path):

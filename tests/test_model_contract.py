@@ -149,7 +149,7 @@ def test_3d_heads_predict_as_trained(dataset: Path, tmp_path: Path, head: str) -
     run = tmp_path / "run"
     train(_recipe({"root": str(dataset), "modalities": ALL}, model), run_dir=run)
     card = json.loads((run / "brainseg_model.json").read_text())
-    assert card["head"] == head and card["modalities"] == ALL and card["roi"] == PATCH
+    assert card["head"] == head and card["modalities"] == ALL and card["window"] == PATCH
     case = bio.open_dataset(dataset)["BraTS2021_00002"]
     expected = _labels_3d(_best(run), case, modalities=ALL, head=head, logits=False)
     _check_run(tmp_path, dataset, run, expected)

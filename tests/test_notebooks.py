@@ -6,7 +6,10 @@ that 04 trained (as a user would).
 
 from __future__ import annotations
 
+import base64
+import io
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -98,7 +101,7 @@ def test_notebook_executes(name, work_dir):
     if name == "08_export_savedmodel":
         params = {k: v for k, v in params.items() if not k.startswith("SYNTHETIC")}
     env_before = dict(os.environ)
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as on Colab: the notebook itself keeps the log quiet
     os.environ.pop("MPLBACKEND", None)  # the kernel's inline backend, so figures appear as cell outputs
     try:
         papermill.execute_notebook(
@@ -124,3 +127,61 @@ def test_notebook_executes(name, work_dir):
         assert path.exists() and path.stat().st_size > 5_000, f"{name} did not save {fig}"
         width, height = png_size(path)
         assert 300 <= width <= 4000 and 150 <= height <= 4000, f"{fig}: unexpected size {width}x{height}"
+
+
+# TensorFlow's C++ start-up lines (absl, oneDNN, CPU features, CUDA factories, glog-style prefixes).
+TF_STARTUP = re.compile(
+    r"absl::InitializeLog|oneDNN custom operations|cpu_feature_guard|TensorFlow binary is optimized"
+    r"|Unable to register cu(DNN|FFT|BLAS)|^[IWEF]\d{4} \d\d:\d\d:\d\d",
+    re.M,
+)
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def _check_outputs(name: str, nb) -> int:
+    """Every output of an executed notebook as a reader sees it; returns the number of images."""
+    import matplotlib.image
+
+    images = 0
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            where = f"{name}, cell {i}"
+            assert out.output_type != "error", f"{where}: {out.get('ename')}: {out.get('evalue')}"
+            text = out.get("text", "") if out.output_type == "stream" else ""
+            assert "Traceback" not in text, f"{where} prints a traceback: {text[-500:]}"
+            assert not TF_STARTUP.search(text), f"{where} shows TensorFlow's start-up log: {text[:300]}"
+            data = out.get("data", {})
+            if "image/png" in data:
+                pixels = matplotlib.image.imread(io.BytesIO(base64.b64decode(data["image/png"])))
+                assert min(pixels.shape[:2]) >= 50 and pixels[..., :3].std() > 0.01, f"{where}: a blank figure"
+                images += 1
+            if WIDGET in data:  # where widgets are not live, only a static view shows
+                assert "image/png" in data or "text/html" in data, f"{where}: a widget with no static view"
+    return images
+
+
+@pytest.mark.slow
+def test_executed_notebooks_read_well_as_pages(work_dir, browser, tmp_path):
+    """Each executed notebook exported to HTML and opened in headless Chromium: figures drawn, no
+    tracebacks or start-up log, every interactive output visible without live widgets."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    executed = {name: work_dir / f"{name}.out.ipynb" for name in PARAMETERS}
+    missing = [n for n, p in executed.items() if not p.exists()]
+    if missing:
+        pytest.fail(f"run test_notebook_executes first (same module); missing: {missing}")
+    exporter = HTMLExporter()
+    for name, path in executed.items():
+        nb = nbformat.read(path, as_version=4)
+        images = _check_outputs(name, nb)
+        page = tmp_path / f"{name}.html"
+        page.write_text(exporter.from_notebook_node(nb)[0], encoding="utf-8")
+        dom = browser.dom(page, budget_ms=5_000)
+        drawn = len(re.findall(r"<img[^>]+src=\"data:image/png", dom))
+        assert drawn >= images, f"{name}: {drawn} of {images} figures in the page"
+        assert "Traceback" not in dom and not TF_STARTUP.search(dom), f"{name}: the page shows an error or log"
+        if name == "01_explore_data":
+            assert dom.count("<iframe") >= 1, "01: the viewer is not in the page"
+            shot = browser.screenshot(page, tmp_path / f"{name}.png", size=(1200, 2400), budget_ms=10_000)
+            assert shot[..., :3].std() > 0.05, "01: the page renders blank"

@@ -49,7 +49,7 @@ def exported(tmp_path_factory):
     ModelCard(
         modalities=["flair", "t1", "t1ce", "t2"],
         head="softmax",
-        roi=[16, 16, 16],
+        window=[16, 16, 16],
         model="unet",
         options={"spatial_dims": 3, "depth": 2, "base_filters": 4, "max_filters": 8},
         postprocessing=Postprocessing(et_min_voxels=5),
@@ -66,7 +66,7 @@ def test_onnx_export_writes_model_and_card(exported):
     assert sorted(p.name for p in out.iterdir()) == ["brainseg_model.json", "model.onnx"]
     assert is_export_dir(out)
     card = ModelCard.load(paths["metadata"])
-    assert card.logits is False and card.head == "softmax" and card.roi == [16, 16, 16]
+    assert card.logits is False and card.head == "softmax" and card.window == [16, 16, 16]
     assert card.postprocessing.et_min_voxels == 5
     proto = onnx.load(str(paths["onnx"]))
     onnx.checker.check_model(proto)
@@ -85,7 +85,7 @@ def test_onnx_export_writes_model_and_card(exported):
 def test_onnxruntime_matches_keras_on_dynamic_shapes(exported, shape):
     pred = load_predictor(exported["paths"]["out_dir"], backend="onnxruntime")
     assert type(pred.model).__name__ == "InferenceSession"
-    assert pred.head == "softmax" and pred.roi == (16, 16, 16) and pred.et_min_voxels == 5
+    assert pred.head == "softmax" and pred.window == (16, 16, 16) and pred.et_min_voxels == 5
     x = np.random.default_rng(1).normal(size=(*shape, 4)).astype(np.float32)
     expected = np.asarray(exported["model"].predict(x, verbose=0))
     got = pred(x)
@@ -263,7 +263,7 @@ def test_real_case_onnxruntime_matches_keras(tmp_path, real_brats2018):
     _jitter(models.build("unet", spatial_dims=3, depth=2, base_filters=4, max_filters=8, norm="batch")).save(
         run / "best.keras"
     )
-    ModelCard(modalities=list(bio.MODALITIES), head="softmax", roi=[48, 48, 48]).save(run)
+    ModelCard(modalities=list(bio.MODALITIES), head="softmax", window=[48, 48, 48]).save(run)
     export = export_model(run, tmp_path / "onnx", format="onnx")
     case = bio.read_case(real_brats2018 / "Brats18_2013_23_1")
     window = {"overlap": 0.25, "return_probabilities": True}
@@ -301,7 +301,7 @@ def test_instance_norm_onnx_is_within_float32_of_the_float64_model(exported, rea
 def test_split_reductions_keeps_window_means_exact():
     from onnx import TensorProto, helper
 
-    from brainseg_tf.export import _split_reductions
+    from brainseg_tf.export import split_reductions
     from brainseg_tf.inference import onnx_session
 
     x = (np.random.default_rng(4).normal(size=(1, 64, 64, 64, 2)) + 100.0).astype(np.float32)
@@ -315,7 +315,7 @@ def test_split_reductions_keeps_window_means_exact():
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)], ir_version=8)
     exact = x.astype(np.float64).mean(axis=(1, 2, 3), keepdims=True)
     single = onnx_session(proto.SerializeToString()).run(None, {"x": x})[0]
-    _split_reductions(proto)
+    split_reductions(proto)
     assert [n.op_type for n in proto.graph.node] == ["ReduceMean"] * 3
     split = onnx_session(proto.SerializeToString()).run(None, {"x": x})[0]
     assert split.shape == exact.shape

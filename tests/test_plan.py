@@ -1,4 +1,4 @@
-"""The memory planner: memory sizes, the estimate's terms, the nnU-Net-like choice, GPU checks, CLI, bench/gpu.py."""
+"""The memory planner: memory sizes, the estimate's terms, the nnU-Net-like choice, GPU checks, CLI (bench/gpu.py runs in tests/bench)."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def test_estimate_mixed_precision_counts_half_width_outputs(cfg, fp):
 def test_estimate_rejects_invalid_sizes(fp):
     with pytest.raises(ValueError, match="not a valid input size"):
         plan.estimate(fp, (18, 16, 16), 2)
-    with pytest.raises(ValueError, match="batch=0"):
+    with pytest.raises(ValueError, match="batch must be an integer >= 1, got 0"):
         plan.estimate(fp, (16, 16, 16), 0)
 
 
@@ -210,20 +210,3 @@ def test_measured_peak_counts_the_training_step(cfg, fp):
     e = plan.estimate(fp, (16, 16, 16), 2)
     assert measured["device"] == "CPU:0" and measured["policy"] == "float32"
     assert measured["peak"] > e.weights + e.inputs
-
-
-@pytest.mark.slow
-def test_bench_gpu_runs_tiny_on_cpu(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "gpu.py"), "--tiny", "--xla", "off", "--work", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = proc.stdout.strip().splitlines()[-1]
-    assert line.startswith("figures: ")
-    figures = dict(kv.split("=") for kv in line[len("figures: ") :].split())
-    for key in ("pipeline_patches_per_s", "xla_off_steps_per_s", "xla_off_estimate_mib", "inference_s"):
-        assert float(figures[key]) > 0, key
-    assert figures["device"] == "CPU:0" and figures["policy"] == "mixed_float16"

@@ -238,7 +238,7 @@ def test_card_largest_component_round_trip_and_old_cards(tmp_path: Path):
     card.save(tmp_path)
     again = ModelCard.load(tmp_path)
     assert again == card and Predictor.from_card(lambda b: b, again).largest_component == ("WT", "ET")
-    assert Predictor.from_card(lambda b: b, again).to_card().postprocessing == card.postprocessing
+    assert Predictor.from_card(lambda b: b, again).card.postprocessing == card.postprocessing
     old = card.to_dict()
     del old["postprocessing"]["largest_component"]  # a card written before the field existed
     assert ModelCard.from_dict(old).postprocessing.largest_component == []

@@ -399,9 +399,9 @@ def test_reference_folder_of_unrecorded_masks_needs_the_flag(tmp_path, capsys):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--min-lesion-volume", "nan"], "min_lesion_volume=nan must be a finite number >= 0"),
-        (["--min-lesion-volume", "-1"], "min_lesion_volume=-1.0 must be a finite number >= 0"),
-        (["--dilation", "-1"], "dilation=-1 must be an integer >= 0"),
+        (["--min-lesion-volume", "nan"], "min_lesion_volume must be a finite number >= 0, got nan"),
+        (["--min-lesion-volume", "-1"], "min_lesion_volume must be a finite number >= 0, got -1.0"),
+        (["--dilation", "-1"], "dilation must be an integer >= 0, got -1"),
         (["--pred-convention", "brats2099"], "convention='brats2099' is unknown"),
     ],
 )
@@ -421,8 +421,8 @@ def test_bad_evaluate_arguments_fail_before_reading(tmp_path, capsys, args, mess
     [
         (["--spacing", "nan"], "must be finite and positive"),
         (["--spacing", "1", "0", "1"], "must be finite and positive"),
-        (["--margin", "-1"], "margin=-1 must be a non-negative integer"),
-        (["--max-cases", "0"], "max_cases=0 must be an integer >= 1"),
+        (["--margin", "-1"], "margin must be an integer >= 0, got -1"),
+        (["--max-cases", "0"], "max_cases must be an integer >= 1 or None, got 0"),
     ],
 )
 def test_bad_preprocess_arguments(tmp_path, capsys, args, message):

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_training_resume import _env  # the trainer subprocess environment (CPU, unbuffered)
+from test_training_resume import trainer_env
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,7 +61,7 @@ def test_folds_resume_after_sigkill(tmp_path: Path) -> None:
         "2",
     ]
     log = (tmp_path / "first.log").open("w")
-    proc = subprocess.Popen(command, env=_env(), stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(command, env=trainer_env(), stdout=log, stderr=subprocess.STDOUT)
     state = run_dir / "fold_1" / "backup" / "state.json"
     deadline = time.monotonic() + 240
     while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -75,7 +75,7 @@ def test_folds_resume_after_sigkill(tmp_path: Path) -> None:
     before = {name: _digest(fold0 / name) for name in ("final.keras", "best.keras", "metrics.json")}
     killed_at = json.loads(state.read_text())
 
-    second = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=240)
+    second = subprocess.run(command, env=trainer_env(), capture_output=True, text=True, timeout=240)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert {name: _digest(fold0 / name) for name in before} == before  # fold 0 not retrained
     assert [e["event"] for e in _events(fold0)].count("start") == 1

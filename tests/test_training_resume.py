@@ -64,7 +64,8 @@ def _command(recipe: Path, run_dir: Path) -> list[str]:
     return [sys.executable, "-m", "brainseg_tf.cli", "train", "--config", str(recipe), "--run-dir", str(run_dir)]
 
 
-def _env() -> dict[str, str]:
+def trainer_env() -> dict[str, str]:
+    """A trainer subprocess's environment: this checkout importable, CPU only, unbuffered output."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -165,7 +166,9 @@ def test_sigkill_mid_epoch_then_rerun_ends_with_the_uninterrupted_weights(
 
     rng = np.random.default_rng(20261202)
     log1 = (tmp_path / "first.log").open("w")
-    proc = subprocess.Popen(_command(recipe, run_dir), cwd=tmp_path, env=_env(), stdout=log1, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        _command(recipe, run_dir), cwd=tmp_path, env=trainer_env(), stdout=log1, stderr=subprocess.STDOUT
+    )
     try:
         # Wait for the first mid-epoch backup, then kill within the next few steps.
         deadline = time.monotonic() + 150
@@ -189,7 +192,7 @@ def test_sigkill_mid_epoch_then_rerun_ends_with_the_uninterrupted_weights(
     shutil.copytree(run_dir, control_dir)
 
     second = subprocess.run(
-        _command(recipe, run_dir), cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=200
+        _command(recipe, run_dir), cwd=tmp_path, env=trainer_env(), capture_output=True, text=True, timeout=200
     )
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     starts = [e for e in _events(run_dir) if e["event"] in ("start", "resume")]
@@ -264,7 +267,11 @@ def test_sigkill_during_checkpoint_writes_leaves_valid_files_and_a_rerun_finishe
     for _ in range(KILLS):
         before = _backup_id(run_dir)
         proc = subprocess.Popen(
-            _command(recipe, run_dir), cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            _command(recipe, run_dir),
+            cwd=tmp_path,
+            env=trainer_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             # Training (and checkpointing) has started once this session wrote its first backup;
@@ -289,7 +296,7 @@ def test_sigkill_during_checkpoint_writes_leaves_valid_files_and_a_rerun_finishe
             shutil.rmtree(run_dir)  # finished before the kill: start over, so the next kill lands in a run
     assert kills >= 1
     rerun = subprocess.run(
-        _command(recipe, run_dir), cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=200
+        _command(recipe, run_dir), cwd=tmp_path, env=trainer_env(), capture_output=True, text=True, timeout=200
     )
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     _check_files(run_dir)

@@ -123,7 +123,7 @@ def test_volume_mode_needs_raw_cases() -> None:
 
     with pytest.raises(ValueError, match=r"validation\.mode='volumes' needs the raw cases"):
         TrainConfig.from_dict({"data": {"cache": "x.h5"}, "validation": {"mode": "volumes"}})
-    with pytest.raises(ValueError, match=r"validation\.every_epochs=0 must be >= 1"):
+    with pytest.raises(ValueError, match=r"validation\.every_epochs must be an integer >= 1, got 0"):
         TrainConfig.from_dict({"validation": {"every_epochs": 0}})
     cfg = TrainConfig.from_dict({"data": {"root": "x"}, "validation": {"mode": "volumes"}})
     assert cfg.validation.overlap == 0.25

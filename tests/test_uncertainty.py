@@ -121,13 +121,13 @@ def _constant(cls: int):
 def test_k_identical_models_equal_one_model(tmp_path):
     case = bio.read_case(_write_case(tmp_path, "BraTS2021_00001"))
     one = Predictor(fn=_softmax_rule)
-    single = predict_case(one, case, roi=8, return_probabilities=True, uncertainty="auto")
+    single = predict_case(one, case, window=8, return_probabilities=True, uncertainty="auto")
     assert single.uncertainty_kind == "entropy"
     for k in (2, 3):
         ens = predict_case(
             Ensemble([Predictor(fn=_softmax_rule) for _ in range(k)]),
             case,
-            roi=8,
+            window=8,
             return_probabilities=True,
             uncertainty="variance",
         )
@@ -142,7 +142,7 @@ def test_k_identical_models_equal_one_model(tmp_path):
 def test_two_members_that_split_give_one_inside_the_box(tmp_path):
     case = bio.read_case(_write_case(tmp_path, "BraTS2021_00001"))
     out = predict_case(
-        Ensemble([Predictor(fn=_constant(3)), Predictor(fn=_constant(0))]), case, roi=8, uncertainty="auto"
+        Ensemble([Predictor(fn=_constant(3)), Predictor(fn=_constant(0))]), case, window=8, uncertainty="auto"
     )
     box = tuple(slice(a, b) for a, b in out.geometry.crop)
     inside = np.zeros(SHAPE, bool)
@@ -155,7 +155,7 @@ def test_two_members_that_split_give_one_inside_the_box(tmp_path):
 def test_tta_members_variance_and_mean(tmp_path):
     case = bio.read_case(_write_case(tmp_path, "BraTS2021_00001"))
     agree = predict_case(
-        Predictor(fn=_softmax_rule), case, roi=8, tta=True, uncertainty="auto", return_probabilities=True
+        Predictor(fn=_softmax_rule), case, window=8, tta=True, uncertainty="auto", return_probabilities=True
     )
     assert agree.uncertainty_kind == "variance" and (agree.uncertainty == 0).all()
 
@@ -169,19 +169,21 @@ def test_tta_members_variance_and_mean(tmp_path):
     split = predict_case(
         Predictor(fn=left_half_et),
         case,
-        roi=8,
+        window=8,
         tta=True,
         mirror_axes=(0,),
         uncertainty="auto",
         return_probabilities=True,
     )
-    plain = predict_case(Predictor(fn=left_half_et), case, roi=8, tta=True, mirror_axes=(0,), return_probabilities=True)
+    plain = predict_case(
+        Predictor(fn=left_half_et), case, window=8, tta=True, mirror_axes=(0,), return_probabilities=True
+    )
     np.testing.assert_allclose(split.probabilities, plain.probabilities, atol=1e-6)  # the same TTA mean
     assert split.uncertainty.max() > 0.5
     image = np.random.default_rng(1).normal(size=(10, 8, 8, 4)).astype(np.float32)
-    flips = [sliding_window(f, image, roi=8) for f in mirror_flips(left_half_et, (0,))]
+    flips = [sliding_window(f, image, window=8) for f in mirror_flips(left_half_et, (0,))]
     np.testing.assert_allclose(
-        np.mean(flips, axis=0), sliding_window(mirror_tta(left_half_et, (0,)), image, roi=8), atol=1e-6
+        np.mean(flips, axis=0), sliding_window(mirror_tta(left_half_et, (0,)), image, window=8), atol=1e-6
     )
 
 
@@ -201,7 +203,7 @@ def test_predict_folder_writes_maps_and_ranks_cases(tmp_path):
 
     model = Ensemble([Predictor(fn=_softmax_rule), Predictor(fn=noisy(0))])
     out = tmp_path / "pred"
-    recs = predict_folder(model, data, out, roi=(8, 8, 8), uncertainty="auto", progress=False)
+    recs = predict_folder(model, data, out, window=(8, 8, 8), uncertainty="auto", progress=False)
     assert [r["status"] for r in recs] == ["written"] * 3
     for r in recs:
         img = nib.load(r["uncertainty_map"])
@@ -216,7 +218,7 @@ def test_predict_folder_writes_maps_and_ranks_cases(tmp_path):
     summary = json.loads((out / "predictions.json").read_text())
     scores = {cid: summary["cases"][cid]["uncertainty"] for cid in summary["cases"]}
     assert summary["ranking"] == sorted(scores, key=lambda c: -scores[c])
-    again = predict_folder(model, data, out, roi=(8, 8, 8), uncertainty="auto", progress=False)
+    again = predict_folder(model, data, out, window=(8, 8, 8), uncertainty="auto", progress=False)
     assert [r["status"] for r in again] == ["skipped"] * 3
     assert json.loads((out / "predictions.json").read_text())["ranking"] == summary["ranking"]
     result = evaluate_folders(out, data, progress=False, lesion_wise=False)  # the summary stays readable
@@ -238,9 +240,9 @@ def test_cli_predict_flags():
 def test_bad_uncertainty_and_largest_component_arguments_are_refused_up_front(tmp_path):
     case = bio.read_case(_write_case(tmp_path, "BraTS2021_00001"))
     with pytest.raises(ValueError, match="ensemble"):
-        predict_case(Predictor(fn=_softmax_rule), case, roi=8, uncertainty="variance")
+        predict_case(Predictor(fn=_softmax_rule), case, window=8, uncertainty="variance")
     with pytest.raises(ValueError, match="region"):
-        predict_case(Predictor(fn=_softmax_rule), case, roi=8, largest_component=["XX"])
+        predict_case(Predictor(fn=_softmax_rule), case, window=8, largest_component=["XX"])
     with pytest.raises(ValueError, match="largest_component"):
         predict_folder(Predictor(fn=_softmax_rule), tmp_path, tmp_path / "out", largest_component="WT", progress=False)
 
@@ -255,10 +257,10 @@ def test_bad_uncertainty_and_largest_component_arguments_are_refused_up_front(tm
         out[..., 3], out[..., 0] = bright, ~bright
         return out
 
-    raw = predict_case(Predictor(fn=bright_is_et), case, roi=8).labels
+    raw = predict_case(Predictor(fn=bright_is_et), case, window=8).labels
     assert raw[13, 13, 8] == 3 and (raw == 3).sum() == 101
     expected = raw.copy()
     expected[13, 13, 8] = 0
     np.testing.assert_array_equal(
-        predict_case(Predictor(fn=bright_is_et), case, roi=8, largest_component=["WT"]).labels, expected
+        predict_case(Predictor(fn=bright_is_et), case, window=8, largest_component=["WT"]).labels, expected
     )

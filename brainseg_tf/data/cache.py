@@ -78,6 +78,7 @@ from brainseg_tf.data.preprocess import (
 )
 from brainseg_tf.io import MODALITIES, Dataset, open_dataset, read_case, read_header
 from brainseg_tf.io.errors import DataError
+from brainseg_tf.progress import progress as show_progress
 
 FORMAT_VERSION = 2  # 2: content fingerprints in the provenance
 LOCATION_CLASSES = FOREGROUND_CLASSES
@@ -216,7 +217,7 @@ def build_cache(
         chunks: ``None`` (contiguous, memory-mapped reads; recommended) or a chunk shape.
         overwrite: rebuild every case instead of reusing those already cached (the existing
             file is replaced only once the new one is complete).
-        progress: show a tqdm bar.
+        progress: show progress (a bar in a terminal, periodic lines elsewhere).
 
     Returns:
         The path of the complete cache (written under its final name only when complete).
@@ -243,9 +244,7 @@ def build_cache(
         todo = [r for r in refs if r.case_id not in cases]
         it: Iterable = todo
         if progress:
-            from tqdm.auto import tqdm
-
-            it = tqdm(todo, desc="preprocess", unit="case")
+            it = show_progress(todo, desc="preprocess")
         for ref in it:
             case = read_case(ref)
             pre = preprocess_case(

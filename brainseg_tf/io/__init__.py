@@ -22,7 +22,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from brainseg_tf.io import labels
+from brainseg_tf.io import labels, predictions
 from brainseg_tf.io.errors import DataError, MissingFileError, UnknownCaseError
 from brainseg_tf.io.jsonfile import read_json
 from brainseg_tf.io.labels import (
@@ -47,6 +47,7 @@ from brainseg_tf.io.layouts import (
     write_case,
 )
 from brainseg_tf.io.nifti import (
+    AFFINE_ATOL,
     MAX_VOXELS,
     MAX_VOXELS_ENV,
     Volume,
@@ -57,8 +58,8 @@ from brainseg_tf.io.nifti import (
     save_nifti,
     stamped_convention,
 )
+from brainseg_tf.progress import progress as show_progress
 
-AFFINE_ATOL = 1e-3  # mm; co-registered BraTS modalities share one affine up to float noise
 SPACING_RTOL = 1e-3  # header pixdim vs affine column norms
 
 
@@ -407,9 +408,7 @@ def validate_dataset(
     owners: dict[str, list[tuple[str, str, Path]]] = {}
     iterator = refs
     if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(refs, desc="validate", unit="case")
+        iterator = show_progress(refs, desc="validate")
     for ref in iterator:
         errors, case_notes, keys = _check_case(ref, max_voxels)
         problems.extend(errors)
@@ -440,9 +439,7 @@ def dataset_summary(root: str | Path, *, layout: str | None = None, progress: bo
     volumes: dict[str, list[float]] = {n: [] for n in CLASS_NAMES[1:]}
     refs = ds.refs
     if progress:
-        from tqdm.auto import tqdm
-
-        refs = tqdm(refs, desc="info", unit="case")
+        refs = show_progress(refs, desc="info")
     for ref in refs:
         first = next(iter(ref.images.values()))
         shape, _, spacing = read_header(first)
@@ -513,6 +510,7 @@ __all__ = [
     "dataset_summary",
     "format_summary",
     "labels",
+    "predictions",
     "check_case_id",
     "case_id_problem",
     "read_json",

@@ -24,6 +24,8 @@ Source conventions (value in the file for NCR, ED, ET):
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +39,7 @@ from brainseg_tf.conventions import (
     REGIONS,
 )
 from brainseg_tf.io.errors import DataError
+from brainseg_tf.io.nifti import load_nifti, stamped_convention
 
 __all__ = [
     "CLASS_NAMES",
@@ -52,6 +55,8 @@ __all__ = [
     "from_canonical",
     "region_masks",
     "regions_to_labels",
+    "resolve_convention",
+    "load_labels",
 ]
 
 
@@ -219,3 +224,88 @@ def regions_to_labels(regions: np.ndarray) -> np.ndarray:
     out[reg[..., 1]] = 1
     out[reg[..., 2]] = 3
     return out
+
+
+# ----------------------------------------------------------------------------- label files
+
+
+def _reading(values: Iterable[int], conv: Convention) -> str:
+    return " ".join(f"{v}={CLASS_NAMES[conv.to_canonical[v]]}" for v in values if v)
+
+
+def resolve_convention(
+    values: Iterable[int],
+    source: str | Path,
+    *,
+    explicit: str | None = None,
+    recorded: str | None = None,
+    flag: str = "--pred-convention",
+) -> str:
+    """The label convention of a label map, never guessed where it matters.
+
+    In order: ``explicit`` (a flag), ``recorded`` (the dataset's layout, the file's header stamp,
+    ``predictions.json``); else the values present decide only when every convention that allows
+    them reads them the same way (all background, or 0/3 only, ...).
+
+    Args:
+        values: label values present in the file.
+        source: the file, named in errors.
+        explicit, recorded: convention names or ``None``.
+        flag: what the user passes to name the convention, quoted in the error.
+
+    Returns:
+        The convention's name.
+
+    Raises:
+        DataError: the values fit no convention, or fit several that read them differently
+            (e.g. 1/2 are NCR/ED in BraTS 2023 but ED/NCR in MSD Task01); names the flag.
+    """
+    if explicit is not None:
+        name = get_convention(explicit).name
+        if recorded is not None and get_convention(recorded).name != name:
+            warnings.warn(f"{source}: records labels as {recorded!r}; read as {name!r} as {flag} says", stacklevel=2)
+        return name
+    if recorded is not None:
+        try:
+            return get_convention(recorded).name
+        except ValueError as exc:
+            raise DataError(source, f"{source}: recorded label convention: {exc}") from exc
+    present = sorted({int(v) for v in values})
+    readings: dict[tuple[int, ...], list[str]] = {}
+    for name, conv in CONVENTIONS.items():
+        if set(present) <= set(conv.to_canonical):
+            readings.setdefault(tuple(conv.to_canonical[v] for v in present), []).append(name)
+    if len(readings) == 1:
+        return next(iter(readings.values()))[0]
+    if not readings:
+        raise DataError(source, f"{source}: label values {present} fit no known convention {sorted(CONVENTIONS)}")
+    ways = "; ".join(f"{'/'.join(names)}: {_reading(present, CONVENTIONS[names[0]])}" for names in readings.values())
+    raise DataError(
+        source,
+        f"{source}: label values {present} mean different things in different conventions "
+        f"({ways}) and the file does not record its convention; pass {flag} "
+        f"(one of {', '.join(n for n in CONVENTIONS)})",
+    )
+
+
+def load_labels(
+    path: Path, convention: str | None, *, explicit: str | None = None, flag: str = "--pred-convention"
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """Canonical labels ``(X, Y, Z)`` uint8, affine and spacing of a label file.
+
+    ``convention`` is the recorded one (layout or metadata; ``None``: the header stamp, else
+    :func:`resolve_convention` decides or raises naming ``flag``); ``explicit`` overrides it.
+    """
+    volume = load_nifti(path)
+    data = np.asarray(volume.data)
+    if data.ndim == 4 and data.shape[-1] == 1:
+        data = data[..., 0]
+    recorded = convention or stamped_convention(volume.header)
+    conv = resolve_convention(
+        label_values(data, source=path) if explicit is None and recorded is None else (),
+        path,
+        explicit=explicit,
+        recorded=recorded,
+        flag=flag,
+    )
+    return to_canonical(data, conv, source=path), np.asarray(volume.affine), tuple(float(s) for s in volume.spacing)

@@ -14,9 +14,11 @@ import nibabel as nib
 import numpy as np
 
 from brainseg_tf.atomic import atomic_path
+from brainseg_tf.checks import check_int
 from brainseg_tf.io.errors import DataError, MissingFileError
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
+AFFINE_ATOL = 1e-3  # mm; affines closer than this are one grid (co-registered scans, a prediction and its source)
 MAX_VOXELS = 1 << 29  # 537M voxels (2 GiB as float32): 15x a 4-channel 240x240x155 BraTS case
 MAX_VOXELS_ENV = "BRAINSEG_MAX_VOXELS"
 # Deflate cannot expand data more than 1032:1, so a .nii.gz of n bytes holds at most this much.
@@ -76,9 +78,7 @@ def max_voxels(value: int | None = None) -> int:
         if value < 1:
             raise ValueError(f"{MAX_VOXELS_ENV}={env!r} must be a positive integer (a voxel count)")
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"max_voxels={value!r} must be a positive integer")
-    return int(value)
+    return int(check_int("max_voxels", value, 1))
 
 
 def _dtype_name(img: nib.Nifti1Image) -> str:

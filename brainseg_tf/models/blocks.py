@@ -13,19 +13,17 @@ from typing import Any
 import keras
 from keras import layers
 
+from brainseg_tf.checks import check_choice, check_int, is_int
 from brainseg_tf.conventions import OUTPUT_ACTIVATIONS
 
 __all__ = [
     "NORMS",
     "ACTIVATIONS",
-    "HEADS",
     "SqueezeAxis",
     "GroupNorm",
     "ExpandAxis",
     "layer_class",
-    "check_choice",
-    "check_positive_int",
-    "check_fraction",
+    "check_common",
     "check_spatial_shape",
     "resolve_head",
     "norm_layer",
@@ -38,7 +36,6 @@ __all__ = [
 
 NORMS = ("batch", "instance", "group", "none")
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "silu")
-HEADS = OUTPUT_ACTIVATIONS
 
 _LAYERS: dict[str, dict[int, type]] = {
     "conv": {2: layers.Conv2D, 3: layers.Conv3D},
@@ -57,20 +54,8 @@ def layer_class(kind: str, spatial_dims: int) -> type:
 
 
 # --------------------------------------------------------------------------------------------
-# Validation helpers: each raises ValueError naming the argument and the value received.
+# Argument checks the builders share (the single ones live in brainseg_tf.checks).
 # --------------------------------------------------------------------------------------------
-def check_choice(arg: str, value: Any, choices: Sequence[Any]) -> None:
-    """Raise ``ValueError`` if ``value`` is not one of ``choices``."""
-    if value not in tuple(choices):
-        raise ValueError(f"{arg} must be one of {tuple(choices)}, got {value!r}")
-
-
-def check_positive_int(arg: str, value: Any, minimum: int = 1) -> None:
-    """Raise ``ValueError`` unless ``value`` is an int ≥ ``minimum`` (bools rejected)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{arg} must be an integer >= {minimum}, got {value!r}")
-
-
 def check_common(
     *,
     spatial_dims: Any,
@@ -83,17 +68,11 @@ def check_common(
 ) -> None:
     """The checks every encoder-decoder builder shares (dimension, channels, width, depth, norm, activation)."""
     check_choice("spatial_dims", spatial_dims, (2, 3))
-    check_positive_int("in_channels", in_channels)
-    check_positive_int("base_filters", base_filters)
-    check_positive_int("depth", depth, minimum=min_depth)
+    check_int("in_channels", in_channels)
+    check_int("base_filters", base_filters)
+    check_int("depth", depth, min_depth)
     check_choice("norm", norm, NORMS)
     check_choice("activation", activation, ACTIVATIONS)
-
-
-def check_fraction(arg: str, value: Any) -> None:
-    """Raise ``ValueError`` unless ``0 <= value < 1`` (a dropout rate)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(f"{arg} must be a number in [0, 1), got {value!r}")
 
 
 def check_spatial_shape(
@@ -124,7 +103,7 @@ def check_spatial_shape(
     for axis, (size, div) in enumerate(zip(shape, divs)):
         if size is None:
             continue
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        if not is_int(size) or size < 1:
             raise ValueError(f"input_shape[{axis}] must be a positive int or None, got {size!r}")
         if size % div:
             reason = f" ({why})" if why else ""
@@ -138,10 +117,10 @@ def resolve_head(head: str, out_channels: int | None) -> int:
     ``softmax`` defaults to 4 classes (0 BG, 1 NCR, 2 ED, 3 ET); ``sigmoid`` defaults to 3 regions
     in the order (WT, TC, ET).
     """
-    check_choice("head", head, HEADS)
+    check_choice("head", head, OUTPUT_ACTIVATIONS)
     if out_channels is None:
         return 4 if head == "softmax" else 3
-    check_positive_int("out_channels", out_channels)
+    check_int("out_channels", out_channels)
     if head == "softmax" and out_channels < 2:
         raise ValueError(f"out_channels must be >= 2 for a softmax head, got {out_channels!r}")
     return out_channels
@@ -242,8 +221,8 @@ class GroupNorm(layers.Layer):
         channels = inputs.shape[-1]
         grouped_shape = [-1] + [shape[i] for i in range(1, ndim - 1)] + [channels // self._group_size, self._group_size]
         grouped = ops.reshape(x, grouped_shape)  # (B, *spatial, G, C/G)
-        # The channels within a group, then the spatial axes innermost first (as fast as one
-        # reduction over all of them in TensorFlow on CPU; outermost first is ~2x slower).
+        # The channels within a group, then the spatial axes innermost first: the fastest order
+        # on CPU (docs/benchmarks.md), and exact where one fused reduction drifts.
         axes = [ndim] + list(range(ndim - 2, 0, -1))
         groups = channels // self._group_size
         mean = grouped

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
+from brainseg_tf.checks import check_bool, check_fraction
 from brainseg_tf.models import blocks
 
 __all__ = ["build_dresunet"]
@@ -81,10 +82,9 @@ def build_dresunet(
         norm=norm,
         activation=activation,
     )
-    blocks.check_fraction("block_dropout", block_dropout)
-    blocks.check_fraction("dropout", dropout)
-    if not isinstance(as_published, bool):
-        raise ValueError(f"as_published must be a bool, got {as_published!r}")
+    check_fraction("block_dropout", block_dropout)
+    check_fraction("dropout", dropout)
+    check_bool("as_published", as_published)
     n_out = blocks.resolve_head(head, out_channels)
     shape = blocks.check_spatial_shape(input_shape, spatial_dims, 2**depth, f"2**depth with depth={depth}")
 

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
+from brainseg_tf.checks import check_choice, check_fraction, check_int, check_int_sequence
 from brainseg_tf.models import blocks
 
 __all__ = ["build_een", "EFFICIENTNET_SKIPS"]
@@ -99,17 +100,17 @@ def build_een(
         ValueError: for an invalid argument, named in the message — in particular a depth that the
             strides do not allow.
     """
-    blocks.check_positive_int("in_channels", in_channels)
-    filters = _check_ints("filters", filters, 4)
-    depth_strides = _check_ints("depth_strides", depth_strides, 3)
-    decoder_filters = _check_ints("decoder_filters", decoder_filters, 4)
-    blocks.check_choice("norm", norm, blocks.NORMS)
-    blocks.check_positive_int("norm_groups", norm_groups)
+    check_int("in_channels", in_channels)
+    filters = check_int_sequence("filters", filters, 4)
+    depth_strides = check_int_sequence("depth_strides", depth_strides, 3)
+    decoder_filters = check_int_sequence("decoder_filters", decoder_filters, 4)
+    check_choice("norm", norm, blocks.NORMS)
+    check_int("norm_groups", norm_groups)
     if norm == "group" and any(f % norm_groups for f in filters):
         raise ValueError(f"filters must all be divisible by norm_groups={norm_groups}, got {filters!r}")
-    blocks.check_choice("activation", activation, blocks.ACTIVATIONS)
-    blocks.check_fraction("stem_dropout", stem_dropout)
-    blocks.check_fraction("decoder_dropout", decoder_dropout)
+    check_choice("activation", activation, blocks.ACTIVATIONS)
+    check_fraction("stem_dropout", stem_dropout)
+    check_fraction("decoder_dropout", decoder_dropout)
     n_out = blocks.resolve_head(head, out_channels)
     shape = blocks.check_spatial_shape(input_shape, 3, (32, 32, 1), "EfficientNetB0 downsamples H and W by 32")
     depth = _EMBED_SLICES * math.prod(depth_strides)
@@ -184,14 +185,3 @@ def build_een(
 
     outputs = blocks.output_head(x, n_out, head=head, logits=logits, spatial_dims=3)
     return keras.Model(inputs, outputs, name=name)
-
-
-def _check_ints(arg: str, value: Sequence[int], length: int) -> tuple[int, ...]:
-    """Validate a sequence of ``length`` positive ints; raise ``ValueError`` naming ``arg``."""
-    try:
-        values = tuple(value)
-    except TypeError:
-        raise ValueError(f"{arg} must be a sequence of {length} positive ints, got {value!r}") from None
-    if len(values) != length or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
-        raise ValueError(f"{arg} must be a sequence of {length} positive ints, got {value!r}")
-    return values

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
+from brainseg_tf.checks import check_bool, check_choice, check_fraction, check_int, check_number
 from brainseg_tf.models import blocks
 
 __all__ = ["build_unet"]
@@ -82,28 +83,25 @@ def build_unet(
     Raises:
         ValueError: for an invalid argument, named in the message.
     """
-    blocks.check_choice("spatial_dims", spatial_dims, (2, 3))
-    blocks.check_positive_int("in_channels", in_channels)
-    blocks.check_positive_int("depth", depth)
-    blocks.check_positive_int("base_filters", base_filters)
-    blocks.check_positive_int("max_filters", max_filters)
+    check_choice("spatial_dims", spatial_dims, (2, 3))
+    check_int("in_channels", in_channels)
+    check_int("depth", depth)
+    check_int("base_filters", base_filters)
+    check_int("max_filters", max_filters)
     if max_filters < base_filters:
         raise ValueError(f"max_filters must be >= base_filters={base_filters}, got {max_filters!r}")
-    if not isinstance(residual, bool):
-        raise ValueError(f"residual must be a bool, got {residual!r}")
-    blocks.check_choice("norm", norm, blocks.NORMS)
-    blocks.check_positive_int("norm_groups", norm_groups)
+    check_bool("residual", residual)
+    check_choice("norm", norm, blocks.NORMS)
+    check_int("norm_groups", norm_groups)
     widths = [min(base_filters * 2**k, max_filters) for k in range(depth + 1)]
     if norm == "group" and any(w % norm_groups for w in widths):
         raise ValueError(f"norm_groups must divide every stage width {widths}, got {norm_groups!r}")
-    blocks.check_choice("activation", activation, blocks.ACTIVATIONS)
-    if not isinstance(negative_slope, (int, float)) or negative_slope < 0:
-        raise ValueError(f"negative_slope must be a number >= 0, got {negative_slope!r}")
-    blocks.check_fraction("dropout", dropout)
-    if not isinstance(deep_supervision, bool):
-        raise ValueError(f"deep_supervision must be a bool, got {deep_supervision!r}")
+    check_choice("activation", activation, blocks.ACTIVATIONS)
+    check_number("negative_slope", negative_slope, 0)
+    check_fraction("dropout", dropout)
+    check_bool("deep_supervision", deep_supervision)
     if deep_supervision:
-        blocks.check_positive_int("deep_supervision_levels", deep_supervision_levels)
+        check_int("deep_supervision_levels", deep_supervision_levels)
         if deep_supervision_levels >= depth:
             raise ValueError(f"deep_supervision_levels must be < depth={depth}, got {deep_supervision_levels!r}")
     n_out = blocks.resolve_head(head, out_channels)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
+from brainseg_tf.checks import check_fraction
 from brainseg_tf.models import blocks
 
 __all__ = ["build_unet2d"]
@@ -73,7 +74,7 @@ def build_unet2d(
         norm=norm,
         activation=activation,
     )
-    blocks.check_fraction("dropout", dropout)
+    check_fraction("dropout", dropout)
     n_out = blocks.resolve_head(head, out_channels)
     shape = blocks.check_spatial_shape(input_shape, spatial_dims, 2**depth, f"2**depth with depth={depth}")
 

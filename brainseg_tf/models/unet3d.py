@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
+from brainseg_tf.checks import check_fraction
 from brainseg_tf.models import blocks
 
 __all__ = ["build_unet3d"]
@@ -78,7 +79,7 @@ def build_unet3d(
         activation=activation,
         min_depth=2,
     )
-    blocks.check_fraction("dropout", dropout)
+    check_fraction("dropout", dropout)
     n_out = blocks.resolve_head(head, out_channels)
     factor = 2 ** (depth - 1)
     shape = blocks.check_spatial_shape(input_shape, spatial_dims, factor, f"2**(depth-1) with depth={depth}")

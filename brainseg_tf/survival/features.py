@@ -13,6 +13,7 @@ from brainseg_tf import atomic
 from brainseg_tf.arrays import bbox, check_spacing, region_mask
 from brainseg_tf.conventions import CLASS_NAMES, FOREGROUND_CLASSES, REGION_LABELS, REGIONS
 from brainseg_tf.io.errors import DataError, MissingFileError
+from brainseg_tf.progress import progress as show_progress
 from brainseg_tf.survival.clinical import RESECTIONS, ClinicalTable, as_table, match_ids
 from brainseg_tf.survival.tables import cell_error, read_rows
 
@@ -173,8 +174,8 @@ def case_features(
 
 def _label_sources(labels: str | Path) -> dict[str, tuple[Path, str | None, dict[str, Path] | None]]:
     """Case id -> (label file, convention or None, image files or None) of a folder."""
-    from brainseg_tf.evaluation import scan_label_files
     from brainseg_tf.io import open_dataset
+    from brainseg_tf.io.predictions import prediction_files
 
     labels = Path(labels)
     if not labels.is_dir():
@@ -186,7 +187,8 @@ def _label_sources(labels: str | Path) -> dict[str, tuple[Path, str | None, dict
             return found
     except DataError:
         pass  # not a dataset layout: a folder of label maps such as `brainseg predict` writes
-    return {cid: (path, None, None) for cid, path in scan_label_files(labels).items()}
+    # the convention predictions.json records, where `brainseg predict` wrote one
+    return {cid: (path, conv, None) for cid, (path, conv) in prediction_files(labels).items()}
 
 
 def _brain_mask(images: Mapping[str, Path]) -> np.ndarray:
@@ -232,10 +234,9 @@ def feature_rows(
         MissingFileError, DataError: missing folders, unreadable label maps, a label map whose
             case is not in ``images``.
     """
-    from tqdm.auto import tqdm
 
-    from brainseg_tf.evaluation import load_labels
     from brainseg_tf.io import open_dataset
+    from brainseg_tf.io.labels import load_labels
 
     sources = _label_sources(labels)
     if not sources:
@@ -247,7 +248,7 @@ def feature_rows(
     pairs = match_ids(table.ids, sources, tcia_by_number=tcia_by_number) if table is not None else {}
     records = table.by_id() if table is not None else {}
     rows = []
-    for cid in tqdm(sorted(sources), desc="features", unit="case", disable=not progress):
+    for cid in show_progress(sorted(sources), desc="features", disable=not progress):
         path, recorded, own_images = sources[cid]
         label, affine, spacing = load_labels(path, recorded, explicit=convention, flag="--convention")
         files = own_images

@@ -1,5 +1,6 @@
 """Training callbacks: the best checkpoint, a wall-time limit, the learning-rate column, the epoch
-log (``log.csv``, rewritten atomically) and a progress bar that counts epochs over all ``fit`` calls."""
+log (``log.csv``, rewritten atomically), a progress bar that counts epochs over all ``fit`` calls, and
+plain progress lines within an epoch where output is not a terminal."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import csv
 import io
 import json
 import math
+import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,16 @@ import keras
 from brainseg_tf import atomic
 from brainseg_tf.training import compat
 
-__all__ = ["BestCheckpoint", "EpochLog", "EpochProgbar", "TimeLimit", "LearningRateLogger", "save_model"]
+__all__ = [
+    "BestCheckpoint",
+    "EpochLog",
+    "EpochProgbar",
+    "StepProgress",
+    "TimeLimit",
+    "LearningRateLogger",
+    "save_model",
+    "format_progress",
+]
 
 
 def save_model(model: keras.Model, path: Path) -> Path:
@@ -151,3 +162,56 @@ class EpochProgbar(keras.callbacks.ProgbarLogger):
     def set_params(self, params):
         super().set_params(params)
         self.epochs = self.total_epochs
+
+
+def _clock_text(seconds: float) -> str:
+    seconds = max(int(round(seconds)), 0)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def format_progress(epoch: int, epochs: int, step: int, steps: int | None, loss: float | None, rate: float) -> str:
+    """One progress line: ``epoch 3/15 step 40/100 loss 0.4321 1.23 steps/s ETA 0:00:48`` (1-based
+    epoch and step; ``ETA`` is the rest of this epoch, ``?`` when the step count is unknown)."""
+    total = "?" if not steps else str(steps)
+    eta = _clock_text((steps - step) / rate) if steps and rate > 0 else "?"
+    loss_text = "nan" if loss is None or not math.isfinite(loss) else f"{loss:.4f}"
+    return f"epoch {epoch}/{epochs} step {step}/{total} loss {loss_text} {rate:.2f} steps/s ETA {eta}"
+
+
+class StepProgress(keras.callbacks.Callback):
+    """Progress within an epoch as a plain line every ``interval`` seconds (:func:`format_progress`).
+
+    For output that is not a terminal (Kaggle "Save & Run All", Colab background runs, ``nohup``),
+    where Keras prints one line per epoch and a slow run looks like a hung one. Lines go to
+    ``stream`` (default ``sys.stdout``), flushed; nothing is printed in epochs shorter than
+    ``interval``.
+    """
+
+    def __init__(
+        self,
+        epochs: int,
+        interval: float = 20.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        stream: Any = None,
+    ):
+        super().__init__()
+        self.epochs, self.interval, self.clock, self.stream = epochs, float(interval), clock, stream
+        self._epoch, self._start, self._last = 0, 0.0, 0.0
+
+    def on_epoch_begin(self, epoch: int, logs=None):
+        self._epoch = epoch
+        self._start = self._last = self.clock()
+
+    def on_train_batch_end(self, batch: int, logs=None):
+        now = self.clock()
+        if now - self._last < self.interval:
+            return
+        self._last = now
+        step = batch + 1
+        rate = step / max(now - self._start, 1e-9)
+        loss = (logs or {}).get("loss")
+        line = format_progress(
+            self._epoch + 1, self.epochs, step, self.params.get("steps"), None if loss is None else float(loss), rate
+        )
+        print(line, file=self.stream or sys.stdout, flush=True)

@@ -3,7 +3,7 @@
 Nothing else in brainseg_tf imports ``keras.src`` or reads a private Keras attribute. Each
 workaround says which Keras versions need it and checks that the internals it relies on exist,
 failing with a clear message (instead of an ``AttributeError`` deep in ``fit``) on a Keras that
-changed them. Tested on Keras 3.13.2 (Colab/Kaggle, Aug 2026) and 3.15.
+changed them. Tested on Keras 3.13.2 (the Colab/Kaggle version) and 3.15.
 """
 
 from __future__ import annotations

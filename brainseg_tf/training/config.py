@@ -3,15 +3,17 @@
 A recipe has the sections ``data``, ``split``, ``model``, ``pipeline``, ``validation``, ``loss``,
 ``optimizer``, ``schedule``, ``training``, ``runtime`` (see ``docs/training.md`` for every key);
 unknown keys and bad values (NaN and infinities included) raise ``ValueError`` naming the key path
-(``optimizer.name='adamw2' unknown; expected one of [...]``). Facts about the model (head,
-outputs, logits, dimensionality, input divisor) come from the model registry.
+(``optimizer.name must be one of ('adam', ...), got 'adamw2'``). Reading a recipe is three visible
+steps: parse and type-check (:meth:`TrainConfig.from_dict`), fill in the defaults that depend on
+other keys (:meth:`TrainConfig.resolved`), check every value (:meth:`TrainConfig.validate`, which
+changes nothing). Facts about the model (head, outputs, logits, dimensionality, input divisor) come
+from the model registry.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import types
 from collections.abc import Mapping, Sequence
@@ -19,6 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
+from brainseg_tf.checks import (
+    check_bool,
+    check_choice,
+    check_fraction,
+    check_int,
+    check_int_sequence,
+    check_number,
+)
 from brainseg_tf.conventions import MODALITIES, REGIONS
 
 OPTIMIZERS = ("adam", "adamw", "nadam", "sgd")
@@ -29,6 +39,10 @@ STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu"
 PRECISIONS = ("auto", "off", "float16", "bfloat16")
 VALIDATION_MODES = ("patches", "volumes", "none")
 SPLIT_METHODS = ("kfold", "fixed", "none")
+COMMUNICATIONS = ("auto", "ring", "nccl")
+AUGMENT_PRESETS = ("default", "light", "none")
+#: ``data.synthetic`` keys (keyword arguments of :func:`brainseg_tf.synthetic.make_dataset`).
+SYNTHETIC_KEYS = ("n_cases", "shape", "seed", "layout")
 
 
 @dataclass
@@ -286,9 +300,9 @@ class RuntimeConfig:
     Attributes:
         strategy: ``auto``, ``default``, ``one_device``, ``mirrored``, ``multi_worker``, ``tpu``.
         mixed_precision: ``auto`` (``mixed_float16`` on GPU, off on CPU), ``off``, ``float16``,
-            ``bfloat16`` (``mixed_bfloat16``: about 1.3× faster for Conv3D on AVX-512-BF16 CPUs).
-        xla: ``"auto"`` (off on CPU, where XLA makes Conv3D 10-15× slower; off on GPU unless set),
-            ``true`` or ``false``.
+            ``bfloat16`` (``mixed_bfloat16``: faster Conv3D on AVX-512-BF16 CPUs, see ``docs/training.md``).
+        xla: ``"auto"`` (off: XLA slows Conv3D down on CPU, see ``docs/training.md``; a GPU
+            recipe opts in), ``true`` or ``false``.
         deterministic: ``tf.config.experimental.enable_op_determinism()`` (slower).
         communication: collective implementation for multi-worker: ``auto``, ``ring``, ``nccl``.
     """
@@ -320,7 +334,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str | os.PathLike | None = None) -> TrainConfig:
-        """Build and validate a recipe from a JSON-like dict.
+        """Build a recipe from a JSON-like dict, fill in its defaults (:meth:`resolved`) and validate it.
 
         Args:
             data: the recipe; omitted keys take the defaults; ``"$comment"``/``"_comment"`` keys
@@ -333,6 +347,7 @@ class TrainConfig:
         """
         cfg = _from_dict(cls, data, "")
         cfg.source = None if source is None else str(source)
+        cfg = cfg.resolved()
         cfg.validate()
         return cfg
 
@@ -342,182 +357,33 @@ class TrainConfig:
         out.pop("source", None)
         return out
 
-    # -- validation ------------------------------------------------------------------------
+    # -- defaults and checks ---------------------------------------------------------------
+    def resolved(self) -> TrainConfig:
+        """A copy with the defaults that depend on other keys filled in (the one resolution step).
+
+        ``data.modalities`` null takes the model's default modalities, ``validation.overlap`` null
+        takes 0.25 for ``validation.mode="volumes"`` (cheap enough to validate every few epochs on
+        CPU), else 0.5, and ``pipeline.region`` is lower-cased. Already resolved values stay.
+        """
+        from brainseg_tf import models as _models  # light: models import keras only
+
+        data, pipeline, validation = self.data, self.pipeline, self.validation
+        if data.modalities is None and self.model.name in _models.available():
+            data = dataclasses.replace(data, modalities=list(self.model_spec.default_modalities))
+        if isinstance(pipeline.region, str):
+            pipeline = dataclasses.replace(pipeline, region=pipeline.region.lower())
+        if validation.overlap is None:
+            validation = dataclasses.replace(validation, overlap=0.25 if validation.mode == "volumes" else 0.5)
+        return dataclasses.replace(self, data=data, pipeline=pipeline, validation=validation)
+
     def validate(self) -> None:
-        """Check values across sections.
+        """Check every value and the rules across sections of a :meth:`resolved` recipe (nothing changes).
 
         Raises:
             ValueError: naming the key path and the value.
         """
-        d, s, m, p, v = self.data, self.split, self.model, self.pipeline, self.validation
-        if (
-            not isinstance(self.name, str)
-            or not self.name
-            or "/" in self.name
-            or "\\" in self.name
-            or self.name.startswith(".")
-        ):
-            _bad(
-                "name",
-                self.name,
-                "must be a plain name (no path separators, not starting with '.'): the "
-                "default run directory is runs/<name>",
-            )
-        from brainseg_tf import models as _models  # light: models import keras only
-
-        _choice("model.name", m.name, _models.available())
-        spec = _models.get_spec(m.name)
-        unknown = sorted(set(m.options) - set(spec.defaults))
-        if unknown:
-            _bad("model.options", unknown, f"unknown option(s) for {m.name!r}; accepted: {sorted(spec.defaults)}")
-        if d.modalities is None:
-            d.modalities = list(spec.default_modalities)
-        if not d.modalities:
-            _bad("data.modalities", d.modalities, "must name at least one modality")
-        for i, mod in enumerate(d.modalities):
-            if mod not in MODALITIES:
-                _bad(f"data.modalities[{i}]", mod, f"unknown; expected one of {list(MODALITIES)}")
-        if len(set(d.modalities)) != len(d.modalities):
-            _bad("data.modalities", d.modalities, "has duplicates")
-        _positive_or_none("data.max_cases", d.max_cases)
-        _choice("data.cache_dtype", d.cache_dtype, ("float32", "float16"))
-        if d.build_cache and (d.cache is None or d.root is None):
-            _bad("data.build_cache", True, "needs both data.cache and data.root")
-        if d.synthetic is not None:
-            if d.root is None:
-                _bad("data.synthetic", d.synthetic, "needs data.root (where the synthetic cases are written)")
-            allowed = {"n_cases", "shape", "seed", "layout"}
-            if set(d.synthetic) - allowed:
-                _bad(
-                    "data.synthetic", sorted(set(d.synthetic) - allowed), f"unknown key(s); expected {sorted(allowed)}"
-                )
-        _choice("split.method", s.method, SPLIT_METHODS)
-        if s.method == "kfold":
-            if s.folds < 2:
-                _bad("split.folds", s.folds, "must be >= 2")
-            if not 0 <= s.fold < s.folds:
-                _bad("split.fold", s.fold, f"must be in [0, {s.folds})")
-        if s.method == "fixed" and not s.val_ids:
-            _bad("split.val_ids", s.val_ids, "must list validation case ids for split.method='fixed'")
-        if s.method == "fixed" and s.train_ids is not None and set(s.train_ids) & set(s.val_ids):
-            _bad("split.train_ids", sorted(set(s.train_ids) & set(s.val_ids)), "overlap split.val_ids")
-        _choice("pipeline.kind", p.kind, PIPELINES)
-        if p.kind == "custom" and not p.builder:
-            _bad("pipeline.builder", p.builder, "is required for pipeline.kind='custom' ('module:function')")
-        if p.builder is not None and ":" not in p.builder:
-            _bad("pipeline.builder", p.builder, "must look like 'module:function' or 'file.py:function'")
-        dims = self.spatial_dims
-        if len(p.patch_size) != dims or any(not isinstance(n, int) or n < 1 for n in p.patch_size):
-            _bad("pipeline.patch_size", p.patch_size, f"must be {dims} positive integers for a {dims}D model")
-        if p.batch_size < 1:
-            _bad("pipeline.batch_size", p.batch_size, "must be >= 1")
-        _fraction("pipeline.foreground_fraction", p.foreground_fraction)
-        if isinstance(p.augment, str) and p.augment not in ("default", "light", "none"):
-            _bad("pipeline.augment", p.augment, "unknown; expected 'default', 'light', 'none', null or an object")
-        head, out_channels = self.head, self.out_channels
-        if p.region is not None:
-            _choice("pipeline.region", str(p.region).upper(), REGIONS)
-            p.region = p.region.lower()
-        if head == "region" and p.region is None:
-            _bad("pipeline.region", None, "must name the region (wt, tc, et) of a 1-channel sigmoid model")
-        if p.region is not None and head != "region":
-            _bad("pipeline.region", p.region, "is only for 1-channel sigmoid models")
-        if head == "sigmoid" and out_channels != 3:
-            _bad(
-                "model.options.out_channels",
-                out_channels,
-                "a sigmoid head needs 3 (WT, TC, ET) or 1 channel (one region)",
-            )
-        if head == "softmax" and out_channels != 4:
-            _bad("model.options.out_channels", out_channels, "a softmax head needs the 4 canonical classes")
-        if m.options.get("in_channels", len(d.modalities)) != len(d.modalities):
-            _bad(
-                "model.options.in_channels",
-                m.options["in_channels"],
-                f"must equal len(data.modalities)={len(d.modalities)}",
-            )
-        _choice("validation.mode", v.mode, VALIDATION_MODES)
-        if v.patches_per_case < 1:
-            _bad("validation.patches_per_case", v.patches_per_case, "must be >= 1")
-        _fraction("validation.foreground_fraction", v.foreground_fraction)
-        if v.overlap is None:
-            v.overlap = 0.25 if v.mode == "volumes" else 0.5
-        if not 0 <= v.overlap < 1:
-            _bad("validation.overlap", v.overlap, "must be in [0, 1)")
-        if v.every_epochs < 1:
-            _bad("validation.every_epochs", v.every_epochs, "must be >= 1")
-        _choice("validation.window", v.window, ("patch", "auto"))
-        if v.window == "auto" and self.spatial_dims != 3:
-            _bad("validation.window", v.window, "plans 3D windows; a 2D model slides its patch")
-        if v.window == "auto" and any(s is not None for s in self.model_spec.required_size(m.options)):
-            _bad("validation.window", v.window, f"plans window sizes; {m.name!r} needs a fixed input size")
-        if isinstance(v.max_window_voxels, bool) or not isinstance(v.max_window_voxels, int) or v.max_window_voxels < 1:
-            _bad("validation.max_window_voxels", v.max_window_voxels, "must be a positive integer")
-        if v.min_window is not None and (
-            len(v.min_window) != self.spatial_dims
-            or any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in v.min_window)
-        ):
-            _bad("validation.min_window", v.min_window, f"must be {self.spatial_dims} positive integers")
-        if v.mode == "volumes" and (p.kind == "custom" or d.root is None):
-            _bad(
-                "validation.mode",
-                v.mode,
-                "needs the raw cases (data.root) and a built-in pipeline "
-                "(whole cases are predicted as brainseg predict does)",
-            )
-        _choice("loss.name", self.loss.name, LOSSES)
-        if self.loss.name in ("dice_ce", "ce") and head != "softmax":
-            _bad("loss.name", self.loss.name, "needs a softmax head")
-        if self.loss.name in ("region_dice_bce", "bce") and self.activation != "sigmoid":
-            _bad("loss.name", self.loss.name, "needs a sigmoid head")
-        if not 0 < self.loss.deep_supervision_decay <= 1:
-            _bad("loss.deep_supervision_decay", self.loss.deep_supervision_decay, "must be in (0, 1]")
-        o = self.optimizer
-        _choice("optimizer.name", o.name, OPTIMIZERS)
-        for key in ("learning_rate", "epsilon"):
-            if not getattr(o, key) > 0:
-                _bad(f"optimizer.{key}", getattr(o, key), "must be > 0")
-        for key in ("weight_decay", "momentum"):
-            if getattr(o, key) < 0:
-                _bad(f"optimizer.{key}", getattr(o, key), "must be >= 0")
-        if o.clipnorm is not None and not o.clipnorm > 0:
-            _bad("optimizer.clipnorm", o.clipnorm, "must be > 0 or null")
-        t = self.training
-        if t.epochs < 1:
-            _bad("training.epochs", t.epochs, "must be >= 1")
-        if t.steps_per_epoch < 1:
-            _bad("training.steps_per_epoch", t.steps_per_epoch, "must be >= 1")
-        if t.all_folds and s.method != "kfold":
-            _bad("training.all_folds", True, f"needs split.method='kfold' (got {s.method!r})")
-        if t.checkpoint_every_steps < 0:
-            _bad("training.checkpoint_every_steps", t.checkpoint_every_steps, "must be >= 0 (0: only at epoch ends)")
-        if t.verbose not in ("auto", 0, 1, 2):
-            _bad("training.verbose", t.verbose, "must be 'auto', 0, 1 or 2")
-        if t.max_minutes is not None and not t.max_minutes > 0:
-            _bad("training.max_minutes", t.max_minutes, "must be > 0 or null")
-        sc = self.schedule
-        _choice("schedule.name", sc.name, SCHEDULES)
-        if sc.warmup_steps < 0:
-            _bad("schedule.warmup_steps", sc.warmup_steps, "must be >= 0")
-        if sc.name == "plateau" and sc.warmup_steps:
-            _bad("schedule.warmup_steps", sc.warmup_steps, "is not supported with schedule.name='plateau'")
-        if sc.warmup_steps >= self.training.epochs * self.training.steps_per_epoch and sc.warmup_steps:
-            _bad("schedule.warmup_steps", sc.warmup_steps, "must be below epochs × steps_per_epoch")
-        _fraction("schedule.warmup_start", sc.warmup_start)
-        if sc.power <= 0:
-            _bad("schedule.power", sc.power, "must be > 0")
-        if sc.min_lr < 0 or sc.min_lr > o.learning_rate:
-            _bad("schedule.min_lr", sc.min_lr, "must be in [0, optimizer.learning_rate]")
-        if not 0 < sc.factor < 1:
-            _bad("schedule.factor", sc.factor, "must be in (0, 1)")
-        if sc.patience < 0:
-            _bad("schedule.patience", sc.patience, "must be >= 0")
-        r = self.runtime
-        _choice("runtime.strategy", r.strategy, STRATEGIES)
-        _choice("runtime.mixed_precision", r.mixed_precision, PRECISIONS)
-        if r.xla not in ("auto", True, False):
-            _bad("runtime.xla", r.xla, "must be 'auto', true or false")
-        _choice("runtime.communication", r.communication, ("auto", "ring", "nccl"))
+        for check in _CHECKS:
+            check(self)
 
     # -- derived properties (asked of the model registry) ----------------------------------
     @property
@@ -563,23 +429,186 @@ class TrainConfig:
         return self.model_spec.size_divisor(self.model.options)
 
 
-def _bad(path: str, value: Any, why: str) -> None:
-    raise ValueError(f"{path}={value!r} {why}")
+# -- checks, one per section, in the order :meth:`TrainConfig.validate` runs them ---------------
+def _check_name(cfg: TrainConfig) -> None:
+    name = cfg.name
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
+        raise ValueError(
+            f"name={name!r} must be a plain name (no path separators, not starting with '.'): the "
+            "default run directory is runs/<name>"
+        )
 
 
-def _choice(path: str, value: Any, choices: Sequence[Any]) -> None:
-    if value not in choices:
-        _bad(path, value, f"unknown; expected one of {list(choices)}")
+def _check_model(cfg: TrainConfig) -> None:
+    from brainseg_tf import models as _models  # light: models import keras only
+
+    m = cfg.model
+    check_choice("model.name", m.name, _models.available())
+    accepted = cfg.model_spec.defaults
+    unknown = sorted(set(m.options) - set(accepted))
+    if unknown:
+        raise ValueError(f"model.options={unknown!r} unknown option(s) for {m.name!r}; accepted: {sorted(accepted)}")
 
 
-def _fraction(path: str, value: float) -> None:
-    if not 0 <= value <= 1:
-        _bad(path, value, "must be in [0, 1]")
+def _check_data(cfg: TrainConfig) -> None:
+    d = cfg.data
+    if not d.modalities:
+        raise ValueError(f"data.modalities={d.modalities!r} must name at least one modality")
+    for i, modality in enumerate(d.modalities):
+        check_choice(f"data.modalities[{i}]", modality, MODALITIES)
+    if len(set(d.modalities)) != len(d.modalities):
+        raise ValueError(f"data.modalities={d.modalities!r} has duplicates")
+    check_int("data.max_cases", d.max_cases, allow_none=True)
+    check_choice("data.cache_dtype", d.cache_dtype, ("float32", "float16"))
+    if d.build_cache and (d.cache is None or d.root is None):
+        raise ValueError("data.build_cache=True needs both data.cache and data.root")
+    if d.synthetic is not None and d.root is None:
+        raise ValueError(f"data.synthetic={d.synthetic!r} needs data.root (where the synthetic cases are written)")
+    unknown = sorted(set(d.synthetic or {}) - set(SYNTHETIC_KEYS))
+    if unknown:
+        raise ValueError(f"data.synthetic={unknown!r} unknown key(s); expected {sorted(SYNTHETIC_KEYS)}")
 
 
-def _positive_or_none(path: str, value: int | None) -> None:
-    if value is not None and value < 1:
-        _bad(path, value, "must be >= 1 or null")
+def _check_split(cfg: TrainConfig) -> None:
+    s = cfg.split
+    check_choice("split.method", s.method, SPLIT_METHODS)
+    if s.method == "kfold":
+        check_int("split.folds", s.folds, 2)
+        check_int("split.fold", s.fold, 0, s.folds - 1)
+    if s.method == "fixed" and not s.val_ids:
+        raise ValueError(f"split.val_ids={s.val_ids!r} must list validation case ids for split.method='fixed'")
+    overlap = sorted(set(s.train_ids or ()) & set(s.val_ids)) if s.method == "fixed" else []
+    if overlap:
+        raise ValueError(f"split.train_ids={overlap!r} overlap split.val_ids")
+
+
+def _check_pipeline(cfg: TrainConfig) -> None:
+    p = cfg.pipeline
+    check_choice("pipeline.kind", p.kind, PIPELINES)
+    if p.kind == "custom" and not p.builder:
+        raise ValueError(f"pipeline.builder={p.builder!r} is required for pipeline.kind='custom' ('module:function')")
+    if p.builder is not None and ":" not in p.builder:
+        raise ValueError(f"pipeline.builder={p.builder!r} must look like 'module:function' or 'file.py:function'")
+    check_int_sequence("pipeline.patch_size", p.patch_size, length=cfg.spatial_dims)
+    check_int("pipeline.batch_size", p.batch_size)
+    check_number("pipeline.foreground_fraction", p.foreground_fraction, 0, 1)
+    if isinstance(p.augment, str):
+        check_choice("pipeline.augment", p.augment, AUGMENT_PRESETS)
+    if p.region is not None:
+        check_choice("pipeline.region", p.region, tuple(r.lower() for r in REGIONS))
+
+
+def _check_head(cfg: TrainConfig) -> None:
+    """The model's head, its channels, the region and the input channels agree."""
+    head, out_channels, region = cfg.head, cfg.out_channels, cfg.pipeline.region
+    if head == "region" and region is None:
+        raise ValueError("pipeline.region=None must name the region (wt, tc, et) of a 1-channel sigmoid model")
+    if region is not None and head != "region":
+        raise ValueError(f"pipeline.region={region!r} is only for 1-channel sigmoid models")
+    if head == "sigmoid" and out_channels != 3:
+        raise ValueError(
+            f"model.options.out_channels={out_channels!r} a sigmoid head needs 3 (WT, TC, ET) or 1 channel (one region)"
+        )
+    if head == "softmax" and out_channels != 4:
+        raise ValueError(f"model.options.out_channels={out_channels!r} a softmax head needs the 4 canonical classes")
+    n_modalities = len(cfg.data.modalities)
+    in_channels = cfg.model.options.get("in_channels", n_modalities)
+    if in_channels != n_modalities:
+        raise ValueError(f"model.options.in_channels={in_channels!r} must equal len(data.modalities)={n_modalities}")
+
+
+def _check_validation(cfg: TrainConfig) -> None:
+    v = cfg.validation
+    check_choice("validation.mode", v.mode, VALIDATION_MODES)
+    check_int("validation.patches_per_case", v.patches_per_case)
+    check_number("validation.foreground_fraction", v.foreground_fraction, 0, 1)
+    check_fraction("validation.overlap", v.overlap)
+    check_int("validation.every_epochs", v.every_epochs)
+    check_choice("validation.window", v.window, ("patch", "auto"))
+    check_int("validation.max_window_voxels", v.max_window_voxels)
+    if v.min_window is not None:
+        check_int_sequence("validation.min_window", v.min_window, length=cfg.spatial_dims)
+    if v.window == "auto" and cfg.spatial_dims != 3:
+        raise ValueError("validation.window='auto' plans 3D windows; a 2D model slides its patch")
+    if v.window == "auto" and any(s is not None for s in cfg.model_spec.required_size(cfg.model.options)):
+        raise ValueError(f"validation.window='auto' plans window sizes; {cfg.model.name!r} needs a fixed input size")
+    if v.mode == "volumes" and (cfg.pipeline.kind == "custom" or cfg.data.root is None):
+        raise ValueError(
+            "validation.mode='volumes' needs the raw cases (data.root) and a built-in pipeline "
+            "(whole cases are predicted as brainseg predict does)"
+        )
+
+
+def _check_loss(cfg: TrainConfig) -> None:
+    name = cfg.loss.name
+    check_choice("loss.name", name, LOSSES)
+    if name in ("dice_ce", "ce") and cfg.head != "softmax":
+        raise ValueError(f"loss.name={name!r} needs a softmax head")
+    if name in ("region_dice_bce", "bce") and cfg.activation != "sigmoid":
+        raise ValueError(f"loss.name={name!r} needs a sigmoid head")
+    check_number("loss.deep_supervision_decay", cfg.loss.deep_supervision_decay, 0, 1, min_inclusive=False)
+
+
+def _check_optimizer(cfg: TrainConfig) -> None:
+    o = cfg.optimizer
+    check_choice("optimizer.name", o.name, OPTIMIZERS)
+    check_number("optimizer.learning_rate", o.learning_rate, 0, min_inclusive=False)
+    check_number("optimizer.epsilon", o.epsilon, 0, min_inclusive=False)
+    check_number("optimizer.weight_decay", o.weight_decay, 0)
+    check_number("optimizer.momentum", o.momentum, 0)
+    if o.clipnorm is not None:
+        check_number("optimizer.clipnorm", o.clipnorm, 0, min_inclusive=False)
+
+
+def _check_training(cfg: TrainConfig) -> None:
+    t = cfg.training
+    check_int("training.epochs", t.epochs)
+    check_int("training.steps_per_epoch", t.steps_per_epoch)
+    if t.all_folds and cfg.split.method != "kfold":
+        raise ValueError(f"training.all_folds=True needs split.method='kfold' (got {cfg.split.method!r})")
+    check_int("training.checkpoint_every_steps", t.checkpoint_every_steps, 0)  # 0: only at epoch ends
+    check_choice("training.verbose", t.verbose, ("auto", 0, 1, 2))
+    if t.max_minutes is not None:
+        check_number("training.max_minutes", t.max_minutes, 0, min_inclusive=False)
+
+
+def _check_schedule(cfg: TrainConfig) -> None:
+    sc, t = cfg.schedule, cfg.training
+    check_choice("schedule.name", sc.name, SCHEDULES)
+    check_int("schedule.warmup_steps", sc.warmup_steps, 0)
+    if sc.name == "plateau" and sc.warmup_steps:
+        raise ValueError(f"schedule.warmup_steps={sc.warmup_steps!r} is not supported with schedule.name='plateau'")
+    if sc.warmup_steps and sc.warmup_steps >= t.epochs * t.steps_per_epoch:
+        raise ValueError(f"schedule.warmup_steps={sc.warmup_steps!r} must be below epochs × steps_per_epoch")
+    check_number("schedule.warmup_start", sc.warmup_start, 0, 1)
+    check_number("schedule.power", sc.power, 0, min_inclusive=False)
+    check_number("schedule.min_lr", sc.min_lr, 0, cfg.optimizer.learning_rate)
+    check_number("schedule.factor", sc.factor, 0, 1, min_inclusive=False, max_inclusive=False)
+    check_int("schedule.patience", sc.patience, 0)
+
+
+def _check_runtime(cfg: TrainConfig) -> None:
+    r = cfg.runtime
+    check_choice("runtime.strategy", r.strategy, STRATEGIES)
+    check_choice("runtime.mixed_precision", r.mixed_precision, PRECISIONS)
+    check_choice("runtime.xla", r.xla, ("auto", True, False))
+    check_choice("runtime.communication", r.communication, COMMUNICATIONS)
+
+
+_CHECKS = (
+    _check_name,
+    _check_model,
+    _check_data,
+    _check_split,
+    _check_pipeline,
+    _check_head,
+    _check_validation,
+    _check_loss,
+    _check_optimizer,
+    _check_training,
+    _check_schedule,
+    _check_runtime,
+)
 
 
 def _is_comment(key: str) -> bool:
@@ -591,56 +620,49 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
     origin = get_origin(tp)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
-            _bad(path, value, f"must be an object with keys {[f.name for f in dataclasses.fields(tp)]}")
+            fields = [f.name for f in dataclasses.fields(tp)]
+            raise ValueError(f"{path}={value!r} must be an object with keys {fields}")
         return _from_dict(tp, value, path + ".")
     if origin is Union or origin is types.UnionType:
-        args = get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(arg, value, path)
-            except ValueError:
-                continue
-        names = " or ".join("null" if a is type(None) else getattr(a, "__name__", str(a)) for a in args)
-        _bad(path, value, f"has the wrong type (expected {names})")
-    if tp is Any:
-        return value
+        return _coerce_union(get_args(tp), value, path)
     if origin in (list, Sequence) or tp is list:
         if not isinstance(value, (list, tuple)):
-            _bad(path, value, "must be a list")
+            raise ValueError(f"{path}={value!r} must be a list")
         (item,) = get_args(tp) or (Any,)
         return [_coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
     if origin is dict or tp is dict:
         if not isinstance(value, Mapping):
-            _bad(path, value, "must be an object")
+            raise ValueError(f"{path}={value!r} must be an object")
         return {k: v for k, v in value.items() if not _is_comment(k)}
     if tp is bool:
-        if not isinstance(value, bool):
-            _bad(path, value, "must be true or false")
-        return value
+        return check_bool(path, value)
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            _bad(path, value, "must be an integer")
-        return value
+        return int(check_int(path, value, None))
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            _bad(path, value, "must be a number")
-        if not math.isfinite(value):
-            _bad(path, value, "must be a finite number")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            _bad(path, value, "must be a string")
-        return value
+        return float(check_number(path, value))
+    if tp is str and not isinstance(value, str):
+        raise ValueError(f"{path}={value!r} must be a string")
     return value
+
+
+def _coerce_union(args: tuple[Any, ...], value: Any, path: str) -> Any:
+    """The first member type of an ``X | Y | None`` annotation that accepts ``value``."""
+    if value is None and type(None) in args:
+        return None
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return _coerce(arg, value, path)
+        except ValueError:
+            continue
+    names = " or ".join("null" if a is type(None) else getattr(a, "__name__", str(a)) for a in args)
+    raise ValueError(f"{path}={value!r} has the wrong type (expected {names})")
 
 
 def _from_dict(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     if not isinstance(data, Mapping):
-        _bad(prefix.rstrip(".") or "config", data, "must be an object")
+        raise ValueError(f"{prefix.rstrip('.') or 'config'}={data!r} must be an object")
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
     kwargs = {}
@@ -654,9 +676,11 @@ def _from_dict(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
 
 
 def as_config(config_or_path: TrainConfig | str | os.PathLike | Mapping[str, Any]) -> TrainConfig:
-    """A :class:`TrainConfig` from itself, a recipe mapping or a recipe file."""
+    """A resolved, validated :class:`TrainConfig` from a config, a recipe mapping or a recipe file."""
     if isinstance(config_or_path, TrainConfig):
-        return config_or_path
+        cfg = config_or_path.resolved()
+        cfg.validate()
+        return cfg
     if isinstance(config_or_path, Mapping):
         return TrainConfig.from_dict(config_or_path)
     return load_config(config_or_path)

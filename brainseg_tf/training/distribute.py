@@ -8,8 +8,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from brainseg_tf.checks import check_choice
 from brainseg_tf.runtime import resolve_policy, tpu_available
-from brainseg_tf.training.config import PRECISIONS, STRATEGIES, _choice
+from brainseg_tf.training.config import PRECISIONS, STRATEGIES
 
 
 def _tf_config() -> dict[str, Any]:
@@ -54,7 +55,7 @@ def select_strategy(name: str = "auto", communication: str = "auto"):
     """
     import tensorflow as tf
 
-    _choice("runtime.strategy", name, STRATEGIES)
+    check_choice("runtime.strategy", name, STRATEGIES)
     if name == "auto":
         if tpu_available():
             try:
@@ -108,13 +109,13 @@ def strategy_name(strategy: Any) -> str:
 
 def resolve_mixed_precision(setting: str) -> str:
     """The Keras dtype policy for ``runtime.mixed_precision`` (:func:`brainseg_tf.runtime.resolve_policy`)."""
-    _choice("runtime.mixed_precision", setting, PRECISIONS)
+    check_choice("runtime.mixed_precision", setting, PRECISIONS)
     return resolve_policy(setting)
 
 
 def resolve_xla(setting: str | bool) -> bool:
     if setting == "auto":
-        return False  # CPU: Conv3D 10-15× slower under XLA; GPU: opt in per recipe.
+        return False  # XLA slows Conv3D down on CPU (docs/training.md); a GPU recipe opts in.
     return bool(setting)
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from brainseg_tf.training.config import SplitConfig, _bad
+from brainseg_tf.training.config import SplitConfig
 
 
 def load_split(run_dir: str | os.PathLike) -> Split:
@@ -54,14 +54,14 @@ def make_split(case_ids: Sequence[str], config: SplitConfig) -> Split:
     if config.method == "fixed":
         missing = sorted(set(config.val_ids) - set(ids))
         if missing:
-            _bad("split.val_ids", missing, "not among the dataset's labelled cases")
+            raise ValueError(f"split.val_ids={missing!r} not among the dataset's labelled cases")
         train = list(config.train_ids) if config.train_ids is not None else [i for i in ids if i not in config.val_ids]
         missing = sorted(set(train) - set(ids))
         if missing:
-            _bad("split.train_ids", missing, "not among the dataset's labelled cases")
+            raise ValueError(f"split.train_ids={missing!r} not among the dataset's labelled cases")
         return Split(train_ids=sorted(train), val_ids=sorted(config.val_ids), method="fixed")
     if len(ids) < config.folds:
-        _bad("split.folds", config.folds, f"exceeds the number of labelled cases ({len(ids)})")
+        raise ValueError(f"split.folds={config.folds!r} exceeds the number of labelled cases ({len(ids)})")
     order = np.random.default_rng(config.seed).permutation(len(ids))
     folds = np.array_split(order, config.folds)
     val = sorted(ids[i] for i in folds[config.fold])

@@ -33,7 +33,6 @@ __all__ = [
     "predict_cases",
     "region_dice",
     "select_postprocessing",
-    "volume_keys",
 ]
 
 # Postprocessing off: what the selection starts from.
@@ -43,11 +42,6 @@ RAW: dict[str, Any] = {"et_min_voxels": 0, "min_component_voxels": 0, "largest_c
 def case_regions(cfg: TrainConfig) -> tuple[str, ...]:
     """The regions a recipe's model is scored on: its own for a single-region head, else WT, TC, ET."""
     return (cfg.pipeline.region.upper(),) if cfg.head == "region" else tuple(REGIONS)
-
-
-def volume_keys(cfg: TrainConfig) -> list[str]:
-    """Epoch-log keys of the volume validation: ``val_volume_dice_<region>`` then ``val_volume_mean_dice``."""
-    return [f"val_volume_dice_{r.lower()}" for r in case_regions(cfg)] + ["val_volume_mean_dice"]
 
 
 def region_dice(pred: np.ndarray, ref: np.ndarray, regions: Sequence[str] = REGIONS) -> dict[str, float]:

@@ -32,6 +32,7 @@ import nibabel as nib
 import numpy as np
 
 from brainseg_tf.arrays import bbox
+from brainseg_tf.checks import check_int
 from brainseg_tf.conventions import CLASS_NAMES, FOREGROUND_CLASSES, MODALITIES
 from brainseg_tf.viz.colors import LABEL_COLOURS, REGION_COLOURS
 from brainseg_tf.viz.surfaces import region_meshes
@@ -180,6 +181,8 @@ def view_html(
         ValueError: when a map's shape differs from the image's, the affine is not 4x4, or the
             labels hold values outside 0-3.
     """
+    check_int("mesh_step", mesh_step)
+    check_int("margin", margin, 0)
     image = np.asarray(image)
     if image.ndim == 3:
         image = image[..., None]

@@ -109,3 +109,24 @@ def test_a_browser_draws_the_planes_and_the_3d_view(case_dir, tmp_path, browser)
     assert planes.std() > 0.05, "the slice panels look blank"
     view3d = shot[440:850, 200:700, :3]
     assert view3d.std() > 0.01, "the 3D view looks blank"
+
+
+@pytest.mark.real_data
+def test_cli_view_of_a_real_case_is_offline_and_small(real_brats2018, tmp_path, capsys):
+    from brainseg_tf import cli
+
+    case_dir = real_brats2018 / "Brats18_CBICA_AQN_1"
+    case = io.read_case(case_dir)
+    pred = case.label.copy()
+    pred[pred == 1] = 3  # a prediction that calls the necrosis enhancing
+    pred_path = io.write_label(pred, case, tmp_path / "Brats18_CBICA_AQN_1.nii.gz")
+    out = tmp_path / "view.html"
+    assert cli.main(["view", "--case", str(case_dir), "--pred", str(pred_path), "--out", str(out)]) == 0
+    assert "viewer:" in capsys.readouterr().out
+    page = out.read_text(encoding="utf-8")
+    assert case.shape == (240, 240, 155) and out.stat().st_size < 15 * 2**20
+    assert not re.search(r"<script[^>]+src=", page)
+    data = _data(page)
+    got = _unpack(data["labels"]["prediction"], data["shape"])
+    assert int((got == 3).sum()) == int(((case.label == 1) | (case.label == 3)).sum())
+    assert cli.main(["view", "--case", str(case_dir), "--out", str(tmp_path / "view.png")]) == 2

@@ -1,45 +1,24 @@
-"""Synthetic BraTS-like multimodal MRI cases with glioma labels, written in any dataset layout.
+"""One synthetic BraTS-like case: anatomy, tumour, intensities and acquisition (see the package docstring).
 
-Nobody can redistribute BraTS, so the demo, notebooks and tests run on cases made here; the same
-code then runs unchanged on real data. A case is built in template millimetres (a 240 x 240 x 155
-BraTS grid, scaled to fill whatever grid is asked for):
-
-* anatomy: a skull-stripped brain (cerebrum, cerebellum, brainstem) whose outline is a deformed
-  ellipsoid union, a folded cortical grey-matter ribbon around sulcal CSF sheets (zero sets of a
-  band-limited random field) and an interhemispheric fissure, white matter inside, deep grey
-  nuclei and two curved lateral ventricles; sulci and ventricles widen with age (atrophy);
-* tumour: an irregular core (noise-perturbed, randomly rotated ellipsoid) split into a necrotic
-  centre and an enhancing rim of varying thickness, surrounded by edema that spreads preferentially
-  along white matter and stays out of CSF; the anatomy around it is pushed outwards (mass effect).
-  About 15 % of cases have no enhancing tumour (LGG-like) and about 15 % no necrosis;
-* intensities: per tissue and modality with the contrast ordering of real BraTS scans (measured on
-  the shared real cases, see ``docs/synthetic.md``), partial volume, tumour texture, a smooth
-  multiplicative bias field per modality, Rician noise, a per-case scale per modality; background
-  exactly 0 outside the brain; int16 images, uint8 canonical labels (0 BG, 1 NCR, 2 ED, 3 ET).
-
-Geometry is computed on a half-resolution grid for large volumes and upsampled linearly, which
-also provides partial-volume blurring; a full 240 x 240 x 155 case takes about a second.
-
-Example::
-
-    case = synthesize_case(0)                         # SyntheticCase, images int16 (240, 240, 155)
-    make_dataset("data/synth", layout="brats2021", n_cases=8, seed=0)
+Everything is computed in template millimetres on a coarse grid (half resolution for large
+volumes), then brought to the full grid; two random streams per seed (healthy subject, tumour)
+make ``with_tumour=False`` the same subject without its tumour.
 """
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
+from brainseg_tf.arrays import check_spacing
+from brainseg_tf.checks import check_int, check_int_sequence
 from brainseg_tf.conventions import MODALITIES
 
 TEMPLATE_SHAPE: tuple[int, int, int] = (240, 240, 155)
 TISSUE_CLASSES: dict[int, str] = {0: "background", 1: "csf", 2: "grey matter", 3: "white matter", 4: "deep grey"}
-SURVIVAL_COLUMNS: tuple[str, ...] = ("Brats20ID", "Age", "Survival_days", "Extent_of_Resection")
 
 # Template landmarks (mm on the 240 x 240 x 155 grid; axis 1 runs anterior -> posterior as in
 # BraTS' LPS voxel order, axis 2 inferior -> superior). Fitted to the brain extent of the real cases.
@@ -386,16 +365,16 @@ def _box_coords(grid: _Grid, box: tuple) -> tuple:
 # ------------------------------------------------------------------------------------ case
 
 
-def _validate(seed, shape, spacing) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed={seed!r} must be a non-negative int")
-    shape = tuple(shape)
-    if len(shape) != 3 or any((not isinstance(s, (int, np.integer))) or s < 16 for s in shape):
-        raise ValueError(f"shape={shape!r} must be three ints >= 16")
-    spacing = tuple(float(s) for s in spacing)
-    if len(spacing) != 3 or any(not np.isfinite(s) or s <= 0 for s in spacing):
-        raise ValueError(f"spacing={spacing!r} must be three positive numbers")
-    return tuple(int(s) for s in shape), spacing
+def check_case_arguments(
+    seed: Any, shape: Any, spacing: Any
+) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+    """The checked ``shape`` and ``spacing`` of a case; ``seed`` must be an integer >= 0.
+
+    Raises:
+        ValueError: naming ``seed``, ``shape`` (three integers >= 16) or ``spacing``.
+    """
+    check_int("seed", seed, 0)
+    return check_int_sequence("shape", shape, length=3, minimum=16), check_spacing(spacing)
 
 
 def synthesize_case(
@@ -422,14 +401,72 @@ def synthesize_case(
         ValueError: a negative or non-int seed, a shape that is not three ints >= 16, a
             non-positive spacing.
     """
-    shape, spacing = _validate(seed, shape, spacing)
+    shape, spacing = check_case_arguments(seed, shape, spacing)
     # Two independent streams: the healthy anatomy and acquisition of a seed are the same with
     # or without a tumour, so ``with_tumour=False`` gives the subject's tumour-free counterpart.
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0]))
     trng = np.random.default_rng(np.random.SeedSequence([int(seed), 1]))
     grid = _Grid.make(shape)
-    vox = float(grid.mm.mean())  # coarse voxel size in template mm (partial-volume width)
+    brain = _healthy_brain(rng, grid)
+    tumour = None
+    if with_tumour:
+        tumour = _grow_tumour(trng, grid, brain)
+        if tumour.params.kind == "no_et":  # LGG-like patients are younger
+            brain.age = float(np.clip(brain.age - trng.uniform(8.0, 22.0), 19.0, 86.0))
+        _mass_effect(grid, brain, tumour)
+        _tumour_fields(trng, grid, brain, tumour)
+    tissue_c, images_c = _tissue_intensities(rng, brain)
+    if tumour is not None:
+        _paint_tumour(trng, grid, images_c, tumour)
+    _acquire(rng, grid, images_c)
+    mask = grid.up(brain.d_brain) < 0.0
+    images = _full_resolution_images(grid, images_c, mask)
+    label, fbox = _full_resolution_label(grid, mask, tumour)
+    case = _finish(grid, brain, tumour.params if tumour else None, label, fbox, images, mask, spacing, int(seed))
+    case.tissue = _full_resolution_tissue(grid, tissue_c) * mask
+    return case
 
+
+@dataclass
+class _Brain:
+    """The healthy anatomy of one subject on the coarse grid (template mm).
+
+    ``f_csf``, ``f_gm``, ``f_dgm``: tissue fractions (white matter is the rest); ``d_brain``: signed
+    distance to the brain outline (negative inside), ``depth = -d_brain``; ``g`` and ``thick``: the
+    sulcal field and the cortical thickness the fractions were made from.
+    """
+
+    age: float
+    anatomy: _Anatomy
+    g: np.ndarray
+    thick: np.ndarray
+    d_brain: np.ndarray
+    depth: np.ndarray
+    f_csf: np.ndarray
+    f_gm: np.ndarray
+    f_dgm: np.ndarray
+    vox: float  # coarse voxel size in template mm (partial-volume width)
+
+
+@dataclass
+class _TumourShape:
+    """A drawn tumour and, on its coarse box, the signed level sets of core, necrosis and edema."""
+
+    params: _Tumour
+    rel: list  # box coordinates relative to the tumour centre (template mm)
+    r: np.ndarray  # distance to the centre
+    core: np.ndarray | None = None
+    ncr: np.ndarray | None = None
+    edema: np.ndarray | None = None
+
+
+def _step_mm(grid: _Grid, mm: float) -> tuple[float, ...]:
+    """A noise correlation length of ``mm`` template millimetres in coarse voxels per axis."""
+    return tuple(mm / float(grid.mm[i]) for i in range(3))
+
+
+def _healthy_brain(rng: np.random.Generator, grid: _Grid) -> _Brain:
+    """Age, anatomy parameters, brain outline and tissue fractions of a healthy subject."""
     age = float(np.clip(rng.normal(60.0, 12.0), 19.0, 86.0))
     atrophy = float(np.clip((age - 35.0) / 50.0 + rng.normal(0.0, 0.1), 0.0, 1.0))
     an = _Anatomy(
@@ -440,71 +477,87 @@ def synthesize_case(
         csf_width=0.35 + 0.9 * atrophy,
         vent_scale=0.8 + 0.6 * atrophy + float(rng.uniform(-0.05, 0.1)),
     )
+    vox = float(grid.mm.mean())
     cshape = grid.coarse
-    step_mm = lambda mm: tuple(mm / float(grid.mm[i]) for i in range(3))  # noqa: E731
-    wobble = _noise(rng, cshape, step_mm(20.0))
-    g = _noise(rng, cshape, step_mm(4.0))
-    thick = an.cortex * (1.0 + 0.25 * _noise(rng, cshape, step_mm(15.0)))
+    wobble = _noise(rng, cshape, _step_mm(grid, 20.0))
+    g = _noise(rng, cshape, _step_mm(grid, 4.0))
+    thick = an.cortex * (1.0 + 0.25 * _noise(rng, cshape, _step_mm(grid, 15.0)))
     d_brain = _brain_sdf(grid, an, wobble)
     depth = -d_brain
     gr = np.gradient(g, *[float(m) for m in grid.mm])
     gnorm = np.sqrt(gr[0] ** 2 + gr[1] ** 2 + gr[2] ** 2)
     del gr
     f_csf, f_gm, f_dgm = _anatomy_fractions(grid.axes, depth, g, gnorm, thick, an, vox)
+    return _Brain(age, an, g, thick, d_brain, depth, f_csf, f_gm, f_dgm, vox)
 
-    tum = None
-    if with_tumour:
-        tum = _draw_tumour(trng, grid, d_brain)
-        if tum.kind == "no_et":  # LGG-like patients are younger
-            age = float(np.clip(age - trng.uniform(8.0, 22.0), 19.0, 86.0))
-        box = tum.box
-        bp = _box_coords(grid, box)
-        rel = [bp[i] - tum.centre[i] for i in range(3)]
-        r = np.sqrt(rel[0] ** 2 + rel[1] ** 2 + rel[2] ** 2)
-        # Mass effect: each point shows the anatomy from nearer the centre, so structures
-        # around the tumour appear pushed away (compressed ventricles, effaced sulci).
-        rm = float(np.mean(tum.core_axes)) * 1.3 + 4.0
-        shrink = 1.0 - tum.mass * np.exp(-((r / rm) ** 2))
-        src = [tum.centre[i] + rel[i] * shrink for i in range(3)]
-        coords = np.stack([s / grid.mm[i] for i, s in enumerate(src)])
-        g_box = ndimage.map_coordinates(g, coords, order=1, mode="nearest")
-        del coords
-        gr = np.gradient(g_box, *[float(m) for m in grid.mm])
-        fb = _anatomy_fractions(
-            tuple(src), depth[box], g_box, np.sqrt(gr[0] ** 2 + gr[1] ** 2 + gr[2] ** 2), thick[box], an, vox
-        )
-        # The brain outline stays put (the skull holds it); only inner structures move.
-        inner = np.clip(depth[box] / 6.0, 0.0, 1.0)
-        for full, new in zip((f_csf, f_gm, f_dgm), fb):
-            full[box] = inner * new + (1.0 - inner) * full[box]
-        rel_rot = [sum(tum.rot[j, i] * rel[j] for j in range(3)) for i in range(3)]
-        n_core = 0.8 * _noise(trng, r.shape, step_mm(5.0)) + 0.6 * _noise(trng, r.shape, step_mm(10.0))
-        n_rim = _noise(trng, r.shape, step_mm(7.0))
-        n_ed = _noise(trng, r.shape, step_mm(8.0))
-        kc = np.sqrt(sum((rel_rot[i] / tum.core_axes[i]) ** 2 for i in range(3)))
-        core = (kc - 1.0) * float(tum.core_axes.mean()) + 0.22 * float(tum.core_axes.mean()) * n_core
-        rim = tum.rim * (1.0 + 0.35 * n_rim)
-        if tum.kind == "patchy":  # enhancing rim with gaps: necrosis touches edema
-            rim = np.where(n_rim < -0.3, 0.0, rim * 1.3)
-        if tum.kind == "solid":
-            ncr = np.full_like(core, 1e3)
-        elif tum.kind == "no_et":
-            ncr = core
-        else:
-            ncr = core + np.clip(rim, 0.0, None)
-        # Edema: a noisy ellipsoid that reaches further in white matter and avoids CSF.
-        ke = np.sqrt(sum(((rel_rot[i] - tum.ed_shift[i]) / tum.ed_axes[i]) ** 2 for i in range(3)))
-        f_w_box = np.clip(1.0 - f_csf[box] - f_gm[box] - f_dgm[box], 0.0, 1.0)
-        wm_s = ndimage.gaussian_filter(f_w_box, 3.0 / vox, mode="nearest")
-        re = float(tum.ed_axes.mean())
-        edema = (ke - 1.0) * re + 0.25 * re * n_ed - tum.wm_pref * re * (wm_s - 0.5) + 25.0 * f_csf[box]
-        # A thin edema seam around the core, except where the core abuts CSF.
-        edema = np.minimum(edema, core - 1.5 + 25.0 * f_csf[box])
-        edema = np.minimum(edema, core)
-        outside = d_brain[box] > -1.0
-        for a in (core, ncr, edema):
-            a[outside] = 1e3
-    # ---------------------------------------------------------------- intensities (coarse grid)
+
+def _grow_tumour(trng: np.random.Generator, grid: _Grid, brain: _Brain) -> _TumourShape:
+    """Draw a tumour inside the brain and its box coordinates around the centre."""
+    tum = _draw_tumour(trng, grid, brain.d_brain)
+    bp = _box_coords(grid, tum.box)
+    rel = [bp[i] - tum.centre[i] for i in range(3)]
+    return _TumourShape(tum, rel, np.sqrt(rel[0] ** 2 + rel[1] ** 2 + rel[2] ** 2))
+
+
+def _mass_effect(grid: _Grid, brain: _Brain, tumour: _TumourShape) -> None:
+    """Push the tissue fractions around the tumour outwards, in place.
+
+    Each point shows the anatomy from nearer the centre, so structures around the tumour appear
+    pushed away (compressed ventricles, effaced sulci).
+    """
+    tum, rel, box = tumour.params, tumour.rel, tumour.params.box
+    rm = float(np.mean(tum.core_axes)) * 1.3 + 4.0
+    shrink = 1.0 - tum.mass * np.exp(-((tumour.r / rm) ** 2))
+    src = [tum.centre[i] + rel[i] * shrink for i in range(3)]
+    coords = np.stack([s / grid.mm[i] for i, s in enumerate(src)])
+    g_box = ndimage.map_coordinates(brain.g, coords, order=1, mode="nearest")
+    del coords
+    gr = np.gradient(g_box, *[float(m) for m in grid.mm])
+    gnorm = np.sqrt(gr[0] ** 2 + gr[1] ** 2 + gr[2] ** 2)
+    fb = _anatomy_fractions(tuple(src), brain.depth[box], g_box, gnorm, brain.thick[box], brain.anatomy, brain.vox)
+    # The brain outline stays put (the skull holds it); only inner structures move.
+    inner = np.clip(brain.depth[box] / 6.0, 0.0, 1.0)
+    for full, new in zip((brain.f_csf, brain.f_gm, brain.f_dgm), fb):
+        full[box] = inner * new + (1.0 - inner) * full[box]
+
+
+def _tumour_fields(trng: np.random.Generator, grid: _Grid, brain: _Brain, tumour: _TumourShape) -> None:
+    """Fill ``tumour.core``, ``ncr`` and ``edema``: noisy level sets, negative inside."""
+    tum, rel, r, box, vox = tumour.params, tumour.rel, tumour.r, tumour.params.box, brain.vox
+    rel_rot = [sum(tum.rot[j, i] * rel[j] for j in range(3)) for i in range(3)]
+    n_core = 0.8 * _noise(trng, r.shape, _step_mm(grid, 5.0)) + 0.6 * _noise(trng, r.shape, _step_mm(grid, 10.0))
+    n_rim = _noise(trng, r.shape, _step_mm(grid, 7.0))
+    n_ed = _noise(trng, r.shape, _step_mm(grid, 8.0))
+    kc = np.sqrt(sum((rel_rot[i] / tum.core_axes[i]) ** 2 for i in range(3)))
+    core = (kc - 1.0) * float(tum.core_axes.mean()) + 0.22 * float(tum.core_axes.mean()) * n_core
+    rim = tum.rim * (1.0 + 0.35 * n_rim)
+    if tum.kind == "patchy":  # enhancing rim with gaps: necrosis touches edema
+        rim = np.where(n_rim < -0.3, 0.0, rim * 1.3)
+    if tum.kind == "solid":
+        ncr = np.full_like(core, 1e3)
+    elif tum.kind == "no_et":
+        ncr = core
+    else:
+        ncr = core + np.clip(rim, 0.0, None)
+    # Edema: a noisy ellipsoid that reaches further in white matter and avoids CSF.
+    ke = np.sqrt(sum(((rel_rot[i] - tum.ed_shift[i]) / tum.ed_axes[i]) ** 2 for i in range(3)))
+    f_csf = brain.f_csf[box]
+    f_w_box = np.clip(1.0 - f_csf - brain.f_gm[box] - brain.f_dgm[box], 0.0, 1.0)
+    wm_s = ndimage.gaussian_filter(f_w_box, 3.0 / vox, mode="nearest")
+    re = float(tum.ed_axes.mean())
+    edema = (ke - 1.0) * re + 0.25 * re * n_ed - tum.wm_pref * re * (wm_s - 0.5) + 25.0 * f_csf
+    # A thin edema seam around the core, except where the core abuts CSF.
+    edema = np.minimum(edema, core - 1.5 + 25.0 * f_csf)
+    edema = np.minimum(edema, core)
+    outside = brain.d_brain[box] > -1.0
+    for a in (core, ncr, edema):
+        a[outside] = 1e3
+    tumour.core, tumour.ncr, tumour.edema = core, ncr, edema
+
+
+def _tissue_intensities(rng: np.random.Generator, brain: _Brain) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The dominant tissue class (1-4) and the healthy intensity of each modality, coarse grid."""
+    f_csf, f_gm, f_dgm = brain.f_csf, brain.f_gm, brain.f_dgm
     f_wm = np.clip(1.0 - f_csf - f_gm - f_dgm, 0.0, 1.0)
     tissue_c = (np.argmax(np.stack([f_csf, f_gm, f_wm, f_dgm]), axis=0) + 1).astype(np.uint8)
     jitter = {k: rng.normal(1.0, 0.03, 4) for k in _TISSUE}
@@ -516,67 +569,97 @@ def synthesize_case(
             + f_dgm * (_TISSUE["dgm"][mi] * jitter["dgm"][mi])
             + f_wm * (_TISSUE["wm"][mi] * jitter["wm"][mi])
         )
-    del f_csf, f_gm, f_dgm, f_wm
-    if tum is not None:
-        tj = {k: trng.normal(1.0, 0.08, 4) for k in _TUMOUR}
-        f_core = _ramp(-core, vox)
-        f_ncr = np.minimum(_ramp(-ncr, vox), f_core)
-        f_ed = np.maximum(_ramp(-edema, 2.0 * vox), f_core)
-        tex = _noise(trng, core.shape, step_mm(3.0))
-        for mi, m in enumerate(MODALITIES):
-            base = images_c[m][box]
-            ed_val = _TUMOUR["ed"][mi] * tj["ed"][mi] * (0.8 + 0.2 * base)
-            et_val = _TUMOUR["et"][mi] * tj["et"][mi] * (1.0 + 0.10 * tex)
-            ncr_val = _TUMOUR["ncr"][mi] * tj["ncr"][mi] * (1.0 - 0.12 * tex)
-            images_c[m][box] = (
-                (1.0 - f_ed) * base + (f_ed - f_core) * ed_val + (f_core - f_ncr) * et_val + f_ncr * ncr_val
-            )
-    # Bias field, Rician noise, per-case scale.
+    return tissue_c, images_c
+
+
+def _paint_tumour(
+    trng: np.random.Generator, grid: _Grid, images_c: dict[str, np.ndarray], tumour: _TumourShape
+) -> None:
+    """Blend edema, enhancing tumour and necrosis intensities into the coarse images, in place."""
+    box, vox = tumour.params.box, float(grid.mm.mean())
+    tj = {k: trng.normal(1.0, 0.08, 4) for k in _TUMOUR}
+    f_core = _ramp(-tumour.core, vox)
+    f_ncr = np.minimum(_ramp(-tumour.ncr, vox), f_core)
+    f_ed = np.maximum(_ramp(-tumour.edema, 2.0 * vox), f_core)
+    tex = _noise(trng, tumour.core.shape, _step_mm(grid, 3.0))
+    for mi, m in enumerate(MODALITIES):
+        base = images_c[m][box]
+        ed_val = _TUMOUR["ed"][mi] * tj["ed"][mi] * (0.8 + 0.2 * base)
+        et_val = _TUMOUR["et"][mi] * tj["et"][mi] * (1.0 + 0.10 * tex)
+        ncr_val = _TUMOUR["ncr"][mi] * tj["ncr"][mi] * (1.0 - 0.12 * tex)
+        images_c[m][box] = (1.0 - f_ed) * base + (f_ed - f_core) * ed_val + (f_core - f_ncr) * et_val + f_ncr * ncr_val
+
+
+def _acquire(rng: np.random.Generator, grid: _Grid, images_c: dict[str, np.ndarray]) -> None:
+    """Bias field, Rician noise and a per-case scale per modality, in place."""
+    cshape = grid.coarse
     sigma = float(rng.uniform(0.025, 0.06))
     for m in MODALITIES:
-        bias = np.exp(0.12 * _noise(rng, cshape, step_mm(60.0)))
+        bias = np.exp(0.12 * _noise(rng, cshape, _step_mm(grid, 60.0)))
         img = images_c[m] * bias
         n1 = rng.standard_normal(cshape, dtype=np.float32)
         n2 = rng.standard_normal(cshape, dtype=np.float32)
         img = np.sqrt((img + sigma * n1) ** 2 + (sigma * n2) ** 2)
         images_c[m] = img * np.float32(_SCALE[m] * rng.lognormal(0.0, 0.3))
 
-    # ---------------------------------------------------------------- full resolution
-    brain = grid.up(d_brain) < 0.0
+
+def _full_resolution_images(grid: _Grid, images_c: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
+    """int16 images on the full grid, 0 outside the brain ``mask``."""
     images = {}
     for m in MODALITIES:
         full = grid.up(images_c[m])
         np.clip(full, 1.0, 32767.0, out=full)
         full += 0.5  # positive values: truncation below rounds to nearest
-        full *= brain
+        full *= mask
         images[m] = full.astype(np.int16)
+    return images
+
+
+def _full_resolution_tissue(grid: _Grid, tissue_c: np.ndarray) -> np.ndarray:
+    """The coarse tissue classes repeated onto the full grid (nearest neighbour)."""
     tissue = tissue_c
     if grid.factor == 2:
         for ax in range(3):
             tissue = np.repeat(tissue, 2, axis=ax)
-        tissue = tissue[: shape[0], : shape[1], : shape[2]]
-    tissue = tissue * brain
+        tissue = tissue[: grid.shape[0], : grid.shape[1], : grid.shape[2]]
+    return tissue
+
+
+def _full_resolution_label(grid: _Grid, mask: np.ndarray, tumour: _TumourShape | None) -> tuple[np.ndarray, tuple]:
+    """The canonical label map on the full grid and the tumour's full-resolution box."""
+    shape = grid.shape
     label = np.zeros(shape, dtype=np.uint8)
-    fbox = (slice(0, 0),) * 3
-    if tum is not None:
-        fbox = tuple(
-            slice(b.start * grid.factor, min(shape[i], (b.stop - 1) * grid.factor + 1)) for i, b in enumerate(box)
-        )
-        fshape = tuple(s.stop - s.start for s in fbox)
-        up = (lambda a: _upsample2(a, fshape)) if grid.factor == 2 else (lambda a: a)  # noqa: E731
-        core_f, ncr_f, ed_f = up(core), up(ncr), up(edema)
-        lab = np.zeros(fshape, dtype=np.uint8)
-        lab[ed_f < 0] = 2
-        lab[core_f < 0] = 3
-        lab[(ncr_f < 0) & (core_f < 0)] = 1
-        lab[~brain[fbox]] = 0
-        label[fbox] = lab
-    case = _finish(label, fbox, images, brain, shape, spacing, int(seed), age, tum, depth, grid)
-    case.tissue = tissue
-    return case
+    if tumour is None:
+        return label, (slice(0, 0),) * 3
+    fbox = tuple(
+        slice(b.start * grid.factor, min(shape[i], (b.stop - 1) * grid.factor + 1))
+        for i, b in enumerate(tumour.params.box)
+    )
+    fshape = tuple(s.stop - s.start for s in fbox)
+    up = (lambda a: _upsample2(a, fshape)) if grid.factor == 2 else (lambda a: a)  # noqa: E731
+    core_f, ncr_f, ed_f = up(tumour.core), up(tumour.ncr), up(tumour.edema)
+    lab = np.zeros(fshape, dtype=np.uint8)
+    lab[ed_f < 0] = 2
+    lab[core_f < 0] = 3
+    lab[(ncr_f < 0) & (core_f < 0)] = 1
+    lab[~mask[fbox]] = 0
+    label[fbox] = lab
+    return label, fbox
 
 
-def _finish(label, fbox, images, brain, shape, spacing, seed, age, tum, depth, grid) -> SyntheticCase:
+def _finish(
+    grid: _Grid,
+    healthy: _Brain,
+    tum: _Tumour | None,
+    label: np.ndarray,
+    fbox: tuple,
+    images: dict[str, np.ndarray],
+    brain: np.ndarray,
+    spacing: tuple[float, float, float],
+    seed: int,
+) -> SyntheticCase:
+    """The case record: volumes, centroid and tumour features measured on the full-resolution label."""
+    shape, age, depth = grid.shape, healthy.age, healthy.depth
     affine = brats_affine(shape, spacing)
     vml = float(np.prod(spacing)) / 1000.0
     counts = np.bincount(label[fbox].ravel(), minlength=4)  # the tumour lies inside its box
@@ -605,153 +688,3 @@ def _finish(label, fbox, images, brain, shape, spacing, seed, age, tum, depth, g
     return SyntheticCase(
         images, label, affine, brain, spacing, seed, round(age, 3), grade, kind, vols, cen, cmm, features
     )
-
-
-# ------------------------------------------------------------------------------------ datasets
-
-
-def case_seed(seed: int, index: int) -> int:
-    """The seed of case ``index`` of a dataset made with ``seed`` (independent streams per case)."""
-    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, np.uint32)[0])
-
-
-def survival_record(case: SyntheticCase, rng: np.random.Generator) -> dict:
-    """Resection status and overall survival of a synthetic patient.
-
-    Log-survival falls with age (the dominant real predictor), whole-tumour volume, the enhancing
-    fraction of the core and depth, rises for LGG-like cases and gross-total resection; residual
-    spread is log-normal. About 6 % of patients are censored, written like the real BraTS 2020
-    file as ``"ALIVE (N days later)"``.
-
-    Returns:
-        ``{"Age": float, "Survival_days": int | str, "Extent_of_Resection": "GTR"|"STR"|"NA",
-        "days": int}`` (``days`` is the uncensored survival).
-    """
-    resection = str(rng.choice(["GTR", "STR", "NA"], p=[0.5, 0.15, 0.35]))
-    v = case.volumes_ml
-    f = case.features
-    # Volumes relative to a 1400 ml brain, so small test grids behave like full-size cases.
-    wt = v["wt"] / max(v["brain"], 1e-6) * 1400.0
-    depth = f.get("depth_mm", 30.0)
-    log_days = (
-        np.log(400.0)
-        - 0.03 * (case.age - 60.0)
-        - 0.25 * np.log(max(wt, 1.0) / 80.0)
-        - 0.4 * (f.get("et_fraction", 0.0) - 0.5)
-        - 0.006 * (30.0 - min(depth, 60.0))
-        + (0.7 if case.grade == "LGG" else 0.0)
-        + {"GTR": 0.2, "STR": 0.0, "NA": -0.1}[resection]
-        + rng.normal(0.0, 0.4)
-    )
-    days = int(np.clip(round(float(np.exp(log_days))), 5, 1800))
-    value: int | str = days
-    if rng.random() < 0.06:
-        value = f"ALIVE ({int(days * rng.uniform(0.4, 0.9))} days later)"
-    return {"Age": case.age, "Survival_days": value, "Extent_of_Resection": resection, "days": days}
-
-
-def make_dataset(
-    out: str | Path,
-    *,
-    layout: str = "brats2021",
-    n_cases: int = 4,
-    seed: int = 0,
-    shape: tuple[int, int, int] = (240, 240, 155),
-    with_labels: bool = True,
-    progress: bool = True,
-) -> Path:
-    """Write a synthetic dataset in a BraTS or MSD layout, plus a BraTS-2020-style survival CSV.
-
-    Case ``i`` is ``synthesize_case(case_seed(seed, i), shape)`` written with
-    :func:`brainseg_tf.io.write_case` under the layout's ``i``-th case id (brats2018 cases go to
-    ``HGG/`` or ``LGG/``). With labels, ``survival_info.csv`` holds ``Brats20ID, Age,
-    Survival_days, Extent_of_Resection`` for every case (a few censored ``"ALIVE (N days later)"``
-    entries, as in the real file); without labels, ``survival_evaluation.csv`` holds ``BraTS20ID,
-    Age, ResectionStatus`` like the real validation file.
-
-    Args:
-        out: dataset folder (created).
-        layout: ``brats2018``, ``brats2020``, ``brats2021``, ``brats2023`` or ``msd``.
-        n_cases: number of cases (>= 1).
-        seed: dataset seed; the same seed writes identical files.
-        shape: grid of every case.
-        with_labels: write segmentation masks (``False`` mimics a validation set).
-        progress: show a tqdm bar when writing several cases.
-
-    Returns:
-        The dataset folder.
-
-    Raises:
-        ValueError: unknown layout, ``n_cases`` < 1, bad seed or shape.
-    """
-    from brainseg_tf.io import LAYOUTS, case_id_for, write_case
-
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout={layout!r} is unknown; expected one of {list(LAYOUTS)}")
-    if not isinstance(n_cases, (int, np.integer)) or n_cases < 1:
-        raise ValueError(f"n_cases={n_cases!r} must be an int >= 1")
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed={seed!r} must be a non-negative int")
-    _validate(0, shape, (1.0, 1.0, 1.0))
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    indices = range(int(n_cases))
-    if progress and n_cases > 1:
-        from tqdm.auto import tqdm
-
-        indices = tqdm(indices, desc=f"synth {layout}", unit="case")
-    for i in indices:
-        case = synthesize_case(case_seed(seed, i), tuple(shape))
-        cid = case_id_for(layout, i)
-        write_case(
-            out,
-            layout,
-            cid,
-            case.images,
-            case.label if with_labels else None,
-            case.affine,
-            grade=case.grade if layout == "brats2018" else None,
-        )
-        rec = survival_record(case, np.random.default_rng(np.random.SeedSequence([int(seed), i, 1])))
-        rows.append((cid, rec))
-    if with_labels:
-        path, header = out / "survival_info.csv", list(SURVIVAL_COLUMNS)
-        lines = [[cid, f"{r['Age']:.3f}", r["Survival_days"], r["Extent_of_Resection"]] for cid, r in rows]
-    else:
-        path, header = out / "survival_evaluation.csv", ["BraTS20ID", "Age", "ResectionStatus"]
-        lines = [[cid, f"{r['Age']:.3f}", r["Extent_of_Resection"]] for cid, r in rows]
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(lines)
-    tmp.replace(path)
-    return out
-
-
-def ensure_dataset(
-    out: str | Path,
-    *,
-    layout: str = "brats2021",
-    n_cases: int = 4,
-    seed: int = 0,
-    shape: tuple[int, int, int] = (240, 240, 155),
-) -> Path:
-    """:func:`make_dataset` once: reuse ``out`` when it already holds this exact dataset.
-
-    A marker file naming the layout, case count, shape and seed is written after a complete
-    build, so an interrupted build is redone and files (and caches built from them) are not
-    rewritten on every call.
-    """
-    from brainseg_tf.io import open_dataset
-
-    out = Path(out)
-    marker = out / f".complete_{layout}_{n_cases}x{'x'.join(map(str, shape))}_s{seed}"
-    if marker.exists():
-        return out
-    make_dataset(out, layout=layout, n_cases=n_cases, seed=seed, shape=tuple(shape))
-    if len(open_dataset(out)) != n_cases:
-        raise RuntimeError(f"{out}: expected {n_cases} synthetic cases")
-    marker.write_text("ok\n")
-    return out

@@ -1,0 +1,215 @@
+"""A predictor: a batch function returning probabilities, and the model card that says how to use it.
+
+Everything prediction repeats of training (modalities, head, window, preprocessing,
+postprocessing, window plan) is read from the card (:mod:`brainseg_tf.card`); settings given as
+arguments replace the card's through :meth:`brainseg_tf.card.ModelCard.replace`, which checks
+the result once. A model without a card needs explicit ``modalities=`` and ``head=``: nothing is
+guessed from its shapes. TensorFlow is imported only by :meth:`Predictor.from_keras`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from brainseg_tf.card import CardError, Inference, ModelCard, from_arguments
+from brainseg_tf.conventions import MODALITIES
+from brainseg_tf.inference.window import BatchPredictor, as_numpy, check_window, window_alias
+
+
+class Predictor:
+    """A batch predictor plus its model card.
+
+    ``Predictor(fn)`` is a bare callable taking the 4 canonical channels with a softmax head in
+    3D; keyword settings (``modalities=``, ``head=``, ``region=``, ``window=``, ``spatial_dims=``,
+    ``et_min_voxels=``, ``overlap=``, ... -- any :meth:`~brainseg_tf.card.ModelCard.replace` key;
+    ``roi=`` is the old name of ``window=``) change the card (``card=`` or that default) once.
+
+    Attributes:
+        fn: callable mapping float32 ``(B, *window, C)`` to **probabilities** ``(B, *window, K)``
+            (a model returning logits is wrapped so that ``fn`` applies the activation).
+        card: the model card: modalities in input-channel order, head (``"softmax"``: K = 4
+            classes; ``"sigmoid"``: K = 3 regions WT, TC, ET; ``"region"``: K = 1), default window,
+            preprocessing, postprocessing and window plan.
+        model: the underlying Keras model, loaded SavedModel or ONNX session (kept alive), if any.
+        source: where it was loaded from.
+
+    Raises:
+        brainseg_tf.card.CardError: a setting that is no card field, or a card the rules refuse.
+    """
+
+    def __init__(
+        self,
+        fn: BatchPredictor,
+        card: ModelCard | Mapping[str, Any] | None = None,
+        *,
+        model: Any = None,
+        source: str | None = None,
+        **settings: Any,
+    ):
+        if isinstance(card, Mapping):
+            card = ModelCard.from_dict(card)
+        base = card if card is not None else ModelCard(modalities=list(MODALITIES), head="softmax")
+        self.fn, self.model, self.source = fn, model, source
+        self.card = with_settings(base, settings)
+
+    @classmethod
+    def from_card(cls, fn: BatchPredictor, card: ModelCard, **kwargs: Any) -> Predictor:
+        """A predictor for ``card`` (``fn`` must already return probabilities)."""
+        return cls(fn, card, **kwargs)
+
+    @classmethod
+    def from_keras(cls, model: Any, card: ModelCard | Mapping[str, Any] | None = None, **overrides: Any) -> Predictor:
+        """Wrap a Keras model with its card (a :class:`ModelCard`, its dict, or explicit ``overrides``).
+
+        Without a card, ``modalities`` and ``head`` (and ``region`` for a region head) must be
+        given; ``logits`` is read from the model's last layer when not given, the window from a
+        fixed input size.
+
+        Raises:
+            brainseg_tf.card.CardError: no card and missing arguments.
+        """
+        import tensorflow as tf
+
+        card = resolve_card(card, overrides, _keras_facts(model))
+
+        @tf.function(reduce_retracing=True)
+        def forward(x):
+            out = model(x, training=False)
+            if isinstance(out, (list, tuple)):  # deep supervision: the full-resolution output first
+                out = out[0]
+            return tf.cast(out, tf.float32)
+
+        fn = with_activation(lambda b: forward(tf.convert_to_tensor(b, dtype=tf.float32)), card)
+        return cls(fn, card, model=model)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return as_numpy(self.fn(batch))
+
+    # Read-only views of the card, under the names the predict functions take.
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(self.card.modalities)
+
+    @property
+    def head(self) -> str:
+        return self.card.head
+
+    @property
+    def region(self) -> str | None:
+        return self.card.region
+
+    @property
+    def spatial_dims(self) -> int:
+        return self.card.spatial_dims
+
+    @property
+    def window(self) -> tuple[int, ...] | None:
+        """The card's window size (the training patch), or ``None`` (then 128 per axis)."""
+        return None if self.card.window is None else tuple(self.card.window)
+
+    @property
+    def roi(self) -> tuple[int, ...] | None:
+        """The old name of :attr:`window`."""
+        return self.window
+
+    @property
+    def inference(self) -> Inference:
+        return self.card.inference
+
+    @property
+    def et_min_voxels(self) -> int:
+        return self.card.postprocessing.et_min_voxels
+
+    @property
+    def min_component_voxels(self) -> int:
+        return self.card.postprocessing.min_component_voxels
+
+    @property
+    def largest_component(self) -> tuple[str, ...]:
+        return tuple(self.card.postprocessing.largest_component)
+
+    @property
+    def threshold(self) -> float:
+        """The region threshold of sigmoid / region heads."""
+        return self.card.postprocessing.region_threshold
+
+    @property
+    def num_outputs(self) -> int:
+        return self.card.num_outputs
+
+
+def with_settings(card: ModelCard, settings: Mapping[str, Any]) -> ModelCard:
+    """``card`` with ``settings`` (``None`` values ignored); a window size of one entry applies to every axis."""
+    settings = {k: v for k, v in settings.items() if v is not None}
+    window = window_alias(settings.pop("window", None), settings.pop("roi", None))
+    if window is not None and not isinstance(window, str):
+        window = list(check_window("window", window, settings.get("spatial_dims", card.spatial_dims)))
+    if window is not None:
+        settings["window"] = window
+    return card.replace(**settings) if settings else card
+
+
+def with_activation(fn: BatchPredictor, card: ModelCard) -> BatchPredictor:
+    """``fn`` returning probabilities: the card's activation applied when the model returns logits."""
+    if not card.logits:
+        return lambda batch: as_numpy(fn(batch))
+    return lambda batch: _activate(as_numpy(fn(batch)), card.head)
+
+
+def _activate(scores: np.ndarray, head: str) -> np.ndarray:
+    if head in ("sigmoid", "region"):
+        return (1.0 / (1.0 + np.exp(-scores))).astype(np.float32)
+    shifted = scores - scores.max(axis=-1, keepdims=True)
+    e = np.exp(shifted)
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def _keras_facts(model: Any) -> dict[str, Any]:
+    """What a Keras model shows about itself: spatial dims, a fixed window, and whether it ends in logits."""
+    shape = tuple(model.inputs[0].shape)
+    spatial = shape[1:-1]
+    facts: dict[str, Any] = {"spatial_dims": len(spatial)}
+    if spatial and all(isinstance(s, int) for s in spatial):
+        facts["window"] = list(spatial)
+    last = model.layers[-1] if getattr(model, "layers", None) else None
+    activation = getattr(getattr(last, "activation", None), "__name__", None)
+    if activation in ("softmax", "sigmoid"):
+        facts["logits"] = False
+    elif activation == "linear":
+        facts["logits"] = True
+    return facts
+
+
+_IDENTITY = ("modalities", "head", "region", "logits")
+
+
+def resolve_card(
+    card: ModelCard | Mapping[str, Any] | None, overrides: Mapping[str, Any], facts: Mapping[str, Any]
+) -> ModelCard:
+    """The card to use: the given one (or its dict) with ``overrides``, else one from arguments.
+
+    Args:
+        card: the model's card, its dict, or ``None`` (then ``overrides`` must name the model).
+        overrides: card settings (``None`` values ignored).
+        facts: what the model shows (``spatial_dims``; for a Keras model its fixed window and logits).
+
+    Raises:
+        brainseg_tf.card.CardError: no card and missing arguments, or a card of other spatial dims.
+    """
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if isinstance(card, Mapping):
+        card = ModelCard.from_dict(card)
+    if card is None:
+        card = from_arguments(**{**facts, **{k: overrides.pop(k) for k in _IDENTITY if k in overrides}})
+    card = with_settings(card, overrides)
+    if "spatial_dims" in facts and facts["spatial_dims"] != card.spatial_dims:
+        raise CardError(
+            f"the model card says spatial_dims={card.spatial_dims}; the model takes {facts['spatial_dims']}D input"
+        )
+    return card
+
+
+__all__ = ["Predictor", "resolve_card", "with_activation", "with_settings"]

@@ -1,0 +1,53 @@
+"""Synthetic BraTS-like multimodal MRI cases with glioma labels, written in any dataset layout.
+
+Nobody can redistribute BraTS, so the demo, notebooks and tests run on cases made here; the same
+code then runs unchanged on real data. A case is built in template millimetres (a 240 x 240 x 155
+BraTS grid, scaled to fill whatever grid is asked for):
+
+* anatomy: a skull-stripped brain (cerebrum, cerebellum, brainstem) whose outline is a deformed
+  ellipsoid union, a folded cortical grey-matter ribbon around sulcal CSF sheets (zero sets of a
+  band-limited random field) and an interhemispheric fissure, white matter inside, deep grey
+  nuclei and two curved lateral ventricles; sulci and ventricles widen with age (atrophy);
+* tumour: an irregular core (noise-perturbed, randomly rotated ellipsoid) split into a necrotic
+  centre and an enhancing rim of varying thickness, surrounded by edema that spreads preferentially
+  along white matter and stays out of CSF; the anatomy around it is pushed outwards (mass effect).
+  About 15 % of cases have no enhancing tumour (LGG-like) and about 15 % no necrosis;
+* intensities: per tissue and modality with the contrast ordering of real BraTS scans (measured on
+  the shared real cases, see ``docs/synthetic.md``), partial volume, tumour texture, a smooth
+  multiplicative bias field per modality, Rician noise, a per-case scale per modality; background
+  exactly 0 outside the brain; int16 images, uint8 canonical labels (0 BG, 1 NCR, 2 ED, 3 ET).
+
+Geometry is computed on a half-resolution grid for large volumes and upsampled linearly, which
+also provides partial-volume blurring; a full 240 x 240 x 155 case takes about a second.
+
+Example::
+
+    case = synthesize_case(0)                         # SyntheticCase, images int16 (240, 240, 155)
+    make_dataset("data/synth", layout="brats2021", n_cases=8, seed=0)
+"""
+
+from brainseg_tf.conventions import MODALITIES
+from brainseg_tf.synthetic.dataset import SURVIVAL_COLUMNS, case_seed, ensure_dataset, make_dataset, survival_record
+from brainseg_tf.synthetic.phantom import (
+    TEMPLATE_SHAPE,
+    TISSUE_CLASSES,
+    SyntheticCase,
+    brats_affine,
+    check_case_arguments,
+    synthesize_case,
+)
+
+__all__ = [
+    "MODALITIES",
+    "SURVIVAL_COLUMNS",
+    "TEMPLATE_SHAPE",
+    "TISSUE_CLASSES",
+    "SyntheticCase",
+    "brats_affine",
+    "case_seed",
+    "check_case_arguments",
+    "ensure_dataset",
+    "make_dataset",
+    "survival_record",
+    "synthesize_case",
+]
