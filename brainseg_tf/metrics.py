@@ -46,7 +46,7 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
-from brainseg_tf.conventions import CLASS_NAMES as _CANONICAL_CLASS_NAMES
+from brainseg_tf import conventions
 from brainseg_tf.conventions import (
     FOREGROUND_CLASSES,
     OUTPUT_ACTIVATIONS,
@@ -77,7 +77,7 @@ __all__ = [
 
 _PACKAGE = "brainseg_tf"
 # Lower-case forms used in metric names (dice_ncr, dice_wt, ...).
-CLASS_NAMES = tuple(name.lower() for name in _CANONICAL_CLASS_NAMES)
+CLASS_NAMES = tuple(name.lower() for name in conventions.CLASS_NAMES)
 REGION_NAMES = tuple(name.lower() for name in REGIONS)
 _REGION_CLASSES = tuple(REGION_LABELS[r] for r in REGIONS)
 _STATISTICS = ("dice", "iou", "precision", "sensitivity", "specificity")

@@ -66,3 +66,26 @@ def browser() -> Browser:
             pytest.fail("chromium not found: `make test` installs Debian's chromium package (apt-get)")
         pytest.skip("chromium not installed (apt-get install chromium); the browser checks need it")
     return Browser(exe)
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(tmp_path_factory):
+    """Factory of synthetic datasets, each built once per test session and set of arguments.
+
+    ``synthetic_dataset(n_cases=4, shape=(48, 48, 40), layout="brats2021", seed=0)`` returns the
+    dataset's root. Shared between tests: read it, never write into it (copy it to change it).
+    """
+    from brainseg_tf import synthetic
+
+    built: dict[tuple, Path] = {}
+
+    def make(n_cases: int = 4, shape=(48, 48, 40), layout: str = "brats2021", seed: int = 0) -> Path:
+        key = (n_cases, tuple(shape), layout, seed)
+        if key not in built:
+            root = tmp_path_factory.mktemp(f"synthetic_{layout}_{n_cases}_{seed}")
+            built[key] = synthetic.make_dataset(
+                root / "data", layout=layout, n_cases=n_cases, shape=tuple(shape), seed=seed, progress=False
+            )
+        return built[key]
+
+    return make

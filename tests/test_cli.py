@@ -11,21 +11,15 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_report import assert_report_files, linked_figures
+from helpers import assert_report_files, brainseg, linked_figures, ok
 
 from brainseg_tf import cli, io
 
 LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
-BIN = Path(sys.executable).parent
-BRAINSEG = shutil.which("brainseg", path=str(BIN)) or shutil.which("brainseg")
 SUBCOMMANDS = [
     "synth",
     "info",
@@ -45,20 +39,6 @@ SUBCOMMANDS = [
     "survival predict",
     "survival evaluate",
 ]
-
-
-def brainseg(*args: str | Path, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run the console script; TensorFlow kept quiet and on the CPU, figures headless."""
-    assert BRAINSEG is not None, f"the brainseg console script is not installed beside {sys.executable}"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg", "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run(
-        [BRAINSEG, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout
-    )
-
-
-def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert proc.returncode == 0, f"{proc.args}: exit {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
-    return proc
 
 
 # ------------------------------------------------------------------------- --help, bad arguments

@@ -5,8 +5,7 @@ from __future__ import annotations
 import csv
 
 import pytest
-from test_cli import brainseg, ok
-from test_report import assert_report_files, linked_figures
+from helpers import assert_report_files, brainseg, linked_figures, ok
 
 from brainseg_tf import io
 

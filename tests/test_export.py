@@ -15,12 +15,14 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from helpers import REPO_ROOT  # noqa: E402
+
 from brainseg_tf import models  # noqa: E402
 from brainseg_tf.card import ModelCard, Postprocessing  # noqa: E402
 from brainseg_tf.export import export_model  # noqa: E402
 from brainseg_tf.inference import load_predictor  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 
 
 def _tiny_unet(head: str = "softmax", in_channels: int = 4):

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 TOY = REPO / "tests" / "scripts" / "toy_pipeline.py"
 WORKER = REPO / "tests" / "scripts" / "multiworker_worker.py"
 

@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import REPO_ROOT
 
 from brainseg_tf import plan
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 TINY = {
     "model.options.depth": 2,
     "model.options.base_filters": 4,

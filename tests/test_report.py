@@ -4,50 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
-import re
-import struct
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
+from helpers import assert_report_files, linked_figures
 
 from brainseg_tf import io, report
 
 LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 SHAPE = (16, 16, 12)
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def assert_real_png(path: Path) -> None:
-    """A valid PNG of a drawn figure: signature, sane size, decodable, many colours (not blank)."""
-    from matplotlib import image as mpimg
-
-    data = path.read_bytes()
-    assert data[:8] == PNG_SIGNATURE, path
-    assert len(data) > 2_000, (path, len(data))
-    width, height = struct.unpack(">II", data[16:24])
-    assert width > 100 and height > 100, (path, width, height)
-    pixels = mpimg.imread(path)
-    assert pixels.shape[:2] == (height, width)
-    assert len(np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)) > 10, f"{path} is (nearly) one colour"
-
-
-def linked_figures(text: str) -> list[str]:
-    return re.findall(r"!\[[^\]]*\]\(figures/([^)]+\.png)\)", text)
-
-
-def assert_report_files(out: Path) -> str:
-    """report.md links exactly the PNGs in figures/, each a real one; no temporary files left."""
-    text = (out / "report.md").read_text()
-    links = linked_figures(text)
-    assert len(links) == len(set(links))
-    assert sorted(links) == sorted(p.name for p in (out / "figures").iterdir())
-    for name in links:
-        assert_real_png(out / "figures" / name)
-    leftovers = [p.name for p in out.rglob("*") if ".tmp" in p.name or p.name.endswith(".old")]  # atomic.py's names
-    assert leftovers == []
-    return text
 
 
 def _truth() -> np.ndarray:

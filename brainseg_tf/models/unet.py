@@ -83,6 +83,65 @@ def build_unet(
     Raises:
         ValueError: for an invalid argument, named in the message.
     """
+    widths, n_out, shape = _check_arguments(
+        input_shape,
+        in_channels,
+        spatial_dims,
+        depth,
+        base_filters,
+        max_filters,
+        residual,
+        norm,
+        norm_groups,
+        activation,
+        negative_slope,
+        dropout,
+        deep_supervision,
+        deep_supervision_levels,
+        head,
+        out_channels,
+    )
+    conv_kwargs = dict(
+        spatial_dims=spatial_dims,
+        norm=norm,
+        norm_groups=norm_groups,
+        activation=activation,
+        negative_slope=negative_slope,
+        kernel_initializer="he_normal",
+    )
+    inputs = blocks.make_input(shape, in_channels)
+    x, skips = _encoder(inputs, widths, residual, conv_kwargs)
+    if dropout:
+        x = blocks.layer_class("spatial_dropout", spatial_dims)(dropout, name="bottom_dropout")(x)
+    head_kwargs = dict(head=head, logits=logits, spatial_dims=spatial_dims, kernel_initializer="he_normal")
+    x, aux_outputs = _decoder(
+        x, skips, widths, conv_kwargs, head_kwargs, n_out, deep_supervision_levels if deep_supervision else 0
+    )
+    outputs = blocks.output_head(x, n_out, **head_kwargs)
+    if deep_supervision:
+        return keras.Model(inputs, [outputs, *reversed(aux_outputs)], name=name)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _check_arguments(
+    input_shape,
+    in_channels,
+    spatial_dims,
+    depth,
+    base_filters,
+    max_filters,
+    residual,
+    norm,
+    norm_groups,
+    activation,
+    negative_slope,
+    dropout,
+    deep_supervision,
+    deep_supervision_levels,
+    head,
+    out_channels,
+) -> tuple[list[int], int, tuple[int | None, ...]]:
+    """Check :func:`build_unet`'s arguments; the stage widths, output channels and spatial shape."""
     check_choice("spatial_dims", spatial_dims, (2, 3))
     check_int("in_channels", in_channels)
     check_int("depth", depth)
@@ -106,20 +165,12 @@ def build_unet(
             raise ValueError(f"deep_supervision_levels must be < depth={depth}, got {deep_supervision_levels!r}")
     n_out = blocks.resolve_head(head, out_channels)
     shape = blocks.check_spatial_shape(input_shape, spatial_dims, 2**depth, f"2**depth with depth={depth}")
+    return widths, n_out, shape
 
-    conv_kwargs = dict(
-        spatial_dims=spatial_dims,
-        norm=norm,
-        norm_groups=norm_groups,
-        activation=activation,
-        negative_slope=negative_slope,
-        kernel_initializer="he_normal",
-    )
-    conv_transpose = blocks.layer_class("conv_transpose", spatial_dims)
-    spatial_dropout = blocks.layer_class("spatial_dropout", spatial_dims)
 
-    inputs = blocks.make_input(shape, in_channels)
-    x = inputs
+def _encoder(x, widths: list[int], residual: bool, conv_kwargs: dict) -> tuple:
+    """The encoder stages and the bottom; returns the bottom tensor and the skips (shallow first)."""
+    depth = len(widths) - 1
     skips = []
     for stage, width in enumerate(widths):
         stride = 1 if stage == 0 else 2
@@ -132,21 +183,19 @@ def build_unet(
             x = blocks.conv_norm_act(x, width, name=f"{prefix}_conv2", **conv_kwargs)
         if stage < depth:
             skips.append(x)
-    if dropout:
-        x = spatial_dropout(dropout, name="bottom_dropout")(x)
+    return x, skips
 
-    head_kwargs = dict(head=head, logits=logits, spatial_dims=spatial_dims, kernel_initializer="he_normal")
+
+def _decoder(x, skips: list, widths: list[int], conv_kwargs: dict, head_kwargs: dict, n_out: int, levels: int):
+    """The decoder stages; returns the last tensor and the deep-supervision heads (deep first)."""
+    conv_transpose = blocks.layer_class("conv_transpose", conv_kwargs["spatial_dims"])
     aux_outputs = []
-    for stage in range(depth - 1, -1, -1):
+    for stage in range(len(widths) - 2, -1, -1):
         width = widths[stage]
         x = conv_transpose(width, 2, strides=2, padding="same", name=f"dec{stage + 1}_upconv")(x)
         x = layers.Concatenate(name=f"dec{stage + 1}_concat")([x, skips[stage]])
         x = blocks.conv_norm_act(x, width, name=f"dec{stage + 1}_conv1", **conv_kwargs)
         x = blocks.conv_norm_act(x, width, name=f"dec{stage + 1}_conv2", **conv_kwargs)
-        if deep_supervision and 0 < stage <= deep_supervision_levels:
+        if 0 < stage <= levels:
             aux_outputs.append(blocks.output_head(x, n_out, name=f"ds{stage}_head", **head_kwargs))
-
-    outputs = blocks.output_head(x, n_out, **head_kwargs)
-    if deep_supervision:
-        return keras.Model(inputs, [outputs, *reversed(aux_outputs)], name=name)
-    return keras.Model(inputs, outputs, name=name)
+    return x, aux_outputs

@@ -365,10 +365,10 @@ class TrainConfig:
         takes 0.25 for ``validation.mode="volumes"`` (cheap enough to validate every few epochs on
         CPU), else 0.5, and ``pipeline.region`` is lower-cased. Already resolved values stay.
         """
-        from brainseg_tf import models as _models  # light: models import keras only
+        from brainseg_tf import models as model_registry  # light: models import keras only
 
         data, pipeline, validation = self.data, self.pipeline, self.validation
-        if data.modalities is None and self.model.name in _models.available():
+        if data.modalities is None and self.model.name in model_registry.available():
             data = dataclasses.replace(data, modalities=list(self.model_spec.default_modalities))
         if isinstance(pipeline.region, str):
             pipeline = dataclasses.replace(pipeline, region=pipeline.region.lower())
@@ -389,9 +389,9 @@ class TrainConfig:
     @property
     def model_spec(self):
         """The :class:`~brainseg_tf.models.ModelSpec` of ``model.name``."""
-        from brainseg_tf import models as _models
+        from brainseg_tf import models as model_registry
 
-        return _models.get_spec(self.model.name)
+        return model_registry.get_spec(self.model.name)
 
     @property
     def head(self) -> str:
@@ -440,10 +440,10 @@ def _check_name(cfg: TrainConfig) -> None:
 
 
 def _check_model(cfg: TrainConfig) -> None:
-    from brainseg_tf import models as _models  # light: models import keras only
+    from brainseg_tf import models as model_registry  # light: models import keras only
 
     m = cfg.model
-    check_choice("model.name", m.name, _models.available())
+    check_choice("model.name", m.name, model_registry.available())
     accepted = cfg.model_spec.defaults
     unknown = sorted(set(m.options) - set(accepted))
     if unknown:

@@ -10,6 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from helpers import write_toy_dataset
 
 from brainseg_tf.data.cache import (
     CacheError,
@@ -19,27 +20,7 @@ from brainseg_tf.data.cache import (
     open_cache,
 )
 from brainseg_tf.data.preprocess import paste_back, preprocess_case
-from brainseg_tf.io import MODALITIES, open_dataset, read_case, write_case
-
-
-def write_toy_dataset(root: Path, n: int = 3, shape=(48, 44, 36), seed: int = 0) -> Path:
-    """Small BraTS-2021-layout folder: ellipsoid brains with nested tumours (no tumour in case 2)."""
-    rng = np.random.default_rng(seed)
-    g = np.stack(np.meshgrid(*[np.linspace(-1, 1, s) for s in shape], indexing="ij"), -1)
-    for i in range(n):
-        brain = (((g - rng.uniform(-0.1, 0.1, 3)) / [0.75, 0.8, 0.7]) ** 2).sum(-1) < 1
-        images = {
-            m: np.where(brain, rng.normal(300 + 100 * k, 40, shape), 0).astype(np.int16)
-            for k, m in enumerate(MODALITIES)
-        }
-        d = np.sqrt(((g - rng.uniform(-0.3, 0.3, 3)) ** 2).sum(-1))
-        label = np.zeros(shape, np.uint8)
-        if i != 2:
-            label[(d < 0.4) & brain] = 2
-            label[(d < 0.22) & brain] = 3
-            label[(d < 0.1) & brain] = 1
-        write_case(root, "brats2021", f"BraTS2021_{i:05d}", images, label, np.diag([-1.0, -1.0, 1.0, 1.0]))
-    return root
+from brainseg_tf.io import open_dataset, read_case
 
 
 @pytest.fixture(scope="module")

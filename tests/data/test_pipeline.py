@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_cache import write_toy_dataset  # noqa: E402
+from helpers import write_toy_dataset  # noqa: E402
 
 from brainseg_tf.data.cache import build_cache, open_cache  # noqa: E402
 from brainseg_tf.data.pipeline import PatchSampler, patch_dataset, slice_dataset, volume_dataset  # noqa: E402

@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 import pytest
-from test_io_layouts import LPS, make_case
+from helpers import LPS, make_case
 
 from brainseg_tf import io
 

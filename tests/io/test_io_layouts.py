@@ -9,20 +9,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from helpers import LPS, make_case
 
 from brainseg_tf import io
 from brainseg_tf.io import labels
 
 SHAPE = (12, 10, 8)
-LPS = np.array([[-1.0, 0, 0, 0], [0, -1.0, 0, 239.0], [0, 0, 1.0, 0], [0, 0, 0, 1]])
-
-
-def make_case(seed: int, shape=SHAPE):
-    """Distinct int16 modalities (value encodes the channel) and a canonical label with all classes."""
-    rng = np.random.default_rng(seed)
-    images = {m: (rng.integers(1, 500, size=shape) + 1000 * k).astype(np.int16) for k, m in enumerate(io.MODALITIES)}
-    label = rng.integers(0, 4, size=shape).astype(np.uint8)
-    return images, label
 
 
 def write_dataset(root: Path, layout: str, n: int = 2, **kw) -> list[tuple[str, dict, np.ndarray]]:

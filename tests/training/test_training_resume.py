@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import REPO_ROOT, trainer_env
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 TOY = REPO / "tests" / "scripts" / "toy_pipeline.py"
 KILLS = int(os.environ.get("BRAINSEG_TEST_KILLS", "3"))
 ATOL = 1e-5
@@ -62,16 +63,6 @@ def _recipe(tmp_path: Path, *, every: int) -> Path:
 
 def _command(recipe: Path, run_dir: Path) -> list[str]:
     return [sys.executable, "-m", "brainseg_tf.cli", "train", "--config", str(recipe), "--run-dir", str(run_dir)]
-
-
-def trainer_env() -> dict[str, str]:
-    """A trainer subprocess's environment: this checkout importable, CPU only, unbuffered output."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["CUDA_VISIBLE_DEVICES"] = ""
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def _state(run_dir: Path) -> dict | None:
@@ -306,14 +297,13 @@ def test_sigkill_during_checkpoint_writes_leaves_valid_files_and_a_rerun_finishe
     print(f"{kills} kills; max |Δweight| vs uninterrupted: {_assert_same_run(run_dir, ref_dir):.3g}")
 
 
-def test_training_stream_is_a_function_of_seed_epoch_and_step(tmp_path: Path) -> None:
+def test_training_stream_is_a_function_of_seed_epoch_and_step(tmp_path: Path, synthetic_dataset) -> None:
     """The built-in patch stream (NIfTI source: seeded case order, shuffle buffer, augmentation)
     rebuilt at ``(epoch, step)`` continues the epoch's stream exactly; another epoch differs."""
-    from brainseg_tf.synthetic import make_dataset
     from brainseg_tf.training import TrainConfig, make_split
     from brainseg_tf.training.data import data_source, labelled_ids, train_stream
 
-    root = make_dataset(tmp_path / "synth", layout="brats2021", n_cases=3, seed=0, shape=(40, 40, 32), progress=False)
+    root = synthetic_dataset(n_cases=3, seed=0, shape=(40, 40, 32))
     cfg = TrainConfig.from_dict(
         {
             "data": {"root": str(root)},

@@ -24,12 +24,11 @@ KEYS = ["val_volume_dice_wt", "val_volume_dice_tc", "val_volume_dice_et", "val_v
 
 
 @pytest.fixture(scope="module")
-def volume_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from brainseg_tf.synthetic import make_dataset
+def volume_run(tmp_path_factory: pytest.TempPathFactory, synthetic_dataset) -> dict:
     from brainseg_tf.training import train
 
     tmp = tmp_path_factory.mktemp("volumes")
-    root = make_dataset(tmp / "synth", layout="brats2021", n_cases=4, seed=0, shape=(48, 48, 40), progress=False)
+    root = synthetic_dataset(n_cases=4, seed=0, shape=(48, 48, 40))
     recipe = {
         "name": "volumes",
         "data": {"root": str(root)},

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import REPO_ROOT
 
 from brainseg_tf.training import (
     SplitConfig,
@@ -23,7 +24,7 @@ from brainseg_tf.training import (
     train,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 TOY = REPO / "tests" / "scripts" / "toy_pipeline.py"
 CONFIGS = sorted((REPO / "configs").glob("*.json"))
 
@@ -327,10 +328,8 @@ def test_recipe_variants_train(tmp_path: Path, variant: dict) -> None:
 
 
 @pytest.mark.slow
-def test_patch_pipeline_on_synthetic_cases_with_final_sliding_window(tmp_path: Path) -> None:
-    from brainseg_tf.synthetic import make_dataset
-
-    root = make_dataset(tmp_path / "synth", layout="brats2021", n_cases=4, seed=0, shape=(48, 48, 40), progress=False)
+def test_patch_pipeline_on_synthetic_cases_with_final_sliding_window(tmp_path: Path, synthetic_dataset) -> None:
+    root = synthetic_dataset(n_cases=4, seed=0, shape=(48, 48, 40))
     recipe = {
         "name": "synth",
         "data": {"root": str(root)},
@@ -361,8 +360,7 @@ def test_command_line_reports_bad_recipes(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_truncated_backup_metadata_falls_back_to_the_previous_generation(tmp_path: Path) -> None:
-    from brainseg_tf.training.rundir import backup_epoch as _backup_epoch
-    from brainseg_tf.training.rundir import repair_backup as _repair_backup
+    from brainseg_tf.training.rundir import backup_epoch, repair_backup
 
     backup = tmp_path / "backup"
     backup.mkdir()
@@ -370,8 +368,8 @@ def test_truncated_backup_metadata_falls_back_to_the_previous_generation(tmp_pat
     (backup / "latest.weights.h5.bkp").write_bytes(b"old")
     (backup / "training_metadata.json").write_text('{"epoch": 3, "ba')  # killed mid-write
     (backup / "training_metadata.json.bkp").write_text('{"epoch": 2, "batch": 0}')
-    _repair_backup(backup)
-    assert _backup_epoch(backup) == 2
+    repair_backup(backup)
+    assert backup_epoch(backup) == 2
     assert (backup / "latest.weights.h5").read_bytes() == b"old"
 
 

@@ -310,9 +310,8 @@ def test_shared_real_table_pairs_with_the_shared_cases(real_brats2018):
 
 
 @pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    out = tmp_path_factory.mktemp("survival") / "synth"
-    return synthetic.make_dataset(out, layout="brats2020", n_cases=16, seed=3, shape=(64, 64, 48), progress=False)
+def synth(synthetic_dataset):
+    return synthetic_dataset(n_cases=16, seed=3, shape=(64, 64, 48), layout="brats2020")
 
 
 @pytest.fixture(scope="module")

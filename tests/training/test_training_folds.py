@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
-from test_training_resume import trainer_env
+from helpers import REPO_ROOT, trainer_env
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -32,10 +32,8 @@ def _events(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines() if line.strip()]
 
 
-def test_folds_resume_after_sigkill(tmp_path: Path) -> None:
-    from brainseg_tf.synthetic import make_dataset
-
-    root = make_dataset(tmp_path / "synth", layout="brats2021", n_cases=4, seed=1, shape=(40, 40, 32), progress=False)
+def test_folds_resume_after_sigkill(tmp_path: Path, synthetic_dataset) -> None:
+    root = synthetic_dataset(n_cases=4, seed=1, shape=(40, 40, 32))
     recipe = {
         "name": "folds",
         "data": {"root": str(root)},

@@ -31,12 +31,8 @@ ALL = ["flair", "t1", "t1ce", "t2"]
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    from brainseg_tf.synthetic import make_dataset
-
-    root = tmp_path_factory.mktemp("contract") / "data"
-    make_dataset(root, layout="brats2021", n_cases=3, seed=5, shape=(48, 48, 40), progress=False)
-    return root
+def dataset(synthetic_dataset) -> Path:
+    return synthetic_dataset(n_cases=3, seed=5, shape=(48, 48, 40))
 
 
 def _recipe(data: dict, model: dict, patch: list[int] = PATCH, **sections) -> dict:
