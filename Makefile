@@ -21,7 +21,7 @@ COLAB_STAMP := $(COLAB_VENV)/.installed-colab
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv demo demo-real test test-main test-colab clean notebooks lint browser
+.PHONY: venv demo demo-real test test-main test-colab clean notebooks lint browser docs-example
 
 $(STAMP): pyproject.toml requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,10 +48,18 @@ demo-real: $(STAMP)
 	  --cases Brats18_CBICA_AQN_1 Brats18_TCIA02_135_1 Brats18_TCIA10_628_1 Brats18_2013_23_1 \
 	  --out runs/cpu_brats2018/predictions/metrics.csv
 
+# docs/report_example and the README's demo figures, from a fresh full `brainseg demo` (tests/test_demo.py
+# checks the committed example's settings against the demo's defaults).
+docs-example: $(STAMP)
+	rm -rf runs/demo
+	$(VENV)/bin/brainseg demo --out runs/demo
+	$(PY) -c "from brainseg_tf import report; print(report.publish_example('runs/demo', 'docs/report_example'))"
+
 $(COLAB_STAMP): pyproject.toml requirements.txt
 	test -x $(COLAB_PY) || $(PYTHON) -m venv $(COLAB_VENV)
 	$(COLAB_PY) -m pip install --quiet --upgrade pip
-	$(COLAB_PY) -m pip install --quiet $(COLAB_PINS) -e ".[dev]"
+	$(COLAB_PY) -m pip install --quiet $(COLAB_PINS) -e ".[dev,notebooks]"
+	$(COLAB_PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	$(COLAB_PY) -c "import tensorflow as tf, keras; print('colab env: TensorFlow', tf.__version__, 'Keras', keras.__version__)"
 	touch $(COLAB_STAMP)
 
@@ -72,7 +80,7 @@ test-main: $(STAMP) lint browser
 	@set +e; $(PY) -m pytest -q -p no:cacheprovider $(XDIST) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; exit 1; fi; exit $$rc
 
-# The compat subset (train, resume, predict, export, reload) under the pinned Colab versions.
+# The compat subset (train, resume, predict, export, reload; notebooks 01, 04, 06, 08) under the pinned Colab versions.
 test-colab: $(COLAB_STAMP)
 	@set +e; $(COLAB_PY) -m pytest -q -p no:cacheprovider -m compat $(XDIST) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no compat tests (exit 5)"; exit 1; fi; exit $$rc

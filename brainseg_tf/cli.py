@@ -231,7 +231,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         )
         print(evaluation.format_summary(result))
         path = report.predict_report(
-            args.out, args.ref, images=args.input, result=result, ref_convention=args.ref_convention
+            args.out,
+            args.ref,
+            images=args.input,
+            result=result,
+            ref_convention=args.ref_convention,
+            viewers=not args.no_viewers,
         )
         print(f"per-case metrics: {args.out / report.METRICS_FILE}\nreport: {path}")
     return 1 if failed else 0
@@ -626,7 +631,10 @@ def _add_predict_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="REF_DIR",
         help="references (dataset or folder of masks): also score the predictions and write "
-        "OUT/metrics.csv and OUT/report.md with figures",
+        "OUT/metrics.csv and OUT/report.md with figures and OUT/viewers/<case>.html",
+    )
+    p.add_argument(
+        "--no-viewers", action="store_true", help="with --ref: leave out the interactive viewer pages (MBs each)"
     )
     p.add_argument(
         "--ref-convention",

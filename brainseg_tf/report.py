@@ -31,9 +31,12 @@ import numpy as np
 from brainseg_tf import atomic
 from brainseg_tf.conventions import REGIONS
 from brainseg_tf.io.predictions import COMPANION_SUFFIXES, LABEL_SUFFIX, UNCERTAINTY, uncertainty_path
+from brainseg_tf.progress import progress as show_progress
 
 REPORT_FILE = "report.md"
 FIGURE_DIR = "figures"
+VIEWER_DIR = "viewers"  # one self-contained interactive page per case (brainseg_tf.viz.view)
+SETTINGS_FILE = "settings.json"  # the demo's settings and results, what docs/report_example records
 METRICS_FILE = "metrics.csv"
 UNCERTAINTY_SUFFIX = UNCERTAINTY + LABEL_SUFFIX  # the prediction folder's names: brainseg_tf.io.predictions
 DPI = 72  # small PNGs: a report is read on screen, not printed
@@ -57,6 +60,23 @@ class CaseView:
 CaseLoader = Callable[[str], CaseView]
 
 
+def _case_viewer(view: CaseView) -> Any:
+    from brainseg_tf.conventions import MODALITIES
+    from brainseg_tf.viz import view_html
+
+    channels = view.image.shape[-1]
+    names = MODALITIES if channels == len(MODALITIES) else tuple(f"channel {c}" for c in range(channels))
+    return view_html(
+        view.image,
+        view.affine,
+        reference=view.truth,
+        prediction=view.pred,
+        uncertainty=view.uncertainty,
+        modalities=names,
+        title=view.case_id,
+    )
+
+
 @dataclass
 class Report:
     """A Markdown report being assembled: lines plus named figures, written by :meth:`write`."""
@@ -64,6 +84,7 @@ class Report:
     title: str
     lines: list[str] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
+    viewers: dict[str, Callable[[], Any]] = field(default_factory=dict)
 
     def add(self, *lines: str) -> None:
         self.lines.extend(lines)
@@ -81,8 +102,24 @@ class Report:
         self.figures[name] = fig
         self.lines.extend(["", f"![{caption}]({FIGURE_DIR}/{name}.png)", ""])
 
+    def viewer_links(self, load: CaseLoader, case_ids: Sequence[str]) -> None:
+        """Link ``viewers/<case>.html`` for each case: scans, reference and prediction in three planes
+        and 3D (:func:`brainseg_tf.viz.view_html`), built when the report is written."""
+        if not case_ids:
+            return
+        self.section("Interactive viewers")
+        self.add(
+            "One self-contained page per case (three planes, overlay toggles, 3D surfaces of reference and "
+            "prediction); opens offline in any browser.",
+            "",
+        )
+        for case_id in case_ids:
+            self.viewers[case_id] = lambda case_id=case_id: _case_viewer(load(case_id))
+            self.add(f"- [{case_id}]({VIEWER_DIR}/{case_id}.html)")
+
     def write(self, out_dir: str | Path) -> Path:
-        """Write ``out_dir/figures/*.png`` (one folder, renamed into place) then ``out_dir/report.md``."""
+        """Write ``out_dir/figures/*.png`` and ``out_dir/viewers/*.html`` (each folder renamed into
+        place whole) then ``out_dir/report.md``."""
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 
         out_dir = Path(out_dir)
@@ -90,6 +127,10 @@ class Report:
             for name, fig in self.figures.items():
                 FigureCanvasAgg(fig)
                 fig.savefig(tmp / f"{name}.png", format="png", dpi=DPI, metadata={"Software": None})
+        if self.viewers:
+            with atomic.atomic_dir(out_dir / VIEWER_DIR) as tmp:
+                for case_id, make in show_progress(self.viewers.items(), desc="viewers"):
+                    make().save(tmp / f"{case_id}.html")
         text = "\n".join([f"# {self.title}", *self.lines]).rstrip() + "\n"
         while "\n\n\n" in text:
             text = text.replace("\n\n\n", "\n\n")
@@ -394,8 +435,10 @@ def predict_report(
     pred_convention: str | None = None,
     case_ids: Sequence[str] | None = None,
     out_dir: str | Path | None = None,
+    viewers: bool = True,
 ) -> Path:
-    """Score a prediction folder against references and write ``report.md`` + ``figures/`` + ``metrics.csv``.
+    """Score a prediction folder against references and write ``report.md`` + ``figures/`` + ``metrics.csv``
+    (+ ``viewers/<case>.html``, one interactive page per scored case).
 
     Args:
         pred_dir: folder of predicted label maps (``brainseg predict`` output).
@@ -406,6 +449,7 @@ def predict_report(
         ref_convention, pred_convention: label conventions, as ``brainseg evaluate`` takes them.
         case_ids: score only these reference cases.
         out_dir: where the report goes (default: ``pred_dir``).
+        viewers: also write one viewer page per scored case (a few MB each).
 
     Returns:
         The report's path.
@@ -443,6 +487,8 @@ def predict_report(
         pred_convention=pred_convention,
     )
     scores_section(report, result.rows, load, what="predicted")
+    if viewers:
+        report.viewer_links(load, sorted({r["case"] for r in result.rows} - set(result.missing)))
     return report.write(out_dir)
 
 
@@ -454,14 +500,19 @@ def demo_report(
     pred_dir: str | Path,
     result: Any,
     timings: Mapping[str, float],
+    settings: Mapping[str, Any] | None = None,
+    targets: Mapping[str, float] | None = None,
 ) -> Path:
-    """The demo's report in ``out``: data, training, held-out scores with overlays and 3D, timings.
+    """The demo's report in ``out``: data, training, held-out scores with overlays, 3D and one viewer
+    per case, timings; and ``settings.json`` (the settings, mean Dice per region, minutes).
 
     Args:
         out: the demo folder (report and figures go there).
         data_dir: the synthetic dataset; run_dir: the training run; pred_dir: the held-out predictions.
         result: the :class:`~brainseg_tf.evaluation.EvaluationResult` of ``pred_dir`` against ``data_dir``.
         timings: seconds per stage, listed at the end.
+        settings: the demo's settings (cases, grid, epochs, steps, seed), listed and recorded.
+        targets: mean Dice per region the demo should reach, compared in the report.
 
     Returns:
         The report's path.
@@ -485,7 +536,8 @@ def demo_report(
     )
     load = folder_loader(pred_dir, data_dir, data_dir)
     scores_section(report, result.rows, load, what="held-out")
-    best = load(case_ranking(result.rows)[0])
+    ranked = case_ranking(result.rows)
+    best = load(ranked[0])
     report.figure(
         "prediction_three_plane",
         viz.three_plane(best.image, best.pred, affine=best.affine, title=f"{best.case_id}: prediction"),
@@ -496,17 +548,78 @@ def demo_report(
         viz.surface_3d(best.pred, spacing=best.spacing, affine=best.affine),
         "best case's prediction in 3D",
     )
+    report.viewer_links(load, ranked)
+    means = {r: float(np.mean([x["dice"] for x in result.rows if x["region"] == r])) for r in REGIONS}
+    report.section("Result")
+    report.add(demo_summary(means, sum(timings.values()), targets or {}))
+    if settings:
+        report.add("", *[f"- {key}: {value}" for key, value in settings.items()])
     report.section("Timings")
     report.add(
         *[f"- {name}: {seconds:.1f} s" for name, seconds in timings.items()],
         f"- total: {sum(timings.values()) / 60:.1f} min",
     )
+    record = {
+        "settings": dict(settings or {}),
+        "mean_dice": {r: round(v, 4) for r, v in means.items()},
+        "targets": dict(targets or {}),
+        "minutes": round(sum(timings.values()) / 60, 2),
+    }
+    atomic.write_text(Path(out) / SETTINGS_FILE, json.dumps(record, indent=2) + "\n")
     return report.write(out)
+
+
+def demo_summary(means: Mapping[str, float], seconds: float, targets: Mapping[str, float]) -> str:
+    """``held-out mean Dice WT 0.938, TC 0.886, ET 0.860 in 3.0 min (targets WT >= 0.85, ...: met)``."""
+    dice = ", ".join(f"{r} {means[r]:.3f}" for r in REGIONS)
+    text = f"held-out mean Dice {dice} in {seconds / 60:.1f} min"
+    if targets:
+        missed = [r for r, t in targets.items() if not means.get(r, math.nan) >= t]
+        goal = ", ".join(f"{r} >= {t:.2f}" for r, t in targets.items())
+        text += f" (targets {goal}: {'met' if not missed else 'missed in ' + ', '.join(missed)})"
+    return text
+
+
+def publish_example(demo_dir: str | Path, dest: str | Path) -> Path:
+    """Copy a full demo's report, figures and ``settings.json`` into ``dest`` (``docs/report_example``).
+
+    The viewers (megabytes each) are not copied: their links are rewritten to the demo folder
+    relative to ``dest``, so they open once ``make demo`` has run on the reader's machine.
+
+    Raises:
+        ValueError: the demo folder holds no complete report, or a ``--quick`` run.
+    """
+    import os
+    import re
+    import shutil
+
+    demo_dir, dest = Path(demo_dir), Path(dest)
+    if not (demo_dir / SETTINGS_FILE).is_file() or not (demo_dir / REPORT_FILE).is_file():
+        raise ValueError(f"{demo_dir}: no demo report with {SETTINGS_FILE} (run `brainseg demo` first)")
+    record = json.loads((demo_dir / SETTINGS_FILE).read_text())
+    if record.get("settings", {}).get("quick"):
+        raise ValueError(f"{demo_dir}: a --quick demo is not the example of the demo")
+    viewers = os.path.relpath(demo_dir / VIEWER_DIR, dest)
+    text = re.sub(rf"\]\({VIEWER_DIR}/", f"]({viewers}/", (demo_dir / REPORT_FILE).read_text())
+    text = text.replace(
+        "## Interactive viewers\n",
+        f"## Interactive viewers\n\n(Not committed, megabytes each: these links open `{demo_dir}/{VIEWER_DIR}` "
+        "once `make demo` has run.)\n",
+    )
+    with atomic.atomic_dir(dest) as tmp:
+        shutil.copytree(demo_dir / FIGURE_DIR, tmp / FIGURE_DIR)
+        shutil.copy2(demo_dir / SETTINGS_FILE, tmp / SETTINGS_FILE)
+        (tmp / REPORT_FILE).write_text(text)
+    return dest / REPORT_FILE
 
 
 __all__ = [
     "REPORT_FILE",
     "FIGURE_DIR",
+    "VIEWER_DIR",
+    "SETTINGS_FILE",
+    "demo_summary",
+    "publish_example",
     "UNCERTAINTY_SUFFIX",
     "CaseView",
     "Report",

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
-from helpers import assert_report_files, brainseg, linked_figures, ok
+from helpers import REPO_ROOT, assert_report_files, brainseg, linked_figures, ok
 
-from brainseg_tf import io
+from brainseg_tf import demo, io
+from brainseg_tf.report import demo_summary, publish_example
+
+EXAMPLE = REPO_ROOT / "docs" / "report_example"
 
 
 @pytest.mark.slow
@@ -40,3 +44,23 @@ def test_demo_quick_writes_report_metrics_and_figures(tmp_path):
     for heading in ("## Data", "## Training", "## Held-out cases", "## Timings"):
         assert heading in report
     assert "| WT |" in report and "optimizer steps" in report
+
+    assert "## Interactive viewers" in report and (out / "viewers").is_dir()
+    record = json.loads((out / "settings.json").read_text())
+    assert record["settings"] == {**demo.default_settings(quick=True), "epochs": 1}
+    assert set(record["mean_dice"]) == {"WT", "TC", "ET"} and record["targets"] == demo.TARGETS
+    assert "brainseg demo: held-out mean Dice WT" in proc.stdout and " min (targets WT >= 0.85" in proc.stdout
+    with pytest.raises(ValueError, match="--quick"):
+        publish_example(out, tmp_path / "example")
+
+
+def test_committed_example_is_the_full_demo_and_meets_its_targets():
+    """docs/report_example is what `make docs-example` published from a full `brainseg demo`."""
+    record = json.loads((EXAMPLE / "settings.json").read_text())
+    assert record["settings"] == demo.default_settings(), "regenerate it: make docs-example"
+    assert record["targets"] == demo.TARGETS
+    assert all(record["mean_dice"][r] >= t for r, t in demo.TARGETS.items()), record["mean_dice"]
+    assert record["minutes"] <= 5.0
+    text = (EXAMPLE / "report.md").read_text()
+    assert demo_summary(record["mean_dice"], record["minutes"] * 60, demo.TARGETS).split(" in ")[0] in text
+    assert sorted(linked_figures(text)) == sorted(p.name for p in (EXAMPLE / "figures").iterdir())

@@ -87,8 +87,12 @@ def work_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("notebooks")
 
 
+# What Colab/Kaggle users run first; `make test` also executes these under their pinned versions.
+COMPAT = ("01_explore_data", "04_train_unet3d", "06_evaluate", "08_export_savedmodel")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(PARAMETERS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.compat) if n in COMPAT else n for n in PARAMETERS])
 def test_notebook_executes(name, work_dir):
     import papermill
 
@@ -161,16 +165,19 @@ def _check_outputs(name: str, nb) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.compat
 def test_executed_notebooks_read_well_as_pages(work_dir, browser, tmp_path):
     """Each executed notebook exported to HTML and opened in headless Chromium: figures drawn, no
     tracebacks or start-up log, every interactive output visible without live widgets."""
     import nbformat
     from nbconvert import HTMLExporter
 
-    executed = {name: work_dir / f"{name}.out.ipynb" for name in PARAMETERS}
-    missing = [n for n, p in executed.items() if not p.exists()]
-    if missing:
-        pytest.fail(f"run test_notebook_executes first (same module); missing: {missing}")
+    # the notebooks this session executed (all of them; the compat subset under the Colab pins)
+    executed = {
+        name: work_dir / f"{name}.out.ipynb" for name in PARAMETERS if (work_dir / f"{name}.out.ipynb").exists()
+    }
+    if "01_explore_data" not in executed:
+        pytest.fail("run test_notebook_executes first (same module): no executed notebook found")
     exporter = HTMLExporter()
     for name, path in executed.items():
         nb = nbformat.read(path, as_version=4)

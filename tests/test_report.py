@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import nibabel as nib
@@ -87,6 +88,18 @@ def test_predict_report_scores_figures_and_uncertainty(scored_folder) -> None:
     with open(pred_dir / "metrics.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 9 and {r["region"] for r in rows} == set(regions)
+    # one viewer page per scored case, linked, carrying that case's prediction
+    links = re.findall(r"\]\((viewers/[^)]+\.html)\)", text)
+    assert sorted(links) == sorted(f"viewers/{cid}.html" for cid in preds)
+    assert sorted(p.name for p in (pred_dir / "viewers").iterdir()) == sorted(f"{cid}.html" for cid in preds)
+    page = (pred_dir / "viewers" / f"{best}.html").read_text()
+    assert f"<title>{best}</title>" in page and '"prediction"' in page and '"reference"' in page
+
+
+def test_predict_report_without_viewers(scored_folder, tmp_path: Path) -> None:
+    data, pred_dir, _ = scored_folder
+    text = report.predict_report(pred_dir, data, out_dir=tmp_path / "r", viewers=False).read_text()
+    assert "viewers/" not in text and not (tmp_path / "r" / "viewers").exists()
 
 
 def test_report_rewrite_is_deterministic_and_drops_stale_figures(scored_folder) -> None:

@@ -189,7 +189,7 @@ def load_nifti(
     path = Path(path)
     img = _open(path, max_voxels)
     try:
-        # Reading the stored dtype and converting once is ~3x faster than get_fdata for int16 files.
+        # Read the stored dtype and convert once: get_fdata makes a float64 copy first (docs/speed.md).
         data = np.asanyarray(img.dataobj)
         if not isinstance(data, np.ndarray):
             data = np.asarray(data)
