@@ -25,6 +25,8 @@ HEADS: tuple[str, ...] = ("softmax", "sigmoid", "region")
 OUTPUT_ACTIVATIONS: tuple[str, ...] = ("softmax", "sigmoid")
 #: Anatomical planes and the RAS axis normal to each (arrays are RAS-oriented, see CONVENTIONS.md).
 PLANE_AXES: dict[str, int] = {"sagittal": 0, "coronal": 1, "axial": 2}
+#: The planes in the order figures, cards and menus list them.
+PLANES: tuple[str, ...] = ("axial", "coronal", "sagittal")
 
 
 def region_index(region: str) -> int:

@@ -21,11 +21,11 @@ import nibabel as nib
 import numpy as np
 
 from brainseg_tf.arrays import check_spacing
-from brainseg_tf.conventions import PLANE_AXES
+from brainseg_tf.conventions import PLANE_AXES, PLANES
 
 __all__ = ["PLANES", "DisplayGeometry", "default_affine", "display_slice", "edge_letters"]
 
-PLANES: tuple[str, ...] = ("axial", "coronal", "sagittal")
+
 _PLANE_OF_RAS_AXIS = {axis: plane for plane, axis in PLANE_AXES.items()}
 
 
