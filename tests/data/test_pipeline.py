@@ -8,18 +8,14 @@ class. Uniform draws can also contain tumour by chance; they are not counted.
 from __future__ import annotations
 
 import gc
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import write_toy_dataset
 
-sys.path.insert(0, str(Path(__file__).parent))
-from helpers import write_toy_dataset  # noqa: E402
-
-from brainseg_tf.data.cache import build_cache, open_cache  # noqa: E402
-from brainseg_tf.data.pipeline import PatchSampler, patch_dataset, slice_dataset, volume_dataset  # noqa: E402
+from brainseg_tf.data.cache import build_cache, open_cache
+from brainseg_tf.data.pipeline import PatchSampler, patch_dataset, slice_dataset, volume_dataset
 
 
 @pytest.fixture(scope="module")
