@@ -13,14 +13,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-__all__ = ["progress", "progress_line", "PROGRESS_SECONDS"]
+__all__ = ["progress", "progress_line", "clock_text", "PROGRESS_SECONDS"]
 
 T = TypeVar("T")
 #: Seconds between two progress lines where output is not a terminal.
 PROGRESS_SECONDS = 20.0
 
 
-def _clock_text(seconds: float) -> str:
+def clock_text(seconds: float) -> str:
+    """``h:mm:ss`` of a number of seconds (negative as 0)."""
     seconds = max(int(round(seconds)), 0)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
@@ -29,9 +30,9 @@ def progress_line(desc: str, done: int, total: int | None, elapsed: float, unit:
     """``desc: done/total units (pct) rate units/s ETA h:mm:ss`` (``?`` where the total is unknown)."""
     rate = done / elapsed if elapsed > 0 else 0.0
     if total:
-        eta = _clock_text((total - done) / rate) if rate > 0 else "?"
+        eta = clock_text((total - done) / rate) if rate > 0 else "?"
         return f"{desc}: {done}/{total} {unit}s ({100 * done // total}%) {rate:.2f} {unit}s/s ETA {eta}"
-    return f"{desc}: {done} {unit}s {rate:.2f} {unit}s/s elapsed {_clock_text(elapsed)}"
+    return f"{desc}: {done} {unit}s {rate:.2f} {unit}s/s elapsed {clock_text(elapsed)}"
 
 
 def progress(
@@ -56,20 +57,21 @@ def progress(
         disable: show nothing.
         leave: keep the terminal bar after the loop.
         interval: seconds between plain lines.
-        stream: where to write (default ``sys.stderr``).
+        stream: where to write lines (default: a tqdm bar on ``sys.stderr`` where it is a terminal,
+            else plain lines on ``sys.stdout``, which a notebook shows as ordinary output, not red).
         clock: monotonic seconds (tests pass a fake one).
     """
-    out = stream or sys.stderr
     if total is None and hasattr(iterable, "__len__"):
         total = len(iterable)  # type: ignore[arg-type]
     if disable:
         yield from iterable
         return
-    if stream is None and getattr(out, "isatty", lambda: False)():
+    if stream is None and getattr(sys.stderr, "isatty", lambda: False)():
         from tqdm import tqdm
 
         yield from tqdm(iterable, desc=desc, unit=unit, total=total, leave=leave)
         return
+    out = stream or sys.stdout
     start = last = clock()
     done, printed = 0, False
     for item in iterable:
@@ -80,4 +82,4 @@ def progress(
             print(progress_line(desc, done, total, now - start, unit), file=out, flush=True)
             last, printed = now, True
     if printed:
-        print(f"{desc}: {done} {unit}s done in {_clock_text(clock() - start)}", file=out, flush=True)
+        print(f"{desc}: {done} {unit}s done in {clock_text(clock() - start)}", file=out, flush=True)

@@ -102,26 +102,34 @@ def _stderr_fd_captured(lines: list[str]) -> Iterator[None]:
     except OSError:  # no descriptor 2 (an embedded interpreter): nothing to capture
         yield
         return
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
+    try:
+        with tempfile.TemporaryFile() as tmp:
+            os.dup2(tmp.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                tmp.seek(0)
+                lines.extend(tmp.read().decode(errors="replace").splitlines())
+    finally:
+        os.close(saved)
+
+
+def _grow_gpu_memory(tf: Any) -> None:
+    """Shared Colab/Kaggle GPUs: let memory grow instead of grabbing it all (a no-op once the GPU
+    is initialised, which raises RuntimeError)."""
+    for gpu in tf.config.list_physical_devices("GPU"):
         try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            lines.extend(tmp.read().decode(errors="replace").splitlines())
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass
 
 
 def _first_tensorflow_op() -> Any:
     import tensorflow as tf
 
-    for gpu in tf.config.list_physical_devices("GPU"):  # shared Colab/Kaggle GPUs: grow, don't grab
-        try:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:
-            pass
+    _grow_gpu_memory(tf)
     (tf.constant(1) + 1).numpy()  # the first op prints the rest of the start-up log
     return tf
 
@@ -162,6 +170,7 @@ def setup(*, mixed_precision: str = "auto", seed: int | None = 0, verbose: bool 
         ``{"platform", "tensorflow", "keras", "gpus", "policy"}``.
     """
     tf = start_tensorflow()
+    _grow_gpu_memory(tf)  # also where TensorFlow was imported before setup()
     import keras
 
     gpus = tf.config.list_physical_devices("GPU")

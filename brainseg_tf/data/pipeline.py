@@ -85,9 +85,10 @@ _AUTOTUNE = tf.data.AUTOTUNE
 # arguments shared by the builders
 # ---------------------------------------------------------------------------------------------
 def _global_batch(global_batch_size: Any, batch_size: Any, default: int) -> int:
-    """The checked global batch size; ``batch_size`` is its deprecated alias."""
+    """The checked global batch size (``default`` when neither is given); ``batch_size`` is its
+    deprecated alias."""
     if batch_size is not None:
-        if global_batch_size not in (default, batch_size):
+        if global_batch_size is not None:
             raise ValueError(
                 f"batch_size={batch_size!r} is the deprecated alias of global_batch_size="
                 f"{global_batch_size!r}: pass global_batch_size only"
@@ -98,7 +99,7 @@ def _global_batch(global_batch_size: Any, batch_size: Any, default: int) -> int:
             stacklevel=3,
         )
         global_batch_size = batch_size
-    return int(check_int("global_batch_size", global_batch_size))
+    return int(check_int("global_batch_size", default if global_batch_size is None else global_batch_size))
 
 
 def _channels(modalities: Sequence[str]) -> list[int]:
@@ -295,7 +296,7 @@ def patch_dataset(
     source: Any,
     *,
     patch_size: Sequence[int] = (128, 128, 128),
-    global_batch_size: int = 2,
+    global_batch_size: int | None = None,
     modalities: Sequence[str] = MODALITIES,
     target: str = "classes",
     foreground_fraction: float = 1 / 3,
@@ -318,7 +319,7 @@ def patch_dataset(
         source: dataset folder, ``Dataset``, cache path or ``Cache``.
         patch_size: ``(px, py, pz)`` voxels, e.g. ``(128, 128, 128)`` or ``(160, 160, 16)``; may
             exceed the brain box (zero-padded) but not the scan grid.
-        global_batch_size: batch over all replicas (split over them under ``tf.distribute``).
+        global_batch_size: batch over all replicas (split over them under ``tf.distribute``); default 2.
         modalities: channel names, in the order wanted, from ``(flair, t1, t1ce, t2)``.
         target: ``"classes"`` (one-hot, 4), ``"regions"`` (WT, TC, ET) or ``"labels"`` (uint8).
         foreground_fraction: share of patches centred on a tumour voxel (default 1/3, nnU-Net).
@@ -515,7 +516,7 @@ def slice_dataset(
     slices: Any = "all",
     size: Sequence[int] | None = (128, 128),
     crop: bool = True,
-    global_batch_size: int = 16,
+    global_batch_size: int | None = None,
     modalities: Sequence[str] = MODALITIES,
     target: str = "classes",
     augment: Any = None,
@@ -543,7 +544,7 @@ def slice_dataset(
         size: ``(H, W)`` to resize to (bilinear images, nearest labels), or ``None`` to keep
             the slice shape (then every selected case must have the same in-plane shape).
         crop: slice the brain-box crop (default) or the native grid (a cache is pasted back).
-        global_batch_size: batch over all replicas.
+        global_batch_size: batch over all replicas; default 16.
         modalities, target, sample_weights, seed, max_cases, case_ids, repeat, preprocess: as
             in :func:`patch_dataset`.
         augment: as in :func:`patch_dataset` with 2D ops; default ``None`` (off).
@@ -596,7 +597,7 @@ def _volume_shape(
 def volume_dataset(
     source: Any,
     *,
-    global_batch_size: int = 1,
+    global_batch_size: int | None = None,
     modalities: Sequence[str] = MODALITIES,
     target: str | None = "classes",
     shape: Sequence[int] | None = None,
@@ -621,7 +622,7 @@ def volume_dataset(
 
     Args:
         source: dataset folder, ``Dataset``, cache path or ``Cache``.
-        global_batch_size: volumes per batch (over all replicas).
+        global_batch_size: volumes per batch (over all replicas); default 1.
         modalities: channel names.
         target: ``"classes"``, ``"regions"``, ``"labels"`` or ``None`` (images only, e.g.
             unlabelled cases).

@@ -25,6 +25,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from brainseg_tf.arrays import bbox
 from brainseg_tf.checks import check_int
 from brainseg_tf.conventions import FOREGROUND_CLASSES
 
@@ -175,15 +176,10 @@ def brain_bbox(image: np.ndarray, margin: int = 0) -> Box:
     if image.ndim not in (3, 4):
         raise ValueError(f"image has shape {image.shape}; expected (X, Y, Z) or (X, Y, Z, C)")
     mask = nonzero_mask(image)
-    box = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        hits = np.flatnonzero(mask.any(axis=other))
-        n = mask.shape[axis]
-        if hits.size == 0:
-            return tuple((0, int(s)) for s in mask.shape)
-        box.append((max(int(hits[0]) - margin, 0), min(int(hits[-1]) + 1 + margin, n)))
-    return tuple(box)
+    box = bbox(mask, pad=margin)
+    if box is None:
+        return tuple((0, int(s)) for s in mask.shape)
+    return tuple((s.start, s.stop) for s in box)
 
 
 def crop_to_box(array: np.ndarray, box: Box) -> np.ndarray:

@@ -17,6 +17,7 @@ from typing import Any
 import keras
 
 from brainseg_tf import atomic
+from brainseg_tf.progress import clock_text
 from brainseg_tf.training import compat
 
 __all__ = [
@@ -164,16 +165,11 @@ class EpochProgbar(keras.callbacks.ProgbarLogger):
         self.epochs = self.total_epochs
 
 
-def _clock_text(seconds: float) -> str:
-    seconds = max(int(round(seconds)), 0)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
 def format_progress(epoch: int, epochs: int, step: int, steps: int | None, loss: float | None, rate: float) -> str:
     """One progress line: ``epoch 3/15 step 40/100 loss 0.4321 1.23 steps/s ETA 0:00:48`` (1-based
     epoch and step; ``ETA`` is the rest of this epoch, ``?`` when the step count is unknown)."""
     total = "?" if not steps else str(steps)
-    eta = _clock_text((steps - step) / rate) if steps and rate > 0 else "?"
+    eta = clock_text((steps - step) / rate) if steps and rate > 0 else "?"
     loss_text = "nan" if loss is None or not math.isfinite(loss) else f"{loss:.4f}"
     return f"epoch {epoch}/{epochs} step {step}/{total} loss {loss_text} {rate:.2f} steps/s ETA {eta}"
 

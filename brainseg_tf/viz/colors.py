@@ -19,6 +19,7 @@ __all__ = [
     "LABEL_NAMES",
     "REGION_COLOURS",
     "REGION_NAMES",
+    "REGION_OPACITY",
     "ERROR_COLOURS",
     "ERROR_NAMES",
     "CURVE_COLOURS",
@@ -44,6 +45,8 @@ REGION_COLOURS: dict[str, tuple[float, float, float]] = {
     "ET": LABEL_COLOURS[3],
 }
 REGION_NAMES: dict[str, str] = {"WT": "WT (whole tumour)", "TC": "TC (tumour core)", "ET": "ET (enhancing tumour)"}
+#: Opacity of nested 3D region surfaces: outer ones more transparent, so the core shows through.
+REGION_OPACITY: dict[str, float] = {"WT": 0.22, "TC": 0.5, "ET": 0.85}
 # Error-map colours, chosen apart from the label colours so the two legends cannot be confused.
 ERROR_COLOURS: dict[str, tuple[float, float, float]] = {
     "TP": (0.00, 0.80, 0.80),

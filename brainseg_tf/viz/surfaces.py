@@ -14,7 +14,7 @@ from matplotlib.patches import Patch
 from brainseg_tf.arrays import bbox, region_mask
 from brainseg_tf.checks import check_int
 from brainseg_tf.conventions import REGIONS
-from brainseg_tf.viz.colors import REGION_COLOURS, REGION_NAMES, region_legend_handles
+from brainseg_tf.viz.colors import REGION_COLOURS, REGION_NAMES, REGION_OPACITY, region_legend_handles
 from brainseg_tf.viz.figures import DEFAULT_DPI, save_figure
 from brainseg_tf.viz.geometry import DisplayGeometry
 from brainseg_tf.viz.panels import check_label
@@ -23,7 +23,6 @@ __all__ = ["region_meshes", "surface_3d"]
 
 Mesh = tuple[np.ndarray, np.ndarray]  # vertices (V, 3) float mm, faces (F, 3) int
 # Opacity of each region in the nested view: the outer ones faint so the inner ones show.
-_NESTED_ALPHA = {"WT": 0.22, "TC": 0.5, "ET": 0.85}
 
 
 def _surface(mask: np.ndarray, spacing: Sequence[float], step: int, smooth: float) -> Mesh | None:
@@ -226,7 +225,7 @@ def surface_3d(
         ax = fig.add_subplot(1, len(panels), p + 1, projection="3d")
         with_brain = p == 0 and brain_mesh is not None
         drawn = [(brain_mesh, (0.6, 0.6, 0.6), 0.06)] if with_brain else []
-        drawn += [(meshes[r], REGION_COLOURS[r], _NESTED_ALPHA[r] if len(members) > 1 else 0.9) for r in members]
+        drawn += [(meshes[r], REGION_COLOURS[r], REGION_OPACITY[r] if len(members) > 1 else 0.9) for r in members]
         _draw_meshes(ax, drawn, whole if with_brain else zoom, light, view)
         ax.set_title(name, fontsize=9)
     handles = region_legend_handles(list(meshes)) or [Patch(facecolor="white", label="no tumour")]

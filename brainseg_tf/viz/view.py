@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,13 +35,11 @@ import numpy as np
 from brainseg_tf.arrays import bbox
 from brainseg_tf.checks import check_int
 from brainseg_tf.conventions import CLASS_NAMES, FOREGROUND_CLASSES, MODALITIES
-from brainseg_tf.viz.colors import LABEL_COLOURS, REGION_COLOURS
+from brainseg_tf.viz.colors import LABEL_COLOURS, REGION_COLOURS, REGION_OPACITY
+from brainseg_tf.viz.geometry import DisplayGeometry
 from brainseg_tf.viz.surfaces import region_meshes
 
 __all__ = ["Viewer", "view", "view_html"]
-
-# Outer regions more transparent, so the nested core and enhancing tumour show through.
-_REGION_OPACITY = {"WT": 0.22, "TC": 0.45, "ET": 0.85}
 
 
 @dataclass(frozen=True)
@@ -71,10 +70,9 @@ class Viewer:
 
 def _to_ras(arr: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``arr`` (spatial axes first) reordered and flipped to RAS, with the matching affine."""
-    ornt = nib.orientations.io_orientation(affine)
-    ras = nib.orientations.apply_orientation(arr, ornt)
-    aff = affine @ nib.orientations.inv_ornt_aff(ornt, arr.shape[:3])
-    return np.ascontiguousarray(ras), aff
+    geom = DisplayGeometry.make(arr.shape[:3], affine, None)
+    aff = affine @ nib.orientations.inv_ornt_aff(geom.ornt, arr.shape[:3])
+    return np.ascontiguousarray(geom.to_ras(arr)), aff
 
 
 def _to_uint8(vol: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -140,7 +138,7 @@ def _traces(brain: np.ndarray, masks: dict[str, np.ndarray], affine: np.ndarray,
                     spacing,
                     f"{region} ({source})",
                     _rgb(REGION_COLOURS[region]),
-                    _REGION_OPACITY[region],
+                    REGION_OPACITY[region],
                     source,
                 )
             )
@@ -304,12 +302,13 @@ def view(
 def _page(data: dict, title: str) -> str:
     from plotly.offline import get_plotlyjs
 
-    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
-    return (
-        _TEMPLATE.replace("__TITLE__", html.escape(title))
-        .replace("__PLOTLY__", get_plotlyjs())
-        .replace("__DATA__", payload)
-    )
+    parts = {
+        "TITLE": html.escape(title),
+        "PLOTLY": get_plotlyjs(),
+        "DATA": json.dumps(data, separators=(",", ":")).replace("</", "<\\/"),
+    }
+    # one pass, so nothing substituted is searched again (a title holding "__DATA__" stays text)
+    return re.sub(r"__(TITLE|PLOTLY|DATA)__", lambda m: parts[m.group(1)], _TEMPLATE)
 
 
 _TEMPLATE = """<!DOCTYPE html>
@@ -396,7 +395,9 @@ function planes() {
     s.addEventListener("input", () => { st.pos[p.axis] = +s.value; drawAll(); });
     cv.addEventListener("click", ev => {
       const r = cv.getBoundingClientRect();
-      const c = Math.floor((ev.clientX - r.left) / r.width * p.w), rr = Math.floor((ev.clientY - r.top) / r.height * p.h);
+      const clamp = (v, n) => Math.min(Math.max(v, 0), n - 1);
+      const c = clamp(Math.floor((ev.clientX - r.left) / r.width * p.w), p.w);
+      const rr = clamp(Math.floor((ev.clientY - r.top) / r.height * p.h), p.h);
       const v = p.vox(c, rr, st.pos[p.axis]);
       for (let i = 0; i < 3; i++) if (i !== p.axis) st.pos[i] = v[i];
       drawAll();

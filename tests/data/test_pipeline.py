@@ -283,8 +283,10 @@ def test_batch_size_is_a_deprecated_alias_of_global_batch_size(toy):
         assert volume_dataset(h5, batch_size=3).element_spec[0].shape[0] == 3
     with pytest.warns(DeprecationWarning):
         assert slice_dataset(h5, batch_size=5).element_spec[0].shape[0] == 5
-    with pytest.raises(ValueError, match="global_batch_size"):
-        patch_dataset(h5, patch_size=(16, 16, 16), global_batch_size=4, batch_size=3)
+    for both in (4, 2):  # both given is refused, even with the default value
+        with pytest.raises(ValueError, match="global_batch_size"):
+            patch_dataset(h5, patch_size=(16, 16, 16), global_batch_size=both, batch_size=3)
+    assert patch_dataset(h5, patch_size=(16, 16, 16), augment=None).element_spec[0].shape[0] == 2  # the default
 
 
 def test_region_targets_follow_the_region_conventions():

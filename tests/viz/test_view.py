@@ -130,3 +130,10 @@ def test_cli_view_of_a_real_case_is_offline_and_small(real_brats2018, tmp_path, 
     got = _unpack(data["labels"]["prediction"], data["shape"])
     assert int((got == 3).sum()) == int(((case.label == 1) | (case.label == 3)).sum())
     assert cli.main(["view", "--case", str(case_dir), "--out", str(tmp_path / "view.png")]) == 2
+
+
+def test_a_title_is_text_whatever_it_holds(case_dir):
+    case = io.read_case(case_dir)
+    page = viz.view_html(case.image, case.affine, title="__DATA__ </script><b>x").html
+    assert page.count("const D = {") == 1 and "<title>__DATA__ &lt;/script&gt;&lt;b&gt;x</title>" in page
+    assert _data(page)["shape"]
