@@ -14,8 +14,9 @@ one beside every export; :mod:`brainseg_tf.inference` reads it and nothing else.
   ``window`` say ``roi``, read as ``window``);
 * ``preprocessing``: exactly as trained (brain crop, margin, z-score, RAS reorientation,
   resampling spacing, 2D resize and plane);
-* ``postprocessing``: ET-to-NCR volume, smallest kept component, regions kept to their largest
-  component (chosen on validation by :mod:`brainseg_tf.postprocessing`), region threshold;
+* ``postprocessing``: ET-to-NCR volume, smallest kept component of WT, TC and ET, regions kept to
+  their largest component (chosen on validation by :mod:`brainseg_tf.postprocessing`, with the
+  evidence), region threshold;
 * ``inference``: how ``predict`` slides its window, as validation ran it: windows of ``window`` or
   planned ones (``"auto"``: the largest windows within a voxel budget), and the overlap;
 * ``label_convention``: the training data's source convention (``"brats"``, ``"msd"``, ...);
@@ -42,11 +43,12 @@ from typing import Any
 
 from brainseg_tf import atomic
 from brainseg_tf.checks import is_int, is_number
-from brainseg_tf.conventions import CLASS_NAMES, HEADS, MODALITIES, REGIONS
+from brainseg_tf.conventions import CLASS_NAMES, HEADS, MODALITIES, PLANES, REGIONS
 
 __all__ = [
     "CARD_FILE",
     "CARD_VERSION",
+    "READABLE_VERSIONS",
     "ModelCard",
     "Preprocessing",
     "Postprocessing",
@@ -59,8 +61,11 @@ __all__ = [
 ]
 
 CARD_FILE = "brainseg_model.json"
-CARD_VERSION = 2
-PLANES = ("axial", "coronal", "sagittal")
+CARD_VERSION = 3
+#: Card formats this version reads: 3 as is; 2 (``roi`` for ``window``, no TC/ET component sizes or
+#: selection evidence) read into 3; 1 and legacy run records through :func:`migrate`.
+READABLE_VERSIONS = (1, 2, 3)
+
 WINDOWS = ("patch", "auto")
 
 
@@ -107,7 +112,7 @@ class Postprocessing:
 
     The rules are applied in a fixed order (:data:`brainseg_tf.postprocessing.ORDER`): the
     largest component of each region in ``largest_component`` (WT, TC, ET), then small WT
-    components, then small ET. :func:`brainseg_tf.postprocessing.select` chooses them on
+    components, then small ET, then small TC and ET components. :func:`brainseg_tf.postprocessing.select` chooses them on
     validation data; ``docs/postprocessing.md`` defines each.
 
     Attributes:
@@ -116,12 +121,21 @@ class Postprocessing:
         region_threshold: probability threshold of sigmoid / region heads.
         largest_component: regions (``"WT"``, ``"TC"``, ``"ET"``) reduced to their largest
             connected component (empty: off). Cards written before this field load with it empty.
+        min_component_voxels_tc: tumour-core components smaller than this become ED (0: off).
+        min_component_voxels_et: ET components smaller than this become NCR (0: off). Cards
+            written before these two fields load with them off.
+        evidence: what the selection measured (the rule, cases, and per kept rule its mean gain and
+            the cases improved / worsened / unchanged); informational, ignored when comparing
+            sections and by ``predict``; empty for hand-set rules and older cards.
     """
 
     et_min_voxels: int = 0
     min_component_voxels: int = 0
     region_threshold: float = 0.5
     largest_component: list[str] = field(default_factory=list)
+    min_component_voxels_tc: int = 0
+    min_component_voxels_et: int = 0
+    evidence: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass
@@ -284,7 +298,7 @@ class ModelCard:
 
     def _check_postprocessing(self) -> None:
         post = self.postprocessing
-        for key in ("et_min_voxels", "min_component_voxels"):
+        for key in ("et_min_voxels", "min_component_voxels", "min_component_voxels_tc", "min_component_voxels_et"):
             v = getattr(post, key)
             if not (is_int(v) and v >= 0):
                 self._bad(f"postprocessing.{key}", v, "must be a non-negative integer")
@@ -300,6 +314,9 @@ class ModelCard:
         ):
             self._bad("postprocessing.largest_component", regions, f"must list distinct regions from {list(REGIONS)}")
         post.largest_component = sorted((str(r).upper() for r in regions), key=REGIONS.index)
+        if not isinstance(post.evidence, Mapping):
+            self._bad("postprocessing.evidence", post.evidence, "must be a JSON object")
+        post.evidence = dict(post.evidence)
 
     # -- JSON ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -312,21 +329,28 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str | os.PathLike | None = None) -> ModelCard:
-        """A card from its JSON dict (version 2; older versions go through :func:`migrate`).
+        """A card from its JSON dict (version 3; version 2 read into 3; older go through :func:`migrate`).
 
-        A version-2 card written before the field was named ``window`` says ``roi``: read as ``window``.
+        A version-2 card says ``roi`` for ``window`` and has no TC/ET component sizes or evidence
+        (their defaults: off, none). A card of a newer format than this toolkit reads is refused.
         """
         where = f"{source}: " if source is not None else ""
         if not isinstance(data, Mapping):
             raise CardError(f"{where}a model card must be a JSON object")
         version = data.get("format_version")
-        if version != CARD_VERSION:
+        if is_int(version) and version > CARD_VERSION:
+            raise CardError(
+                f"{where}model card format {version} was written by a newer brainseg_tf; this version "
+                f"({_package_version()}) reads formats {', '.join(map(str, READABLE_VERSIONS))}: upgrade brainseg_tf"
+            )
+        if version not in (2, CARD_VERSION):
             return migrate(data, source)
         data = dict(data)
-        if "roi" in data:
+        if version == 2 and "roi" in data:
             if "window" in data:
                 raise CardError(f"{where}the model card has both 'window' and its old name 'roi'")
             data["window"] = data.pop("roi")
+        data["format_version"] = CARD_VERSION
         known = {f.name for f in dataclasses.fields(cls)} | {"outputs"}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -464,8 +488,14 @@ def _legacy_postprocessing(post: Mapping[str, Any]) -> Postprocessing:
     )
 
 
+def _package_version() -> str:
+    from brainseg_tf import __version__
+
+    return __version__
+
+
 def migrate(data: Mapping[str, Any], source: str | os.PathLike | None = None) -> ModelCard:
-    """The one explicit migration: a version-2 card from an older record.
+    """The one explicit migration: a current card from an older record.
 
     Reads (a) a run directory's ``config.json`` of versions <= 0.1 (the resolved recipe with an
     ``"inference"`` block) and (b) version-1 export metadata (``brainseg_model.json`` with
@@ -537,7 +567,10 @@ def migrate(data: Mapping[str, Any], source: str | os.PathLike | None = None) ->
             provenance=Provenance(package_version=str(data.get("brainseg_tf_version")) + " (migrated)"),
         )
     else:
-        raise CardError(f"{where}not a model card (no format_version {CARD_VERSION}, no legacy 'inference' block)")
+        raise CardError(
+            f"{where}not a model card (format_version {data.get('format_version')!r}; this version reads "
+            f"{', '.join(map(str, READABLE_VERSIONS))} and legacy run records with an 'inference' block)"
+        )
     for key in ("modalities", "head"):
         if fields.get(key) in (None, "None"):
             raise CardError(f"{where}the legacy record has no {key!r}; pass it explicitly")

@@ -118,6 +118,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cv(args: argparse.Namespace) -> int:
+    if not args.config.is_file():  # before importing TensorFlow
+        raise FileNotFoundError(f"{args.config}: recipe not found")
+    from brainseg_tf.training.crossval import cross_validate
+
+    result = cross_validate(
+        args.config, run_dir=args.run_dir, folds=args.folds, checkpoint=args.checkpoint, overwrite=args.overwrite
+    )
+    print(
+        f"run directory: {result.run_dir} ({'out-of-fold measure in oof/' if result.completed else 're-run to continue'})"
+    )
+    return 0
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     from brainseg_tf import plan
 
@@ -190,7 +204,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.min_component_voxels is not None:
         kwargs["min_component_voxels"] = args.min_component_voxels
     if args.no_postprocessing:
-        kwargs.update(et_min_voxels=0, min_component_voxels=0, largest_component=())
+        kwargs.update(
+            et_min_voxels=0,
+            min_component_voxels=0,
+            largest_component=(),
+            min_component_voxels_tc=0,
+            min_component_voxels_et=0,
+        )
     if args.uncertainty is not None:
         kwargs["uncertainty"] = args.uncertainty
     model = args.model[0] if len(args.model) == 1 else list(args.model)
@@ -296,10 +316,10 @@ def _cmd_view(args: argparse.Namespace) -> int:
 
     if args.out.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"--out {args.out}: the viewer is an HTML page; name it .html")
-    viewer = view(args.case, pred=args.pred, uncertainty=args.uncertainty, out=args.out, mesh_step=args.mesh_step)
+    view(args.case, pred=args.pred, uncertainty=args.uncertainty, out=args.out, mesh_step=args.mesh_step)
     size = args.out.stat().st_size / 2**20
     print(f"viewer: {args.out} ({size:.1f} MiB; self-contained, opens offline in any browser)")
-    return 0 if viewer else 1
+    return 0
 
 
 # ---------------------------------------------------------------- survival (brainseg survival ...)
@@ -526,6 +546,18 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_train)
 
 
+def _add_cv_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "cv", help="out-of-fold measure: train K folds (fixed steps), predict each case with the fold that held it out"
+    )
+    p.add_argument("--config", type=Path, required=True, help="JSON recipe (see configs/)")
+    p.add_argument("--run-dir", type=Path, default=None, help="run directory (default runs/<config name>)")
+    p.add_argument("--folds", type=int, default=None, metavar="K", help="folds (default: the recipe's split.folds)")
+    p.add_argument("--checkpoint", choices=["best", "final"], default="best", help="each fold's model (default best)")
+    p.add_argument("--overwrite", action="store_true", help="predict every case again")
+    p.set_defaults(func=_cmd_cv)
+
+
 def _add_plan_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="patch and batch size of a recipe that fit an accelerator's memory")
     p.add_argument("--config", required=True, help="JSON recipe (path or name in configs/)")
@@ -711,6 +743,7 @@ _SUBCOMMANDS = (
     _add_preprocess_parser,
     _add_evaluate_parser,
     _add_train_parser,
+    _add_cv_parser,
     _add_plan_parser,
     _add_predict_parser,
     _add_select_postprocessing_parser,

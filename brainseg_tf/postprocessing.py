@@ -13,15 +13,28 @@ and :func:`apply` applies them:
 2. ``remove_small`` (WT): whole-tumour components with fewer than ``min_voxels`` voxels -> BG.
 3. ``et_to_ncr``: when a case's total ET volume is in ``(0, min_voxels)`` voxels it becomes NCR
    (a few ET voxels in a case without ET cost the whole ET Dice under the legacy empty-mask rule).
+4. ``remove_small`` of TC, then ET: components of the region with fewer than ``min_voxels``
+   voxels are demoted as above (TC -> ED, ET -> NCR). Unlike the largest component, these keep
+   every sizeable lesion of a multifocal tumour. They come last so that a rule that already
+   existed is preferred where both would do the same.
 
-:func:`select` is nnU-Net's greedy rule: score the predictions (mean over cases of the Dice per
-region, legacy BraTS empty-mask rule: both empty -> 1; then the mean over WT, TC, ET), try each
-candidate on top of the rules kept so far, and keep it only when the mean Dice improves by more
-than :data:`EPSILON`. Sizes come from the fixed grid :data:`SIZE_GRID_MM3` (mm^3, converted to
-voxels with the voxel volume); the best size of a grid is tried, the smallest on ties. Nothing is
-random, and nothing is tuned by hand. The chosen rules are recorded in the model card
-(:class:`brainseg_tf.card.Postprocessing`, :func:`record`) and applied by ``brainseg predict``
-(:func:`brainseg_tf.inference.postprocess`). ``docs/postprocessing.md`` has the full definitions.
+:func:`select` is nnU-Net's greedy rule with a guard against noise. Score the predictions (mean
+over cases of the Dice per region, legacy BraTS empty-mask rule: both empty -> 1; then the mean
+over WT, TC, ET), try each candidate on top of the rules kept so far (of a size grid, the size with
+the highest mean Dice, the smallest on ties), and **keep it only when both**
+
+* the mean Dice rises by more than :data:`EPSILON`, and
+* it improves more cases than it worsens: a case improves (worsens) when its own mean Dice over
+  the scored regions rises (falls) at all; cases it leaves unchanged count for neither side.
+
+A rule that raises the mean through a large gain on one case while it hurts most cases is
+refused: on few cases such a gain is as likely to be noise as signal. The rule was written before
+any run that it decides (docs/postprocessing.md). Sizes come from the fixed grid
+:data:`SIZE_GRID_MM3` (mm^3, converted to voxels with the voxel volume). Nothing is random, and
+nothing is tuned by hand. The chosen rules, with their evidence (mean gain; cases improved,
+worsened, unchanged), are recorded in the model card (:class:`brainseg_tf.card.Postprocessing`,
+:func:`record`) and applied by ``brainseg predict`` (:func:`brainseg_tf.inference.postprocess`).
+``docs/postprocessing.md`` has the full definitions.
 """
 
 from __future__ import annotations
@@ -41,11 +54,13 @@ from brainseg_tf.arrays import bbox, region_mask
 from brainseg_tf.card import CARD_FILE, ModelCard, Postprocessing
 from brainseg_tf.checks import check_int, check_number
 from brainseg_tf.conventions import REGIONS, region_index
+from brainseg_tf.evaluation import region_dice
 
 __all__ = [
     "KINDS",
     "ORDER",
     "EPSILON",
+    "SELECTION_RULE",
     "SIZE_GRID_MM3",
     "SELECTION_FILE",
     "Rule",
@@ -59,6 +74,7 @@ __all__ = [
     "size_grid",
     "default_candidates",
     "mean_dice",
+    "case_changes",
     "select",
     "select_for_folders",
     "record",
@@ -72,13 +88,22 @@ ORDER: tuple[tuple[str, str], ...] = (
     ("largest_component", "ET"),
     ("remove_small", "WT"),
     ("et_to_ncr", "ET"),
+    ("remove_small", "TC"),
+    ("remove_small", "ET"),
 )
-#: A candidate is kept only when the mean Dice over WT/TC/ET rises by more than this.
+#: A candidate is kept only when the mean Dice over WT/TC/ET rises by more than this (and it
+#: improves more cases than it worsens: :data:`SELECTION_RULE`).
 EPSILON = 1e-4
 #: Sizes tried by ``remove_small`` and ``et_to_ncr``, in mm^3 (voxels at 1 mm isotropic).
 SIZE_GRID_MM3: tuple[float, ...] = (10.0, 50.0, 100.0, 250.0, 500.0, 1000.0)
 SELECTION_FILE = "postprocessing.json"
 EMPTY_RULE = "legacy BraTS empty-mask rule (both empty: Dice 1; one empty: Dice 0)"
+SELECTION_RULE = (
+    "a candidate is kept when the mean Dice over the regions rises by more than epsilon and it improves "
+    "more cases than it worsens (per-case mean Dice over the regions)"
+)
+#: The card field holding the size of each region's ``remove_small`` rule.
+_SMALL_FIELD = {"WT": "min_component_voxels", "TC": "min_component_voxels_tc", "ET": "min_component_voxels_et"}
 # The label a voxel takes when it leaves a region but stays in the enclosing one.
 _DEMOTED = {"WT": 0, "TC": 2, "ET": 1}
 
@@ -155,8 +180,8 @@ class Rule:
 
     Attributes:
         kind: ``"largest_component"``, ``"remove_small"`` or ``"et_to_ncr"``.
-        region: ``"WT"``, ``"TC"`` or ``"ET"`` for ``largest_component``; ``remove_small`` acts
-            on WT and ``et_to_ncr`` on ET (the regions the card records them for).
+        region: ``"WT"``, ``"TC"`` or ``"ET"`` for ``largest_component`` and ``remove_small``
+            (default WT); ``et_to_ncr`` acts on ET.
         min_voxels: size in voxels of ``remove_small``/``et_to_ncr`` (>= 1); 0 for
             ``largest_component``.
 
@@ -171,10 +196,10 @@ class Rule:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind={self.kind!r} is unknown; expected one of {list(KINDS)}")
-        fixed = {"remove_small": "WT", "et_to_ncr": "ET"}.get(self.kind)
-        if self.region is None and fixed is None:
+        fixed = {"et_to_ncr": "ET"}.get(self.kind)
+        if self.region is None and self.kind == "largest_component":
             raise ValueError(f"a {self.kind} rule needs region= (one of {list(REGIONS)})")
-        region = _region(self.region if self.region is not None else fixed)
+        region = _region(self.region if self.region is not None else (fixed or "WT"))
         if fixed is not None and region != fixed:
             raise ValueError(
                 f"region={self.region!r}: a {self.kind} rule acts on {fixed} (what the model card records)"
@@ -240,22 +265,27 @@ def apply(labels: np.ndarray, rules: Sequence[Rule] | Postprocessing) -> np.ndar
 def rules_from_card(post: Postprocessing) -> list[Rule]:
     """The rules a card's postprocessing section describes, in :data:`ORDER`."""
     rules = [Rule("largest_component", r) for r in post.largest_component]
-    if post.min_component_voxels > 0:
-        rules.append(Rule("remove_small", "WT", post.min_component_voxels))
+    for region, name in _SMALL_FIELD.items():
+        if getattr(post, name) > 0:
+            rules.append(Rule("remove_small", region, getattr(post, name)))
     if post.et_min_voxels > 0:
         rules.append(Rule("et_to_ncr", "ET", post.et_min_voxels))
     return _ordered(rules)
 
 
-def to_card(rules: Sequence[Rule], base: Postprocessing | None = None) -> Postprocessing:
-    """A card section holding exactly ``rules`` (the region threshold is kept from ``base``)."""
+def to_card(
+    rules: Sequence[Rule], base: Postprocessing | None = None, evidence: Mapping[str, Any] | None = None
+) -> Postprocessing:
+    """A card section holding exactly ``rules`` (the region threshold is kept from ``base``) and
+    the selection's ``evidence`` (informational; empty when not given)."""
     rules = _ordered(rules)
-    sizes = {r.kind: r.min_voxels for r in rules}
+    small = {str(r.region): r.min_voxels for r in rules if r.kind == "remove_small"}
     return Postprocessing(
-        et_min_voxels=sizes.get("et_to_ncr", 0),
-        min_component_voxels=sizes.get("remove_small", 0),
+        et_min_voxels=next((r.min_voxels for r in rules if r.kind == "et_to_ncr"), 0),
         region_threshold=0.5 if base is None else base.region_threshold,
         largest_component=[str(r.region) for r in rules if r.kind == "largest_component"],
+        evidence=dict(evidence or {}),
+        **{name: small.get(region, 0) for region, name in _SMALL_FIELD.items()},
     )
 
 
@@ -280,17 +310,35 @@ def default_candidates(voxel_volume: float = 1.0) -> list[list[Rule]]:
 # ----------------------------------------------------------------------------- selection
 
 
-def _case_dice(pred: np.ndarray, ref: np.ndarray, regions: Sequence[str]) -> dict[str, float]:
-    from brainseg_tf.evaluation import dice_score
-
-    return {r: dice_score(region_mask(ref, r), region_mask(pred, r)) for r in regions}
-
-
 def mean_dice(per_case: Mapping[str, Mapping[str, float]], regions: Sequence[str] = REGIONS) -> dict[str, float]:
     """Mean over cases per region, and ``"mean"`` over the regions (equal weight)."""
     out = {r: float(np.mean([scores[r] for scores in per_case.values()])) for r in regions}
     out["mean"] = float(np.mean([out[r] for r in regions]))
     return out
+
+
+def case_changes(
+    before: Mapping[str, Mapping[str, float]],
+    after: Mapping[str, Mapping[str, float]],
+    regions: Sequence[str] = REGIONS,
+) -> dict[str, int]:
+    """How many cases a rule improves, worsens and leaves unchanged.
+
+    Each case is judged by its own mean Dice over ``regions``: ``improved`` when it rises,
+    ``worsened`` when it falls, ``unchanged`` when it stays equal.
+
+    Args:
+        before: case id -> region -> Dice before the rule.
+        after: the same after the rule (the same case ids).
+
+    Returns:
+        ``{"improved": n, "worsened": n, "unchanged": n}``.
+    """
+    counts = {"improved": 0, "worsened": 0, "unchanged": 0}
+    for cid, scores in before.items():
+        delta = float(np.mean([after[cid][r] for r in regions])) - float(np.mean([scores[r] for r in regions]))
+        counts["improved" if delta > 0 else "worsened" if delta < 0 else "unchanged"] += 1
+    return counts
 
 
 @dataclass
@@ -303,7 +351,8 @@ class Selection:
         final: the same after the kept rules.
         steps: one record per candidate: ``rule`` (the best alternative), ``description``,
             ``tried`` (``[{"min_voxels", "mean"}]`` for a size grid), ``before``/``after`` (mean Dice
-            per region and ``"mean"``), ``change`` (after - before of the mean), ``kept``.
+            per region and ``"mean"``), ``change`` (after - before of the mean), ``cases``
+            (:func:`case_changes`: improved / worsened / unchanged), ``kept``.
         per_case: case id -> ``{"before": {region: Dice}, "after": {region: Dice}}``.
         regions: the regions scored.
         epsilon: the improvement a candidate had to exceed.
@@ -321,9 +370,15 @@ class Selection:
     voxel_volume: float = 1.0
     grid_voxels: list[int] = field(default_factory=list)
 
+    def evidence(self) -> dict[str, Any]:
+        """What the card records about the choice: the rule, the case count, and per kept rule its
+        mean gain and the cases it improved, worsened and left unchanged."""
+        kept = [{"rule": s["description"], "mean_gain": s["change"], **s["cases"]} for s in self.steps if s["kept"]]
+        return {"selection_rule": SELECTION_RULE, "epsilon": self.epsilon, "n_cases": len(self.per_case), "kept": kept}
+
     def postprocessing(self, base: Postprocessing | None = None) -> Postprocessing:
-        """The card section for the chosen rules (region threshold from ``base``)."""
-        return to_card(self.rules, base)
+        """The card section for the chosen rules (region threshold from ``base``) and :meth:`evidence`."""
+        return to_card(self.rules, base, self.evidence())
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -336,6 +391,7 @@ class Selection:
             "per_case": self.per_case,
             "regions": list(self.regions),
             "epsilon": self.epsilon,
+            "selection_rule": SELECTION_RULE,
             "voxel_volume_mm3": self.voxel_volume,
             "size_grid_mm3": list(SIZE_GRID_MM3),
             "size_grid_voxels": self.grid_voxels,
@@ -355,8 +411,9 @@ class Selection:
         head = " ".join(f"{r:>7}" for r in self.regions)
         lines = [
             f"postprocessing chosen on {len(self.per_case)} case(s): mean Dice per region ({EMPTY_RULE}); "
-            f"a candidate is kept when the mean over {'/'.join(self.regions)} rises by more than {self.epsilon:g}",
-            f"{'candidate':<36} {head} {'mean':>7} {'change':>8}  kept",
+            f"a candidate is kept when the mean over {'/'.join(self.regions)} rises by more than {self.epsilon:g} "
+            "and it improves more cases than it worsens (cases: improved/worsened/unchanged)",
+            f"{'candidate':<36} {head} {'mean':>7} {'change':>8} {'cases':>9}  kept",
             f"{'(none: baseline)':<36} "
             + " ".join(f"{self.baseline[r]:7.4f}" for r in self.regions)
             + f" {self.baseline['mean']:7.4f}",
@@ -366,7 +423,8 @@ class Selection:
             lines.append(
                 f"{step['description']:<36} "
                 + " ".join(f"{after[r]:7.4f}" for r in self.regions)
-                + f" {after['mean']:7.4f} {step['change']:+8.4f}  {'yes' if step['kept'] else 'no'}"
+                + f" {after['mean']:7.4f} {step['change']:+8.4f} {_counts_text(step['cases']):>9}"
+                + f"  {'yes' if step['kept'] else 'no'}"
             )
         chosen = "; ".join(r.describe() for r in self.rules) or "none"
         effect = ", ".join(f"{r} {self.final[r] - self.baseline[r]:+.4f}" for r in self.regions)
@@ -374,6 +432,10 @@ class Selection:
             f"chosen: {chosen} (effect on mean Dice: {effect}; mean {self.final['mean'] - self.baseline['mean']:+.4f})"
         )
         return "\n".join(lines)
+
+
+def _counts_text(cases: Mapping[str, int]) -> str:
+    return f"{cases['improved']}/{cases['worsened']}/{cases['unchanged']}"
 
 
 def _paired(
@@ -427,12 +489,13 @@ def select(
     epsilon: float = EPSILON,
     regions: Sequence[str] = REGIONS,
 ) -> Selection:
-    """Choose postprocessing on validation cases with nnU-Net's greedy rule.
+    """Choose postprocessing on validation cases with nnU-Net's greedy rule, guarded against noise.
 
     Each candidate (in the given order; default :func:`default_candidates`) is tried on top of
     the rules kept so far; of its alternatives (a size grid) the one with the highest mean Dice is
     taken, the first (smallest) on ties; it is kept only when the mean Dice over ``regions``
-    exceeds the current one by more than ``epsilon``. Deterministic.
+    exceeds the current one by more than ``epsilon`` **and** it improves more cases than it
+    worsens (:func:`case_changes`: each case's mean Dice over ``regions``). Deterministic.
 
     Args:
         predictions: canonical label maps *without* postprocessing, by case id (or a sequence).
@@ -460,12 +523,11 @@ def select(
     ids, preds, refs = _paired(predictions, references)
 
     def score(labels: Sequence[np.ndarray]) -> dict[str, dict[str, float]]:
-        return {cid: _case_dice(p, r, regions) for cid, p, r in zip(ids, labels, refs)}
+        return {cid: region_dice(p, r, regions) for cid, p, r in zip(ids, labels, refs)}
 
     current, current_scores = preds, score(preds)
     baseline_scores = current_scores
-    current_mean = mean_dice(current_scores, regions)
-    baseline = current_mean
+    current_mean = baseline = mean_dice(current_scores, regions)
     kept: list[Rule] = []
     steps: list[dict[str, Any]] = []
     for group in groups:
@@ -479,7 +541,12 @@ def select(
             if best is None or trial_mean["mean"] > best[3]["mean"]:
                 best = (rule, trial, trial_scores, trial_mean)
         rule, trial, trial_scores, trial_mean = best  # type: ignore[misc]  (groups are non-empty)
-        keep = trial_mean["mean"] > current_mean["mean"] + epsilon and all(rule.position != k.position for k in kept)
+        cases = case_changes(current_scores, trial_scores, regions)
+        keep = (
+            trial_mean["mean"] > current_mean["mean"] + epsilon
+            and cases["improved"] > cases["worsened"]
+            and all(rule.position != k.position for k in kept)
+        )
         steps.append(
             {
                 "rule": rule.to_dict(),
@@ -488,6 +555,7 @@ def select(
                 "before": current_mean,
                 "after": trial_mean,
                 "change": trial_mean["mean"] - current_mean["mean"],
+                "cases": cases,
                 "kept": bool(keep),
             }
         )

@@ -41,13 +41,31 @@ def test_card_round_trips_through_json(tmp_path: Path) -> None:
     again = ModelCard.load(tmp_path)
     assert again == card
     data = json.loads(path.read_text())
-    assert data["format_version"] == 2 and data["outputs"] == ["TC"]
+    assert data["format_version"] == 3 and data["outputs"] == ["TC"]
     assert again.inference == Inference(window="patch", overlap=0.5)  # the defaults
     # A card written before the inference section loads with the defaults: roi windows at 0.5.
     del data["inference"]
     assert ModelCard.from_dict(data).inference == Inference()
     planned = card.replace(inference=Inference(window="auto", overlap=0.25, max_window_voxels=10**6, divisor=[8, 8, 8]))
     assert ModelCard.from_json(planned.to_json()).inference == planned.inference
+
+
+def test_format_2_reads_into_3_and_newer_formats_are_refused():
+    card = ModelCard(modalities=["flair", "t1"], head="softmax", window=[32, 32, 32])
+    v2 = {k: v for k, v in card.to_dict().items() if k != "window"}
+    v2.update(format_version=2, roi=[32, 32, 32])
+    for section in ("postprocessing",):  # version 2 had neither the TC/ET sizes nor the evidence
+        v2[section] = {
+            k: v
+            for k, v in v2[section].items()
+            if k not in ("min_component_voxels_tc", "min_component_voxels_et", "evidence")
+        }
+    old = ModelCard.from_dict(v2)
+    assert old == card and old.format_version == 3 and old.to_dict()["window"] == [32, 32, 32]
+    with pytest.raises(CardError, match=r"format 4 was written by a newer brainseg_tf.*reads formats 1, 2, 3"):
+        ModelCard.from_dict({**card.to_dict(), "format_version": 4})
+    with pytest.raises(CardError, match="unknown model card key"):  # 'roi' is only the version-2 name
+        ModelCard.from_dict({**card.to_dict(), "roi": [32, 32, 32]})
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ SUBCOMMANDS = [
     "validate",
     "preprocess",
     "train",
+    "cv",
     "predict",
     "evaluate",
     "select-postprocessing",
@@ -66,6 +67,7 @@ BAD_ARGUMENTS = {
     "validate": (["validate", MISSING, "-q"], "nope: dataset folder not found"),  # exit 1: problems found
     "preprocess": (["preprocess", MISSING, "--out", "c.h5", "-q"], "nope"),
     "train": (["train", "--config", MISSING], "nope: recipe not found"),
+    "cv": (["cv", "--config", MISSING, "--folds", "5"], "nope: recipe not found"),
     "predict": (["predict", "--model", MISSING, "--input", ".", "--out", "p"], "nope: not found"),
     "evaluate": (["evaluate", "--pred", MISSING, "--ref", "."], "prediction folder not found: nope"),
     "select-postprocessing": (

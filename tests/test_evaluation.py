@@ -309,3 +309,40 @@ def test_evaluate_folders_on_a_case_folder_layout(tmp_path):
     )
     assert not result.missing
     assert all(r["dice"] == 1.0 for r in result.rows)
+
+
+# ----------------------------------------------------------------------------- bootstrap interval
+
+
+def test_bootstrap_ci_hand_checked_case():
+    # Means of 4 draws from [0, 0, 0, 1]: 1.0 has probability 1/256 (< 2.5 %), >= 0.75 has 13/256,
+    # 0 has 81/256: the 95 % interval is (0, 0.75).
+    assert E.bootstrap_ci([0, 0, 0, 1]) == (0.0, 0.75)
+    assert E.bootstrap_ci([0.7] * 5) == pytest.approx((0.7, 0.7))
+    assert E.bootstrap_ci([0.2, 0.9, 0.4], seed=3) == E.bootstrap_ci([0.2, 0.9, 0.4], seed=3)  # deterministic
+
+
+def test_bootstrap_ci_contains_the_mean_and_narrows_with_more_cases():
+    rng = np.random.default_rng(0)
+    widths = []
+    for n in (5, 20, 80):
+        values = rng.uniform(0.3, 1.0, size=n)
+        low, high = E.bootstrap_ci(values)
+        assert low < values.mean() < high
+        widths.append(high - low)
+    assert widths[0] > widths[1] > widths[2]
+    assert widths[0] / widths[2] == pytest.approx(4.0, rel=0.35)  # about 1/sqrt(n)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"values": []}, "values"),
+        ({"values": [0.5, np.nan]}, "values"),
+        ({"values": [1.0], "resamples": 0}, "resamples"),
+        ({"values": [1.0], "confidence": 1.0}, "confidence"),
+    ],
+)
+def test_bootstrap_ci_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        E.bootstrap_ci(**kwargs)

@@ -83,7 +83,8 @@ def test_inference_postprocess_is_the_card_rule():
         ({"kind": "largest_component"}, "region"),
         ({"kind": "largest_component", "region": "XX"}, "region"),
         ({"kind": "largest_component", "region": "WT", "min_voxels": 5}, "min_voxels"),
-        ({"kind": "remove_small", "region": "TC", "min_voxels": 5}, "region"),
+        ({"kind": "et_to_ncr", "region": "TC", "min_voxels": 5}, "region"),
+        ({"kind": "remove_small", "region": "XX", "min_voxels": 5}, "region"),
         ({"kind": "remove_small", "min_voxels": 0}, "min_voxels"),
         ({"kind": "et_to_ncr", "min_voxels": -1}, "min_voxels"),
     ],
@@ -148,7 +149,8 @@ def test_selection_picks_drop_small_for_spurious_components():
     assert sel.final == {"WT": 1.0, "TC": 1.0, "ET": 1.0, "mean": 1.0}
     steps = {s["description"]: s for s in sel.steps}
     assert steps["largest WT component only"]["change"] < 0 and not steps["largest WT component only"]["kept"]
-    assert [s["kept"] for s in sel.steps] == [False, False, False, True, False]
+    assert [s["kept"] for s in sel.steps] == [False, False, False, True, False, False, False]
+    assert steps["drop WT components < 10 voxels"]["cases"] == {"improved": 3, "worsened": 0, "unchanged": 0}
     assert sel.postprocessing() == Postprocessing(min_component_voxels=10)
     text = sel.format()
     assert "chosen: drop WT components < 10 voxels" in text and "WT +" in text
@@ -201,6 +203,91 @@ def test_single_region_scoring():
     assert sel.rules == [] and set(sel.final) == {"WT", "mean"} and sel.final["mean"] == sel.final["WT"]
     preds, refs = _spurious_specks_cases()
     assert pp.select(preds, refs, regions=("WT",)).rules == [Rule("remove_small", "WT", 10)]
+
+
+def _multifocal(specks: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A tumour with a genuine second lesion (64 ET voxels); with ``specks`` the prediction adds a
+    1-voxel TC speck in the edema and a 2-voxel ET speck in the necrosis (reference: the same otherwise)."""
+    ref = _tumour()
+    ref[17:21, 17:21, 10:14] = 3  # a real second lesion: "largest component" rules would remove it
+    pred = ref.copy()
+    if specks:
+        pred[4, 4, 3] = 1  # TC where the reference says ED: its own TC component
+        pred[11, 10:12, 8] = 3  # ET where the reference says NCR: inside the core's TC component
+    return pred, ref
+
+
+def test_chance_gain_on_one_case_is_refused_though_it_raises_the_mean():
+    """Dropping small ET components rescues one case (a speck in a case without ET: ET Dice 0 -> 1)
+    and costs three cases a genuine small ET lesion: the mean rises, most cases get worse."""
+    refs, preds = {}, {}
+    ref = _tumour(with_et=False)
+    pred = ref.copy()
+    pred[8:10, 8:10, 6] = 3  # 4 spurious ET voxels
+    refs["lucky"], preds["lucky"] = ref, pred
+    for i in range(3):
+        ref = _tumour()
+        ref[11, 11, 8] = 3  # a genuine 1-voxel ET focus, predicted
+        refs[f"c{i}"], preds[f"c{i}"] = ref, ref.copy()
+    rule = Rule("remove_small", "ET", 10)
+    sel = pp.select(preds, refs, candidates=[[rule]])
+    step = sel.steps[0]
+    expected_et = np.mean([1.0] + [_dice(refs[c] == 3, rule(preds[c]) == 3) for c in ("c0", "c1", "c2")])
+    assert step["after"]["ET"] == pytest.approx(expected_et) and step["change"] > 0.05  # the mean rises...
+    assert step["cases"] == {"improved": 1, "worsened": 3, "unchanged": 0}  # ...on one case only
+    assert not step["kept"] and sel.rules == [] and sel.final == sel.baseline
+    assert sel.evidence()["kept"] == [] and sel.postprocessing().evidence["n_cases"] == 4
+    assert "1/3/0" in sel.format()
+
+
+def test_rules_for_multifocal_tumours_kept_when_they_help_most_cases():
+    refs, preds = {}, {}
+    for i in range(4):
+        preds[f"c{i}"], refs[f"c{i}"] = _multifocal(specks=i < 3)
+    sel = pp.select(preds, refs)
+    assert sel.rules == [Rule("remove_small", "TC", 10), Rule("remove_small", "ET", 10)]
+    assert sel.final == {"WT": 1.0, "TC": 1.0, "ET": 1.0, "mean": 1.0}
+    steps = {s["description"]: s for s in sel.steps}
+    for lost in ("largest TC component only", "largest ET component only"):  # would drop the real lesion
+        assert steps[lost]["change"] < 0 and not steps[lost]["kept"]
+    for kept in ("drop TC components < 10 voxels", "drop ET components < 10 voxels"):
+        assert steps[kept]["cases"] == {"improved": 3, "worsened": 0, "unchanged": 1} and steps[kept]["kept"]
+    post = sel.postprocessing()
+    assert post == Postprocessing(min_component_voxels_tc=10, min_component_voxels_et=10)
+    assert [k["rule"] for k in post.evidence["kept"]] == [
+        "drop TC components < 10 voxels",
+        "drop ET components < 10 voxels",
+    ]
+    assert post.evidence["kept"][0]["improved"] == 3 and post.evidence["kept"][0]["mean_gain"] > 0
+    assert pp.rules_from_card(post) == sel.rules
+    np.testing.assert_array_equal(pp.apply(preds["c0"], post), refs["c0"])
+
+
+def test_tc_and_et_rules_recorded_in_the_card_with_evidence(tmp_path: Path):
+    refs, preds = {}, {}
+    for i in range(4):
+        preds[f"c{i}"], refs[f"c{i}"] = _multifocal(specks=i < 3)
+    sel = pp.select(preds, refs)
+    ModelCard(modalities=["flair", "t1", "t1ce", "t2"], head="sigmoid").save(tmp_path)
+    card = pp.record(sel, tmp_path)
+    again = ModelCard.load(tmp_path)
+    assert again.postprocessing.min_component_voxels_tc == 10 and again.postprocessing.min_component_voxels_et == 10
+    assert again.postprocessing.evidence == sel.evidence() and again.postprocessing.evidence["n_cases"] == 4
+    p = Predictor.from_card(lambda b: b, card)
+    out = postprocess(
+        preds["c1"],
+        min_component_voxels_tc=p.min_component_voxels_tc,
+        min_component_voxels_et=p.min_component_voxels_et,
+    )
+    np.testing.assert_array_equal(out, refs["c1"])
+    old = card.to_dict()
+    for key in ("min_component_voxels_tc", "min_component_voxels_et", "evidence"):
+        del old["postprocessing"][key]  # a card written before these fields existed
+    assert ModelCard.from_dict(old).postprocessing == Postprocessing()
+    with pytest.raises(CardError, match="min_component_voxels_tc"):
+        ModelCard(modalities=["flair"], head="sigmoid", postprocessing=Postprocessing(min_component_voxels_tc=-1))
+    with pytest.raises(CardError, match="evidence"):
+        ModelCard(modalities=["flair"], head="sigmoid", postprocessing=Postprocessing(evidence=[1]))
 
 
 # ----------------------------------------------------------------------------- card and folders

@@ -36,6 +36,7 @@ from brainseg_tf.inference.loading import (
 from brainseg_tf.inference.predictor import Predictor
 from brainseg_tf.inference.window import (
     DEFAULT_MAX_WINDOW_VOXELS,
+    DEFAULT_ROI,
     DEFAULT_WINDOW,
     BatchPredictor,
     check_mirror_axes,
@@ -63,6 +64,7 @@ __all__ = [
     "plan_window",
     "importance_map",
     "DEFAULT_MAX_WINDOW_VOXELS",
+    "DEFAULT_ROI",
     "DEFAULT_WINDOW",
     "mirror_tta",
     "mirror_flips",

@@ -33,7 +33,7 @@ from brainseg_tf import uncertainty as unc
 from brainseg_tf.conventions import MODALITIES, PLANE_AXES
 from brainseg_tf.data.preprocess import Geometry, paste_back, preprocess_case
 from brainseg_tf.inference.ensemble import Ensemble, as_predictor
-from brainseg_tf.inference.labels import postprocess, probabilities_to_labels
+from brainseg_tf.inference.labels import POSTPROCESSING_KEYS, postprocess, probabilities_to_labels
 from brainseg_tf.inference.predictor import Predictor
 from brainseg_tf.inference.window import (
     DEFAULT_WINDOW,
@@ -305,11 +305,7 @@ def _native_outputs(
     """Postprocessed labels, probabilities (if asked) and the ``kind`` uncertainty map (if any) on the
     native grid, pasted back through ``geometry`` (``None``: already native)."""
     labels = probabilities_to_labels(probs, pred.head, pred.threshold, region=pred.region)
-    rules = {
-        "et_min_voxels": pred.et_min_voxels,
-        "min_component_voxels": pred.min_component_voxels,
-        "largest_component": pred.largest_component,
-    }
+    rules = {key: getattr(pred, key) for key in POSTPROCESSING_KEYS}
     labels = postprocess(labels, **{**rules, **{k: v for k, v in postprocessing.items() if v is not None}})
     u = None
     if kind is not None:
@@ -337,6 +333,8 @@ def predict_case(
     et_min_voxels: int | None = None,
     min_component_voxels: int | None = None,
     largest_component: Sequence[str] | None = None,
+    min_component_voxels_tc: int | None = None,
+    min_component_voxels_et: int | None = None,
     return_probabilities: bool = False,
     uncertainty: str | bool | None = None,
     progress: bool = False,
@@ -367,9 +365,9 @@ def predict_case(
         sigma_scale: Gaussian sigma as a fraction of the window. Defaults to 0.125.
         tta: average over mirrored inputs (``mirror_axes``). Defaults to ``False``.
         mirror_axes: spatial axes mirrored with ``tta``; default all (3D: 8 flips; 2D: 4 flips).
-        et_min_voxels: ET -> NCR threshold; ``None`` takes the card's value.
-        min_component_voxels: component-size threshold; ``None`` takes the card's value.
-        largest_component: regions kept to their largest component; ``None`` takes the card's.
+        et_min_voxels, min_component_voxels, largest_component, min_component_voxels_tc,
+            min_component_voxels_et: the card's postprocessing (ET -> NCR volume, smallest WT / TC /
+            ET component, regions kept to their largest component); ``None`` takes the card's.
         return_probabilities: also return the pasted-back probability maps.
         uncertainty: also return a per-voxel uncertainty map and its case score
             (:mod:`brainseg_tf.uncertainty`): ``"entropy"``, ``"variance"`` (across ensemble
@@ -388,9 +386,8 @@ def predict_case(
     """
     start = time.perf_counter()
     window = window_alias(window, roi)
-    post = dict(
-        et_min_voxels=et_min_voxels, min_component_voxels=min_component_voxels, largest_component=largest_component
-    )
+    values = (et_min_voxels, min_component_voxels, largest_component, min_component_voxels_tc, min_component_voxels_et)
+    post = dict(zip(POSTPROCESSING_KEYS, values))
     check_window_arguments(window=window, overlap=overlap, batch_size=batch_size, mirror_axes=mirror_axes, **post)
     pred = as_predictor(model)
     if not isinstance(case, bio.Case):

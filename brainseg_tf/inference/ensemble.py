@@ -46,6 +46,8 @@ class Ensemble:
         self.et_min_voxels, self.min_component_voxels = first.et_min_voxels, first.min_component_voxels
         self.threshold = first.threshold
         self.largest_component = first.largest_component
+        self.min_component_voxels_tc = first.min_component_voxels_tc
+        self.min_component_voxels_et = first.min_component_voxels_et
         self.stacks_regions = first.head == "region" and self.head == "sigmoid"
 
     @property

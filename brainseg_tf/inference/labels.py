@@ -44,8 +44,24 @@ def probabilities_to_labels(
     raise ValueError(f"head={head!r} is unknown; expected one of {HEADS}")
 
 
+#: The keyword arguments of :func:`postprocess` (the card's postprocessing rules), in its order.
+POSTPROCESSING_KEYS = (
+    "et_min_voxels",
+    "min_component_voxels",
+    "largest_component",
+    "min_component_voxels_tc",
+    "min_component_voxels_et",
+)
+
+
 def postprocess(
-    labels: np.ndarray, *, et_min_voxels: int = 0, min_component_voxels: int = 0, largest_component: Sequence[str] = ()
+    labels: np.ndarray,
+    *,
+    et_min_voxels: int = 0,
+    min_component_voxels: int = 0,
+    largest_component: Sequence[str] = (),
+    min_component_voxels_tc: int = 0,
+    min_component_voxels_et: int = 0,
 ) -> np.ndarray:
     """BraTS postprocessing of canonical labels (the model card's rules); returns a new uint8 array.
 
@@ -54,7 +70,8 @@ def postprocess(
     1. Each region in ``largest_component`` keeps only its largest 26-connected component; its
        other voxels are demoted (ET -> NCR, TC -> ED, WT -> BG).
     2. Connected components (26-connectivity) of the whole tumour (labels 1-3) with fewer than
-       ``min_component_voxels`` voxels are set to background.
+       ``min_component_voxels`` voxels are set to background; then tumour-core components under
+       ``min_component_voxels_tc`` become ED, and ET components under ``min_component_voxels_et`` NCR.
     3. When the remaining enhancing tumour (label 3) has fewer than ``et_min_voxels`` voxels in
        total, it is relabelled NCR (1): a tiny ET prediction in a case without ET costs the whole
        ET Dice, a missing one costs nothing under the legacy empty-mask rule.
@@ -64,13 +81,17 @@ def postprocess(
         et_min_voxels: ET volume threshold in voxels (0 disables; choose it on validation).
         min_component_voxels: smallest whole-tumour component kept (0 disables).
         largest_component: regions (``"WT"``, ``"TC"``, ``"ET"``) reduced to their largest component.
+        min_component_voxels_tc: smallest tumour-core component kept as TC (0 disables).
+        min_component_voxels_et: smallest ET component kept as ET (0 disables).
     """
     rules = Postprocessing(
         et_min_voxels=int(check_int("et_min_voxels", et_min_voxels, 0)),
         min_component_voxels=int(check_int("min_component_voxels", min_component_voxels, 0)),
         largest_component=[str(r) for r in largest_component],
+        min_component_voxels_tc=int(check_int("min_component_voxels_tc", min_component_voxels_tc, 0)),
+        min_component_voxels_et=int(check_int("min_component_voxels_et", min_component_voxels_et, 0)),
     )
     return postprocessing_rules.apply(labels, rules)
 
 
-__all__ = ["probabilities_to_labels", "postprocess"]
+__all__ = ["POSTPROCESSING_KEYS", "probabilities_to_labels", "postprocess"]

@@ -51,6 +51,13 @@ class Predictor:
     ):
         if isinstance(card, Mapping):
             card = ModelCard.from_dict(card)
+        elif isinstance(card, (list, tuple)) and all(isinstance(m, str) for m in card):
+            settings = {"modalities": list(card), **settings}  # the old positional `modalities`
+            card = None
+        elif card is not None and not isinstance(card, ModelCard):
+            raise CardError(
+                f"card must be a ModelCard, its dict or None (modalities go in modalities=), got {type(card).__name__}"
+            )
         base = card if card is not None else ModelCard(modalities=list(MODALITIES), head="softmax")
         self.fn, self.model, self.source = fn, model, source
         self.card = with_settings(base, settings)
@@ -132,6 +139,14 @@ class Predictor:
         return tuple(self.card.postprocessing.largest_component)
 
     @property
+    def min_component_voxels_tc(self) -> int:
+        return self.card.postprocessing.min_component_voxels_tc
+
+    @property
+    def min_component_voxels_et(self) -> int:
+        return self.card.postprocessing.min_component_voxels_et
+
+    @property
     def threshold(self) -> float:
         """The region threshold of sigmoid / region heads."""
         return self.card.postprocessing.region_threshold
@@ -139,6 +154,31 @@ class Predictor:
     @property
     def num_outputs(self) -> int:
         return self.card.num_outputs
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`brainseg_tf.data.preprocess.preprocess_case` from the card."""
+        return self.card.preprocessing.case_options()
+
+    @property
+    def resize(self) -> tuple[int, int] | None:
+        """2D models: the in-plane size slices are resized to, or ``None``."""
+        resize = self.card.preprocessing.resize
+        return None if resize is None else tuple(resize)
+
+    @property
+    def plane(self) -> str:
+        """2D models: the slicing plane."""
+        return self.card.preprocessing.plane
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The model card as a dict."""
+        return self.card.to_dict()
+
+    def to_card(self) -> ModelCard:
+        """The predictor's card (what it holds; kept for code written before it held one)."""
+        return self.card
 
 
 def with_settings(card: ModelCard, settings: Mapping[str, Any]) -> ModelCard:

@@ -23,6 +23,7 @@ from brainseg_tf.progress import progress as show_progress
 
 #: Window edge when neither the call nor the model card gives one.
 DEFAULT_WINDOW = 128
+DEFAULT_ROI = DEFAULT_WINDOW  # the old name
 
 #: Largest window (voxels) :func:`plan_window` proposes by default: memory grows with the window's
 #: voxels while the forward cost per voxel does not, so the largest windows that fit forward the
@@ -74,13 +75,19 @@ def check_window(name: str, value: Any, ndim: int, shape: Sequence[int] | None =
     return tuple(out)
 
 
-def window_starts(size: int, window: int, overlap: float) -> list[int]:
+def window_starts(
+    size: int, window: int | None = None, overlap: float | None = None, *, roi: int | None = None
+) -> list[int]:
     """Start indices of windows of length ``window`` covering ``[0, size)`` with at least ``overlap``.
 
     Windows are spread evenly (first at 0, last ending at ``size``) with a step of at most
     ``window * (1 - overlap)`` voxels (and at least 1), so every voxel is covered and no two
-    windows coincide. ``size <= window`` gives one window (the caller pads).
+    windows coincide. ``size <= window`` gives one window (the caller pads). ``roi=`` is the old
+    name of ``window=``.
     """
+    window = window_alias(window, roi)
+    if window is None or overlap is None:
+        raise TypeError("window_starts needs window= and overlap=")
     if size <= window:
         return [0]
     target = max(window * (1.0 - overlap), 1.0)
@@ -168,10 +175,12 @@ def plan_window(
 
 
 def importance_map(
-    window: Sequence[int],
+    window: Sequence[int] | None = None,
     mode: str = "gaussian",
     sigma_scale: float | Sequence[float] = 0.125,
     min_weight: float = 1e-3,
+    *,
+    roi: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Per-voxel blending weight of one window, float32 of shape ``window``.
 
@@ -182,6 +191,9 @@ def importance_map(
     Raises:
         ValueError: unknown ``mode``, ``min_weight`` outside (0, 1], non-positive ``sigma_scale``.
     """
+    window = window_alias(window, roi)  # roi= is the old name
+    if window is None:
+        raise TypeError("importance_map needs window=")
     window = tuple(int(r) for r in window)
     if mode == "constant":
         return np.ones(window, dtype=np.float32)
@@ -380,6 +392,8 @@ def check_window_arguments(
     largest_component: Any = None,
     mirror_axes: Any = None,
     roi: Any = None,
+    min_component_voxels_tc: Any = None,
+    min_component_voxels_et: Any = None,
     **_: Any,
 ) -> None:
     """Raise ``ValueError`` for bad sliding-window / postprocessing arguments, before any case is read.
@@ -404,7 +418,13 @@ def check_window_arguments(
     if overlap is not None:
         check_fraction("overlap", overlap)
     check_int("batch_size", batch_size, 1)
-    for name, value in (("et_min_voxels", et_min_voxels), ("min_component_voxels", min_component_voxels)):
+    sizes = {
+        "et_min_voxels": et_min_voxels,
+        "min_component_voxels": min_component_voxels,
+        "min_component_voxels_tc": min_component_voxels_tc,
+        "min_component_voxels_et": min_component_voxels_et,
+    }
+    for name, value in sizes.items():
         if value is not None:
             check_int(name, value, 0)
 
@@ -412,6 +432,7 @@ def check_window_arguments(
 __all__ = [
     "BatchPredictor",
     "DEFAULT_WINDOW",
+    "DEFAULT_ROI",
     "DEFAULT_MAX_WINDOW_VOXELS",
     "as_numpy",
     "check_window",

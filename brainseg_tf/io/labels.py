@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from brainseg_tf.arrays import region_mask
 from brainseg_tf.conventions import (
     CLASS_NAMES,
     FOREGROUND_CLASSES,
@@ -210,7 +211,7 @@ def from_canonical(label: np.ndarray, convention: str) -> np.ndarray:
 def region_masks(label: np.ndarray) -> np.ndarray:
     """Boolean region masks ``(..., 3)`` in the order (WT, TC, ET) from canonical labels ``(...)``."""
     arr = np.asarray(label)
-    return np.stack([np.isin(arr, REGION_LABELS[r]) for r in REGIONS], axis=-1)
+    return np.stack([region_mask(arr, r) for r in REGIONS], axis=-1)
 
 
 def regions_to_labels(regions: np.ndarray) -> np.ndarray:

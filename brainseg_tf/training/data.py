@@ -44,11 +44,7 @@ def data_source(cfg: TrainConfig) -> Path | None:
         from brainseg_tf.data import build_cache
 
         print(f"[brainseg train] building the cache {cache} from {root}", flush=True)
-        return Path(
-            build_cache(
-                root, cache, max_cases=cfg.data.max_cases, dtype=cfg.data.cache_dtype, progress=True
-            )
-        )
+        return Path(build_cache(root, cache, max_cases=cfg.data.max_cases, dtype=cfg.data.cache_dtype, progress=True))
     if root is None:
         if cache is not None:
             raise FileNotFoundError(f"data.cache={cfg.data.cache!r} not found and no data.root given")

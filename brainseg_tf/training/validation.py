@@ -22,7 +22,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from brainseg_tf.conventions import REGION_LABELS, REGIONS
+from brainseg_tf.conventions import REGIONS
+from brainseg_tf.evaluation import region_dice
 from brainseg_tf.training.config import TrainConfig
 from brainseg_tf.training.data import resolve_path
 
@@ -36,19 +37,18 @@ __all__ = [
 ]
 
 # Postprocessing off: what the selection starts from.
-RAW: dict[str, Any] = {"et_min_voxels": 0, "min_component_voxels": 0, "largest_component": ()}
+RAW: dict[str, Any] = {
+    "et_min_voxels": 0,
+    "min_component_voxels": 0,
+    "largest_component": (),
+    "min_component_voxels_tc": 0,
+    "min_component_voxels_et": 0,
+}
 
 
 def case_regions(cfg: TrainConfig) -> tuple[str, ...]:
     """The regions a recipe's model is scored on: its own for a single-region head, else WT, TC, ET."""
     return (cfg.pipeline.region.upper(),) if cfg.head == "region" else tuple(REGIONS)
-
-
-def region_dice(pred: np.ndarray, ref: np.ndarray, regions: Sequence[str] = REGIONS) -> dict[str, float]:
-    """Dice per region of two canonical label maps (legacy empty-mask rule: both empty -> 1)."""
-    from brainseg_tf.evaluation import dice_score
-
-    return {r: dice_score(np.isin(ref, REGION_LABELS[r]), np.isin(pred, REGION_LABELS[r])) for r in regions}
 
 
 def _dataset(cfg: TrainConfig) -> Any:

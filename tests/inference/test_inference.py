@@ -10,6 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from brainseg_tf import inference
 from brainseg_tf import io as bio
 from brainseg_tf.inference import (
     Predictor,
@@ -542,7 +543,8 @@ def test_roi_is_still_accepted_as_the_old_name_of_window(tmp_path):
     card = ModelCard(modalities=["flair"], head="softmax", roi=[8, 8, 8])
     assert card.window == card.roi == [8, 8, 8]
     old = card.to_dict()
-    old["roi"] = old.pop("window")  # a card written before the rename
+    old["roi"] = old.pop("window")  # a card written before the rename (format 2)
+    old["format_version"] = 2
     assert ModelCard.from_dict(old) == card
 
 
@@ -605,3 +607,19 @@ def test_a_model_saved_by_a_newer_keras_loads_despite_initializer_arguments_this
     loaded = load_keras_model(newer)
     for a, b in zip(model.get_weights(), loaded.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_old_names_still_work():
+    """roi= and DEFAULT_ROI (the window's old names), the old positional modalities, to_card/metadata."""
+    from brainseg_tf.card import CardError
+
+    assert inference.DEFAULT_ROI == inference.DEFAULT_WINDOW == 128
+    assert inference.window_starts(240, roi=128, overlap=0.5) == inference.window_starts(240, 128, 0.5)
+    np.testing.assert_array_equal(inference.importance_map(roi=(8, 6)), inference.importance_map((8, 6)))
+    with pytest.raises(ValueError, match="window= only"):
+        inference.window_starts(240, window=128, roi=96, overlap=0.5)
+    pred = inference.Predictor(lambda b: b, ("flair", "t1ce"), head="softmax", roi=(32, 32, 32))
+    assert pred.modalities == ("flair", "t1ce") and pred.window == (32, 32, 32) and pred.plane == "axial"
+    assert pred.to_card() is pred.card and pred.metadata == pred.card.to_dict() and pred.resize is None
+    with pytest.raises(CardError, match="modalities="):
+        inference.Predictor(lambda b: b, 3)
