@@ -7,6 +7,8 @@ Core API::
     write_label(pred, case, "pred.nii.gz")       # back in the source's convention and geometry
 
 Channels are always ``(flair, t1, t1ce, t2)``; labels canonical 0 BG, 1 NCR, 2 ED, 3 ET.
+Each case's label scheme comes from its id's task prefix or ``scheme=`` (:mod:`brainseg_tf.schemes`);
+a scheme the canonical labels cannot hold yet is refused, never misread.
 No TensorFlow is imported here.
 """
 
@@ -40,10 +42,12 @@ from brainseg_tf.io.layouts import (
     case_id_problem,
     check_case_id,
     detect_layout,
+    labels_to_canonical,
     scan_case_folder,
     scan_dataset,
     scan_msd,
     warn_notes,
+    with_scheme,
     write_case,
 )
 from brainseg_tf.io.nifti import (
@@ -59,6 +63,7 @@ from brainseg_tf.io.nifti import (
     stamped_convention,
 )
 from brainseg_tf.progress import progress as show_progress
+from brainseg_tf.schemes import SCHEMES, LabelScheme, detect_scheme, get_scheme
 
 SPACING_RTOL = 1e-3  # header pixdim vs affine column norms
 
@@ -79,6 +84,7 @@ class Case:
         layout: dataset layout the case was read from.
         shape: spatial shape ``(X, Y, Z)`` of the source files.
         ref: the files the case was read from.
+        scheme: the label scheme of the source (:mod:`brainseg_tf.schemes`), or ``None``.
     """
 
     image: np.ndarray
@@ -92,6 +98,7 @@ class Case:
     shape: tuple[int, int, int]
     ref: CaseRef | None = None
     meta: dict = field(default_factory=dict)
+    scheme: str | None = None
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -136,9 +143,9 @@ def _label_volume(ref: CaseRef, cap: int | None) -> Volume:
     return lab
 
 
-def _resolve(path: str | Path | CaseRef, layout: str | None) -> CaseRef:
+def _resolve(path: str | Path | CaseRef, layout: str | None, scheme: str | None) -> CaseRef:
     if isinstance(path, CaseRef):
-        return path
+        return with_scheme(path, scheme)
     path = Path(path)
     if not path.exists():
         raise MissingFileError(path, f"{path}: case not found")
@@ -151,8 +158,8 @@ def _resolve(path: str | Path | CaseRef, layout: str | None) -> CaseRef:
         ref = next((r for r in scan_msd(root) if r.images["4d"] == path), None)
         if ref is None:
             raise DataError(path, f"{path}: not listed under imagesTr/ or imagesTs/ of {root}")
-        return ref
-    return scan_case_folder(path, layout)
+        return with_scheme(ref, scheme)
+    return scan_case_folder(path, layout, scheme=scheme)
 
 
 def read_case(
@@ -162,6 +169,7 @@ def read_case(
     convention: str | None = None,
     load_label: bool = True,
     max_voxels: int | None = None,
+    scheme: str | None = None,
 ) -> Case:
     """Read one case with canonical channels and labels.
 
@@ -169,9 +177,12 @@ def read_case(
         path: a BraTS case folder, an MSD image file (``imagesTr/BRATS_001.nii.gz``) or a
             :class:`CaseRef` from :func:`open_dataset`.
         layout: force a layout instead of detecting it from the names.
-        convention: force the mask's label convention (default: the layout's).
+        convention: force the mask's label convention (default: the scheme's); a stated
+            convention reads the mask with it, whatever the scheme.
         load_label: read the mask when there is one.
         max_voxels: voxel cap per file (default: :func:`brainseg_tf.io.nifti.max_voxels`).
+        scheme: state the label scheme (:data:`brainseg_tf.schemes.SCHEMES`; default: from the
+            case id's task prefix, e.g. ``ped2024`` for ``BraTS-PED-*``).
 
     Returns:
         A :class:`Case`; ``label`` is ``None`` when the case has no mask.
@@ -179,10 +190,11 @@ def read_case(
     Raises:
         MissingFileError: the path does not exist.
         DataError: a missing modality, a corrupt/truncated/non-NIfTI file, shapes or affines that
-            disagree between files, NaN/Inf voxels, label values outside the convention. The
-            message names the file.
+            disagree between files, NaN/Inf voxels, label values outside the convention, a label
+            scheme this version cannot read yet (PED 2024+, MEN-RT, a GLI/MET resection cavity).
+            The message names the file.
     """
-    ref = _resolve(path, layout)
+    ref = _resolve(path, layout, scheme)
     warn_notes(ref)
     conv = get_convention(convention or ref.convention).name
     first = None
@@ -210,7 +222,11 @@ def read_case(
     if load_label and ref.label is not None:
         lab = _label_volume(ref, max_voxels)
         _check_geometry(lab, first)
-        label = np.ascontiguousarray(to_canonical(lab.data, conv, source=lab.path))
+        if convention is None:
+            canonical = labels_to_canonical(lab.data, ref, source=lab.path)
+        else:
+            canonical = to_canonical(lab.data, conv, source=lab.path)
+        label = np.ascontiguousarray(canonical)
         header = lab.header
     return Case(
         image=np.ascontiguousarray(image, dtype=np.float32),
@@ -223,6 +239,7 @@ def read_case(
         layout=ref.layout,
         shape=first.shape,
         ref=ref,
+        scheme=ref.scheme,
     )
 
 
@@ -232,9 +249,11 @@ class Dataset:
     ``len(ds)``, ``for case in ds``, ``ds[i]``, ``ds["BraTS2021_00000"]``, ``ds.case_ids``.
     """
 
-    def __init__(self, root: str | Path, layout: str | None = None, convention: str | None = None):
+    def __init__(
+        self, root: str | Path, layout: str | None = None, convention: str | None = None, scheme: str | None = None
+    ):
         self.root = Path(root)
-        self.layout, self.refs = scan_dataset(self.root, layout)
+        self.layout, self.refs = scan_dataset(self.root, layout, scheme=scheme)
         self.convention = convention
         self._by_id = {r.case_id: r for r in self.refs}
 
@@ -271,14 +290,18 @@ class Dataset:
         return f"Dataset(root={str(self.root)!r}, layout={self.layout!r}, cases={len(self)})"
 
 
-def open_dataset(root: str | Path, *, layout: str | None = None, convention: str | None = None) -> Dataset:
+def open_dataset(
+    root: str | Path, *, layout: str | None = None, convention: str | None = None, scheme: str | None = None
+) -> Dataset:
     """Open a dataset folder, detecting its layout (see :data:`LAYOUTS`).
+
+    ``scheme`` states every case's label scheme (default: each case id's task prefix decides).
 
     Raises:
         MissingFileError: the folder does not exist.
         DataError: empty folder, unknown layout, a case with a missing modality.
     """
-    return Dataset(root, layout=layout, convention=convention)
+    return Dataset(root, layout=layout, convention=convention, scheme=scheme)
 
 
 def write_label(
@@ -298,12 +321,22 @@ def write_label(
 
     Raises:
         ValueError: the label's shape differs from the source grid.
+        DataError: no ``convention`` is given and the case's label scheme cannot be written from
+            canonical labels yet (PED 2024+: a 1/2/3 written there would mean ET/NET/CC).
     """
     label = np.asarray(label)
     if tuple(label.shape) != tuple(reference_case.shape):
         raise ValueError(
             f"label shape {tuple(label.shape)} differs from the shape {tuple(reference_case.shape)} of case "
             f"{reference_case.case_id!r}; paste predictions back into native space first"
+        )
+    scheme = None if reference_case.scheme is None else get_scheme(reference_case.scheme)
+    if convention is None and scheme is not None and scheme.convention is None:
+        raise DataError(
+            path,
+            f"{path}: case {reference_case.case_id!r} is in the {scheme.name!r} label scheme ({scheme.description}), "
+            f"which canonical labels cannot be written in yet (issue 21); pass convention= to write them in a "
+            f"stated convention (e.g. 'brats2023')",
         )
     conv = get_convention(convention or reference_case.convention).name
     out = from_canonical(label, conv)
@@ -366,7 +399,7 @@ def _check_case(ref: CaseRef, cap: int | None) -> tuple[list[str], list[str], di
             lab = _label_volume(ref, cap)
             if first is not None:
                 _check_geometry(lab, first)
-            canonical = to_canonical(lab.data, ref.convention, source=lab.path)
+            canonical = labels_to_canonical(lab.data, ref, source=lab.path)
             if not canonical.any():
                 notes.append(f"{lab.path}: mask is empty (no tumour voxels)")
             note = _spacing_note(lab)
@@ -378,7 +411,12 @@ def _check_case(ref: CaseRef, cap: int | None) -> tuple[list[str], list[str], di
 
 
 def validate_dataset(
-    root: str | Path, *, layout: str | None = None, progress: bool = False, max_voxels: int | None = None
+    root: str | Path,
+    *,
+    layout: str | None = None,
+    progress: bool = False,
+    max_voxels: int | None = None,
+    scheme: str | None = None,
 ) -> list[str]:
     """Check every case and file of a dataset in one pass; return every problem found.
 
@@ -386,7 +424,8 @@ def validate_dataset(
     (missing or duplicate modality, unknown naming), duplicate case ids, bad ``dataset.json``,
     unreadable/corrupt/truncated files, headers that cannot be real (zero-length axis, more
     voxels than the cap or the file can hold, RGB/complex data), shapes or affines that differ
-    within a case, NaN/Inf voxels, label values outside the layout's convention.
+    within a case, NaN/Inf voxels, label values outside the layout's convention, a label scheme
+    this version cannot read yet (``scheme`` states the scheme; default: each case id's).
 
     Warnings (strings starting with ``"warning: "``, after the errors): the same voxels under
     two case ids (a copy or a symlink: it would leak between training and validation) or in two
@@ -401,7 +440,7 @@ def validate_dataset(
     """
     problems: list[str] = []
     try:
-        _, refs = scan_dataset(root, layout, problems=problems)
+        _, refs = scan_dataset(root, layout, problems=problems, scheme=scheme)
     except DataError as exc:
         return [str(exc)]
     notes: list[str] = []
@@ -428,12 +467,14 @@ def validate_dataset(
     return problems + [f"warning: {n}" for n in notes]
 
 
-def dataset_summary(root: str | Path, *, layout: str | None = None, progress: bool = False) -> dict:
-    """Layout, cases, shapes, spacings and per-class label volumes (ml) of a dataset folder.
+def dataset_summary(
+    root: str | Path, *, layout: str | None = None, progress: bool = False, scheme: str | None = None
+) -> dict:
+    """Layout, label scheme, cases, shapes, spacings and per-class label volumes (ml) of a dataset folder.
 
     Reads headers for shapes and spacing and the masks for volumes; images are not loaded.
     """
-    ds = open_dataset(root, layout=layout)
+    ds = open_dataset(root, layout=layout, scheme=scheme)
     shapes: Counter = Counter()
     spacings: Counter = Counter()
     volumes: dict[str, list[float]] = {n: [] for n in CLASS_NAMES[1:]}
@@ -447,7 +488,7 @@ def dataset_summary(root: str | Path, *, layout: str | None = None, progress: bo
         spacings[tuple(round(s, 3) for s in spacing)] += 1
         if ref.label is not None:
             lab = load_nifti(ref.label)
-            counts = labels.label_values(to_canonical(lab.data, ref.convention, source=ref.label))
+            counts = labels.label_values(labels_to_canonical(lab.data, ref, source=ref.label))
             voxel_ml = float(np.prod(lab.spacing)) / 1000.0
             for value, name in enumerate(CLASS_NAMES[1:], start=1):
                 volumes[name].append(counts.get(value, 0) * voxel_ml)
@@ -455,6 +496,7 @@ def dataset_summary(root: str | Path, *, layout: str | None = None, progress: bo
         "root": str(ds.root),
         "layout": ds.layout,
         "convention": ds.refs[0].convention,
+        "scheme": ds.refs[0].scheme,
         "cases": len(ds),
         "labelled": len(ds.labelled_ids),
         "shapes": dict(shapes),
@@ -518,4 +560,8 @@ __all__ = [
     "MAX_VOXELS",
     "MAX_VOXELS_ENV",
     "stamped_convention",
+    "SCHEMES",
+    "LabelScheme",
+    "detect_scheme",
+    "get_scheme",
 ]

@@ -20,6 +20,9 @@ Source conventions (value in the file for NCR, ED, ET):
 * ``"msd"`` -- Medical Segmentation Decathlon Task01 (2, 1, 3): 1 edema, 2 non-enhancing,
   3 enhancing. Not the same as BraTS 2023's 1/2/3.
 * ``"canonical"`` -- this library's own (1, 2, 3).
+
+Each task's full label scheme (its own labels and regions) is data in :mod:`brainseg_tf.schemes`;
+:func:`scheme_for_convention` names the scheme a convention reads.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from brainseg_tf.conventions import (
 )
 from brainseg_tf.io.errors import DataError
 from brainseg_tf.io.nifti import load_nifti, stamped_convention
+from brainseg_tf.schemes import LabelScheme, get_scheme
 
 __all__ = [
     "CLASS_NAMES",
@@ -51,6 +55,7 @@ __all__ = [
     "CONVENTIONS",
     "Convention",
     "get_convention",
+    "scheme_for_convention",
     "label_values",
     "to_canonical",
     "from_canonical",
@@ -120,6 +125,29 @@ def get_convention(name: str) -> Convention:
         known = sorted(set(CONVENTIONS) | set(_ALIASES))
         raise ValueError(f"convention={name!r} is unknown; expected one of {known}")
     return CONVENTIONS[key]
+
+
+# Convention -> the label scheme whose files it reads. "brats2024_post" reads GLI 2024 files but
+# drops the resection cavity (4 -> background), so it reads the scheme only in part.
+_CONVENTION_SCHEME = {
+    "canonical": "gli2023",
+    "brats": "brats2021",
+    "brats2023": "gli2023",
+    "brats2024_post": "gli2024",
+    "msd": "msd",
+}
+
+
+def scheme_for_convention(name: str) -> LabelScheme:
+    """The :class:`~brainseg_tf.schemes.LabelScheme` whose files a convention (or alias) reads.
+
+    ``canonical`` and ``brats2023`` -> ``gli2023``, ``brats`` -> ``brats2021``, ``msd`` -> ``msd``,
+    ``brats2024_post`` -> ``gli2024`` (read with the resection cavity as background).
+
+    Raises:
+        ValueError: unknown convention (the message lists the known ones).
+    """
+    return get_scheme(_CONVENTION_SCHEME[get_convention(name).name])
 
 
 def _lookup_table(mapping: dict[int, int], size: int = 256) -> np.ndarray:

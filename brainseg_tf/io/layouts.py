@@ -1,8 +1,13 @@
 """Dataset layouts: BraTS 2018/2019, 2020, 2021, 2023+ GLI and MSD Task01, detected from a folder.
 
 Every layout is reduced to a list of :class:`CaseRef` (which files make up one case, which label
-convention they use); :func:`brainseg_tf.io.read_case` turns a reference into a :class:`Case` with
-canonical channels ``(flair, t1, t1ce, t2)`` and canonical labels.
+scheme and convention they use); :func:`brainseg_tf.io.read_case` turns a reference into a
+:class:`Case` with canonical channels ``(flair, t1, t1ce, t2)`` and canonical labels.
+
+The label scheme of a case comes from the task prefix of its id
+(:func:`brainseg_tf.schemes.detect_scheme`) or is stated (``scheme=``); ids without a task prefix
+take their layout's scheme. Schemes the canonical labels cannot hold yet (PED 2024+, MEN-RT, the
+GLI/MET resection cavity) are refused with a :class:`DataError` instead of being misread.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import os
 import re
 import warnings
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +24,16 @@ import numpy as np
 from brainseg_tf import atomic
 from brainseg_tf.io.errors import DataError, MissingFileError
 from brainseg_tf.io.jsonfile import read_json
-from brainseg_tf.io.labels import MODALITIES, from_canonical
+from brainseg_tf.io.labels import (
+    MODALITIES,
+    from_canonical,
+    get_convention,
+    label_values,
+    scheme_for_convention,
+    to_canonical,
+)
 from brainseg_tf.io.nifti import is_nifti_name, save_nifti, strip_nifti_suffix
+from brainseg_tf.schemes import LabelScheme, detect_scheme, get_scheme
 
 LAYOUTS: tuple[str, ...] = ("brats2018", "brats2020", "brats2021", "brats2023", "msd")
 
@@ -94,6 +107,10 @@ class CaseRef:
         label: mask file, or ``None`` (validation/test cases).
         channel_order: for a 4D image, the canonical modality of each channel.
         grade: ``"HGG"``/``"LGG"`` where the folder says so.
+        warnings: notes about odd file names, shown when the case is read.
+        scheme: name of the label scheme (:mod:`brainseg_tf.schemes`), or ``None`` for a reference
+            built by hand (read with ``convention`` alone, as before schemes existed).
+        scheme_note: where the layout has carried two schemes, which one was chosen (PED).
     """
 
     case_id: str
@@ -104,6 +121,8 @@ class CaseRef:
     channel_order: tuple[str, ...] = MODALITIES
     grade: str | None = None
     warnings: list[str] = field(default_factory=list)
+    scheme: str | None = None
+    scheme_note: str | None = None
 
     @property
     def files(self) -> list[Path]:
@@ -168,13 +187,89 @@ def layout_of_case_id(case_id: str) -> str | None:
     return None
 
 
-def scan_case_folder(folder: Path, layout: str | None = None) -> CaseRef:
+def case_scheme(case_id: str, layout: str, scheme: str | None = None) -> tuple[LabelScheme, str | None]:
+    """The label scheme of a case and the note of its detection: ``scheme`` where stated, else the one
+    the id's task prefix implies, else (an id without a task prefix) the layout's."""
+    if scheme is not None:
+        return get_scheme(scheme), None
+    try:
+        found = detect_scheme(case_id)
+    except ValueError:
+        return scheme_for_convention(LAYOUT_CONVENTION.get(layout, "brats")), None
+    return found.scheme, found.note
+
+
+def scheme_refusal(ref: CaseRef, where: str | Path, detail: str | None = None) -> str:
+    """The message refusing a case whose label scheme this version cannot read yet."""
+    scheme = get_scheme(ref.scheme)
+    what = detail or (
+        f"the {scheme.name!r} label scheme ({scheme.description}) has no reading in the canonical labels "
+        f"(1 NCR, 2 ED, 3 ET)"
+    )
+    text = (
+        f"{where}: case {ref.case_id!r}: {what}; reading, training and evaluating the {scheme.name!r} scheme is "
+        f"not supported yet (issue 21)"
+    )
+    return f"{text}. {ref.scheme_note}" if ref.scheme_note else text
+
+
+def check_scheme_readable(ref: CaseRef, source: str | Path | None = None) -> None:
+    """Refuse a case whose scheme the canonical labels cannot hold at all (PED 2024+, MEN-RT).
+
+    Raises:
+        DataError: naming ``source`` (default: the mask), the scheme and issue 21.
+    """
+    if ref.scheme is not None and get_scheme(ref.scheme).convention is None:
+        where = source or ref.label or ref.case_id
+        raise DataError(where, scheme_refusal(ref, where))
+
+
+def labels_to_canonical(data: np.ndarray, ref: CaseRef, source: str | Path | None = None) -> np.ndarray:
+    """Canonical uint8 labels of a case's mask, read in the case's scheme and convention.
+
+    Raises:
+        DataError: the scheme cannot be read (see :func:`check_scheme_readable`), the mask holds a
+            label of its scheme that the canonical labels cannot hold (the GLI/MET resection cavity,
+            4), or values outside the convention. The message names ``source``.
+    """
+    check_scheme_readable(ref, source)
+    if ref.scheme is not None:
+        scheme = get_scheme(ref.scheme)
+        held = get_convention(scheme.convention).to_canonical
+        extra = {value: name for name, value in scheme.labels if value not in held}
+        if extra:
+            counts = label_values(data, source)
+            found = {v: counts[v] for v in extra if v in counts}
+            if found:
+                listed = ", ".join(f"{v} {extra[v]} ({n} voxels)" for v, n in sorted(found.items()))
+                detail = (
+                    f"label {listed} of the {scheme.name!r} scheme ({scheme.description}) has no canonical label "
+                    f"yet (convention='brats2024_post' reads it as background)"
+                )
+                raise DataError(source, scheme_refusal(ref, source, detail))
+    return to_canonical(data, ref.convention, source=source)
+
+
+def with_scheme(ref: CaseRef, scheme: str | None) -> CaseRef:
+    """``ref`` in a stated scheme (its convention follows where the scheme has one)."""
+    if scheme is None:
+        return ref
+    chosen = get_scheme(scheme)
+    return replace(ref, scheme=chosen.name, scheme_note=None, convention=chosen.convention or ref.convention)
+
+
+def scan_case_folder(folder: Path, layout: str | None = None, *, scheme: str | None = None) -> CaseRef:
     """Identify the modality and mask files of one BraTS-style case folder.
+
+    Args:
+        folder: the case folder.
+        layout: force a file naming layout instead of detecting it.
+        scheme: state the label scheme (default: from the case id, see :func:`case_scheme`).
 
     Raises:
         MissingFileError: the folder does not exist.
-        DataError: a modality is missing, a modality appears twice, or the files are not named
-            like any known layout.
+        DataError: a modality is missing, a modality appears twice, the files are not named
+            like any known layout, or the case is of a task this version cannot read yet (MEN-RT).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -209,6 +304,10 @@ def scan_case_folder(folder: Path, layout: str | None = None) -> CaseRef:
                     f"(<case>_flair/_t1/_t1ce/_t2/_seg or BraTS 2023 -t1n/-t1c/-t2w/-t2f/-seg)",
                 )
             layout = "brats2021"  # generic 2017-2021 naming with an unrecognised prefix
+    chosen, note = case_scheme(case_id, layout, scheme)
+    if len(chosen.modalities) != len(MODALITIES):  # MEN-RT: T1c and a _gtv mask only
+        ref = CaseRef(case_id, layout, LAYOUT_CONVENTION[layout], {}, scheme=chosen.name, scheme_note=note)
+        raise DataError(folder, scheme_refusal(ref, folder))
     missing = [m for m in MODALITIES if m not in found]
     if missing:
         expected = _LAYOUT_TOKENS.get(layout, _LAYOUT_TOKENS["brats2021"])
@@ -224,11 +323,13 @@ def scan_case_folder(folder: Path, layout: str | None = None) -> CaseRef:
     return CaseRef(
         case_id=case_id,
         layout=layout,
-        convention=LAYOUT_CONVENTION[layout],
+        convention=chosen.convention or LAYOUT_CONVENTION[layout],
         images={m: found[m] for m in MODALITIES},
         label=found.get("seg"),
         grade=grade,
         warnings=notes,
+        scheme=chosen.name,
+        scheme_note=note,
     )
 
 
@@ -330,7 +431,8 @@ def scan_msd(root: Path, *, problems: list[str] | None = None) -> list[CaseRef]:
             lab = ldir / f.name
             if problems is not None and images_dir == "imagesTr" and not lab.exists():
                 problems.append(f"{f}: training image without its label {lab}")
-            refs.append(CaseRef(case_id, "msd", "msd", {"4d": f}, lab if lab.exists() else None, order))
+            label = lab if lab.exists() else None
+            refs.append(CaseRef(case_id, "msd", "msd", {"4d": f}, label, order, scheme="msd"))
         if problems is not None and ldir.is_dir():
             names = {f.name for f in images}
             problems.extend(
@@ -386,13 +488,14 @@ def detect_layout(root: str | Path) -> str:
 
 
 def scan_dataset(
-    root: str | Path, layout: str | None = None, *, problems: list[str] | None = None
+    root: str | Path, layout: str | None = None, *, problems: list[str] | None = None, scheme: str | None = None
 ) -> tuple[str, list[CaseRef]]:
     """Detect the layout of ``root`` and list its cases.
 
     Args:
         root: dataset folder (or one case folder).
         layout: force a layout instead of detecting it.
+        scheme: state the label scheme of every case (default: each case id's, see :func:`case_scheme`).
         problems: collect case-level problems here (a case folder whose files cannot be matched,
             duplicate ids, mixed layouts) and go on with the other cases; default: raise on the
             first. Folder-level problems (missing, empty, unreadable ``dataset.json``) always raise.
@@ -408,8 +511,10 @@ def scan_dataset(
         raise DataError(root, f"{root}: is a file, expected a dataset folder")
     if layout is not None and layout not in LAYOUTS:
         raise ValueError(f"layout={layout!r} is unknown; expected one of {list(LAYOUTS)}")
+    if scheme is not None:
+        get_scheme(scheme)
     if layout == "msd" or (layout is None and (root / "dataset.json").is_file()):
-        refs = scan_msd(root, problems=problems)
+        refs = [with_scheme(r, scheme) for r in scan_msd(root, problems=problems)]
         if not refs and not problems:
             raise DataError(root, f"{root}: MSD dataset.json found but no images in imagesTr/ or imagesTs/")
         return "msd", refs
@@ -421,7 +526,7 @@ def scan_dataset(
     refs = []
     for folder in folders:
         try:
-            refs.append(scan_case_folder(folder, layout))
+            refs.append(scan_case_folder(folder, layout, scheme=scheme))
         except DataError as exc:
             _report(problems, exc)
     layouts = Counter(r.layout for r in refs)

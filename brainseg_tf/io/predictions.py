@@ -28,7 +28,7 @@ from brainseg_tf import atomic
 from brainseg_tf.io.errors import DataError
 from brainseg_tf.io.jsonfile import read_json
 from brainseg_tf.io.labels import get_convention, load_labels
-from brainseg_tf.io.layouts import case_id_problem, has_scan_files
+from brainseg_tf.io.layouts import case_id_problem, check_scheme_readable, has_scan_files
 from brainseg_tf.io.nifti import AFFINE_ATOL, is_nifti_name, strip_nifti_suffix
 
 PREDICTIONS_META = "predictions.json"
@@ -203,6 +203,8 @@ def reference_files(ref_dir: str | Path) -> dict[str, tuple[Path, str | None]]:
 
     if has_scan_files(ref_dir):
         dataset = open_dataset(ref_dir)
+        for cid in dataset.labelled_ids:  # PED 2024+ would be scored in the GLI meaning of 1/2/3
+            check_scheme_readable(dataset.ref(cid))
         return {cid: (dataset.ref(cid).label, dataset.ref(cid).convention) for cid in dataset.labelled_ids}
     return {cid: (path, None) for cid, path in scan_label_files(ref_dir).items()}
 

@@ -265,13 +265,19 @@ def test_sigkill_during_checkpoint_writes_leaves_valid_files_and_a_rerun_finishe
             stderr=subprocess.DEVNULL,
         )
         try:
-            # Training (and checkpointing) has started once this session wrote its first backup;
-            # then kill at a seeded random point of the time the rest of the run takes.
+            # Kill at a seeded random point counted in the run's own progress, not in seconds (a
+            # busy machine would make a time-based point fall after the end): after the n-th new
+            # backup of this session (one a step), then somewhere within the next step, its
+            # checkpoint write included.
             deadline = time.monotonic() + 150
-            while _backup_id(run_dir) == before and proc.poll() is None:
+            seen, target = before, int(rng.integers(1, EPOCHS * STEPS - 2))
+            while target and proc.poll() is None:
                 assert time.monotonic() < deadline, "no backup written in time"
-                time.sleep(0.005)
-            time.sleep(float(rng.uniform(0.0, duration)))
+                current = _backup_id(run_dir)
+                if current != seen:
+                    seen, target = current, target - 1
+                time.sleep(0.002)
+            time.sleep(float(rng.uniform(0.0, duration / (EPOCHS * STEPS))))
             proc.send_signal(signal.SIGKILL)  # no-op when the run has already exited (reaped by its poll)
             proc.wait(timeout=60)
         finally:
