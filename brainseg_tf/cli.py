@@ -19,14 +19,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def _cmd_info(args: argparse.Namespace) -> int:
     from brainseg_tf import io
 
-    print(io.format_summary(io.dataset_summary(args.dir, layout=args.layout, progress=not args.quiet)))
+    summary = io.dataset_summary(args.dir, layout=args.layout, progress=not args.quiet, scheme=args.scheme)
+    print(io.format_summary(summary))
     return 0
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from brainseg_tf import io
 
-    problems = io.validate_dataset(args.dir, layout=args.layout, progress=not args.quiet, max_voxels=args.max_voxels)
+    problems = io.validate_dataset(
+        args.dir, layout=args.layout, progress=not args.quiet, max_voxels=args.max_voxels, scheme=args.scheme
+    )
     errors = [p for p in problems if not p.startswith("warning:")]
     for p in problems:
         print(p)
@@ -463,8 +466,19 @@ def _add_info_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="print a dataset summary (layout, cases, shapes, spacing, label volumes)")
     p.add_argument("dir", type=Path)
     p.add_argument("--layout", default=None, help="force a layout instead of detecting it")
+    _add_scheme_argument(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_info)
+
+
+def _add_scheme_argument(p: argparse.ArgumentParser) -> None:
+    # schemes.SCHEMES checks the name; importing it here would slow every brainseg command
+    p.add_argument(
+        "--scheme",
+        default=None,
+        help="the label scheme of every case (e.g. ped2023 for BraTS 2023 PED data); default: each case id's "
+        "task prefix decides (docs/editions.md)",
+    )
 
 
 def _add_validate_parser(sub: argparse._SubParsersAction) -> None:
@@ -477,6 +491,7 @@ def _add_validate_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="refuse files declaring more voxels (default: $BRAINSEG_MAX_VOXELS or 2^29)",
     )
+    _add_scheme_argument(p)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_validate)
 

@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 #: How a user states a scheme, quoted where the layout cannot tell it.
-SCHEME_OPTION = "--scheme (recipe: data.scheme; Python: scheme=)"
+SCHEME_OPTION = "--scheme (brainseg info / validate; Python: scheme= of read_case, open_dataset)"
 
 _GLI_FILES = ("t2f", "t1n", "t1c", "t2w")  # in the canonical channel order flair, t1, t1ce, t2
 _LEGACY_FILES = ("flair", "t1", "t1ce", "t2")

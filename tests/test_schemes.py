@@ -127,7 +127,7 @@ def test_ped_defaults_to_the_current_scheme_and_says_so(edition):
 def test_an_undecidable_id_is_refused_naming_the_option(case_id):
     with pytest.raises(ValueError, match="--scheme") as err:
         detect_scheme(case_id)
-    assert repr(case_id) in str(err.value) and "data.scheme" in str(err.value) and "'ped2024'" in str(err.value)
+    assert repr(case_id) in str(err.value) and "scheme=" in str(err.value) and "'ped2024'" in str(err.value)
 
 
 def test_detect_scheme_checks_edition():
@@ -316,3 +316,19 @@ def test_docs_refusal_messages_are_what_the_reader_says(tmp_path, monkeypatch):
     for folder in ("ped", "gli", "menrt"):
         (message,) = io.validate_dataset(folder)
         assert f"| `{message}` |" in text, f"{DOC}: the {folder} message changed to {message}"
+
+
+def test_cli_scheme_option(tmp_path, capsys):
+    from brainseg_tf import cli
+
+    _case(tmp_path, "BraTS-PED-00001-000", _source_label((1, 2, 3)))
+    assert cli.main(["info", str(tmp_path), "-q"]) == 2  # read as PED 2024+: refused
+    assert "'ped2024' label scheme" in capsys.readouterr().err
+    assert cli.main(["info", str(tmp_path), "-q", "--scheme", "ped2023"]) == 0
+    assert "cases" in capsys.readouterr().out
+    assert cli.main(["validate", str(tmp_path), "-q", "--scheme", "ped2023"]) == 0
+    assert cli.main(["validate", str(tmp_path), "-q"]) == 1
+    capsys.readouterr()
+    assert cli.main(["info", str(tmp_path), "-q", "--scheme", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "nope" in err and "ped2023" in err  # the names it knows
