@@ -318,18 +318,24 @@ def resolve_convention(
 
 
 def load_labels(
-    path: Path, convention: str | None, *, explicit: str | None = None, flag: str = "--pred-convention"
+    path: Path,
+    convention: str | None,
+    *,
+    explicit: str | None = None,
+    fallback: str | None = None,
+    flag: str = "--pred-convention",
 ) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
     """Canonical labels ``(X, Y, Z)`` uint8, affine and spacing of a label file.
 
     ``convention`` is the recorded one (layout or metadata; ``None``: the header stamp, else
+    ``fallback`` (e.g. the convention of the case the file belongs to), else
     :func:`resolve_convention` decides or raises naming ``flag``); ``explicit`` overrides it.
     """
     volume = load_nifti(path)
     data = np.asarray(volume.data)
     if data.ndim == 4 and data.shape[-1] == 1:
         data = data[..., 0]
-    recorded = convention or stamped_convention(volume.header)
+    recorded = convention or stamped_convention(volume.header) or fallback
     conv = resolve_convention(
         label_values(data, source=path) if explicit is None and recorded is None else (),
         path,

@@ -239,18 +239,18 @@ def view_html(
 def _read_map(path: str | Path, case: Any, *, labels: bool) -> np.ndarray:
     """A prediction (source label values, converted to canonical) or an uncertainty map on the case's grid."""
     from brainseg_tf.io import DataError
-    from brainseg_tf.io.labels import to_canonical
-    from brainseg_tf.io.nifti import load_nifti, stamped_convention
+    from brainseg_tf.io.labels import load_labels
+    from brainseg_tf.io.nifti import load_nifti, read_header
 
-    vol = load_nifti(path)
-    if vol.data.shape[:3] != tuple(case.shape):
-        raise DataError(path, f"{path}: shape {vol.data.shape} differs from the case's {tuple(case.shape)}")
-    if not np.allclose(vol.affine, case.affine, atol=1e-3):
+    shape, affine, _ = read_header(path)
+    if shape[:3] != tuple(case.shape):
+        raise DataError(path, f"{path}: shape {shape} differs from the case's {tuple(case.shape)}")
+    if not np.allclose(affine, case.affine, atol=1e-3):
         raise DataError(path, f"{path}: its affine differs from the case's (not on the case's grid)")
     if not labels:
-        return np.asarray(vol.data, dtype=np.float32)
-    convention = stamped_convention(vol.header) or case.convention
-    return to_canonical(np.asarray(vol.data), convention, source=path)
+        return np.asarray(load_nifti(path).data, dtype=np.float32)
+    # the file's stamp (as `brainseg predict` writes it), else the case's own convention
+    return load_labels(Path(path), None, fallback=case.convention)[0]
 
 
 def view(

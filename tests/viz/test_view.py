@@ -137,3 +137,18 @@ def test_a_title_is_text_whatever_it_holds(case_dir):
     page = viz.view_html(case.image, case.affine, title="__DATA__ </script><b>x").html
     assert page.count("const D = {") == 1 and "<title>__DATA__ &lt;/script&gt;&lt;b&gt;x</title>" in page
     assert _data(page)["shape"]
+
+
+def test_an_unstamped_prediction_is_read_in_the_cases_convention(case_dir, tmp_path):
+    from brainseg_tf.io.labels import from_canonical, load_labels
+
+    case = io.read_case(case_dir)
+    raw = tmp_path / "other_tool.nii.gz"  # another tool's output: BraTS values 1/2/4, no stamp
+    nib.save(nib.Nifti1Image(from_canonical(case.label, "brats").astype(np.uint8), case.affine), raw)
+    assert set(np.unique(nib.load(raw).get_fdata()).astype(int)) == {0, 1, 2, 4}
+    data = _data(viz.view(case_dir, pred=raw).html)
+    np.testing.assert_array_equal(
+        _unpack(data["labels"]["prediction"], data["shape"]), _unpack(data["labels"]["reference"], data["shape"])
+    )
+    np.testing.assert_array_equal(load_labels(raw, None, fallback="brats")[0], case.label)
+    np.testing.assert_array_equal(load_labels(raw, "brats", fallback="msd")[0], case.label)  # recorded first
