@@ -15,7 +15,6 @@ returns at once when complete), predictions are redone.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -118,6 +117,7 @@ def run_demo(
         settings=settings,
         targets=TARGETS,
     )
-    means = json.loads((out / report.SETTINGS_FILE).read_text())["mean_dice"]
+    summary = result.summary()
+    means = {r: summary[r]["dice"]["mean"] for r in TARGETS}
     print(f"brainseg demo: {report.demo_summary(means, time.time() - started, TARGETS)}")
     return path

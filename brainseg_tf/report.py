@@ -549,7 +549,8 @@ def demo_report(
         "best case's prediction in 3D",
     )
     report.viewer_links(load, ranked)
-    means = {r: float(np.mean([x["dice"] for x in result.rows if x["region"] == r])) for r in REGIONS}
+    summary = result.summary()
+    means = {r: summary[r]["dice"]["mean"] for r in REGIONS}
     report.section("Result")
     report.add(demo_summary(means, sum(timings.values()), targets or {}))
     if settings:

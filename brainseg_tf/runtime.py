@@ -138,14 +138,16 @@ def start_tensorflow() -> Any:
     """Import TensorFlow, let GPUs grow their memory, and run a first op, without the start-up log.
 
     The C++ start-up lines (:data:`STARTUP_LOG`) are dropped; anything else TensorFlow printed
-    meanwhile is passed on to ``sys.stderr``. Where TensorFlow is already running this only
-    returns the module.
+    meanwhile is passed on to ``sys.stderr``. Where TensorFlow was imported before, this only sets
+    the memory growth (a no-op once a GPU is initialised) and returns the module.
 
     Returns:
         The ``tensorflow`` module.
     """
-    if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
+    if "tensorflow" in sys.modules:  # imported before: only the memory growth is still to set
+        tf = sys.modules["tensorflow"]
+        _grow_gpu_memory(tf)
+        return tf
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     lines: list[str] = []
     try:
@@ -170,7 +172,6 @@ def setup(*, mixed_precision: str = "auto", seed: int | None = 0, verbose: bool 
         ``{"platform", "tensorflow", "keras", "gpus", "policy"}``.
     """
     tf = start_tensorflow()
-    _grow_gpu_memory(tf)  # also where TensorFlow was imported before setup()
     import keras
 
     gpus = tf.config.list_physical_devices("GPU")
