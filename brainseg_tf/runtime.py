@@ -79,7 +79,47 @@ def resolve_policy(setting: str = "auto") -> str:
         return "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
     if setting not in POLICIES:
         raise ValueError(f"mixed_precision={setting!r} is unknown; expected 'auto' or one of {sorted(POLICIES)}")
-    return POLICIES[setting]
+    policy = POLICIES[setting]
+    if policy == "mixed_bfloat16" and not tpu_available():
+        _warn_emulated_bfloat16()
+    return policy
+
+
+#: CPU flags of native bfloat16 arithmetic (Linux ``/proc/cpuinfo``); without one, TensorFlow emulates it.
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags(path: str = "/proc/cpuinfo") -> set[str] | None:
+    """The CPU feature flags the kernel reports, or ``None`` where they cannot be read (not Linux)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        return None
+    return None
+
+
+def _warn_emulated_bfloat16() -> None:
+    """Warn when ``mixed_bfloat16`` would run on a CPU without native bfloat16 (and no GPU)."""
+    flags = cpu_flags()
+    if flags is None or flags & set(BF16_CPU_FLAGS):
+        return
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return
+    import warnings
+
+    warnings.warn(
+        "mixed_precision='bfloat16' on a CPU without native bfloat16 (no "
+        f"{' / '.join(BF16_CPU_FLAGS)} in /proc/cpuinfo): TensorFlow emulates it, several times slower "
+        "than float32 (docs/benchmarks.md, 'Mixed precision on CPUs'); set runtime.mixed_precision to 'off' "
+        "or 'auto' on this machine",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 #: What TensorFlow's C++ side prints on import and on its first op (absl, oneDNN, CPU features,

@@ -30,3 +30,30 @@ def test_the_start_up_pattern_matches_what_tensorflow_prints():
     ]
     assert all(STARTUP_LOG.search(line) for line in lines)
     assert not STARTUP_LOG.search("ValueError: something real went wrong")
+
+
+def test_cpu_flags_reads_the_flags_line(tmp_path):
+    from brainseg_tf import runtime
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\nbugs\t\t: none\n")
+    assert runtime.cpu_flags(str(info)) == {"fpu", "sse2", "avx2", "fma"}
+    assert runtime.cpu_flags(str(tmp_path / "missing")) is None
+
+
+def test_bfloat16_on_a_cpu_without_native_bf16_warns(monkeypatch):
+    import warnings
+
+    import pytest
+
+    from brainseg_tf import runtime
+
+    monkeypatch.setattr(runtime, "tpu_available", lambda: False)
+    monkeypatch.setattr(runtime, "cpu_flags", lambda path="/proc/cpuinfo": {"avx2", "fma"})
+    with pytest.warns(RuntimeWarning, match=r"without native bfloat16 \(no avx512_bf16 / amx_bf16"):
+        assert runtime.resolve_policy("bfloat16") == "mixed_bfloat16"
+    monkeypatch.setattr(runtime, "cpu_flags", lambda path="/proc/cpuinfo": {"avx2", "avx512_bf16"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert runtime.resolve_policy("mixed_bfloat16") == "mixed_bfloat16"
+        assert runtime.resolve_policy("off") == "float32"
