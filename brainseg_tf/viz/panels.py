@@ -15,6 +15,7 @@ import numpy as np
 
 from brainseg_tf.arrays import bbox
 from brainseg_tf.conventions import MODALITIES, PLANE_AXES
+from brainseg_tf.schemes import get_scheme
 from brainseg_tf.viz.colors import label_rgba
 from brainseg_tf.viz.geometry import DisplayGeometry, display_slice, edge_letters
 
@@ -74,20 +75,26 @@ def as_volume(image: np.ndarray, channel: int | str, modalities: Sequence[str] =
     return image[..., channel_index(channel, image.shape[-1], modalities)]
 
 
-def check_label(label: np.ndarray | None, shape: tuple[int, ...], name: str = "label") -> np.ndarray | None:
-    """``label`` as an array of the image's spatial shape with canonical values 0-3 (``None`` passes).
+def check_label(
+    label: np.ndarray | None, shape: tuple[int, ...], name: str = "label", scheme: str | None = None
+) -> np.ndarray | None:
+    """``label`` as an array of the image's spatial shape with internal labels of ``scheme``
+    (default canonical 0-3; ``None`` passes).
 
     Raises:
-        ValueError: another shape, or values above 3 (named ``name`` in the message).
+        ValueError: another shape, or values above the scheme's last label (named ``name``).
     """
     if label is None:
         return None
     label = np.asarray(label)
     if label.shape != tuple(shape[:3]):
         raise ValueError(f"{name} shape {label.shape} does not match image spatial shape {tuple(shape[:3])}")
-    if label.size and int(label.max()) > 3:
+    top = 3 if scheme is None else get_scheme(scheme).n_classes - 1
+    if label.size and int(label.max()) > top:
+        what = "canonical labels 0-3" if scheme is None else f"the {scheme!r} scheme's internal labels 0-{top}"
         raise ValueError(
-            f"{name} must hold canonical labels 0-3, found {int(label.max())} (convert with io.labels.to_canonical)"
+            f"{name} must hold {what}, found {int(label.max())} (convert with io.labels.to_canonical"
+            + (", or pass scheme=)" if scheme is None else ")")
         )
     return label
 
@@ -183,8 +190,10 @@ def draw_slice(
     alpha: float,
     radiological: bool,
     box: tuple[np.ndarray, np.ndarray] | None = None,
+    scheme: str | None = None,
 ) -> None:
-    """Grayscale slice with an optional label overlay, aspect from spacing, orientation letters.
+    """Grayscale slice with an optional label overlay (internal labels of ``scheme``, default
+    canonical), aspect from spacing, orientation letters.
 
     The axes keep full-slice pixel coordinates (column, row of the display array); ``box`` (RAS
     index corners) only zooms the view onto it. Without ``vol_ras`` the background is black.
@@ -204,7 +213,7 @@ def draw_slice(
         ax.set_facecolor("black")
     if label_ras is not None:
         ax.imshow(
-            label_rgba(display_slice(label_ras, plane, k_ras, radiological), alpha),
+            label_rgba(display_slice(label_ras, plane, k_ras, radiological), alpha, scheme),
             aspect=aspect,
             interpolation="nearest",
         )

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from brainseg_tf.checks import check_choice, check_int
 from brainseg_tf.conventions import CLASS_NAMES, FOREGROUND_CLASSES, MODALITIES, PLANE_AXES, REGION_LABELS
 from brainseg_tf.evaluation import dice_score
-from brainseg_tf.viz.colors import error_legend_handles, error_rgba, legend_handles
+from brainseg_tf.viz.colors import error_legend_handles, error_rgba, legend_handles, scheme_labels
 from brainseg_tf.viz.figures import DEFAULT_DPI, save_figure
 from brainseg_tf.viz.geometry import PLANES, DisplayGeometry, display_slice
 from brainseg_tf.viz.panels import (
@@ -61,6 +61,7 @@ def show_case(
     title: str | None = None,
     save: str | Path | None = None,
     dpi: int = DEFAULT_DPI,
+    scheme: str | None = None,
 ) -> Figure:
     """Multi-modal axial view: every modality plain and with the label overlay, plus a legend.
 
@@ -69,7 +70,7 @@ def show_case(
 
     Args:
         image: ``(X, Y, Z, C)`` in voxel order, channels named by ``modalities``.
-        label: ``(X, Y, Z)`` canonical labels 0-3, or ``None``.
+        label: ``(X, Y, Z)`` canonical labels 0-3 (with ``scheme``: that scheme's internal labels), or ``None``.
         z: axial slice as an index along the voxel axis that runs inferior-superior (default:
             through the tumour's centre of mass, or the middle without tumour).
         modalities: channel names, for titles.
@@ -81,18 +82,21 @@ def show_case(
         title: figure title (default names the slice).
         save: path to write the figure to (PNG of ``figsize * dpi`` pixels).
         dpi: resolution of the saved file.
+        scheme: the label scheme of ``label`` (:mod:`brainseg_tf.schemes`, e.g. ``"ped2024"``): its
+            labels' colours and names in the overlay and legend (default: canonical NCR, ED, ET).
 
     Returns:
         The figure.
 
     Raises:
         ValueError: image not 4D or not matching ``modalities``; label of another shape or with
-            values above 3; ``z`` out of range.
+            values above the scheme's labels; ``z`` out of range.
     """
     image = np.asarray(image)
     if image.ndim != 4 or image.shape[-1] != len(modalities):
         raise ValueError(f"image shape {image.shape} does not match modalities {modalities}")
-    label = check_label(label, image.shape)
+    label = check_label(label, image.shape, scheme=scheme)
+    named = scheme_labels(scheme)
     geom = DisplayGeometry.make(image.shape, affine, spacing)
     axis = geom.voxel_axis("axial")
     if z is None:
@@ -110,22 +114,22 @@ def show_case(
         draw_slice(axes[0, c], geom, "axial", k, img_ras[..., c], win, None, alpha, radiological, box)
         axes[0, c].set_title(name.upper(), fontsize=10)
         if label is not None:
-            draw_slice(axes[1, c], geom, "axial", k, img_ras[..., c], win, lab_ras, alpha, radiological, box)
+            draw_slice(axes[1, c], geom, "axial", k, img_ras[..., c], win, lab_ras, alpha, radiological, box, scheme)
             axes[1, c].set_title(f"{name.upper()} + labels", fontsize=10)
     if label is not None:
-        draw_slice(axes[1, -1], geom, "axial", k, None, None, lab_ras, 1.0, radiological, box)
+        draw_slice(axes[1, -1], geom, "axial", k, None, None, lab_ras, 1.0, radiological, box, scheme)
         axes[1, -1].set_title("labels", fontsize=10)
-        counts = np.bincount(label[(slice(None),) * axis + (int(z),)].ravel(), minlength=4)
+        counts = np.bincount(label[(slice(None),) * axis + (int(z),)].ravel(), minlength=len(named) + 1)
         axes[0, -1].axis("off")
         axes[0, -1].text(
             0.05,
             0.5,
-            "voxels in slice\n" + "\n".join(f"{CLASS_NAMES[c]}: {counts[c]}" for c in FOREGROUND_CLASSES),
+            "voxels in slice\n" + "\n".join(f"{text.split()[0]}: {counts[c]}" for c, (text, _) in named.items()),
             transform=axes[0, -1].transAxes,
             va="center",
             fontsize=9,
         )
-        fig.legend(handles=legend_handles(), loc="lower center", ncol=3, frameon=False)
+        fig.legend(handles=legend_handles(scheme), loc="lower center", ncol=min(len(named), 4), frameon=False)
     view = "radiological" if radiological else "neurological"
     fig.suptitle(title or f"axial slice z={z} ({view} view)")
     fig.tight_layout(rect=(0, 0.07 if label is not None else 0, 1, 0.95), h_pad=1.2)
