@@ -43,6 +43,9 @@ _LEGACY_FILES = ("flair", "t1", "t1ce", "t2")
 _NESTED = (("WT", ("NETC", "SNFH", "ET")), ("TC", ("NETC", "ET")), ("ET", ("ET",)))
 _GLI_LABELS = (("NETC", 1), ("SNFH", 2), ("ET", 3))
 _EDITIONS = "reference/brats-editions.md"
+#: Label roles, in internal order: core (necrotic / non-enhancing), edema, enhancing tumour.
+_ROLES = (("NCR", "NETC", "NET"), ("ED", "SNFH"), ("ET",))
+_CANONICAL_REGIONS = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,126 @@ class LabelScheme:
                 f"(allowed {list(self.values)}: {self.description})"
             )
         return present
+
+    # ------------------------------------------------------------------ internal labels
+    # Inside the library a scheme's labels are the indices 1..n of :attr:`internal` (0 background).
+    # The core, edema and enhancing roles come first, so the glioma schemes' internal labels are the
+    # canonical ones (1 NCR, 2 ED, 3 ET); labels without a role (RC, CC, GTV) follow in file order.
+
+    @property
+    def internal(self) -> tuple[str, ...]:
+        """Label names in internal order: internal label ``i`` (1-based) is ``internal[i - 1]``."""
+        names = self.label_names
+        ordered = [n for role in _ROLES for n in names if n in role]
+        return tuple(ordered + [n for n in names if n not in ordered])
+
+    @property
+    def n_classes(self) -> int:
+        """Classes of a softmax head: background plus every label."""
+        return len(self.labels) + 1
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """``("BG", *internal)``: the softmax channels."""
+        return ("BG",) + self.internal
+
+    @property
+    def is_canonical(self) -> bool:
+        """True when the internal labels and regions are the canonical ones (1 NCR, 2 ED, 3 ET; WT, TC, ET)."""
+        return len(self.labels) == 3 and self.internal_regions() == _CANONICAL_REGIONS
+
+    def internal_value(self, label: str) -> int:
+        """Internal label (1-based) of a label name."""
+        check_choice("label", label, self.label_names)
+        return self.internal.index(label) + 1
+
+    def region_internal(self, region: str) -> tuple[int, ...]:
+        """Internal labels ``region`` holds, ascending."""
+        check_choice("region", region, self.region_names)
+        return tuple(sorted(self.internal_value(n) for n in dict(self.regions)[region]))
+
+    def internal_regions(self) -> dict[str, tuple[int, ...]]:
+        """Region name -> internal labels, in channel order."""
+        return {r: self.region_internal(r) for r in self.region_names}
+
+    def region_table(self) -> np.ndarray:
+        """``(n_classes, R)`` float32: row ``i`` is the region target of internal label ``i``."""
+        table = np.zeros((self.n_classes, len(self.regions)), dtype=np.float32)
+        for j, r in enumerate(self.region_names):
+            table[list(self.region_internal(r)), j] = 1.0
+        return table
+
+    def _lut(self, forward: bool) -> np.ndarray:
+        lut = np.full(256, 255, dtype=np.uint8)
+        lut[0] = 0
+        for name, value in self.labels:
+            src, dst = (value, self.internal_value(name)) if forward else (self.internal_value(name), value)
+            lut[src] = dst
+        return lut
+
+    def to_internal(self, label_map: np.ndarray) -> np.ndarray:
+        """Internal uint8 labels from a map in this scheme's source values.
+
+        Raises:
+            ValueError: values outside the scheme (see :meth:`check_values`).
+        """
+        arr = np.asarray(label_map)
+        self.check_values(np.unique(arr))
+        return self._lut(True)[arr.astype(np.int64)]
+
+    def from_internal(self, label_map: np.ndarray) -> np.ndarray:
+        """Source values (uint8) from internal labels.
+
+        Raises:
+            ValueError: internal labels outside ``0..n_classes - 1``.
+        """
+        arr = np.asarray(label_map)
+        bad = sorted(int(v) for v in np.unique(arr) if not 0 <= int(v) < self.n_classes)
+        if bad:
+            raise ValueError(
+                f"internal label map holds {bad}; the {self.name!r} scheme has 0 BG, "
+                + ", ".join(f"{i} {n}" for i, n in enumerate(self.internal, 1))
+            )
+        return self._lut(False)[arr.astype(np.int64)]
+
+    def nested(self) -> bool:
+        """True when each region, in channel order, adds exactly one label to the later ones (WT, TC, ET):
+        region masks then decode to labels by overwriting in channel order."""
+        return all(len(a) == 1 for a in self._adds())
+
+    def _adds(self) -> list[tuple[int, ...]]:
+        regions = list(self.internal_regions().values())
+        out = []
+        for k, held in enumerate(regions):
+            later = set().union(*regions[k + 1 :]) if k + 1 < len(regions) else set()
+            out.append(tuple(sorted(set(held) - later)))
+        return out
+
+    def decode_regions(self, regions: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+        """Internal uint8 labels ``(...)`` from region masks or probabilities ``(..., R)``.
+
+        Nested schemes (:meth:`nested`) overwrite in channel order: each region ``> threshold``
+        sets the label it adds (WT -> ED, TC -> NCR, ET -> ET: ET wins over TC, TC over WT).
+        Others (PED's six regions) take, per voxel, the label whose region pattern is most likely
+        under independent sigmoids (boolean masks: the nearest pattern, ties to the lower label).
+        """
+        arr = np.asarray(regions)
+        if arr.shape[-1] != len(self.regions):
+            raise ValueError(
+                f"regions have {arr.shape[-1]} channels; the {self.name!r} scheme has {len(self.regions)} "
+                f"{list(self.region_names)}"
+            )
+        on = arr if arr.dtype == bool else arr > threshold
+        out = np.zeros(arr.shape[:-1], dtype=np.uint8)
+        if self.nested():
+            for j, (label,) in enumerate(self._adds()):
+                out[on[..., j]] = label
+            return out
+        eps = 1e-4
+        p = np.where(on, 1 - eps, eps) if arr.dtype == bool else np.clip(arr.astype(np.float32), eps, 1 - eps)
+        table = self.region_table()
+        score = np.log(p) @ table.T + np.log1p(-p) @ (1.0 - table).T
+        return np.argmax(score, axis=-1).astype(np.uint8)
 
     def labels_text(self) -> str:
         """``"1 NETC, 2 SNFH, 3 ET"``."""
