@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The benches read the TensorFlow allocator's peak; on CPU it keeps statistics only as a BFC allocator
+# (the default allocator of some CPU builds and machines, not of others).
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = REPO_ROOT / "configs"

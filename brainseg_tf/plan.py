@@ -505,6 +505,9 @@ def measure_step_peak(
 
     Returns:
         ``{"device", "policy", "patch", "batch", "peak", "after_build", "rss_peak", "seconds_per_step"}``.
+
+    Raises:
+        RuntimeError: the allocator keeps no statistics (a CPU without ``TF_CPU_ALLOCATOR_USE_BFC=true``).
     """
     import time
 
@@ -525,7 +528,13 @@ def measure_step_peak(
     x = rng.standard_normal((batch, *patch, len(cfg.data.modalities)), dtype=np.float32)
     y = rng.integers(0, 4, size=(batch, *patch), dtype=np.uint8)
     ds = finish_dataset(tf.data.Dataset.from_tensors((x, y)).repeat(), cfg, n_outputs, False)
-    after_build = tf.config.experimental.get_memory_info(device)["current"]
+    try:
+        after_build = tf.config.experimental.get_memory_info(device)["current"]
+    except ValueError as exc:  # the CPU allocator of this build keeps no statistics
+        raise RuntimeError(
+            f"{device}: TensorFlow's allocator keeps no memory statistics here ({exc}); set the environment "
+            f"variable TF_CPU_ALLOCATOR_USE_BFC=true before TensorFlow starts (the bench scripts do)"
+        ) from None
     tf.config.experimental.reset_memory_stats(device)
     model.fit(ds, steps_per_epoch=1, epochs=1, verbose=0)  # trace, build optimizer state
     start = time.perf_counter()
