@@ -6,9 +6,14 @@ one beside every export; :mod:`brainseg_tf.inference` reads it and nothing else.
 * ``model``/``options``: the registry name and builder options (informational: weights and
   architecture come from the ``.keras`` file);
 * ``modalities``: canonical names in input-channel order; ``spatial_dims``: 2 or 3;
-* ``head``: ``"softmax"`` (4 classes BG, NCR, ED, ET), ``"sigmoid"`` (3 regions WT, TC, ET) or
-  ``"region"`` (one region, named by ``region``); ``logits``: whether the model's output is
-  pre-activation (an export always outputs probabilities, so its card says ``false``);
+* ``scheme``: the label scheme the model learned (:mod:`brainseg_tf.schemes`; default
+  ``"brats2021"``, the canonical 0 BG, 1 NCR, 2 ED, 3 ET with regions WT, TC, ET); its classes and
+  regions are derived from it, never stored twice;
+* ``head``: ``"softmax"`` (the scheme's classes, :attr:`ModelCard.class_names`: 4 for the glioma
+  schemes), ``"sigmoid"`` (its regions in channel order, :attr:`ModelCard.region_names`: WT, TC,
+  ET for the glioma schemes, 6 for PED 2024) or ``"region"`` (one of its regions, named by
+  ``region``); ``logits``: whether the model's output is pre-activation (an export always outputs
+  probabilities, so its card says ``false``);
 * ``window``: the sliding-window size (the training patch); for a 2D model with
   ``preprocessing.resize`` the size each slice is resized to (cards written before the name
   ``window`` say ``roi``, read as ``window``);
@@ -19,13 +24,17 @@ one beside every export; :mod:`brainseg_tf.inference` reads it and nothing else.
   evidence), region threshold;
 * ``inference``: how ``predict`` slides its window, as validation ran it: windows of ``window`` or
   planned ones (``"auto"``: the largest windows within a voxel budget), and the overlap;
-* ``label_convention``: the training data's source convention (``"brats"``, ``"msd"``, ...);
+* ``label_convention``: the training data's source convention (``"brats"``, ``"msd"``, ...;
+  informational since format 4, which names the ``scheme``);
 * ``provenance``: recipe, data, split, epochs, package and library versions, time.
 
-Older run directories (``config.json`` with an ``"inference"`` block) and version-1 export
-metadata are read by :func:`migrate`, the one explicit migration. No field is ever guessed from
-a model's shapes: a model without a card needs explicit arguments (:func:`from_arguments`).
-No TensorFlow is imported here.
+Cards of formats 1-3, older run directories (``config.json`` with an ``"inference"`` block) and
+version-1 export metadata are read by :func:`migrate`, the one explicit migration (format 3 has no
+``scheme``: it is read from ``label_convention``). A card of a newer format is refused, naming its
+version and the ones this toolkit reads. The card is input too: every size and count it holds is
+checked against the bounds of :data:`BOUNDS` before anything is allocated, and every error names
+the key. No field is ever guessed from a model's shapes: a model without a card needs explicit
+arguments (:func:`from_arguments`). No TensorFlow is imported here.
 """
 
 from __future__ import annotations
@@ -43,12 +52,16 @@ from typing import Any
 
 from brainseg_tf import atomic
 from brainseg_tf.checks import is_int, is_number
-from brainseg_tf.conventions import CLASS_NAMES, HEADS, MODALITIES, PLANES, REGIONS
+from brainseg_tf.conventions import HEADS, MODALITIES, PLANES, REGIONS
+from brainseg_tf.schemes import DEFAULT_SCHEME, SCHEMES, LabelScheme, get_scheme
 
 __all__ = [
     "CARD_FILE",
     "CARD_VERSION",
     "READABLE_VERSIONS",
+    "DEFAULT_SCHEME",
+    "BOUNDS",
+    "CardError",
     "ModelCard",
     "Preprocessing",
     "Postprocessing",
@@ -58,15 +71,49 @@ __all__ = [
     "load_card",
     "migrate",
     "from_arguments",
+    "scheme_of_convention",
 ]
 
 CARD_FILE = "brainseg_model.json"
-CARD_VERSION = 3
-#: Card formats this version reads: 3 as is; 2 (``roi`` for ``window``, no TC/ET component sizes or
-#: selection evidence) read into 3; 1 and legacy run records through :func:`migrate`.
-READABLE_VERSIONS = (1, 2, 3)
+CARD_VERSION = 4
+#: Card formats this version reads: 4 as is; 3 (no ``scheme``: read from ``label_convention``),
+#: 2 (also ``roi`` for ``window``, no TC/ET component sizes or selection evidence), 1 and legacy run
+#: records through :func:`migrate`.
+READABLE_VERSIONS = (1, 2, 3, 4)
+#: The scheme of a card that names none (formats 1-3 without a label convention).
 
 WINDOWS = ("patch", "auto")
+
+#: Sane bounds of every size and count a card holds, checked before anything is allocated:
+#: ``(low, high)`` inclusive. Sizes per axis are voxels; ``window_voxels`` bounds the product of a
+#: window (and ``inference.max_window_voxels``): 2**28 float32 voxels are 1 GiB per channel.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "size": (1, 4096),  # window, inference.min_window, inference.divisor, preprocessing.resize (per axis)
+    "window_voxels": (1, 2**28),
+    "margin": (0, 1024),
+    "spacing": (0.1, 50.0),  # mm per axis
+    "component_voxels": (0, 2**31 - 1),  # postprocessing sizes
+    "epochs": (0, 10**7),
+    "option_int": (-(2**16), 2**16),  # integers in the builder options (depth, filters, ...)
+}
+
+#: Pre-format-4 ``label_convention`` -> the scheme the model learned. ``brats2024_post`` read the
+#: resection cavity as background, so such a model knows the 3 GLI labels: ``gli2023``.
+_CONVENTION_SCHEMES = {
+    "canonical": "brats2021",
+    "brats": "brats2021",
+    "brats2017": "brats2021",
+    "brats2018": "brats2021",
+    "brats2019": "brats2021",
+    "brats2020": "brats2021",
+    "brats2021": "brats2021",
+    "brats2023": "gli2023",
+    "gli": "gli2023",
+    "brats2024": "gli2023",
+    "brats2024_post": "gli2023",
+    "msd": "msd",
+    "msd_task01": "msd",
+}
 
 
 class CardError(ValueError):
@@ -113,7 +160,10 @@ class Postprocessing:
     The rules are applied in a fixed order (:data:`brainseg_tf.postprocessing.ORDER`): the
     largest component of each region in ``largest_component`` (WT, TC, ET), then small WT
     components, then small ET, then small TC and ET components. :func:`brainseg_tf.postprocessing.select` chooses them on
-    validation data; ``docs/postprocessing.md`` defines each.
+    validation data; ``docs/postprocessing.md`` defines each. The rules act on the regions WT, TC
+    and ET; a scheme with further labels keeps them through the rules
+    (:func:`brainseg_tf.postprocessing.apply` with the scheme: GLI 2024's RC, PED 2024's CC), and
+    a card may hold a rule only on a region its scheme has (MEN-RT: none).
 
     Attributes:
         et_min_voxels: enhancing tumour smaller than this (voxels) is relabelled NCR (0: off).
@@ -198,6 +248,7 @@ class ModelCard:
     postprocessing: Postprocessing = field(default_factory=Postprocessing)
     inference: Inference = field(default_factory=Inference)
     label_convention: str | None = None
+    scheme: str = DEFAULT_SCHEME
     provenance: Provenance = field(default_factory=Provenance)
     format_version: int = CARD_VERSION
 
@@ -206,12 +257,27 @@ class ModelCard:
 
     # -- derived ---------------------------------------------------------------------------
     @property
+    def label_scheme(self) -> LabelScheme:
+        """The :class:`~brainseg_tf.schemes.LabelScheme` named by :attr:`scheme`."""
+        return get_scheme(self.scheme)
+
+    @property
+    def class_names(self) -> list[str]:
+        """The scheme's classes in internal order, background first (a softmax head's channels)."""
+        return list(self.label_scheme.class_names)
+
+    @property
+    def region_names(self) -> list[str]:
+        """The scheme's regions in channel order (a sigmoid head's channels)."""
+        return list(self.label_scheme.region_names)
+
+    @property
     def outputs(self) -> list[str]:
-        """Names of the output channels: classes, regions, or the one region."""
+        """Names of the output channels: the scheme's classes, its regions, or the one region."""
         if self.head == "softmax":
-            return list(CLASS_NAMES)
+            return self.class_names
         if self.head == "sigmoid":
-            return list(REGIONS)
+            return self.region_names
         return [str(self.region)]
 
     @property
@@ -220,20 +286,34 @@ class ModelCard:
 
     # -- checks ----------------------------------------------------------------------------
     def validate(self) -> None:
-        """Raise :class:`CardError` naming the field for any inconsistent value (and normalise
-        sequences to lists, regions to upper case)."""
+        """Raise :class:`CardError` naming the field for any inconsistent or out-of-bounds value (and
+        normalise sequences to lists, regions to upper case, the scheme to its registry name; a
+        section given as a mapping becomes its dataclass)."""
+        for name, cls in (*_SECTIONS.items(), ("provenance", Provenance)):
+            value = getattr(self, name)
+            if not isinstance(value, cls):
+                setattr(self, name, _section(name, value))
         self._check_model()
-        self.window = self._sizes("window", self.window)
+        self.window = self._sizes("window", self.window, voxels=True)
         self._check_preprocessing()
         self._check_inference()
         self._check_postprocessing()
+        self._check_provenance()
 
     @staticmethod
     def _bad(name: str, value: Any, why: str) -> None:
         raise CardError(f"model card field {name}={value!r} {why}")
 
-    def _sizes(self, name: str, value: Any) -> list[int] | None:
-        """``None``, or one positive integer per spatial axis (as a list)."""
+    @classmethod
+    def _bounded(cls, name: str, value: Any, bound: str) -> None:
+        """Refuse ``value`` outside :data:`BOUNDS` ``[bound]`` (``window[0]=100000 is outside 1..4096``)."""
+        low, high = BOUNDS[bound]
+        if not low <= value <= high:
+            cls._bad(name, value, f"is outside {low}..{high}")
+
+    def _sizes(self, name: str, value: Any, *, voxels: bool = False) -> list[int] | None:
+        """``None``, or one integer per spatial axis within :data:`BOUNDS` (as a list); with
+        ``voxels`` their product is bounded too."""
         if value is None:
             return None
         if (
@@ -242,49 +322,96 @@ class ModelCard:
             or not all(is_int(v) and v >= 1 for v in value)
         ):
             self._bad(name, value, f"must be {self.spatial_dims} positive integers")
-        return [int(v) for v in value]
+        for i, v in enumerate(value):
+            self._bounded(f"{name}[{i}]", v, "size")
+        sizes = [int(v) for v in value]
+        if voxels and math.prod(sizes) > BOUNDS["window_voxels"][1]:
+            self._bad(name, sizes, f"holds {math.prod(sizes)} voxels, more than {BOUNDS['window_voxels'][1]}")
+        return sizes
 
     def _check_model(self) -> None:
+        if not isinstance(self.scheme, str):
+            self._bad_scheme()
+        try:
+            self.scheme = get_scheme(self.scheme).name
+        except ValueError:
+            self._bad_scheme()
         if not isinstance(self.modalities, (list, tuple)) or not self.modalities:
             self._bad("modalities", self.modalities, "must list the input channels")
-        self.modalities = [str(m) for m in self.modalities]
+        if not all(isinstance(m, str) for m in self.modalities):
+            self._bad("modalities", self.modalities, f"must be distinct names from {list(MODALITIES)}")
+        self.modalities = list(self.modalities)
         unknown = [m for m in self.modalities if m not in MODALITIES]
         if unknown or len(set(self.modalities)) != len(self.modalities):
             self._bad("modalities", self.modalities, f"must be distinct names from {list(MODALITIES)}")
-        if self.head not in HEADS:
+        if not isinstance(self.head, str) or self.head not in HEADS:
             self._bad("head", self.head, f"is unknown; expected one of {list(HEADS)}")
+        regions = self.region_names
         if self.head == "region":
-            if self.region is None or str(self.region).upper() not in REGIONS:
-                self._bad("region", self.region, f"must be one of {list(REGIONS)} for a region head")
-            self.region = str(self.region).upper()
+            if not isinstance(self.region, str) or self.region.upper() not in regions:
+                self._bad(
+                    "region", self.region, f"must be one of the {self.scheme!r} scheme's {regions} for a region head"
+                )
+            self.region = self.region.upper()
         elif self.region is not None:
             self._bad("region", self.region, "is only for head='region'")
-        if self.spatial_dims not in (2, 3):
+        if not is_int(self.spatial_dims) or self.spatial_dims not in (2, 3):
             self._bad("spatial_dims", self.spatial_dims, "must be 2 or 3")
         if not isinstance(self.logits, bool):
             self._bad("logits", self.logits, "must be true or false")
+        for key in ("model", "label_convention"):
+            if getattr(self, key) is not None and not isinstance(getattr(self, key), str):
+                self._bad(key, getattr(self, key), "must be a string or null")
+        if self.options is None:
+            self.options = {}
+        if not isinstance(self.options, Mapping) or not all(isinstance(k, str) for k in self.options):
+            self._bad("options", self.options, "must be a JSON object")
+        self.options = dict(self.options)
+        for key, value in self.options.items():
+            for v in value if isinstance(value, (list, tuple)) else [value]:
+                if is_int(v):
+                    self._bounded(f"options.{key}", v, "option_int")
+
+    def _bad_scheme(self) -> None:
+        self._bad("scheme", self.scheme, f"is unknown; expected one of {list(SCHEMES)}")
 
     def _check_preprocessing(self) -> None:
         pre = self.preprocessing
-        if pre.plane not in PLANES:
+        for key in ("crop", "normalize", "reorient"):
+            if not isinstance(getattr(pre, key), bool):
+                self._bad(f"preprocessing.{key}", getattr(pre, key), "must be true or false")
+        if not isinstance(pre.plane, str) or pre.plane not in PLANES:
             self._bad("preprocessing.plane", pre.plane, f"must be one of {list(PLANES)}")
         if pre.resize is not None:
             if self.spatial_dims != 2:
                 self._bad("preprocessing.resize", pre.resize, "is only for 2D models")
-            if len(pre.resize) != 2 or not all(is_int(r) and r >= 1 for r in pre.resize):
+            if (
+                not isinstance(pre.resize, (list, tuple))
+                or len(pre.resize) != 2
+                or not all(is_int(r) and r >= 1 for r in pre.resize)
+            ):
                 self._bad("preprocessing.resize", pre.resize, "must be two positive integers")
+            for i, r in enumerate(pre.resize):
+                self._bounded(f"preprocessing.resize[{i}]", r, "size")
             pre.resize = [int(r) for r in pre.resize]
         if not (is_int(pre.margin) and pre.margin >= 0):
             self._bad("preprocessing.margin", pre.margin, "must be a non-negative integer")
+        self._bounded("preprocessing.margin", pre.margin, "margin")
         if pre.spacing is not None:
-            sp = [pre.spacing] if is_number(pre.spacing) else list(pre.spacing)
-            if len(sp) not in (1, 3) or not all(is_number(s) and math.isfinite(s) and s > 0 for s in sp):
+            sp = [pre.spacing] if is_number(pre.spacing) else pre.spacing
+            if (
+                not isinstance(sp, (list, tuple))
+                or len(sp) not in (1, 3)
+                or not all(is_number(s) and math.isfinite(s) and s > 0 for s in sp)
+            ):
                 self._bad("preprocessing.spacing", pre.spacing, "must be one or three positive numbers")
+            for i, s in enumerate(sp):
+                self._bounded(f"preprocessing.spacing[{i}]", s, "spacing")
             pre.spacing = [float(s) for s in sp]
 
     def _check_inference(self) -> None:
         inf = self.inference
-        if inf.window not in WINDOWS:
+        if not isinstance(inf.window, str) or inf.window not in WINDOWS:
             self._bad("inference.window", inf.window, f"must be one of {list(WINDOWS)}")
         if inf.window == "auto" and self.spatial_dims != 3:
             self._bad("inference.window", inf.window, "is only for 3D models")
@@ -293,7 +420,8 @@ class ModelCard:
         inf.overlap = float(inf.overlap)
         if not (is_int(inf.max_window_voxels) and inf.max_window_voxels >= 1):
             self._bad("inference.max_window_voxels", inf.max_window_voxels, "must be a positive integer")
-        inf.min_window = self._sizes("inference.min_window", inf.min_window)
+        self._bounded("inference.max_window_voxels", inf.max_window_voxels, "window_voxels")
+        inf.min_window = self._sizes("inference.min_window", inf.min_window, voxels=True)
         inf.divisor = self._sizes("inference.divisor", inf.divisor)
 
     def _check_postprocessing(self) -> None:
@@ -302,6 +430,7 @@ class ModelCard:
             v = getattr(post, key)
             if not (is_int(v) and v >= 0):
                 self._bad(f"postprocessing.{key}", v, "must be a non-negative integer")
+            self._bounded(f"postprocessing.{key}", v, "component_voxels")
             setattr(post, key, int(v))
         if not (is_number(post.region_threshold) and 0 < post.region_threshold < 1):
             self._bad("postprocessing.region_threshold", post.region_threshold, "must be in (0, 1)")
@@ -317,6 +446,24 @@ class ModelCard:
         if not isinstance(post.evidence, Mapping):
             self._bad("postprocessing.evidence", post.evidence, "must be a JSON object")
         post.evidence = dict(post.evidence)
+        regions = self.region_names  # a rule acts on WT, TC or ET: only where the scheme has it
+        used = [(f"postprocessing.{k}", getattr(post, k), r) for k, r in _RULE_REGIONS.items() if getattr(post, k)]
+        used += [("postprocessing.largest_component", post.largest_component, r) for r in post.largest_component]
+        for name, value, region in used:
+            if region not in regions:
+                self._bad(
+                    name,
+                    value,
+                    f"is a rule on {region}, which the {self.scheme!r} scheme's regions {regions} do not hold "
+                    "(set it to 0 / [])",
+                )
+
+    def _check_provenance(self) -> None:
+        epochs = self.provenance.epochs
+        if epochs is not None:
+            if not is_int(epochs):
+                self._bad("provenance.epochs", epochs, "must be an integer or null")
+            self._bounded("provenance.epochs", epochs, "epochs")
 
     # -- JSON ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -329,10 +476,14 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str | os.PathLike | None = None) -> ModelCard:
-        """A card from its JSON dict (version 3; version 2 read into 3; older go through :func:`migrate`).
+        """A card from its JSON dict: format 4 as is, older formats through :func:`migrate`.
 
-        A version-2 card says ``roi`` for ``window`` and has no TC/ET component sizes or evidence
-        (their defaults: off, none). A card of a newer format than this toolkit reads is refused.
+        A card of a newer format than this toolkit reads is refused, naming its format and the
+        ones this version reads.
+
+        Raises:
+            CardError: naming ``source`` and the key: unknown keys, a section that is no object,
+                values of the wrong type or outside :data:`BOUNDS`.
         """
         where = f"{source}: " if source is not None else ""
         if not isinstance(data, Mapping):
@@ -343,16 +494,16 @@ class ModelCard:
                 f"{where}model card format {version} was written by a newer brainseg_tf; this version "
                 f"({_package_version()}) reads formats {', '.join(map(str, READABLE_VERSIONS))}: upgrade brainseg_tf"
             )
-        if version not in (2, CARD_VERSION):
+        if version != CARD_VERSION or isinstance(version, bool):
             return migrate(data, source)
-        data = dict(data)
-        if version == 2 and "roi" in data:
-            if "window" in data:
-                raise CardError(f"{where}the model card has both 'window' and its old name 'roi'")
-            data["window"] = data.pop("roi")
-        data["format_version"] = CARD_VERSION
+        return cls._from_current(data, where)
+
+    @classmethod
+    def _from_current(cls, data: Mapping[str, Any], where: str) -> ModelCard:
+        """A card from a format-4 dict (``where``: the source prefix of messages)."""
+        data = {**data, "format_version": CARD_VERSION}
         known = {f.name for f in dataclasses.fields(cls)} | {"outputs"}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(str(k) for k in set(data) - known)
         if unknown:
             raise CardError(f"{where}unknown model card key(s) {unknown}")
         kwargs: dict[str, Any] = {}
@@ -361,7 +512,7 @@ class ModelCard:
                 if key == "outputs":
                     continue
                 if key in _SECTIONS or key == "provenance":
-                    value = (Provenance if key == "provenance" else _SECTIONS[key])(**dict(value or {}))
+                    value = _section(key, value)
                 kwargs[key] = value
             return cls(**kwargs)
         except CardError as exc:
@@ -450,6 +601,51 @@ _SECTION_OF = {f.name: name for name, cls in _SECTIONS.items() for f in dataclas
 _SETTINGS = _CARD_FIELDS | set(_SECTION_OF) | {"roi"}
 
 
+def _section(name: str, value: Any) -> Any:
+    """A card section (``preprocessing``, ``postprocessing``, ``inference``, ``provenance``) from its
+    JSON object; :class:`CardError` naming the section or its unknown keys."""
+    cls = Provenance if name == "provenance" else _SECTIONS[name]
+    if value is None:
+        return cls()
+    if not isinstance(value, Mapping):
+        raise CardError(f"model card field {name}={value!r} must be a JSON object")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(f"{name}.{k}" for k in value if k not in known)
+    if unknown:
+        raise CardError(f"unknown model card key(s) {unknown}")
+    return cls(**dict(value))
+
+
+def scheme_of_convention(convention: Any, where: str = "") -> str:
+    """The scheme a pre-format-4 card's ``label_convention`` implies (``None``: ``brats2021``).
+
+    ``brats``/``canonical`` -> ``brats2021``, ``brats2023`` -> ``gli2023``, ``msd`` -> ``msd``,
+    ``brats2024_post`` -> ``gli2023`` (that convention read the resection cavity as background: the
+    model learned the 3 GLI labels).
+
+    Raises:
+        CardError: a convention no version of this toolkit wrote, naming ``label_convention``.
+    """
+    if convention is None:
+        return DEFAULT_SCHEME
+    key = str(convention).lower()
+    if key not in _CONVENTION_SCHEMES:
+        raise CardError(
+            f"{where}model card field label_convention={convention!r} is unknown; expected one of "
+            f"{sorted(_CONVENTION_SCHEMES)}"
+        )
+    return _CONVENTION_SCHEMES[key]
+
+
+#: The region each postprocessing rule field acts on (``largest_component`` names its own).
+_RULE_REGIONS = {
+    "et_min_voxels": "ET",
+    "min_component_voxels": "WT",
+    "min_component_voxels_tc": "TC",
+    "min_component_voxels_et": "ET",
+}
+
+
 def provenance(**fields: Any) -> Provenance:
     """A :class:`Provenance` with the package and library versions and the time filled in."""
     from brainseg_tf import __version__
@@ -495,16 +691,30 @@ def _package_version() -> str:
 
 
 def migrate(data: Mapping[str, Any], source: str | os.PathLike | None = None) -> ModelCard:
-    """The one explicit migration: a current card from an older record.
+    """The one explicit migration: a current (format 4) card from an older record.
 
     Reads (a) a run directory's ``config.json`` of versions <= 0.1 (the resolved recipe with an
-    ``"inference"`` block) and (b) version-1 export metadata (``brainseg_model.json`` with
-    ``"format_version": 1``). Only keys those versions wrote are read; a missing modalities or
-    head is a :class:`CardError`, never guessed.
+    ``"inference"`` block), (b) version-1 export metadata (``brainseg_model.json`` with
+    ``"format_version": 1``) and (c) cards of formats 2 and 3 (format 2 says ``roi`` for
+    ``window`` and has no TC/ET component sizes or evidence: off, none). Only keys those versions
+    wrote are read; a missing modalities or head is a :class:`CardError`, never guessed. None of
+    them names a scheme: formats 2 and 3 take it from ``label_convention``
+    (:func:`scheme_of_convention`), (a) and (b) are ``brats2021`` (:data:`DEFAULT_SCHEME`).
     """
     where = f"{source}: " if source is not None else ""
     if not isinstance(data, Mapping):
         raise CardError(f"{where}a model card must be a JSON object")
+    version = data.get("format_version")
+    if is_int(version) and version == CARD_VERSION:
+        return ModelCard.from_dict(data, source)
+    if is_int(version) and version in (2, 3):  # (c) formats 2 and 3: no scheme
+        old = dict(data)
+        if version == 2 and "roi" in old:
+            if "window" in old:
+                raise CardError(f"{where}the model card has both 'window' and its old name 'roi'")
+            old["window"] = old.pop("roi")
+        old.setdefault("scheme", scheme_of_convention(old.get("label_convention"), where))
+        return ModelCard._from_current(old, where)
     if "inference" in data and isinstance(data["inference"], Mapping):  # (a) legacy run config
         block = data["inference"]
         head, region = _legacy_head(block)

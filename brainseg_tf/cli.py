@@ -69,6 +69,7 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         overwrite=args.overwrite,
         progress=not args.quiet,
+        scheme=args.scheme,
     )
     print(f"cache ready: {out}")
     return 0
@@ -101,7 +102,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from brainseg_tf import plan, report
     from brainseg_tf.training import load_config, train, train_folds
 
-    cfg = load_config(args.config)  # read once: the GPU check, the folds switch and training share it
+    overrides = {"data.scheme": args.scheme} if args.scheme is not None else None
+    cfg = load_config(args.config, overrides)  # read once: the GPU check, the folds switch and training share it
     warning = plan.check_fits(cfg)
     if warning is not None:
         print(f"warning: {warning}", file=sys.stderr)
@@ -233,6 +235,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.quiet,
         case_ids=args.cases,
+        scheme=args.scheme,
+        map_scheme=args.map_scheme,
         **kwargs,
     )
     failed = [r for r in rows if r.get("error")]
@@ -498,7 +502,15 @@ def _add_validate_parser(sub: argparse._SubParsersAction) -> None:
 
 def _add_synth_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help="write a synthetic BraTS-like dataset")
-    p.add_argument("--layout", default="brats2021", choices=["brats2018", "brats2020", "brats2021", "brats2023", "msd"])
+    # synthetic.SYNTH_LAYOUTS (not imported here: it would slow every brainseg command); the last three
+    # are the BraTS 2024/2025 tasks, in the 2023+ file naming with their own case ids and label schemes
+    p.add_argument(
+        "--layout",
+        default="brats2021",
+        choices=["brats2018", "brats2020", "brats2021", "brats2023", "msd", "gli2024", "met2024", "ped2024"],
+        help="file layout, or a BraTS 2024/2025 task: gli2024 (post-treatment, some with 4 RC), met2024 "
+        "(multifocal, some with RC), ped2024 (1 ET, 2 NET, 3 CC, 4 ED)",
+    )
     p.add_argument("--cases", type=int, default=4)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0)
@@ -518,6 +530,12 @@ def _add_preprocess_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--spacing", type=float, nargs="+", default=None, help="resample to this spacing in mm (e.g. 1)")
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32")
     p.add_argument("--overwrite", action="store_true", help="rebuild from scratch instead of resuming")
+    p.add_argument(
+        "--scheme",
+        default=None,
+        help="label scheme to read every case in (e.g. ped2023 for the 2023 PED release; default: each case "
+        "id's, one for all); recorded in the cache",
+    )
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_preprocess)
 
@@ -529,13 +547,14 @@ def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--ref-convention",
         default=None,
-        help="label convention of the references (default: the dataset layout's or the file's record)",
+        help="label convention or scheme of the references (default: the dataset layout's, the file's record "
+        "or the case id's scheme)",
     )
     p.add_argument(
         "--pred-convention",
         default=None,
-        help="label convention of the predictions (default: predictions.json or the header record "
-        "`brainseg predict` writes; needed where values would read differently)",
+        help="label convention or scheme (e.g. ped2024) of the predictions (default: predictions.json or the "
+        "header record `brainseg predict` writes, else the reference's scheme, which the output then names)",
     )
     p.add_argument("--out", type=Path, default=None, help="CSV, one row per case x region")
     p.add_argument("--no-lesion-wise", action="store_true", help="skip BraTS 2023 lesion-wise scores")
@@ -557,6 +576,12 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="K",
         help="train folds 0..K-1 of the seeded k-fold split into RUN_DIR/fold_<k> (resumable; RUN_DIR/folds.json)",
+    )
+    p.add_argument(
+        "--scheme",
+        default=None,
+        help="label scheme of the training data (sets the recipe's data.scheme; default: the recipe's, else "
+        "each case id's, one for all); sets the head's channels, the losses and metrics",
     )
     p.set_defaults(func=_cmd_train)
 
@@ -689,6 +714,14 @@ def _add_predict_parser(sub: argparse._SubParsersAction) -> None:
         help="label convention of the references (default: the dataset layout's or the file's record)",
     )
     p.add_argument("--cases", nargs="+", default=None, metavar="CASE_ID", help="only these cases of the dataset")
+    _add_scheme_argument(p)
+    p.add_argument(
+        "--map-scheme",
+        action="store_true",
+        help="predict data of another label scheme than the model's where the data's labels and regions include "
+        "the model's (e.g. a BraTS 2021 model on GLI 2024 data); the glioma schemes BraTS 2021, GLI 2023, MSD, ... "
+        "need no option",
+    )
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_predict)

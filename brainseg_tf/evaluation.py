@@ -4,6 +4,9 @@ specificity, volumes and BraTS 2023 lesion-wise scores, per case and region.
 Definitions (full text in ``docs/evaluation.md``):
 
 - Regions from canonical labels (0 BG, 1 NCR, 2 ED, 3 ET): WT = {1,2,3}, TC = {1,3}, ET = {3}.
+  A case in a label scheme the canonical labels cannot hold is scored on that scheme's regions,
+  from its internal labels (:meth:`brainseg_tf.schemes.LabelScheme.region_internal`): PED 2024 on
+  WT, TC, ET, NET, CC, ED; GLI 2024 on WT, TC, ET, NETC, SNFH, RC; MET 2024 on WT, TC, ET, RC.
 - **Legacy rules** (BraTS 2017-2022, CaPTk): reference and prediction both empty -> Dice 1,
   HD95 0; exactly one empty -> Dice 0, HD95 373.12866 mm (the 240x240x155 diagonal).
 - **HD95** as the BraTS 2023 official code computes it with DeepMind's ``surface-distance``:
@@ -51,6 +54,7 @@ from brainseg_tf.io.predictions import (
     scan_label_files,
 )
 from brainseg_tf.progress import progress as show_progress
+from brainseg_tf.schemes import LabelScheme, get_scheme
 
 __all__ = [
     "PREDICTIONS_META",
@@ -59,6 +63,7 @@ __all__ = [
     "LESION_FP_HD95",
     "CSV_COLUMNS",
     "region_mask",
+    "scheme_regions",
     "dice_score",
     "region_dice",
     "surface_distances",
@@ -115,9 +120,62 @@ def dice_score(ref: np.ndarray, pred: np.ndarray, *, empty: float = 1.0) -> floa
     return 2.0 * int(np.count_nonzero(ref & pred)) / total
 
 
-def region_dice(pred: np.ndarray, ref: np.ndarray, regions: Sequence[str] = REGIONS) -> dict[str, float]:
-    """Dice per region of two canonical label maps ``(X, Y, Z)`` (legacy rule: both empty -> 1)."""
-    return {r: dice_score(region_mask(ref, r), region_mask(pred, r)) for r in regions}
+def _region_masker(scheme: str | LabelScheme | None):
+    """``mask(labels, region)``: canonical regions (``scheme`` ``None``), else the scheme's from its
+    internal labels (a lookup table per region; unknown regions raise ``ValueError``)."""
+    if scheme is None:
+        return region_mask
+    scheme = get_scheme(scheme)
+    tables: dict[str, np.ndarray] = {}
+
+    def mask(labels: np.ndarray, region: str) -> np.ndarray:
+        if region not in tables:
+            table = np.zeros(256, dtype=bool)
+            table[list(scheme.region_internal(region))] = True
+            tables[region] = table
+        arr = np.asarray(labels)
+        if arr.dtype == np.uint8:
+            return tables[region][arr]
+        return np.isin(arr, scheme.region_internal(region))
+
+    return mask
+
+
+def scheme_regions(scheme: str | LabelScheme | None = None) -> tuple[str, ...]:
+    """The regions scored for a scheme, in channel order: ``("WT", "TC", "ET")`` for ``None``."""
+    return REGIONS if scheme is None else get_scheme(scheme).region_names
+
+
+def _check_internal(labels: np.ndarray, scheme: str | LabelScheme | None, what: str) -> None:
+    if scheme is None or labels.size == 0:
+        return
+    scheme = get_scheme(scheme)
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= scheme.n_classes:
+        raise ValueError(
+            f"{what} holds labels outside the {scheme.name!r} scheme's internal labels (0 BG, "
+            + ", ".join(f"{i} {n}" for i, n in enumerate(scheme.internal, 1))
+            + f"): min {lo}, max {hi}"
+        )
+
+
+def region_dice(
+    pred: np.ndarray,
+    ref: np.ndarray,
+    regions: Sequence[str] | None = None,
+    *,
+    scheme: str | LabelScheme | None = None,
+) -> dict[str, float]:
+    """Dice per region of two label maps ``(X, Y, Z)`` (legacy rule: both empty -> 1).
+
+    Args:
+        pred, ref: canonical labels (0 BG, 1 NCR, 2 ED, 3 ET), or ``scheme``'s internal labels.
+        regions: the regions scored (default: :func:`scheme_regions`).
+        scheme: the label scheme (:func:`brainseg_tf.schemes.get_scheme`); ``None``: canonical.
+    """
+    mask = _region_masker(scheme)
+    regions = scheme_regions(scheme) if regions is None else regions
+    return {r: dice_score(mask(ref, r), mask(pred, r)) for r in regions}
 
 
 # --------------------------------------------------------------------------------------------
@@ -390,7 +448,8 @@ def evaluate_case(
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     *,
     case: str = "",
-    regions: Iterable[str] = REGIONS,
+    regions: Iterable[str] | None = None,
+    scheme: str | LabelScheme | None = None,
     lesion_wise: bool = True,
     dilation: int = 3,
     min_lesion_volume: float = 50.0,
@@ -400,11 +459,16 @@ def evaluate_case(
     """Evaluate one case: one row per region.
 
     Args:
-        pred: ``(X, Y, Z)`` canonical integer labels (0 BG, 1 NCR, 2 ED, 3 ET) predicted.
-        ref: ``(X, Y, Z)`` canonical reference labels, same shape.
+        pred: ``(X, Y, Z)`` canonical integer labels (0 BG, 1 NCR, 2 ED, 3 ET) predicted, or the
+            internal labels of ``scheme``.
+        ref: ``(X, Y, Z)`` reference labels in the same labels, same shape.
         spacing: voxel size in mm (from the reference header).
         case: case id written in each row.
-        regions: subset of ``("WT", "TC", "ET")``.
+        regions: the regions scored, a subset of the scheme's (default: all of them in channel
+            order, :func:`scheme_regions`: ``("WT", "TC", "ET")`` for canonical labels).
+        scheme: the label scheme of both maps (:func:`brainseg_tf.schemes.get_scheme`); its regions
+            are built from its internal labels (:meth:`~brainseg_tf.schemes.LabelScheme.region_internal`).
+            ``None``: canonical labels (a canonical scheme, e.g. ``brats2021``, scores the same).
         lesion_wise: also compute the BraTS 2023 lesion-wise scores (else NaN).
         dilation, min_lesion_volume, lesion_fp_hd95: lesion-wise parameters
             (see :func:`lesion_wise_scores`).
@@ -417,12 +481,16 @@ def evaluate_case(
         Volumes in millilitres (voxels x voxel volume / 1000).
 
     Raises:
-        ValueError: shapes differ, bad spacing, unknown region.
+        ValueError: shapes differ, bad spacing, unknown region, labels outside ``scheme``.
     """
     pred = np.asarray(pred)
     ref = np.asarray(ref)
     if pred.shape != ref.shape:
         raise ValueError(f"pred and ref shapes differ: {pred.shape} vs {ref.shape}")
+    _check_internal(pred, scheme, "pred")
+    _check_internal(ref, scheme, "ref")
+    mask = _region_masker(scheme)
+    regions = scheme_regions(scheme) if regions is None else tuple(regions)
     spacing = check_spacing(spacing)
     voxel_ml = spacing[0] * spacing[1] * spacing[2] / 1000.0
     n_voxels = ref.size
@@ -432,8 +500,8 @@ def evaluate_case(
         ref, pred = ref[box], pred[box]
     rows = []
     for region in regions:
-        r = region_mask(ref, region)
-        p = region_mask(pred, region)
+        r = mask(ref, region)
+        p = mask(pred, region)
         n_ref, n_pred = int(np.count_nonzero(r)), int(np.count_nonzero(p))
         tp = int(np.count_nonzero(r & p))
         fp, fn = n_pred - tp, n_ref - tp
@@ -491,14 +559,18 @@ class EvaluationResult:
     """Rows of a folder evaluation plus what could not be paired.
 
     Attributes:
-        rows: one dict per case x region, keys :data:`CSV_COLUMNS`.
+        rows: one dict per case x region, keys :data:`CSV_COLUMNS`; the regions are each case's
+            scheme's (``region`` column).
         missing: reference case ids without a prediction (scored as an empty prediction).
         unmatched: prediction files that matched no reference case (not scored).
+        notes: what reading the files decided (:attr:`brainseg_tf.io.predictions.CasePairs.notes`),
+            e.g. predictions read in the reference's scheme.
     """
 
     rows: list[dict] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     unmatched: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def to_csv(self, path: str | Path) -> Path:
         """Write the rows to a CSV file (columns :data:`CSV_COLUMNS`) atomically; returns the path."""
@@ -535,19 +607,25 @@ def evaluate_folders(
     files are ignored). References: any dataset folder :func:`brainseg_tf.io.open_dataset` reads
     (its cases' label files and conventions), or a folder of label files named as the predictions.
 
-    Label conventions are never guessed where a value means different things in two of them
-    (MSD's 1/2 are BraTS 2023's 2/1): the references' comes from ``ref_convention``, else the
-    dataset's layout, else the file's header stamp; the predictions' from ``pred_convention``,
-    else ``predictions.json`` beside them, else the header stamp that
-    :func:`brainseg_tf.io.write_label` (so ``brainseg predict``) writes. A file with none of
-    these is read only when its values mean the same in every convention; otherwise a
-    :class:`~brainseg_tf.io.DataError` says which flag to pass.
+    Label conventions and schemes are never guessed from values where a value means different
+    things in two of them (MSD's 1/2 are BraTS 2023's 2/1; PED 2024's 1 is ET): the references'
+    come from ``ref_convention``, else the dataset's layout, else the file's header stamp, else
+    the case id's task prefix; the predictions' from ``pred_convention``, else
+    ``predictions.json`` beside them, else the header stamp that
+    :func:`brainseg_tf.io.write_label` (so ``brainseg predict``) writes, else the reference's
+    (another tool's output: :attr:`EvaluationResult.notes` says so; values outside it are
+    refused, naming the file). A reference with none of these is read only when its values mean
+    the same in every convention; otherwise a :class:`~brainseg_tf.io.DataError` says which flag
+    to pass. Each case is scored on its scheme's regions (PED 2024: WT, TC, ET, NET, CC, ED;
+    GLI 2024: WT, TC, ET, NETC, SNFH, RC; MET 2024: WT, TC, ET, RC; the glioma schemes: WT, TC,
+    ET); a prediction in another scheme than its reference is refused, naming both.
 
     Args:
         pred_dir: folder of predictions.
         ref_dir: dataset folder or folder of reference label files.
         ref_convention: label convention of the references (``"brats"``, ``"brats2023"``,
-            ``"msd"``, ``"canonical"``, ``"brats2024_post"``); overrides the recorded one.
+            ``"msd"``, ``"canonical"``, ``"brats2024_post"``) or scheme (``"ped2024"``...);
+            overrides the recorded one.
         pred_convention: same for predictions.
         out_csv: write the rows there when given (atomically, after every case is scored).
         progress: show a progress bar.
@@ -560,7 +638,8 @@ def evaluate_folders(
     Raises:
         ValueError: bad arguments (checked before reading any file), a prediction's shape or
             affine differs from its reference (both files named), no reference cases found.
-        DataError: an unreadable file, or a convention that cannot be told (names the flag).
+        DataError: an unreadable file, a convention that cannot be told (names the flag), a
+            prediction whose values contradict the reference's scheme, a scheme mismatch.
     """
 
     check_int("dilation", dilation, 0)
@@ -575,6 +654,7 @@ def evaluate_folders(
             case.ref,
             case.spacing,
             case=case.case_id,
+            scheme=case.scheme,
             lesion_wise=lesion_wise,
             dilation=dilation,
             min_lesion_volume=min_lesion_volume,
@@ -582,6 +662,7 @@ def evaluate_folders(
         for row in rows:
             row["missing_prediction"] = case.missing
         result.rows.extend(rows)
+    result.notes = list(pairs.notes)
     if out_csv is not None:
         result.to_csv(out_csv)
     return result
@@ -652,7 +733,8 @@ def bootstrap_ci(
 def format_summary(result: EvaluationResult | Sequence[dict]) -> str:
     """A plain-text table: per region and metric, mean, std, median and quartiles over cases.
 
-    Also lists missing predictions (scored as empty) and unpaired prediction files.
+    Also lists what reading the files decided (:attr:`EvaluationResult.notes`), missing
+    predictions (scored as empty) and unpaired prediction files.
     """
     rows = result.rows if isinstance(result, EvaluationResult) else list(result)
     summary = summarize(rows)
@@ -669,6 +751,7 @@ def format_summary(result: EvaluationResult | Sequence[dict]) -> str:
                 f"{s['q1']:>9.4f} {s['q3']:>9.4f}"
             )
     if isinstance(result, EvaluationResult):
+        lines.extend(result.notes)
         if result.missing:
             lines.append(f"missing predictions (scored as empty): {', '.join(result.missing)}")
         if result.unmatched:

@@ -5,8 +5,8 @@
     OUT/
       saved_model/          TensorFlow SavedModel (no Python or brainseg_tf needed to run it)
       model.keras           native Keras file (reload with brainseg_tf imported)
-      brainseg_model.json   the model card (brainseg_tf.card): modalities in channel order, head,
-                            outputs, window, preprocessing, postprocessing, provenance
+      brainseg_model.json   the model card (brainseg_tf.card): modalities in channel order, label
+                            scheme, head, outputs, window, preprocessing, postprocessing, provenance
 
 Serving signature (``serving_default``, also ``serve``)
 -------------------------------------------------------
@@ -15,9 +15,11 @@ Serving signature (``serving_default``, also ``serve``)
   dynamic but must suit the network (divisible by ``2**depth`` for the U-Nets) -- feed the
   sliding window (the card's ``window``). The image must be preprocessed as in training: cropped to the brain box and
   z-scored per modality inside the brain mask (any modality nonzero), background 0.
-* output ``probabilities``: float32 ``[batch, X, Y, Z, K]``: a softmax head gives ``K = 4`` class
-  probabilities (0 BG, 1 NCR, 2 ED, 3 ET, canonical labels); a sigmoid head ``K = 3`` region
-  probabilities (WT, TC, ET); a region head ``K = 1`` (the card's ``region``). Always
+* output ``probabilities``: float32 ``[batch, X, Y, Z, K]``, channels as the card's ``outputs``
+  name them (its label ``scheme``'s): a softmax head gives the scheme's class probabilities
+  (``K = 4`` for the glioma schemes: 0 BG, 1 NCR, 2 ED, 3 ET, canonical labels; 5 for GLI 2024
+  and PED 2024); a sigmoid head its region probabilities (``K = 3``, WT, TC, ET, for the glioma
+  schemes; 6 for GLI 2024 and PED 2024); a region head ``K = 1`` (the card's ``region``). Always
   probabilities, also for a model trained with logits (ZNet).
 
 ``saved_model_cli show --all --dir OUT/saved_model`` lists it. A reload with

@@ -9,9 +9,12 @@ Tensor conventions (channels-last, any number of spatial axes, 2D or 3D):
 - ``y_pred``: ``(B, *spatial, C)`` probabilities, or logits when ``from_logits=True``.
 - ``y_true`` for a **softmax** head (``C`` classes, canonical labels 0 BG, 1 NCR, 2 ED, 3 ET):
   integer labels ``(B, *spatial)`` or ``(B, *spatial, 1)``, or a one-hot ``(B, *spatial, C)``.
-- ``y_true`` for a **sigmoid** head: binary masks ``(B, *spatial, C)``; or, when ``C == 3``,
-  canonical integer labels ``(B, *spatial)`` / ``(B, *spatial, 1)`` that are converted to the
-  region channels (WT, TC, ET) = ({1,2,3}, {1,3}, {3}).
+- ``y_true`` for a **sigmoid** head: binary masks ``(B, *spatial, C)``; or integer labels
+  ``(B, *spatial)`` / ``(B, *spatial, 1)`` converted to the region channels of the label scheme
+  (``scheme``, :mod:`brainseg_tf.schemes`; ``C`` must be its number of regions): by default
+  canonical labels to (WT, TC, ET) = ({1,2,3}, {1,3}, {3}); e.g. ``scheme="ped2024"`` turns its
+  internal labels (1 NET, 2 ED, 3 ET, 4 CC) into its 6 regions (WT, TC, ET, NET, CC, ED).
+  Softmax heads need no scheme: ``C`` is the number of classes (``scheme.n_classes``).
 
 All sums run in float32, whatever the compute dtype (float16/bfloat16 under mixed precision).
 
@@ -29,6 +32,7 @@ import keras
 from keras import ops
 
 from brainseg_tf.conventions import OUTPUT_ACTIVATIONS
+from brainseg_tf.schemes import LabelScheme, get_scheme
 
 __all__ = [
     "prepare_targets",
@@ -59,23 +63,40 @@ def _check_head(head: str) -> str:
     return head
 
 
-def labels_to_regions(labels):
-    """Canonical integer labels -> float32 region masks (WT, TC, ET).
+def _scheme(scheme: str | LabelScheme | None) -> LabelScheme | None:
+    """The scheme to convert labels with; ``None`` for the canonical labels and regions (WT, TC, ET)."""
+    if scheme is None:
+        return None
+    s = get_scheme(scheme)
+    return None if s.is_canonical else s
+
+
+def labels_to_regions(labels, scheme: str | LabelScheme | None = None):
+    """Integer labels -> float32 region masks in the scheme's channel order.
 
     Args:
-        labels: integer tensor ``(B, *spatial)`` with canonical labels 0 BG, 1 NCR, 2 ED, 3 ET.
+        labels: integer tensor ``(B, *spatial)``: canonical labels 0 BG, 1 NCR, 2 ED, 3 ET, or the
+            internal labels of ``scheme``.
+        scheme: a label scheme (name or :class:`~brainseg_tf.schemes.LabelScheme`); ``None``
+            (default) or any glioma scheme: the canonical regions.
 
     Returns:
-        float32 tensor ``(B, *spatial, 3)``: WT = {1,2,3}, TC = {1,3}, ET = {3}.
+        float32 tensor ``(B, *spatial, R)``: by default ``R = 3``, WT = {1,2,3}, TC = {1,3}, ET = {3};
+        else row ``label`` of ``scheme.region_table()``.
     """
     labels = ops.cast(labels, "int32")
+    s = _scheme(scheme)
+    if s is not None:
+        return ops.take(ops.convert_to_tensor(s.region_table(), dtype="float32"), labels, axis=0)
     wt = ops.logical_and(labels >= 1, labels <= 3)
     tc = ops.logical_or(ops.equal(labels, 1), ops.equal(labels, 3))
     et = ops.equal(labels, 3)
     return ops.cast(ops.stack([wt, tc, et], axis=-1), "float32")
 
 
-def prepare_targets(y_true, y_pred, head: str = "softmax", from_logits: bool = False):
+def prepare_targets(
+    y_true, y_pred, head: str = "softmax", from_logits: bool = False, scheme: str | LabelScheme | None = None
+):
     """Bring ``y_true`` and ``y_pred`` to float32 tensors of the same shape ``(B, *spatial, C)``.
 
     Args:
@@ -84,12 +105,14 @@ def prepare_targets(y_true, y_pred, head: str = "softmax", from_logits: bool = F
         head: ``"softmax"`` (mutually exclusive classes) or ``"sigmoid"`` (independent channels,
             e.g. the regions WT, TC, ET).
         from_logits: apply softmax / sigmoid to ``y_pred`` first.
+        scheme: label scheme of integer ``y_true`` for a sigmoid head (default: canonical, WT/TC/ET).
 
     Returns:
         ``(target, probability)``, both float32 ``(B, *spatial, C)``.
 
     Raises:
-        ValueError: unknown head, or a sparse target for a sigmoid head whose ``C`` is not 3.
+        ValueError: unknown head, or a sparse target for a sigmoid head whose ``C`` is not the
+            scheme's number of regions (3 by default).
     """
     _check_head(head)
     y_pred = ops.cast(y_pred, "float32")
@@ -108,12 +131,14 @@ def prepare_targets(y_true, y_pred, head: str = "softmax", from_logits: bool = F
     if head == "softmax":
         target = ops.one_hot(ops.cast(y_true, "int32"), channels, dtype="float32")
     else:
-        if channels != 3:
+        s = _scheme(scheme)
+        names = ("WT", "TC", "ET") if s is None else s.region_names
+        if channels != len(names):
             raise ValueError(
-                "a sigmoid head given integer labels must have 3 region channels (WT, TC, ET); "
+                f"a sigmoid head given integer labels must have {len(names)} region channels ({', '.join(names)}); "
                 f"got y_pred with {channels} channels"
             )
-        target = labels_to_regions(y_true)
+        target = labels_to_regions(y_true, s)
     return target, y_pred
 
 
@@ -159,18 +184,19 @@ def weighted_categorical_crossentropy(
     return ops.mean(voxel, axis=list(range(1, len(voxel.shape))))
 
 
-def binary_crossentropy(y_true, y_pred, from_logits: bool = False):
+def binary_crossentropy(y_true, y_pred, from_logits: bool = False, scheme: str | LabelScheme | None = None):
     """Voxel- and channel-wise binary cross-entropy for sigmoid heads.
 
     Args:
-        y_true: binary masks ``(B, *spatial, C)`` or canonical labels when ``C == 3``.
+        y_true: binary masks ``(B, *spatial, C)`` or integer labels of ``scheme`` (``C`` = its regions).
         y_pred: ``(B, *spatial, C)`` probabilities or logits.
         from_logits: ``y_pred`` are logits (uses the stable ``max(x,0) - x t + log1p(exp(-|x|))``).
+        scheme: label scheme of integer ``y_true`` (default: canonical labels, WT/TC/ET).
 
     Returns:
         float32 ``(B,)``: mean over voxels and channels.
     """
-    target, prob = prepare_targets(y_true, y_pred, "sigmoid", from_logits=False)
+    target, prob = prepare_targets(y_true, y_pred, "sigmoid", from_logits=False, scheme=scheme)
     if from_logits:
         x = prob  # still the logits: prepare_targets was told not to activate
         bce = ops.relu(x) - x * target + ops.log1p(ops.exp(-ops.abs(x)))
@@ -225,13 +251,14 @@ def soft_dice_loss(
     smooth_nr: float = 1e-5,
     smooth_dr: float = 1e-5,
     squared: bool = False,
+    scheme: str | LabelScheme | None = None,
 ):
-    """``1 - mean_c soft Dice``; see :func:`soft_dice` for the choices.
+    """``1 - mean_c soft Dice``; see :func:`soft_dice` for the choices (``scheme``: see :func:`prepare_targets`).
 
     Returns:
         float32 ``(B,)`` per-sample losses (the batch-pooled value repeated when ``batch``).
     """
-    target, prob = prepare_targets(y_true, y_pred, head, from_logits)
+    target, prob = prepare_targets(y_true, y_pred, head, from_logits, scheme)
     target = _select_channels(target, include_background, head)
     prob = _select_channels(prob, include_background, head)
     dice = soft_dice(target, prob, batch=batch, smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared)
@@ -253,16 +280,17 @@ def tversky_loss(
     batch: bool = False,
     smooth_nr: float = 1e-5,
     smooth_dr: float = 1e-5,
+    scheme: str | LabelScheme | None = None,
 ):
     """``1 - mean_c TI_c`` with the Tversky index ``TI = TP / (TP + alpha FP + beta FN)`` (soft).
 
     ``alpha = beta = 0.5`` gives the soft Dice loss. Defaults (0.3, 0.7) favour recall
-    (Salehi et al., MLMI 2017).
+    (Salehi et al., MLMI 2017). ``scheme``: see :func:`prepare_targets`.
 
     Returns:
         float32 ``(B,)`` per-sample losses.
     """
-    target, prob = prepare_targets(y_true, y_pred, head, from_logits)
+    target, prob = prepare_targets(y_true, y_pred, head, from_logits, scheme)
     target = _select_channels(target, include_background, head)
     prob = _select_channels(prob, include_background, head)
     axes = _reduce_axes(len(prob.shape), batch)
@@ -284,6 +312,7 @@ def focal_loss(
     alpha: Sequence[float] | float | None = None,
     head: str = "softmax",
     from_logits: bool = False,
+    scheme: str | LabelScheme | None = None,
 ):
     """Focal loss (Lin et al., ICCV 2017), mean over voxels (and channels for sigmoid heads).
 
@@ -294,11 +323,12 @@ def focal_loss(
     Args:
         alpha: softmax: per-class weights (sequence of ``C``) or ``None``; sigmoid: a float in
             [0, 1] or ``None``.
+        scheme: label scheme of integer ``y_true`` for a sigmoid head (see :func:`prepare_targets`).
 
     Returns:
         float32 ``(B,)`` per-sample losses.
     """
-    target, prob = prepare_targets(y_true, y_pred, head, from_logits)
+    target, prob = prepare_targets(y_true, y_pred, head, from_logits, scheme)
     if head == "softmax":
         if from_logits:
             log_p = ops.log_softmax(ops.cast(y_pred, "float32"), axis=-1)
@@ -331,6 +361,11 @@ class _BrainsegLoss(keras.losses.Loss):
         for key in ("smooth_nr", "smooth_dr"):
             if key in options and options[key] < 0:
                 raise ValueError(f"{key} must be >= 0, got {key}={options[key]!r}")
+        if "scheme" in options:  # kept (and serialised) only where stated: older configs stay as they were
+            if options["scheme"] is None:
+                del options["scheme"]
+            else:
+                options["scheme"] = get_scheme(options["scheme"]).name
         self._options = options
 
     def get_config(self) -> dict:
@@ -375,6 +410,8 @@ class DiceLoss(_BrainsegLoss):
         smooth_nr: numerator smoothing. Defaults to 1e-5.
         smooth_dr: denominator smoothing. Defaults to 1e-5 (both empty -> Dice 1, loss 0).
         squared: squared denominator terms. Defaults to `False`.
+        scheme: label scheme of integer targets for a sigmoid head (its regions are the
+            channels); `None`: canonical labels, (WT, TC, ET).
     """
 
     def __init__(
@@ -387,6 +424,7 @@ class DiceLoss(_BrainsegLoss):
         smooth_dr: float = 1e-5,
         squared: bool = False,
         name: str = "dice_loss",
+        scheme: str | None = None,
         **kwargs,
     ):
         super().__init__(
@@ -398,6 +436,7 @@ class DiceLoss(_BrainsegLoss):
             smooth_nr=smooth_nr,
             smooth_dr=smooth_dr,
             squared=squared,
+            scheme=scheme,
             **kwargs,
         )
 
@@ -464,16 +503,17 @@ class DiceCELoss(_BrainsegLoss):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class RegionDiceBCELoss(_BrainsegLoss):
-    """``lambda_dice * soft Dice + lambda_bce * BCE`` over sigmoid region channels (WT, TC, ET).
+    """``lambda_dice * soft Dice + lambda_bce * BCE`` over sigmoid region channels (WT, TC, ET by default).
 
-    ``y_true`` may be the region masks ``(B, *spatial, 3)`` or canonical labels (converted).
+    ``y_true`` may be the region masks ``(B, *spatial, R)`` or integer labels (converted to the
+    regions of ``scheme``: R = 3 canonical regions by default, 6 for ``ped2024``/``gli2024``).
     This is nnU-Net's region-based ``DC_and_BCE_loss`` (Isensee et al., BraTS 2020).
 
     Args:
         lambda_dice: weight of the Dice term. Defaults to 1.
         lambda_bce: weight of the BCE term. Defaults to 1.
         from_logits: ``y_pred`` are logits. Defaults to `True` (region heads usually end linear).
-        batch, smooth_nr, smooth_dr, squared: as :class:`DiceLoss`.
+        batch, smooth_nr, smooth_dr, squared, scheme: as :class:`DiceLoss`.
     """
 
     def __init__(
@@ -486,6 +526,7 @@ class RegionDiceBCELoss(_BrainsegLoss):
         smooth_dr: float = 1e-5,
         squared: bool = False,
         name: str = "region_dice_bce_loss",
+        scheme: str | None = None,
         **kwargs,
     ):
         super().__init__(
@@ -497,6 +538,7 @@ class RegionDiceBCELoss(_BrainsegLoss):
             smooth_nr=smooth_nr,
             smooth_dr=smooth_dr,
             squared=squared,
+            scheme=scheme,
             **kwargs,
         )
 
@@ -512,8 +554,9 @@ class RegionDiceBCELoss(_BrainsegLoss):
             smooth_nr=o["smooth_nr"],
             smooth_dr=o["smooth_dr"],
             squared=o["squared"],
+            scheme=o.get("scheme"),
         )
-        bce = binary_crossentropy(y_true, y_pred, from_logits=o["from_logits"])
+        bce = binary_crossentropy(y_true, y_pred, from_logits=o["from_logits"], scheme=o.get("scheme"))
         return o["lambda_dice"] * dice + o["lambda_bce"] * bce
 
 
@@ -526,6 +569,7 @@ class FocalLoss(_BrainsegLoss):
         alpha: class weights (softmax, sequence) or positive weight (sigmoid, float); `None`.
         head: ``"softmax"`` or ``"sigmoid"``. Defaults to `"softmax"`.
         from_logits: Defaults to `False`.
+        scheme: as :class:`DiceLoss`.
     """
 
     def __init__(
@@ -535,6 +579,7 @@ class FocalLoss(_BrainsegLoss):
         head: str = "softmax",
         from_logits: bool = False,
         name: str = "focal_loss",
+        scheme: str | None = None,
         **kwargs,
     ):
         if gamma < 0:
@@ -543,7 +588,9 @@ class FocalLoss(_BrainsegLoss):
             alpha = [float(a) for a in alpha]
         if head == "sigmoid" and isinstance(alpha, list):
             raise ValueError(f"alpha must be a float for a sigmoid head, got alpha={alpha!r}")
-        super().__init__(name=name, gamma=gamma, alpha=alpha, head=head, from_logits=from_logits, **kwargs)
+        super().__init__(
+            name=name, gamma=gamma, alpha=alpha, head=head, from_logits=from_logits, scheme=scheme, **kwargs
+        )
 
     def call(self, y_true, y_pred):
         return focal_loss(y_true, y_pred, **self._options)
@@ -556,7 +603,7 @@ class TverskyLoss(_BrainsegLoss):
     Args:
         alpha: false-positive weight. Defaults to 0.3.
         beta: false-negative weight. Defaults to 0.7.
-        head, from_logits, include_background, batch, smooth_nr, smooth_dr: as :class:`DiceLoss`.
+        head, from_logits, include_background, batch, smooth_nr, smooth_dr, scheme: as :class:`DiceLoss`.
     """
 
     def __init__(
@@ -570,6 +617,7 @@ class TverskyLoss(_BrainsegLoss):
         smooth_nr: float = 1e-5,
         smooth_dr: float = 1e-5,
         name: str = "tversky_loss",
+        scheme: str | None = None,
         **kwargs,
     ):
         if alpha < 0 or beta < 0:
@@ -584,6 +632,7 @@ class TverskyLoss(_BrainsegLoss):
             batch=batch,
             smooth_nr=smooth_nr,
             smooth_dr=smooth_dr,
+            scheme=scheme,
             **kwargs,
         )
 

@@ -36,6 +36,16 @@ the seed's were soft with squared denominators, per batch), and ``precision``/``
 ``specificity`` (macro mean over NCR, ED, ET; the seed's pooled all four channels including
 background, so they were about 0.99 whatever the tumour segmentation). They are classes, so both
 ``metrics=[dice_coef]`` and ``metrics=[dice_coef()]`` work.
+
+**Label schemes.** ``scheme`` (a :mod:`brainseg_tf.schemes` name; default ``None``: the
+canonical labels and regions above, as for every glioma scheme) makes the items a scheme's own:
+classes are its internal labels (``ids`` in ``0 .. n_classes - 1``, named by
+``scheme.class_names``: ``dice_net``, ``dice_cc`` for ``ped2024``), regions its regions in
+channel order (named ``dice_<region>``: ``dice_wt`` ... ``dice_ed``); integer targets become
+regions by ``scheme.region_table()`` and sigmoid masks become classes as
+``scheme.decode_regions`` does (nested overwrite, or the nearest region pattern for PED's and
+GLI 2024's six regions, ties to the lower label); soft class probabilities of a sigmoid head are the normalised
+likelihoods of each class's region pattern.
 """
 
 from __future__ import annotations
@@ -54,6 +64,7 @@ from brainseg_tf.conventions import (
     REGIONS,
 )
 from brainseg_tf.losses import labels_to_regions
+from brainseg_tf.schemes import LabelScheme, get_scheme
 
 __all__ = [
     "confusion_counts",
@@ -73,6 +84,7 @@ __all__ = [
     "specificity",
     "CLASS_NAMES",
     "REGION_NAMES",
+    "item_names",
 ]
 
 _PACKAGE = "brainseg_tf"
@@ -85,7 +97,42 @@ _TARGETS = ("class", "region")
 _HEADS = OUTPUT_ACTIVATIONS
 
 
-def _true_items(y_true, y_pred, head: str, target: str, ids: Sequence[int]):
+def _scheme(scheme: str | LabelScheme | None) -> LabelScheme | None:
+    """A non-canonical scheme, or ``None`` for the canonical labels and regions."""
+    if scheme is None:
+        return None
+    s = get_scheme(scheme)
+    return None if s.is_canonical else s
+
+
+def _region_adds(s: LabelScheme) -> list[tuple[int, ...]]:
+    """Per region in channel order, its internal labels that no later region holds (nested decode)."""
+    regions = list(s.internal_regions().values())
+    return [tuple(sorted(set(r) - set().union(*regions[k + 1 :]))) for k, r in enumerate(regions)]
+
+
+def _decode_hard(masks, s: LabelScheme):
+    """int32 internal labels from boolean region masks, as :meth:`LabelScheme.decode_regions`."""
+    adds = _region_adds(s)
+    if all(len(a) == 1 for a in adds):  # nested: overwrite in channel order
+        labels = ops.zeros(ops.shape(masks)[:-1], dtype="int32")
+        for j, (label,) in enumerate(adds):
+            labels = ops.where(masks[..., j], label, labels)
+        return labels
+    # the nearest region pattern, ties to the lower label: integer Hamming distances tie exactly
+    table = ops.convert_to_tensor(s.region_table(), dtype="float32")
+    m = ops.cast(masks, "float32")
+    distance = ops.matmul(m, ops.transpose(1.0 - table)) + ops.matmul(1.0 - m, ops.transpose(table))
+    return ops.cast(ops.argmin(distance, axis=-1), "int32")
+
+
+def _pattern_scores(p, s: LabelScheme):
+    """``(..., n_classes)`` log-likelihood of each class's region pattern under independent sigmoids ``p``."""
+    table = ops.convert_to_tensor(s.region_table(), dtype="float32")
+    return ops.matmul(ops.log(p), ops.transpose(table)) + ops.matmul(ops.log(1.0 - p), ops.transpose(1.0 - table))
+
+
+def _true_items(y_true, y_pred, head: str, target: str, ids: Sequence[int], scheme: LabelScheme | None = None):
     """float32 ``(B, *spatial, K)`` memberships of the reference in the K selected items."""
     rank_pred = len(y_pred.shape)
     channels = y_pred.shape[-1]
@@ -94,47 +141,63 @@ def _true_items(y_true, y_pred, head: str, target: str, ids: Sequence[int]):
         regions = ops.cast(y_true, "float32")
         if target == "region":
             return ops.stack([regions[..., i] for i in ids], axis=-1)
-        return _regions_to_classes_hard(regions > 0.5, ids)
+        return _regions_to_classes_hard(regions > 0.5, ids, scheme)
     if dense:  # one-hot softmax target
         if y_true.shape[-1] != channels:
             raise ValueError(f"one-hot y_true has {y_true.shape[-1]} channels but y_pred has {channels}")
         labels = ops.argmax(y_true, axis=-1)
     else:
         labels = y_true[..., 0] if len(y_true.shape) == rank_pred else y_true
-    return _label_items(ops.cast(labels, "int32"), target, ids)
+    return _label_items(ops.cast(labels, "int32"), target, ids, scheme)
 
 
-def _label_items(labels, target: str, ids: Sequence[int]):
+def _label_items(labels, target: str, ids: Sequence[int], scheme: LabelScheme | None = None):
     if target == "class":
         return ops.cast(ops.stack([ops.equal(labels, c) for c in ids], axis=-1), "float32")
-    regions = labels_to_regions(labels)
+    regions = labels_to_regions(labels, scheme)
     return ops.stack([regions[..., i] for i in ids], axis=-1)
 
 
-def _regions_to_classes_hard(masks, ids: Sequence[int]):
+def _regions_to_classes_hard(masks, ids: Sequence[int], scheme: LabelScheme | None = None):
+    if scheme is not None:
+        return _label_items(_decode_hard(masks, scheme), "class", ids)
     wt, tc, et = masks[..., 0], masks[..., 1], masks[..., 2]
     labels = ops.where(et, 3, ops.where(tc, 1, ops.where(wt, 2, 0)))
     return _label_items(labels, "class", ids)
 
 
-def _pred_items(y_pred, head: str, target: str, ids: Sequence[int], *, from_logits: bool, threshold: float, soft: bool):
+def _pred_items(
+    y_pred,
+    head: str,
+    target: str,
+    ids: Sequence[int],
+    *,
+    from_logits: bool,
+    threshold: float,
+    soft: bool,
+    scheme: LabelScheme | None = None,
+):
     """float32 ``(B, *spatial, K)`` predicted memberships (0/1, or probabilities when soft)."""
     y_pred = ops.cast(y_pred, "float32")
     if head == "softmax":
         if not soft:
-            return _label_items(ops.cast(ops.argmax(y_pred, axis=-1), "int32"), target, ids)
+            return _label_items(ops.cast(ops.argmax(y_pred, axis=-1), "int32"), target, ids, scheme)
         prob = ops.softmax(y_pred, axis=-1) if from_logits else y_pred
         if target == "class":
             return ops.stack([prob[..., c] for c in ids], axis=-1)
-        return ops.stack([sum(prob[..., c] for c in _REGION_CLASSES[i]) for i in ids], axis=-1)
+        region_classes = _REGION_CLASSES if scheme is None else tuple(scheme.internal_regions().values())
+        return ops.stack([sum(prob[..., c] for c in region_classes[i]) for i in ids], axis=-1)
     prob = ops.sigmoid(y_pred) if from_logits else y_pred
     if not soft:
         masks = prob > threshold
         if target == "region":
             return ops.cast(ops.stack([masks[..., i] for i in ids], axis=-1), "float32")
-        return _regions_to_classes_hard(masks, ids)
+        return _regions_to_classes_hard(masks, ids, scheme)
     if target == "region":
         return ops.stack([prob[..., i] for i in ids], axis=-1)
+    if scheme is not None:
+        likelihood = ops.softmax(_pattern_scores(ops.clip(prob, 1e-6, 1.0 - 1e-6), scheme), axis=-1)
+        return ops.stack([likelihood[..., c] for c in ids], axis=-1)
     p_wt, p_tc, p_et = prob[..., 0], prob[..., 1], prob[..., 2]
     soft_classes = (1.0 - p_wt, p_tc * (1.0 - p_et), p_wt * (1.0 - p_tc), p_et)
     return ops.stack([soft_classes[c] for c in ids], axis=-1)
@@ -150,6 +213,7 @@ def confusion_counts(
     from_logits: bool = False,
     threshold: float = 0.5,
     soft: bool = False,
+    scheme: str | LabelScheme | None = None,
 ):
     """TP, FP, FN, TN voxel counts per item, summed over batch and space in float32.
 
@@ -158,8 +222,9 @@ def confusion_counts(
     Returns:
         Four float32 tensors of shape ``(K,)``, ``K = len(ids)``.
     """
-    t = _true_items(y_true, y_pred, head, target, ids)
-    p = _pred_items(y_pred, head, target, ids, from_logits=from_logits, threshold=threshold, soft=soft)
+    s = _scheme(scheme)
+    t = _true_items(y_true, y_pred, head, target, ids, s)
+    p = _pred_items(y_pred, head, target, ids, from_logits=from_logits, threshold=threshold, soft=soft, scheme=s)
     axes = list(range(len(p.shape) - 1))
     tp = ops.sum(t * p, axis=axes)
     fp = ops.sum((1.0 - t) * p, axis=axes)
@@ -168,7 +233,9 @@ def confusion_counts(
     return tp, fp, fn, tn
 
 
-def _validate(ids, target: str, statistic: str, head: str, threshold: float) -> tuple[int, ...]:
+def _validate(
+    ids, target: str, statistic: str, head: str, threshold: float, scheme: str | LabelScheme | None = None
+) -> tuple[int, ...]:
     if target not in _TARGETS:
         raise ValueError(f"target must be one of {_TARGETS}, got target={target!r}")
     if statistic not in _STATISTICS:
@@ -176,7 +243,11 @@ def _validate(ids, target: str, statistic: str, head: str, threshold: float) -> 
     if head not in _HEADS:
         raise ValueError(f"head must be one of {_HEADS}, got head={head!r}")
     ids = tuple(int(i) for i in ids)
-    limit = 4 if target == "class" else 3
+    s = _scheme(scheme)
+    if s is None:
+        limit = 4 if target == "class" else 3
+    else:
+        limit = s.n_classes if target == "class" else len(s.regions)
     if not ids or any(i < 0 or i >= limit for i in ids):
         raise ValueError(f"ids must be a non-empty subset of range({limit}) for target={target!r}, got ids={ids}")
     if not 0.0 < threshold < 1.0:
@@ -201,10 +272,11 @@ class ConfusionMetric(keras.metrics.Metric):
         empty_value: score of an item whose denominator is 0 over the epoch; NaN drops the item
             from the mean (all NaN gives NaN). Defaults to 1.0.
         name: metric name (``val_`` is prefixed by Keras on validation data).
+        scheme: label scheme of the classes and regions (module docstring); `None`: canonical.
 
     Raises:
-        ValueError: unknown ``target``/``statistic``/``head``, ids out of range, empty ids,
-            threshold outside (0, 1).
+        ValueError: unknown ``target``/``statistic``/``head``/``scheme``, ids out of range, empty
+            ids, threshold outside (0, 1).
     """
 
     def __init__(
@@ -219,9 +291,11 @@ class ConfusionMetric(keras.metrics.Metric):
         empty_value: float = 1.0,
         name: str | None = None,
         dtype=None,
+        scheme: str | None = None,
     ):
-        ids = _validate(ids, target, statistic, head, threshold)
+        ids = _validate(ids, target, statistic, head, threshold, scheme)
         super().__init__(name=name or f"{statistic}_{target}", dtype=dtype)
+        self.scheme = None if scheme is None else get_scheme(scheme).name
         self.ids = ids
         self.target = target
         self.statistic = statistic
@@ -246,6 +320,7 @@ class ConfusionMetric(keras.metrics.Metric):
             from_logits=self.from_logits,
             threshold=self.threshold,
             soft=self.soft,
+            scheme=self.scheme,
         )
         self.tp.assign_add(tp)
         self.fp.assign_add(fp)
@@ -295,6 +370,8 @@ class ConfusionMetric(keras.metrics.Metric):
                 "empty_value": self.empty_value,
             }
         )
+        if self.scheme is not None:  # only where stated: older configs stay as they were
+            config["scheme"] = self.scheme
         return config
 
 
@@ -305,24 +382,35 @@ class _FixedStatistic(ConfusionMetric):
         self, ids: Sequence[int] = FOREGROUND_CLASSES, target: str = "class", name: str | None = None, **kwargs
     ):
         kwargs.pop("statistic", None)
-        ids = _validate(ids, target, self._statistic, kwargs.get("head", "softmax"), kwargs.get("threshold", 0.5))
+        scheme = kwargs.get("scheme")
+        ids = _validate(
+            ids, target, self._statistic, kwargs.get("head", "softmax"), kwargs.get("threshold", 0.5), scheme
+        )
         super().__init__(
             ids=ids,
             target=target,
             statistic=self._statistic,
-            name=name or _default_name(self._statistic, target, ids),
+            name=name or _default_name(self._statistic, target, ids, scheme),
             **kwargs,
         )
 
 
-def _default_name(statistic: str, target: str, ids: Sequence[int]) -> str:
-    names = CLASS_NAMES if target == "class" else REGION_NAMES
+def item_names(target: str, scheme: str | LabelScheme | None = None) -> tuple[str, ...]:
+    """Lower-case names of the classes (``target="class"``) or regions of a scheme, by index."""
+    s = _scheme(scheme)
+    if s is None:
+        return CLASS_NAMES if target == "class" else REGION_NAMES
+    return tuple(n.lower() for n in (s.class_names if target == "class" else s.region_names))
+
+
+def _default_name(statistic: str, target: str, ids: Sequence[int], scheme: str | LabelScheme | None = None) -> str:
+    names = item_names(target, scheme)
     ids = tuple(ids)
     if len(ids) == 1:
         return f"{statistic}_{names[ids[0]]}"
-    if target == "class" and tuple(ids) == FOREGROUND_CLASSES:
+    if target == "class" and ids == tuple(range(1, len(names))):
         return f"mean_{statistic}"
-    if target == "region" and ids == (0, 1, 2):
+    if target == "region" and ids == tuple(range(len(names))):
         return f"mean_region_{statistic}"
     return f"{statistic}_" + "_".join(names[i] for i in ids)
 
@@ -373,6 +461,7 @@ def standard_metrics(
     soft: bool = False,
     threshold: float = 0.5,
     empty_value: float = 1.0,
+    scheme: str | LabelScheme | None = None,
 ) -> list[ConfusionMetric]:
     """The standard named metric list for a head type, ready for ``model.compile(metrics=...)``.
 
@@ -382,35 +471,47 @@ def standard_metrics(
     mean_region_dice, iou_wt, iou_tc, iou_et, precision, sensitivity, specificity`` (macro over
     WT, TC, ET).
 
+    With a non-canonical ``scheme`` the same lists over its items: softmax heads get one Dice
+    per class, one per region that holds several classes (``dice_wt``, ``dice_tc``), ``mean_dice``
+    and ``mean_region_dice`` over all its regions; sigmoid heads one Dice and IoU per region
+    (``ped2024``: ``dice_wt, dice_tc, dice_et, dice_net, dice_cc, dice_ed``).
+
     Args:
         head: ``"softmax"`` or ``"sigmoid"``.
-        from_logits, soft, threshold, empty_value: passed to every metric.
+        from_logits, soft, threshold, empty_value, scheme: passed to every metric.
 
     Returns:
         A new list of metric instances.
     """
     if head not in _HEADS:
         raise ValueError(f"head must be one of {_HEADS}, got head={head!r}")
+    s = _scheme(scheme)
     common = dict(head=head, from_logits=from_logits, soft=soft, threshold=threshold, empty_value=empty_value)
+    if s is not None:
+        common["scheme"] = s.name
+    classes = FOREGROUND_CLASSES if s is None else tuple(range(1, s.n_classes))
+    all_regions = tuple(range(3 if s is None else len(s.regions)))
     if head == "softmax":
-        out: list[ConfusionMetric] = [Dice(ids=(c,), **common) for c in FOREGROUND_CLASSES]
-        out += [Dice(ids=(r,), target="region", **common) for r in (0, 1)]
-        out += [Dice(**common), Dice(ids=(0, 1, 2), target="region", **common)]
-        out += [IoU(ids=(c,), **common) for c in FOREGROUND_CLASSES]
+        held = (REGION_LABELS[r] for r in REGIONS) if s is None else s.internal_regions().values()
+        multi = tuple(i for i, labels in enumerate(held) if len(labels) > 1)
+        out: list[ConfusionMetric] = [Dice(ids=(c,), **common) for c in classes]
+        out += [Dice(ids=(r,), target="region", **common) for r in multi]
+        out += [Dice(ids=classes, **common), Dice(ids=all_regions, target="region", **common)]
+        out += [IoU(ids=(c,), **common) for c in classes]
         out += [
-            Precision(name="precision", **common),
-            Sensitivity(name="sensitivity", **common),
-            Specificity(name="specificity", **common),
+            Precision(ids=classes, name="precision", **common),
+            Sensitivity(ids=classes, name="sensitivity", **common),
+            Specificity(ids=classes, name="specificity", **common),
         ]
         return out
     region = dict(target="region", **common)
-    out = [Dice(ids=(r,), **region) for r in (0, 1, 2)]
-    out += [Dice(ids=(0, 1, 2), **region)]
-    out += [IoU(ids=(r,), **region) for r in (0, 1, 2)]
+    out = [Dice(ids=(r,), **region) for r in all_regions]
+    out += [Dice(ids=all_regions, **region)]
+    out += [IoU(ids=(r,), **region) for r in all_regions]
     out += [
-        Precision(ids=(0, 1, 2), name="precision", **region),
-        Sensitivity(ids=(0, 1, 2), name="sensitivity", **region),
-        Specificity(ids=(0, 1, 2), name="specificity", **region),
+        Precision(ids=all_regions, name="precision", **region),
+        Sensitivity(ids=all_regions, name="sensitivity", **region),
+        Specificity(ids=all_regions, name="specificity", **region),
     ]
     return out
 

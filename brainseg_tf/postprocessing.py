@@ -35,6 +35,20 @@ nothing is tuned by hand. The chosen rules, with their evidence (mean gain; case
 worsened, unchanged), are recorded in the model card (:class:`brainseg_tf.card.Postprocessing`,
 :func:`record`) and applied by ``brainseg predict`` (:func:`brainseg_tf.inference.postprocess`).
 ``docs/postprocessing.md`` has the full definitions.
+
+**Label schemes.** Everything above is the default: canonical labels, whose WT/TC/ET nest with one
+label added per region. A model of a scheme the canonical labels cannot hold (GLI/MET 2024 with a
+resection cavity, PED 2024; :mod:`brainseg_tf.schemes`) works in that scheme's internal labels and
+passes ``scheme=``. The rules keep their meaning there, generalised in internal labels rather than
+restricted: they act on the scheme's WT, TC and ET (the regions a card records), and a voxel that
+leaves region R takes the lowest internal label of the smallest region strictly enclosing R that R
+lacks (BG where none encloses R; :func:`demoted_label`). For the canonical labels this is exactly
+ET -> NCR, TC -> ED, WT -> BG; for GLI/MET 2024 ET -> NETC, TC -> SNFH, WT -> BG (the resection
+cavity, outside WT, is never touched); for PED 2024 ET -> NET (the core label, not the cystic
+component), TC -> ED, WT -> BG. ``et_to_ncr`` turns ET into the scheme's core label (NETC, NET).
+A rule whose region the scheme lacks is not a candidate. Selection scores every region of the
+scheme (PED 2024: six) with the same greedy rule. With ``scheme`` ``None`` or a canonical scheme,
+behaviour and selection results are the default ones.
 """
 
 from __future__ import annotations
@@ -55,6 +69,7 @@ from brainseg_tf.card import CARD_FILE, ModelCard, Postprocessing
 from brainseg_tf.checks import check_int, check_number
 from brainseg_tf.conventions import REGIONS, region_index
 from brainseg_tf.evaluation import region_dice
+from brainseg_tf.schemes import LabelScheme, get_scheme
 
 __all__ = [
     "KINDS",
@@ -68,6 +83,7 @@ __all__ = [
     "largest_component",
     "remove_small_components",
     "et_to_ncr_below",
+    "demoted_label",
     "apply",
     "rules_from_card",
     "to_card",
@@ -110,17 +126,79 @@ _DEMOTED = {"WT": 0, "TC": 2, "ET": 1}
 
 # ----------------------------------------------------------------------------- label operations
 
+SchemeArg = str | LabelScheme | None
 
-def _as_labels(labels: np.ndarray) -> np.ndarray:
+
+def _own_scheme(scheme: SchemeArg) -> LabelScheme | None:
+    """The scheme whose internal labels the rules act on, or ``None`` for the canonical labels
+    (``None`` itself, or a scheme whose internal labels are the canonical ones)."""
+    if scheme is None:
+        return None
+    scheme = get_scheme(scheme)
+    return None if scheme.is_canonical else scheme
+
+
+def _as_labels(labels: np.ndarray, scheme: LabelScheme | None = None) -> np.ndarray:
     out = np.array(labels, dtype=np.uint8, copy=True)
-    if out.size and int(out.max()) > 3:
-        raise ValueError(f"labels hold value {int(out.max())}; expected canonical labels 0-3 (0 BG, 1 NCR, 2 ED, 3 ET)")
+    if scheme is None:
+        if out.size and int(out.max()) > 3:
+            raise ValueError(
+                f"labels hold value {int(out.max())}; expected canonical labels 0-3 (0 BG, 1 NCR, 2 ED, 3 ET)"
+            )
+    elif out.size and int(out.max()) >= scheme.n_classes:
+        raise ValueError(
+            f"labels hold value {int(out.max())}; expected the {scheme.name!r} scheme's internal labels (0 BG, "
+            + ", ".join(f"{i} {n}" for i, n in enumerate(scheme.internal, 1))
+            + ")"
+        )
     return out
 
 
-def _region(region: str) -> str:
-    """``region`` in upper case; ``ValueError`` for an unknown one."""
-    return REGIONS[region_index(region)]
+def _region(region: str, scheme: LabelScheme | None = None) -> str:
+    """``region`` in upper case; ``ValueError`` for one that is not WT/TC/ET or not in ``scheme``."""
+    name = REGIONS[region_index(region)]
+    if scheme is not None and name not in scheme.region_names:
+        raise ValueError(f"region={region!r} is not a region of the {scheme.name!r} scheme {list(scheme.region_names)}")
+    return name
+
+
+def _mask(labels: np.ndarray, region: str, scheme: LabelScheme | None) -> np.ndarray:
+    if scheme is None:
+        return region_mask(labels, region)
+    return np.isin(labels, scheme.region_internal(region))
+
+
+def demoted_label(region: str, scheme: SchemeArg = None) -> int:
+    """The label a voxel takes when a rule removes it from ``region`` but not from the enclosing one.
+
+    The lowest internal label of the smallest region of the scheme that strictly encloses
+    ``region`` and that ``region`` lacks; 0 (BG) where no region encloses it. Canonical labels
+    (``scheme`` ``None``): WT -> 0, TC -> 2 (ED), ET -> 1 (NCR). GLI/MET 2024: TC -> SNFH, ET ->
+    NETC; PED 2024: TC -> ED, ET -> NET (the lowest of NET and CC).
+
+    Raises:
+        ValueError: ``region`` is not WT/TC/ET or not a region of ``scheme``.
+    """
+    own = _own_scheme(scheme)
+    region = _region(region, own)
+    return _DEMOTED[region] if own is None else _enclosing_label(own, region)
+
+
+def _enclosing_label(scheme: LabelScheme, region: str) -> int:
+    """:func:`demoted_label` computed from a scheme's regions (for the canonical ones: ``_DEMOTED``)."""
+    held = set(scheme.region_internal(region))
+    enclosing = [set(labels) for labels in scheme.internal_regions().values() if set(labels) > held]
+    if not enclosing:
+        return 0
+    smallest = min(enclosing, key=len)  # on a tie, the first in channel order
+    return min(smallest - held)
+
+
+def _core_label(scheme: LabelScheme | None) -> int:
+    """The label ``et_to_ncr`` turns ET into: the core (NCR, NETC, NET) -- internal 1 where the scheme has one."""
+    if scheme is None:
+        return 1
+    return demoted_label("ET", scheme)
 
 
 def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -129,45 +207,55 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return components, np.bincount(components.ravel())
 
 
-def largest_component(labels: np.ndarray, region: str) -> np.ndarray:
+def largest_component(labels: np.ndarray, region: str, *, scheme: SchemeArg = None) -> np.ndarray:
     """Keep only the largest connected component of ``region``; returns a new uint8 array.
 
-    Voxels of ``region`` outside that component are demoted (ET -> NCR, TC -> ED, WT -> BG), so
-    outer regions are unchanged. On a tie the component met first in C order is kept.
+    Voxels of ``region`` outside that component are demoted (ET -> NCR, TC -> ED, WT -> BG;
+    in another ``scheme``'s internal labels, :func:`demoted_label`), so outer regions are
+    unchanged. On a tie the component met first in C order is kept.
     """
-    region = _region(region)
-    out = _as_labels(labels)
-    components, sizes = _components(region_mask(out, region))
+    own = _own_scheme(scheme)
+    region = _region(region, own)
+    out = _as_labels(labels, own)
+    components, sizes = _components(_mask(out, region, own))
     if sizes.size > 2:  # more than one component
         sizes[0] = 0
-        out[(components > 0) & (components != int(np.argmax(sizes)))] = _DEMOTED[region]
+        out[(components > 0) & (components != int(np.argmax(sizes)))] = demoted_label(region, own)
     return out
 
 
-def remove_small_components(labels: np.ndarray, region: str, min_voxels: int) -> np.ndarray:
+def remove_small_components(
+    labels: np.ndarray, region: str, min_voxels: int, *, scheme: SchemeArg = None
+) -> np.ndarray:
     """Demote connected components of ``region`` with fewer than ``min_voxels`` voxels (0: off).
 
     For WT the voxels become BG (the card's ``min_component_voxels``); for TC they become ED and
-    for ET NCR, as in :func:`largest_component`. Returns a new uint8 array.
+    for ET NCR, as in :func:`largest_component` (another ``scheme``: :func:`demoted_label`).
+    Returns a new uint8 array.
     """
-    region = _region(region)
+    own = _own_scheme(scheme)
+    region = _region(region, own)
     min_voxels = int(check_int("min_voxels", min_voxels, 0))
-    out = _as_labels(labels)
+    out = _as_labels(labels, own)
     if min_voxels > 0:
-        components, sizes = _components(region_mask(out, region))
+        components, sizes = _components(_mask(out, region, own))
         small = sizes < min_voxels
         small[0] = False
-        out[small[components]] = _DEMOTED[region]
+        out[small[components]] = demoted_label(region, own)
     return out
 
 
-def et_to_ncr_below(labels: np.ndarray, min_voxels: int) -> np.ndarray:
-    """Relabel all ET as NCR when the case's ET volume is in ``(0, min_voxels)`` voxels (0: off)."""
+def et_to_ncr_below(labels: np.ndarray, min_voxels: int, *, scheme: SchemeArg = None) -> np.ndarray:
+    """Relabel all ET as NCR when the case's ET volume is in ``(0, min_voxels)`` voxels (0: off).
+
+    In another ``scheme``'s internal labels ET becomes its core label (NETC, NET: :func:`demoted_label` of ET).
+    """
     min_voxels = int(check_int("min_voxels", min_voxels, 0))
-    out = _as_labels(labels)
-    et = out == 3
+    own = _own_scheme(scheme)
+    out = _as_labels(labels, own)
+    et = _mask(out, _region("ET", own), own)
     if 0 < int(np.count_nonzero(et)) < min_voxels:
-        out[et] = 1
+        out[et] = _core_label(own)
     return out
 
 
@@ -217,19 +305,28 @@ class Rule:
         """Index of this rule's (kind, region) in :data:`ORDER`."""
         return ORDER.index((self.kind, str(self.region)))
 
-    def __call__(self, labels: np.ndarray) -> np.ndarray:
+    def __call__(self, labels: np.ndarray, *, scheme: SchemeArg = None) -> np.ndarray:
+        """The rule applied to canonical labels, or to ``scheme``'s internal labels; a new uint8 array."""
         if self.kind == "largest_component":
-            return largest_component(labels, str(self.region))
+            return largest_component(labels, str(self.region), scheme=scheme)
         if self.kind == "remove_small":
-            return remove_small_components(labels, str(self.region), self.min_voxels)
-        return et_to_ncr_below(labels, self.min_voxels)
+            return remove_small_components(labels, str(self.region), self.min_voxels, scheme=scheme)
+        return et_to_ncr_below(labels, self.min_voxels, scheme=scheme)
 
-    def describe(self) -> str:
+    def applies_to(self, scheme: SchemeArg = None) -> bool:
+        """Whether the rule means something in ``scheme``: its region is one of the scheme's."""
+        own = _own_scheme(scheme)
+        return own is None or str(self.region) in own.region_names
+
+    def describe(self, scheme: SchemeArg = None) -> str:
+        """One line; ``et_to_ncr`` names the label ET becomes in ``scheme`` (NCR by default)."""
         if self.kind == "largest_component":
             return f"largest {self.region} component only"
         if self.kind == "remove_small":
             return f"drop {self.region} components < {self.min_voxels} voxels"
-        return f"ET < {self.min_voxels} voxels -> NCR"
+        own = _own_scheme(scheme)
+        core = "NCR" if own is None else own.internal[_core_label(own) - 1]
+        return f"ET < {self.min_voxels} voxels -> {core}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "region": self.region, "min_voxels": self.min_voxels}
@@ -246,19 +343,24 @@ def _ordered(rules: Sequence[Rule]) -> list[Rule]:
     return sorted(rules, key=lambda r: r.position)
 
 
-def apply(labels: np.ndarray, rules: Sequence[Rule] | Postprocessing) -> np.ndarray:
+def apply(labels: np.ndarray, rules: Sequence[Rule] | Postprocessing, *, scheme: SchemeArg = None) -> np.ndarray:
     """Apply rules (or a card's :class:`~brainseg_tf.card.Postprocessing`) in :data:`ORDER`.
 
     Args:
-        labels: canonical labels ``(X, Y, Z)`` (or 2D).
+        labels: canonical labels ``(X, Y, Z)`` (or 2D), or ``scheme``'s internal labels.
         rules: :class:`Rule` objects (each (kind, region) at most once) or a card section.
+        scheme: the label scheme of ``labels`` (the model card's); ``None``: canonical.
 
     Returns:
         A new uint8 array; ``labels`` is not changed.
+
+    Raises:
+        ValueError: labels outside the scheme, a rule on a region the scheme lacks.
     """
-    out = _as_labels(labels)
+    own = _own_scheme(scheme)
+    out = _as_labels(labels, own)
     for rule in rules_from_card(rules) if isinstance(rules, Postprocessing) else _ordered(rules):
-        out = rule(out)
+        out = rule(out, scheme=own)
     return out
 
 
@@ -295,11 +397,18 @@ def size_grid(voxel_volume: float = 1.0) -> list[int]:
     return sorted({max(1, int(math.floor(mm3 / voxel_volume + 0.5))) for mm3 in SIZE_GRID_MM3})
 
 
-def default_candidates(voxel_volume: float = 1.0) -> list[list[Rule]]:
-    """The candidates in :data:`ORDER`; each a list of alternatives (a size grid or one rule)."""
+def default_candidates(voxel_volume: float = 1.0, scheme: SchemeArg = None) -> list[list[Rule]]:
+    """The candidates in :data:`ORDER`; each a list of alternatives (a size grid or one rule).
+
+    For a ``scheme`` other than the canonical labels, only the rules on regions it has
+    (:meth:`Rule.applies_to`); GLI/MET/PED 2024 have WT, TC and ET, so all of them.
+    """
     grid = size_grid(voxel_volume)
+    own = _own_scheme(scheme)
     out: list[list[Rule]] = []
     for kind, region in ORDER:
+        if own is not None and region not in own.region_names:
+            continue
         if kind == "largest_component":
             out.append([Rule(kind, region)])
         else:
@@ -358,6 +467,8 @@ class Selection:
         epsilon: the improvement a candidate had to exceed.
         voxel_volume: mm^3 per voxel the size grid was converted with.
         grid_voxels: the size grid in voxels.
+        scheme: the label scheme the rules act in where the canonical labels cannot hold it
+            (``"ped2024"``...), else ``None``.
     """
 
     rules: list[Rule]
@@ -369,6 +480,7 @@ class Selection:
     epsilon: float = EPSILON
     voxel_volume: float = 1.0
     grid_voxels: list[int] = field(default_factory=list)
+    scheme: str | None = None
 
     def evidence(self) -> dict[str, Any]:
         """What the card records about the choice: the rule, the case count, and per kept rule its
@@ -381,9 +493,10 @@ class Selection:
         return to_card(self.rules, base, self.evidence())
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The selection as JSON-ready data (``"scheme"`` only where it is not the canonical labels)."""
+        out = {
             "rules": [r.to_dict() for r in self.rules],
-            "chosen": [r.describe() for r in self.rules],
+            "chosen": [r.describe(self.scheme) for r in self.rules],
             "postprocessing": dataclasses.asdict(self.postprocessing()),
             "baseline": self.baseline,
             "final": self.final,
@@ -398,6 +511,9 @@ class Selection:
             "n_cases": len(self.per_case),
             "dice_rule": EMPTY_RULE,
         }
+        if self.scheme is not None:
+            out["scheme"] = self.scheme
+        return out
 
     def write(self, path: str | Path) -> Path:
         """Write :meth:`to_dict` as JSON atomically (``path`` a file, or a folder for ``postprocessing.json``)."""
@@ -426,7 +542,7 @@ class Selection:
                 + f" {after['mean']:7.4f} {step['change']:+8.4f} {_counts_text(step['cases']):>9}"
                 + f"  {'yes' if step['kept'] else 'no'}"
             )
-        chosen = "; ".join(r.describe() for r in self.rules) or "none"
+        chosen = "; ".join(r.describe(self.scheme) for r in self.rules) or "none"
         effect = ", ".join(f"{r} {self.final[r] - self.baseline[r]:+.4f}" for r in self.regions)
         lines.append(
             f"chosen: {chosen} (effect on mean Dice: {effect}; mean {self.final['mean'] - self.baseline['mean']:+.4f})"
@@ -441,6 +557,7 @@ def _counts_text(cases: Mapping[str, int]) -> str:
 def _paired(
     predictions: Mapping[str, np.ndarray] | Sequence[np.ndarray],
     references: Mapping[str, np.ndarray] | Sequence[np.ndarray],
+    scheme: LabelScheme | None = None,
 ) -> tuple[list[str], list, list]:
     if isinstance(predictions, Mapping) != isinstance(references, Mapping):
         raise ValueError("predictions and references must both be mappings (case id -> labels) or both sequences")
@@ -464,7 +581,7 @@ def _paired(
     for cid, p, r in zip(ids, preds, refs):
         if np.shape(p) != np.shape(r):
             raise ValueError(f"case {cid}: prediction shape {np.shape(p)} differs from reference shape {np.shape(r)}")
-    cropped = [_crop_to_tumour(_as_labels(p), _as_labels(r)) for p, r in zip(preds, refs)]
+    cropped = [_crop_to_tumour(_as_labels(p, scheme), _as_labels(r, scheme)) for p, r in zip(preds, refs)]
     return ids, [p for p, _ in cropped], [r for _, r in cropped]
 
 
@@ -487,7 +604,8 @@ def select(
     candidates: Sequence[Sequence[Rule]] | None = None,
     voxel_volume: float = 1.0,
     epsilon: float = EPSILON,
-    regions: Sequence[str] = REGIONS,
+    regions: Sequence[str] | None = None,
+    scheme: SchemeArg = None,
 ) -> Selection:
     """Choose postprocessing on validation cases with nnU-Net's greedy rule, guarded against noise.
 
@@ -498,32 +616,50 @@ def select(
     worsens (:func:`case_changes`: each case's mean Dice over ``regions``). Deterministic.
 
     Args:
-        predictions: canonical label maps *without* postprocessing, by case id (or a sequence).
-        references: canonical reference label maps, paired by case id (or position).
+        predictions: canonical label maps *without* postprocessing, by case id (or a sequence);
+            for another ``scheme``, its internal labels.
+        references: reference label maps in the same labels, paired by case id (or position).
         candidates: candidate groups in trial order, each a list of alternative :class:`Rule`
-            objects; at most one rule per (kind, region) is kept.
+            objects; at most one rule per (kind, region) is kept. Default:
+            :func:`default_candidates` (for a scheme, the rules on regions it has).
         voxel_volume: mm^3 per voxel, converting :data:`SIZE_GRID_MM3` to voxels (default 1).
         epsilon: the improvement of the mean Dice a candidate must exceed. Defaults to 1e-4.
-        regions: the regions scored (a single-region model: that region only).
+        regions: the regions scored (a single-region model: that region only). Default: WT, TC,
+            ET; for a scheme the canonical labels cannot hold, all of its regions (PED 2024: six).
+        scheme: the label scheme of the maps (``None``: canonical labels; a canonical scheme
+            such as ``brats2021`` is the same). The module docstring says what the rules do there.
 
     Returns:
         A :class:`Selection`.
 
     Raises:
-        ValueError: unpaired cases, different shapes, non-canonical labels, bad arguments.
+        ValueError: unpaired cases, different shapes, labels outside the scheme, a candidate or
+            region the scheme lacks, bad arguments.
     """
-    regions = tuple(_region(r) for r in regions)
+    own = _own_scheme(scheme)
+    if regions is None:
+        regions = REGIONS if own is None else own.region_names
+    if own is None:
+        regions = tuple(_region(r) for r in regions)
+    else:
+        for r in regions:
+            if r not in own.region_names:
+                raise ValueError(f"region={r!r} is not a region of the {own.name!r} scheme {list(own.region_names)}")
+        regions = tuple(regions)
     if not regions:
         raise ValueError("regions=() must name at least one region")
     check_number("epsilon", epsilon, 0)
     grid = size_grid(voxel_volume)
-    groups = default_candidates(voxel_volume) if candidates is None else [list(g) for g in candidates]
+    groups = default_candidates(voxel_volume, own) if candidates is None else [list(g) for g in candidates]
     if any(not g or not all(isinstance(r, Rule) for r in g) for g in groups):
         raise ValueError("candidates must be non-empty lists of Rule objects")
-    ids, preds, refs = _paired(predictions, references)
+    lacking = [r.describe() for g in groups for r in g if not r.applies_to(own)]
+    if lacking:
+        raise ValueError(f"candidates {lacking} act on regions the {own.name!r} scheme lacks")  # type: ignore[union-attr]
+    ids, preds, refs = _paired(predictions, references, own)
 
     def score(labels: Sequence[np.ndarray]) -> dict[str, dict[str, float]]:
-        return {cid: region_dice(p, r, regions) for cid, p, r in zip(ids, labels, refs)}
+        return {cid: region_dice(p, r, regions, scheme=own) for cid, p, r in zip(ids, labels, refs)}
 
     current, current_scores = preds, score(preds)
     baseline_scores = current_scores
@@ -534,7 +670,7 @@ def select(
         best: tuple[Rule, list[np.ndarray], dict, dict] | None = None
         tried = []
         for rule in group:
-            trial = [rule(p) for p in current]
+            trial = [rule(p, scheme=own) for p in current]
             trial_scores = score(trial)
             trial_mean = mean_dice(trial_scores, regions)
             tried.append({"min_voxels": rule.min_voxels, "mean": trial_mean["mean"]})
@@ -550,7 +686,7 @@ def select(
         steps.append(
             {
                 "rule": rule.to_dict(),
-                "description": rule.describe(),
+                "description": rule.describe(own),
                 "tried": tried if len(group) > 1 else [],
                 "before": current_mean,
                 "after": trial_mean,
@@ -573,6 +709,7 @@ def select(
         epsilon=float(epsilon),
         voxel_volume=float(voxel_volume),
         grid_voxels=grid,
+        scheme=None if own is None else own.name,
     )
 
 
@@ -590,12 +727,16 @@ def select_for_folders(
 
     Files are paired and read as :func:`brainseg_tf.evaluation.evaluate_folders` reads them
     (:func:`brainseg_tf.io.predictions.paired_cases`: label conventions from the flags, the dataset
-    layout, ``predictions.json`` or the header stamp, never guessed; shapes and affines checked). The size grid is converted with the references' median voxel volume.
-    The selection is written atomically to ``out`` (default ``pred_dir/postprocessing.json``).
+    layout, ``predictions.json`` or the header stamp, else the reference's scheme; never guessed;
+    shapes, affines and schemes checked). The size grid is converted with the references' median
+    voxel volume. The cases' label scheme is passed to :func:`select` (all cases must be in one;
+    a ``scheme`` in ``select_kwargs`` must agree). The selection is written atomically to ``out``
+    (default ``pred_dir/postprocessing.json``).
 
     Raises:
         FileNotFoundError: a folder is missing.
-        ValueError: no references, a case without a prediction, shapes or affines that differ.
+        ValueError: no references, a case without a prediction, shapes or affines that differ,
+            cases in different schemes.
         brainseg_tf.io.DataError: an unreadable file or a convention that cannot be told.
     """
     from brainseg_tf.io.predictions import paired_cases
@@ -608,9 +749,22 @@ def select_for_folders(
     preds: dict[str, np.ndarray] = {}
     refs: dict[str, np.ndarray] = {}
     volumes = []
+    found: dict[str | None, str] = {}
     for case in pairs:
         preds[case.case_id], refs[case.case_id] = case.pred, case.ref
         volumes.append(float(np.prod(case.spacing)))
+        own = _own_scheme(case.scheme)
+        found.setdefault(None if own is None else own.name, case.case_id)
+    if len(found) > 1:
+        listed = ", ".join(f"{name or 'canonical labels'} (e.g. {cid})" for name, cid in found.items())
+        raise ValueError(f"{ref_dir}: the cases are in different label schemes ({listed}); select on one scheme")
+    scheme = next(iter(found), None)
+    stated = _own_scheme(select_kwargs.get("scheme"))
+    if "scheme" in select_kwargs and (None if stated is None else stated.name) != scheme:
+        raise ValueError(
+            f"scheme={select_kwargs['scheme']!r} but the cases of {ref_dir} are in {scheme or 'canonical labels'!r}"
+        )
+    select_kwargs["scheme"] = scheme
     select_kwargs.setdefault("voxel_volume", float(np.median(volumes)))
     selection = select(preds, refs, **select_kwargs)
     selection.write(pred_dir / SELECTION_FILE if out is None else out)
@@ -625,11 +779,21 @@ def record(selection: Selection, model_dir: str | Path) -> ModelCard:
 
     Raises:
         brainseg_tf.card.CardError: the folder has no model card.
+        ValueError: the selection was made in a scheme (``selection.scheme``) other than the one the
+            card's model learned.
     """
     from brainseg_tf.card import load_card
 
     model_dir = Path(model_dir)
     card = load_card(model_dir)
+    own = _own_scheme(card.scheme)
+    # a selection made in canonical labels records WT/TC/ET rules that hold in every scheme having them
+    # (apply(..., scheme=) generalises them); one made in another scheme belongs to that scheme only
+    if selection.scheme is not None and (None if own is None else own.name) != selection.scheme:
+        raise ValueError(
+            f"{model_dir}: the model learned the {card.scheme!r} scheme but the selection was made in "
+            f"{selection.scheme or 'canonical labels'!r}"
+        )
     card = card.replace(postprocessing=selection.postprocessing(card.postprocessing))
     card.validate()
     card.save(model_dir / CARD_FILE)

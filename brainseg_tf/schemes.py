@@ -9,11 +9,13 @@ A scheme comes from the dataset's layout -- the task prefix of the case id, see
 :func:`detect_scheme` -- or is stated; it is never guessed from the label values in a file
 (a 4 is ET in BraTS 2018, a resection cavity in GLI 2024 and edema in PED 2024).
 
-``convention`` links a scheme to the label conventions of :mod:`brainseg_tf.io.labels`: the
-convention that reads the scheme's values into the canonical labels (0 BG, 1 NCR, 2 ED, 3 ET)
-with the same meaning, or ``None`` where the canonical labels cannot hold the scheme yet. Labels
-outside that convention (GLI's resection cavity) cannot be read yet either. NumPy only; no
-TensorFlow, no file I/O.
+Inside the library a scheme's labels are its *internal* labels (:attr:`LabelScheme.internal`):
+1 the core label, 2 edema, 3 enhancing tumour where the scheme has them, then its other labels
+(resection cavity, cystic component, GTV). For the glioma schemes these are the canonical labels
+(0 BG, 1 NCR, 2 ED, 3 ET); readers convert source values in, writers convert them back out.
+``convention`` links a scheme to the label conventions of :mod:`brainseg_tf.io.labels` that read
+its values into the canonical labels with the same meaning, or is ``None`` where no convention
+can. NumPy only; no TensorFlow, no file I/O.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 from brainseg_tf.checks import check_choice, check_int
 
 __all__ = [
+    "DEFAULT_SCHEME",
     "LabelScheme",
     "SchemeDetection",
     "SCHEMES",
@@ -35,8 +38,13 @@ __all__ = [
     "detect_scheme",
 ]
 
+#: The scheme of data, caches, cards and runs that record none: BraTS 2017-2021 glioma (canonical labels).
+DEFAULT_SCHEME = "brats2021"
+
 #: How a user states a scheme, quoted where the layout cannot tell it.
-SCHEME_OPTION = "--scheme (brainseg info / validate; Python: scheme= of read_case, open_dataset)"
+SCHEME_OPTION = (
+    "--scheme (brainseg info / validate; Python: scheme= of read_case, open_dataset, validate_dataset, dataset_summary)"
+)
 
 _GLI_FILES = ("t2f", "t1n", "t1c", "t2w")  # in the canonical channel order flair, t1, t1ce, t2
 _LEGACY_FILES = ("flair", "t1", "t1ce", "t2")
@@ -247,9 +255,13 @@ class LabelScheme:
             for j, (label,) in enumerate(self._adds()):
                 out[on[..., j]] = label
             return out
+        table = self.region_table().astype(np.int32)
+        if arr.dtype == bool:  # the nearest pattern: fewest mismatching regions, the lower label on ties
+            hits = on.astype(np.int32)
+            mismatches = hits @ (1 - table).T + (1 - hits) @ table.T
+            return np.argmin(mismatches, axis=-1).astype(np.uint8)
         eps = 1e-4
-        p = np.where(on, 1 - eps, eps) if arr.dtype == bool else np.clip(arr.astype(np.float32), eps, 1 - eps)
-        table = self.region_table()
+        p = np.clip(arr.astype(np.float32), eps, 1 - eps)
         score = np.log(p) @ table.T + np.log1p(-p) @ (1.0 - table).T
         return np.argmax(score, axis=-1).astype(np.uint8)
 
@@ -516,13 +528,16 @@ def _files_text(scheme: LabelScheme) -> str:
 
 
 def _today_text(scheme: LabelScheme) -> str:
-    if scheme.convention is None:
-        return "refused: DataError naming the file and the scheme, *not supported yet (issue 21)*"
-    text = f"read (convention `{scheme.convention}`)"
-    unheld = [f"{v} {n}" for n, v in scheme.labels if n == "RC"]
-    if unheld:
-        text += f"; a mask holding {', '.join(unheld)} refused (`convention='brats2024_post'` reads it as background)"
-    return text
+    """What the reader does with a scheme (the editions table's last column)."""
+    if len(scheme.modalities) != 4:
+        return "refused: DataError naming the case and the scheme, *not supported yet (issue 21)*"
+    if scheme.is_canonical:
+        return f"read (convention `{scheme.convention}`) into the canonical labels 1 NCR, 2 ED, 3 ET"
+    internal = ", ".join(f"{i} {n}" for i, n in enumerate(scheme.internal, 1))
+    return (
+        f"read into its internal labels {internal}; `io.write_label` writes its source values back "
+        f"(header stamp `{scheme.name}`)"
+    )
 
 
 def editions_table() -> str:

@@ -41,7 +41,7 @@ def test_card_round_trips_through_json(tmp_path: Path) -> None:
     again = ModelCard.load(tmp_path)
     assert again == card
     data = json.loads(path.read_text())
-    assert data["format_version"] == 3 and data["outputs"] == ["TC"]
+    assert data["format_version"] == 4 and data["outputs"] == ["TC"] and data["scheme"] == "brats2021"
     assert again.inference == Inference(window="patch", overlap=0.5)  # the defaults
     # A card written before the inference section loads with the defaults: roi windows at 0.5.
     del data["inference"]
@@ -50,9 +50,9 @@ def test_card_round_trips_through_json(tmp_path: Path) -> None:
     assert ModelCard.from_json(planned.to_json()).inference == planned.inference
 
 
-def test_format_2_reads_into_3_and_newer_formats_are_refused():
+def test_format_2_reads_into_4_and_newer_formats_are_refused():
     card = ModelCard(modalities=["flair", "t1"], head="softmax", window=[32, 32, 32])
-    v2 = {k: v for k, v in card.to_dict().items() if k != "window"}
+    v2 = {k: v for k, v in card.to_dict().items() if k not in ("window", "scheme")}
     v2.update(format_version=2, roi=[32, 32, 32])
     for section in ("postprocessing",):  # version 2 had neither the TC/ET sizes nor the evidence
         v2[section] = {
@@ -61,9 +61,10 @@ def test_format_2_reads_into_3_and_newer_formats_are_refused():
             if k not in ("min_component_voxels_tc", "min_component_voxels_et", "evidence")
         }
     old = ModelCard.from_dict(v2)
-    assert old == card and old.format_version == 3 and old.to_dict()["window"] == [32, 32, 32]
-    with pytest.raises(CardError, match=r"format 4 was written by a newer brainseg_tf.*reads formats 1, 2, 3"):
-        ModelCard.from_dict({**card.to_dict(), "format_version": 4})
+    assert old == card and old.format_version == 4 and old.to_dict()["window"] == [32, 32, 32]
+    assert old.scheme == "brats2021"
+    with pytest.raises(CardError, match=r"format 5 was written by a newer brainseg_tf.*reads formats 1, 2, 3, 4"):
+        ModelCard.from_dict({**card.to_dict(), "format_version": 5})
     with pytest.raises(CardError, match="unknown model card key"):  # 'roi' is only the version-2 name
         ModelCard.from_dict({**card.to_dict(), "roi": [32, 32, 32]})
 

@@ -63,7 +63,7 @@ def test_export_writes_files_and_metadata(exported):
     assert meta["modalities"] == ["flair", "t1", "t1ce", "t2"]
     assert meta["head"] == "softmax" and meta["outputs"] == ["BG", "NCR", "ED", "ET"]
     assert meta["window"] == [16, 16, 16] and meta["postprocessing"]["et_min_voxels"] == 12
-    assert meta["logits"] is False and meta["format_version"] == 3
+    assert meta["logits"] is False and meta["format_version"] == 4
     assert not [p for p in paths["out_dir"].parent.iterdir() if p.name.startswith(".exported.")]  # no temp left
 
 

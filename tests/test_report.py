@@ -118,12 +118,13 @@ def test_report_rewrite_is_deterministic_and_drops_stale_figures(scored_folder) 
     assert_report_files(pred_dir)
 
 
-def test_predict_report_with_a_convention_it_cannot_tell_names_the_flag(tmp_path: Path, scored_folder) -> None:
+def test_predict_report_with_values_its_reference_scheme_lacks_names_the_flag(tmp_path: Path, scored_folder) -> None:
     data, pred_dir, preds = scored_folder
     bare = tmp_path / "bare"
     bare.mkdir()
-    for cid, pred in preds.items():  # 1/2 values, no stamp: BraTS 2023 and MSD read them differently
-        nib.save(nib.Nifti1Image(np.where(pred == 3, 1, pred).astype(np.uint8), LPS), bare / f"{cid}.nii.gz")
+    # canonical 1/2/3 without a stamp: read in the BraTS 2021 reference's scheme, where 3 is no label
+    for cid, pred in preds.items():
+        nib.save(nib.Nifti1Image(pred.astype(np.uint8), LPS), bare / f"{cid}.nii.gz")
     with pytest.raises(io.DataError, match="--pred-convention"):
         report.predict_report(bare, data)
     assert not (bare / "report.md").exists() and not (bare / "figures").exists()

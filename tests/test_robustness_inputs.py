@@ -327,7 +327,7 @@ def test_perfect_msd_prediction_scores_one(tmp_path, capsys):
     assert len(dice) == 6 and set(dice.values()) == {1.0}
 
 
-def test_unrecorded_msd_prediction_needs_the_flag(tmp_path, capsys):
+def test_unrecorded_msd_prediction_reads_in_the_reference_scheme(tmp_path, capsys):
     root = _msd(tmp_path)
     pred = tmp_path / "pred"
     for lab in sorted((root / "labelsTr").iterdir()):  # MSD 1/2/3 written by another tool: no record
@@ -335,20 +335,25 @@ def test_unrecorded_msd_prediction_needs_the_flag(tmp_path, capsys):
         pred.mkdir(exist_ok=True)
         nib.save(nib.Nifti1Image(np.asanyarray(img.dataobj), img.affine), str(pred / lab.name))
     out_csv = tmp_path / "m.csv"
-    out_csv.write_text("an older result\n")
-    before = _snapshot(tmp_path)
-    rc, _, err = _cli(capsys, "evaluate", "--pred", pred, "--ref", root, "--out", out_csv, "-q")
-    assert rc == 2 and str(pred / "BRATS_001.nii.gz") in err and "pass --pred-convention" in err
-    assert "msd: 1=ED 2=NCR 3=ET" in err and "brats2023" in err
-    assert _snapshot(tmp_path) == before
-    rc, _, _ = _cli(
-        capsys, "evaluate", "--pred", pred, "--ref", root, "--out", out_csv, "-q", "--pred-convention", "msd"
-    )
+    rc, out, _ = _cli(capsys, "evaluate", "--pred", pred, "--ref", root, "--out", out_csv)
+    # the reference's layout settles the scheme: read as MSD, and the output says so
     assert rc == 0 and set(_dice(out_csv).values()) == {1.0}
+    assert "predictions without a recorded label scheme read in the reference's scheme 'msd'" in out
     rc, _, _ = _cli(
         capsys, "evaluate", "--pred", pred, "--ref", root, "--out", out_csv, "-q", "--pred-convention", "brats2023"
     )  # the trap the flag must not hide: read as 2023
     assert rc == 0 and min(v for (c, r), v in _dice(out_csv).items() if r == "TC") < 0.9
+    # values that contradict the reference's scheme are refused, naming the file; nothing is written
+    bad = pred / "BRATS_001.nii.gz"
+    img = nib.load(str(bad))
+    data = np.asanyarray(img.dataobj).copy()
+    data[0, 0, 0] = 4
+    nib.save(nib.Nifti1Image(data, img.affine), str(bad))
+    out_csv.write_text("an older result\n")
+    before = _snapshot(tmp_path)
+    rc, _, err = _cli(capsys, "evaluate", "--pred", pred, "--ref", root, "--out", out_csv, "-q")
+    assert rc == 2 and str(bad) in err and "4" in err
+    assert _snapshot(tmp_path) == before
 
 
 def test_predictions_json_records_the_convention(tmp_path, capsys):

@@ -78,3 +78,11 @@ def test_every_scheme_is_consistent():
         assert table.shape == (scheme.n_classes, len(scheme.regions))
         values = np.array(scheme.values)
         np.testing.assert_array_equal(scheme.from_internal(scheme.to_internal(values)), values)
+
+
+def test_boolean_pattern_ties_go_to_the_lower_label():
+    ped = get_scheme("ped2024")  # WT, TC, ET, NET, CC, ED
+    # CC and ED on alone: BG (2 mismatches) and ED (2: WT off, CC on) tie -> BG, the lower label
+    assert ped.decode_regions(np.array([[0, 0, 0, 0, 1, 1]], bool)).tolist() == [0]
+    # WT and ED on: exactly ED's pattern
+    assert ped.decode_regions(np.array([[1, 0, 0, 0, 0, 1]], bool)).tolist() == [2]

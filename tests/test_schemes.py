@@ -1,4 +1,5 @@
-"""Label schemes as data (issue 21): regions, detection from case ids, masks, and the reader's refusals."""
+"""Label schemes as data (issue 21): regions, detection from case ids, masks, the reader of every scheme
+(PED 2024, GLI/MET with RC read into internal labels and written back in source values), MEN-RT refused."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import re
 import warnings
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 from helpers import LPS, make_case
@@ -191,29 +193,58 @@ def _source_label(values: tuple[int, ...]) -> np.ndarray:
     return label
 
 
-def test_reader_refuses_a_ped2024_case(tmp_path):
-    folder = _case(tmp_path, "BraTS-PED-00001-000", _source_label((1, 2, 4)))
+def _raw_mask(path: Path) -> np.ndarray:
+    """The voxels of a mask file exactly as stored (no conversion)."""
+    return np.asarray(nib.load(str(path)).dataobj)
+
+
+# Hand-computed from the PED 2024 labels (1 ET, 2 NET, 3 CC, 4 ED) and the internal order
+# (core NET = 1, edema ED = 2, ET = 3, then CC = 4): source value -> internal label.
+PED_SOURCE_TO_INTERNAL = {0: 0, 1: 3, 2: 1, 3: 4, 4: 2}
+
+
+def test_a_ped2024_case_reads_into_its_internal_labels_and_writes_back(tmp_path):
+    cid = "BraTS-PED-00001-000"
+    source = _source_label((1, 2, 3, 4))  # ET, NET, CC, ED: 9 voxels each
+    folder = _case(tmp_path / "data", cid, source)
+    ds = io.open_dataset(tmp_path / "data")
+    assert ds.layout == "brats2023" and ds.refs[0].scheme == "ped2024"
+    assert "'ped2023'" in ds.refs[0].scheme_note  # how to pick the 2023 scheme
+    case = io.read_case(folder)
+    assert case.scheme == "ped2024" and case.layout == "brats2023"
+    expected = np.vectorize(PED_SOURCE_TO_INTERNAL.get)(source).astype(np.uint8)
+    assert [int(expected[2 + k, 3, 3]) for k in range(4)] == [3, 1, 4, 2]
+    np.testing.assert_array_equal(case.label, expected)
+    assert case.label.dtype == np.uint8
+    # read -> write -> the file's raw voxels are the SOURCE values again, and the header names the scheme
+    out = io.write_label(case.label, case, tmp_path / "pred.nii.gz")
+    np.testing.assert_array_equal(_raw_mask(out), source)
+    assert io.stamped_convention(nib.load(str(out)).header) == "ped2024"
+    np.testing.assert_array_equal(io.read_case(folder).label, case.label)  # reading is repeatable
+    assert io.validate_dataset(tmp_path / "data") == []
+    # a stated convention still writes canonical labels in it, as before
+    canon = io.write_label(np.where(case.label == 4, 0, case.label), case, tmp_path / "c.nii.gz", convention="brats")
+    assert set(np.unique(_raw_mask(canon))) <= {0, 1, 2, 4}
+
+
+def test_write_label_refuses_labels_outside_the_scheme(tmp_path):
+    folder = _case(tmp_path, "BraTS-PED-00001-000", _source_label((1, 2)))
+    case = io.read_case(folder)
+    bad = case.label.copy()
+    bad[0, 0, 0] = 5
+    with pytest.raises(io.DataError, match=r"case 'BraTS-PED-00001-000': internal label map holds \[5\]") as err:
+        io.write_label(bad, case, tmp_path / "bad.nii.gz")
+    assert str(tmp_path / "bad.nii.gz") in str(err.value) and "4 CC" in str(err.value)
+    assert not (tmp_path / "bad.nii.gz").exists()
+
+
+def test_a_mask_value_outside_the_scheme_is_refused_naming_the_file(tmp_path):
+    folder = _case(tmp_path, "BraTS-PED-00001-000", _source_label((1, 5)))
     seg = folder / "BraTS-PED-00001-000-seg.nii.gz"
     with pytest.raises(io.DataError) as err:
         io.read_case(folder)
-    message = str(err.value)
-    assert message.startswith(f"{seg}: case 'BraTS-PED-00001-000'")
-    assert "'ped2024' label scheme" in message and "not supported yet (issue 21)" in message
-    assert "'ped2023'" in message  # the note: how to pick the 2023 scheme
-    assert err.value.path == seg
-    # every reader that reads the mask refuses the same way
-    problems = io.validate_dataset(tmp_path)
-    assert len(problems) == 1 and problems[0] == message
-    with pytest.raises(io.DataError, match="'ped2024' label scheme"):
-        io.dataset_summary(tmp_path)
-    with pytest.raises(io.DataError, match="'ped2024' label scheme"):
-        io.predictions.reference_files(tmp_path)
-    # the images alone still read (prediction), but canonical labels are not written back as PED values
-    case = io.read_case(folder, load_label=False)
-    assert case.scheme == "ped2024" and case.label is None
-    with pytest.raises(io.DataError, match=r"'ped2024' label scheme .* pass convention="):
-        io.write_label(np.zeros(case.shape, np.uint8), case, tmp_path / "out.nii.gz")
-    io.write_label(np.zeros(case.shape, np.uint8), case, tmp_path / "out.nii.gz", convention="brats2023")
+    assert str(err.value).startswith(f"{seg}: case 'BraTS-PED-00001-000': label values 5 (9 voxels)")
+    assert "'ped2024' scheme" in str(err.value) and err.value.path == seg
 
 
 def test_a_ped2023_case_reads_when_stated(tmp_path):
@@ -225,23 +256,31 @@ def test_a_ped2023_case_reads_when_stated(tmp_path):
     assert io.validate_dataset(tmp_path, scheme="ped2023") == []
     # a stated convention reads as it always did
     np.testing.assert_array_equal(io.read_case(folder, convention="brats2023").label, label)
+    # the same file read as PED 2024+ means other things: 1 ET -> 3, 2 NET -> 1, 3 CC -> 4
+    np.testing.assert_array_equal(io.read_case(folder).label, np.vectorize(PED_SOURCE_TO_INTERNAL.get)(label))
 
 
 @pytest.mark.parametrize("task", ["GLI", "MET"])
-def test_gli_and_met_read_until_a_resection_cavity_appears(tmp_path, task):
+def test_gli_and_met_read_the_resection_cavity(tmp_path, task):
     cid = f"BraTS-{task}-00001-100"
-    folder = _case(tmp_path / "a", cid, _source_label((1, 2, 3)))
+    name = f"{task.lower()}2024"
+    source = _source_label((1, 2, 3, 4))
+    folder = _case(tmp_path / "data", cid, source)
+    ds = io.open_dataset(tmp_path / "data")
+    assert ds.layout == "brats2023" and ds.refs[0].scheme == name
     case = io.read_case(folder)
-    assert case.scheme == f"{task.lower()}2024" and case.convention == "brats2023"
-    np.testing.assert_array_equal(case.label, _source_label((1, 2, 3)))
-    folder = _case(tmp_path / "b", cid, _source_label((1, 2, 3, 4)))
-    seg = folder / f"{cid}-seg.nii.gz"
-    with pytest.raises(io.DataError) as err:
-        io.read_case(folder)
-    assert str(err.value).startswith(f"{seg}: case '{cid}': label 4 RC (9 voxels) of the '{task.lower()}2024' scheme")
-    assert "not supported yet (issue 21)" in str(err.value) and "brats2024_post" in str(err.value)
-    # the explicit post-treatment convention keeps today's reading (the cavity as background)
-    assert io.read_case(folder, convention="brats2024_post").label.max() == 3
+    assert case.scheme == name and case.convention == "brats2023"
+    # internal labels 1 NETC, 2 SNFH, 3 ET, 4 RC: the GLI/MET file values themselves
+    np.testing.assert_array_equal(case.label, source)
+    assert int((case.label == 4).sum()) == 9
+    out = io.write_label(case.label, case, tmp_path / "pred.nii.gz")
+    np.testing.assert_array_equal(_raw_mask(out), source)
+    assert io.stamped_convention(nib.load(str(out)).header) == name
+    assert io.validate_dataset(tmp_path / "data") == []
+    # the explicit post-treatment convention keeps the old reading (the cavity as background)
+    post = io.read_case(folder, convention="brats2024_post").label
+    assert post.max() == 3 and not post[source == 4].any()
+    np.testing.assert_array_equal(post[source != 4], source[source != 4])
 
 
 @pytest.mark.parametrize("task", ["MEN", "SSA", "GLI"])
@@ -253,19 +292,28 @@ def test_three_label_tasks_read_as_before(tmp_path, task):
     assert case.layout == "brats2023" and case.convention == "brats2023"
 
 
-def test_men_rt_case_refused_naming_the_scheme(tmp_path):
+def _men_rt_case(root: Path) -> Path:
     cid = "BraTS-MEN-RT-0000-1"
-    folder = tmp_path / cid
+    folder = root / cid
     images, _ = make_case(0)
     io.save_nifti(images["t1ce"], folder / f"{cid}_t1c.nii.gz", affine=LPS)
     io.save_nifti(_source_label((1,)), folder / f"{cid}_gtv.nii.gz", affine=LPS)
+    return folder
+
+
+def test_men_rt_case_refused_naming_the_scheme(tmp_path):
+    cid = "BraTS-MEN-RT-0000-1"
+    folder = _men_rt_case(tmp_path)
     with pytest.raises(io.DataError) as err:
         io.read_case(folder)
     message = str(err.value)
     assert message.startswith(f"{folder}: case '{cid}': the 'men_rt' label scheme")
     assert "1 GTV, T1c only" in message and "not supported yet (issue 21)" in message
+    assert "1 image(s) (t1c) and a 'gtv' mask" in message
     assert "missing modality" not in message
     assert io.validate_dataset(tmp_path) == [message]
+    with pytest.raises(io.DataError, match="'men_rt' label scheme"):
+        io.dataset_summary(tmp_path)
 
 
 def test_refs_carry_their_scheme(tmp_path):
@@ -306,28 +354,36 @@ def test_docs_examples_detect_their_scheme():
 
 
 def test_docs_refusal_messages_are_what_the_reader_says(tmp_path, monkeypatch):
+    """The refusal the docs quote is the reader's, and what the docs call readable reads."""
     monkeypatch.chdir(tmp_path)
-    _case(Path("ped"), "BraTS-PED-00001-000", _source_label((1, 2, 4)))
-    _case(Path("gli"), "BraTS-GLI-00001-100", _source_label((1, 2, 3, 4)))
-    cid = "BraTS-MEN-RT-0000-1"
-    io.save_nifti(make_case(0)[0]["t1ce"], Path("menrt", cid, f"{cid}_t1c.nii.gz"), affine=LPS)
-    io.save_nifti(_source_label((1,)), Path("menrt", cid, f"{cid}_gtv.nii.gz"), affine=LPS)
+    _men_rt_case(Path("menrt"))
     text = DOC.read_text()
-    for folder in ("ped", "gli", "menrt"):
-        (message,) = io.validate_dataset(folder)
-        assert f"| `{message}` |" in text, f"{DOC}: the {folder} message changed to {message}"
+    (message,) = io.validate_dataset("menrt")
+    assert f"| `{message}` |" in text, f"{DOC}: the menrt message changed to {message}"
+    for name, scheme in SCHEMES.items():
+        refused = schemes._today_text(scheme).startswith("refused")
+        assert refused == (name == "men_rt"), name
+    _case(Path("ped"), "BraTS-PED-00001-000", _source_label((1, 2, 3, 4)))
+    _case(Path("gli"), "BraTS-GLI-00001-100", _source_label((1, 2, 3, 4)))
+    for folder in ("ped", "gli"):
+        assert io.validate_dataset(folder) == [], folder
 
 
 def test_cli_scheme_option(tmp_path, capsys):
     from brainseg_tf import cli
 
     _case(tmp_path, "BraTS-PED-00001-000", _source_label((1, 2, 3)))
-    assert cli.main(["info", str(tmp_path), "-q"]) == 2  # read as PED 2024+: refused
-    assert "'ped2024' label scheme" in capsys.readouterr().err
+    assert cli.main(["info", str(tmp_path), "-q"]) == 0  # read as PED 2024+: 1 ET, 2 NET, 3 CC
+    out = capsys.readouterr().out
+    assert "labels: scheme ped2024: 1 ET, 2 NET, 3 CC, 4 ED" in out
+    assert [line.split()[0] for line in out.splitlines() if line.startswith("  ")] == ["NET", "ED", "ET", "CC"]
+    assert re.search(r"^  ED +0\.00 .* 0/1$", out, re.M)  # no 4 in the file: no edema
     assert cli.main(["info", str(tmp_path), "-q", "--scheme", "ped2023"]) == 0
-    assert "cases" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "(labels: brats2023)" in out
+    assert [line.split()[0] for line in out.splitlines() if line.startswith("  ")] == ["NETC", "SNFH", "ET"]
     assert cli.main(["validate", str(tmp_path), "-q", "--scheme", "ped2023"]) == 0
-    assert cli.main(["validate", str(tmp_path), "-q"]) == 1
+    assert cli.main(["validate", str(tmp_path), "-q"]) == 0
     capsys.readouterr()
     assert cli.main(["info", str(tmp_path), "-q", "--scheme", "nope"]) == 2
     err = capsys.readouterr().err

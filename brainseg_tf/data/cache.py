@@ -5,10 +5,11 @@
 reorientation/resampling) and stores, per case, under ``/cases/<case_id>/``:
 
 - ``image``: ``(X', Y', Z', 4)`` float32 (or float16), channels ``(flair, t1, t1ce, t2)``;
-- ``label``: ``(X', Y', Z')`` uint8 canonical labels (absent for unlabelled cases);
-- ``locations``: ``(N, 3)`` int32 voxel coordinates of tumour classes 1, 2, 3 (subsampled, at
-  most ``max_locations`` per class), concatenated in class order; attribute
-  ``location_counts`` gives N per class;
+- ``label``: ``(X', Y', Z')`` uint8 internal labels of the cache's label scheme (absent for
+  unlabelled cases): the canonical 0 BG, 1 NCR, 2 ED, 3 ET for the glioma schemes;
+- ``locations``: ``(N, 3)`` int32 voxel coordinates of every tumour label 1 .. n_classes - 1
+  (subsampled, at most ``max_locations`` per label), concatenated in label order; attribute
+  ``location_counts`` gives N per label;
 - attributes ``geometry`` (JSON, see :class:`~brainseg_tf.data.preprocess.Geometry`),
   ``provenance`` (JSON: each source file's role, path, size, mtime and content fingerprint),
   ``fingerprint`` (of the whole case: its files' fingerprints by role), ``stats`` (z-score
@@ -16,7 +17,10 @@ reorientation/resampling) and stores, per case, under ``/cases/<case_id>/``:
   (written last).
 
 The file's root attributes hold the format version, the preprocessing parameters, the source
-folder, the planned case list and ``complete`` (set only when every case is written).
+folder, the planned case list, ``scheme`` (the label scheme every case was read in,
+:mod:`brainseg_tf.schemes`; a cache written before schemes existed has none and reads as
+``"brats2021"``) and ``complete`` (set only when every case is written). Every case of a cache
+shares one scheme; a cache is refused where another scheme is asked for (:meth:`Cache.check_scheme`).
 
 **Layout for reads.** Arrays are stored *contiguous and uncompressed* by default
 (``chunks=None``): :class:`Cache` then reads no data through h5py at all. It looks up each
@@ -67,7 +71,6 @@ import numpy as np
 from brainseg_tf import atomic
 from brainseg_tf.arrays import clip_box
 from brainseg_tf.checks import check_int
-from brainseg_tf.conventions import FOREGROUND_CLASSES
 from brainseg_tf.data.preprocess import (
     Box,
     Geometry,
@@ -79,9 +82,10 @@ from brainseg_tf.data.preprocess import (
 from brainseg_tf.io import MODALITIES, Dataset, open_dataset, read_case, read_header
 from brainseg_tf.io.errors import DataError
 from brainseg_tf.progress import progress as show_progress
+from brainseg_tf.schemes import DEFAULT_SCHEME, LabelScheme, get_scheme
 
 FORMAT_VERSION = 2  # 2: content fingerprints in the provenance
-LOCATION_CLASSES = FOREGROUND_CLASSES
+#: The scheme of a cache that records none (built before label schemes existed).
 _DTYPES = ("float32", "float16")
 FULL_HASH_BYTES = 1 << 20
 _EDGE_BYTES = 64 << 10
@@ -99,6 +103,43 @@ class IncompleteCacheError(CacheError):
 
 class StaleCacheError(CacheError):
     """The cache no longer matches its sources (files changed) or this library's format."""
+
+
+def location_classes(scheme: str | LabelScheme) -> tuple[int, ...]:
+    """The internal labels whose voxels are indexed for foreground sampling: every non-zero one."""
+    return tuple(range(1, get_scheme(scheme).n_classes))
+
+
+def common_scheme(refs: Sequence[Any], stated: str | LabelScheme | None = None, where: Any = "") -> LabelScheme:
+    """The one label scheme of a set of cases (a reference without one counts as the default).
+
+    Args:
+        refs: :class:`~brainseg_tf.io.CaseRef` objects (``case_id``, ``scheme``).
+        stated: the scheme the caller asks for; every case must then be in it.
+        where: the dataset, for messages.
+
+    Raises:
+        ValueError: two cases in different schemes (both named with their schemes), or a case
+            whose scheme is not the stated one.
+    """
+    first: tuple[str, str] | None = None
+    want = None if stated is None else get_scheme(stated).name
+    for ref in refs:
+        name = get_scheme(ref.scheme or DEFAULT_SCHEME).name
+        if want is not None and name != want:
+            raise ValueError(
+                f"{where}: case {ref.case_id!r} is in the {name!r} label scheme, not the stated {want!r}; "
+                f"open the dataset with scheme={want!r} to read every case in it"
+            )
+        if first is None:
+            first = (ref.case_id, name)
+        elif name != first[1]:
+            raise ValueError(
+                f"{where}: cases of one training set must share one label scheme: case {first[0]!r} is "
+                f"{first[1]!r}, case {ref.case_id!r} is {name!r}; select cases of one scheme or state it "
+                f"(data.scheme / --scheme) to read every case in it"
+            )
+    return get_scheme(want or (first[1] if first else DEFAULT_SCHEME))
 
 
 def file_fingerprint(path: str | Path) -> str:
@@ -202,6 +243,7 @@ def build_cache(
     chunks: Sequence[int] | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    scheme: str | None = None,
 ) -> Path:
     """Preprocess a dataset folder into an HDF5 cache (resumable).
 
@@ -218,28 +260,32 @@ def build_cache(
         overwrite: rebuild every case instead of reusing those already cached (the existing
             file is replaced only once the new one is complete).
         progress: show progress (a bar in a terminal, periodic lines elsewhere).
+        scheme: read every case in this label scheme (default: each case's own, detected from its
+            id; the selected cases must then share one). Recorded in the file.
 
     Returns:
         The path of the complete cache (written under its final name only when complete).
 
     Raises:
-        ValueError: bad parameters, unknown case ids, an empty selection, or an existing cache
-            built with other parameters (pass ``overwrite=True``).
+        ValueError: bad parameters, unknown case ids, an empty selection, cases of different
+            label schemes, or an existing cache built with other parameters or another scheme
+            (pass ``overwrite=True``).
         CacheError: an existing file that is not a readable cache (delete it or ``overwrite``),
             or another process building the same cache.
         DataError: a source case that cannot be read (names the file).
     """
     params = _params(crop, margin, normalize, reorient, spacing, dtype, max_locations, chunks)
     check_int("max_cases", max_cases, allow_none=True)
-    ds = src if isinstance(src, Dataset) else open_dataset(src)
+    ds = src if isinstance(src, Dataset) else open_dataset(src, scheme=scheme)
     refs = _select_refs(ds, src, case_ids, max_cases)
+    name = common_scheme(refs, scheme, ds.root).name
     out = Path(out_h5)
     work = partial_path(out)
     current = {r.case_id: [_file_record(role, p) for role, p in _source_files(r)] for r in refs}
-    if _prepare_work(out, work, params, current, overwrite):
+    if _prepare_work(out, work, params, current, overwrite, name):
         return out
-    with _open_work(work, params) as f:
-        _record_build(f, ds, list(current), params)
+    with _open_work(work, params, name) as f:
+        _record_build(f, ds, list(current), params, name)
         cases = f.require_group("cases")
         todo = [r for r in refs if r.case_id not in cases]
         it: Iterable = todo
@@ -250,7 +296,7 @@ def build_cache(
             pre = preprocess_case(
                 case, crop=crop, margin=margin, normalize=normalize, reorient=reorient, spacing=params["spacing"]
             )
-            _write_case(cases, pre, current[ref.case_id], params)
+            _write_case(cases, pre, current[ref.case_id], params, name)
             f.flush()
         f.attrs["complete"] = True
         f.attrs["completed_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -277,7 +323,9 @@ def _select_refs(ds: Dataset, src: Any, case_ids: Sequence[str] | None, max_case
     return refs
 
 
-def _prepare_work(out: Path, work: Path, params: dict[str, Any], current: dict[str, list], overwrite: bool) -> bool:
+def _prepare_work(
+    out: Path, work: Path, params: dict[str, Any], current: dict[str, list], overwrite: bool, scheme: str
+) -> bool:
     """Set up the partial file ``work`` for a build of ``out``; True when ``out`` is already current.
 
     An existing complete cache built with the same parameters is resumed from (copied to
@@ -286,14 +334,14 @@ def _prepare_work(out: Path, work: Path, params: dict[str, Any], current: dict[s
     if overwrite:
         work.unlink(missing_ok=True)
     elif out.exists():
-        _check_existing(out, params)
+        _check_existing(out, params, scheme)
         if not work.exists():
             if _is_current(out, current):
                 return True
             with atomic.atomic_path(work) as tmp:
                 shutil.copyfile(out, tmp)
     try:
-        with _open_work(work, params) as f:
+        with _open_work(work, params, scheme) as f:
             _reusable_cases(f, current)
     except CacheError:
         raise
@@ -338,7 +386,7 @@ def _open_h5(path: Path, mode: str) -> h5py.File:
         raise
 
 
-def _check_existing(out: Path, params: dict[str, Any]) -> None:
+def _check_existing(out: Path, params: dict[str, Any], scheme: str) -> None:
     """Refuse to resume a finished cache that is unreadable or was built differently."""
     try:
         f = _open_h5(out, "r")
@@ -359,6 +407,16 @@ def _check_existing(out: Path, params: dict[str, Any]) -> None:
             raise ValueError(
                 f"{out} was built with other parameters {old}, asked for {params}; pass overwrite=True to rebuild"
             )
+        built = _scheme_attr(f.attrs)
+        if built != scheme:
+            raise ValueError(
+                f"{out} was built for the label scheme {built!r}, asked for {scheme!r}; pass overwrite=True to rebuild"
+            )
+
+
+def _scheme_attr(attrs: Any) -> str:
+    """The scheme a cache file records (:data:`DEFAULT_SCHEME` for files written before schemes)."""
+    return get_scheme(str(attrs.get("scheme", DEFAULT_SCHEME))).name
 
 
 def _same_sources(recorded: Sequence[dict[str, Any]], current: Sequence[dict[str, Any]]) -> bool:
@@ -385,7 +443,7 @@ def _is_current(out: Path, current: dict[str, list[dict[str, Any]]]) -> bool:
     return True
 
 
-def _open_work(work: Path, params: dict[str, Any]) -> h5py.File:
+def _open_work(work: Path, params: dict[str, Any], scheme: str) -> h5py.File:
     """The partial build file: resumed when it matches ``params``, else started afresh."""
     if work.exists():
         try:
@@ -399,6 +457,7 @@ def _open_work(work: Path, params: dict[str, Any]) -> h5py.File:
                 f.attrs.get("format_version") == FORMAT_VERSION
                 and "params" in f.attrs
                 and json.loads(f.attrs["params"]) == params
+                and _scheme_attr(f.attrs) == scheme
             ):
                 return f
             f.close()
@@ -425,9 +484,10 @@ def _reusable_cases(f: h5py.File, current: dict[str, list[dict[str, Any]]]) -> N
     f.flush()
 
 
-def _record_build(f: h5py.File, ds: Dataset, planned: list[str], params: dict[str, Any]) -> None:
+def _record_build(f: h5py.File, ds: Dataset, planned: list[str], params: dict[str, Any], scheme: str) -> None:
     f.attrs["format_version"] = FORMAT_VERSION
     f.attrs["params"] = json.dumps(params)
+    f.attrs["scheme"] = scheme
     f.attrs["complete"] = False
     f.attrs["source"] = os.path.abspath(ds.root)
     f.attrs["layout"] = ds.layout
@@ -440,7 +500,7 @@ def _record_build(f: h5py.File, ds: Dataset, planned: list[str], params: dict[st
 
 
 def _write_case(
-    cases: h5py.Group, pre: PreprocessedCase, records: list[dict[str, Any]], params: dict[str, Any]
+    cases: h5py.Group, pre: PreprocessedCase, records: list[dict[str, Any]], params: dict[str, Any], scheme: str
 ) -> None:
     g = cases.create_group(pre.case_id)
     kw: dict[str, Any] = {}
@@ -453,9 +513,10 @@ def _write_case(
     )
     if pre.label is not None:
         g.create_dataset("label", data=pre.label, **kw)
-    locs = class_locations(pre.label, LOCATION_CLASSES, params["max_locations"], seed=0)
-    counts = [len(locs.get(c, ())) for c in LOCATION_CLASSES]
-    arr = np.concatenate([locs[c] for c in LOCATION_CLASSES if c in locs], 0) if locs else np.zeros((0, 3), np.int32)
+    classes = location_classes(scheme)
+    locs = class_locations(pre.label, classes, params["max_locations"], seed=0)
+    counts = [len(locs.get(c, ())) for c in classes]
+    arr = np.concatenate([locs[c] for c in classes if c in locs], 0) if locs else np.zeros((0, 3), np.int32)
     g.create_dataset("locations", data=arr.astype(np.int32))
     g.attrs["location_counts"] = counts
     g.attrs["geometry"] = pre.geometry.to_json()
@@ -482,6 +543,8 @@ class Cache:
         case_ids: cases in build order.
         params: preprocessing parameters used to build it.
         source: the dataset folder it was built from.
+        scheme: name of the label scheme its labels are in (``"brats2021"`` for a cache that
+            records none).
     """
 
     def __init__(self, path: str | Path, *, check_sources: bool = True):
@@ -522,6 +585,7 @@ class Cache:
             self.params = json.loads(attrs["params"])
             self.source = str(attrs.get("source", ""))
             self.layout = str(attrs.get("layout", ""))
+            self.scheme = _scheme_attr(attrs)
             planned = json.loads(attrs["case_ids"])
             cases = f.get("cases")
             done = [c for c in planned if cases is not None and c in cases and cases[c].attrs.get("complete", False)]
@@ -636,18 +700,18 @@ class Cache:
         return e.image if isinstance(e.image, np.ndarray) else self._h5read(e.image[0])
 
     def label(self, case_id: str) -> np.ndarray | None:
-        """``(X', Y', Z')`` uint8 canonical labels or ``None``."""
+        """``(X', Y', Z')`` uint8 internal labels of :attr:`scheme` or ``None``."""
         e = self._entry(case_id)
         if e.label is None or isinstance(e.label, np.ndarray):
             return e.label
         return self._h5read(e.label[0])
 
     def locations(self, case_id: str) -> dict[int, np.ndarray]:
-        """``{class: (N, 3) int32}`` tumour voxel coordinates for the classes present."""
+        """``{label: (N, 3) int32}`` tumour voxel coordinates for the internal labels present."""
         e = self._entry(case_id)
         arr = e.locations if isinstance(e.locations, np.ndarray) else self._h5read(e.locations[0])
         out, start = {}, 0
-        for c, n in zip(LOCATION_CLASSES, e.counts):
+        for c, n in enumerate(e.counts, 1):
             if n:
                 out[c] = arr[start : start + n]
             start += n
@@ -708,6 +772,23 @@ class Cache:
                     lab[dst] = self._h5read(e.label[0], src)
         return img, lab
 
+    def check_scheme(self, scheme: str | LabelScheme | None, asked_by: str = "scheme=") -> None:
+        """Refuse this cache where ``scheme`` (stated; ``None`` accepts any) is not the one it was built in.
+
+        Raises:
+            CacheError: naming the file, both schemes and the fix.
+        """
+        if scheme is None:
+            return
+        want = get_scheme(scheme).name
+        if want != self.scheme:
+            raise CacheError(
+                self.path,
+                f"{self.path}: cache built in the label scheme {self.scheme!r}, but {asked_by} is {want!r}; "
+                f"rebuild it for {want!r} (`brainseg preprocess SRC --out {self.path} --scheme {want} --overwrite`) "
+                f"or use another cache file",
+            )
+
     # -- lifetime -------------------------------------------------------------------------------
     def close(self) -> None:
         """Drop the h5py handle (if any); memory-mapped views stay valid until garbage-collected."""
@@ -733,19 +814,23 @@ class Cache:
         return f"Cache(path={str(self.path)!r}, cases={len(self)}, reads={mode})"
 
 
-def open_cache(path: str | Path, *, check_sources: bool = True) -> Cache:
+def open_cache(path: str | Path, *, check_sources: bool = True, scheme: str | LabelScheme | None = None) -> Cache:
     """Open a cache for reading, refusing incomplete or stale ones.
 
     Args:
         path: the ``.h5`` file written by :func:`build_cache`.
         check_sources: compare each source file's content fingerprint with the build record (files
             that no longer exist are only warned about: a cache may travel without its sources).
+        scheme: refuse the cache unless it was built in this label scheme (``None``: any).
 
     Raises:
-        CacheError: not a cache / unreadable; :class:`IncompleteCacheError`: the build did not
-            finish; :class:`StaleCacheError`: source files changed or another format version.
+        CacheError: not a cache / unreadable, or built in another scheme than ``scheme``;
+            :class:`IncompleteCacheError`: the build did not finish; :class:`StaleCacheError`:
+            source files changed or another format version.
     """
-    return Cache(path, check_sources=check_sources)
+    cache = Cache(path, check_sources=check_sources)
+    cache.check_scheme(scheme)
+    return cache
 
 
 def is_cache_path(path: Any) -> bool:
@@ -765,6 +850,8 @@ __all__ = [
     "StaleCacheError",
     "build_cache",
     "open_cache",
+    "common_scheme",
+    "location_classes",
     "is_cache_path",
     "file_fingerprint",
     "partial_path",

@@ -15,11 +15,18 @@ Elements are ``(image, target)`` or ``(image, target, sample_weight)``:
 
 - image: ``(B, *spatial, C)`` float32, channels = ``modalities`` in the order given, z-scored
   within the brain, background 0 (also the padding value);
-- target ``"classes"``: one-hot float32 ``(B, *spatial, 4)`` over canonical classes
-  (BG, NCR, ED, ET); ``"regions"``: float32 ``(B, *spatial, 3)`` = (WT, TC, ET) with
-  WT = {1, 2, 3}, TC = {1, 3}, ET = {3}; ``"labels"``: uint8 ``(B, *spatial)`` canonical labels;
-- sample_weight (when ``sample_weights`` is a per-class weight sequence): float32
+- target ``"classes"``: one-hot float32 ``(B, *spatial, n_classes)`` over the label scheme's
+  classes (``(BG, *scheme.internal)``; 4 canonical classes BG, NCR, ED, ET by default);
+  ``"regions"``: float32 ``(B, *spatial, R)`` over the scheme's regions in channel order
+  (:meth:`~brainseg_tf.schemes.LabelScheme.region_table`; by default (WT, TC, ET) with
+  WT = {1, 2, 3}, TC = {1, 3}, ET = {3}); ``"labels"``: uint8 ``(B, *spatial)`` internal labels;
+- sample_weight (when ``sample_weights`` is a per-class weight sequence of ``n_classes``): float32
   ``(B, *spatial)`` = ``sample_weights[label]`` (times the valid-region mask for volumes).
+
+**Label schemes.** ``scheme=None`` (default) reads each case in its own scheme (detected from its
+id; a cache's recorded one) and refuses selected cases of different schemes; a stated ``scheme``
+reads every case of a dataset folder in it and refuses a cache built in another
+(:mod:`brainseg_tf.data.sources`). Foreground-centred patches centre on any non-zero internal label.
 
 Shapes are fully static (batch dimension included: training streams drop the last partial
 batch; volume batches are static whenever the number of cases divides by the batch size).
@@ -75,6 +82,7 @@ from brainseg_tf.data.sampling import (
 from brainseg_tf.data.sources import MAX_LOCATIONS, CacheSource, LoadedCase, NiftiSource, open_source
 from brainseg_tf.data.targets import NUM_CLASSES, TARGETS, check_sample_weights, check_target, finish
 from brainseg_tf.io import MODALITIES
+from brainseg_tf.schemes import LabelScheme
 
 #: Plane name -> the axis normal to it; an alias of :data:`brainseg_tf.conventions.PLANE_AXES`.
 PLANES = PLANE_AXES
@@ -267,6 +275,7 @@ def _augment_and_batch(
     target: str,
     weights: np.ndarray | None,
     with_info: bool,
+    scheme: LabelScheme | None = None,
 ) -> tf.data.Dataset:
     """Augment each patch with the seed ``(seed, draw)``, batch, then build the targets."""
     image_shape = reader.size + (len(reader.channels),)
@@ -279,7 +288,7 @@ def _augment_and_batch(
 
     def targets(img, lab, info):
         # on whole batches: the one-hot/region tensors are built once, never copied by batch()
-        out = finish(img, lab, target, weights)
+        out = finish(img, lab, target, weights, scheme=scheme)
         if with_info:
             out = out + ({"case": info[:, 0], "fg_class": info[:, 1], "centre": info[:, 2:5], "start": info[:, 5:8]},)
         return out
@@ -312,6 +321,7 @@ def patch_dataset(
     with_info: bool = False,
     prefetch: int = 2,
     batch_size: int | None = None,
+    scheme: str | LabelScheme | None = None,
 ) -> tf.data.Dataset:
     """Random 3D training patches with foreground oversampling and augmentation.
 
@@ -321,7 +331,8 @@ def patch_dataset(
             exceed the brain box (zero-padded) but not the scan grid.
         global_batch_size: batch over all replicas (split over them under ``tf.distribute``); default 2.
         modalities: channel names, in the order wanted, from ``(flair, t1, t1ce, t2)``.
-        target: ``"classes"`` (one-hot, 4), ``"regions"`` (WT, TC, ET) or ``"labels"`` (uint8).
+        target: ``"classes"`` (one-hot over the scheme's classes; 4 by default), ``"regions"`` (the
+            scheme's regions; WT, TC, ET by default) or ``"labels"`` (uint8 internal labels).
         foreground_fraction: share of patches centred on a tumour voxel (default 1/3, nnU-Net).
         patches_per_case: from a cache: times each case is drawn per epoch (default 1); from
             NIfTI: patches cut from each loaded case (default 8; loading dominates).
@@ -330,7 +341,8 @@ def patch_dataset(
             label)``, or ``None``/``False``.
         seed: stream seed (case order, positions, augmentation).
         max_cases, case_ids: case selection.
-        sample_weights: per-class voxel weights ``(w_bg, w_ncr, w_ed, w_et)`` -> third element.
+        sample_weights: per-class voxel weights, one per class of the scheme (``(w_bg, w_ncr,
+            w_ed, w_et)`` by default) -> third element.
         repeat: infinite stream (use ``steps_per_epoch``); ``False``: one epoch of
             ``n_cases * patches_per_case`` patches.
         preprocess: ``preprocess_case`` options for dataset folders (default crop + z-score).
@@ -339,6 +351,7 @@ def patch_dataset(
         with_info: append a dict ``{"case", "fg_class", "centre", "start"}`` (int32) per patch.
         prefetch: batches prefetched.
         batch_size: deprecated alias of ``global_batch_size``.
+        scheme: the label scheme (see the module docstring); ``None``: the cases' own, one for all.
 
     Returns:
         A ``tf.data.Dataset`` of ``(image, target[, weight][, info])`` batches, image
@@ -346,14 +359,16 @@ def patch_dataset(
 
     Raises:
         ValueError: bad ``patch_size``, ``modalities``, ``target``, ``global_batch_size``,
-            ``foreground_fraction``, ``case_ids``/``max_cases``, an empty source or unlabelled cases.
+            ``foreground_fraction``, ``case_ids``/``max_cases``, ``sample_weights``, an empty
+            source, unlabelled cases or cases of different label schemes.
+        CacheError: a cache built in another scheme than ``scheme``.
     """
     global_batch_size = _global_batch(global_batch_size, batch_size, 2)
     channels = _channels(modalities)
     check_target(target)
     fraction = float(check_number("foreground_fraction", foreground_fraction, 0.0, 1.0))
-    weights = check_sample_weights(sample_weights)
-    src = open_source(source, case_ids, max_cases, preprocess, need_labels=True)
+    src = open_source(source, case_ids, max_cases, preprocess, need_labels=True, scheme=scheme)
+    weights = check_sample_weights(sample_weights, src.scheme)
     size = check_patch_size(patch_size, src)
     is_cache = src.kind == "cache"
     default_per_case = 1 if is_cache else 8
@@ -362,7 +377,7 @@ def patch_dataset(
     sampler = PatchSampler(len(src.case_ids), size, fraction, seed, per_case if is_cache else 1)
     reader = _PatchReader(src, sampler, size, channels, per_case, int(seed), flip_prob, flip_axes)
     ds = _cache_patches(reader, repeat) if is_cache else _nifti_patches(reader, repeat, shuffle_buffer)
-    ds = _augment_and_batch(ds, reader, aug, global_batch_size, target, weights, with_info)
+    ds = _augment_and_batch(ds, reader, aug, global_batch_size, target, weights, with_info, src.scheme)
     if prefetch:
         ds = ds.prefetch(prefetch)
     return _with_options(ds)
@@ -489,6 +504,7 @@ def _slice_finisher(
     seed: int,
     target: str,
     weights: np.ndarray | None,
+    scheme: LabelScheme | None = None,
 ) -> Callable:
     """The per-slice map: resize to ``size``, restore static shapes, augment, build targets."""
     seed_t = tf.constant(int(seed), tf.int64)
@@ -504,7 +520,7 @@ def _slice_finisher(
             im, lb = aug(im, lb, _seed_pair(seed_t, key))
             im = tf.ensure_shape(tf.cast(im, tf.float32), image_shape)
             lb = tf.ensure_shape(lb, tuple(out_hw))
-        return finish(im, lb, target, weights)
+        return finish(im, lb, target, weights, scheme=scheme)
 
     return finish_slice
 
@@ -529,6 +545,7 @@ def slice_dataset(
     repeat: bool = True,
     preprocess: dict[str, Any] | None = None,
     batch_size: int | None = None,
+    scheme: str | LabelScheme | None = None,
 ) -> tf.data.Dataset:
     """2D slices in one plane, optionally resized.
 
@@ -545,8 +562,8 @@ def slice_dataset(
             the slice shape (then every selected case must have the same in-plane shape).
         crop: slice the brain-box crop (default) or the native grid (a cache is pasted back).
         global_batch_size: batch over all replicas; default 16.
-        modalities, target, sample_weights, seed, max_cases, case_ids, repeat, preprocess: as
-            in :func:`patch_dataset`.
+        modalities, target, sample_weights, seed, max_cases, case_ids, repeat, preprocess, scheme:
+            as in :func:`patch_dataset`.
         augment: as in :func:`patch_dataset` with 2D ops; default ``None`` (off).
         shuffle: shuffle cases per epoch and slices in a buffer of ``shuffle_buffer``; ``False``
             gives a deterministic order (validation).
@@ -564,13 +581,15 @@ def slice_dataset(
     slices = _check_slices(slices)
     channels = _channels(modalities)
     check_target(target)
-    weights = check_sample_weights(sample_weights)
     size = None if size is None else _check_shape("size", size, 2)
-    src = open_source(source, case_ids, max_cases, preprocess, need_labels=target is not None)
+    src = open_source(source, case_ids, max_cases, preprocess, need_labels=target is not None, scheme=scheme)
+    weights = check_sample_weights(sample_weights, src.scheme)
     out_hw = size if size is not None else _slice_shape(src, axis, crop)
     reader = _SliceReader(src, axis, crop, slices, channels, shuffle, int(seed))
     ds = _slice_stream(reader, repeat, shuffle_buffer)
-    finish_slice = _slice_finisher(size, out_hw, len(channels), _augmenter(augment, 2)[0], seed, target, weights)
+    finish_slice = _slice_finisher(
+        size, out_hw, len(channels), _augmenter(augment, 2)[0], seed, target, weights, src.scheme
+    )
     ds = ds.map(finish_slice, num_parallel_calls=_AUTOTUNE, deterministic=True)
     ds = ds.batch(global_batch_size, drop_remainder=True).prefetch(2)
     return _with_options(ds)
@@ -608,6 +627,7 @@ def volume_dataset(
     with_info: bool = False,
     preprocess: dict[str, Any] | None = None,
     batch_size: int | None = None,
+    scheme: str | LabelScheme | None = None,
 ) -> tf.data.Dataset:
     """Whole brain-box volumes in a fixed order, for validation and inference.
 
@@ -631,6 +651,7 @@ def volume_dataset(
         sample_weights: per-class weights; the weight is also 0 in the padding.
         with_info: append ``{"case_id": string, "shape": (3,) int32}`` (the valid extent).
         batch_size: deprecated alias of ``global_batch_size``.
+        scheme: the label scheme, as in :func:`patch_dataset`.
 
     Returns:
         ``(image (B, *shape, C), target[, weight][, info])``.
@@ -642,8 +663,8 @@ def volume_dataset(
     channels = _channels(modalities)
     check_target(target, allow_none=True)
     divisor = int(check_int("divisor", divisor))
-    weights = check_sample_weights(sample_weights)
-    src = open_source(source, case_ids, max_cases, preprocess, need_labels=target is not None)
+    src = open_source(source, case_ids, max_cases, preprocess, need_labels=target is not None, scheme=scheme)
+    weights = check_sample_weights(sample_weights, src.scheme)
     ids = list(src.case_ids)
     if src.kind == "cache":
         shapes = {cid: src.stored_shape(cid) for cid in ids}
@@ -671,7 +692,7 @@ def volume_dataset(
 
     def finish_volume(img, lab, cid, shp):
         valid = tf.reduce_all(grid < shp, axis=-1) if weights is not None else None
-        res = finish(img, lab, target, weights, valid)
+        res = finish(img, lab, target, weights, valid, src.scheme)
         if with_info:
             res = res + ({"case_id": cid, "shape": shp},)
         return res[0] if (len(res) == 1) else res

@@ -373,8 +373,9 @@ def class_locations(
     """Voxel coordinates of each tumour class, subsampled for O(1) foreground sampling.
 
     Args:
-        label: ``(X, Y, Z)`` canonical labels or ``None``.
-        classes: the classes to index.
+        label: ``(X, Y, Z)`` internal labels (canonical for the glioma schemes) or ``None``.
+        classes: the labels to index (default 1, 2, 3; every non-zero internal label of a scheme
+            with more, see :func:`brainseg_tf.data.cache.location_classes`).
         max_per_class: at most this many coordinates per class (uniform subsample without
             replacement, seeded).
         seed: seed of the subsample.

@@ -5,7 +5,8 @@
 seed-dependent offset): exactly ``f`` of the draws in the long run and within one draw of
 ``n * f`` over any ``n`` consecutive draws (with batch 3 and f = 1/3 every batch has exactly one,
 as nnU-Net forces its last third of each batch). A foreground-centred draw picks a class
-uniformly among the tumour classes present in the case (1, 2, 3), then a voxel of that class
+uniformly among the tumour labels present in the case (every non-zero internal label of its
+scheme: 1, 2, 3 for the glioma schemes, also 4 RC / CC where the scheme has it), then a voxel of that label
 uniformly (from up to 10 000 stored coordinates), and centres the patch on it (voxel at index
 ``size // 2``); the patch may cross the volume edge and is zero-padded. Other draws (and
 foreground draws on a tumour-free case) are *uniform*: the patch's lower corner is uniform

@@ -4,7 +4,8 @@
 :class:`~brainseg_tf.io.Dataset`, an HDF5 cache path or an open :class:`~brainseg_tf.data.cache.Cache`)
 and its case selection (``case_ids``, ``max_cases``) into a :class:`CacheSource` (reads are NumPy
 slices of the memory-mapped cache) or a :class:`NiftiSource` (each load reads and preprocesses
-the case). Both hand out :class:`LoadedCase` records in the cropped grid.
+the case). Both hand out :class:`LoadedCase` records in the cropped grid, and both have one label
+scheme (:attr:`CacheSource.scheme`, :attr:`NiftiSource.scheme`): labels are its internal labels.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from typing import Any
 import numpy as np
 
 from brainseg_tf.checks import check_int
-from brainseg_tf.conventions import FOREGROUND_CLASSES
-from brainseg_tf.data.cache import Cache, is_cache_path, open_cache
+from brainseg_tf.data.cache import Cache, common_scheme, is_cache_path, location_classes, open_cache
 from brainseg_tf.data.preprocess import Geometry, PreprocessedCase, brain_bbox, class_locations, preprocess_case
 from brainseg_tf.io import Dataset, open_dataset, read_case, read_header
+from brainseg_tf.schemes import LabelScheme, get_scheme
 
 __all__ = ["MAX_LOCATIONS", "LoadedCase", "CacheSource", "NiftiSource", "open_source"]
 
@@ -35,8 +36,9 @@ class LoadedCase:
 
     Attributes:
         image: ``(X, Y, Z, 4)`` float32 (float16 from a float16 cache); may be a read-only mapping.
-        label: ``(X, Y, Z)`` uint8 canonical labels, or ``None``.
-        locations: tumour class (1, 2, 3) -> ``(N, 3)`` voxel coordinates (subsampled).
+        label: ``(X, Y, Z)`` uint8 internal labels of the source's scheme, or ``None``.
+        locations: non-zero internal label (1, 2, 3 for the glioma schemes) -> ``(N, 3)`` voxel
+            coordinates (subsampled).
         brain_box: ``((x0, x1), (y0, y1), (z0, z1))`` brain bounding box inside ``image``.
     """
 
@@ -54,6 +56,7 @@ class CacheSource:
     def __init__(self, cache: Cache, case_ids: list[str]):
         self.cache = cache
         self.case_ids = case_ids
+        self.scheme: LabelScheme = get_scheme(cache.scheme)
 
     def has_label(self, cid: str) -> bool:
         """Whether case ``cid`` has a label."""
@@ -83,7 +86,9 @@ class NiftiSource:
 
     kind = "nifti"
 
-    def __init__(self, dataset: Dataset, case_ids: list[str], preprocess: dict[str, Any]):
+    def __init__(
+        self, dataset: Dataset, case_ids: list[str], preprocess: dict[str, Any], scheme: str | LabelScheme | None = None
+    ):
         self.dataset = dataset
         self.case_ids = case_ids
         self.preprocess = dict(preprocess)
@@ -91,6 +96,8 @@ class NiftiSource:
         if bad:
             raise ValueError(f"preprocess has unknown keys {sorted(bad)}")
         self._geometry: dict[str, Geometry] = {}
+        #: The one label scheme of the selected cases (``ValueError`` when they differ).
+        self.scheme: LabelScheme = common_scheme([dataset.ref(c) for c in case_ids], scheme, dataset.root)
 
     def has_label(self, cid: str) -> bool:
         """Whether case ``cid`` has a label file."""
@@ -122,7 +129,7 @@ class NiftiSource:
         return LoadedCase(
             pre.image,
             pre.label,
-            class_locations(pre.label, FOREGROUND_CLASSES, MAX_LOCATIONS, seed),
+            class_locations(pre.label, location_classes(self.scheme), MAX_LOCATIONS, seed),
             brain_bbox(pre.brain_mask),
         )
 
@@ -133,8 +140,9 @@ class NiftiSource:
         return self._geometry[cid]
 
 
-def _open_store(source: Any) -> Cache | Dataset:
-    """The cache or dataset behind ``source``; ``ValueError`` for anything else."""
+def _open_store(source: Any, scheme: str | LabelScheme | None = None) -> Cache | Dataset:
+    """The cache or dataset behind ``source`` (a folder read in ``scheme`` where stated); ``ValueError``
+    for anything else."""
     if isinstance(source, (Cache, Dataset)):
         return source
     if isinstance(source, (str, Path)):
@@ -142,7 +150,7 @@ def _open_store(source: Any) -> Cache | Dataset:
         if is_cache_path(p):
             return open_cache(p)
         if p.is_dir():
-            return open_dataset(p)
+            return open_dataset(p, scheme=None if scheme is None else get_scheme(scheme).name)
         raise ValueError(f"source={str(source)!r} is neither a dataset folder nor an HDF5 cache file")
     raise ValueError(f"source={source!r}: expected a dataset folder, a Dataset, a cache path or a Cache")
 
@@ -171,6 +179,7 @@ def open_source(
     max_cases: int | None,
     preprocess: dict[str, Any] | None,
     need_labels: bool,
+    scheme: str | LabelScheme | None = None,
 ) -> CacheSource | NiftiSource:
     """Open a builder's ``source`` with its case selection.
 
@@ -179,21 +188,26 @@ def open_source(
         case_ids: the cases to use, in order (default: all); ``max_cases``: keep the first ones.
         preprocess: :func:`~brainseg_tf.data.preprocess.preprocess_case` options (dataset folders only).
         need_labels: refuse selected cases without a label (training data).
+        scheme: the label scheme to read in (a dataset folder reads every case in it; a cache or
+            ``Dataset`` must already be in it); ``None``: each case's own, one for all.
 
     Raises:
         ValueError: an unknown source, a bad or empty selection, ``preprocess`` for a cache,
-            unknown ``preprocess`` keys, or unlabelled cases when labels are needed.
+            unknown ``preprocess`` keys, unlabelled cases when labels are needed, or selected
+            cases of different label schemes (two named) or not in the stated one.
+        CacheError: a cache built in another scheme than ``scheme``.
     """
-    store = _open_store(source)
+    store = _open_store(source, scheme)
     ids = _select_ids(store, case_ids, max_cases)
     if not ids:
         raise ValueError(f"source={str(source)!r} holds no cases")
     if isinstance(store, Cache):
         if preprocess:
             raise ValueError("preprocess is only for dataset folders; a cache is already preprocessed")
+        store.check_scheme(scheme)
         src: CacheSource | NiftiSource = CacheSource(store, ids)
     else:
-        src = NiftiSource(store, ids, preprocess or {})
+        src = NiftiSource(store, ids, preprocess or {}, scheme)
     if need_labels:
         missing = [c for c in ids if not src.has_label(c)]
         if missing:

@@ -8,8 +8,10 @@ The package's parts:
 * :mod:`~brainseg_tf.inference.loading` -- :func:`load_predictor` for Keras files, run and export
   folders, SavedModels and ONNX models;
 * :mod:`~brainseg_tf.inference.ensemble` -- :class:`Ensemble` of predictors;
-* :mod:`~brainseg_tf.inference.labels` -- probabilities to postprocessed canonical labels;
-* :mod:`~brainseg_tf.inference.case` -- :func:`predict_case`, one case on its native grid;
+* :mod:`~brainseg_tf.inference.labels` -- probabilities to postprocessed labels of the card's
+  label scheme (canonical 0-3 for the glioma schemes);
+* :mod:`~brainseg_tf.inference.case` -- :func:`predict_case`, one case on its native grid, written
+  in the source's values; :func:`check_scheme` refuses a model on data of another label scheme;
 * :mod:`~brainseg_tf.inference.folder` -- :func:`predict_folder` into a prediction folder
   (whose files and ``predictions.json`` :mod:`brainseg_tf.io.predictions` owns).
 
@@ -21,10 +23,10 @@ from __future__ import annotations
 
 from brainseg_tf.card import CARD_FILE
 from brainseg_tf.conventions import HEADS
-from brainseg_tf.inference.case import Prediction, predict_case
+from brainseg_tf.inference.case import Prediction, check_scheme, predict_case
 from brainseg_tf.inference.ensemble import Ensemble
 from brainseg_tf.inference.folder import predict_folder
-from brainseg_tf.inference.labels import postprocess, probabilities_to_labels
+from brainseg_tf.inference.labels import postprocess, probabilities_to_labels, region_label
 from brainseg_tf.inference.loading import (
     BACKENDS,
     ONNX_FILE,
@@ -70,6 +72,8 @@ __all__ = [
     "mirror_flips",
     "check_mirror_axes",
     "probabilities_to_labels",
+    "region_label",
+    "check_scheme",
     "postprocess",
     "load_predictor",
     "load_keras_model",

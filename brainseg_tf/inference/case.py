@@ -5,15 +5,21 @@ Pipeline (:func:`predict_case`)::
     read_case --> preprocess_case (crop to brain box, z-score; as in training)
       --> select the model's modalities --> sliding_window (Gaussian-weighted, batched windows,
           optional mirror TTA) --> probabilities on the cropped grid
-      --> labels (argmax for a softmax head; thresholded regions for a sigmoid head)
+      --> labels of the card's scheme (argmax for a softmax head; decoded regions for a sigmoid head)
       --> postprocess (the card's rules, chosen on validation: :mod:`brainseg_tf.postprocessing`)
-      --> paste_back onto the native grid (Prediction.write: source affine/header, chosen convention)
+      --> paste_back onto the native grid (Prediction.write: source affine/header, in the source's
+          values: a non-canonical scheme's case (PED 2024, GLI 2024 with RC) in its scheme's values)
       (optionally an uncertainty map, :mod:`brainseg_tf.uncertainty`, on the same grid)
 
 Conventions: image ``(X, Y, Z, C)`` float32 channels-last in NIfTI voxel order, channels a subset
-of ``(flair, t1, t1ce, t2)`` in the model's order; labels ``(X, Y, Z)`` uint8 canonical (0 BG,
-1 NCR, 2 ED, 3 ET); a softmax head outputs the 4 classes in that order, a sigmoid head the regions
-``(WT, TC, ET)``.
+of ``(flair, t1, t1ce, t2)`` in the model's order; labels ``(X, Y, Z)`` uint8 internal labels of
+the model card's label scheme (:mod:`brainseg_tf.schemes`; the default ``brats2021`` and the other
+glioma schemes: canonical 0 BG, 1 NCR, 2 ED, 3 ET); a softmax head outputs the scheme's classes in
+that order, a sigmoid head its regions (``(WT, TC, ET)`` for the glioma schemes).
+
+A model is refused on a case of another label scheme (:func:`check_scheme`): its labels would mean
+other things there. Schemes whose internal labels and regions are the canonical ones (BraTS 2021,
+GLI 2023, MSD, ...) are one for this purpose, as they always were.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from brainseg_tf.inference.window import (
     sliding_window,
     window_alias,
 )
+from brainseg_tf.schemes import LabelScheme, get_scheme
 
 
 @dataclass
@@ -55,10 +62,11 @@ class Prediction:
 
     Attributes:
         case_id: the case identifier.
-        labels: ``(X, Y, Z)`` uint8 canonical labels (0 BG, 1 NCR, 2 ED, 3 ET), postprocessed, on
-            the grid of the source files.
-        probabilities: ``(X, Y, Z, K)`` float32 (softmax classes, sigmoid regions WT, TC, ET, or the
-            one region of a region head) on the native grid, or ``None`` when not requested.
+        labels: ``(X, Y, Z)`` uint8 internal labels of ``scheme`` (canonical 0 BG, 1 NCR, 2 ED,
+            3 ET for the glioma schemes), postprocessed, on the grid of the source files.
+        probabilities: ``(X, Y, Z, K)`` float32 (the scheme's softmax classes, its sigmoid regions
+            -- WT, TC, ET for the glioma schemes --, or the one region of a region head) on the
+            native grid, or ``None`` when not requested.
             Outside the brain box: class BG = 1, every region 0.
         head: ``"softmax"``, ``"sigmoid"`` or ``"region"``.
         reference: the source case without its image (affine, header, convention, shape, label).
@@ -68,6 +76,7 @@ class Prediction:
             or ``None`` when not requested (:mod:`brainseg_tf.uncertainty`).
         uncertainty_kind: ``"entropy"`` or ``"variance"`` (across ensemble members and TTA flips).
         uncertainty_score: :func:`brainseg_tf.uncertainty.case_score` of the map and the labels.
+        scheme: the label scheme of ``labels`` (the model card's).
     """
 
     case_id: str
@@ -80,9 +89,12 @@ class Prediction:
     uncertainty: np.ndarray | None = None
     uncertainty_kind: str | None = None
     uncertainty_score: float | None = None
+    scheme: str = "brats2021"
 
     def write(self, path: str | Path, convention: str | None = None) -> Path:
-        """Write the labels with the source's affine and header, in ``convention`` (default: the source's)."""
+        """Write the labels with the source's affine and header, in ``convention`` (default: the
+        source's values; a non-canonical scheme's case in its scheme's values, the header stamped
+        with the scheme: :func:`brainseg_tf.io.write_label`)."""
         return bio.write_label(self.labels, self.reference, path, convention=convention)
 
     def write_probabilities(self, path: str | Path) -> Path:
@@ -100,6 +112,98 @@ class Prediction:
         return bio.save_nifti(
             self.uncertainty, path, affine=self.reference.affine, header=self.reference.header, dtype=np.float32
         )
+
+
+# ----------------------------------------------------------------------------- label schemes
+
+
+def _data_scheme(case: bio.Case | bio.CaseRef) -> LabelScheme | None:
+    """The case's scheme; ``None`` for a hand-built case without one (read by its convention into
+    the canonical labels)."""
+    return None if case.scheme is None else get_scheme(case.scheme)
+
+
+#: Label roles shared across schemes (the order of the internal labels 1-3).
+_ROLES = (("NCR", "NETC", "NET"), ("ED", "SNFH"), ("ET",))
+
+
+def _role(name: str) -> str:
+    return next((role[0] for role in _ROLES if name in role), name)
+
+
+def _maps_onto(model: LabelScheme, data: LabelScheme) -> bool:
+    """Whether the model's internal labels and regions are the data's: its labels are the data's
+    first ones (by role: NCR = NETC = NET, ED = SNFH) and each of its regions holds the same internal
+    labels in the data. The data may have further labels in none of those regions, which the model
+    never predicts (a BraTS 2021 model on GLI 2024 data: no RC)."""
+    k = len(model.internal)
+    if [_role(n) for n in model.internal] != [_role(n) for n in data.internal[:k]]:
+        return False
+    theirs = data.internal_regions()
+    return all(theirs.get(r) == held for r, held in model.internal_regions().items())
+
+
+def _labels_text(scheme: LabelScheme) -> str:
+    regions = ", ".join(f"{r}={{{','.join(map(str, v))}}}" for r, v in scheme.internal_regions().items())
+    return f"{', '.join(f'{i} {n}' for i, n in enumerate(scheme.internal, 1))}; regions {regions}"
+
+
+def check_scheme(model_scheme: LabelScheme | str, case: bio.Case | bio.CaseRef, *, map_scheme: bool = False) -> None:
+    """Refuse a model of one label scheme on a case of another.
+
+    Allowed without asking: the same scheme, or two schemes whose internal labels and regions are
+    the canonical ones (a BraTS 2021 model on GLI 2023, MSD or SSA data: the labels mean the same,
+    as they always did). With ``map_scheme``: a data scheme whose internal labels and regions
+    include the model's unchanged (:func:`_maps_onto`; e.g. a BraTS 2021 model on GLI 2024 data,
+    written in GLI 2024 values, never predicting RC). A case without a scheme (built by hand, read
+    by its convention) holds canonical labels.
+
+    Raises:
+        ValueError: naming the case, both schemes, and the options (``scheme=`` / ``--scheme`` to
+            state the data's scheme, ``map_scheme=True`` / ``--map-scheme`` where it applies).
+    """
+    model = get_scheme(model_scheme)
+    data = _data_scheme(case)
+    if data is None:
+        if model.is_canonical:
+            return
+        data_text = f"canonical labels (no scheme; read by the convention {case.convention!r})"
+    else:
+        if model.name == data.name or (model.is_canonical and data.is_canonical):
+            return
+        if map_scheme and _maps_onto(model, data):
+            return
+        data_text = f"the {data.name!r} label scheme ({data.description})"
+    maps = data is not None and _maps_onto(model, data)
+    meaning = "which knows only some of the data's labels" if maps else "whose labels mean other things there"
+    if maps:
+        how = (
+            "or pass map_scheme=True (--map-scheme) to write the model's labels in the data's scheme, whose "
+            "labels and regions include the model's"
+        )
+    else:
+        data_labels = "1 NCR, 2 ED, 3 ET" if data is None else _labels_text(data)
+        how = (
+            "map_scheme=True (--map-scheme) maps only onto a scheme whose internal labels and regions include the "
+            f"model's; these differ (model: {_labels_text(model)}; data: {data_labels})"
+        )
+    raise ValueError(
+        f"case {case.case_id!r} is in {data_text}; the model was trained on the {model.name!r} scheme "
+        f"({model.description}), {meaning}. If the case really is in "
+        f"{model.name!r}, state the data's scheme with scheme={model.name!r} (brainseg predict --scheme "
+        f"{model.name}); {how}"
+    )
+
+
+def _stated(case: bio.Case, scheme: str | None) -> bio.Case:
+    """``case`` in the stated scheme (its convention following, as :func:`brainseg_tf.io.read_case`
+    would read it; the mask, read in another scheme, dropped)."""
+    if scheme is None:
+        return case
+    chosen = get_scheme(scheme)
+    if chosen.name == case.scheme:
+        return case
+    return dataclasses.replace(case, scheme=chosen.name, convention=chosen.convention or case.convention, label=None)
 
 
 # ----------------------------------------------------------------------------- one model
@@ -304,9 +408,10 @@ def _native_outputs(
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Postprocessed labels, probabilities (if asked) and the ``kind`` uncertainty map (if any) on the
     native grid, pasted back through ``geometry`` (``None``: already native)."""
-    labels = probabilities_to_labels(probs, pred.head, pred.threshold, region=pred.region)
+    labels = probabilities_to_labels(probs, pred.head, pred.threshold, region=pred.region, scheme=pred.scheme)
     rules = {key: getattr(pred, key) for key in POSTPROCESSING_KEYS}
-    labels = postprocess(labels, **{**rules, **{k: v for k, v in postprocessing.items() if v is not None}})
+    rules |= {k: v for k, v in postprocessing.items() if v is not None}
+    labels = postprocess(labels, **rules, scheme=pred.scheme)
     u = None
     if kind is not None:
         u = unc.variance_from_moments(probs, second) if kind == "variance" else unc.predictive_entropy(probs, pred.head)
@@ -340,6 +445,8 @@ def predict_case(
     progress: bool = False,
     release_image: bool = False,
     roi: int | Sequence[int] | str | None = None,
+    scheme: str | None = None,
+    map_scheme: bool = False,
 ) -> Prediction:
     """Segment one case and return labels on its native grid (the pipeline of this module's docstring).
 
@@ -376,12 +483,17 @@ def predict_case(
         progress: progress bar over windows.
         release_image: free ``case.image`` as soon as it is preprocessed (a single model; the
             case cannot be predicted again). Always done for a case this function reads itself.
+        scheme: state the data's label scheme (default: the case's, from its id's task prefix);
+            the labels are written in its values.
+        map_scheme: predict a case whose scheme differs from the model's where the data's
+            internal labels and regions include the model's (:func:`check_scheme`).
 
     Returns:
         A :class:`Prediction`.
 
     Raises:
-        ValueError: bad window arguments, or the model's modalities/outputs do not fit.
+        ValueError: bad window arguments, the model's modalities/outputs do not fit, or the case's
+            label scheme is not the model's (:func:`check_scheme`, naming both and the options).
         brainseg_tf.io.DataError: unreadable case files.
     """
     start = time.perf_counter()
@@ -391,8 +503,10 @@ def predict_case(
     check_window_arguments(window=window, overlap=overlap, batch_size=batch_size, mirror_axes=mirror_axes, **post)
     pred = as_predictor(model)
     if not isinstance(case, bio.Case):
-        case = bio.read_case(case, load_label=False)  # prediction never reads the mask
+        case = bio.read_case(case, load_label=False, scheme=scheme)  # prediction never reads the mask
         release_image = True
+    case = _stated(case, scheme)
+    check_scheme(pred.scheme, case, map_scheme=map_scheme)
     reference = dataclasses.replace(case, image=None)
     n_members = len(pred.members) if isinstance(pred, Ensemble) else 1
     kind = _uncertainty_kind(uncertainty, n_members, tta, mirror_axes)
@@ -418,7 +532,8 @@ def predict_case(
         uncertainty=native_u,
         uncertainty_kind=kind,
         uncertainty_score=None if native_u is None else unc.case_score(native_u, labels),
+        scheme=pred.scheme,
     )
 
 
-__all__ = ["Prediction", "predict_case", "window_for"]
+__all__ = ["Prediction", "check_scheme", "predict_case", "window_for"]

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from brainseg_tf.conventions import REGIONS
 from brainseg_tf.inference.loading import load_predictor
 from brainseg_tf.inference.predictor import Predictor
+from brainseg_tf.schemes import LabelScheme, get_scheme
 
 
 class Ensemble:
@@ -18,12 +18,15 @@ class Ensemble:
 
     * Members with the same head (``softmax``, ``sigmoid``, or ``region`` of one region) are
       averaged: the mean of their probabilities (folds, different architectures).
-    * ``region`` members of different regions are stacked into sigmoid regions ``(WT, TC, ET)``
-      (members of the same region averaged; a region no member predicts is empty), which the
-      nested rule turns into labels: ZNet's one model per region.
+    * ``region`` members of different regions are stacked into the sigmoid regions of their
+      scheme (``(WT, TC, ET)`` for the glioma schemes; members of the same region averaged; a
+      region no member predicts is empty), which the scheme's decoding turns into labels: ZNet's
+      one model per region.
 
     Each member reads the case with its own modalities and preprocessing (its card); the
     probabilities are combined on the native grid. Postprocessing defaults are the first member's.
+    Every member must have learned the same label scheme (the glioma schemes, whose internal
+    labels are the canonical ones, count as one).
     """
 
     def __init__(self, members: Sequence[Predictor | str | Path]):
@@ -37,12 +40,22 @@ class Ensemble:
                 "(softmax, sigmoid) or single-region models"
             )
         self.head = heads.pop()
-        regions = sorted({m.region for m in self.members if m.region}, key=REGIONS.index)
+        first = self.members[0]
+        self.label_scheme: LabelScheme = first.label_scheme
+        self.scheme = first.scheme
+        for m in self.members[1:]:
+            other = m.label_scheme
+            if other.name != self.scheme and not (other.is_canonical and self.label_scheme.is_canonical):
+                raise ValueError(
+                    f"models of label schemes {self.scheme!r} and {other.name!r} cannot be combined: "
+                    "their labels and regions differ"
+                )
+        names = self.label_scheme.region_names
+        regions = sorted({m.region for m in self.members if m.region}, key=names.index)
         if self.head == "region" and len(regions) > 1:
             self.head, self.region = "sigmoid", None
         else:
             self.region = regions[0] if regions else None
-        first = self.members[0]
         self.et_min_voxels, self.min_component_voxels = first.et_min_voxels, first.min_component_voxels
         self.threshold = first.threshold
         self.largest_component = first.largest_component
@@ -52,7 +65,8 @@ class Ensemble:
 
     @property
     def num_outputs(self) -> int:
-        return {"softmax": 4, "sigmoid": 3, "region": 1}[self.head]
+        scheme = get_scheme(self.scheme)
+        return {"softmax": scheme.n_classes, "sigmoid": len(scheme.regions), "region": 1}[self.head]
 
     def combine(self, member_probabilities: Sequence[np.ndarray]) -> np.ndarray:
         """Combine native-grid member probabilities ``(X, Y, Z, K)`` in member order."""
@@ -62,8 +76,9 @@ class Ensemble:
                 acc += p
             return (acc / len(member_probabilities)).astype(np.float32)
         shape = member_probabilities[0].shape[:-1]
-        out = np.zeros(shape + (len(REGIONS),), np.float32)
-        for r, region in enumerate(REGIONS):
+        names = self.label_scheme.region_names
+        out = np.zeros(shape + (len(names),), np.float32)
+        for r, region in enumerate(names):
             probs = [p[..., 0] for m, p in zip(self.members, member_probabilities) if m.region == region]
             if probs:
                 out[..., r] = np.mean(probs, axis=0)

@@ -15,7 +15,7 @@ from typing import Any
 
 from brainseg_tf import io as bio
 from brainseg_tf import uncertainty as unc
-from brainseg_tf.inference.case import predict_case
+from brainseg_tf.inference.case import check_scheme, predict_case
 from brainseg_tf.inference.ensemble import Ensemble, as_predictor
 from brainseg_tf.inference.predictor import Predictor
 from brainseg_tf.inference.window import check_window_arguments
@@ -61,16 +61,22 @@ class ReadAhead:
 
 
 def _checked_refs(
-    input: str | Path, out_dir: Path, convention: str | None, case_ids: Sequence[str] | None, options: dict
+    input: str | Path,
+    out_dir: Path,
+    convention: str | None,
+    case_ids: Sequence[str] | None,
+    options: dict,
+    scheme: str | None = None,
 ) -> list[bio.CaseRef]:
-    """The cases to predict; every argument checked before any case is read."""
+    """The cases to predict (in the stated ``scheme``, else each id's); every argument checked
+    before any case is read."""
     if convention is not None:
         get_convention(convention)
     check_window_arguments(**options)
     kind = options.get("uncertainty")
     if kind not in (None, False, True) and kind not in unc.KINDS:
         raise ValueError(f"uncertainty={kind!r} is unknown; expected one of {list(unc.KINDS)}")
-    ds = bio.open_dataset(input)
+    ds = bio.open_dataset(input, scheme=scheme)
     if case_ids is not None:
         unknown = sorted(set(case_ids) - set(ds.case_ids))
         if unknown:
@@ -128,12 +134,15 @@ def predict_folder(
     progress: bool = True,
     stop_on_error: bool = False,
     case_ids: Sequence[str] | None = None,
+    scheme: str | None = None,
+    map_scheme: bool = False,
     **predict_kwargs: Any,
 ) -> list[dict[str, Any]]:
     """Segment one case folder or every case of a dataset folder and write NIfTI label maps.
 
-    Writes ``out_dir/<case_id>.nii.gz`` (uint8 labels in ``convention``, with the source's affine
-    and header; atomic writes) and, with ``save_probabilities``, ``out_dir/<case_id>_prob.nii.gz``
+    Writes ``out_dir/<case_id>.nii.gz`` (uint8 labels in ``convention``, by default the source's
+    values -- a non-canonical scheme's case (PED 2024, GLI 2024 with RC) in its scheme's values, the
+    header stamped with the scheme --, with the source's affine and header; atomic writes) and, with ``save_probabilities``, ``out_dir/<case_id>_prob.nii.gz``
     (float32 ``(X, Y, Z, K)``). With ``uncertainty=`` (passed to :func:`predict_case`) it also
     writes ``out_dir/<case_id>_uncertainty.nii.gz`` (float32 ``(X, Y, Z)``, same affine) and
     ``out_dir/predictions.json``: each case's uncertainty score and the cases ranked from the
@@ -154,6 +163,9 @@ def predict_folder(
         progress: progress bar over cases.
         stop_on_error: raise on the first failing case (default: record it and go on).
         case_ids: segment only these cases of the dataset (e.g. a run's validation split).
+        scheme: state the data's label scheme (default: each case id's task prefix decides).
+        map_scheme: predict cases of another scheme whose internal labels and regions include
+            the model's (:func:`~brainseg_tf.inference.check_scheme`).
         **predict_kwargs: passed to :func:`predict_case` (``window``, ``overlap``, ``tta``, ...).
 
     Returns:
@@ -162,13 +174,18 @@ def predict_folder(
         ``"uncertainty_map"`` (its file) with ``uncertainty=``.
 
     Raises:
-        ValueError: an unknown ``convention``, bad window arguments, or case ids not in the dataset.
+        ValueError: an unknown ``convention`` or ``scheme``, bad window arguments, case ids not in
+            the dataset, or a case of a label scheme the model was not trained on (checked for every
+            case before any is read: :func:`~brainseg_tf.inference.check_scheme`).
         brainseg_tf.io.DataError / MissingFileError: ``input`` is not a dataset or case folder.
     """
     out_dir = Path(out_dir)
-    todo = _checked_refs(input, out_dir, convention, case_ids, predict_kwargs)
+    todo = _checked_refs(input, out_dir, convention, case_ids, predict_kwargs, scheme)
     want_uncertainty = predict_kwargs.get("uncertainty") not in (None, False)
     pred = as_predictor(model)
+    for ref in todo:
+        check_scheme(pred.scheme, ref, map_scheme=map_scheme)
+    predict_kwargs = {**predict_kwargs, "map_scheme": map_scheme}
     out_dir.mkdir(parents=True, exist_ok=True)
     scored = folder_files.scored_cases(out_dir) if want_uncertainty and not overwrite else set()
     skip = [not overwrite and _complete(out_dir, r.case_id, save_probabilities, want_uncertainty, scored) for r in todo]

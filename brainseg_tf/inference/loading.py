@@ -110,7 +110,11 @@ def _from_saved_model(folder: Path, card: ModelCard | None, overrides: dict[str,
     in_name, in_spec = next(iter(inputs.items()))
     outputs = sig.structured_outputs
     out_key = "probabilities" if "probabilities" in outputs else next(iter(outputs))
-    card = resolve_card(card, overrides, {"spatial_dims": len(in_spec.shape) - 2})
+    facts: dict[str, Any] = {"spatial_dims": len(in_spec.shape) - 2}
+    channels = outputs[out_key].shape[-1] if outputs[out_key].shape.rank else None
+    if isinstance(channels, int):
+        facts["out_channels"] = channels
+    card = resolve_card(card, overrides, facts)
 
     def call(batch: np.ndarray) -> np.ndarray:
         return sig(**{in_name: tf.constant(batch, dtype=tf.float32)})[out_key].numpy()
@@ -153,7 +157,12 @@ def _from_onnx(path: Path, card: ModelCard | None, overrides: dict[str, Any]) ->
     in_name = inputs[0].name
     names = [o.name for o in outputs]
     out_name = "probabilities" if "probabilities" in names else names[0]
-    card = resolve_card(card, overrides, {"spatial_dims": len(inputs[0].shape) - 2})
+    facts: dict[str, Any] = {"spatial_dims": len(inputs[0].shape) - 2}
+    out_shape = next(o.shape for o in outputs if o.name == out_name)
+    channels = out_shape[-1] if out_shape else None
+    if isinstance(channels, int):
+        facts["out_channels"] = channels
+    card = resolve_card(card, overrides, facts)
 
     def call(batch: np.ndarray) -> np.ndarray:
         return session.run([out_name], {in_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]

@@ -17,6 +17,7 @@ import numpy as np
 from brainseg_tf.card import CardError, Inference, ModelCard, from_arguments
 from brainseg_tf.conventions import MODALITIES
 from brainseg_tf.inference.window import BatchPredictor, as_numpy, check_window, window_alias
+from brainseg_tf.schemes import LabelScheme
 
 
 class Predictor:
@@ -30,9 +31,10 @@ class Predictor:
     Attributes:
         fn: callable mapping float32 ``(B, *window, C)`` to **probabilities** ``(B, *window, K)``
             (a model returning logits is wrapped so that ``fn`` applies the activation).
-        card: the model card: modalities in input-channel order, head (``"softmax"``: K = 4
-            classes; ``"sigmoid"``: K = 3 regions WT, TC, ET; ``"region"``: K = 1), default window,
-            preprocessing, postprocessing and window plan.
+        card: the model card: modalities in input-channel order, label scheme, head
+            (``"softmax"``: K = the scheme's classes, 4 for the glioma schemes; ``"sigmoid"``: K =
+            its regions, 3 (WT, TC, ET) for the glioma schemes; ``"region"``: K = 1), default
+            window, preprocessing, postprocessing and window plan.
         model: the underlying Keras model, loaded SavedModel or ONNX session (kept alive), if any.
         source: where it was loaded from.
 
@@ -107,6 +109,15 @@ class Predictor:
     @property
     def region(self) -> str | None:
         return self.card.region
+
+    @property
+    def scheme(self) -> str:
+        """The name of the label scheme the model learned (the card's)."""
+        return self.card.scheme
+
+    @property
+    def label_scheme(self) -> LabelScheme:
+        return self.card.label_scheme
 
     @property
     def spatial_dims(self) -> int:
@@ -208,10 +219,14 @@ def _activate(scores: np.ndarray, head: str) -> np.ndarray:
 
 
 def _keras_facts(model: Any) -> dict[str, Any]:
-    """What a Keras model shows about itself: spatial dims, a fixed window, and whether it ends in logits."""
+    """What a Keras model shows about itself: spatial dims, a fixed window, output channels and
+    whether it ends in logits."""
     shape = tuple(model.inputs[0].shape)
     spatial = shape[1:-1]
     facts: dict[str, Any] = {"spatial_dims": len(spatial)}
+    outputs = getattr(model, "outputs", None) or []
+    if outputs and isinstance(outputs[0].shape[-1], int):  # deep supervision: the full-resolution output first
+        facts["out_channels"] = int(outputs[0].shape[-1])
     if spatial and all(isinstance(s, int) for s in spatial):
         facts["window"] = list(spatial)
     last = model.layers[-1] if getattr(model, "layers", None) else None
@@ -234,11 +249,16 @@ def resolve_card(
     Args:
         card: the model's card, its dict, or ``None`` (then ``overrides`` must name the model).
         overrides: card settings (``None`` values ignored).
-        facts: what the model shows (``spatial_dims``; for a Keras model its fixed window and logits).
+        facts: what the model shows (``spatial_dims``; ``out_channels`` where known; for a Keras
+            model its fixed window and logits).
 
     Raises:
-        brainseg_tf.card.CardError: no card and missing arguments, or a card of other spatial dims.
+        brainseg_tf.card.CardError: no card and missing arguments, a card of other spatial dims, or
+            a head whose channel count the card's scheme does not give (sigmoid: its regions,
+            softmax: its classes).
     """
+    facts = dict(facts)
+    out_channels = facts.pop("out_channels", None)
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if isinstance(card, Mapping):
         card = ModelCard.from_dict(card)
@@ -248,6 +268,12 @@ def resolve_card(
     if "spatial_dims" in facts and facts["spatial_dims"] != card.spatial_dims:
         raise CardError(
             f"the model card says spatial_dims={card.spatial_dims}; the model takes {facts['spatial_dims']}D input"
+        )
+    if out_channels is not None and out_channels != card.num_outputs:
+        raise CardError(
+            f"the model outputs {out_channels} channels; the model card's {card.head} head of the "
+            f"{card.scheme!r} scheme has {card.num_outputs} ({', '.join(card.outputs)}): the card does not "
+            "belong to this model, or names the wrong scheme= / head="
         )
     return card
 

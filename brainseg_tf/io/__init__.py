@@ -6,9 +6,11 @@ Core API::
     ds = open_dataset("/data/BraTS2021")         # layout detected; len(ds), iteration, ds["case_id"]
     write_label(pred, case, "pred.nii.gz")       # back in the source's convention and geometry
 
-Channels are always ``(flair, t1, t1ce, t2)``; labels canonical 0 BG, 1 NCR, 2 ED, 3 ET.
+Channels are always ``(flair, t1, t1ce, t2)``; labels are the internal labels of the case's label
+scheme: the canonical 0 BG, 1 NCR, 2 ED, 3 ET for the glioma schemes, and 1 core, 2 edema, 3 ET,
+4 RC or CC for GLI/MET 2024 and PED 2024 (:attr:`brainseg_tf.schemes.LabelScheme.internal`).
 Each case's label scheme comes from its id's task prefix or ``scheme=`` (:mod:`brainseg_tf.schemes`);
-a scheme the canonical labels cannot hold yet is refused, never misread.
+a scheme this version cannot read (MEN-RT) is refused, never misread.
 No TensorFlow is imported here.
 """
 
@@ -75,7 +77,9 @@ class Case:
     Attributes:
         image: ``(X, Y, Z, 4)`` float32 in canonical channel order ``(flair, t1, t1ce, t2)``,
             voxel order as in the files (no reorientation).
-        label: ``(X, Y, Z)`` uint8 canonical labels (0 BG, 1 NCR, 2 ED, 3 ET) or ``None``.
+        label: ``(X, Y, Z)`` uint8 internal labels of ``scheme`` (canonical 0 BG, 1 NCR, 2 ED, 3 ET
+            for the glioma schemes; PED 2024: 1 NET, 2 ED, 3 ET, 4 CC; GLI/MET 2024: 1 NETC,
+            2 SNFH, 3 ET, 4 RC) or ``None``.
         affine: 4x4 voxel-to-world affine of the files.
         header: NIfTI header of the mask (or of the first modality when there is none).
         spacing: voxel size in mm ``(sx, sy, sz)``.
@@ -190,9 +194,8 @@ def read_case(
     Raises:
         MissingFileError: the path does not exist.
         DataError: a missing modality, a corrupt/truncated/non-NIfTI file, shapes or affines that
-            disagree between files, NaN/Inf voxels, label values outside the convention, a label
-            scheme this version cannot read yet (PED 2024+, MEN-RT, a GLI/MET resection cavity).
-            The message names the file.
+            disagree between files, NaN/Inf voxels, label values outside the scheme or convention,
+            a label scheme this version cannot read (MEN-RT). The message names the file.
     """
     ref = _resolve(path, layout, scheme)
     warn_notes(ref)
@@ -310,19 +313,21 @@ def write_label(
     path: str | Path,
     convention: str | None = None,
 ) -> Path:
-    """Write a canonical label map aligned with its scan, in a chosen label convention.
+    """Write a label map aligned with its scan, in its source's values or a chosen label convention.
 
     Args:
-        label: ``(X, Y, Z)`` canonical labels (0-3) on the source grid (``reference_case.shape``).
+        label: ``(X, Y, Z)`` internal labels of the case's scheme on the source grid
+            (``reference_case.shape``): the canonical 0-3 for the glioma schemes.
         reference_case: the case the labels belong to; its affine and header are restored.
         path: destination ``.nii.gz``/``.nii`` (written atomically).
-        convention: target convention (default: the source's own, ``reference_case.convention``);
-            recorded in the header description, where evaluation reads it back.
+        convention: target convention (default: the source's own); recorded in the header
+            description, where evaluation reads it back. A case whose scheme has labels beyond the
+            canonical ones (GLI/MET 2024 with RC, PED 2024) is written in its scheme's source values
+            and the header records the scheme; a stated ``convention`` needs canonical labels.
 
     Raises:
         ValueError: the label's shape differs from the source grid.
-        DataError: no ``convention`` is given and the case's label scheme cannot be written from
-            canonical labels yet (PED 2024+: a 1/2/3 written there would mean ET/NET/CC).
+        DataError: labels outside the scheme's internal labels (or outside 0-3 for a convention).
     """
     label = np.asarray(label)
     if tuple(label.shape) != tuple(reference_case.shape):
@@ -331,17 +336,17 @@ def write_label(
             f"{reference_case.case_id!r}; paste predictions back into native space first"
         )
     scheme = None if reference_case.scheme is None else get_scheme(reference_case.scheme)
-    if convention is None and scheme is not None and scheme.convention is None:
-        raise DataError(
-            path,
-            f"{path}: case {reference_case.case_id!r} is in the {scheme.name!r} label scheme ({scheme.description}), "
-            f"which canonical labels cannot be written in yet (issue 21); pass convention= to write them in a "
-            f"stated convention (e.g. 'brats2023')",
-        )
-    conv = get_convention(convention or reference_case.convention).name
-    out = from_canonical(label, conv)
+    if convention is None and scheme is not None and not scheme.is_canonical:
+        try:
+            out = scheme.from_internal(label)
+        except ValueError as exc:
+            raise DataError(path, f"{path}: case {reference_case.case_id!r}: {exc}") from None
+        stamp = scheme.name
+    else:
+        stamp = get_convention(convention or reference_case.convention).name
+        out = from_canonical(label, stamp)
     return save_nifti(
-        out, path, affine=reference_case.affine, header=reference_case.header, dtype=np.uint8, label_convention=conv
+        out, path, affine=reference_case.affine, header=reference_case.header, dtype=np.uint8, label_convention=stamp
     )
 
 
@@ -399,15 +404,59 @@ def _check_case(ref: CaseRef, cap: int | None) -> tuple[list[str], list[str], di
             lab = _label_volume(ref, cap)
             if first is not None:
                 _check_geometry(lab, first)
-            canonical = labels_to_canonical(lab.data, ref, source=lab.path)
-            if not canonical.any():
+            internal = labels_to_canonical(lab.data, ref, source=lab.path)
+            if not internal.any():
                 notes.append(f"{lab.path}: mask is empty (no tumour voxels)")
+            else:
+                note = _no_tumour_note(internal, ref, lab.path)
+                if note:
+                    notes.append(note)
             note = _spacing_note(lab)
             if note:
                 notes.append(note)
         except DataError as exc:
             errors.append(str(exc))
     return errors, notes, keys
+
+
+def _no_tumour_note(internal: np.ndarray, ref: CaseRef, path: Path) -> str | None:
+    """A note when a mask holds only labels outside the tumour (GLI/MET 2024: only 4 RC)."""
+    if ref.scheme is None:
+        return None
+    scheme = get_scheme(ref.scheme)
+    if scheme.is_canonical or "WT" not in scheme.region_names:
+        return None
+    wt = scheme.region_internal("WT")
+    if np.isin(internal, wt).any():
+        return None
+    held = sorted(int(v) for v in np.unique(internal) if v)
+    names = ", ".join(f"{scheme.label_value(scheme.internal[v - 1])} {scheme.internal[v - 1]}" for v in held)
+    return f"{path}: mask holds no tumour voxels (WT empty), only {names}"
+
+
+def _scheme_groups(refs: list[CaseRef]) -> dict[str | None, list[str]]:
+    """Case ids per label scheme, in first-seen order."""
+    groups: dict[str | None, list[str]] = {}
+    for ref in refs:
+        groups.setdefault(ref.scheme, []).append(ref.case_id)
+    return groups
+
+
+def _mixed_schemes_note(root: str | Path, refs: list[CaseRef]) -> str | None:
+    """A note when a dataset's cases are in label schemes whose labels or regions differ (e.g. GLI
+    2024 with RC and PED 2024): one model head or one evaluation cannot take them together."""
+    groups = _scheme_groups(refs)
+    if len(groups) < 2 or all(name is None or get_scheme(name).is_canonical for name in groups):
+        return None
+    listed = "; ".join(
+        f"{name} ({len(ids)}: {', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''}"
+        + (f"; labels {get_scheme(name).labels_text()})" if name else ")")
+        for name, ids in groups.items()
+    )
+    return (
+        f"{root}: cases of several label schemes whose labels differ: {listed}; train and evaluate one scheme "
+        f"at a time (split the folder or state --scheme / scheme=)"
+    )
 
 
 def validate_dataset(
@@ -425,12 +474,13 @@ def validate_dataset(
     unreadable/corrupt/truncated files, headers that cannot be real (zero-length axis, more
     voxels than the cap or the file can hold, RGB/complex data), shapes or affines that differ
     within a case, NaN/Inf voxels, label values outside the layout's convention, a label scheme
-    this version cannot read yet (``scheme`` states the scheme; default: each case id's).
+    this version cannot read (MEN-RT; ``scheme`` states the scheme; default: each case id's).
 
     Warnings (strings starting with ``"warning: "``, after the errors): the same voxels under
     two case ids (a copy or a symlink: it would leak between training and validation) or in two
-    modalities of one case, an all-zero modality, an empty mask, header voxel sizes that disagree
-    with the affine, files ignored or oddly named. Content is compared by a hash of the decoded
+    modalities of one case, an all-zero modality, an empty mask, a mask without tumour (only a
+    resection cavity), header voxel sizes that disagree with the affine, files ignored or oddly
+    named, cases of label schemes whose labels differ (GLI 2024 beside PED 2024). Content is compared by a hash of the decoded
     voxels, so a recompressed copy is found too.
 
     Files are read one at a time (never a whole 4-channel case), headers checked first.
@@ -444,6 +494,9 @@ def validate_dataset(
     except DataError as exc:
         return [str(exc)]
     notes: list[str] = []
+    mixed = _mixed_schemes_note(root, refs)
+    if mixed:
+        notes.append(mixed)
     owners: dict[str, list[tuple[str, str, Path]]] = {}
     iterator = refs
     if progress:
@@ -472,12 +525,23 @@ def dataset_summary(
 ) -> dict:
     """Layout, label scheme, cases, shapes, spacings and per-class label volumes (ml) of a dataset folder.
 
-    Reads headers for shapes and spacing and the masks for volumes; images are not loaded.
+    Reads headers for shapes and spacing and the masks for volumes; images are not loaded. Volumes
+    are per class of each case's label scheme, under the scheme's names (``brats2021``: NCR, ED,
+    ET; ``ped2024``: NET, ED, ET, CC; ``gli2024``: NETC, SNFH, ET, RC), one table per scheme:
+    cases of different schemes are never added up.
+
+    Returns:
+        ``root``, ``layout``, ``convention`` (of the first case), ``scheme`` (the cases' scheme, or
+        ``None`` when they are in several), ``schemes`` (scheme -> number of cases), ``cases``,
+        ``labelled``, ``shapes`` and ``spacings`` (value -> cases), ``volumes_ml`` (class -> ml per
+        labelled case, for the one scheme; ``None`` for several) and ``volumes_ml_by_scheme``
+        (scheme -> that table).
     """
     ds = open_dataset(root, layout=layout, scheme=scheme)
     shapes: Counter = Counter()
     spacings: Counter = Counter()
-    volumes: dict[str, list[float]] = {n: [] for n in CLASS_NAMES[1:]}
+    groups = _scheme_groups(ds.refs)
+    by_scheme: dict[str | None, dict[str, list[float]]] = {name: _volume_table(name) for name in groups}
     refs = ds.refs
     if progress:
         refs = show_progress(refs, desc="info")
@@ -490,38 +554,77 @@ def dataset_summary(
             lab = load_nifti(ref.label)
             counts = labels.label_values(labels_to_canonical(lab.data, ref, source=ref.label))
             voxel_ml = float(np.prod(lab.spacing)) / 1000.0
-            for value, name in enumerate(CLASS_NAMES[1:], start=1):
-                volumes[name].append(counts.get(value, 0) * voxel_ml)
+            for value, vals in enumerate(by_scheme[ref.scheme].values(), start=1):
+                vals.append(counts.get(value, 0) * voxel_ml)
+    single = len(groups) == 1
     return {
         "root": str(ds.root),
         "layout": ds.layout,
         "convention": ds.refs[0].convention,
-        "scheme": ds.refs[0].scheme,
+        "scheme": ds.refs[0].scheme if single else None,
+        "schemes": {name: len(ids) for name, ids in groups.items()},
         "cases": len(ds),
         "labelled": len(ds.labelled_ids),
         "shapes": dict(shapes),
         "spacings": dict(spacings),
-        "volumes_ml": volumes,
+        "volumes_ml": next(iter(by_scheme.values())) if single else None,
+        "volumes_ml_by_scheme": by_scheme,
     }
 
 
+def _volume_table(scheme: str | None) -> dict[str, list[float]]:
+    """Empty per-class volume lists, keyed by the scheme's class names in internal label order."""
+    names = CLASS_NAMES[1:] if scheme is None else get_scheme(scheme).class_names[1:]
+    return {name: [] for name in names}
+
+
+def _labels_text(summary: dict, scheme: str | None) -> str:
+    """What the layout line says about the labels: the convention for a canonical scheme (as before
+    schemes existed), else the scheme with its file values."""
+    if scheme is None or get_scheme(scheme).is_canonical:
+        return str(summary["convention"])
+    chosen = get_scheme(scheme)
+    return f"scheme {chosen.name}: {chosen.labels_text()}"
+
+
+def _volume_lines(table: dict[str, list[float]], title: str = "volumes ml") -> list[str]:
+    lines = [f"{title}  mean     median   min      max      cases-present"]
+    for name, vals in table.items():
+        if not vals:
+            continue
+        v = np.asarray(vals)
+        lines.append(
+            f"  {name:<8} {v.mean():8.2f} {np.median(v):8.2f} {v.min():8.2f} {v.max():8.2f} {int((v > 0).sum())}/{len(v)}"
+        )
+    return lines
+
+
 def format_summary(summary: dict) -> str:
-    """Human-readable text of :func:`dataset_summary`."""
+    """Human-readable text of :func:`dataset_summary`; a dataset of several label schemes gets a
+    ``schemes`` line and one volume table per scheme."""
+    schemes = summary.get("schemes") or {summary.get("scheme"): summary["cases"]}
+    mixed = len(schemes) > 1
+    labels_text = "several schemes, see below" if mixed else _labels_text(summary, next(iter(schemes)))
     lines = [
         f"dataset    {summary['root']}",
-        f"layout     {summary['layout']} (labels: {summary['convention']})",
+        f"layout     {summary['layout']} (labels: {labels_text})",
         f"cases      {summary['cases']} ({summary['labelled']} with masks)",
         "shapes     " + ", ".join(f"{'x'.join(map(str, s))} ({n})" for s, n in summary["shapes"].items()),
         "spacing    " + ", ".join(f"{'x'.join(map(str, s))} mm ({n})" for s, n in summary["spacings"].items()),
     ]
-    if summary["labelled"]:
-        lines.append("volumes ml  mean     median   min      max      cases-present")
-        for name, vals in summary["volumes_ml"].items():
-            v = np.asarray(vals)
-            lines.append(
-                f"  {name:<8} {v.mean():8.2f} {np.median(v):8.2f} {v.min():8.2f} {v.max():8.2f} "
-                f"{int((v > 0).sum())}/{len(v)}"
-            )
+    if mixed:
+        lines.append(
+            "schemes    "
+            + ", ".join(f"{name} ({n})" for name, n in schemes.items())
+            + ": label classes differ, volumes per scheme"
+        )
+        for name, table in summary["volumes_ml_by_scheme"].items():
+            if any(table.values()):
+                what = f"{name}: {get_scheme(name).labels_text()}" if name else "no scheme: canonical labels"
+                lines.append(f"[{what}]")
+                lines.extend(_volume_lines(table))
+    elif summary["labelled"]:
+        lines.extend(_volume_lines(summary["volumes_ml"]))
     return "\n".join(lines)
 
 

@@ -22,13 +22,17 @@ Source conventions (value in the file for NCR, ED, ET):
 * ``"canonical"`` -- this library's own (1, 2, 3).
 
 Each task's full label scheme (its own labels and regions) is data in :mod:`brainseg_tf.schemes`;
-:func:`scheme_for_convention` names the scheme a convention reads.
+:func:`scheme_for_convention` names the scheme a convention reads. A label file may record a scheme
+instead of a convention (header stamp ``brainseg_tf labels=ped2024``, written by
+:func:`brainseg_tf.io.write_label`): a scheme whose labels the canonical ones hold reads through its
+convention, any other (GLI/MET 2024 with RC, PED 2024) into that scheme's internal labels
+(:func:`get_reading`, :func:`read_label_file`).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +66,11 @@ __all__ = [
     "region_masks",
     "regions_to_labels",
     "resolve_convention",
+    "LabelReading",
+    "get_reading",
+    "ORIGINS",
+    "LabelFile",
+    "read_label_file",
     "load_labels",
 ]
 
@@ -317,6 +326,196 @@ def resolve_convention(
     )
 
 
+def _stated(name: str) -> str:
+    return str(name).strip().lower()
+
+
+@dataclass(frozen=True)
+class LabelReading:
+    """How the values of a label file are read: through a convention into the canonical labels, or
+    through a scheme the canonical labels cannot hold (GLI/MET 2024 with RC, PED 2024) into that
+    scheme's internal labels (:attr:`brainseg_tf.schemes.LabelScheme.internal`).
+
+    Attributes:
+        name: the convention (``"brats"``, ``"msd"``...) or the non-canonical scheme (``"ped2024"``).
+        scheme: that non-canonical :class:`~brainseg_tf.schemes.LabelScheme`, or ``None``: canonical
+            labels (0 BG, 1 NCR, 2 ED, 3 ET) through the convention ``name``.
+        stated: the name as it was given (a canonical scheme such as ``"men"`` reads through its
+            convention ``"brats2023"``; ``stated`` keeps ``"men"``).
+    """
+
+    name: str
+    scheme: LabelScheme | None = None
+    stated: str = ""
+
+    @property
+    def allowed(self) -> tuple[int, ...]:
+        """The values a file read this way may hold, ascending."""
+        return self.scheme.values if self.scheme is not None else CONVENTIONS[self.name].allowed
+
+    @property
+    def description(self) -> str:
+        return self.scheme.description if self.scheme is not None else CONVENTIONS[self.name].description
+
+    def read(self, label: np.ndarray, source: str | Path | None = None) -> np.ndarray:
+        """uint8 labels ``(...)``: canonical (convention) or the scheme's internal labels.
+
+        Raises:
+            DataError: values outside the convention or scheme, naming ``source``, the values and
+                their voxel counts.
+        """
+        if self.scheme is None:
+            return to_canonical(label, self.name, source=source)
+        arr = _integer_view(label, source)
+        unknown = _outside(label_values(arr, source), self.allowed)
+        if unknown:
+            where = f"{source}: " if source is not None else ""
+            raise DataError(
+                source,
+                f"{where}label values {unknown} are not in the {self.name!r} scheme "
+                f"(allowed {list(self.allowed)}: {self.description})",
+            )
+        return self.scheme.to_internal(arr)
+
+
+def _outside(counts: dict[int, int], allowed: Iterable[int]) -> str:
+    """``"5 (12 voxels), 7 (1 voxels)"`` for the values of ``counts`` not in ``allowed`` ("" if none)."""
+    allowed = set(allowed)
+    return ", ".join(f"{v} ({n} voxels)" for v, n in sorted(counts.items()) if v not in allowed)
+
+
+def get_reading(name: str | LabelScheme) -> LabelReading:
+    """How a recorded or stated label name reads a file: a convention, or a scheme.
+
+    A convention name or alias (:data:`CONVENTIONS`; ``brats2021`` and ``msd`` are both) reads into
+    the canonical labels; a scheme (:func:`brainseg_tf.schemes.get_scheme`) whose internal labels are
+    the canonical ones reads through its convention (``men`` -> ``brats2023``); any other scheme
+    (``gli2024``, ``met2024``, ``ped2024``, ``men_rt``) reads into its own internal labels.
+
+    Raises:
+        ValueError: neither a convention nor a scheme (the message is :func:`get_convention`'s).
+    """
+    if isinstance(name, LabelScheme):
+        scheme = name
+    else:
+        try:
+            return LabelReading(get_convention(name).name, None, _stated(name))
+        except ValueError as exc:
+            unknown = exc  # the conventions' message, as before schemes could be named
+        try:
+            scheme = get_scheme(name)
+        except ValueError:
+            raise unknown from None
+    if scheme.is_canonical and scheme.convention is not None:
+        return LabelReading(get_convention(scheme.convention).name, None, scheme.name)
+    return LabelReading(scheme.name, scheme, scheme.name)
+
+
+#: Where a :class:`LabelFile`'s reading came from.
+ORIGINS: tuple[str, ...] = ("explicit", "recorded", "stamp", "fallback", "values")
+
+
+@dataclass
+class LabelFile:
+    """A label file read into library labels.
+
+    Attributes:
+        labels: ``(X, Y, Z)`` uint8: canonical labels (0 BG, 1 NCR, 2 ED, 3 ET), or the internal
+            labels of ``reading.scheme`` where it is set.
+        affine: ``(4, 4)`` voxel-to-world affine.
+        spacing: voxel size in mm.
+        reading: how the values were read (:class:`LabelReading`).
+        origin: where the reading came from (:data:`ORIGINS`): a flag, the record the caller passed
+            (dataset layout, ``predictions.json``), the header stamp, the caller's ``fallback`` or
+            the values alone (only where every convention reads them alike).
+    """
+
+    labels: np.ndarray
+    affine: np.ndarray
+    spacing: tuple[float, float, float]
+    reading: LabelReading
+    origin: str
+
+
+def read_label_file(
+    path: str | Path,
+    recorded: str | None = None,
+    *,
+    explicit: str | None = None,
+    fallback: str | None = None,
+    fallback_text: str | None = None,
+    flag: str = "--pred-convention",
+    check: Callable[[LabelReading, str], None] | None = None,
+) -> LabelFile:
+    """Read a label file in the convention or scheme that is stated or recorded for it; never guessed.
+
+    In order: ``explicit`` (a flag); ``recorded`` (the dataset's layout, ``predictions.json``);
+    the header stamp ``brainseg_tf labels=<name>`` (a convention, or a scheme such as ``ped2024``:
+    :func:`get_reading`); ``fallback`` (e.g. the reference's scheme for a prediction that records
+    nothing); else the values present decide only where every convention reads them alike
+    (:func:`resolve_convention`).
+
+    Args:
+        path: the NIfTI file; a ``(X, Y, Z, 1)`` volume is read as ``(X, Y, Z)``.
+        recorded, explicit, fallback: convention or scheme names, or ``None``.
+        fallback_text: what ``fallback`` is, for the refusal (default ``"the scheme 'x'"``).
+        flag: what the user passes to state the labels, quoted in errors.
+        check: called with the reading and its origin once they are known, before the values are
+            read; it raises to refuse the file (e.g. a prediction in another scheme than its reference).
+
+    Returns:
+        A :class:`LabelFile`.
+
+    Raises:
+        DataError: the values are outside the reading (for a ``fallback`` reading: the file records
+            no labels and its values contradict ``fallback``; names the values and ``flag``), or
+            fit several conventions that read them differently (names ``flag``), or an unknown
+            recorded name.
+    """
+    path = Path(path)
+    volume = load_nifti(path)
+    data = np.asarray(volume.data)
+    if data.ndim == 4 and data.shape[-1] == 1:
+        data = data[..., 0]
+    record, origin = (recorded, "recorded") if recorded is not None else (stamped_convention(volume.header), "stamp")
+    if explicit is not None:
+        reading, origin = get_reading(explicit), "explicit"
+        if record is not None:
+            try:
+                differs = get_reading(record).name != reading.name
+            except ValueError:
+                differs = True
+            if differs:
+                warnings.warn(
+                    f"{path}: records labels as {record!r}; read as {reading.name!r} as {flag} says", stacklevel=2
+                )
+    elif record is not None:
+        try:
+            reading = get_reading(record)
+        except ValueError as exc:
+            raise DataError(path, f"{path}: recorded label convention: {exc}") from exc
+    elif fallback is not None:
+        reading, origin = get_reading(fallback), "fallback"
+        if check is not None:
+            check(reading, origin)
+        unknown = _outside(label_values(data, source=path), reading.allowed)
+        if unknown:
+            what = fallback_text or f"the {reading.name!r} {'scheme' if reading.scheme else 'convention'}"
+            raise DataError(
+                path,
+                f"{path}: records no label scheme, so it is read in {what}; its label values {unknown} "
+                f"contradict it (allowed {list(reading.allowed)}: {reading.description}); pass {flag} "
+                f"to state its labels",
+            )
+    else:
+        name = resolve_convention(label_values(data, source=path), path, flag=flag)
+        reading, origin = LabelReading(name, None, name), "values"
+    if check is not None and origin != "fallback":
+        check(reading, origin)
+    labels = reading.read(data, path)
+    return LabelFile(labels, np.asarray(volume.affine), tuple(float(s) for s in volume.spacing), reading, origin)
+
+
 def load_labels(
     path: Path,
     convention: str | None,
@@ -325,22 +524,13 @@ def load_labels(
     fallback: str | None = None,
     flag: str = "--pred-convention",
 ) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
-    """Canonical labels ``(X, Y, Z)`` uint8, affine and spacing of a label file.
+    """Labels ``(X, Y, Z)`` uint8, affine and spacing of a label file (:func:`read_label_file`).
 
     ``convention`` is the recorded one (layout or metadata; ``None``: the header stamp, else
     ``fallback`` (e.g. the convention of the case the file belongs to), else
-    :func:`resolve_convention` decides or raises naming ``flag``); ``explicit`` overrides it.
+    :func:`resolve_convention` decides or raises naming ``flag``); ``explicit`` overrides it. Each
+    may name a convention or a scheme: a file read in a scheme the canonical labels cannot hold
+    (a stamp ``ped2024``) comes back in that scheme's internal labels (:func:`get_reading`).
     """
-    volume = load_nifti(path)
-    data = np.asarray(volume.data)
-    if data.ndim == 4 and data.shape[-1] == 1:
-        data = data[..., 0]
-    recorded = convention or stamped_convention(volume.header) or fallback
-    conv = resolve_convention(
-        label_values(data, source=path) if explicit is None and recorded is None else (),
-        path,
-        explicit=explicit,
-        recorded=recorded,
-        flag=flag,
-    )
-    return to_canonical(data, conv, source=path), np.asarray(volume.affine), tuple(float(s) for s in volume.spacing)
+    read = read_label_file(path, convention, explicit=explicit, fallback=fallback, flag=flag)
+    return read.labels, read.affine, read.spacing

@@ -2,12 +2,14 @@
 
 Every layout is reduced to a list of :class:`CaseRef` (which files make up one case, which label
 scheme and convention they use); :func:`brainseg_tf.io.read_case` turns a reference into a
-:class:`Case` with canonical channels ``(flair, t1, t1ce, t2)`` and canonical labels.
+:class:`Case` with canonical channels ``(flair, t1, t1ce, t2)`` and its scheme's internal labels
+(the canonical 1 NCR, 2 ED, 3 ET for the glioma schemes).
 
 The label scheme of a case comes from the task prefix of its id
 (:func:`brainseg_tf.schemes.detect_scheme`) or is stated (``scheme=``); ids without a task prefix
-take their layout's scheme. Schemes the canonical labels cannot hold yet (PED 2024+, MEN-RT, the
-GLI/MET resection cavity) are refused with a :class:`DataError` instead of being misread.
+take their layout's scheme. GLI/MET 2024 (with 4 RC) and PED 2024 read into their own internal
+labels; MEN-RT (one modality, a ``_gtv`` mask) is refused with a :class:`DataError` instead of
+being misread.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from brainseg_tf.io.jsonfile import read_json
 from brainseg_tf.io.labels import (
     MODALITIES,
     from_canonical,
-    get_convention,
     label_values,
     scheme_for_convention,
     to_canonical,
@@ -199,12 +200,13 @@ def case_scheme(case_id: str, layout: str, scheme: str | None = None) -> tuple[L
     return found.scheme, found.note
 
 
-def scheme_refusal(ref: CaseRef, where: str | Path, detail: str | None = None) -> str:
-    """The message refusing a case whose label scheme this version cannot read yet."""
+def scheme_refusal(ref: CaseRef, where: str | Path) -> str:
+    """The message refusing a case whose label scheme this version cannot read yet (MEN-RT)."""
     scheme = get_scheme(ref.scheme)
-    what = detail or (
-        f"the {scheme.name!r} label scheme ({scheme.description}) has no reading in the canonical labels "
-        f"(1 NCR, 2 ED, 3 ET)"
+    what = (
+        f"the {scheme.name!r} label scheme ({scheme.description}) ships {len(scheme.modalities)} image(s) "
+        f"({', '.join(scheme.modalities)}) and a '{scheme.mask}' mask, where this version reads the four "
+        f"modalities ({', '.join(MODALITIES)})"
     )
     text = (
         f"{where}: case {ref.case_id!r}: {what}; reading, training and evaluating the {scheme.name!r} scheme is "
@@ -214,39 +216,42 @@ def scheme_refusal(ref: CaseRef, where: str | Path, detail: str | None = None) -
 
 
 def check_scheme_readable(ref: CaseRef, source: str | Path | None = None) -> None:
-    """Refuse a case whose scheme the canonical labels cannot hold at all (PED 2024+, MEN-RT).
+    """Refuse a case whose scheme this version cannot read at all (MEN-RT: one modality, ``_gtv`` mask).
 
     Raises:
         DataError: naming ``source`` (default: the mask), the scheme and issue 21.
     """
-    if ref.scheme is not None and get_scheme(ref.scheme).convention is None:
+    if ref.scheme is not None and len(get_scheme(ref.scheme).modalities) != len(MODALITIES):
         where = source or ref.label or ref.case_id
         raise DataError(where, scheme_refusal(ref, where))
 
 
 def labels_to_canonical(data: np.ndarray, ref: CaseRef, source: str | Path | None = None) -> np.ndarray:
-    """Canonical uint8 labels of a case's mask, read in the case's scheme and convention.
+    """The internal uint8 labels of a case's mask, read in the case's scheme.
+
+    The internal labels of a glioma scheme are the canonical ones (1 NCR, 2 ED, 3 ET, read through
+    the case's convention); a scheme with other labels (GLI/MET 2024 with 4 RC, PED 2024 with
+    1 ET, 2 NET, 3 CC, 4 ED) is read into its own internal labels
+    (:attr:`brainseg_tf.schemes.LabelScheme.internal`: 1 core, 2 edema, 3 ET, then RC or CC as 4).
 
     Raises:
-        DataError: the scheme cannot be read (see :func:`check_scheme_readable`), the mask holds a
-            label of its scheme that the canonical labels cannot hold (the GLI/MET resection cavity,
-            4), or values outside the convention. The message names ``source``.
+        DataError: the scheme cannot be read (see :func:`check_scheme_readable`) or the mask holds
+            values outside its scheme or convention. The message names ``source``.
     """
     check_scheme_readable(ref, source)
-    if ref.scheme is not None:
+    if ref.scheme is not None and not get_scheme(ref.scheme).is_canonical:
         scheme = get_scheme(ref.scheme)
-        held = get_convention(scheme.convention).to_canonical
-        extra = {value: name for name, value in scheme.labels if value not in held}
-        if extra:
-            counts = label_values(data, source)
-            found = {v: counts[v] for v in extra if v in counts}
-            if found:
-                listed = ", ".join(f"{v} {extra[v]} ({n} voxels)" for v, n in sorted(found.items()))
-                detail = (
-                    f"label {listed} of the {scheme.name!r} scheme ({scheme.description}) has no canonical label "
-                    f"yet (convention='brats2024_post' reads it as background)"
-                )
-                raise DataError(source, scheme_refusal(ref, source, detail))
+        counts = label_values(data, source)
+        unknown = {v: n for v, n in counts.items() if v not in scheme.values}
+        if unknown:
+            listed = ", ".join(f"{v} ({n} voxels)" for v, n in sorted(unknown.items()))
+            raise DataError(
+                source,
+                f"{source}: case {ref.case_id!r}: label values {listed} are not in the {scheme.name!r} scheme "
+                f"(allowed {list(scheme.values)}: {scheme.description})"
+                + (f". {ref.scheme_note}" if ref.scheme_note else ""),
+            )
+        return scheme.to_internal(np.asarray(data).astype(np.int64, copy=False))
     return to_canonical(data, ref.convention, source=source)
 
 
@@ -603,8 +608,9 @@ def write_case(
     grade: str | None = None,
     header=None,
     suffix: str = ".nii.gz",
+    scheme: str | None = None,
 ) -> CaseRef:
-    """Write one case in a layout's file naming, converting canonical labels to its convention.
+    """Write one case in a layout's file naming, converting its labels to the files' values.
 
     Args:
         root: dataset folder.
@@ -612,13 +618,23 @@ def write_case(
         case_id: the case id (see :func:`case_id_for`).
         images: canonical modality (``flair``, ``t1``, ``t1ce``, ``t2``) -> ``(X, Y, Z)`` array,
             written with its own dtype (int16 like real BraTS files).
-        label: canonical ``(X, Y, Z)`` labels (0-3) or ``None`` for an unlabelled case.
+        label: ``(X, Y, Z)`` canonical labels (0-3), or with ``scheme`` that scheme's internal
+            labels; ``None`` for an unlabelled case.
         affine: 4x4 voxel-to-world affine shared by all files.
         grade: for ``brats2018``, put the case under ``HGG/`` or ``LGG/``.
         suffix: ``.nii.gz`` or ``.nii``.
+        scheme: the case's label scheme (:mod:`brainseg_tf.schemes`) where its labels are not the
+            canonical ones (``gli2024``/``met2024`` with 4 RC, ``ped2024``): the mask is written in
+            the scheme's SOURCE values (PED internal 1 NET, 2 ED, 3 ET, 4 CC -> file 2, 4, 1, 3) and
+            its header records the scheme's name. A canonical scheme writes through the layout's
+            convention, as without it.
 
     Returns:
         The :class:`CaseRef` of the written files.
+
+    Raises:
+        ValueError: unknown layout or scheme, missing modalities, a bad case id, labels outside
+            the scheme's internal labels (or outside 0-3).
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout={layout!r} is unknown; expected one of {list(LAYOUTS)}")
@@ -627,8 +643,15 @@ def write_case(
     if missing:
         raise ValueError(f"images is missing modalities {missing}")
     root = Path(root)
+    chosen = None if scheme is None else get_scheme(scheme)
     convention = LAYOUT_CONVENTION[layout]
-    file_label = None if label is None else from_canonical(label, convention)
+    stamp = convention
+    if chosen is not None and not chosen.is_canonical:
+        file_label = None if label is None else chosen.from_internal(label)
+        stamp = chosen.name
+    else:
+        file_label = None if label is None else from_canonical(label, convention)
+    name = None if chosen is None else chosen.name
     if layout == "msd":
         _msd_dataset_json(root)
         stack = np.stack([images[m] for m in MODALITIES], axis=-1)
@@ -641,10 +664,10 @@ def write_case(
                 root / lab_dir / f"{case_id}{suffix}",
                 affine=affine,
                 header=header,
-                label_convention=convention,
+                label_convention=stamp,
             )
         _update_msd_index(root, case_id, label is not None)
-        return CaseRef(case_id, "msd", "msd", {"4d": img_path}, lab_path, MODALITIES)
+        return CaseRef(case_id, "msd", "msd", {"4d": img_path}, lab_path, MODALITIES, scheme=name)
     folder = root / grade / case_id if (grade and layout == "brats2018") else root / case_id
     sep = "-" if layout == "brats2023" else "_"
     tokens = _LAYOUT_TOKENS[layout]
@@ -655,9 +678,9 @@ def write_case(
     lab_path = None
     if file_label is not None:
         lab_path = save_nifti(
-            file_label, folder / f"{case_id}{sep}seg{suffix}", affine=affine, header=header, label_convention=convention
+            file_label, folder / f"{case_id}{sep}seg{suffix}", affine=affine, header=header, label_convention=stamp
         )
-    return CaseRef(case_id, layout, convention, paths, lab_path, grade=grade)
+    return CaseRef(case_id, layout, convention, paths, lab_path, grade=grade, scheme=name)
 
 
 def warn_notes(ref: CaseRef) -> None:

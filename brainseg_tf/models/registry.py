@@ -2,7 +2,9 @@
 
 Training and inference never inspect a builder or branch on a model name: they ask the
 :class:`ModelSpec` of the model, whose functions take the *resolved* options (the builder's
-defaults updated with the recipe's ``model.options``, see :meth:`ModelSpec.resolve`).
+defaults updated with the recipe's ``model.options``, see :meth:`ModelSpec.resolve`). The head's
+channels follow the label scheme (:mod:`brainseg_tf.schemes`) where ``out_channels`` is not stated:
+a sigmoid head has one channel per region of the scheme, a softmax head one per class.
 """
 
 from __future__ import annotations
@@ -17,27 +19,32 @@ from typing import Any
 import keras
 
 from brainseg_tf.conventions import MODALITIES
+from brainseg_tf.schemes import DEFAULT_SCHEME, LabelScheme, get_scheme
 
 __all__ = ["ModelSpec", "register", "get_spec", "available", "build", "SPECS"]
 
 Options = Mapping[str, Any]
+Scheme = str | LabelScheme | None
+#: The label scheme of a model that states none: canonical 4 classes, 3 regions (WT, TC, ET).
 
 
 def _pool_divisor(opts: Options) -> tuple[int, ...]:
     return (2 ** int(opts["depth"]),) * int(opts["spatial_dims"])
 
 
-def _default_head(opts: Options) -> str:
-    """``softmax``, ``sigmoid`` (3 regions) or ``region`` (a single sigmoid channel)."""
-    if opts.get("head", "softmax") == "sigmoid" and _out_channels(opts) == 1:
+def _default_head(opts: Options, scheme: Scheme = None) -> str:
+    """``softmax``, ``sigmoid`` (the scheme's regions) or ``region`` (a single sigmoid channel)."""
+    if opts.get("head", "softmax") == "sigmoid" and _out_channels(opts, scheme) == 1:
         return "region"
     return str(opts.get("head", "softmax"))
 
 
-def _out_channels(opts: Options) -> int:
+def _out_channels(opts: Options, scheme: Scheme = None) -> int:
+    """The stated ``out_channels``, else the scheme's classes (softmax) or regions (sigmoid): 4 or 3 by default."""
     n = opts.get("out_channels")
     if n is None:
-        return 4 if opts.get("head", "softmax") == "softmax" else 3
+        s = get_scheme(DEFAULT_SCHEME if scheme is None else scheme)
+        return s.n_classes if opts.get("head", "softmax") == "softmax" else len(s.regions)
     return int(n)
 
 
@@ -90,13 +97,14 @@ class ModelSpec:
         return {**self.defaults, **options}
 
     # -- facts ----------------------------------------------------------------------------
-    def head(self, options: Options | None = None) -> str:
-        """``"softmax"`` (4 classes), ``"sigmoid"`` (3 regions WT, TC, ET) or ``"region"`` (1 region)."""
-        return _default_head(self.resolve(options))
+    def head(self, options: Options | None = None, scheme: Scheme = None) -> str:
+        """``"softmax"`` (the scheme's classes; 4 by default), ``"sigmoid"`` (its regions; WT, TC, ET by
+        default) or ``"region"`` (1 region)."""
+        return _default_head(self.resolve(options), scheme)
 
-    def out_channels(self, options: Options | None = None) -> int:
-        """Output channels of the full-resolution head."""
-        return _out_channels(self.resolve(options))
+    def out_channels(self, options: Options | None = None, scheme: Scheme = None) -> int:
+        """Output channels of the full-resolution head (unstated: from ``scheme``, default ``brats2021``)."""
+        return _out_channels(self.resolve(options), scheme)
 
     def logits(self, options: Options | None = None) -> bool:
         """Whether the model's last layer returns pre-activation scores."""

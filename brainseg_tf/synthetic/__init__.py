@@ -16,6 +16,9 @@ BraTS grid, scaled to fill whatever grid is asked for):
   the shared real cases, see ``docs/synthetic.md``), partial volume, tumour texture, a smooth
   multiplicative bias field per modality, Rician noise, a per-case scale per modality; background
   exactly 0 outside the brain; int16 images, uint8 canonical labels (0 BG, 1 NCR, 2 ED, 3 ET).
+* BraTS 2024/2025 tasks (``task=``, layouts ``gli2024``, ``met2024``, ``ped2024``): a resection
+  cavity (4 RC) for post-treatment GLI and MET, 2-4 small metastases for MET, PED's cyst (CC),
+  non-enhancing tumour (NET), ET and ED; labels in the task's scheme (:mod:`brainseg_tf.schemes`).
 
 Geometry is computed on a half-resolution grid for large volumes and upsampled linearly, which
 also provides partial-volume blurring; a full 240 x 240 x 155 case takes about a second.
@@ -24,11 +27,22 @@ Example::
 
     case = synthesize_case(0)                         # SyntheticCase, images int16 (240, 240, 155)
     make_dataset("data/synth", layout="brats2021", n_cases=8, seed=0)
+    make_dataset("data/ped", layout="ped2024", n_cases=4, shape=(96, 96, 64))  # BraTS-PED-*, 1 ET, 2 NET, 3 CC, 4 ED
 """
 
 from brainseg_tf.conventions import MODALITIES
-from brainseg_tf.synthetic.dataset import SURVIVAL_COLUMNS, case_seed, ensure_dataset, make_dataset, survival_record
+from brainseg_tf.synthetic.dataset import (
+    SURVIVAL_COLUMNS,
+    SYNTH_LAYOUTS,
+    TASK_LAYOUTS,
+    case_seed,
+    ensure_dataset,
+    has_resection,
+    make_dataset,
+    survival_record,
+)
 from brainseg_tf.synthetic.phantom import (
+    TASKS,
     TEMPLATE_SHAPE,
     TISSUE_CLASSES,
     SyntheticCase,
@@ -40,6 +54,9 @@ from brainseg_tf.synthetic.phantom import (
 __all__ = [
     "MODALITIES",
     "SURVIVAL_COLUMNS",
+    "SYNTH_LAYOUTS",
+    "TASKS",
+    "TASK_LAYOUTS",
     "TEMPLATE_SHAPE",
     "TISSUE_CLASSES",
     "SyntheticCase",
@@ -47,6 +64,7 @@ __all__ = [
     "case_seed",
     "check_case_arguments",
     "ensure_dataset",
+    "has_resection",
     "make_dataset",
     "survival_record",
     "synthesize_case",

@@ -13,6 +13,25 @@ from brainseg_tf.synthetic.phantom import SyntheticCase, check_case_arguments, s
 
 SURVIVAL_COLUMNS: tuple[str, ...] = ("Brats20ID", "Age", "Survival_days", "Extent_of_Resection")
 
+#: The BraTS 2024/2025 task layouts of :func:`make_dataset`: case id pattern per task. Their files
+#: use the 2023+ naming (io layout ``brats2023``: ``<case>-t2f/-t1n/-t1c/-t2w/-seg.nii.gz``) and
+#: their masks hold the task's label scheme's SOURCE values (``synthesize_case(task=...)``).
+TASK_LAYOUTS: dict[str, str] = {
+    "gli2024": "BraTS-GLI-{:05d}-100",  # post-treatment time points (1xx)
+    "met2024": "BraTS-MET-{:05d}-000",
+    "ped2024": "BraTS-PED-{:05d}-000",
+}
+#: Every layout :func:`make_dataset` writes: the io file layouts, then the task layouts.
+SYNTH_LAYOUTS: tuple[str, ...] = ("brats2018", "brats2020", "brats2021", "brats2023", "msd", *TASK_LAYOUTS)
+
+
+def has_resection(layout: str, index: int) -> bool:
+    """Whether case ``index`` of a task layout has a resection cavity (4 RC): two GLI cases in three
+    (all but ``index % 3 == 2``), every other MET case (even ``index``); never elsewhere."""
+    if layout == "gli2024":
+        return index % 3 != 2
+    return layout == "met2024" and index % 2 == 0
+
 
 def case_seed(seed: int, index: int) -> int:
     """The seed of case ``index`` of a dataset made with ``seed`` (independent streams per case)."""
@@ -73,9 +92,16 @@ def make_dataset(
     entries, as in the real file); without labels, ``survival_evaluation.csv`` holds ``BraTS20ID,
     Age, ResectionStatus`` like the real validation file.
 
+    Task layouts (:data:`TASK_LAYOUTS`) write BraTS 2024/2025 cases in the 2023+ file naming:
+    ``gli2024`` (``BraTS-GLI-xxxxx-100`` post-treatment time points, a resection cavity 4 RC
+    beside the tumour in two cases in three), ``met2024`` (``BraTS-MET-*``: 2-4 small lesions,
+    every other case with RC), ``ped2024`` (``BraTS-PED-*``: 1 ET, 2 NET, 3 CC, 4 ED in the files).
+    See :func:`has_resection` and :func:`brainseg_tf.synthetic.synthesize_case` (``task=``).
+
     Args:
         out: dataset folder (created).
-        layout: ``brats2018``, ``brats2020``, ``brats2021``, ``brats2023`` or ``msd``.
+        layout: one of :data:`SYNTH_LAYOUTS`: ``brats2018``, ``brats2020``, ``brats2021``,
+            ``brats2023``, ``msd``, ``gli2024``, ``met2024`` or ``ped2024``.
         n_cases: number of cases (>= 1).
         seed: dataset seed; the same seed writes identical files.
         shape: grid of every case.
@@ -88,10 +114,11 @@ def make_dataset(
     Raises:
         ValueError: unknown layout, ``n_cases`` < 1, bad seed or shape.
     """
-    from brainseg_tf.io import LAYOUTS, case_id_for, write_case
+    from brainseg_tf.io import case_id_for, write_case
 
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout={layout!r} is unknown; expected one of {list(LAYOUTS)}")
+    if layout not in SYNTH_LAYOUTS:
+        raise ValueError(f"layout={layout!r} is unknown; expected one of {list(SYNTH_LAYOUTS)}")
+    task = layout if layout in TASK_LAYOUTS else None
     check_int("n_cases", n_cases)
     check_case_arguments(seed, shape, (1.0, 1.0, 1.0))
     out = Path(out)
@@ -101,16 +128,17 @@ def make_dataset(
     if progress and n_cases > 1:
         indices = show_progress(indices, desc=f"synth {layout}")
     for i in indices:
-        case = synthesize_case(case_seed(seed, i), tuple(shape))
-        cid = case_id_for(layout, i)
+        case = synthesize_case(case_seed(seed, i), tuple(shape), task=task, resection=has_resection(layout, i))
+        cid = TASK_LAYOUTS[task].format(i) if task else case_id_for(layout, i)
         write_case(
             out,
-            layout,
+            "brats2023" if task else layout,
             cid,
             case.images,
             case.label if with_labels else None,
             case.affine,
             grade=case.grade if layout == "brats2018" else None,
+            scheme=task,
         )
         rec = survival_record(case, np.random.default_rng(np.random.SeedSequence([int(seed), i, 1])))
         rows.append((cid, rec))

@@ -14,8 +14,9 @@ import numpy as np
 from scipy import ndimage
 
 from brainseg_tf.arrays import check_spacing
-from brainseg_tf.checks import check_int, check_int_sequence
+from brainseg_tf.checks import check_choice, check_int, check_int_sequence
 from brainseg_tf.conventions import MODALITIES
+from brainseg_tf.schemes import get_scheme
 
 TEMPLATE_SHAPE: tuple[int, int, int] = (240, 240, 155)
 TISSUE_CLASSES: dict[int, str] = {0: "background", 1: "csf", 2: "grey matter", 3: "white matter", 4: "deep grey"}
@@ -45,6 +46,17 @@ _SCALE = {"flair": 230.0, "t1": 380.0, "t1ce": 420.0, "t2": 330.0}
 _KINDS = ("classic", "solid", "no_et", "patchy")  # rim + necrosis, no NCR, no ET (LGG-like), gappy rim
 _KIND_P = (0.55, 0.15, 0.15, 0.15)
 
+#: The BraTS 2024/2025 tasks :func:`synthesize_case` can make (``task=``), each named by its label scheme.
+TASKS: tuple[str, ...] = ("gli2024", "met2024", "ped2024")
+# Task-only parts (their own random stream, so the default cases stay as they were): non-enhancing
+# solid tumour (PED NET: no T1ce uptake, T2/FLAIR bright) and the fluid of a resection cavity (CSF-like).
+_TASK_PARTS = {
+    #        flair  t1    t1ce  t2
+    "net": (1.58, 0.80, 0.78, 1.90),
+    "rc": (0.36, 0.38, 0.42, 2.70),
+}
+_MET_KIND_P = (0.6, 0.3, 0.0, 0.1)  # metastases enhance: ring with necrosis or solid, never LGG-like
+
 
 @dataclass
 class SyntheticCase:
@@ -53,7 +65,9 @@ class SyntheticCase:
     Attributes:
         images: canonical modality (``flair``, ``t1``, ``t1ce``, ``t2``) -> int16 ``(X, Y, Z)``,
             0 outside the brain.
-        label: uint8 ``(X, Y, Z)`` canonical labels (0 BG, 1 NCR, 2 ED, 3 ET).
+        label: uint8 ``(X, Y, Z)`` canonical labels (0 BG, 1 NCR, 2 ED, 3 ET), or with ``scheme``
+            that scheme's internal labels (``gli2024``/``met2024``: 1 NETC, 2 SNFH, 3 ET, 4 RC;
+            ``ped2024``: 1 NET, 2 ED, 3 ET, 4 CC).
         affine: 4x4 BraTS-like LPS affine ``diag(-sx, -sy, sz)`` with translation ``(0, (Y-1) sy, 0)``.
         brain_mask: bool ``(X, Y, Z)``; every modality is nonzero exactly here.
         spacing: voxel size in mm.
@@ -62,7 +76,9 @@ class SyntheticCase:
         grade: ``"HGG"`` or ``"LGG"`` (cases without enhancing tumour are LGG-like); ``"none"``
             for a tumour-free case.
         kind: tumour pattern, one of ``classic``, ``solid``, ``no_et``, ``patchy``, or ``none``.
-        volumes_ml: ``ncr``, ``ed``, ``et``, ``tc``, ``wt`` and ``brain`` volumes in ml.
+        volumes_ml: ``ncr``, ``ed``, ``et``, ``tc``, ``wt`` and ``brain`` volumes in ml (with a
+            ``scheme``: ``ncr``/``ed``/``et`` are its internal labels 1-3, ``rc`` or ``cc`` its
+            label 4, ``tc``/``wt`` its TC/WT regions).
         centroid_vox: whole-tumour centroid in voxel indices (NaN without tumour).
         centroid_mm: the same in world millimetres (through ``affine``).
         features: extra tumour features for survival models (``depth_mm``: distance of the centre
@@ -71,6 +87,8 @@ class SyntheticCase:
         tissue: uint8 ``(X, Y, Z)`` dominant healthy tissue under every voxel (see
             :data:`TISSUE_CLASSES`; displaced by the mass effect, ignoring the tumour), 0 outside
             the brain. Not written to disk; for tests and tissue-aware examples.
+        scheme: the label scheme of a BraTS 2024/2025 task case (``synthesize_case(task=...)``),
+            or ``None`` for canonical labels.
     """
 
     images: dict[str, np.ndarray]
@@ -87,6 +105,7 @@ class SyntheticCase:
     centroid_mm: tuple[float, float, float]
     features: dict = field(default_factory=dict)
     tissue: np.ndarray | None = None
+    scheme: str | None = None
 
     @property
     def has_ncr(self) -> bool:
@@ -303,20 +322,23 @@ class _Tumour:
     box: tuple  # coarse-grid slices
 
 
-def _draw_tumour(rng: np.random.Generator, grid: _Grid, d_brain: np.ndarray) -> _Tumour:
-    kind = _KINDS[int(rng.choice(len(_KINDS), p=_KIND_P))]
-    r_core = float(np.clip(rng.lognormal(np.log(19.0), 0.28), 7.0, 30.0))
+def _draw_tumour(
+    rng: np.random.Generator, grid: _Grid, d_brain: np.ndarray, size: float = 1.0, kind_p: tuple = _KIND_P
+) -> _Tumour:
+    """A tumour's random parameters; ``size`` scales its core, rim and edema margin (small metastases)."""
+    kind = _KINDS[int(rng.choice(len(_KINDS), p=kind_p))]
+    r_core = float(np.clip(rng.lognormal(np.log(19.0), 0.28), 7.0, 30.0)) * size
     if kind == "solid":
         r_core = float(np.clip(r_core * 0.75, 6.0, 16.0))
     elif kind == "no_et":
         r_core = float(np.clip(r_core * 1.25, 9.0, 32.0))
-    margin = float(rng.uniform(2.0, 14.0)) * (0.7 if kind == "no_et" else 1.0)
+    margin = float(rng.uniform(2.0, 14.0)) * (0.7 if kind == "no_et" else 1.0) * max(size, 0.5)
     core_axes = r_core * rng.uniform(0.75, 1.25, 3)
     ed_axes = (r_core + margin) * rng.uniform(0.8, 1.25, 3)
     q, r = np.linalg.qr(rng.standard_normal((3, 3)))
     rot = (q * np.sign(np.diag(r))).astype(np.float32)
     ed_shift = rng.normal(0.0, 0.25 * margin, 3)
-    rim = float(rng.uniform(4.0, 9.0))
+    rim = float(rng.uniform(4.0, 9.0)) * size
     c = _CENTRE
     need = max(8.0, 0.55 * r_core)
     centre = None
@@ -383,6 +405,8 @@ def synthesize_case(
     *,
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
     with_tumour: bool = True,
+    task: str | None = None,
+    resection: bool = False,
 ) -> SyntheticCase:
     """Make one synthetic BraTS-like case, deterministic per ``seed``.
 
@@ -393,36 +417,61 @@ def synthesize_case(
             2 inferior -> superior, as in BraTS' LPS voxel order).
         spacing: voxel size in mm, used for the affine and the volumes.
         with_tumour: ``False`` gives a healthy brain with an all-zero label.
+        task: ``None`` (the adult glioma above, canonical labels) or one of :data:`TASKS`, whose
+            label scheme's internal labels (:attr:`brainseg_tf.schemes.LabelScheme.internal`) the
+            label then holds: ``gli2024`` the same glioma (1 NETC, 2 SNFH, 3 ET) plus 4 RC with
+            ``resection``; ``met2024`` 2-4 smaller ring-enhancing or solid lesions (the first the
+            largest), plus 4 RC with ``resection``; ``ped2024`` the glioma with its necrotic centre
+            as a cyst (4 CC), its enhancing rim partly non-enhancing (1 NET, 3 ET), LGG-like cases
+            all NET, and 2 ED.
+        resection: ``gli2024``/``met2024`` only: a fluid-filled resection cavity (4 RC) cut into the
+            first lesion's side, over tumour and brain alike (a post-treatment time point).
 
     Returns:
-        A :class:`SyntheticCase` with int16 images, uint8 canonical labels and tumour features.
+        A :class:`SyntheticCase` with int16 images, uint8 labels (canonical, or ``task``'s internal
+        labels) and tumour features. ``task=None`` gives the same case as before tasks existed: the
+        tasks draw from a random stream of their own.
 
     Raises:
         ValueError: a negative or non-int seed, a shape that is not three ints >= 16, a
-            non-positive spacing.
+            non-positive spacing, an unknown ``task``, ``resection`` for a task without RC.
     """
     shape, spacing = check_case_arguments(seed, shape, spacing)
+    if task is not None:
+        check_choice("task", task, TASKS)
+    if resection and task not in ("gli2024", "met2024"):
+        raise ValueError(
+            f"resection=True needs task='gli2024' or 'met2024' (a resection cavity label), got task={task!r}"
+        )
     # Two independent streams: the healthy anatomy and acquisition of a seed are the same with
     # or without a tumour, so ``with_tumour=False`` gives the subject's tumour-free counterpart.
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0]))
     trng = np.random.default_rng(np.random.SeedSequence([int(seed), 1]))
     grid = _Grid.make(shape)
     brain = _healthy_brain(rng, grid)
-    tumour = None
+    # The tasks' own draws (lesion count and sizes, cavity, enhancing patches) come from a third stream.
+    xrng = np.random.default_rng(np.random.SeedSequence([int(seed), 2]))
+    tumours: list[_TumourShape] = []
     if with_tumour:
-        tumour = _grow_tumour(trng, grid, brain)
-        if tumour.params.kind == "no_et":  # LGG-like patients are younger
+        tumours = _grow_tumours(trng, xrng, grid, brain, task)
+        if tumours[0].params.kind == "no_et":  # LGG-like patients are younger
             brain.age = float(np.clip(brain.age - trng.uniform(8.0, 22.0), 19.0, 86.0))
-        _mass_effect(grid, brain, tumour)
-        _tumour_fields(trng, grid, brain, tumour)
+        for tumour in tumours:
+            _mass_effect(grid, brain, tumour)
+        for tumour in tumours:
+            _tumour_fields(trng, grid, brain, tumour)
+        _task_fields(xrng, grid, brain, tumours, task, resection)
     tissue_c, images_c = _tissue_intensities(rng, brain)
-    if tumour is not None:
-        _paint_tumour(trng, grid, images_c, tumour)
+    for tumour in tumours:
+        _paint_tumour(trng, grid, images_c, tumour, xrng if task == "ped2024" else None)
+    if resection and tumours:
+        _paint_cavity(xrng, grid, images_c, tumours[0])
     _acquire(rng, grid, images_c)
     mask = grid.up(brain.d_brain) < 0.0
     images = _full_resolution_images(grid, images_c, mask)
-    label, fbox = _full_resolution_label(grid, mask, tumour)
-    case = _finish(grid, brain, tumour.params if tumour else None, label, fbox, images, mask, spacing, int(seed))
+    label, fbox = _full_resolution_label(grid, mask, tumours, task)
+    first = tumours[0].params if tumours else None
+    case = _finish(grid, brain, first, label, fbox, images, mask, spacing, int(seed), task)
     case.tissue = _full_resolution_tissue(grid, tissue_c) * mask
     return case
 
@@ -458,6 +507,9 @@ class _TumourShape:
     core: np.ndarray | None = None
     ncr: np.ndarray | None = None
     edema: np.ndarray | None = None
+    enhancing: np.ndarray | None = None  # ped2024: the rim enhances where this is negative (else NET)
+    cavity: np.ndarray | None = None  # a resection cavity's level set, negative inside
+    net_core: bool = False  # ped2024 LGG-like: the whole core is non-enhancing tumour
 
 
 def _step_mm(grid: _Grid, mm: float) -> tuple[float, ...]:
@@ -491,12 +543,57 @@ def _healthy_brain(rng: np.random.Generator, grid: _Grid) -> _Brain:
     return _Brain(age, an, g, thick, d_brain, depth, f_csf, f_gm, f_dgm, vox)
 
 
-def _grow_tumour(trng: np.random.Generator, grid: _Grid, brain: _Brain) -> _TumourShape:
+def _grow_tumour(
+    trng: np.random.Generator, grid: _Grid, brain: _Brain, size: float = 1.0, kind_p: tuple = _KIND_P
+) -> _TumourShape:
     """Draw a tumour inside the brain and its box coordinates around the centre."""
-    tum = _draw_tumour(trng, grid, brain.d_brain)
+    tum = _draw_tumour(trng, grid, brain.d_brain, size, kind_p)
     bp = _box_coords(grid, tum.box)
     rel = [bp[i] - tum.centre[i] for i in range(3)]
     return _TumourShape(tum, rel, np.sqrt(rel[0] ** 2 + rel[1] ** 2 + rel[2] ** 2))
+
+
+def _grow_tumours(
+    trng: np.random.Generator, xrng: np.random.Generator, grid: _Grid, brain: _Brain, task: str | None
+) -> list[_TumourShape]:
+    """One glioma, or for ``met2024`` 2-4 metastases: a larger first one and smaller satellites."""
+    if task != "met2024":
+        return [_grow_tumour(trng, grid, brain)]
+    n = 2 + int(xrng.integers(0, 3))
+    sizes = [float(xrng.uniform(0.55, 0.85))] + [float(xrng.uniform(0.3, 0.55)) for _ in range(n - 1)]
+    return [_grow_tumour(trng, grid, brain, size, _MET_KIND_P) for size in sizes]
+
+
+def _task_fields(
+    xrng: np.random.Generator,
+    grid: _Grid,
+    brain: _Brain,
+    tumours: list[_TumourShape],
+    task: str | None,
+    resection: bool,
+) -> None:
+    """The task-only level sets, in place: PED's enhancing patches, a resection cavity."""
+    if task == "ped2024":
+        for tumour in tumours:
+            if tumour.params.kind == "no_et":
+                tumour.net_core = True
+                continue
+            # About half of the rim enhances, in patches; the rest is solid non-enhancing tumour.
+            patches = _noise(xrng, tumour.r.shape, _step_mm(grid, 8.0))
+            tumour.enhancing = (float(xrng.uniform(-0.3, 0.3)) - patches) * 5.0
+    if resection and tumours:
+        tumour = tumours[0]
+        tum, rel = tumour.params, tumour.rel
+        r_core = float(tum.core_axes.mean())
+        direction = xrng.standard_normal(3)
+        direction /= np.linalg.norm(direction) + 1e-6
+        shift = direction * 0.6 * r_core
+        axes = r_core * xrng.uniform(0.45, 0.7, 3)
+        k = np.sqrt(sum(((rel[i] - shift[i]) / axes[i]) ** 2 for i in range(3)))
+        wobble = _noise(xrng, tumour.r.shape, _step_mm(grid, 6.0))
+        cavity = ((k - 1.0) * float(axes.mean()) + 0.12 * float(axes.mean()) * wobble).astype(np.float32)
+        cavity[brain.d_brain[tum.box] > -1.0] = 1e3
+        tumour.cavity = cavity
 
 
 def _mass_effect(grid: _Grid, brain: _Brain, tumour: _TumourShape) -> None:
@@ -573,21 +670,50 @@ def _tissue_intensities(rng: np.random.Generator, brain: _Brain) -> tuple[np.nda
 
 
 def _paint_tumour(
-    trng: np.random.Generator, grid: _Grid, images_c: dict[str, np.ndarray], tumour: _TumourShape
+    trng: np.random.Generator,
+    grid: _Grid,
+    images_c: dict[str, np.ndarray],
+    tumour: _TumourShape,
+    xrng: np.random.Generator | None = None,
 ) -> None:
-    """Blend edema, enhancing tumour and necrosis intensities into the coarse images, in place."""
+    """Blend edema, enhancing tumour and necrosis intensities into the coarse images, in place.
+
+    With PED's parts (``xrng`` given, :func:`_task_fields`), the rim is enhancing only where
+    ``tumour.enhancing`` is negative and non-enhancing tumour elsewhere; an LGG-like core is all
+    non-enhancing tumour.
+    """
     box, vox = tumour.params.box, float(grid.mm.mean())
     tj = {k: trng.normal(1.0, 0.08, 4) for k in _TUMOUR}
     f_core = _ramp(-tumour.core, vox)
     f_ncr = np.minimum(_ramp(-tumour.ncr, vox), f_core)
     f_ed = np.maximum(_ramp(-tumour.edema, 2.0 * vox), f_core)
     tex = _noise(trng, tumour.core.shape, _step_mm(grid, 3.0))
+    f_enh = None
+    if xrng is not None:
+        nj = xrng.normal(1.0, 0.08, 4)
+        f_enh = np.zeros_like(f_core) if tumour.enhancing is None else _ramp(-tumour.enhancing, vox)
     for mi, m in enumerate(MODALITIES):
         base = images_c[m][box]
         ed_val = _TUMOUR["ed"][mi] * tj["ed"][mi] * (0.8 + 0.2 * base)
         et_val = _TUMOUR["et"][mi] * tj["et"][mi] * (1.0 + 0.10 * tex)
         ncr_val = _TUMOUR["ncr"][mi] * tj["ncr"][mi] * (1.0 - 0.12 * tex)
+        if f_enh is not None:
+            net_val = _TASK_PARTS["net"][mi] * nj[mi] * (1.0 + 0.08 * tex)
+            et_val = f_enh * et_val + (1.0 - f_enh) * net_val
+            if tumour.net_core:
+                ncr_val = net_val
         images_c[m][box] = (1.0 - f_ed) * base + (f_ed - f_core) * ed_val + (f_core - f_ncr) * et_val + f_ncr * ncr_val
+
+
+def _paint_cavity(
+    xrng: np.random.Generator, grid: _Grid, images_c: dict[str, np.ndarray], tumour: _TumourShape
+) -> None:
+    """Fill the resection cavity with fluid (CSF-like intensities) over tumour and brain, in place."""
+    box, vox = tumour.params.box, float(grid.mm.mean())
+    f_rc = _ramp(-tumour.cavity, vox)
+    jitter = xrng.normal(1.0, 0.05, 4)
+    for mi, m in enumerate(MODALITIES):
+        images_c[m][box] = (1.0 - f_rc) * images_c[m][box] + f_rc * (_TASK_PARTS["rc"][mi] * jitter[mi])
 
 
 def _acquire(rng: np.random.Generator, grid: _Grid, images_c: dict[str, np.ndarray]) -> None:
@@ -625,26 +751,52 @@ def _full_resolution_tissue(grid: _Grid, tissue_c: np.ndarray) -> np.ndarray:
     return tissue
 
 
-def _full_resolution_label(grid: _Grid, mask: np.ndarray, tumour: _TumourShape | None) -> tuple[np.ndarray, tuple]:
-    """The canonical label map on the full grid and the tumour's full-resolution box."""
+def _full_resolution_label(
+    grid: _Grid, mask: np.ndarray, tumours: list[_TumourShape], task: str | None = None
+) -> tuple[np.ndarray, tuple]:
+    """The label map on the full grid (canonical, or ``task``'s internal labels) and the box
+    holding every lesion, at full resolution.
+
+    Lesions are pasted in order; a later lesion's core overwrites only background and edema (2).
+    """
     shape = grid.shape
     label = np.zeros(shape, dtype=np.uint8)
-    if tumour is None:
+    if not tumours:
         return label, (slice(0, 0),) * 3
-    fbox = tuple(
-        slice(b.start * grid.factor, min(shape[i], (b.stop - 1) * grid.factor + 1))
-        for i, b in enumerate(tumour.params.box)
-    )
-    fshape = tuple(s.stop - s.start for s in fbox)
+    boxes = []
+    for tumour in tumours:
+        fbox = tuple(
+            slice(b.start * grid.factor, min(shape[i], (b.stop - 1) * grid.factor + 1))
+            for i, b in enumerate(tumour.params.box)
+        )
+        lab = _lesion_label(grid, tumour, tuple(s.stop - s.start for s in fbox), task)
+        lab[~mask[fbox]] = 0
+        held = label[fbox]
+        label[fbox] = np.where((lab > 0) & ((held == 0) | ((held == 2) & (lab != 2))), lab, held)
+        boxes.append(fbox)
+    union = tuple(slice(min(b[i].start for b in boxes), max(b[i].stop for b in boxes)) for i in range(3))
+    return label, union
+
+
+def _lesion_label(grid: _Grid, tumour: _TumourShape, fshape: tuple, task: str | None) -> np.ndarray:
+    """One lesion's labels on its full-resolution box: canonical 1 NCR, 2 ED, 3 ET (GLI/MET: plus
+    4 RC inside a cavity); ``ped2024``: 1 NET, 2 ED, 3 ET, 4 CC (internal labels)."""
     up = (lambda a: _upsample2(a, fshape)) if grid.factor == 2 else (lambda a: a)  # noqa: E731
     core_f, ncr_f, ed_f = up(tumour.core), up(tumour.ncr), up(tumour.edema)
     lab = np.zeros(fshape, dtype=np.uint8)
     lab[ed_f < 0] = 2
-    lab[core_f < 0] = 3
-    lab[(ncr_f < 0) & (core_f < 0)] = 1
-    lab[~mask[fbox]] = 0
-    label[fbox] = lab
-    return label, fbox
+    if task == "ped2024":
+        core = core_f < 0
+        lab[core] = 1
+        if not tumour.net_core:
+            lab[core & (up(tumour.enhancing) < 0)] = 3
+            lab[core & (ncr_f < 0)] = 4
+    else:
+        lab[core_f < 0] = 3
+        lab[(ncr_f < 0) & (core_f < 0)] = 1
+    if tumour.cavity is not None:
+        lab[up(tumour.cavity) < 0] = 4
+    return lab
 
 
 def _finish(
@@ -657,15 +809,24 @@ def _finish(
     brain: np.ndarray,
     spacing: tuple[float, float, float],
     seed: int,
+    task: str | None = None,
 ) -> SyntheticCase:
     """The case record: volumes, centroid and tumour features measured on the full-resolution label."""
     shape, age, depth = grid.shape, healthy.age, healthy.depth
     affine = brats_affine(shape, spacing)
     vml = float(np.prod(spacing)) / 1000.0
-    counts = np.bincount(label[fbox].ravel(), minlength=4)  # the tumour lies inside its box
+    scheme = None if task is None else get_scheme(task)
+    counts = np.bincount(label[fbox].ravel(), minlength=4 if scheme is None else scheme.n_classes)
+    # the tumour lies inside its box; internal labels 1-3 are the core, edema and ET roles in every task
     vols = {"ncr": counts[1] * vml, "ed": counts[2] * vml, "et": counts[3] * vml}
-    vols["tc"] = vols["ncr"] + vols["et"]
-    vols["wt"] = vols["tc"] + vols["ed"]
+    if scheme is None:
+        vols["tc"] = vols["ncr"] + vols["et"]
+        vols["wt"] = vols["tc"] + vols["ed"]
+    else:
+        for name in scheme.internal[3:]:
+            vols[name.lower()] = counts[scheme.internal_value(name)] * vml
+        for region in ("tc", "wt"):
+            vols[region] = sum(counts[v] for v in scheme.region_internal(region.upper())) * vml
     vols["brain"] = float(np.count_nonzero(brain)) * vml
     vols = {k: float(v) for k, v in vols.items()}
     features: dict = {}
@@ -686,5 +847,5 @@ def _finish(
     kind = tum.kind if tum is not None else "none"
     grade = "LGG" if kind == "no_et" else ("HGG" if tum is not None else "none")
     return SyntheticCase(
-        images, label, affine, brain, spacing, seed, round(age, 3), grade, kind, vols, cen, cmm, features
+        images, label, affine, brain, spacing, seed, round(age, 3), grade, kind, vols, cen, cmm, features, scheme=task
     )

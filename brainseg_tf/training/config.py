@@ -29,7 +29,8 @@ from brainseg_tf.checks import (
     check_int_sequence,
     check_number,
 )
-from brainseg_tf.conventions import MODALITIES, REGIONS
+from brainseg_tf.conventions import MODALITIES
+from brainseg_tf.schemes import DEFAULT_SCHEME, SCHEMES, LabelScheme, get_scheme
 
 OPTIMIZERS = ("adam", "adamw", "nadam", "sgd")
 SCHEDULES = ("constant", "poly", "cosine", "plateau")
@@ -43,6 +44,7 @@ COMMUNICATIONS = ("auto", "ring", "nccl")
 AUGMENT_PRESETS = ("default", "light", "none")
 #: ``data.synthetic`` keys (keyword arguments of :func:`brainseg_tf.synthetic.make_dataset`).
 SYNTHETIC_KEYS = ("n_cases", "shape", "seed", "layout")
+#: The label scheme of a recipe whose data states and shows none (BraTS 2017-2021 glioma).
 
 
 @dataclass
@@ -63,6 +65,12 @@ class DataConfig:
             :func:`brainseg_tf.data.build_cache` (resumable; patches are then cheap slices of a
             memory-mapped file instead of NIfTI decoding competing with training for the CPU).
         cache_dtype: ``"float32"`` or ``"float16"`` storage for a cache built here.
+        scheme: the label scheme (:mod:`brainseg_tf.schemes`: ``brats2021``, ``gli2024``,
+            ``ped2024``...; aliases such as ``ped2025`` are resolved): every case is read in it
+            and a cache built in another is refused. ``None`` (default): each case's own scheme,
+            detected from its id (a cache's recorded one); the training cases must then share one.
+            The scheme sets the model head (sigmoid: one channel per region; softmax: one per
+            class), the losses, the metric names and the model card.
 
     Relative paths are resolved against the current directory, then the recipe's folder.
     """
@@ -75,6 +83,7 @@ class DataConfig:
     synthetic: dict[str, Any] | None = None
     build_cache: bool = False
     cache_dtype: str = "float32"
+    scheme: str | None = None
 
 
 @dataclass
@@ -331,6 +340,9 @@ class TrainConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     source: str | None = field(default=None, repr=False, compare=False)
+    #: The scheme the data showed where ``data.scheme`` is ``None`` (set by
+    #: :func:`brainseg_tf.training.data.with_data_scheme`); not part of the recipe.
+    detected_scheme: str | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str | os.PathLike | None = None) -> TrainConfig:
@@ -355,6 +367,7 @@ class TrainConfig:
         """The resolved recipe as a JSON-serialisable dict (every default filled in)."""
         out = dataclasses.asdict(self)
         out.pop("source", None)
+        out.pop("detected_scheme", None)
         return out
 
     # -- defaults and checks ---------------------------------------------------------------
@@ -363,7 +376,8 @@ class TrainConfig:
 
         ``data.modalities`` null takes the model's default modalities, ``validation.overlap`` null
         takes 0.25 for ``validation.mode="volumes"`` (cheap enough to validate every few epochs on
-        CPU), else 0.5, and ``pipeline.region`` is lower-cased. Already resolved values stay.
+        CPU), else 0.5, ``pipeline.region`` is lower-cased and ``data.scheme`` an alias becomes the
+        scheme's name (``ped2025`` -> ``ped2024``). Already resolved values stay.
         """
         from brainseg_tf import models as model_registry  # light: models import keras only
 
@@ -374,6 +388,8 @@ class TrainConfig:
             pipeline = dataclasses.replace(pipeline, region=pipeline.region.lower())
         if validation.overlap is None:
             validation = dataclasses.replace(validation, overlap=0.25 if validation.mode == "volumes" else 0.5)
+        if isinstance(data.scheme, str) and _known_scheme(data.scheme):
+            data = dataclasses.replace(data, scheme=get_scheme(data.scheme).name)
         return dataclasses.replace(self, data=data, pipeline=pipeline, validation=validation)
 
     def validate(self) -> None:
@@ -394,9 +410,19 @@ class TrainConfig:
         return model_registry.get_spec(self.model.name)
 
     @property
+    def scheme_known(self) -> bool:
+        """Whether the label scheme is settled: stated (``data.scheme``) or detected from the data."""
+        return self.data.scheme is not None or self.detected_scheme is not None
+
+    @property
+    def scheme(self) -> LabelScheme:
+        """The label scheme: ``data.scheme``, else the one detected from the data, else ``brats2021``."""
+        return get_scheme(self.data.scheme or self.detected_scheme or DEFAULT_SCHEME)
+
+    @property
     def head(self) -> str:
-        """``"softmax"`` (classes 0-3), ``"sigmoid"`` (3 regions) or ``"region"`` (one region)."""
-        return self.model_spec.head(self.model.options)
+        """``"softmax"`` (the scheme's classes), ``"sigmoid"`` (its regions) or ``"region"`` (one region)."""
+        return self.model_spec.head(self.model.options, self.scheme)
 
     @property
     def activation(self) -> str:
@@ -405,8 +431,9 @@ class TrainConfig:
 
     @property
     def out_channels(self) -> int:
-        """Output channels of the model (4 softmax classes, 3 regions, or 1 region)."""
-        return self.model_spec.out_channels(self.model.options)
+        """Output channels of the model: the scheme's classes (softmax; 4 by default), its regions
+        (sigmoid; 3 by default), or 1 region."""
+        return self.model_spec.out_channels(self.model.options, self.scheme)
 
     @property
     def logits(self) -> bool:
@@ -460,6 +487,8 @@ def _check_data(cfg: TrainConfig) -> None:
         raise ValueError(f"data.modalities={d.modalities!r} has duplicates")
     check_int("data.max_cases", d.max_cases, allow_none=True)
     check_choice("data.cache_dtype", d.cache_dtype, ("float32", "float16"))
+    if d.scheme is not None and not _known_scheme(d.scheme):
+        raise ValueError(f"data.scheme={d.scheme!r} is unknown; expected one of {list(SCHEMES)} or null (detected)")
     if d.build_cache and (d.cache is None or d.root is None):
         raise ValueError("data.build_cache=True needs both data.cache and data.root")
     if d.synthetic is not None and d.root is None:
@@ -495,7 +524,11 @@ def _check_pipeline(cfg: TrainConfig) -> None:
     if isinstance(p.augment, str):
         check_choice("pipeline.augment", p.augment, AUGMENT_PRESETS)
     if p.region is not None:
-        check_choice("pipeline.region", p.region, tuple(r.lower() for r in REGIONS))
+        if cfg.scheme_known:
+            regions = cfg.scheme.region_names
+        else:  # any scheme's region until the data shows its scheme (then checked again)
+            regions = tuple(dict.fromkeys(r for s in SCHEMES.values() for r in s.region_names))
+        check_choice("pipeline.region", p.region, tuple(r.lower() for r in regions))
 
 
 def _check_head(cfg: TrainConfig) -> None:
@@ -505,16 +538,43 @@ def _check_head(cfg: TrainConfig) -> None:
         raise ValueError("pipeline.region=None must name the region (wt, tc, et) of a 1-channel sigmoid model")
     if region is not None and head != "region":
         raise ValueError(f"pipeline.region={region!r} is only for 1-channel sigmoid models")
-    if head == "sigmoid" and out_channels != 3:
+    scheme = cfg.scheme
+    if not cfg.scheme_known and cfg.model.options.get("out_channels") is not None:
+        # a stated channel count that fits some scheme waits for the data's scheme (checked again then)
+        fits = {len(s.regions) if head == "sigmoid" else s.n_classes for s in SCHEMES.values()}
+        if out_channels in fits:
+            return _check_in_channels(cfg)
+    regions = scheme.region_names
+    if head == "sigmoid" and out_channels != len(regions):
         raise ValueError(
-            f"model.options.out_channels={out_channels!r} a sigmoid head needs 3 (WT, TC, ET) or 1 channel (one region)"
+            f"model.options.out_channels={out_channels!r} a sigmoid head needs {len(regions)} ({', '.join(regions)}) "
+            f"or 1 channel (one region)" + ("" if scheme.name == DEFAULT_SCHEME else f" for the {scheme.name!r} scheme")
         )
-    if head == "softmax" and out_channels != 4:
-        raise ValueError(f"model.options.out_channels={out_channels!r} a softmax head needs the 4 canonical classes")
+    if head == "softmax" and out_channels != scheme.n_classes:
+        if scheme.is_canonical:
+            raise ValueError(
+                f"model.options.out_channels={out_channels!r} a softmax head needs the 4 canonical classes"
+            )
+        raise ValueError(
+            f"model.options.out_channels={out_channels!r} a softmax head needs the {scheme.n_classes} classes of "
+            f"the {scheme.name!r} scheme ({', '.join(scheme.class_names)})"
+        )
+    _check_in_channels(cfg)
+
+
+def _check_in_channels(cfg: TrainConfig) -> None:
     n_modalities = len(cfg.data.modalities)
     in_channels = cfg.model.options.get("in_channels", n_modalities)
     if in_channels != n_modalities:
         raise ValueError(f"model.options.in_channels={in_channels!r} must equal len(data.modalities)={n_modalities}")
+
+
+def _known_scheme(name: str) -> bool:
+    try:
+        get_scheme(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_validation(cfg: TrainConfig) -> None:
@@ -664,7 +724,7 @@ def _from_dict(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     if not isinstance(data, Mapping):
         raise ValueError(f"{prefix.rstrip('.') or 'config'}={data!r} must be an object")
     hints = get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in ("source", "detected_scheme")}
     kwargs = {}
     for key, value in data.items():
         if _is_comment(key):

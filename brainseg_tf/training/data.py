@@ -1,7 +1,8 @@
-"""Data wiring: where a recipe's cases come from and the tf.data pipelines it trains on."""
+"""Data wiring: where a recipe's cases come from, their label scheme, and the tf.data pipelines it trains on."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import math
@@ -11,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from brainseg_tf.conventions import REGION_LABELS
 from brainseg_tf.training.config import TrainConfig
 from brainseg_tf.training.split import Split
 
@@ -44,7 +44,16 @@ def data_source(cfg: TrainConfig) -> Path | None:
         from brainseg_tf.data import build_cache
 
         print(f"[brainseg train] building the cache {cache} from {root}", flush=True)
-        return Path(build_cache(root, cache, max_cases=cfg.data.max_cases, dtype=cfg.data.cache_dtype, progress=True))
+        return Path(
+            build_cache(
+                root,
+                cache,
+                max_cases=cfg.data.max_cases,
+                dtype=cfg.data.cache_dtype,
+                progress=True,
+                scheme=cfg.data.scheme,
+            )
+        )
     if root is None:
         if cache is not None:
             raise FileNotFoundError(f"data.cache={cfg.data.cache!r} not found and no data.root given")
@@ -63,15 +72,57 @@ def labelled_ids(source: Path | None, cfg: TrainConfig) -> list[str]:
         from brainseg_tf.data import open_cache
 
         with open_cache(source) as cache:
+            cache.check_scheme(cfg.data.scheme, "data.scheme")
             ids = [cid for cid in cache if cache.has_label(cid)]
     else:
         from brainseg_tf.io import open_dataset
 
-        ids = list(open_dataset(source, layout=cfg.data.layout).labelled_ids)
+        ids = list(open_dataset(source, layout=cfg.data.layout, scheme=cfg.data.scheme).labelled_ids)
     ids = sorted(ids)
     if cfg.data.max_cases is not None:
         ids = ids[: cfg.data.max_cases]
     return ids
+
+
+def data_scheme(cfg: TrainConfig, source: Path | None) -> str:
+    """The label scheme of a recipe's training data: ``data.scheme`` where stated (a cache built in
+    another is refused), else the cache's recorded one, else the one scheme every labelled case of
+    the dataset folder is in (up to ``data.max_cases``); ``brats2021`` without data.
+
+    Raises:
+        CacheError: the cache was built in another scheme than ``data.scheme`` (names both and the file).
+        ValueError: labelled cases of different schemes (two of them named with their schemes).
+    """
+    if source is None:
+        return cfg.scheme.name
+    from brainseg_tf.data.cache import common_scheme, is_cache_path
+
+    if is_cache_path(source):
+        from brainseg_tf.data import open_cache
+
+        with open_cache(source, check_sources=False) as cache:
+            cache.check_scheme(cfg.data.scheme, "data.scheme")
+            return cache.scheme
+    from brainseg_tf.io import open_dataset
+
+    ds = open_dataset(source, layout=cfg.data.layout, scheme=cfg.data.scheme)
+    ids = sorted(ds.labelled_ids)
+    if cfg.data.max_cases is not None:
+        ids = ids[: cfg.data.max_cases]
+    return common_scheme([ds.ref(c) for c in ids], cfg.data.scheme, source).name
+
+
+def with_data_scheme(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with its label scheme settled from the data (:func:`data_scheme`) and checked again
+    against it (head channels, region): ``data.scheme`` stays as stated; where it is ``None`` the
+    data's scheme is kept in :attr:`TrainConfig.detected_scheme` (not part of the recipe)."""
+    no_cases = cfg.pipeline.kind == "custom" and cfg.data.root is None and cfg.data.cache is None
+    name = cfg.scheme.name if no_cases else data_scheme(cfg, data_source(cfg))
+    if cfg.data.scheme is not None:
+        return cfg
+    out = dataclasses.replace(cfg, detected_scheme=name)
+    out.validate()
+    return out
 
 
 def _load_builder(spec: str, cfg: TrainConfig) -> Callable:
@@ -96,10 +147,11 @@ def _load_builder(spec: str, cfg: TrainConfig) -> Callable:
 
 
 def _region_map(cfg: TrainConfig):
-    """``(image, labels) -> (image, region mask (..., 1))`` for a single-region model."""
+    """``(image, labels) -> (image, region mask (..., 1))`` for a single-region model (the region's
+    internal labels in the recipe's scheme)."""
     import tensorflow as tf
 
-    classes = REGION_LABELS[cfg.pipeline.region.upper()]
+    classes = cfg.scheme.region_internal(cfg.pipeline.region.upper())
 
     def to_region(x, y):
         y = tf.cast(y, tf.int32)
@@ -133,8 +185,9 @@ def build_datasets(
 
     ``pipeline.kind="patch"``: :func:`brainseg_tf.data.patch_dataset` (3D patches, foreground
     oversampling, augmentation); ``"slice"``: :func:`brainseg_tf.data.slice_dataset` (2D slices
-    resized to ``patch_size``); ``"custom"``: the recipe's builder. Targets are canonical uint8
-    labels (the losses and metrics derive one-hot classes or WT/TC/ET regions from them).
+    resized to ``patch_size``); ``"custom"``: the recipe's builder. Targets are uint8 internal
+    labels of the recipe's scheme (``data.scheme``; canonical for the glioma schemes); the losses
+    and metrics derive one-hot classes or the scheme's regions from them.
     Validation: a fixed set of ``validation.patches_per_case`` un-augmented patches per case,
     cached in memory (``mode="patches"``; all the selected slices for slice pipelines); none for
     ``mode="volumes"`` (:class:`brainseg_tf.training.validation.VolumeValidation` predicts the
@@ -152,7 +205,7 @@ def build_datasets(
     source = data_source(cfg)
     if source is None:
         raise ValueError(f"data.root or data.cache is required for pipeline.kind={p.kind!r}")
-    common: dict[str, Any] = dict(modalities=list(cfg.data.modalities), target="labels")
+    common: dict[str, Any] = dict(modalities=list(cfg.data.modalities), target="labels", scheme=cfg.data.scheme)
     augment = _augment_config(p.augment)
     if p.kind == "patch":
         train_ds = data.patch_dataset(

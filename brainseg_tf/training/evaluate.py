@@ -12,7 +12,8 @@ from brainseg_tf.training.split import Split
 
 
 def final_evaluation(cfg: TrainConfig, split: Split, run_dir: Path) -> dict[str, Any]:
-    """Per-case Dice/HD95 (WT, TC, ET) of ``best.keras`` on each whole validation case.
+    """Per-case Dice/HD95 per region of the recipe's scheme (WT, TC, ET by default) of ``best.keras``
+    on each whole validation case.
 
     Prediction is :func:`brainseg_tf.inference.predict_case` on the run directory (crop, z-score,
     Gaussian sliding window with ``validation.overlap``, no TTA, the card's postprocessing (the
@@ -29,13 +30,15 @@ def final_evaluation(cfg: TrainConfig, split: Split, run_dir: Path) -> dict[str,
     from brainseg_tf.io import open_dataset
 
     predictor = inference.load_predictor(run_dir)
-    dataset = open_dataset(root, layout=cfg.data.layout)
+    dataset = open_dataset(root, layout=cfg.data.layout, scheme=cfg.data.scheme)
     per_case: dict[str, dict[str, float]] = {}
     t0 = time.monotonic()
     for case_id in split.val_ids:
         case = dataset[case_id]
         pred = inference.predict_case(predictor, case, overlap=cfg.validation.overlap)
-        rows = evaluation.evaluate_case(pred.labels, case.label, case.spacing, case=case_id, lesion_wise=False)
+        rows = evaluation.evaluate_case(
+            pred.labels, case.label, case.spacing, case=case_id, scheme=cfg.scheme.name, lesion_wise=False
+        )
         scores = {}
         for row in rows:
             region = str(row.get("region", "")).lower()

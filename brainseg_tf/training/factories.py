@@ -50,33 +50,44 @@ def resolved_loss_name(cfg: TrainConfig) -> str:
     return "dice_ce" if cfg.activation == "softmax" else "region_dice_bce"
 
 
+def scheme_option(cfg: TrainConfig) -> str | None:
+    """The ``scheme=`` the losses and metrics get: the recipe's scheme name, or ``None`` for a glioma
+    scheme (their canonical labels and regions are the losses' and metrics' defaults)."""
+    scheme = cfg.scheme
+    return None if scheme.is_canonical else scheme.name
+
+
 def build_loss(cfg: TrainConfig):
-    """The registered :mod:`brainseg_tf.losses` loss for a recipe (``head``/``from_logits`` from the model)."""
+    """The registered :mod:`brainseg_tf.losses` loss for a recipe (``head``/``from_logits`` from the
+    model; a sigmoid head's integer targets become the regions of the recipe's scheme)."""
     import keras
 
     from brainseg_tf import losses
 
     name, opts, head, logits = resolved_loss_name(cfg), dict(cfg.loss.options), cfg.activation, cfg.logits
+    scheme = scheme_option(cfg)
+    regions = {"scheme": scheme} if scheme is not None else {}
     try:
         if name == "dice_ce":
             return losses.DiceCELoss(from_logits=logits, **opts)
         if name == "region_dice_bce":
-            return losses.RegionDiceBCELoss(from_logits=logits, **opts)
+            return losses.RegionDiceBCELoss(from_logits=logits, **regions, **opts)
         if name == "dice":
-            return losses.DiceLoss(head=head, from_logits=logits, **opts)
+            return losses.DiceLoss(head=head, from_logits=logits, **regions, **opts)
         if name == "ce":
             return losses.WeightedCategoricalCrossentropy(from_logits=logits, **opts)
         if name == "bce":
             return keras.losses.BinaryCrossentropy(from_logits=logits, **opts)
         if name == "focal":
-            return losses.FocalLoss(head=head, from_logits=logits, **opts)
-        return losses.TverskyLoss(head=head, from_logits=logits, **opts)
+            return losses.FocalLoss(head=head, from_logits=logits, **regions, **opts)
+        return losses.TverskyLoss(head=head, from_logits=logits, **regions, **opts)
     except TypeError as exc:
         raise ValueError(f"loss.options={opts!r} not accepted by loss {name!r}: {exc}") from None
 
 
 def build_metrics(cfg: TrainConfig) -> list:
-    """Epoch Dice metrics: per class/region plus ``mean_region_dice`` (or ``dice_<region>``)."""
+    """Epoch Dice metrics: per class/region of the recipe's scheme plus ``mean_region_dice`` (or
+    ``dice_<region>``); names from the scheme's classes and regions (``dice_wt``, ``dice_cc``...)."""
     from brainseg_tf import metrics
 
     if cfg.out_channels == 1:
@@ -85,7 +96,8 @@ def build_metrics(cfg: TrainConfig) -> list:
                 ids=(0,), target="region", head="sigmoid", from_logits=cfg.logits, name=f"dice_{cfg.pipeline.region}"
             )
         ]
-    return [m for m in metrics.standard_metrics(cfg.activation, from_logits=cfg.logits) if m.statistic == "dice"]
+    standard = metrics.standard_metrics(cfg.activation, from_logits=cfg.logits, scheme=scheme_option(cfg))
+    return [m for m in standard if m.statistic == "dice"]
 
 
 def compile_model(model: Any, cfg: TrainConfig, *, xla: bool = False) -> None:
@@ -124,11 +136,14 @@ def build_model(cfg: TrainConfig):
 
     A model with an ``input_shape`` option is built for the training patch (the sliding window's
     roi), or for any size (``None`` per axis) when the volume validation plans its windows
-    (``validation.window: "auto"``).
+    (``validation.window: "auto"``). An unstated ``out_channels`` follows the recipe's label
+    scheme (:attr:`TrainConfig.out_channels`: its regions for a sigmoid head, its classes for softmax).
     """
     spec = cfg.model_spec
     opts = dict(cfg.model.options)
     defaults = spec.defaults
+    if "out_channels" in defaults and cfg.out_channels != spec.out_channels(opts):
+        opts.setdefault("out_channels", cfg.out_channels)
     if "in_channels" in defaults:
         opts.setdefault("in_channels", len(cfg.data.modalities))
     if "input_shape" in defaults:  # validation windows are patch-sized too, unless planned

@@ -111,7 +111,9 @@ def train(
         A :class:`RunResult`.
 
     Raises:
-        ValueError: an invalid recipe, or a resumed run whose recipe changed incompatibly.
+        ValueError: an invalid recipe, a resumed run whose recipe changed incompatibly, training
+            cases of different label schemes (two named), or a head that does not fit the scheme.
+        CacheError: ``data.cache`` was built in another label scheme than ``data.scheme``.
         FileExistsError: ``resume=False`` and ``run_dir`` already holds a run.
         FileNotFoundError: the dataset, cache or custom builder is missing.
     """
@@ -134,6 +136,9 @@ def train(
     done = _completed_run(cfg, chief_dir) if is_chief else None
     if done is not None:
         return done
+    # The label scheme settles the head's channels, the losses and the metrics: from the data where
+    # the recipe states none (its cases must share one), checked against the cache where it does.
+    cfg = training_data.with_data_scheme(cfg)
 
     if cfg.runtime.deterministic:
         tf.config.experimental.enable_op_determinism()

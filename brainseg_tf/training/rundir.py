@@ -95,7 +95,7 @@ def _label_convention(cfg: TrainConfig, root: Path | None) -> str | None:
     try:
         from brainseg_tf.io import open_dataset
 
-        refs = open_dataset(root, layout=cfg.data.layout).refs
+        refs = open_dataset(root, layout=cfg.data.layout, scheme=cfg.data.scheme).refs
         return refs[0].convention if refs else None
     except (ValueError, OSError):
         return None
@@ -107,7 +107,8 @@ def model_card(
     """The run's :class:`~brainseg_tf.card.ModelCard` (``RUN_DIR/brainseg_model.json``).
 
     Training from a cache, the preprocessing is the cache's and the data folder the one it was
-    built from (the cache is opened once for both).
+    built from (the cache is opened once for both). The card records the recipe's label scheme
+    (stated or detected from the data).
     """
     from brainseg_tf.data.cache import is_cache_path
 
@@ -120,6 +121,7 @@ def model_card(
             root = Path(cache.source) if cache.source else root
     head = cfg.head
     return ModelCard(
+        scheme=cfg.scheme.name,
         modalities=list(cfg.data.modalities),
         head=head,
         region=cfg.pipeline.region.upper() if head == "region" else None,

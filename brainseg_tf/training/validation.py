@@ -5,9 +5,12 @@ postprocessing chosen on those cases after training (``validation.select_postpro
 Prediction is :func:`brainseg_tf.inference.predict_case` with a :class:`~brainseg_tf.inference.Predictor`
 built from the in-memory model and the run's model card: the same crop, z-score, Gaussian sliding
 window (roi = ``pipeline.patch_size``, overlap ``validation.overlap``), label conversion, card
-postprocessing and paste-back to the native grid as ``brainseg predict RUN_DIR``. Labels are
-canonical (0 BG, 1 NCR, 2 ED, 3 ET); Dice per region (WT, TC, ET) is
-:func:`brainseg_tf.evaluation.dice_score` (both empty: 1, one empty: 0).
+postprocessing and paste-back to the native grid as ``brainseg predict RUN_DIR``. Labels are the
+internal labels of the recipe's label scheme (``cfg.scheme``; canonical 0 BG, 1 NCR, 2 ED, 3 ET
+for the glioma schemes): the predictor decodes a softmax head by argmax and a sigmoid head with
+:meth:`~brainseg_tf.schemes.LabelScheme.decode_regions`. Dice per region of the scheme (WT, TC, ET
+by default; ``ped2024``: WT, TC, ET, NET, CC, ED) is :func:`brainseg_tf.evaluation.dice_score`
+of the region's internal labels (both empty: 1, one empty: 0), :func:`scheme_region_dice`.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from brainseg_tf.conventions import REGIONS
-from brainseg_tf.evaluation import region_dice
+from brainseg_tf.evaluation import dice_score, region_dice
+from brainseg_tf.schemes import LabelScheme
 from brainseg_tf.training.config import TrainConfig
 from brainseg_tf.training.data import resolve_path
 
@@ -33,6 +36,7 @@ __all__ = [
     "case_regions",
     "predict_cases",
     "region_dice",
+    "scheme_region_dice",
     "select_postprocessing",
 ]
 
@@ -47,8 +51,26 @@ RAW: dict[str, Any] = {
 
 
 def case_regions(cfg: TrainConfig) -> tuple[str, ...]:
-    """The regions a recipe's model is scored on: its own for a single-region head, else WT, TC, ET."""
-    return (cfg.pipeline.region.upper(),) if cfg.head == "region" else tuple(REGIONS)
+    """The regions a recipe's model is scored on: its own for a single-region head, else its scheme's
+    (WT, TC, ET by default)."""
+    return (cfg.pipeline.region.upper(),) if cfg.head == "region" else cfg.scheme.region_names
+
+
+def scheme_region_dice(
+    pred: np.ndarray, ref: np.ndarray, scheme: LabelScheme, regions: Sequence[str] | None = None
+) -> dict[str, float]:
+    """Dice per region of two internal label maps ``(X, Y, Z)`` of ``scheme`` (legacy rule: both empty -> 1).
+
+    Args:
+        pred, ref: internal labels of ``scheme`` (canonical 0-3 for the glioma schemes).
+        scheme: the label scheme; a region is the set of its internal labels.
+        regions: region names (default: all of the scheme's, in channel order).
+    """
+    out = {}
+    for r in scheme.region_names if regions is None else regions:
+        labels = scheme.region_internal(r)
+        out[r] = dice_score(np.isin(ref, labels), np.isin(pred, labels))
+    return out
 
 
 def _dataset(cfg: TrainConfig) -> Any:
@@ -57,7 +79,7 @@ def _dataset(cfg: TrainConfig) -> Any:
     root = resolve_path(cfg.data.root, cfg)
     if root is None or not root.exists():
         raise FileNotFoundError(f"validation on whole volumes needs data.root (raw cases); {cfg.data.root!r} not found")
-    return open_dataset(root, layout=cfg.data.layout)
+    return open_dataset(root, layout=cfg.data.layout, scheme=cfg.data.scheme)
 
 
 def predict_cases(
@@ -87,7 +109,7 @@ class VolumeValidation(keras.callbacks.Callback):
     Put it after :class:`TimeLimit` (to see its stop) and before the checkpoint and log callbacks.
 
     Args:
-        cfg: the recipe (data root, layout, regions, overlap).
+        cfg: the recipe (data root, layout, label scheme and its regions, overlap).
         card: the run's :class:`~brainseg_tf.card.ModelCard` (what ``predict`` reads from RUN_DIR).
         case_ids: validation case ids.
         every: validation period in epochs.
@@ -118,7 +140,7 @@ class VolumeValidation(keras.callbacks.Callback):
         """The log entries for the model as it is now."""
         t0 = time.monotonic()
         preds, refs, _ = predict_cases(self.predictor(), self.cfg, self.case_ids, overlap=self.cfg.validation.overlap)
-        per_case = [region_dice(preds[c], refs[c], self.regions) for c in self.case_ids]
+        per_case = [scheme_region_dice(preds[c], refs[c], self.cfg.scheme, self.regions) for c in self.case_ids]
         means = {r: float(np.mean([s[r] for s in per_case])) for r in self.regions}
         out = {f"val_volume_dice_{r.lower()}": v for r, v in means.items()}
         out["val_volume_mean_dice"] = float(np.mean(list(means.values())))
@@ -144,7 +166,7 @@ def select_postprocessing(cfg: TrainConfig, split: Any, run_dir: Path) -> dict[s
     The checkpoint :func:`brainseg_tf.inference.load_predictor` picks from ``run_dir`` (``best.keras``
     first) predicts every validation case with postprocessing off (:data:`RAW`);
     :func:`brainseg_tf.postprocessing.select` chooses the rules (regions: the model's own for a
-    single-region head, else WT, TC, ET; size grid converted with the cases' median voxel volume);
+    single-region head, else its scheme's; size grid converted with the cases' median voxel volume);
     the table is printed and :func:`brainseg_tf.postprocessing.record` writes the card's
     postprocessing and ``run_dir/postprocessing.json``. Returns a summary for ``metrics.json``.
     """
@@ -153,7 +175,9 @@ def select_postprocessing(cfg: TrainConfig, split: Any, run_dir: Path) -> dict[s
     t0 = time.monotonic()
     predictor = inference.load_predictor(run_dir)
     preds, refs, voxel_volume = predict_cases(predictor, cfg, split.val_ids, overlap=cfg.validation.overlap, **RAW)
-    selection = postprocessing.select(preds, refs, voxel_volume=voxel_volume, regions=case_regions(cfg))
+    selection = postprocessing.select(
+        preds, refs, voxel_volume=voxel_volume, regions=case_regions(cfg), scheme=cfg.scheme.name
+    )
     print("[brainseg train] " + selection.format().replace("\n", "\n[brainseg train] "), flush=True)
     card = postprocessing.record(selection, run_dir)
     return {

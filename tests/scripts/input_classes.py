@@ -522,7 +522,7 @@ _evaluate("evaluate_convention", "evaluate --pred-convention brats2099", lambda:
 
 @probe(
     "evaluate_unrecorded_pred",
-    "predictions whose label convention is not recorded (MSD 1/2/3 from another tool)",
+    "predictions that record no label scheme (another tool's) with a value their reference's scheme lacks (a 4 in MSD)",
     "brainseg evaluate --pred pred --ref msd -q",
     needs=("msd",),
 )
@@ -530,7 +530,9 @@ def _() -> list[str]:
     Path("pred").mkdir()
     for lab in sorted(Path("msd/labelsTr").iterdir()):
         img = nib.load(str(lab))
-        nib.save(nib.Nifti1Image(np.asanyarray(img.dataobj), img.affine), str(Path("pred") / lab.name))
+        data = np.asanyarray(img.dataobj).copy()
+        data[0, 0, 0] = 4
+        nib.save(nib.Nifti1Image(data, img.affine), str(Path("pred") / lab.name))
     return ["evaluate", "--pred", "pred", "--ref", "msd", "-q"]
 
 

@@ -209,7 +209,7 @@ def test_tiny_run_dir_contract_resume_and_refusals(tmp_path: Path) -> None:
     assert metrics["completed"] and metrics["optimizer_steps"] == 4 and metrics["monitor"] == "val_mean_region_dice"
     saved = json.loads((run_dir / "config.json").read_text())
     card = json.loads((run_dir / "brainseg_model.json").read_text())
-    assert card["head"] == "sigmoid" and card["window"] == [16, 16, 16] and card["format_version"] == 3
+    assert card["head"] == "sigmoid" and card["window"] == [16, 16, 16] and card["format_version"] == 4
     assert card["modalities"] == ["flair", "t1", "t1ce", "t2"] and card["provenance"]["epochs"] == 2
     assert saved["training"]["steps_per_epoch"] == 2 and saved["optimizer"]["beta_1"] == 0.9  # defaults filled
 
