@@ -20,7 +20,8 @@ import numpy as np
 from brainseg_tf.checks import check_int
 from brainseg_tf.data.cache import Cache, common_scheme, is_cache_path, location_classes, open_cache
 from brainseg_tf.data.preprocess import Geometry, PreprocessedCase, brain_bbox, class_locations, preprocess_case
-from brainseg_tf.io import Dataset, open_dataset, read_case, read_header
+from brainseg_tf.io import Dataset, open_dataset
+from brainseg_tf.io.kaggle import SliceDataset
 from brainseg_tf.schemes import LabelScheme, get_scheme
 
 __all__ = ["MAX_LOCATIONS", "LoadedCase", "CacheSource", "NiftiSource", "open_source"]
@@ -106,8 +107,7 @@ class NiftiSource:
     def grid_shape(self, cid: str) -> tuple[int, int, int]:
         """Shape of the (resampled) scan grid of case ``cid`` from its header (an upper bound
         under reorientation, whose axis order depends on the affine)."""
-        ref = self.dataset.ref(cid)
-        shape, affine, spacing = read_header(next(iter(ref.images.values())))
+        shape, spacing = self.dataset.grid(cid)
         shape = np.asarray(shape[:3])
         if self.preprocess.get("spacing") is not None:
             target = np.broadcast_to(np.asarray(self.preprocess["spacing"], float), (3,))
@@ -118,7 +118,7 @@ class NiftiSource:
 
     def preprocessed(self, cid: str) -> PreprocessedCase:
         """Read and preprocess case ``cid`` (its geometry is remembered)."""
-        pre = preprocess_case(read_case(self.dataset.ref(cid)), **self.preprocess)
+        pre = preprocess_case(self.dataset[cid], **self.preprocess)
         self._geometry[cid] = pre.geometry
         return pre
 
@@ -143,7 +143,7 @@ class NiftiSource:
 def _open_store(source: Any, scheme: str | LabelScheme | None = None) -> Cache | Dataset:
     """The cache or dataset behind ``source`` (a folder read in ``scheme`` where stated); ``ValueError``
     for anything else."""
-    if isinstance(source, (Cache, Dataset)):
+    if isinstance(source, (Cache, Dataset, SliceDataset)):
         return source
     if isinstance(source, (str, Path)):
         p = Path(source)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -289,21 +289,42 @@ class Dataset:
     def labelled_ids(self) -> list[str]:
         return [r.case_id for r in self.refs if r.label is not None]
 
+    def grid(self, key: int | str) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+        """``(shape, spacing)`` of a case's scan grid, from the header of its first image file."""
+        shape, _, spacing = read_header(next(iter(self.ref(key).images.values())))
+        return tuple(int(n) for n in shape[:3]), tuple(float(x) for x in spacing)
+
     def __repr__(self) -> str:
         return f"Dataset(root={str(self.root)!r}, layout={self.layout!r}, cases={len(self)})"
 
 
 def open_dataset(
-    root: str | Path, *, layout: str | None = None, convention: str | None = None, scheme: str | None = None
+    root: str | Path,
+    *,
+    layout: str | None = None,
+    convention: str | None = None,
+    scheme: str | None = None,
+    channel_order: Sequence[str] | None = None,
 ) -> Dataset:
     """Open a dataset folder, detecting its layout (see :data:`LAYOUTS`).
 
     ``scheme`` states every case's label scheme (default: each case id's task prefix decides).
+    A folder of the Kaggle per-slice HDF5 set (``volume_<V>_slice_<S>.h5``, or ``layout=
+    "kaggle_slices"``) opens as a :class:`brainseg_tf.io.kaggle.SliceDataset` of volumes whose image
+    channels are read in ``channel_order`` (default :data:`brainseg_tf.io.kaggle.KAGGLE_CHANNELS`).
 
     Raises:
         MissingFileError: the folder does not exist.
         DataError: empty folder, unknown layout, a case with a missing modality.
     """
+    from brainseg_tf.io import kaggle
+
+    if layout == "kaggle_slices" or (layout is None and kaggle.is_slice_folder(root)):
+        if scheme is not None and get_scheme(scheme).name != "brats2021":
+            raise ValueError(f"scheme={scheme!r}: the Kaggle slice set holds BraTS 2020 labels (scheme 'brats2021')")
+        return kaggle.SliceDataset(root, channel_order=channel_order)
+    if channel_order is not None:
+        raise ValueError("channel_order is only for the Kaggle slice set, whose files do not name their channels")
     return Dataset(root, layout=layout, convention=convention, scheme=scheme)
 
 

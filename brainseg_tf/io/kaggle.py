@@ -13,7 +13,9 @@ enhancing tumour is brighter in T1ce than in T1).
 :func:`read_volume` stacks a volume's slices into a :class:`~brainseg_tf.io.Case` in the canonical
 channel order and canonical labels, on the BraTS grid (1 mm, the BraTS LPS affine, which the
 slices do not record), so everything that takes a case (preprocessing, the cache, evaluation,
-figures) takes a Kaggle volume.
+figures) takes a Kaggle volume. :class:`SliceDataset` is the set as a :class:`~brainseg_tf.io.Dataset`
+(``io.open_dataset`` returns one for such a folder), so the training pipelines and recipes read it in
+place (``data.root`` the folder, ``data.channel_order`` the reading).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ __all__ = [
     "is_slice_folder",
     "read_volume",
     "check_channel_order",
+    "SliceDataset",
 ]
 
 SLICE_FILE = re.compile(r"^volume_(\d+)_slice_(\d+)\.h5$")
@@ -239,3 +242,100 @@ def check_channel_order(image: np.ndarray, label: np.ndarray, order: Sequence[st
             for p in problems
         ]
     return problems
+
+
+def _has_mask(path: Path) -> bool:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as fh:
+            return "mask" in fh
+    except Exception as exc:
+        raise DataError(path, f"{path}: cannot read as HDF5 ({type(exc).__name__}: {exc})") from None
+
+
+class SliceDataset:
+    """The Kaggle per-slice set as a dataset of volumes ``volume_<V>`` (read lazily, in place).
+
+    Behaves as :class:`brainseg_tf.io.Dataset` (``len``, iteration, ``ds[i]``, ``ds["volume_7"]``,
+    ``case_ids``, ``labelled_ids``, ``ref``, ``grid``); the refs name each volume's first slice file.
+    """
+
+    layout = "kaggle_slices"
+    convention = None
+
+    def __init__(self, root: str | Path, channel_order: Sequence[str] | None = None, check_order: bool = True):
+        from brainseg_tf.io.layouts import CaseRef
+
+        self.root = Path(root)
+        self.channel_order = tuple(channel_order or KAGGLE_CHANNELS)
+        if sorted(c.lower() for c in self.channel_order) != sorted(MODALITIES):
+            raise ValueError(f"channel_order={self.channel_order!r} must be a permutation of {MODALITIES}")
+        self.check_order = check_order
+        self._slices = find_slices(self.root)
+        self.refs = []
+        for volume, files in self._slices.items():
+            first = next(iter(files.values()))
+            self.refs.append(
+                CaseRef(
+                    case_id=f"volume_{volume}",
+                    layout=self.layout,
+                    convention="canonical",
+                    images={"slices": first},
+                    label=first if _has_mask(first) else None,
+                    scheme="brats2021",
+                )
+            )
+        self._by_id = {r.case_id: r for r in self.refs}
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __contains__(self, case_id: str) -> bool:
+        return case_id in self._by_id
+
+    def ref(self, key: int | str):
+        """The :class:`~brainseg_tf.io.layouts.CaseRef` of a volume by index or id."""
+        from brainseg_tf.io.errors import UnknownCaseError
+
+        if isinstance(key, (int, np.integer)):
+            return self.refs[key]
+        if key not in self._by_id:
+            raise UnknownCaseError(self.root, f"{self.root}: case {key!r} is not in this dataset ({len(self)} volumes)")
+        return self._by_id[key]
+
+    def __getitem__(self, key: int | str):
+        cid = self.ref(key).case_id
+        volume = int(cid.split("_", 1)[1])
+        return read_volume(
+            self.root,
+            volume,
+            channel_order=self.channel_order,
+            check_order=self.check_order,
+            slices=self._slices[volume],
+        )
+
+    def __iter__(self):
+        for ref in self.refs:
+            yield self[ref.case_id]
+
+    def grid(self, key: int | str) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+        """``(shape, spacing)`` of a volume's grid, from its first slice and slice count."""
+        import h5py
+
+        ref = self.ref(key)
+        volume = int(ref.case_id.split("_", 1)[1])
+        with h5py.File(ref.images["slices"], "r") as fh:
+            height, width = fh["image"].shape[:2]
+        return (int(height), int(width), len(self._slices[volume])), (1.0, 1.0, 1.0)
+
+    @property
+    def case_ids(self) -> list[str]:
+        return [r.case_id for r in self.refs]
+
+    @property
+    def labelled_ids(self) -> list[str]:
+        return [r.case_id for r in self.refs if r.label is not None]
+
+    def __repr__(self) -> str:
+        return f"SliceDataset(root={str(self.root)!r}, volumes={len(self)}, channel_order={self.channel_order})"

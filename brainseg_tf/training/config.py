@@ -71,6 +71,9 @@ class DataConfig:
             detected from its id (a cache's recorded one); the training cases must then share one.
             The scheme sets the model head (sigmoid: one channel per region; softmax: one per
             class), the losses, the metric names and the model card.
+        channel_order: what the image channels are where the files do not name them: the Kaggle
+            per-slice HDF5 set (:mod:`brainseg_tf.io.kaggle`; ``root`` its folder), a permutation
+            of ``flair, t1, t1ce, t2``; ``None`` takes its measured order (flair, t1, t1ce, t2).
 
     Relative paths are resolved against the current directory, then the recipe's folder.
     """
@@ -84,6 +87,7 @@ class DataConfig:
     build_cache: bool = False
     cache_dtype: str = "float32"
     scheme: str | None = None
+    channel_order: list[str] | None = None
 
 
 @dataclass
@@ -489,6 +493,8 @@ def _check_data(cfg: TrainConfig) -> None:
     check_choice("data.cache_dtype", d.cache_dtype, ("float32", "float16"))
     if d.scheme is not None and not _known_scheme(d.scheme):
         raise ValueError(f"data.scheme={d.scheme!r} is unknown; expected one of {list(SCHEMES)} or null (detected)")
+    if d.channel_order is not None and sorted(str(c) for c in d.channel_order) != sorted(MODALITIES):
+        raise ValueError(f"data.channel_order={d.channel_order!r} must be a permutation of {list(MODALITIES)}")
     if d.build_cache and (d.cache is None or d.root is None):
         raise ValueError("data.build_cache=True needs both data.cache and data.root")
     if d.synthetic is not None and d.root is None:

@@ -206,9 +206,9 @@ def predict_out_of_fold(
         ValueError: folds that do not cover each case exactly once.
     """
     from brainseg_tf import inference
-    from brainseg_tf.io import open_dataset
     from brainseg_tf.io.predictions import label_path
     from brainseg_tf.progress import progress as show_progress
+    from brainseg_tf.training.data import open_root
     from brainseg_tf.training.validation import RAW
 
     check_choice("checkpoint", checkpoint, CHECKPOINTS)
@@ -217,7 +217,7 @@ def predict_out_of_fold(
     pred_dir = out_dir / "predictions"
     pred_dir.mkdir(parents=True, exist_ok=True)
     assignment = fold_assignment(run_dir, folds)
-    dataset = open_dataset(_dataset_root(cfg), layout=cfg.data.layout)
+    dataset = open_root(_dataset_root(cfg), cfg)
     models = {k: _model_file(run_dir, k, checkpoint) for k in sorted(set(assignment.values()))}
     digests = {k: _sha256(path) for k, path in models.items()}
     earlier = _read_oof(out_dir / OOF_FILE).get("cases", {})

@@ -63,6 +63,13 @@ def data_source(cfg: TrainConfig) -> Path | None:
     return root
 
 
+def open_root(source: Path, cfg: TrainConfig) -> Any:
+    """The recipe's dataset folder as a dataset (``data.layout``, ``data.scheme``, ``data.channel_order``)."""
+    from brainseg_tf.io import open_dataset
+
+    return open_dataset(source, layout=cfg.data.layout, scheme=cfg.data.scheme, channel_order=cfg.data.channel_order)
+
+
 def labelled_ids(source: Path | None, cfg: TrainConfig) -> list[str]:
     if source is None:
         return []
@@ -75,9 +82,7 @@ def labelled_ids(source: Path | None, cfg: TrainConfig) -> list[str]:
             cache.check_scheme(cfg.data.scheme, "data.scheme")
             ids = [cid for cid in cache if cache.has_label(cid)]
     else:
-        from brainseg_tf.io import open_dataset
-
-        ids = list(open_dataset(source, layout=cfg.data.layout, scheme=cfg.data.scheme).labelled_ids)
+        ids = list(open_root(source, cfg).labelled_ids)
     ids = sorted(ids)
     if cfg.data.max_cases is not None:
         ids = ids[: cfg.data.max_cases]
@@ -103,9 +108,7 @@ def data_scheme(cfg: TrainConfig, source: Path | None) -> str:
         with open_cache(source, check_sources=False) as cache:
             cache.check_scheme(cfg.data.scheme, "data.scheme")
             return cache.scheme
-    from brainseg_tf.io import open_dataset
-
-    ds = open_dataset(source, layout=cfg.data.layout, scheme=cfg.data.scheme)
+    ds = open_root(source, cfg)
     ids = sorted(ds.labelled_ids)
     if cfg.data.max_cases is not None:
         ids = ids[: cfg.data.max_cases]
@@ -202,9 +205,11 @@ def build_datasets(
         return train_ds, (None if v.mode == "none" or not validation else val_ds)
     from brainseg_tf import data
 
-    source = data_source(cfg)
+    source: Any = data_source(cfg)
     if source is None:
         raise ValueError(f"data.root or data.cache is required for pipeline.kind={p.kind!r}")
+    if Path(source).is_dir():  # read once, in the recipe's layout, scheme and channel order
+        source = open_root(Path(source), cfg)
     common: dict[str, Any] = dict(modalities=list(cfg.data.modalities), target="labels", scheme=cfg.data.scheme)
     augment = _augment_config(p.augment)
     if p.kind == "patch":

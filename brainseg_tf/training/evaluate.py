@@ -27,10 +27,10 @@ def final_evaluation(cfg: TrainConfig, split: Split, run_dir: Path) -> dict[str,
     if root is None or not root.exists():
         return {"skipped": "the final sliding-window evaluation needs data.root (raw cases)"}
     from brainseg_tf import evaluation, inference
-    from brainseg_tf.io import open_dataset
+    from brainseg_tf.training.data import open_root
 
     predictor = inference.load_predictor(run_dir)
-    dataset = open_dataset(root, layout=cfg.data.layout, scheme=cfg.data.scheme)
+    dataset = open_root(root, cfg)
     per_case: dict[str, dict[str, float]] = {}
     t0 = time.monotonic()
     for case_id in split.val_ids:

@@ -93,9 +93,9 @@ def _label_convention(cfg: TrainConfig, root: Path | None) -> str | None:
     if root is None or not root.exists():
         return None
     try:
-        from brainseg_tf.io import open_dataset
+        from brainseg_tf.training.data import open_root
 
-        refs = open_dataset(root, layout=cfg.data.layout, scheme=cfg.data.scheme).refs
+        refs = open_root(root, cfg).refs
         return refs[0].convention if refs else None
     except (ValueError, OSError):
         return None

@@ -74,12 +74,12 @@ def scheme_region_dice(
 
 
 def _dataset(cfg: TrainConfig) -> Any:
-    from brainseg_tf.io import open_dataset
+    from brainseg_tf.training.data import open_root
 
     root = resolve_path(cfg.data.root, cfg)
     if root is None or not root.exists():
         raise FileNotFoundError(f"validation on whole volumes needs data.root (raw cases); {cfg.data.root!r} not found")
-    return open_dataset(root, layout=cfg.data.layout, scheme=cfg.data.scheme)
+    return open_root(root, cfg)
 
 
 def predict_cases(
