@@ -248,10 +248,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.ref is not None and len(failed) < len(rows):
         from brainseg_tf import evaluation, report
 
+        ref_reading = args.ref_convention or args.scheme  # the references in the stated scheme too
         result = evaluation.evaluate_folders(
             args.out,
             args.ref,
-            ref_convention=args.ref_convention,
+            ref_convention=ref_reading,
             out_csv=args.out / report.METRICS_FILE,
             progress=not args.quiet,
             case_ids=[r["case_id"] for r in rows if not r.get("error")],
@@ -262,7 +263,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             args.ref,
             images=args.input,
             result=result,
-            ref_convention=args.ref_convention,
+            ref_convention=ref_reading,
             viewers=not args.no_viewers,
         )
         print(f"per-case metrics: {args.out / report.METRICS_FILE}\nreport: {path}")

@@ -447,3 +447,25 @@ def test_an_ensemble_holds_one_scheme():
     assert stacked.head == "sigmoid" and stacked.num_outputs == 6
     combined = stacked.combine([np.full((2, 1), 0.25, np.float32), np.full((2, 1), 0.75, np.float32)])
     np.testing.assert_array_equal(combined[0], [0, 0, 0.25, 0, 0.75, 0])
+
+
+def test_brainseg_predict_ref_reads_the_references_in_the_stated_scheme(tmp_path, capsys):
+    import keras
+
+    from brainseg_tf import cli
+
+    label = np.zeros((12, 10, 8), np.uint8)
+    label[3:7, 3:7, 2:6] = 2
+    label[4:6, 4:6, 3:5] = 3  # the PED 2023 release: GLI labels (1 NETC, 2 SNFH, 3 ET) under PED ids
+    _case(tmp_path / "data", "BraTS-PED-00001-000", label)
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    inputs = keras.Input((None, None, None, 4))
+    keras.Model(inputs, keras.layers.Conv3D(4, 1, activation="softmax")(inputs)).save(model_dir / "model.keras")
+    ModelCard(modalities=list(bio.MODALITIES), head="softmax", scheme="gli2023", window=[8, 8, 8]).save(model_dir)
+    data = str(tmp_path / "data")
+    args = ["predict", "--model", str(model_dir / "model.keras"), "--input", data, "--ref", data, "-q"]
+    assert cli.main([*args, "--out", str(tmp_path / "p23"), "--scheme", "ped2023", "--no-viewers"]) == 0
+    rows = (tmp_path / "p23" / "metrics.csv").read_text().splitlines()
+    regions = {line.split(",")[1] for line in rows[1:]}
+    assert regions == {"WT", "TC", "ET"}  # scored in the stated ped2023 scheme, not PED 2024's six regions
