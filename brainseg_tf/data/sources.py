@@ -21,7 +21,6 @@ from brainseg_tf.checks import check_int
 from brainseg_tf.data.cache import Cache, common_scheme, is_cache_path, location_classes, open_cache
 from brainseg_tf.data.preprocess import Geometry, PreprocessedCase, brain_bbox, class_locations, preprocess_case
 from brainseg_tf.io import Dataset, open_dataset
-from brainseg_tf.io.kaggle import SliceDataset
 from brainseg_tf.schemes import LabelScheme, get_scheme
 
 __all__ = ["MAX_LOCATIONS", "LoadedCase", "CacheSource", "NiftiSource", "open_source"]
@@ -143,7 +142,7 @@ class NiftiSource:
 def _open_store(source: Any, scheme: str | LabelScheme | None = None) -> Cache | Dataset:
     """The cache or dataset behind ``source`` (a folder read in ``scheme`` where stated); ``ValueError``
     for anything else."""
-    if isinstance(source, (Cache, Dataset, SliceDataset)):
+    if isinstance(source, (Cache, Dataset)):  # a kaggle.SliceDataset is a Dataset
         return source
     if isinstance(source, (str, Path)):
         p = Path(source)

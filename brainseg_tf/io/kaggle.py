@@ -29,6 +29,7 @@ import nibabel as nib
 import numpy as np
 
 from brainseg_tf.conventions import MODALITIES
+from brainseg_tf.io import Dataset
 from brainseg_tf.io.errors import DataError, MissingFileError
 
 __all__ = [
@@ -254,20 +255,19 @@ def _has_mask(path: Path) -> bool:
         raise DataError(path, f"{path}: cannot read as HDF5 ({type(exc).__name__}: {exc})") from None
 
 
-class SliceDataset:
+class SliceDataset(Dataset):
     """The Kaggle per-slice set as a dataset of volumes ``volume_<V>`` (read lazily, in place).
 
-    Behaves as :class:`brainseg_tf.io.Dataset` (``len``, iteration, ``ds[i]``, ``ds["volume_7"]``,
-    ``case_ids``, ``labelled_ids``, ``ref``, ``grid``); the refs name each volume's first slice file.
+    A :class:`brainseg_tf.io.Dataset` (``len``, iteration, ``ds[i]``, ``ds["volume_7"]``,
+    ``case_ids``, ``labelled_ids``, ``ref``, ``grid``) whose refs name each volume's first slice file.
     """
-
-    layout = "kaggle_slices"
-    convention = None
 
     def __init__(self, root: str | Path, channel_order: Sequence[str] | None = None, check_order: bool = True):
         from brainseg_tf.io.layouts import CaseRef
 
         self.root = Path(root)
+        self.layout = "kaggle_slices"
+        self.convention = None
         self.channel_order = tuple(channel_order or KAGGLE_CHANNELS)
         if sorted(c.lower() for c in self.channel_order) != sorted(MODALITIES):
             raise ValueError(f"channel_order={self.channel_order!r} must be a permutation of {MODALITIES}")
@@ -288,25 +288,12 @@ class SliceDataset:
             )
         self._by_id = {r.case_id: r for r in self.refs}
 
-    def __len__(self) -> int:
-        return len(self.refs)
-
-    def __contains__(self, case_id: str) -> bool:
-        return case_id in self._by_id
-
-    def ref(self, key: int | str):
-        """The :class:`~brainseg_tf.io.layouts.CaseRef` of a volume by index or id."""
-        from brainseg_tf.io.errors import UnknownCaseError
-
-        if isinstance(key, (int, np.integer)):
-            return self.refs[key]
-        if key not in self._by_id:
-            raise UnknownCaseError(self.root, f"{self.root}: case {key!r} is not in this dataset ({len(self)} volumes)")
-        return self._by_id[key]
+    def _volume(self, key: int | str) -> int:
+        """The volume number ``V`` of a case by index or id (``volume_<V>``)."""
+        return int(self.ref(key).case_id.split("_", 1)[1])
 
     def __getitem__(self, key: int | str):
-        cid = self.ref(key).case_id
-        volume = int(cid.split("_", 1)[1])
+        volume = self._volume(key)
         return read_volume(
             self.root,
             volume,
@@ -323,19 +310,9 @@ class SliceDataset:
         """``(shape, spacing)`` of a volume's grid, from its first slice and slice count."""
         import h5py
 
-        ref = self.ref(key)
-        volume = int(ref.case_id.split("_", 1)[1])
-        with h5py.File(ref.images["slices"], "r") as fh:
+        with h5py.File(self.ref(key).images["slices"], "r") as fh:
             height, width = fh["image"].shape[:2]
-        return (int(height), int(width), len(self._slices[volume])), (1.0, 1.0, 1.0)
-
-    @property
-    def case_ids(self) -> list[str]:
-        return [r.case_id for r in self.refs]
-
-    @property
-    def labelled_ids(self) -> list[str]:
-        return [r.case_id for r in self.refs if r.label is not None]
+        return (int(height), int(width), len(self._slices[self._volume(key)])), (1.0, 1.0, 1.0)
 
     def __repr__(self) -> str:
         return f"SliceDataset(root={str(self.root)!r}, volumes={len(self)}, channel_order={self.channel_order})"
