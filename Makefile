@@ -48,12 +48,16 @@ demo-real: $(STAMP)
 	  --cases Brats18_CBICA_AQN_1 Brats18_TCIA02_135_1 Brats18_TCIA10_628_1 Brats18_2013_23_1 \
 	  --out runs/cpu_brats2018/predictions/metrics.csv
 
-# The out-of-fold measure (docs/training.md): 5 folds over every case of ../shared/data/brats2018, each a
-# fixed number of steps (the recipe's time limit is off), every case predicted by the fold that held it
-# out, scored with bootstrap intervals into runs/cv_cpu_brats2018/oof/. Hours on 2 cores; resumable:
-# re-run the same command after a stop.
+# The out-of-fold measure (docs/training.md): 5 folds over every shared real case (21 BraTS 2018 + 1
+# BraTS 2021, linked into data/real), each a fixed number of steps (the recipe's time limit is off),
+# each fold measured on the cases it held out into results/cv/cv_real22/fold_<k>.json (commit them:
+# the measure resumes from them on any machine), then scored with bootstrap intervals there.
+REAL_CASES := $(wildcard ../shared/data/brats2018/Brats18_* ../shared/data/brats2021/BraTS2021_*)
 cv-real: $(STAMP)
-	$(VENV)/bin/brainseg cv --config configs/cpu_brats2018.json --run-dir runs/cv_cpu_brats2018 --folds 5
+	mkdir -p data/real
+	for d in $(REAL_CASES); do ln -sfn "$$(readlink -f $$d)" data/real/$$(basename $$d); done
+	$(VENV)/bin/brainseg cv --config configs/cpu_brats2018.json --run-dir runs/cv_real22 --folds 5 \
+	  --set data.root=data/real --set data.layout=brats2021 --set data.cache=data/cache/real22_f16.h5
 
 # docs/report_example and the README's demo figures, from a fresh full `brainseg demo` (tests/test_demo.py
 # checks the committed example's settings against the demo's defaults).

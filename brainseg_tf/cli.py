@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -102,7 +103,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from brainseg_tf import plan, report
     from brainseg_tf.training import load_config, train, train_folds
 
-    overrides = {"data.scheme": args.scheme} if args.scheme is not None else None
+    overrides = _overrides(args.set)
+    if args.scheme is not None:
+        overrides["data.scheme"] = args.scheme
     cfg = load_config(args.config, overrides)  # read once: the GPU check, the folds switch and training share it
     warning = plan.check_fits(cfg)
     if warning is not None:
@@ -123,13 +126,42 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _overrides(items: list[str] | None) -> dict[str, object]:
+    """``--set KEY=VALUE`` items as recipe overrides: VALUE is JSON (``5``, ``true``, ``[96,96,96]``), else a string."""
+    out: dict[str, object] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE with a dotted recipe key, e.g. training.epochs=5")
+        try:
+            out[key.strip()] = json.loads(text)
+        except ValueError:
+            out[key.strip()] = text
+    return out
+
+
+def _add_set_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a recipe value by its dotted key (repeatable; VALUE is JSON or a string), "
+        "e.g. --set data.root=data/real --set training.epochs=5",
+    )
+
+
 def _cmd_cv(args: argparse.Namespace) -> int:
     if not args.config.is_file():  # before importing TensorFlow
         raise FileNotFoundError(f"{args.config}: recipe not found")
+    from brainseg_tf.training import load_config
     from brainseg_tf.training.crossval import cross_validate
 
     result = cross_validate(
-        args.config, run_dir=args.run_dir, folds=args.folds, checkpoint=args.checkpoint, overwrite=args.overwrite
+        load_config(args.config, _overrides(args.set)),
+        run_dir=args.run_dir,
+        folds=args.folds,
+        checkpoint=args.checkpoint,
+        records=args.records,
     )
     print(
         f"run directory: {result.run_dir} ({'out-of-fold measure in oof/' if result.completed else 're-run to continue'})"
@@ -584,6 +616,7 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
         help="label scheme of the training data (sets the recipe's data.scheme; default: the recipe's, else "
         "each case id's, one for all); sets the head's channels, the losses and metrics",
     )
+    _add_set_argument(p)
     p.set_defaults(func=_cmd_train)
 
 
@@ -594,8 +627,20 @@ def _add_cv_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, required=True, help="JSON recipe (see configs/)")
     p.add_argument("--run-dir", type=Path, default=None, help="run directory (default runs/<config name>)")
     p.add_argument("--folds", type=int, default=None, metavar="K", help="folds (default: the recipe's split.folds)")
-    p.add_argument("--checkpoint", choices=["best", "final"], default="best", help="each fold's model (default best)")
-    p.add_argument("--overwrite", action="store_true", help="predict every case again")
+    p.add_argument(
+        "--checkpoint",
+        choices=["best", "final"],
+        default="final",
+        help="each fold's model (default final: the fixed schedule; best is chosen on the held-out cases themselves)",
+    )
+    p.add_argument(
+        "--records",
+        type=Path,
+        default=None,
+        help="folder of the fold records, meant to be committed so the measure resumes anywhere "
+        "(default results/cv/<run directory name>; delete a fold's record to measure it again)",
+    )
+    _add_set_argument(p)
     p.set_defaults(func=_cmd_cv)
 
 

@@ -39,7 +39,7 @@ from brainseg_tf.checks import check_choice, check_int
 from brainseg_tf.training.config import TrainConfig, as_config
 from brainseg_tf.training.data import resolve_path
 from brainseg_tf.training.folds import fold_dir, train_folds
-from brainseg_tf.training.rundir import RunLock, default_run_dir
+from brainseg_tf.training.rundir import default_run_dir
 from brainseg_tf.training.split import load_split
 
 __all__ = [
@@ -381,6 +381,261 @@ def score_out_of_fold(
     return summary
 
 
+# -- fold records: the measure, fold by fold, in a folder that is committed ----------------------
+RECORD_FORMAT = 1
+RECORDS_ROOT = Path("results") / "cv"
+
+
+def recipe_digest(cfg: TrainConfig) -> str:
+    """SHA-256 (16 hex digits) of what decides a fold's result: the resolved recipe without its name,
+    description and data paths (the record lists its cases, so a moved dataset keeps its records)."""
+    data = cfg.to_dict()
+    for key in ("name", "description"):
+        data.pop(key, None)
+    data["data"] = {k: v for k, v in data["data"].items() if k not in ("root", "cache", "build_cache")}
+    text = json.dumps(data, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def records_dir(run_dir: str | os.PathLike, records: str | os.PathLike | None = None) -> Path:
+    """Where the fold records go: ``records``, else ``results/cv/<run directory name>``."""
+    return Path(records) if records is not None else RECORDS_ROOT / Path(run_dir).name
+
+
+def fold_val_ids(cfg: TrainConfig, fold: int, folds: int) -> list[str]:
+    """The cases fold ``fold`` of ``folds`` holds out (the recipe's seeded k-fold split of its labelled cases)."""
+    from brainseg_tf.training.data import data_source, labelled_ids
+    from brainseg_tf.training.folds import fold_config
+    from brainseg_tf.training.split import make_split
+
+    fold_cfg = fold_config(cfg, fold, folds)
+    return sorted(make_split(labelled_ids(data_source(fold_cfg), fold_cfg), fold_cfg.split).val_ids)
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """A fold record, or ``None`` when there is none; a damaged one is an error naming the file."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ValueError(f"{path}: damaged fold record ({exc}); delete it to measure the fold again") from None
+    if not isinstance(data, dict) or not isinstance(data.get("cases"), dict):
+        raise ValueError(f"{path}: not a fold record (no 'cases'); delete it to measure the fold again")
+    if data.get("format") != RECORD_FORMAT:
+        raise ValueError(f"{path}: fold record format {data.get('format')!r}; this toolkit reads {RECORD_FORMAT}")
+    return data
+
+
+def record_matches(
+    record: Mapping[str, Any], *, digest: str, folds: int, fold: int, checkpoint: str, val_ids: Sequence[str]
+) -> str | None:
+    """``None`` when ``record`` measured this fold of this recipe, else why not (a sentence)."""
+    wanted = {"recipe_digest": digest, "folds": folds, "fold": fold, "checkpoint": checkpoint}
+    for key, value in wanted.items():
+        if record.get(key) != value:
+            return f"its {key} is {record.get(key)!r}, not {value!r}"
+    if sorted(record["cases"]) != sorted(val_ids):
+        return "it holds out other cases than the split does now"
+    return None
+
+
+def _machine() -> dict[str, Any]:
+    import platform
+
+    from brainseg_tf.runtime import cpu_flags
+
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    flags = sorted(f for f in (cpu_flags() or ()) if f.startswith(("avx512_bf16", "amx", "avx512f", "avx2")))
+    return {"cpu": model or platform.processor(), "cores": os.cpu_count(), "flags": flags}
+
+
+def measure_fold(
+    cfg: TrainConfig,
+    run_dir: str | os.PathLike,
+    fold: int,
+    folds: int,
+    *,
+    checkpoint: str = "final",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Predict the cases fold ``fold`` held out with its model and score them: the fold record.
+
+    Each case is predicted with postprocessing off (written to ``RUN_DIR/oof/predictions``) and
+    scored per region (Dice and HD95, legacy empty-mask rule); every postprocessing candidate
+    (:func:`brainseg_tf.postprocessing.default_candidates`) is applied alone to the raw labels and
+    its Dice per region recorded, so a selection can be made from the records of every fold
+    without the label maps (:func:`select_from_records`).
+
+    Returns:
+        The record (JSON-serialisable): recipe, recipe digest, fold, checkpoint, model SHA-256,
+        steps, machine, and per case ``dice``/``hd95`` per region, ``ref_ml``/``pred_ml``
+        per region, ``seconds`` and ``rules`` (rule description -> Dice per region).
+    """
+    import time
+
+    from brainseg_tf import inference, postprocessing
+    from brainseg_tf.evaluation import evaluate_case, region_dice
+    from brainseg_tf.io import read_case
+    from brainseg_tf.io.predictions import label_path
+    from brainseg_tf.progress import progress as show_progress
+    from brainseg_tf.training.data import open_root
+    from brainseg_tf.training.validation import RAW, case_regions
+
+    run_dir = Path(run_dir)
+    split = load_split(fold_dir(run_dir, fold))
+    model = _model_file(run_dir, fold, checkpoint)
+    predictor = inference.load_predictor(model)
+    dataset = open_root(_dataset_root(cfg), cfg)
+    regions = case_regions(cfg)
+    scheme = cfg.scheme.name
+    pred_dir = run_dir / OOF_DIR / "predictions"
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    cases: dict[str, Any] = {}
+    volumes: list[float] = []
+    start = time.perf_counter()
+    for cid in show_progress(sorted(split.val_ids), desc=f"fold {fold} held-out cases", disable=not progress):
+        prediction = inference.predict_case(predictor, dataset.ref(cid), **RAW)
+        prediction.write(label_path(pred_dir, cid))
+        ref = read_case(dataset.ref(cid)).label  # the reference in the dataset's scheme, internal labels
+        if ref is None:
+            raise ValueError(f"{cid}: a held-out case without a reference label cannot be scored")
+        spacing = tuple(float(v) for v in prediction.reference.spacing)
+        voxel_volume = float(np.prod(spacing))
+        volumes.append(voxel_volume)
+        rows = evaluate_case(
+            prediction.labels, ref, spacing, case=cid, regions=regions, scheme=scheme, lesion_wise=False
+        )
+        rules = {}
+        for group in postprocessing.default_candidates(voxel_volume, scheme):
+            for rule in group:
+                rules[json.dumps(rule.to_dict(), sort_keys=True)] = region_dice(
+                    rule(prediction.labels, scheme=scheme), ref, regions, scheme=scheme
+                )
+        cases[cid] = {
+            "dice": {r["region"]: float(r["dice"]) for r in rows},
+            "hd95": {r["region"]: float(r["hd95"]) for r in rows},
+            "ref_ml": {r["region"]: float(r["volume_ref_ml"]) for r in rows},
+            "pred_ml": {r["region"]: float(r["volume_pred_ml"]) for r in rows},
+            "seconds": float(prediction.seconds),
+            "rules": rules,
+        }
+    steps = cfg.training.epochs * cfg.training.steps_per_epoch
+    metrics = _read_oof(fold_dir(run_dir, fold) / "metrics.json")
+    return {
+        "format": RECORD_FORMAT,
+        "recipe": cfg.name,
+        "recipe_digest": recipe_digest(cfg),
+        "recipe_resolved": cfg.to_dict(),
+        "folds": folds,
+        "fold": fold,
+        "split_seed": cfg.split.seed,
+        "train_ids": sorted(split.train_ids),
+        "checkpoint": checkpoint,
+        "model_sha256": _sha256(model),
+        "optimizer_steps": steps,
+        "train_minutes": metrics.get("elapsed_minutes", metrics.get("minutes")),
+        "predict_seconds": time.perf_counter() - start,
+        "machine": _machine(),
+        "regions": list(regions),
+        "scheme": scheme,
+        "voxel_volume": float(np.median(volumes)) if volumes else 1.0,
+        "dice_rule": "legacy BraTS empty-mask rule (both empty: Dice 1; one empty: Dice 0)",
+        "cases": cases,
+    }
+
+
+def select_from_records(records: Sequence[Mapping[str, Any]], *, epsilon: float | None = None) -> dict[str, Any]:
+    """Postprocessing chosen from fold records (each rule's Dice when applied alone to the raw labels).
+
+    The same test as :func:`brainseg_tf.postprocessing.select` for the first rule: in the fixed
+    candidate order, the best alternative of each candidate (highest mean Dice, the smallest size
+    on ties) is kept when the mean Dice over the regions rises by more than ``epsilon`` **and** it
+    improves more cases than it worsens. Records hold one rule at a time, so at most one rule is
+    chosen here (the exact multi-rule greedy needs the label maps: :func:`score_out_of_fold`).
+
+    Returns:
+        ``{"chosen": [rule dict] (0 or 1), "baseline": mean per region, "final": ..., "steps": [...]}``.
+    """
+    from brainseg_tf import postprocessing
+
+    eps = postprocessing.EPSILON if epsilon is None else float(epsilon)
+    regions = list(records[0]["regions"])
+    baseline = {cid: c["dice"] for rec in records for cid, c in rec["cases"].items()}
+    rule_keys = list(next(iter(records[0]["cases"].values()))["rules"])
+    groups: dict[tuple, list[str]] = {}
+    for key in rule_keys:
+        rule = json.loads(key)
+        groups.setdefault((rule.get("kind"), rule.get("region")), []).append(key)
+    base_mean = postprocessing.mean_dice(baseline, regions)
+    steps = []
+    for keys in groups.values():
+        best = None
+        for key in keys:
+            trial = {cid: c["rules"][key] for rec in records for cid, c in rec["cases"].items()}
+            mean = postprocessing.mean_dice(trial, regions)
+            if best is None or mean["mean"] > best[2]["mean"]:
+                best = (key, trial, mean)
+        key, trial, mean = best  # type: ignore[misc]
+        cases = postprocessing.case_changes(baseline, trial, regions)
+        keep = mean["mean"] > base_mean["mean"] + eps and cases["improved"] > cases["worsened"]
+        steps.append(
+            {
+                "rule": json.loads(key),
+                "after": mean,
+                "change": mean["mean"] - base_mean["mean"],
+                "cases": cases,
+                "kept": bool(keep),
+            }
+        )
+        if keep:
+            return {"chosen": [json.loads(key)], "baseline": base_mean, "final": mean, "steps": steps}
+    return {"chosen": [], "baseline": base_mean, "final": base_mean, "steps": steps}
+
+
+def summarize_records(records: Sequence[Mapping[str, Any]], *, resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """The out-of-fold measure from every fold's record: per-region mean Dice with a case-level
+    bootstrap 95 % interval, the per-case table, the worst cases and the record-based
+    postprocessing selection (:func:`select_from_records`)."""
+    first = records[0]
+    regions = list(first["regions"])
+    per_case: dict[str, dict[str, float]] = {}
+    for rec in records:
+        for cid, c in rec["cases"].items():
+            if cid in per_case:
+                raise ValueError(f"case {cid} is held out by two fold records")
+            per_case[cid] = {
+                **{r: c["dice"][r] for r in regions},
+                "mean": float(np.mean([c["dice"][r] for r in regions])),
+                "fold": rec["fold"],
+            }
+    per_case = dict(sorted(per_case.items()))
+    worst = sorted(per_case, key=lambda c: (per_case[c]["mean"], c))[:WORST_CASES]
+    return {
+        "recipe": first["recipe"],
+        "recipe_digest": first["recipe_digest"],
+        "folds": first["folds"],
+        "checkpoint": first["checkpoint"],
+        "fixed_steps": {"optimizer_steps": first["optimizer_steps"]},
+        "n_cases": len(per_case),
+        "regions": regions,
+        "dice_rule": first["dice_rule"],
+        "dice": _region_stats(per_case, [*regions, "mean"], resamples, seed),
+        "bootstrap": {"method": "percentile, cases resampled with replacement", "resamples": resamples, "seed": seed},
+        "per_case": per_case,
+        "worst_cases": [{"case": c, **per_case[c]} for c in worst],
+        "postprocessing_from_records": select_from_records(records),
+        "machines": sorted({json.dumps(r.get("machine", {}), sort_keys=True) for r in records}),
+    }
+
+
 def _format(summary: Mapping[str, Any]) -> str:
     parts = [
         f"{k} {s['mean']:.3f} [{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}]"
@@ -390,36 +645,79 @@ def _format(summary: Mapping[str, Any]) -> str:
     return f"out-of-fold mean Dice (95 % bootstrap interval) over {summary['n_cases']} cases: " + ", ".join(parts)
 
 
+def _records_markdown(summary: Mapping[str, Any]) -> str:
+    regions = summary["regions"]
+    boot = summary["bootstrap"]
+    lines = [
+        f"## Out-of-fold results: {summary['recipe']} (recipe digest {summary['recipe_digest']})",
+        "",
+        f"{summary['n_cases']} cases, {summary['folds']} folds, checkpoint `{summary['checkpoint']}`, "
+        f"{summary['fixed_steps']['optimizer_steps']} optimizer steps per fold (no time limit); each case "
+        f"predicted by the fold that did not train on it, postprocessing off; {summary['dice_rule']}. "
+        f"Interval: {boot['method']}, {boot['resamples']} resamples, seed {boot['seed']}.",
+        "",
+        "| region | mean Dice | 95 % interval | half-width | n |",
+        "|---|---|---|---|---|",
+    ]
+    for key, st in summary["dice"].items():
+        lines.append(
+            f"| {key} | {st['mean']:.3f} | {st['ci95'][0]:.3f} – {st['ci95'][1]:.3f} | {st['half_width']:.3f} | {st['n']} |"
+        )
+    lines += ["", f"Worst cases (mean Dice over {'/'.join(regions)}):", ""]
+    lines += [
+        f"- {w['case']} (fold {w['fold']}): " + ", ".join(f"{k} {w[k]:.3f}" for k in [*regions, "mean"])
+        for w in summary["worst_cases"]
+    ]
+    post = summary["postprocessing_from_records"]
+    chosen = ", ".join(json.dumps(r) for r in post["chosen"]) or "none"
+    lines += [
+        "",
+        f"Postprocessing chosen from the fold records (one rule at most): {chosen} "
+        f"(mean Dice {post['baseline']['mean']:.3f} -> {post['final']['mean']:.3f}).",
+        "",
+        "| case | fold | " + " | ".join(regions) + " | mean |",
+        "|---|---|" + "---|" * (len(regions) + 1),
+    ]
+    for cid, d in summary["per_case"].items():
+        lines.append(f"| {cid} | {d['fold']} | " + " | ".join(f"{d[r]:.3f}" for r in [*regions, "mean"]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def cross_validate(
     config_or_path: TrainConfig | str | os.PathLike | Mapping[str, Any],
     *,
     run_dir: str | os.PathLike | None = None,
     folds: int | None = None,
-    checkpoint: str = "best",
-    overwrite: bool = False,
+    checkpoint: str = "final",
+    records: str | os.PathLike | None = None,
     resamples: int = 2000,
     seed: int = 0,
     progress: bool = True,
 ) -> CrossValResult:
-    """Train the folds, predict every case out of fold, and score the predictions (module docstring).
+    """Train each fold, measure it on the cases it held out, and score all folds together.
 
-    Resumable: completed folds are not retrained, an interrupted fold resumes at its backup, and
-    cases already predicted by the same fold model are skipped; the scores are always recomputed.
+    Fold by fold: a fold whose record (``RECORDS/fold_<k>.json``, :func:`records_dir`; default
+    ``results/cv/<run directory name>``, a folder meant to be committed) measured the same recipe
+    (:func:`recipe_digest`), folds, checkpoint and held-out cases is skipped, so the measure
+    resumes across machines and sessions from the records alone; otherwise the fold trains (an
+    interrupted fold resumes at its backup in ``RUN_DIR/fold_<k>``) and :func:`measure_fold`
+    writes its record. With every record present, :func:`summarize_records` writes
+    ``RECORDS/summary.json`` and ``RECORDS/report.md``; when every case's raw prediction is also
+    in ``RUN_DIR/oof/predictions`` (all folds measured on this machine), the exact multi-rule
+    postprocessing selection runs on them too (``RUN_DIR/oof/postprocessing.json``).
 
     Args:
         config_or_path: a :class:`TrainConfig`, a dict or a recipe path.
         run_dir: parent run directory (default ``runs/<config name>``).
         folds: K (default ``split.folds``); the split becomes the seeded k-fold one.
-        checkpoint: each fold's model: ``"best"`` or ``"final"``.
-        overwrite: predict every case again.
+        checkpoint: each fold's model: ``"final"`` (default: the fixed schedule's last step) or
+            ``"best"`` (chosen on the held-out cases themselves, so its out-of-fold score is optimistic).
+        records: the records folder (see above).
         resamples, seed: of the bootstrap interval.
         progress: show progress over cases.
 
-    Returns:
-        A :class:`CrossValResult`.
-
     Raises:
-        ValueError: bad arguments or recipe, folds that do not cover each case exactly once.
+        ValueError: bad arguments or recipe, a record of another measure in the records folder.
         FileNotFoundError: no raw cases (``data.root``), a fold without the checkpoint.
     """
     check_choice("checkpoint", checkpoint, CHECKPOINTS)
@@ -429,24 +727,65 @@ def cross_validate(
     k = int(folds) if folds is not None else cfg.split.folds
     check_int("folds", k, 2)
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
-    root = _dataset_root(cfg)
-    header = _oof_header(cfg, original, k, checkpoint, root)
+    _dataset_root(cfg)
+    rec_dir = records_dir(run_dir, records)
+    digest = recipe_digest(cfg)
+    steps = cfg.training.epochs * cfg.training.steps_per_epoch
     print(
-        f"[brainseg cv] {k} folds of {header['fixed_steps']['optimizer_steps']} optimizer steps each; "
-        f"training.max_minutes={original.training.max_minutes!r} switched off (fixed steps, no time limit)",
+        f"[brainseg cv] {k} folds of {steps} optimizer steps each (recipe digest {digest}); "
+        f"training.max_minutes={original.training.max_minutes!r} switched off (fixed steps, no time limit); "
+        f"records in {rec_dir}",
         flush=True,
     )
-    trained = train_folds(cfg, run_dir=run_dir, folds=k, resume=True)
-    if not trained.summary["completed"]:
-        print("[brainseg cv] not every fold completed; re-run to continue", flush=True)
-        return CrossValResult(run_dir, False, {}, {}, [], [])
-    (run_dir / OOF_DIR).mkdir(parents=True, exist_ok=True)
-    with RunLock(run_dir / OOF_DIR):  # one out-of-fold writer at a time
-        oof, predicted, skipped = predict_out_of_fold(
-            cfg, run_dir, k, checkpoint=checkpoint, overwrite=overwrite, progress=progress, header=header
+    done: dict[int, dict[str, Any]] = {}
+    measured: list[str] = []
+    for fold in range(k):
+        path = rec_dir / f"fold_{fold}.json"
+        val_ids = fold_val_ids(cfg, fold, k)
+        rec = read_record(path)
+        if rec is not None:
+            why = record_matches(rec, digest=digest, folds=k, fold=fold, checkpoint=checkpoint, val_ids=val_ids)
+            if why is not None:
+                raise ValueError(f"{path}: a record of another measure ({why}); pass --records DIR or delete it")
+            print(f"[brainseg cv] fold {fold}: already measured ({path}); skipped", flush=True)
+            done[fold] = rec
+            continue
+        trained = train_folds(cfg, run_dir=run_dir, folds=k, resume=True, only=[fold])
+        if not trained.summary["per_fold"][fold]["completed"]:
+            print(f"[brainseg cv] fold {fold} did not complete; re-run to continue", flush=True)
+            return CrossValResult(run_dir, False, {}, {}, measured, [])
+        rec = measure_fold(cfg, run_dir, fold, k, checkpoint=checkpoint, progress=progress)
+        rec_dir.mkdir(parents=True, exist_ok=True)
+        atomic.write_json(path, rec)
+        done[fold] = rec
+        measured += sorted(rec["cases"])
+        means = {r: np.mean([c["dice"][r] for c in rec["cases"].values()]) for r in rec["regions"]}
+        print(
+            f"[brainseg cv] fold {fold}: " + ", ".join(f"{r} {v:.3f}" for r, v in means.items()) + f"; record {path}",
+            flush=True,
         )
-        print(f"[brainseg cv] predicted {len(predicted)} case(s), {len(skipped)} already predicted", flush=True)
-        summary = score_out_of_fold(cfg, run_dir, oof, resamples=resamples, seed=seed, progress=progress)
+    summary = summarize_records([done[f] for f in range(k)], resamples=resamples, seed=seed)
+    pred_dir = run_dir / OOF_DIR / "predictions"
+    from brainseg_tf.io.predictions import label_path
+
+    if all(label_path(pred_dir, cid).is_file() for cid in summary["per_case"]):
+        from brainseg_tf import postprocessing
+
+        selection = postprocessing.select_for_folders(
+            pred_dir,
+            _dataset_root(cfg),
+            case_ids=list(summary["per_case"]),
+            regions=summary["regions"],
+            out=run_dir / OOF_DIR / postprocessing.SELECTION_FILE,
+        )
+        summary["postprocessing"] = {
+            "chosen": [r.describe() for r in selection.rules],
+            "baseline": selection.baseline,
+            "final": selection.final,
+            "evidence": selection.evidence(),
+        }
+    atomic.write_json(rec_dir / SUMMARY_FILE, summary)
+    atomic.write_text(rec_dir / REPORT_FILE, _records_markdown(summary))
     print(f"[brainseg cv] {_format(summary)}", flush=True)
-    print(f"[brainseg cv] {run_dir / OOF_DIR / REPORT_FILE}", flush=True)
-    return CrossValResult(run_dir, True, oof, summary, predicted, skipped)
+    print(f"[brainseg cv] {rec_dir / REPORT_FILE}", flush=True)
+    return CrossValResult(run_dir, True, {}, summary, measured, [])

@@ -46,7 +46,7 @@ def data_source(cfg: TrainConfig) -> Path | None:
         print(f"[brainseg train] building the cache {cache} from {root}", flush=True)
         return Path(
             build_cache(
-                root,
+                open_root(root, cfg),  # in the recipe's layout, scheme and channel order
                 cache,
                 max_cases=cfg.data.max_cases,
                 dtype=cfg.data.cache_dtype,

@@ -14,7 +14,7 @@ import dataclasses
 import gc
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,6 +99,7 @@ def train_folds(
     run_dir: str | os.PathLike | None = None,
     folds: int | None = None,
     resume: bool = True,
+    only: Sequence[int] | None = None,
 ) -> FoldsResult:
     """Train folds ``0..K-1`` of the recipe's seeded k-fold split, one after the other.
 
@@ -108,6 +109,7 @@ def train_folds(
             ``run_dir/fold_<k>``.
         folds: K; ``None`` takes ``split.folds`` (and the split becomes k-fold either way).
         resume: as :func:`brainseg_tf.training.train`, per fold.
+        only: train just these folds (e.g. the ones whose out-of-fold record is missing).
 
     Returns:
         A :class:`FoldsResult`; ``run_dir/folds.json`` holds the same summary.
@@ -124,7 +126,9 @@ def train_folds(
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(run_dir):  # one fold driver per parent directory; each fold has its own lock too
-        for fold in range(k):
+        for fold in range(k) if only is None else sorted(set(only)):
+            if not 0 <= fold < k:
+                raise ValueError(f"fold {fold!r} is not one of the {k} folds 0..{k - 1}")
             fold_cfg = fold_config(cfg, fold, k)
             print(f"[brainseg train] fold {fold}/{k}: {fold_dir(run_dir, fold)}", flush=True)
             result = train(fold_cfg, run_dir=fold_dir(run_dir, fold), resume=resume)

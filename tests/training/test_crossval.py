@@ -4,21 +4,22 @@ One module-scoped run trains 3 folds over 5 cases (a depth-2 U-Net with 4 base f
 2 steps) with a recipe time limit so short that ``brainseg train`` would stop each fold after its
 first epoch; the tests read what it wrote: every case validated by exactly one fold, each
 out-of-fold prediction made by that fold's model (never one that trained on the case), the time
-limit switched off, a re-run that predicts nothing again, and the scores with their intervals.
+limit switched off, the fold records from which a re-run on another machine resumes without
+training, and the scores with their intervals.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from brainseg_tf.training import load_split
-from brainseg_tf.training.crossval import OOF_DIR, cross_validate, fold_assignment
+from brainseg_tf.training.crossval import OOF_DIR, cross_validate, fold_assignment, select_from_records
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -46,13 +47,14 @@ def _recipe(root: Path) -> dict:
 @pytest.fixture(scope="module")
 def cv_run(tmp_path_factory, synthetic_dataset) -> dict:
     root = synthetic_dataset(n_cases=5, seed=3, shape=(32, 32, 24))
-    run_dir = tmp_path_factory.mktemp("cv") / "run"
-    result = cross_validate(_recipe(root), run_dir=run_dir, folds=FOLDS, progress=False)
-    return {"root": root, "run_dir": run_dir, "result": result}
+    base = tmp_path_factory.mktemp("cv")
+    run_dir, records = base / "run", base / "records"
+    result = cross_validate(_recipe(root), run_dir=run_dir, folds=FOLDS, records=records, progress=False)
+    return {"root": root, "run_dir": run_dir, "records": records, "result": result}
 
 
-def _oof(run_dir: Path) -> dict:
-    return json.loads((run_dir / OOF_DIR / "oof.json").read_text())
+def _record(cv_run: dict, k: int) -> dict:
+    return json.loads((cv_run["records"] / f"fold_{k}.json").read_text())
 
 
 def test_folds_cover_every_case_exactly_once(cv_run: dict) -> None:
@@ -64,20 +66,36 @@ def test_folds_cover_every_case_exactly_once(cv_run: dict) -> None:
     assert sorted(len(load_split(run_dir / f"fold_{k}").val_ids) for k in range(FOLDS)) == [1, 2, 2]
     assignment = fold_assignment(run_dir, FOLDS)
     assert sorted(assignment) == everyone and set(assignment.values()) == set(range(FOLDS))
+    recorded = [c for k in range(FOLDS) for c in _record(cv_run, k)["cases"]]
+    assert sorted(recorded) == everyone
 
 
-def test_out_of_fold_predictions_come_from_the_fold_that_held_the_case_out(cv_run: dict) -> None:
+def test_out_of_fold_scores_come_from_the_fold_that_held_the_case_out(cv_run: dict) -> None:
     run_dir = cv_run["run_dir"]
-    oof = _oof(run_dir)
-    assert cv_run["result"].completed and len(oof["cases"]) == 5
-    for case, entry in oof["cases"].items():
-        split = load_split(run_dir / f"fold_{entry['fold']}")
-        assert case in split.val_ids and case not in split.train_ids
-        model = run_dir / entry["model"]
-        assert model == run_dir / f"fold_{entry['fold']}" / "best.keras"
-        assert entry["model_sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
-        assert (run_dir / OOF_DIR / entry["file"]).is_file()
-    assert oof["checkpoint"] == "best" and oof["postprocessing"].startswith("off")
+    assert cv_run["result"].completed
+    for k in range(FOLDS):
+        rec = _record(cv_run, k)
+        split = load_split(run_dir / f"fold_{k}")
+        assert sorted(rec["cases"]) == sorted(split.val_ids)
+        assert not set(rec["cases"]) & set(rec["train_ids"]) and rec["train_ids"] == sorted(split.train_ids)
+        model = run_dir / f"fold_{k}" / "final.keras"
+        assert rec["checkpoint"] == "final" and rec["model_sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+        for cid, case in rec["cases"].items():
+            assert (run_dir / OOF_DIR / "predictions" / f"{cid}.nii.gz").is_file()
+            assert set(case["dice"]) == {"WT", "TC", "ET"} and case["rules"]
+
+
+def test_recorded_dice_matches_an_independent_evaluation(cv_run: dict) -> None:
+    import nibabel as nib
+
+    for k in range(FOLDS):
+        for cid, case in _record(cv_run, k)["cases"].items():  # both files in BraTS values 0/1/2/4
+            ref = np.asarray(nib.load(next((cv_run["root"] / cid).glob("*seg*"))).dataobj)
+            pred = np.asarray(nib.load(cv_run["run_dir"] / OOF_DIR / "predictions" / f"{cid}.nii.gz").dataobj)
+            for name, labels in {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)}.items():
+                a, b = np.isin(pred, labels), np.isin(ref, labels)
+                expected = 1.0 if not a.any() and not b.any() else 2 * (a & b).sum() / (a.sum() + b.sum())
+                assert case["dice"][name] == pytest.approx(expected)
 
 
 def test_time_limit_is_switched_off_and_recorded(cv_run: dict) -> None:
@@ -85,51 +103,75 @@ def test_time_limit_is_switched_off_and_recorded(cv_run: dict) -> None:
     for k in range(FOLDS):  # a 0.006 s limit would have stopped `brainseg train` after epoch 1
         metrics = json.loads((run_dir / f"fold_{k}" / "metrics.json").read_text())
         assert metrics["completed"] and metrics["epochs_completed"] == EPOCHS
-    steps = _oof(run_dir)["fixed_steps"]
-    assert steps == {
-        "epochs": EPOCHS,
-        "steps_per_epoch": 2,
-        "optimizer_steps": 2 * EPOCHS,
-        "recipe_max_minutes": 1e-4,
-        "max_minutes": None,
-    }
+        rec = _record(cv_run, k)
+        assert rec["optimizer_steps"] == 2 * EPOCHS and rec["recipe_resolved"]["training"]["max_minutes"] is None
 
 
 def test_scores_intervals_and_report(cv_run: dict) -> None:
-    out = cv_run["run_dir"] / OOF_DIR
-    summary = json.loads((out / "summary.json").read_text())
-    with (out / "metrics.csv").open() as fh:
-        rows = list(csv.DictReader(fh))
+    summary = json.loads((cv_run["records"] / "summary.json").read_text())
+    cases = {cid: c for k in range(FOLDS) for cid, c in _record(cv_run, k)["cases"].items()}
     assert summary["n_cases"] == 5 and summary["regions"] == ["WT", "TC", "ET"]
     for region in ("WT", "TC", "ET"):
-        dice = [float(r["dice"]) for r in rows if r["region"] == region]
+        dice = [c["dice"][region] for c in cases.values()]
         stats = summary["dice"][region]
-        assert len(dice) == 5 and stats["mean"] == pytest.approx(np.mean(dice))
+        assert stats["mean"] == pytest.approx(np.mean(dice))
         assert stats["ci95"][0] <= stats["mean"] <= stats["ci95"][1]
     per_case_means = [c["mean"] for c in summary["per_case"].values()]
     assert summary["dice"]["mean"]["mean"] == pytest.approx(np.mean(per_case_means))
     worst = [w["mean"] for w in summary["worst_cases"]]
     assert worst == sorted(per_case_means)[: len(worst)]
-    assert summary["postprocessing"]["evidence"]["n_cases"] == 5 and (out / "postprocessing.json").is_file()
-    report = (out / "report.md").read_text()
+    assert summary["postprocessing"]["evidence"]["n_cases"] == 5  # exact selection: the label maps are here
+    assert (cv_run["run_dir"] / OOF_DIR / "postprocessing.json").is_file()
+    report = (cv_run["records"] / "report.md").read_text()
     assert (
         report.startswith("## Out-of-fold results: cv_tiny") and "95 % interval" in report and "Worst cases" in report
     )
 
 
-def test_rerun_resumes_without_predicting_again(cv_run: dict) -> None:
-    run_dir, recipe = cv_run["run_dir"], _recipe(cv_run["root"])
-    files = sorted((run_dir / OOF_DIR / "predictions").glob("*.nii.gz"))
-    stamps = {p.name: p.stat().st_mtime_ns for p in files}
-    fold0 = (run_dir / "fold_0" / "final.keras").stat().st_mtime_ns
-    again = cross_validate(recipe, run_dir=run_dir, folds=FOLDS, progress=False)
-    assert again.predicted == [] and len(again.skipped) == 5
-    assert {p.name: p.stat().st_mtime_ns for p in files} == stamps
-    assert (run_dir / "fold_0" / "final.keras").stat().st_mtime_ns == fold0  # folds not retrained
+def test_rerun_resumes_from_the_records_alone(cv_run: dict, tmp_path: Path) -> None:
+    recipe = _recipe(cv_run["root"])
+    records = tmp_path / "records"
+    shutil.copytree(cv_run["records"], records)
+    # another machine: an empty run directory, only the committed records
+    again = cross_validate(recipe, run_dir=tmp_path / "run", folds=FOLDS, records=records, progress=False)
+    assert again.completed and again.predicted == []
+    assert not (tmp_path / "run" / "fold_0").exists()  # nothing trained
     assert again.summary["dice"] == cv_run["result"].summary["dice"]
-    files[0].unlink()  # a case whose prediction is lost (e.g. a kill before its write) is predicted again
-    partial = cross_validate(recipe, run_dir=run_dir, folds=FOLDS, progress=False)
-    assert partial.predicted == [files[0].name.removesuffix(".nii.gz")] and len(partial.skipped) == 4
+    assert "postprocessing" not in again.summary  # no label maps here: the record-based choice only
+    assert again.summary["postprocessing_from_records"]["baseline"]["mean"] == pytest.approx(
+        again.summary["dice"]["mean"]["mean"]
+    )
+
+
+def test_a_record_of_another_measure_is_refused(cv_run: dict, tmp_path: Path) -> None:
+    recipe = _recipe(cv_run["root"])
+    records = tmp_path / "records"
+    shutil.copytree(cv_run["records"], records)
+    recipe["training"]["steps_per_epoch"] = 3  # another recipe: other digest
+    with pytest.raises(ValueError, match=r"fold_0\.json: a record of another measure \(its recipe_digest"):
+        cross_validate(recipe, run_dir=tmp_path / "run", folds=FOLDS, records=records, progress=False)
+    (records / "fold_0.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"fold_0\.json: damaged fold record"):
+        cross_validate(_recipe(cv_run["root"]), run_dir=tmp_path / "run", folds=FOLDS, records=records, progress=False)
+
+
+def _fake_records(base: dict[str, float], rule: dict[str, dict[str, float]]) -> list[dict]:
+    key = json.dumps({"kind": "remove_small", "min_voxels": 10, "region": "WT"}, sort_keys=True)
+    cases = {cid: {"dice": dict.fromkeys(("WT", "TC", "ET"), base[cid]), "rules": {key: rule[cid]}} for cid in base}
+    return [{"regions": ["WT", "TC", "ET"], "cases": cases}]
+
+
+def test_record_selection_refuses_a_rule_that_helps_one_case_by_chance() -> None:
+    base = {f"c{i}": 0.8 for i in range(6)}
+    lucky = {cid: dict.fromkeys(("WT", "TC", "ET"), 1.0 if cid == "c0" else 0.78) for cid in base}
+    out = select_from_records(_fake_records(base, lucky))
+    # mean 0.8 -> (1.0 + 5 * 0.78) / 6 = 0.8167 rises, but 1 case improves and 5 worsen
+    assert out["chosen"] == [] and out["steps"][0]["change"] == pytest.approx((1.0 + 5 * 0.78) / 6 - 0.8)
+    assert out["steps"][0]["cases"]["improved"] == 1 and out["steps"][0]["cases"]["worsened"] == 5
+    most = {cid: dict.fromkeys(("WT", "TC", "ET"), 0.7 if cid == "c0" else 0.83) for cid in base}
+    out = select_from_records(_fake_records(base, most))
+    assert out["chosen"] == [{"kind": "remove_small", "min_voxels": 10, "region": "WT"}]
+    assert out["final"]["mean"] == pytest.approx((0.7 + 5 * 0.83) / 6)
 
 
 def test_fold_assignment_refuses_leaks_and_gaps(tmp_path: Path) -> None:
