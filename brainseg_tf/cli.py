@@ -829,6 +829,25 @@ def _add_view_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_view)
 
 
+def _cmd_unpack(args: argparse.Namespace) -> int:
+    from brainseg_tf.io.archive import unpack
+
+    done = unpack(args.tar, args.out, progress=not args.quiet)
+    print(f"unpacked {args.tar} into {done.out_dir}: {done.extracted} file(s) written, {done.skipped} already there")
+    return 0
+
+
+def _add_unpack_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "unpack",
+        help="extract a dataset tar (e.g. Kaggle's BraTS2021_Training_Data.tar) safely; resumes if interrupted",
+    )
+    p.add_argument("tar", type=Path, help="the archive (.tar, .tar.gz, .tar.bz2, .tar.xz)")
+    p.add_argument("--out", type=Path, required=True, help="the folder to unpack into (created)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress")
+    p.set_defaults(func=_cmd_unpack)
+
+
 #: One function per subcommand adds its parser, in the order ``brainseg --help`` lists them.
 _SUBCOMMANDS = (
     _add_info_parser,
@@ -845,6 +864,7 @@ _SUBCOMMANDS = (
     _add_demo_parser,
     _add_view_parser,
     _add_survival_parser,
+    _add_unpack_parser,
 )
 
 

@@ -27,6 +27,7 @@ SUBCOMMANDS = [
     "preprocess",
     "train",
     "cv",
+    "unpack",
     "predict",
     "evaluate",
     "select-postprocessing",
@@ -68,6 +69,7 @@ BAD_ARGUMENTS = {
     "preprocess": (["preprocess", MISSING, "--out", "c.h5", "-q"], "nope"),
     "train": (["train", "--config", MISSING], "nope: recipe not found"),
     "cv": (["cv", "--config", MISSING, "--folds", "5"], "nope: recipe not found"),
+    "unpack": (["unpack", MISSING, "--out", "out"], "nope: archive not found"),
     "predict": (["predict", "--model", MISSING, "--input", ".", "--out", "p"], "nope: not found"),
     "evaluate": (["evaluate", "--pred", MISSING, "--ref", "."], "prediction folder not found: nope"),
     "select-postprocessing": (

@@ -66,7 +66,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from brainseg_tf.checks import check_choice, check_int, check_number, is_int
+from brainseg_tf.checks import check_choice, check_int, check_number, is_int, is_number
 from brainseg_tf.conventions import PLANE_AXES
 from brainseg_tf.data.preprocess import Geometry, paste_back
 from brainseg_tf.data.sampling import (
@@ -386,34 +386,114 @@ def patch_dataset(
 # ---------------------------------------------------------------------------------------------
 # 2D slices
 # ---------------------------------------------------------------------------------------------
-def _check_slices(slices: Any) -> Any:
-    """``"all"``, ``"tumour"`` or a checked half-open ``(start, stop)`` index range."""
-    if isinstance(slices, str):
-        if slices in ("tumour", "tumor"):
-            return "tumour"
-        if slices == "all":
-            return slices
-    elif (
-        isinstance(slices, (tuple, list))
-        and len(slices) == 2
-        and all(is_int(v) for v in slices)
-        and 0 <= slices[0] < slices[1]
-    ):
-        return (int(slices[0]), int(slices[1]))
-    raise ValueError(f"slices={slices!r} must be 'all', 'tumour' or a half-open index range (start, stop)")
+#: The named slice selections of :func:`slice_dataset` (``"tumor"`` is read as ``"tumour"``).
+SLICE_MODES: tuple[str, ...] = ("all", "tumour", "brain")
+_SLICES_HELP = (
+    "'all', 'tumour', 'brain', a half-open index range [start, stop] (integers), fractions of the grid's "
+    'depth [a, b] (floats, 0 <= a < b <= 1) or {"range": [start, stop], "of": depth} (indices chosen on a '
+    "depth-deep grid, scaled to each grid)"
+)
 
 
-def _slice_indices(label: np.ndarray | None, n: int, slices: Any, axis: int) -> np.ndarray:
-    """Indices along ``axis`` (of ``n``) selected by checked ``slices``."""
+def _check_slices(slices: Any) -> str | tuple:
+    """The checked slice selection: a mode of :data:`SLICE_MODES`, ``("index", start, stop)`` or
+    ``("fraction", a, b)`` (a ``{"range", "of"}`` dict becomes its fractions ``start/of, stop/of``).
+
+    Raises:
+        ValueError: naming ``slices`` and the accepted forms.
+    """
     if isinstance(slices, str):
-        if slices == "all":
-            return np.arange(n)
-        if label is None:
+        mode = "tumour" if slices == "tumor" else slices
+        if mode in SLICE_MODES:
+            return mode
+    elif isinstance(slices, dict):
+        return _scaled_range(slices)
+    elif isinstance(slices, (tuple, list)) and len(slices) == 2:
+        lo, hi = slices
+        if all(is_int(v) for v in slices) and 0 <= lo < hi:
+            return ("index", int(lo), int(hi))
+        floats = any(isinstance(v, (float, np.floating)) for v in slices)
+        if floats and all(is_number(v) for v in slices) and 0.0 <= lo < hi <= 1.0:
+            return ("fraction", float(lo), float(hi))
+    raise ValueError(f"slices={slices!r} must be {_SLICES_HELP}")
+
+
+def _scaled_range(spec: dict) -> tuple[str, float, float]:
+    """``{"range": [start, stop], "of": depth}`` as ``("fraction", start / depth, stop / depth)``."""
+    rng, depth = spec.get("range"), spec.get("of")
+    ok = (
+        set(spec) == {"range", "of"}
+        and is_int(depth)
+        and isinstance(rng, (tuple, list))
+        and len(rng) == 2
+        and all(is_int(v) for v in rng)
+        and 0 <= rng[0] < rng[1] <= depth
+    )
+    if not ok:
+        raise ValueError(
+            f'slices={spec!r}: a scaled range is {{"range": [start, stop], "of": depth}} with integers '
+            f"0 <= start < stop <= depth (e.g. the seed's 22-121 of a 155-slice grid: "
+            f'{{"range": [22, 122], "of": 155}})'
+        )
+    return ("fraction", rng[0] / depth, rng[1] / depth)
+
+
+def _half_up(x: float) -> int:
+    # Half up, not to even; the 1e-9 absorbs float error (22 / 155 * 155 is 22.000000000000004,
+    # a product meant to be k + 0.5 may come out just under it), so results are exact arithmetic's.
+    return int(math.floor(x + 0.5 + 1e-9))
+
+
+def _selected(spec: str | tuple, n: int, label: np.ndarray | None, image: np.ndarray | None, axis: int) -> np.ndarray:
+    """The indices a checked selection (:func:`_check_slices`) picks; see :func:`slice_indices`."""
+    if spec == "all":
+        return np.arange(n)
+    if spec in ("tumour", "brain"):
+        source = label if spec == "tumour" else image
+        if source is None:
             return np.zeros(0, np.int64)
-        other = tuple(a for a in range(3) if a != axis)
-        return np.flatnonzero((label > 0).any(axis=other))
-    lo, hi = slices
+        mask = np.asarray(source) != 0
+        if mask.ndim == 4:  # an image's channels
+            mask = mask.any(axis=-1)
+        return np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+    kind, lo, hi = spec
+    if kind == "fraction":
+        lo = min(_half_up(lo * n), n - 1)
+        hi = max(_half_up(hi * n), lo + 1)
     return np.arange(max(int(lo), 0), min(int(hi), n))
+
+
+def slice_indices(
+    slices: Any,
+    n: int,
+    *,
+    label: np.ndarray | None = None,
+    image: np.ndarray | None = None,
+    axis: int = 2,
+) -> np.ndarray:
+    """The indices along ``axis`` of a grid ``n`` slices deep that ``slices`` selects.
+
+    Args:
+        slices: ``"all"``; ``"tumour"`` (slices where ``label > 0``); ``"brain"`` (slices where
+            any channel of ``image`` is non-zero: the brain of a skull-stripped scan, whatever
+            the grid); ``(start, stop)`` integers, a half-open index range clipped to the grid;
+            ``(a, b)`` floats in [0, 1], fractions of the depth: ``round(a * n)`` to
+            ``round(b * n)`` (half up; at least one slice); ``{"range": [start, stop], "of":
+            depth}``, indices chosen on a ``depth``-deep grid scaled to this one (the seed
+            recipe's ``{"range": [22, 122], "of": 155}`` is slices 22-121 of a 240x240x155 BraTS
+            grid and 26-142 of a 182-deep MNI152 grid).
+        n: the grid's size along ``axis``.
+        label: ``(X, Y, Z)`` labels, for ``"tumour"`` (``None``: no slices).
+        image: ``(X, Y, Z[, C])`` image, for ``"brain"`` (``None``: no slices).
+        axis: the spatial axis being sliced.
+
+    Returns:
+        Sorted int64 indices in ``[0, n)``.
+
+    Raises:
+        ValueError: a ``slices`` of none of these forms.
+    """
+    return _selected(_check_slices(slices), int(n), label, image, axis)
 
 
 def _native_view(loaded: LoadedCase, geometry: Geometry) -> tuple[np.ndarray, np.ndarray | None]:
@@ -469,7 +549,7 @@ class _SliceReader:
         img, lab = loaded.image, loaded.label
         if not self.crop:
             img, lab = _native_view(loaded, self.src.geometry(cid))
-        idx = _slice_indices(lab, img.shape[self.axis], self.slices, self.axis)
+        idx = _selected(self.slices, img.shape[self.axis], lab, img, self.axis)
         im = np.moveaxis(np.asarray(img), self.axis, 0)[idx][..., self.channels].astype(np.float32)
         if lab is None:
             lb = np.zeros(im.shape[:3], np.uint8)
@@ -549,15 +629,19 @@ def slice_dataset(
 ) -> tf.data.Dataset:
     """2D slices in one plane, optionally resized.
 
-    The seed 2D U-Net recipe: ``slice_dataset(folder, crop=False, slices=(22, 122),
-    size=(128, 128), modalities=("flair", "t1ce"))`` (axial slices 22-121 of the native grid).
+    The seed 2D U-Net recipe: ``slice_dataset(folder, crop=False, slices={"range": [22, 122],
+    "of": 155}, size=(128, 128), modalities=("flair", "t1ce"))`` (axial slices 22-121 of a native
+    240x240x155 grid, the same part of the depth of any other grid).
 
     Args:
         source: dataset folder, ``Dataset``, cache path or ``Cache``.
         plane: ``"axial"`` (slices along Z: ``(X, Y)`` images), ``"coronal"`` (along Y:
             ``(X, Z)``) or ``"sagittal"`` (along X: ``(Y, Z)``).
-        slices: ``"all"``, ``"tumour"`` (slices with any label > 0) or ``(start, stop)``, a
-            half-open index range in the grid being sliced (native if ``crop=False``).
+        slices: ``"all"``, ``"tumour"`` (slices with any label > 0), ``"brain"`` (slices with
+            any non-zero image voxel), ``(start, stop)`` integers (a half-open index range),
+            ``(a, b)`` floats (fractions of the depth) or ``{"range": [start, stop], "of":
+            depth}`` (a range chosen on a ``depth``-deep grid, scaled); each in the grid being
+            sliced (native if ``crop=False``), case by case. See :func:`slice_indices`.
         size: ``(H, W)`` to resize to (bilinear images, nearest labels), or ``None`` to keep
             the slice shape (then every selected case must have the same in-plane shape).
         crop: slice the brain-box crop (default) or the native grid (a cache is pasted back).
@@ -707,6 +791,8 @@ __all__ = [
     "PatchSampler",
     "patch_dataset",
     "slice_dataset",
+    "slice_indices",
+    "SLICE_MODES",
     "volume_dataset",
     "TARGETS",
     "PLANES",

@@ -20,7 +20,7 @@ import numpy as np
 from brainseg_tf.checks import check_int
 from brainseg_tf.data.cache import Cache, common_scheme, is_cache_path, location_classes, open_cache
 from brainseg_tf.data.preprocess import Geometry, PreprocessedCase, brain_bbox, class_locations, preprocess_case
-from brainseg_tf.io import Dataset, open_dataset
+from brainseg_tf.io import Dataset, archive, open_dataset
 from brainseg_tf.schemes import LabelScheme, get_scheme
 
 __all__ = ["MAX_LOCATIONS", "LoadedCase", "CacheSource", "NiftiSource", "open_source"]
@@ -148,7 +148,7 @@ def _open_store(source: Any, scheme: str | LabelScheme | None = None) -> Cache |
         p = Path(source)
         if is_cache_path(p):
             return open_cache(p)
-        if p.is_dir():
+        if p.is_dir() or archive.is_tar_path(p):
             return open_dataset(p, scheme=None if scheme is None else get_scheme(scheme).name)
         raise ValueError(f"source={str(source)!r} is neither a dataset folder nor an HDF5 cache file")
     raise ValueError(f"source={source!r}: expected a dataset folder, a Dataset, a cache path or a Cache")

@@ -208,7 +208,9 @@ def build_datasets(
     source: Any = data_source(cfg)
     if source is None:
         raise ValueError(f"data.root or data.cache is required for pipeline.kind={p.kind!r}")
-    if Path(source).is_dir():  # read once, in the recipe's layout, scheme and channel order
+    from brainseg_tf.io.archive import is_tar_path
+
+    if Path(source).is_dir() or is_tar_path(source):  # read once, in the recipe's layout, scheme and channel order
         source = open_root(Path(source), cfg)
     common: dict[str, Any] = dict(modalities=list(cfg.data.modalities), target="labels", scheme=cfg.data.scheme)
     augment = _augment_config(p.augment)
