@@ -90,6 +90,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         dilation=args.dilation,
         min_lesion_volume=args.min_lesion_volume,
         case_ids=args.cases,
+        rules=None if args.no_lesion_wise else args.rules,
     )
     print(format_summary(result))
     if args.out is not None:
@@ -590,10 +591,19 @@ def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
         "header record `brainseg predict` writes, else the reference's scheme, which the output then names)",
     )
     p.add_argument("--out", type=Path, default=None, help="CSV, one row per case x region")
-    p.add_argument("--no-lesion-wise", action="store_true", help="skip BraTS 2023 lesion-wise scores")
+    p.add_argument(
+        "--rules",
+        choices=("legacy", "2023", "2024", "2025", "auto"),
+        default="auto",
+        help="official scoring of a BraTS year for the data's task (docs/evaluation.md); auto: the rules of the "
+        "data's edition (printed), e.g. 2024 GLI for BraTS-GLI, 2023 GLI for BraTS 2017-2021",
+    )
+    p.add_argument("--no-lesion-wise", action="store_true", help="legacy Dice/HD95 only (no lesion-wise scores)")
     p.add_argument("--cases", nargs="+", default=None, metavar="CASE_ID", help="only these reference cases")
-    p.add_argument("--dilation", type=int, default=3, help="lesion-wise GT dilation iterations")
-    p.add_argument("--min-lesion-volume", type=float, default=50.0, help="lesion-wise size threshold (mm^3)")
+    p.add_argument("--dilation", type=int, default=None, help="2023 rules: GT dilation iterations (default 3)")
+    p.add_argument(
+        "--min-lesion-volume", type=float, default=None, help="2023 rules: lesion size threshold, mm^3 (default 50)"
+    )
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
 

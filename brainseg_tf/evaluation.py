@@ -36,13 +36,14 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
 from brainseg_tf import atomic
 from brainseg_tf.arrays import bbox, check_spacing, region_mask
-from brainseg_tf.checks import check_int, check_number
+from brainseg_tf.checks import check_choice, check_int, check_number
 from brainseg_tf.conventions import REGIONS
 from brainseg_tf.io.labels import load_labels, resolve_convention
 from brainseg_tf.io.predictions import (
@@ -55,6 +56,9 @@ from brainseg_tf.io.predictions import (
 )
 from brainseg_tf.progress import progress as show_progress
 from brainseg_tf.schemes import LabelScheme, get_scheme
+
+if TYPE_CHECKING:
+    from brainseg_tf.scoring import RuleSet
 
 __all__ = [
     "PREDICTIONS_META",
@@ -71,6 +75,7 @@ __all__ = [
     "lesion_wise_scores",
     "evaluate_case",
     "EvaluationResult",
+    "csv_columns",
     "evaluate_folders",
     "scan_label_files",
     "reference_files",
@@ -455,6 +460,7 @@ def evaluate_case(
     min_lesion_volume: float = 50.0,
     empty_hd95: float = LEGACY_EMPTY_HD95,
     lesion_fp_hd95: float = LESION_FP_HD95,
+    rules: str | RuleSet | None = None,
 ) -> list[dict]:
     """Evaluate one case: one row per region.
 
@@ -473,6 +479,14 @@ def evaluate_case(
         dilation, min_lesion_volume, lesion_fp_hd95: lesion-wise parameters
             (see :func:`lesion_wise_scores`).
         empty_hd95: legacy HD95 when exactly one mask is empty. Defaults to 373.12866.
+        rules: score by a year's official rules (:mod:`brainseg_tf.scoring`): ``"legacy"``,
+            ``"2023"``, ``"2024"``, ``"2025"`` (the scheme's task), ``"auto"`` (the scheme's
+            edition, :data:`~brainseg_tf.scoring.DEFAULT_RULES`) or a
+            :class:`~brainseg_tf.scoring.RuleSet`. The rows then hold the legacy columns, with the
+            empty-mask HD95 the grid's diagonal (shape x spacing; 373.12866 on 240x240x155 at 1 mm),
+            and the rule set's columns (:func:`~brainseg_tf.scoring.rule_columns`) instead of the
+            ``lesion_*`` ones; ``lesion_wise``, ``dilation``, ``min_lesion_volume``, ``empty_hd95``
+            and ``lesion_fp_hd95`` are not used. ``None`` (default): the columns described here.
 
     Returns:
         list of dicts with the keys of :data:`CSV_COLUMNS` (``missing_prediction`` False).
@@ -494,6 +508,14 @@ def evaluate_case(
     spacing = check_spacing(spacing)
     voxel_ml = spacing[0] * spacing[1] * spacing[2] / 1000.0
     n_voxels = ref.size
+    full_shape = ref.shape
+    rule_set = None
+    if rules is not None:
+        from brainseg_tf import scoring
+
+        rule_set = scoring.resolve_rules(rules, scheme)
+        empty_hd95 = scoring.RULES[("legacy", "all")].penalty_for(full_shape, spacing)
+        dilation = max([rule_set.dilation, *(d for _, d in rule_set.region_dilation)])
     # every score is unchanged by cropping to the (padded) box of all foreground: work there
     box = bbox((ref > 0) | (pred > 0), pad=max(dilation, 0) + 2)
     if box is not None:
@@ -528,7 +550,10 @@ def evaluate_case(
             "lesion_fp": 0,
             "missing_prediction": False,
         }
-        if lesion_wise:
+        if rule_set is not None:
+            for key in ("lesion_dice", "lesion_hd95", "lesion_tp", "lesion_fn", "lesion_fp"):
+                del row[key]
+        elif lesion_wise:
             lw = lesion_wise_scores(
                 r,
                 p,
@@ -546,6 +571,12 @@ def evaluate_case(
                 lesion_fp=lw["fp"],
             )
         rows.append(row)
+    if rule_set is not None:
+        from brainseg_tf import scoring
+
+        extra = scoring.score_case(ref, pred, spacing, rule_set, scheme=scheme, regions=regions, shape=full_shape)
+        for row in rows:
+            row.update(extra[row["region"]])
     return rows
 
 
@@ -571,19 +602,40 @@ class EvaluationResult:
     missing: list[str] = field(default_factory=list)
     unmatched: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    rules: list[str] = field(default_factory=list)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The CSV columns: :data:`CSV_COLUMNS` for the default and the 2023 rules; with other rules
+        the legacy columns, then each rule set's columns (:func:`brainseg_tf.scoring.rule_columns`)
+        in order of appearance, then ``missing_prediction``."""
+        return csv_columns(self.rows)
 
     def to_csv(self, path: str | Path) -> Path:
-        """Write the rows to a CSV file (columns :data:`CSV_COLUMNS`) atomically; returns the path."""
+        """Write the rows to a CSV file (columns :attr:`columns`) atomically; returns the path."""
+        columns = self.columns
         buffer = _stringio.StringIO(newline="")
-        writer = csv.DictWriter(buffer, fieldnames=list(CSV_COLUMNS))
+        writer = csv.DictWriter(buffer, fieldnames=list(columns), restval="")
         writer.writeheader()
         for row in self.rows:
-            writer.writerow({k: row[k] for k in CSV_COLUMNS})
+            writer.writerow({k: row[k] for k in columns if k in row})
         return atomic.write_text(path, buffer.getvalue())
 
     def summary(self) -> dict[str, dict[str, dict[str, float]]]:
         """See :func:`summarize`."""
         return summarize(self.rows)
+
+
+_LEGACY_COLUMNS = tuple(c for c in CSV_COLUMNS if not c.startswith("lesion_") and c != "missing_prediction")
+
+
+def csv_columns(rows: Sequence[dict]) -> tuple[str, ...]:
+    """The CSV columns of evaluation rows: :data:`CSV_COLUMNS` when every row has them, else the legacy
+    columns, every other column in order of appearance, then ``missing_prediction``."""
+    if all(all(k in row for k in CSV_COLUMNS) for row in rows):
+        return CSV_COLUMNS
+    extra = dict.fromkeys(k for row in rows for k in row if k not in CSV_COLUMNS)
+    return _LEGACY_COLUMNS + tuple(extra) + ("missing_prediction",)
 
 
 def evaluate_folders(
@@ -595,9 +647,10 @@ def evaluate_folders(
     out_csv: str | Path | None = None,
     progress: bool = True,
     lesion_wise: bool = True,
-    dilation: int = 3,
-    min_lesion_volume: float = 50.0,
+    dilation: int | None = None,
+    min_lesion_volume: float | None = None,
     case_ids: Sequence[str] | None = None,
+    rules: str | RuleSet | None = None,
 ) -> EvaluationResult:
     """Evaluate a folder of predicted label maps against references, pairing by exact case id
     (:func:`brainseg_tf.io.predictions.paired_cases`, as ``select-postprocessing`` and the report pair).
@@ -629,8 +682,11 @@ def evaluate_folders(
         pred_convention: same for predictions.
         out_csv: write the rows there when given (atomically, after every case is scored).
         progress: show a progress bar.
-        lesion_wise, dilation, min_lesion_volume: see :func:`evaluate_case`.
+        lesion_wise, dilation, min_lesion_volume: see :func:`evaluate_case` (defaults 3 and 50);
+            with ``rules`` they may only change the 2023 rules' dilation and threshold.
         case_ids: score only these reference cases (e.g. a run's validation split).
+        rules: a year's official rules for every case (see :func:`evaluate_case`); ``"auto"``:
+            each case's scheme's edition. :attr:`EvaluationResult.rules` says which were used.
 
     Returns:
         :class:`EvaluationResult`; missing predictions are scored as empty and listed.
@@ -642,13 +698,19 @@ def evaluate_folders(
             prediction whose values contradict the reference's scheme, a scheme mismatch.
     """
 
-    check_int("dilation", dilation, 0)
-    check_number("min_lesion_volume", min_lesion_volume, 0)
+    if dilation is not None:
+        check_int("dilation", dilation, 0)
+    if min_lesion_volume is not None:
+        check_number("min_lesion_volume", min_lesion_volume, 0)
+    choose = _rules_chooser(rules, dilation, min_lesion_volume)
     pairs = paired_cases(
         pred_dir, ref_dir, ref_convention=ref_convention, pred_convention=pred_convention, case_ids=case_ids
     )
     result = EvaluationResult(missing=list(pairs.missing), unmatched=list(pairs.unmatched))
     for case in show_progress(pairs, total=len(pairs), desc="evaluate", disable=not progress):
+        rule_set, said = choose(case.scheme)
+        if said not in result.rules and said:
+            result.rules.append(said)
         rows = evaluate_case(
             case.pred,
             case.ref,
@@ -656,8 +718,9 @@ def evaluate_folders(
             case=case.case_id,
             scheme=case.scheme,
             lesion_wise=lesion_wise,
-            dilation=dilation,
-            min_lesion_volume=min_lesion_volume,
+            dilation=3 if dilation is None else dilation,
+            min_lesion_volume=50.0 if min_lesion_volume is None else min_lesion_volume,
+            rules=rule_set,
         )
         for row in rows:
             row["missing_prediction"] = case.missing
@@ -668,16 +731,55 @@ def evaluate_folders(
     return result
 
 
+def _rules_chooser(rules, dilation: int | None, min_lesion_volume: float | None):
+    """``choose(scheme) -> (RuleSet or None, sentence)`` for :func:`evaluate_folders`; checks
+    ``rules`` (and that dilation/threshold overrides apply to the 2023 rules) before any file is read."""
+    if rules is None:
+        return lambda scheme: (None, "")
+    import dataclasses
+
+    from brainseg_tf import scoring
+
+    if not isinstance(rules, scoring.RuleSet):
+        check_choice("rules", str(rules).lower(), (*scoring.YEARS, "auto"))
+    overrides = {k: v for k, v in (("dilation", dilation), ("min_volume", min_lesion_volume)) if v is not None}
+
+    def choose(scheme):
+        rule_set = scoring.resolve_rules(rules, scheme)
+        if overrides:
+            if rule_set.year != "2023":
+                raise ValueError(
+                    f"dilation and min_lesion_volume change the 2023 rules only; {rule_set.describe()} "
+                    "fix their own (drop them, or pass rules='2023')"
+                )
+            rule_set = dataclasses.replace(rule_set, region_dilation=(), region_min_volume=(), **overrides)
+        name = "canonical labels" if scheme is None else get_scheme(scheme).name
+        said = f"scoring with {rule_set.describe()}"
+        if str(rules).lower() == "auto":
+            said += f" (default for {name})"
+        return rule_set, said
+
+    return choose
+
+
 _SUMMARY_METRICS = ("dice", "hd95", "sensitivity", "specificity", "lesion_dice", "lesion_hd95")
+_COUNT_SUFFIXES = ("_tp", "_fn", "_fp")
 
 
 def summarize(rows: Sequence[dict]) -> dict[str, dict[str, dict[str, float]]]:
     """Per region and metric: ``mean, std, median, q1, q3, n`` over cases (NaN values skipped)."""
     out: dict[str, dict[str, dict[str, float]]] = {}
+    present = dict.fromkeys(k for row in rows for k in row)
+    extra = [
+        k
+        for k in present
+        if k.rsplit("_", 1)[-1] in ("2024", "2025") and not any(k.startswith(c[1:]) for c in _COUNT_SUFFIXES)
+    ]
+    metrics = [m for m in _SUMMARY_METRICS if m in present] + extra
     for region in dict.fromkeys(row["region"] for row in rows):
         out[region] = {}
-        for metric in _SUMMARY_METRICS:
-            values = np.array([row[metric] for row in rows if row["region"] == region], dtype=float)
+        for metric in metrics:
+            values = np.array([row.get(metric, math.nan) for row in rows if row["region"] == region], dtype=float)
             values = values[~np.isnan(values)]
             if values.size == 0:
                 stats = dict.fromkeys(("mean", "std", "median", "q1", "q3"), math.nan)
@@ -739,15 +841,22 @@ def format_summary(result: EvaluationResult | Sequence[dict]) -> str:
     rows = result.rows if isinstance(result, EvaluationResult) else list(result)
     summary = summarize(rows)
     n_cases = len(dict.fromkeys(row["case"] for row in rows))
-    lines = [
-        f"{n_cases} cases; legacy rules for dice/hd95 (both empty: 1 / 0 mm; one empty: 0 / "
-        f"{LEGACY_EMPTY_HD95:.2f} mm); lesion-wise: BraTS 2023 (FP/FN: 0 / {LESION_FP_HD95:.0f} mm)",
-        f"{'region':<6} {'metric':<12} {'mean':>9} {'std':>9} {'median':>9} {'q1':>9} {'q3':>9}",
-    ]
+    said = result.rules if isinstance(result, EvaluationResult) else []
+    if said:
+        lines = [
+            f"{n_cases} cases; " + "; ".join(said),
+            "legacy rules for dice/hd95 (both empty: 1 / 0 mm; one empty: 0 / the grid's diagonal in mm)",
+        ]
+    else:
+        lines = [
+            f"{n_cases} cases; legacy rules for dice/hd95 (both empty: 1 / 0 mm; one empty: 0 / "
+            f"{LEGACY_EMPTY_HD95:.2f} mm); lesion-wise: BraTS 2023 (FP/FN: 0 / {LESION_FP_HD95:.0f} mm)"
+        ]
+    lines.append(f"{'region':<6} {'metric':<18} {'mean':>9} {'std':>9} {'median':>9} {'q1':>9} {'q3':>9}")
     for region, metrics in summary.items():
         for metric, s in metrics.items():
             lines.append(
-                f"{region:<6} {metric:<12} {s['mean']:>9.4f} {s['std']:>9.4f} {s['median']:>9.4f} "
+                f"{region:<6} {metric:<18} {s['mean']:>9.4f} {s['std']:>9.4f} {s['median']:>9.4f} "
                 f"{s['q1']:>9.4f} {s['q3']:>9.4f}"
             )
     if isinstance(result, EvaluationResult):
