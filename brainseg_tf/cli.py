@@ -49,7 +49,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         layout=args.layout,
         n_cases=args.cases,
         seed=args.seed,
-        shape=tuple(args.shape),
+        shape=None if args.shape is None else tuple(args.shape),
+        spacing=None if args.spacing is None else tuple(args.spacing),
         with_labels=not args.no_labels,
         progress=not args.quiet,
     )
@@ -534,6 +535,12 @@ def _add_validate_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_validate)
 
 
+def _synth_layout(text: str) -> str:
+    """``--layout``: case and ``-`` ignored, ``menrt`` is ``men_rt``."""
+    key = text.strip().lower().replace("-", "_")
+    return "men_rt" if key == "menrt" else key
+
+
 def _add_synth_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help="write a synthetic BraTS-like dataset")
     # synthetic.SYNTH_LAYOUTS (not imported here: it would slow every brainseg command); the last three
@@ -541,14 +548,31 @@ def _add_synth_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--layout",
         default="brats2021",
-        choices=["brats2018", "brats2020", "brats2021", "brats2023", "msd", "gli2024", "met2024", "ped2024"],
+        type=_synth_layout,
+        choices=["brats2018", "brats2020", "brats2021", "brats2023", "msd", "men_rt", "gli2024", "met2024", "ped2024"],
         help="file layout, or a BraTS 2024/2025 task: gli2024 (post-treatment, some with 4 RC), met2024 "
-        "(multifocal, some with RC), ped2024 (1 ET, 2 NET, 3 CC, 4 ED)",
+        "(multifocal, some with RC), ped2024 (1 ET, 2 NET, 3 CC, 4 ED), men_rt (alias menrt: <case>_t1c and "
+        "<case>_gtv only, 1 GTV, default grid 512x512x136 at 0.5x0.5x1.2 mm)",
     )
     p.add_argument("--cases", type=int, default=4)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--shape", type=int, nargs=3, default=(240, 240, 155), metavar=("X", "Y", "Z"))
+    p.add_argument(
+        "--shape",
+        type=int,
+        nargs=3,
+        default=None,
+        metavar=("X", "Y", "Z"),
+        help="grid (default: the layout's; 240 240 155)",
+    )
+    p.add_argument(
+        "--spacing",
+        type=float,
+        nargs=3,
+        default=None,
+        metavar=("SX", "SY", "SZ"),
+        help="voxel size in mm (default: the layout's; 1 1 1)",
+    )
     p.add_argument("--no-labels", action="store_true", help="validation-style cases without masks")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_synth)

@@ -496,7 +496,10 @@ def standard_metrics(
         multi = tuple(i for i, labels in enumerate(held) if len(labels) > 1)
         out: list[ConfusionMetric] = [Dice(ids=(c,), **common) for c in classes]
         out += [Dice(ids=(r,), target="region", **common) for r in multi]
-        out += [Dice(ids=classes, **common), Dice(ids=all_regions, target="region", **common)]
+        out += [  # named: with one foreground label (MEN-RT's GTV) the means would take that label's name
+            Dice(ids=classes, name="mean_dice", **common),
+            Dice(ids=all_regions, target="region", name="mean_region_dice", **common),
+        ]
         out += [IoU(ids=(c,), **common) for c in classes]
         out += [
             Precision(ids=classes, name="precision", **common),
@@ -506,7 +509,7 @@ def standard_metrics(
         return out
     region = dict(target="region", **common)
     out = [Dice(ids=(r,), **region) for r in all_regions]
-    out += [Dice(ids=all_regions, **region)]
+    out += [Dice(ids=all_regions, name="mean_region_dice", **region)]
     out += [IoU(ids=(r,), **region) for r in all_regions]
     out += [
         Precision(ids=all_regions, name="precision", **region),

@@ -529,15 +529,19 @@ def _files_text(scheme: LabelScheme) -> str:
 
 def _today_text(scheme: LabelScheme) -> str:
     """What the reader does with a scheme (the editions table's last column)."""
-    if len(scheme.modalities) != 4:
-        return "refused: DataError naming the case and the scheme, *not supported yet (issue 21)*"
     if scheme.is_canonical:
         return f"read (convention `{scheme.convention}`) into the canonical labels 1 NCR, 2 ED, 3 ET"
     internal = ", ".join(f"{i} {n}" for i, n in enumerate(scheme.internal, 1))
-    return (
+    text = (
         f"read into its internal labels {internal}; `io.write_label` writes its source values back "
         f"(header stamp `{scheme.name}`)"
     )
+    if len(scheme.modalities) < len(_GLI_FILES):
+        text += (
+            f"; its cases hold {', '.join(scheme.modalities)} alone (`Case.available_modalities`; the other "
+            f"image channels are zeros and a model that reads them is refused)"
+        )
+    return text
 
 
 def editions_table() -> str:

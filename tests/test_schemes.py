@@ -1,5 +1,5 @@
 """Label schemes as data (issue 21): regions, detection from case ids, masks, the reader of every scheme
-(PED 2024, GLI/MET with RC read into internal labels and written back in source values), MEN-RT refused."""
+(PED 2024, GLI/MET with RC read into internal labels and written back in source values, MEN-RT's T1c and GTV)."""
 
 from __future__ import annotations
 
@@ -301,19 +301,14 @@ def _men_rt_case(root: Path) -> Path:
     return folder
 
 
-def test_men_rt_case_refused_naming_the_scheme(tmp_path):
-    cid = "BraTS-MEN-RT-0000-1"
+def test_men_rt_case_is_read_not_refused(tmp_path):
+    """MEN-RT reads (tests/io/test_menrt.py has the rest): T1c alone, 1 GTV as internal 1."""
     folder = _men_rt_case(tmp_path)
-    with pytest.raises(io.DataError) as err:
-        io.read_case(folder)
-    message = str(err.value)
-    assert message.startswith(f"{folder}: case '{cid}': the 'men_rt' label scheme")
-    assert "1 GTV, T1c only" in message and "not supported yet (issue 21)" in message
-    assert "1 image(s) (t1c) and a 'gtv' mask" in message
-    assert "missing modality" not in message
-    assert io.validate_dataset(tmp_path) == [message]
-    with pytest.raises(io.DataError, match="'men_rt' label scheme"):
-        io.dataset_summary(tmp_path)
+    case = io.read_case(folder)
+    assert case.scheme == "men_rt" and case.layout == "men_rt" and case.available_modalities == ("t1ce",)
+    np.testing.assert_array_equal(case.label, _source_label((1,)))
+    assert io.validate_dataset(tmp_path) == []
+    assert io.dataset_summary(tmp_path)["scheme"] == "men_rt"
 
 
 def test_refs_carry_their_scheme(tmp_path):
@@ -353,16 +348,13 @@ def test_docs_examples_detect_their_scheme():
             assert detect_scheme(example, edition=edition).scheme.name == name, example
 
 
-def test_docs_refusal_messages_are_what_the_reader_says(tmp_path, monkeypatch):
-    """The refusal the docs quote is the reader's, and what the docs call readable reads."""
+def test_docs_readable_schemes_read(tmp_path, monkeypatch):
+    """What the docs call readable reads (the MEN-RT messages the docs quote: tests/io/test_menrt.py)."""
     monkeypatch.chdir(tmp_path)
-    _men_rt_case(Path("menrt"))
-    text = DOC.read_text()
-    (message,) = io.validate_dataset("menrt")
-    assert f"| `{message}` |" in text, f"{DOC}: the menrt message changed to {message}"
     for name, scheme in SCHEMES.items():
-        refused = schemes._today_text(scheme).startswith("refused")
-        assert refused == (name == "men_rt"), name
+        assert not schemes._today_text(scheme).startswith("refused"), name
+    _men_rt_case(Path("menrt"))
+    assert io.validate_dataset("menrt") == []
     _case(Path("ped"), "BraTS-PED-00001-000", _source_label((1, 2, 3, 4)))
     _case(Path("gli"), "BraTS-GLI-00001-100", _source_label((1, 2, 3, 4)))
     for folder in ("ped", "gli"):

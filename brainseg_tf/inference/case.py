@@ -206,6 +206,13 @@ def _stated(case: bio.Case, scheme: str | None) -> bio.Case:
     return dataclasses.replace(case, scheme=chosen.name, convention=chosen.convention or case.convention, label=None)
 
 
+def model_modalities(pred: Predictor | Ensemble) -> tuple[str, ...]:
+    """The canonical modalities a predictor reads (every member's, for an ensemble), in canonical order."""
+    members = pred.members if isinstance(pred, Ensemble) else [pred]
+    used = {m for member in members for m in member.modalities}
+    return tuple(m for m in MODALITIES if m in used)
+
+
 # ----------------------------------------------------------------------------- one model
 
 
@@ -494,7 +501,8 @@ def predict_case(
     Raises:
         ValueError: bad window arguments, the model's modalities/outputs do not fit, or the case's
             label scheme is not the model's (:func:`check_scheme`, naming both and the options).
-        brainseg_tf.io.DataError: unreadable case files.
+        brainseg_tf.io.DataError: unreadable case files, or the case has no file for a modality the
+            model reads (MEN-RT cases have T1c alone: :func:`brainseg_tf.io.require_modalities`).
     """
     start = time.perf_counter()
     window = window_alias(window, roi)
@@ -507,6 +515,7 @@ def predict_case(
         release_image = True
     case = _stated(case, scheme)
     check_scheme(pred.scheme, case, map_scheme=map_scheme)
+    bio.require_modalities(case, model_modalities(pred))
     reference = dataclasses.replace(case, image=None)
     n_members = len(pred.members) if isinstance(pred, Ensemble) else 1
     kind = _uncertainty_kind(uncertainty, n_members, tta, mirror_axes)
@@ -536,4 +545,4 @@ def predict_case(
     )
 
 
-__all__ = ["Prediction", "check_scheme", "predict_case", "window_for"]
+__all__ = ["Prediction", "check_scheme", "model_modalities", "predict_case", "window_for"]

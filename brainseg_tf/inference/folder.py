@@ -15,7 +15,7 @@ from typing import Any
 
 from brainseg_tf import io as bio
 from brainseg_tf import uncertainty as unc
-from brainseg_tf.inference.case import check_scheme, predict_case
+from brainseg_tf.inference.case import check_scheme, model_modalities, predict_case
 from brainseg_tf.inference.ensemble import Ensemble, as_predictor
 from brainseg_tf.inference.predictor import Predictor
 from brainseg_tf.inference.window import check_window_arguments
@@ -177,14 +177,17 @@ def predict_folder(
         ValueError: an unknown ``convention`` or ``scheme``, bad window arguments, case ids not in
             the dataset, or a case of a label scheme the model was not trained on (checked for every
             case before any is read: :func:`~brainseg_tf.inference.check_scheme`).
-        brainseg_tf.io.DataError / MissingFileError: ``input`` is not a dataset or case folder.
+        brainseg_tf.io.DataError / MissingFileError: ``input`` is not a dataset or case folder, or
+            a case has no file for a modality the model reads (checked before any case is read).
     """
     out_dir = Path(out_dir)
     todo = _checked_refs(input, out_dir, convention, case_ids, predict_kwargs, scheme)
     want_uncertainty = predict_kwargs.get("uncertainty") not in (None, False)
     pred = as_predictor(model)
+    modalities = model_modalities(pred)
     for ref in todo:
         check_scheme(pred.scheme, ref, map_scheme=map_scheme)
+        bio.require_modalities(ref, modalities)
     predict_kwargs = {**predict_kwargs, "map_scheme": map_scheme}
     out_dir.mkdir(parents=True, exist_ok=True)
     scored = folder_files.scored_cases(out_dir) if want_uncertainty and not overwrite else set()

@@ -6,11 +6,13 @@ Core API::
     ds = open_dataset("/data/BraTS2021")         # layout detected; len(ds), iteration, ds["case_id"]
     write_label(pred, case, "pred.nii.gz")       # back in the source's convention and geometry
 
-Channels are always ``(flair, t1, t1ce, t2)``; labels are the internal labels of the case's label
-scheme: the canonical 0 BG, 1 NCR, 2 ED, 3 ET for the glioma schemes, and 1 core, 2 edema, 3 ET,
-4 RC or CC for GLI/MET 2024 and PED 2024 (:attr:`brainseg_tf.schemes.LabelScheme.internal`).
-Each case's label scheme comes from its id's task prefix or ``scheme=`` (:mod:`brainseg_tf.schemes`);
-a scheme this version cannot read (MEN-RT) is refused, never misread.
+Channels are always ``(flair, t1, t1ce, t2)``; a case of a scheme that ships fewer modalities
+(MEN-RT: T1c alone) has zero channels for the others and says which it has
+(:attr:`Case.available_modalities`; :func:`require_modalities` refuses a model asking for another).
+Labels are the internal labels of the case's label scheme: the canonical 0 BG, 1 NCR, 2 ED, 3 ET for
+the glioma schemes, 1 core, 2 edema, 3 ET, 4 RC or CC for GLI/MET 2024 and PED 2024, 1 GTV for
+MEN-RT (:attr:`brainseg_tf.schemes.LabelScheme.internal`). Each case's label scheme comes from its
+id's task prefix, its layout (MEN-RT's ``_gtv`` mask) or ``scheme=`` (:mod:`brainseg_tf.schemes`).
 No TensorFlow is imported here.
 """
 
@@ -26,7 +28,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from brainseg_tf.io import labels, predictions
+from brainseg_tf.io import labels, layouts, predictions
 from brainseg_tf.io.errors import DataError, MissingFileError, UnknownCaseError
 from brainseg_tf.io.jsonfile import read_json
 from brainseg_tf.io.labels import (
@@ -38,16 +40,20 @@ from brainseg_tf.io.labels import (
     to_canonical,
 )
 from brainseg_tf.io.layouts import (
+    FILE_LAYOUTS,
     LAYOUTS,
+    MENRT_LAYOUT,
     CaseRef,
     case_id_for,
     case_id_problem,
     check_case_id,
+    check_scheme_readable,
     detect_layout,
     labels_to_canonical,
     scan_case_folder,
     scan_dataset,
     scan_msd,
+    scheme_modalities,
     warn_notes,
     with_scheme,
     write_case,
@@ -76,10 +82,11 @@ class Case:
 
     Attributes:
         image: ``(X, Y, Z, 4)`` float32 in canonical channel order ``(flair, t1, t1ce, t2)``,
-            voxel order as in the files (no reorientation).
+            voxel order as in the files (no reorientation); a modality the case has no file for
+            (see ``available_modalities``) is a channel of zeros.
         label: ``(X, Y, Z)`` uint8 internal labels of ``scheme`` (canonical 0 BG, 1 NCR, 2 ED, 3 ET
             for the glioma schemes; PED 2024: 1 NET, 2 ED, 3 ET, 4 CC; GLI/MET 2024: 1 NETC,
-            2 SNFH, 3 ET, 4 RC) or ``None``.
+            2 SNFH, 3 ET, 4 RC; MEN-RT: 1 GTV) or ``None``.
         affine: 4x4 voxel-to-world affine of the files.
         header: NIfTI header of the mask (or of the first modality when there is none).
         spacing: voxel size in mm ``(sx, sy, sz)``.
@@ -89,6 +96,8 @@ class Case:
         shape: spatial shape ``(X, Y, Z)`` of the source files.
         ref: the files the case was read from.
         scheme: the label scheme of the source (:mod:`brainseg_tf.schemes`), or ``None``.
+        available_modalities: the modalities read from files, in canonical order (MEN-RT:
+            ``("t1ce",)``); the image's other channels are zeros.
     """
 
     image: np.ndarray
@@ -103,9 +112,11 @@ class Case:
     ref: CaseRef | None = None
     meta: dict = field(default_factory=dict)
     scheme: str | None = None
+    available_modalities: tuple[str, ...] = MODALITIES
 
     @property
     def modalities(self) -> tuple[str, ...]:
+        """The names of the image's channels: always the canonical four."""
         return MODALITIES
 
 
@@ -124,8 +135,8 @@ def _check_geometry(vol: Volume, first: Volume) -> None:
 
 
 def _image_keys(ref: CaseRef) -> tuple[str, ...]:
-    """The image files of a case: ``("4d",)`` for an MSD image, else the canonical modalities."""
-    return ("4d",) if "4d" in ref.images else MODALITIES
+    """The image files of a case: ``("4d",)`` for an MSD image, else its modalities (canonical order)."""
+    return ("4d",) if "4d" in ref.images else ref.modalities
 
 
 def _load_image(ref: CaseRef, key: str, cap: int | None) -> Volume:
@@ -193,11 +204,12 @@ def read_case(
 
     Raises:
         MissingFileError: the path does not exist.
-        DataError: a missing modality, a corrupt/truncated/non-NIfTI file, shapes or affines that
-            disagree between files, NaN/Inf voxels, label values outside the scheme or convention,
-            a label scheme this version cannot read (MEN-RT). The message names the file.
+        DataError: a modality its scheme ships is missing, a corrupt/truncated/non-NIfTI file,
+            shapes or affines that disagree between files, NaN/Inf voxels, label values outside the
+            scheme or convention. The message names the file.
     """
     ref = _resolve(path, layout, scheme)
+    check_scheme_readable(ref)
     warn_notes(ref)
     conv = get_convention(convention or ref.convention).name
     first = None
@@ -216,7 +228,9 @@ def read_case(
             break
         if first is None:
             first = vol
-            image = np.empty(vol.shape + (len(MODALITIES),), dtype=np.float32)
+            shape = vol.shape + (len(MODALITIES),)
+            # a case of fewer modalities (MEN-RT: T1c) keeps zeros in the channels it has no file for
+            image = np.empty(shape, np.float32) if len(keys) == len(MODALITIES) else np.zeros(shape, np.float32)
         else:
             _check_geometry(vol, first)
         image[..., MODALITIES.index(key)] = vol.data
@@ -243,7 +257,31 @@ def read_case(
         shape=first.shape,
         ref=ref,
         scheme=ref.scheme,
+        available_modalities=ref.modalities,
     )
+
+
+def require_modalities(case: Case | CaseRef, modalities: Sequence[str], what: str = "the model") -> None:
+    """Refuse a case without a file for one of ``modalities`` (the canonical names a model uses).
+
+    A case read from files knows its modalities (:attr:`Case.available_modalities`); its image
+    still has four channels, zeros where it has no file, so a model must ask before it selects.
+
+    Raises:
+        DataError: naming the case's folder or file, the modalities asked for and the ones it has.
+    """
+    if isinstance(case, CaseRef):
+        layouts.require_modalities(case, modalities, what)
+        return
+    if case.ref is not None:
+        layouts.require_modalities(case.ref, modalities, what)
+    missing = [m for m in modalities if m not in case.available_modalities]
+    if missing:
+        raise DataError(
+            case.case_id,
+            f"case {case.case_id!r} has no {', '.join(missing)} image: {what} uses {', '.join(modalities)}, "
+            f"this case has {', '.join(case.available_modalities) or 'no image'}",
+        )
 
 
 class Dataset:
@@ -312,13 +350,19 @@ def open_dataset(
     A folder of the Kaggle per-slice HDF5 set (``volume_<V>_slice_<S>.h5``, or ``layout=
     "kaggle_slices"``) opens as a :class:`brainseg_tf.io.kaggle.SliceDataset` of volumes whose image
     channels are read in ``channel_order`` (default :data:`brainseg_tf.io.kaggle.KAGGLE_CHANNELS`).
+    An uncompressed ``.tar`` of case folders (Kaggle's BraTS 2021) opens as a
+    :class:`brainseg_tf.io.archive.TarDataset`, read in place.
 
     Raises:
         MissingFileError: the folder does not exist.
         DataError: empty folder, unknown layout, a case with a missing modality.
     """
-    from brainseg_tf.io import kaggle
+    from brainseg_tf.io import archive, kaggle
 
+    if archive.is_tar_path(root):  # Kaggle's BraTS2021_Training_Data.tar, read in place
+        if channel_order is not None:
+            raise ValueError("channel_order is only for the Kaggle slice set, whose files do not name their channels")
+        return archive.TarDataset(root, layout=layout, convention=convention, scheme=scheme)
     if layout == "kaggle_slices" or (layout is None and kaggle.is_slice_folder(root)):
         if scheme is not None and get_scheme(scheme).name != "brats2021":
             raise ValueError(f"scheme={scheme!r}: the Kaggle slice set holds BraTS 2020 labels (scheme 'brats2021')")
@@ -494,8 +538,8 @@ def validate_dataset(
     (missing or duplicate modality, unknown naming), duplicate case ids, bad ``dataset.json``,
     unreadable/corrupt/truncated files, headers that cannot be real (zero-length axis, more
     voxels than the cap or the file can hold, RGB/complex data), shapes or affines that differ
-    within a case, NaN/Inf voxels, label values outside the layout's convention, a label scheme
-    this version cannot read (MEN-RT; ``scheme`` states the scheme; default: each case id's).
+    within a case, NaN/Inf voxels, label values outside the case's scheme or convention
+    (``scheme`` states the scheme; default: each case id's or layout's).
 
     Warnings (strings starting with ``"warning: "``, after the errors): the same voxels under
     two case ids (a copy or a symlink: it would leak between training and validation) or in two
@@ -658,10 +702,14 @@ __all__ = [
     "UnknownCaseError",
     "Volume",
     "LAYOUTS",
+    "FILE_LAYOUTS",
+    "MENRT_LAYOUT",
     "MODALITIES",
     "REGIONS",
     "CLASS_NAMES",
     "read_case",
+    "require_modalities",
+    "scheme_modalities",
     "open_dataset",
     "write_label",
     "write_case",

@@ -1,4 +1,4 @@
-"""Dataset layouts: BraTS 2018/2019, 2020, 2021, 2023+ GLI and MSD Task01, detected from a folder.
+"""Dataset layouts: BraTS 2018/2019, 2020, 2021, 2023+ GLI, MEN-RT and MSD Task01, detected from a folder.
 
 Every layout is reduced to a list of :class:`CaseRef` (which files make up one case, which label
 scheme and convention they use); :func:`brainseg_tf.io.read_case` turns a reference into a
@@ -8,8 +8,9 @@ scheme and convention they use); :func:`brainseg_tf.io.read_case` turns a refere
 The label scheme of a case comes from the task prefix of its id
 (:func:`brainseg_tf.schemes.detect_scheme`) or is stated (``scheme=``); ids without a task prefix
 take their layout's scheme. GLI/MET 2024 (with 4 RC) and PED 2024 read into their own internal
-labels; MEN-RT (one modality, a ``_gtv`` mask) is refused with a :class:`DataError` instead of
-being misread.
+labels. A case holds the modalities its scheme ships (:func:`scheme_modalities`): the four for
+every glioma scheme, T1c alone for MEN-RT (``<case>_t1c.nii.gz`` and a ``<case>_gtv.nii.gz`` mask,
+layout :data:`MENRT_LAYOUT`); :attr:`CaseRef.modalities` says which a case has.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import re
 import warnings
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -36,7 +38,14 @@ from brainseg_tf.io.labels import (
 from brainseg_tf.io.nifti import is_nifti_name, save_nifti, strip_nifti_suffix
 from brainseg_tf.schemes import LabelScheme, detect_scheme, get_scheme
 
+#: The four-modality layouts: any glioma case can be written in each (canonical labels through the
+#: layout's convention, or a 2024 scheme's source values).
 LAYOUTS: tuple[str, ...] = ("brats2018", "brats2020", "brats2021", "brats2023", "msd")
+#: MEN-RT's own layout: ``<case>_t1c.nii.gz`` and ``<case>_gtv.nii.gz`` (underscore, T1c only); it
+#: holds the ``men_rt`` scheme only (1 GTV).
+MENRT_LAYOUT = "men_rt"
+#: Every layout read and written: :data:`LAYOUTS` and :data:`MENRT_LAYOUT`.
+FILE_LAYOUTS: tuple[str, ...] = (*LAYOUTS, MENRT_LAYOUT)
 
 # File-name token (after the case id) -> canonical modality, or "seg".
 _TOKENS: dict[str, str] = {
@@ -55,6 +64,7 @@ _TOKENS: dict[str, str] = {
     "segm": "seg",
     "label": "seg",
     "mask": "seg",
+    "gtv": "seg",  # MEN-RT's gross tumour volume
 }
 # Per layout: canonical modality -> file token, and the label convention of its masks.
 _LAYOUT_TOKENS: dict[str, dict[str, str]] = {
@@ -62,6 +72,7 @@ _LAYOUT_TOKENS: dict[str, dict[str, str]] = {
     "brats2020": {"flair": "flair", "t1": "t1", "t1ce": "t1ce", "t2": "t2", "seg": "seg"},
     "brats2021": {"flair": "flair", "t1": "t1", "t1ce": "t1ce", "t2": "t2", "seg": "seg"},
     "brats2023": {"flair": "t2f", "t1": "t1n", "t1ce": "t1c", "t2": "t2w", "seg": "seg"},
+    MENRT_LAYOUT: {"t1ce": "t1c", "seg": "gtv"},
 }
 LAYOUT_CONVENTION: dict[str, str] = {
     "brats2018": "brats",
@@ -69,8 +80,13 @@ LAYOUT_CONVENTION: dict[str, str] = {
     "brats2021": "brats",
     "brats2023": "brats2023",
     "msd": "msd",
+    # 0/1 read alike in it; the men_rt scheme, not this convention, reads the GTV masks
+    MENRT_LAYOUT: "brats2023",
 }
+#: A layout that holds one scheme: the scheme of its cases whose ids carry no task prefix.
+LAYOUT_SCHEME: dict[str, str] = {MENRT_LAYOUT: "men_rt"}
 _PREFIX_LAYOUT = (
+    (re.compile(r"^BraTS-MEN-RT-", re.I), MENRT_LAYOUT),
     (re.compile(r"^BraTS-(GLI|MEN|MET|PED|SSA)-", re.I), "brats2023"),
     (re.compile(r"^BraTS2021_", re.I), "brats2021"),
     (re.compile(r"^BraTS20_", re.I), "brats2020"),
@@ -129,6 +145,14 @@ class CaseRef:
     def files(self) -> list[Path]:
         return list(self.images.values()) + ([self.label] if self.label is not None else [])
 
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The canonical modalities this case has images of, in canonical order: its modality files,
+        or the channels of a multi-channel file (MSD's ``"4d"``, the Kaggle ``"slices"``)."""
+        if set(self.images) - set(MODALITIES):
+            return tuple(m for m in MODALITIES if m in self.channel_order)
+        return tuple(m for m in MODALITIES if m in self.images)
+
 
 def case_id_problem(case_id: object) -> str | None:
     """Why ``case_id`` cannot name a case (it becomes a file name), or ``None`` when it can.
@@ -180,6 +204,17 @@ def _token(name: str, case_id: str | None) -> str | None:
     return _TOKENS.get(last)
 
 
+def _layout_of_files(files: list[Path]) -> str | None:
+    """The layout the file names alone imply: a ``_gtv`` mask is MEN-RT's, a 2023+ token
+    (``-t1n``...) the 2023 naming; ``None`` otherwise."""
+    stems = [strip_nifti_suffix(f.name).lower() for f in files]
+    if any(s.endswith("_gtv") for s in stems):
+        return MENRT_LAYOUT
+    if {s.rsplit("-", 1)[-1] for s in stems} & {"t1n", "t1c", "t2f", "t2w"}:
+        return "brats2023"
+    return None
+
+
 def layout_of_case_id(case_id: str) -> str | None:
     """The layout implied by a case id's prefix (``BraTS20_Training_001`` -> ``brats2020``)."""
     for pattern, layout in _PREFIX_LAYOUT:
@@ -196,34 +231,76 @@ def case_scheme(case_id: str, layout: str, scheme: str | None = None) -> tuple[L
     try:
         found = detect_scheme(case_id)
     except ValueError:
+        if layout in LAYOUT_SCHEME:
+            return get_scheme(LAYOUT_SCHEME[layout]), None
         return scheme_for_convention(LAYOUT_CONVENTION.get(layout, "brats")), None
     return found.scheme, found.note
 
 
-def scheme_refusal(ref: CaseRef, where: str | Path) -> str:
-    """The message refusing a case whose label scheme this version cannot read yet (MEN-RT)."""
-    scheme = get_scheme(ref.scheme)
-    what = (
-        f"the {scheme.name!r} label scheme ({scheme.description}) ships {len(scheme.modalities)} image(s) "
-        f"({', '.join(scheme.modalities)}) and a '{scheme.mask}' mask, where this version reads the four "
-        f"modalities ({', '.join(MODALITIES)})"
+def scheme_modalities(scheme: str | LabelScheme) -> tuple[str, ...]:
+    """The canonical modalities a scheme's cases ship, in canonical order (``men_rt``: ``("t1ce",)``;
+    every other scheme the four)."""
+    tokens = {_TOKENS[t.lower()] for t in get_scheme(scheme).modalities}
+    return tuple(m for m in MODALITIES if m in tokens)
+
+
+def _missing_text(case_id: str, layout: str, missing: list[str], scheme: LabelScheme) -> str:
+    """``missing modality t1ce (expected a file named like <id>_t1c.nii.gz)`` plus what the scheme ships."""
+    expected = _LAYOUT_TOKENS.get(layout, _LAYOUT_TOKENS["brats2021"])
+    sep = "-" if layout == "brats2023" else "_"
+    token = expected.get(missing[0], missing[0])
+    shipped = ", ".join(scheme_modalities(scheme))
+    return (
+        f"missing modality {', '.join(missing)} (expected a file named like {case_id}{sep}{token}.nii.gz; "
+        f"the {scheme.name!r} scheme's cases hold {shipped})"
     )
-    text = (
-        f"{where}: case {ref.case_id!r}: {what}; reading, training and evaluating the {scheme.name!r} scheme is "
-        f"not supported yet (issue 21)"
-    )
-    return f"{text}. {ref.scheme_note}" if ref.scheme_note else text
+
+
+def _location(ref: CaseRef) -> Path | str:
+    """Where a case is, for messages: its folder, its multi-channel file (MSD), or its id."""
+    if not ref.files:
+        return ref.case_id
+    return ref.files[0] if set(ref.images) - set(MODALITIES) else ref.files[0].parent
 
 
 def check_scheme_readable(ref: CaseRef, source: str | Path | None = None) -> None:
-    """Refuse a case whose scheme this version cannot read at all (MEN-RT: one modality, ``_gtv`` mask).
+    """Refuse a case that lacks an image its label scheme ships (a hand-built :class:`CaseRef`).
+
+    A scanned case always has them (:func:`scan_case_folder` refuses it otherwise); a reference
+    without a scheme is read as before schemes existed.
 
     Raises:
-        DataError: naming ``source`` (default: the mask), the scheme and issue 21.
+        DataError: naming ``source`` (default: the case's folder), the case and the missing modality.
     """
-    if ref.scheme is not None and len(get_scheme(ref.scheme).modalities) != len(MODALITIES):
-        where = source or ref.label or ref.case_id
-        raise DataError(where, scheme_refusal(ref, where))
+    if ref.scheme is None:
+        return
+    scheme = get_scheme(ref.scheme)
+    missing = [m for m in scheme_modalities(scheme) if m not in ref.modalities]
+    if missing:
+        where = source or _location(ref)
+        raise DataError(
+            where, f"{where}: case {ref.case_id!r}: {_missing_text(ref.case_id, ref.layout, missing, scheme)}"
+        )
+
+
+def require_modalities(ref: CaseRef, modalities: Sequence[str], what: str = "the model") -> None:
+    """Refuse a case that has no image of one of ``modalities`` (the canonical names a model reads).
+
+    Raises:
+        DataError: naming the case's folder (or file), the modalities asked for and the ones it has.
+    """
+    missing = [m for m in modalities if m not in ref.modalities]
+    if not missing:
+        return
+    where = _location(ref)
+    shipped = (
+        f" (the {ref.scheme!r} scheme's cases hold {', '.join(scheme_modalities(ref.scheme))})" if ref.scheme else ""
+    )
+    raise DataError(
+        where,
+        f"{where}: case {ref.case_id!r} has no {', '.join(missing)} image: {what} uses {', '.join(modalities)}, "
+        f"this case has {', '.join(ref.modalities) or 'no image'}{shipped}",
+    )
 
 
 def labels_to_canonical(data: np.ndarray, ref: CaseRef, source: str | Path | None = None) -> np.ndarray:
@@ -232,13 +309,12 @@ def labels_to_canonical(data: np.ndarray, ref: CaseRef, source: str | Path | Non
     The internal labels of a glioma scheme are the canonical ones (1 NCR, 2 ED, 3 ET, read through
     the case's convention); a scheme with other labels (GLI/MET 2024 with 4 RC, PED 2024 with
     1 ET, 2 NET, 3 CC, 4 ED) is read into its own internal labels
-    (:attr:`brainseg_tf.schemes.LabelScheme.internal`: 1 core, 2 edema, 3 ET, then RC or CC as 4).
+    (:attr:`brainseg_tf.schemes.LabelScheme.internal`: 1 core, 2 edema, 3 ET, then RC or CC as 4;
+    MEN-RT's one label 1 GTV stays 1).
 
     Raises:
-        DataError: the scheme cannot be read (see :func:`check_scheme_readable`) or the mask holds
-            values outside its scheme or convention. The message names ``source``.
+        DataError: the mask holds values outside its scheme or convention. The message names ``source``.
     """
-    check_scheme_readable(ref, source)
     if ref.scheme is not None and not get_scheme(ref.scheme).is_canonical:
         scheme = get_scheme(ref.scheme)
         counts = label_values(data, source)
@@ -271,10 +347,13 @@ def scan_case_folder(folder: Path, layout: str | None = None, *, scheme: str | N
         layout: force a file naming layout instead of detecting it.
         scheme: state the label scheme (default: from the case id, see :func:`case_scheme`).
 
+    A case must have every modality its scheme ships (:func:`scheme_modalities`: the four, or
+    MEN-RT's T1c); other modality files present are listed too.
+
     Raises:
         MissingFileError: the folder does not exist.
-        DataError: a modality is missing, a modality appears twice, the files are not named
-            like any known layout, or the case is of a task this version cannot read yet (MEN-RT).
+        DataError: a modality its scheme ships is missing, a modality appears twice, or the files
+            are not named like any known layout.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -299,29 +378,21 @@ def scan_case_folder(folder: Path, layout: str | None = None, *, scheme: str | N
             # BraTS 2020 training case 355 ships its mask as W39_1998.09.19_Segm.nii.
             notes.append(f"{f}: mask/image file not named after its case {case_id!r}; used as {kind!r}")
     if layout is None:
-        tokens = {strip_nifti_suffix(f.name).lower().rsplit("-", 1)[-1] for f in files}
-        layout = layout_of_case_id(case_id) or ("brats2023" if tokens & {"t1n", "t1c", "t2f", "t2w"} else None)
+        layout = layout_of_case_id(case_id) or _layout_of_files(files)
         if layout is None:
             if not set(found) & set(MODALITIES):
                 raise DataError(
                     folder,
                     f"{folder}: unknown layout: files {[f.name for f in files][:6]} match no BraTS naming "
-                    f"(<case>_flair/_t1/_t1ce/_t2/_seg or BraTS 2023 -t1n/-t1c/-t2w/-t2f/-seg)",
+                    f"(<case>_flair/_t1/_t1ce/_t2/_seg, BraTS 2023 -t1n/-t1c/-t2w/-t2f/-seg or MEN-RT "
+                    f"_t1c/_gtv)",
                 )
             layout = "brats2021"  # generic 2017-2021 naming with an unrecognised prefix
     chosen, note = case_scheme(case_id, layout, scheme)
-    if len(chosen.modalities) != len(MODALITIES):  # MEN-RT: T1c and a _gtv mask only
-        ref = CaseRef(case_id, layout, LAYOUT_CONVENTION[layout], {}, scheme=chosen.name, scheme_note=note)
-        raise DataError(folder, scheme_refusal(ref, folder))
-    missing = [m for m in MODALITIES if m not in found]
+    missing = [m for m in scheme_modalities(chosen) if m not in found]
     if missing:
-        expected = _LAYOUT_TOKENS.get(layout, _LAYOUT_TOKENS["brats2021"])
-        raise DataError(
-            folder,
-            f"{folder}: missing modality {', '.join(missing)} (expected a file named like "
-            f"{case_id}{'-' if layout == 'brats2023' else '_'}{expected[missing[0]]}.nii.gz; "
-            f"found {[f.name for f in files]})",
-        )
+        text = f"{folder}: {_missing_text(case_id, layout, missing, chosen)}; found {[f.name for f in files]}"
+        raise DataError(folder, f"{text}. {note}" if note else text)
     if unknown:
         notes.append(f"{folder}: ignored files not named like a modality or mask: {unknown}")
     grade = folder.parent.name.upper() if folder.parent.name.upper() in ("HGG", "LGG") else None
@@ -329,7 +400,7 @@ def scan_case_folder(folder: Path, layout: str | None = None, *, scheme: str | N
         case_id=case_id,
         layout=layout,
         convention=chosen.convention or LAYOUT_CONVENTION[layout],
-        images={m: found[m] for m in MODALITIES},
+        images={m: found[m] for m in MODALITIES if m in found},
         label=found.get("seg"),
         grade=grade,
         warnings=notes,
@@ -514,8 +585,8 @@ def scan_dataset(
         raise MissingFileError(root, f"{root}: dataset folder not found")
     if not root.is_dir():
         raise DataError(root, f"{root}: is a file, expected a dataset folder")
-    if layout is not None and layout not in LAYOUTS:
-        raise ValueError(f"layout={layout!r} is unknown; expected one of {list(LAYOUTS)}")
+    if layout is not None and layout not in FILE_LAYOUTS:
+        raise ValueError(f"layout={layout!r} is unknown; expected one of {list(FILE_LAYOUTS)}")
     if scheme is not None:
         get_scheme(scheme)
     if layout == "msd" or (layout is None and (root / "dataset.json").is_file()):
@@ -543,7 +614,7 @@ def scan_dataset(
     ids = Counter(r.case_id for r in refs)
     dupes = sorted(i for i, n in ids.items() if n > 1)
     if dupes:
-        where = {i: [str(r.images[MODALITIES[0]].parent) for r in refs if r.case_id == i] for i in dupes[:5]}
+        where = {i: [str(r.files[0].parent) for r in refs if r.case_id == i] for i in dupes[:5]}
         _report(problems, DataError(root, f"{root}: duplicate case ids {dupes[:5]} (folders {where})"))
     if not refs:  # only reached when collecting: every case folder had a problem
         return layout or "unknown", []
@@ -565,7 +636,9 @@ def case_id_for(layout: str, index: int) -> str:
         return f"BraTS-GLI-{index:05d}-000"
     if layout == "msd":
         return f"BRATS_{index + 1:03d}"
-    raise ValueError(f"layout={layout!r} is unknown; expected one of {list(LAYOUTS)}")
+    if layout == MENRT_LAYOUT:
+        return f"BraTS-MEN-RT-{index:04d}-1"
+    raise ValueError(f"layout={layout!r} is unknown; expected one of {list(FILE_LAYOUTS)}")
 
 
 def _msd_dataset_json(root: Path) -> None:
@@ -614,10 +687,11 @@ def write_case(
 
     Args:
         root: dataset folder.
-        layout: one of :data:`LAYOUTS`.
+        layout: one of :data:`FILE_LAYOUTS`.
         case_id: the case id (see :func:`case_id_for`).
         images: canonical modality (``flair``, ``t1``, ``t1ce``, ``t2``) -> ``(X, Y, Z)`` array,
-            written with its own dtype (int16 like real BraTS files).
+            written with its own dtype (int16 like real BraTS files). Every layout writes the four,
+            except ``men_rt``: ``t1ce`` alone (as ``<case>_t1c``; other modalities given are not written).
         label: ``(X, Y, Z)`` canonical labels (0-3), or with ``scheme`` that scheme's internal
             labels; ``None`` for an unlabelled case.
         affine: 4x4 voxel-to-world affine shared by all files.
@@ -627,19 +701,28 @@ def write_case(
             canonical ones (``gli2024``/``met2024`` with 4 RC, ``ped2024``): the mask is written in
             the scheme's SOURCE values (PED internal 1 NET, 2 ED, 3 ET, 4 CC -> file 2, 4, 1, 3) and
             its header records the scheme's name. A canonical scheme writes through the layout's
-            convention, as without it.
+            convention, as without it. The ``men_rt`` layout holds the ``men_rt`` scheme (the
+            default there; internal 1 GTV -> ``<case>_gtv`` value 1).
 
     Returns:
         The :class:`CaseRef` of the written files.
 
     Raises:
         ValueError: unknown layout or scheme, missing modalities, a bad case id, labels outside
-            the scheme's internal labels (or outside 0-3).
+            the scheme's internal labels (or outside 0-3), a scheme other than ``men_rt`` in the
+            ``men_rt`` layout.
     """
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout={layout!r} is unknown; expected one of {list(LAYOUTS)}")
+    if layout not in FILE_LAYOUTS:
+        raise ValueError(f"layout={layout!r} is unknown; expected one of {list(FILE_LAYOUTS)}")
     check_case_id(case_id)
-    missing = [m for m in MODALITIES if m not in images]
+    if layout in LAYOUT_SCHEME:
+        scheme = scheme or LAYOUT_SCHEME[layout]
+        if get_scheme(scheme).name != LAYOUT_SCHEME[layout]:
+            raise ValueError(
+                f"scheme={scheme!r}: the {layout!r} layout holds the {LAYOUT_SCHEME[layout]!r} scheme only"
+            )
+    written = MODALITIES if layout == "msd" else tuple(m for m in MODALITIES if m in _LAYOUT_TOKENS[layout])
+    missing = [m for m in written if m not in images]
     if missing:
         raise ValueError(f"images is missing modalities {missing}")
     root = Path(root)
@@ -673,12 +756,16 @@ def write_case(
     tokens = _LAYOUT_TOKENS[layout]
     paths = {
         m: save_nifti(images[m], folder / f"{case_id}{sep}{tokens[m]}{suffix}", affine=affine, header=header)
-        for m in MODALITIES
+        for m in written
     }
     lab_path = None
     if file_label is not None:
         lab_path = save_nifti(
-            file_label, folder / f"{case_id}{sep}seg{suffix}", affine=affine, header=header, label_convention=stamp
+            file_label,
+            folder / f"{case_id}{sep}{tokens['seg']}{suffix}",
+            affine=affine,
+            header=header,
+            label_convention=stamp,
         )
     return CaseRef(case_id, layout, convention, paths, lab_path, grade=grade, scheme=name)
 

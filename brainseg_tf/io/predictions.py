@@ -42,7 +42,7 @@ COMPANIONS: tuple[str, ...] = (PROBABILITIES, UNCERTAINTY)
 #: The same as file endings.
 COMPANION_SUFFIXES: tuple[str, ...] = tuple(c + LABEL_SUFFIX for c in COMPANIONS)
 # One role suffix a label file name may carry after its case id (``_seg``, ``-pred``, ...).
-_ROLE = re.compile(r"([_\-.](seg|pred|prediction|label|labels|mask))$", re.IGNORECASE)
+_ROLE = re.compile(r"([_\-.](seg|pred|prediction|label|labels|mask|gtv))$", re.IGNORECASE)
 
 
 # ----------------------------------------------------------------------------- file names

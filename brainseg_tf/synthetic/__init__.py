@@ -19,6 +19,8 @@ BraTS grid, scaled to fill whatever grid is asked for):
 * BraTS 2024/2025 tasks (``task=``, layouts ``gli2024``, ``met2024``, ``ped2024``): a resection
   cavity (4 RC) for post-treatment GLI and MET, 2-4 small metastases for MET, PED's cyst (CC),
   non-enhancing tumour (NET), ET and ED; labels in the task's scheme (:mod:`brainseg_tf.schemes`).
+* MEN-RT (layout ``men_rt``, :func:`as_men_rt`): T1c alone and a GTV mask (the tumour core) in
+  MEN-RT's file naming, on an anisotropic grid (:data:`LAYOUT_GRIDS`).
 
 Geometry is computed on a half-resolution grid for large volumes and upsampled linearly, which
 also provides partial-volume blurring; a full 240 x 240 x 155 case takes about a second.
@@ -28,10 +30,12 @@ Example::
     case = synthesize_case(0)                         # SyntheticCase, images int16 (240, 240, 155)
     make_dataset("data/synth", layout="brats2021", n_cases=8, seed=0)
     make_dataset("data/ped", layout="ped2024", n_cases=4, shape=(96, 96, 64))  # BraTS-PED-*, 1 ET, 2 NET, 3 CC, 4 ED
+    make_dataset("data/menrt", layout="men_rt", n_cases=4, shape=(64, 64, 40), spacing=(0.9, 0.9, 2.0))  # _t1c, _gtv
 """
 
 from brainseg_tf.conventions import MODALITIES
 from brainseg_tf.synthetic.dataset import (
+    LAYOUT_GRIDS,
     SURVIVAL_COLUMNS,
     SYNTH_LAYOUTS,
     TASK_LAYOUTS,
@@ -46,12 +50,14 @@ from brainseg_tf.synthetic.phantom import (
     TEMPLATE_SHAPE,
     TISSUE_CLASSES,
     SyntheticCase,
+    as_men_rt,
     brats_affine,
     check_case_arguments,
     synthesize_case,
 )
 
 __all__ = [
+    "LAYOUT_GRIDS",
     "MODALITIES",
     "SURVIVAL_COLUMNS",
     "SYNTH_LAYOUTS",
@@ -60,6 +66,7 @@ __all__ = [
     "TEMPLATE_SHAPE",
     "TISSUE_CLASSES",
     "SyntheticCase",
+    "as_men_rt",
     "brats_affine",
     "case_seed",
     "check_case_arguments",

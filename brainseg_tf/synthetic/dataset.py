@@ -9,7 +9,7 @@ import numpy as np
 
 from brainseg_tf.checks import check_int
 from brainseg_tf.progress import progress as show_progress
-from brainseg_tf.synthetic.phantom import SyntheticCase, check_case_arguments, synthesize_case
+from brainseg_tf.synthetic.phantom import SyntheticCase, as_men_rt, check_case_arguments, synthesize_case
 
 SURVIVAL_COLUMNS: tuple[str, ...] = ("Brats20ID", "Age", "Survival_days", "Extent_of_Resection")
 
@@ -21,8 +21,15 @@ TASK_LAYOUTS: dict[str, str] = {
     "met2024": "BraTS-MET-{:05d}-000",
     "ped2024": "BraTS-PED-{:05d}-000",
 }
-#: Every layout :func:`make_dataset` writes: the io file layouts, then the task layouts.
-SYNTH_LAYOUTS: tuple[str, ...] = ("brats2018", "brats2020", "brats2021", "brats2023", "msd", *TASK_LAYOUTS)
+#: Every layout :func:`make_dataset` writes: the io file layouts (``men_rt``: MEN-RT's own naming
+#: ``<case>_t1c/_gtv.nii.gz``, T1c alone, 1 GTV), then the task layouts.
+SYNTH_LAYOUTS: tuple[str, ...] = ("brats2018", "brats2020", "brats2021", "brats2023", "msd", "men_rt", *TASK_LAYOUTS)
+#: ``(shape, spacing in mm)`` of a layout's cases unless stated: MEN-RT's native anisotropic grid
+#: (reference/brats-editions.md: e.g. 512 x 512 x 136), the BraTS 1 mm 240 x 240 x 155 grid otherwise.
+LAYOUT_GRIDS: dict[str, tuple[tuple[int, int, int], tuple[float, float, float]]] = {
+    "men_rt": ((512, 512, 136), (0.5, 0.5, 1.2)),
+}
+_BRATS_GRID = ((240, 240, 155), (1.0, 1.0, 1.0))
 
 
 def has_resection(layout: str, index: int) -> bool:
@@ -79,7 +86,8 @@ def make_dataset(
     layout: str = "brats2021",
     n_cases: int = 4,
     seed: int = 0,
-    shape: tuple[int, int, int] = (240, 240, 155),
+    shape: tuple[int, int, int] | None = None,
+    spacing: tuple[float, float, float] | None = None,
     with_labels: bool = True,
     progress: bool = True,
 ) -> Path:
@@ -97,14 +105,17 @@ def make_dataset(
     beside the tumour in two cases in three), ``met2024`` (``BraTS-MET-*``: 2-4 small lesions,
     every other case with RC), ``ped2024`` (``BraTS-PED-*``: 1 ET, 2 NET, 3 CC, 4 ED in the files).
     See :func:`has_resection` and :func:`brainseg_tf.synthetic.synthesize_case` (``task=``).
+    ``men_rt`` writes ``BraTS-MEN-RT-xxxx-1/<case>_t1c.nii.gz`` and ``<case>_gtv.nii.gz`` (1 GTV:
+    :func:`brainseg_tf.synthetic.as_men_rt`) on an anisotropic grid, and no survival table.
 
     Args:
         out: dataset folder (created).
         layout: one of :data:`SYNTH_LAYOUTS`: ``brats2018``, ``brats2020``, ``brats2021``,
-            ``brats2023``, ``msd``, ``gli2024``, ``met2024`` or ``ped2024``.
+            ``brats2023``, ``msd``, ``men_rt``, ``gli2024``, ``met2024`` or ``ped2024``.
         n_cases: number of cases (>= 1).
         seed: dataset seed; the same seed writes identical files.
-        shape: grid of every case.
+        shape: grid of every case (default: the layout's, :data:`LAYOUT_GRIDS`; 240 x 240 x 155).
+        spacing: voxel size in mm, in the affine and header (default: the layout's; 1 mm).
         with_labels: write segmentation masks (``False`` mimics a validation set).
         progress: show progress when writing several cases (see :mod:`brainseg_tf.progress`).
 
@@ -120,7 +131,10 @@ def make_dataset(
         raise ValueError(f"layout={layout!r} is unknown; expected one of {list(SYNTH_LAYOUTS)}")
     task = layout if layout in TASK_LAYOUTS else None
     check_int("n_cases", n_cases)
-    check_case_arguments(seed, shape, (1.0, 1.0, 1.0))
+    grid_shape, grid_spacing = LAYOUT_GRIDS.get(layout, _BRATS_GRID)
+    shape, spacing = check_case_arguments(
+        seed, grid_shape if shape is None else shape, grid_spacing if spacing is None else spacing
+    )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -128,7 +142,11 @@ def make_dataset(
     if progress and n_cases > 1:
         indices = show_progress(indices, desc=f"synth {layout}")
     for i in indices:
-        case = synthesize_case(case_seed(seed, i), tuple(shape), task=task, resection=has_resection(layout, i))
+        case = synthesize_case(
+            case_seed(seed, i), shape, spacing=spacing, task=task, resection=has_resection(layout, i)
+        )
+        if layout == "men_rt":
+            case = as_men_rt(case)
         cid = TASK_LAYOUTS[task].format(i) if task else case_id_for(layout, i)
         write_case(
             out,
@@ -138,10 +156,18 @@ def make_dataset(
             case.label if with_labels else None,
             case.affine,
             grade=case.grade if layout == "brats2018" else None,
-            scheme=task,
+            scheme=case.scheme,
         )
-        rec = survival_record(case, np.random.default_rng(np.random.SeedSequence([int(seed), i, 1])))
-        rows.append((cid, rec))
+        if layout != "men_rt":  # MEN-RT ships no survival data
+            rec = survival_record(case, np.random.default_rng(np.random.SeedSequence([int(seed), i, 1])))
+            rows.append((cid, rec))
+    if rows:
+        _write_survival(out, rows, with_labels)
+    return out
+
+
+def _write_survival(out: Path, rows: list[tuple[str, dict]], with_labels: bool) -> None:
+    """``survival_info.csv`` (training style) or, without labels, ``survival_evaluation.csv``."""
     if with_labels:
         path, header = out / "survival_info.csv", list(SURVIVAL_COLUMNS)
         lines = [[cid, f"{r['Age']:.3f}", r["Survival_days"], r["Extent_of_Resection"]] for cid, r in rows]
@@ -154,7 +180,6 @@ def make_dataset(
         writer.writerow(header)
         writer.writerows(lines)
     tmp.replace(path)
-    return out
 
 
 def ensure_dataset(

@@ -7,7 +7,7 @@ make ``with_tumour=False`` the same subject without its tumour.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -474,6 +474,31 @@ def synthesize_case(
     case = _finish(grid, brain, first, label, fbox, images, mask, spacing, int(seed), task)
     case.tissue = _full_resolution_tissue(grid, tissue_c) * mask
     return case
+
+
+def as_men_rt(case: SyntheticCase) -> SyntheticCase:
+    """The MEN-RT view of a synthetic case: its T1c alone and a GTV mask (the ``men_rt`` scheme).
+
+    The GTV is the case's tumour core (its scheme's TC region: the enhancing tumour and what it
+    encloses, as a radiotherapy planner contours a contrast-enhancing meningioma); edema is left out.
+    The anatomy stays the phantom's skull-stripped brain (real MEN-RT scans are defaced, not
+    skull-stripped).
+
+    Returns:
+        A :class:`SyntheticCase` with ``images == {"t1ce": ...}``, ``label`` uint8 internal labels
+        of ``men_rt`` (0 background, 1 GTV), ``scheme="men_rt"`` and ``volumes_ml`` holding
+        ``gtv`` and ``brain``; the other fields as in ``case``.
+
+    Raises:
+        ValueError: ``case`` is already a MEN-RT case.
+    """
+    if case.scheme == "men_rt":
+        raise ValueError("case is already a MEN-RT case (scheme 'men_rt')")
+    core = get_scheme(case.scheme or "brats2021").region_internal("TC")
+    gtv = np.isin(case.label, core).astype(np.uint8)
+    ml = float(np.prod(case.spacing)) / 1000.0
+    volumes = {"gtv": float(np.count_nonzero(gtv)) * ml, "brain": case.volumes_ml["brain"]}
+    return replace(case, images={"t1ce": case.images["t1ce"]}, label=gtv, volumes_ml=volumes, scheme="men_rt")
 
 
 @dataclass

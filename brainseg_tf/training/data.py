@@ -82,7 +82,13 @@ def labelled_ids(source: Path | None, cfg: TrainConfig) -> list[str]:
             cache.check_scheme(cfg.data.scheme, "data.scheme")
             ids = [cid for cid in cache if cache.has_label(cid)]
     else:
-        ids = list(open_root(source, cfg).labelled_ids)
+        from brainseg_tf.io import require_modalities
+
+        ds = open_root(source, cfg)
+        ids = list(ds.labelled_ids)
+        if cfg.data.modalities:  # a case without one of them would train on a zero channel
+            for cid in ids:
+                require_modalities(ds.ref(cid), cfg.data.modalities, "the recipe's data.modalities")
     ids = sorted(ids)
     if cfg.data.max_cases is not None:
         ids = ids[: cfg.data.max_cases]

@@ -195,8 +195,8 @@ def test_a_truncated_compressed_tar_is_named(cases, tmp_path):
 def test_in_place_reads_equal_unpacked_reads(cases, tar, tmp_path):
     archive.unpack(tar, tmp_path / "out", progress=False)
     unpacked = io.open_dataset(tmp_path / "out")
-    ds = archive.TarDataset(tar)
-    assert isinstance(ds, io.Dataset)
+    ds = io.open_dataset(tar)  # a .tar path opens in place
+    assert isinstance(ds, archive.TarDataset) and isinstance(ds, io.Dataset)
     assert (ds.layout, ds.case_ids, ds.labelled_ids) == (unpacked.layout, unpacked.case_ids, unpacked.labelled_ids)
     assert [r.scheme for r in ds.refs] == [r.scheme for r in unpacked.refs] == ["brats2021"] * 3
     assert ds.ref(1).label == tar / "BraTS2021_00001" / "BraTS2021_00001_seg.nii.gz"
