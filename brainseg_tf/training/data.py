@@ -30,6 +30,7 @@ def data_source(cfg: TrainConfig) -> Path | None:
     """The cache path (preferred when it exists) or dataset root for the data builders, or ``None``."""
     cache = resolve_path(cfg.data.cache, cfg)
     if cache is not None and cache.exists():
+        _check_cache_preprocessing(cache, cfg)
         return cache
     root = resolve_path(cfg.data.root, cfg)
     if root is not None and not root.exists() and cfg.data.synthetic is not None:
@@ -52,6 +53,7 @@ def data_source(cfg: TrainConfig) -> Path | None:
                 dtype=cfg.data.cache_dtype,
                 progress=True,
                 scheme=cfg.data.scheme,
+                **recipe_preprocessing(cfg),  # e.g. the resampling a native-grid dataset needs
             )
         )
     if root is None:
@@ -61,6 +63,42 @@ def data_source(cfg: TrainConfig) -> Path | None:
     if not root.exists():
         raise FileNotFoundError(f"data.root={cfg.data.root!r} not found (resolved to {root})")
     return root
+
+
+PREPROCESS_KEYS = ("crop", "margin", "normalize", "reorient", "spacing")
+
+
+def recipe_preprocessing(cfg: TrainConfig) -> dict[str, Any]:
+    """The preprocessing a recipe states (``pipeline.options.preprocess``: crop, margin, normalize,
+    reorient, spacing in mm): applied when its cache is built, recorded in the model card, undone
+    by prediction (a resampled prediction goes back to each case's own grid)."""
+    stated = cfg.pipeline.options.get("preprocess") or {}
+    unknown = sorted(set(stated) - set(PREPROCESS_KEYS))
+    if unknown:
+        raise ValueError(f"pipeline.options.preprocess: unknown key(s) {unknown}; known: {list(PREPROCESS_KEYS)}")
+    return dict(stated)
+
+
+def _check_cache_preprocessing(cache: Path, cfg: TrainConfig) -> None:
+    """Refuse a cache built with other preprocessing than the recipe states (its card would say otherwise)."""
+    stated = recipe_preprocessing(cfg)
+    if not stated:
+        return
+    import numpy as np
+
+    from brainseg_tf.data import open_cache
+
+    with open_cache(cache) as c:
+        built = dict(c.params)
+    for key, value in stated.items():
+        want = value
+        if key == "spacing" and value is not None:
+            want = [float(v) for v in np.broadcast_to(np.asarray(value, dtype=float), (3,))]
+        if built.get(key) != want:
+            raise ValueError(
+                f"{cache}: built with {key}={built.get(key)!r} but the recipe's pipeline.options.preprocess "
+                f"states {key}={value!r}; delete the cache (or point data.cache elsewhere) to rebuild it"
+            )
 
 
 def open_root(source: Path, cfg: TrainConfig) -> Any:
@@ -219,6 +257,11 @@ def build_datasets(
     if Path(source).is_dir() or is_tar_path(source):  # read once, in the recipe's layout, scheme and channel order
         source = open_root(Path(source), cfg)
     common: dict[str, Any] = dict(modalities=list(cfg.data.modalities), target="labels", scheme=cfg.data.scheme)
+    from brainseg_tf.data.cache import is_cache_path
+
+    # a cache was built with the recipe's preprocessing (data_source checks it); a folder is preprocessed here
+    own = () if isinstance(source, (str, Path)) and is_cache_path(Path(source)) else ("preprocess",)
+    options = {k: v for k, v in p.options.items() if k != "preprocess" or own}
     augment = _augment_config(p.augment)
     if p.kind == "patch":
         train_ds = data.patch_dataset(
@@ -231,7 +274,7 @@ def build_datasets(
             seed=seed,
             repeat=True,
             **common,
-            **p.options,
+            **options,
         )
     else:
         train_ds = data.slice_dataset(
@@ -243,7 +286,7 @@ def build_datasets(
             seed=seed,
             repeat=True,
             **common,
-            **p.options,
+            **options,
         )
     val_ids = split.val_ids[: v.max_cases] if v.max_cases else split.val_ids
     if not val_ids or v.mode == "none" or not validation:
@@ -262,7 +305,7 @@ def build_datasets(
             seed=cfg.training.seed + 7919,
             repeat=False,
             **common,
-            **{k: val for k, val in p.options.items() if k in ("preprocess",)},
+            **{k: val for k, val in p.options.items() if k in own},
         )
     else:
         val_ds = data.slice_dataset(
@@ -274,7 +317,7 @@ def build_datasets(
             shuffle=False,
             repeat=False,
             **common,
-            **{k: val for k, val in p.options.items() if k in ("plane", "slices", "crop", "preprocess")},
+            **{k: val for k, val in p.options.items() if k in ("plane", "slices", "crop", *own)},
         )
     n = v.patches_per_case * len(val_ids)
     val_ds = val_ds.unbatch().take(n).batch(global_batch)

@@ -72,14 +72,13 @@ def incompatible_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list
     return changed
 
 
-_PREPROCESS_KEYS = ("crop", "margin", "normalize", "reorient", "spacing")
-
-
 def _preprocessing(cfg: TrainConfig, cache_params: Mapping[str, Any] | None) -> Preprocessing:
     """The preprocessing the model was trained with: the cache's build parameters when training
     from a cache, else ``pipeline.options.preprocess``; for slice pipelines plane, resize and crop."""
-    options = dict(cfg.pipeline.options.get("preprocess") or {}) if cache_params is None else dict(cache_params)
-    pre = Preprocessing(**{k: options[k] for k in _PREPROCESS_KEYS if k in options})
+    from brainseg_tf.training.data import PREPROCESS_KEYS, recipe_preprocessing
+
+    options = recipe_preprocessing(cfg) if cache_params is None else dict(cache_params)
+    pre = Preprocessing(**{k: options[k] for k in PREPROCESS_KEYS if k in options})
     if cfg.pipeline.kind == "slice":
         slice_opts = cfg.pipeline.options
         pre.resize = [int(s) for s in cfg.pipeline.patch_size]

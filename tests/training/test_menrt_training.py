@@ -33,10 +33,6 @@ def recipe(root: Path, head: str) -> dict:
     training = {"epochs": 1, "steps_per_epoch": 2, "verbose": 0, "seed": 0}
     if head == "sigmoid":  # the scheme's one region: a 1-channel region head
         pipeline["region"] = "gtv"
-    else:
-        # metrics.standard_metrics names a one-label scheme's mean_dice / mean_region_dice after the
-        # label (dice_gtv), so the default monitor val_mean_region_dice is never logged: name GTV's
-        training["monitor"] = "val_dice_gtv"
     return {
         "name": "menrt",
         "data": {"root": str(root), "modalities": ["t1ce"], "scheme": "men_rt"},
@@ -164,3 +160,50 @@ def test_the_t1c_channel_reaches_the_model_and_gtv_is_written_as_1(tmp_path: Pat
     np.testing.assert_array_equal(result.labels, expected)
     written = _raw(result.write(tmp_path / f"{IDS[0]}.nii.gz"))
     np.testing.assert_array_equal(written, expected)  # internal 1 GTV -> file value 1
+
+
+def test_resampling_stated_in_the_recipe_is_built_into_the_cache_recorded_and_undone(
+    tmp_path: Path, menrt: Path
+) -> None:
+    """A native anisotropic grid resampled to the recipe's spacing: the cache is built with it, the card
+    records it, and brainseg predict writes each case back on its own grid; a cache built otherwise is refused."""
+    from brainseg_tf.card import ModelCard
+    from brainseg_tf.data import open_cache
+    from brainseg_tf.training import train
+
+    cfg = recipe(menrt, "sigmoid")
+    cfg["data"].update(cache=str(tmp_path / "cache.h5"), build_cache=True)
+    cfg["pipeline"]["options"] = {"preprocess": {"spacing": [1.8, 1.8, 2.0]}}
+    train(cfg, run_dir=tmp_path / "run")
+    with open_cache(tmp_path / "cache.h5") as cache:
+        assert cache.params["spacing"] == [1.8, 1.8, 2.0]
+        # 40 x 36 x 24 voxels of 0.9 x 0.9 x 2.0 mm at 1.8 x 1.8 x 2.0 mm: about half in x and y
+        assert tuple(cache.geometry(IDS[0]).grid_shape) == (20, 18, 24)
+    card = ModelCard.load(tmp_path / "run" / "brainseg_model.json")
+    assert card.preprocessing.spacing == [1.8, 1.8, 2.0]
+    pred_dir = tmp_path / "pred"
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(tmp_path / "run"),
+                "--input",
+                str(menrt),
+                "--out",
+                str(pred_dir),
+                "-q",
+                "--no-viewers",
+            ]
+        )
+        == 0
+    )
+    ds = io.open_dataset(menrt)
+    for cid in IDS:
+        img = nib.load(str(pred_dir / f"{cid}.nii.gz"))
+        assert img.shape == SHAPE
+        np.testing.assert_allclose(img.affine, ds[cid].affine, atol=1e-5)
+        np.testing.assert_allclose(img.header.get_zooms()[:3], SPACING, atol=1e-6)
+    cfg["pipeline"]["options"] = {"preprocess": {"spacing": 1.0}}
+    with pytest.raises(ValueError, match=r"cache\.h5: built with spacing=\[1\.8, 1\.8, 2\.0\] but the recipe's"):
+        train(cfg, run_dir=tmp_path / "run2")
