@@ -165,9 +165,8 @@ def _cmd_cv(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         records=args.records,
     )
-    print(
-        f"run directory: {result.run_dir} ({'out-of-fold measure in oof/' if result.completed else 're-run to continue'})"
-    )
+    state = f"out-of-fold measure in {result.records}" if result.completed else "re-run to continue"
+    print(f"run directory: {result.run_dir}; fold records: {result.records} ({state})")
     return 0
 
 

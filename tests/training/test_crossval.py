@@ -134,7 +134,7 @@ def test_rerun_resumes_from_the_records_alone(cv_run: dict, tmp_path: Path) -> N
     shutil.copytree(cv_run["records"], records)
     # another machine: an empty run directory, only the committed records
     again = cross_validate(recipe, run_dir=tmp_path / "run", folds=FOLDS, records=records, progress=False)
-    assert again.completed and again.predicted == []
+    assert again.completed and again.predicted == [] and again.skipped == [0, 1, 2]
     assert not (tmp_path / "run" / "fold_0").exists()  # nothing trained
     assert again.summary["dice"] == cv_run["result"].summary["dice"]
     assert "postprocessing" not in again.summary  # no label maps here: the record-based choice only
