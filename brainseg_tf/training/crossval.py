@@ -319,7 +319,7 @@ def measure_fold(
         "checkpoint": checkpoint,
         "model_sha256": _sha256(model),
         "optimizer_steps": steps,
-        "train_minutes": metrics.get("elapsed_minutes", metrics.get("minutes")),
+        "train_minutes": round(metrics["wall_time_s_total"] / 60, 1) if "wall_time_s_total" in metrics else None,
         "predict_seconds": time.perf_counter() - start,
         "machine": _machine(),
         "regions": list(regions),

@@ -105,6 +105,7 @@ def test_time_limit_is_switched_off_and_recorded(cv_run: dict) -> None:
         assert metrics["completed"] and metrics["epochs_completed"] == EPOCHS
         rec = _record(cv_run, k)
         assert rec["optimizer_steps"] == 2 * EPOCHS and rec["recipe_resolved"]["training"]["max_minutes"] is None
+        assert rec["train_minutes"] == round(metrics["wall_time_s_total"] / 60, 1)
 
 
 def test_scores_intervals_and_report(cv_run: dict) -> None:
