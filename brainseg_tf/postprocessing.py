@@ -91,6 +91,7 @@ __all__ = [
     "default_candidates",
     "mean_dice",
     "case_changes",
+    "passes_guard",
     "select",
     "select_for_folders",
     "record",
@@ -426,6 +427,14 @@ def mean_dice(per_case: Mapping[str, Mapping[str, float]], regions: Sequence[str
     return out
 
 
+def passes_guard(
+    before: Mapping[str, float], after: Mapping[str, float], cases: Mapping[str, int], epsilon: float = EPSILON
+) -> bool:
+    """The selection's guard against noise: the mean Dice (``before``/``after``: :func:`mean_dice`)
+    rises by more than ``epsilon`` **and** more cases improve than worsen (:func:`case_changes`)."""
+    return after["mean"] > before["mean"] + epsilon and cases["improved"] > cases["worsened"]
+
+
 def case_changes(
     before: Mapping[str, Mapping[str, float]],
     after: Mapping[str, Mapping[str, float]],
@@ -678,11 +687,7 @@ def select(
                 best = (rule, trial, trial_scores, trial_mean)
         rule, trial, trial_scores, trial_mean = best  # type: ignore[misc]  (groups are non-empty)
         cases = case_changes(current_scores, trial_scores, regions)
-        keep = (
-            trial_mean["mean"] > current_mean["mean"] + epsilon
-            and cases["improved"] > cases["worsened"]
-            and all(rule.position != k.position for k in kept)
-        )
+        keep = passes_guard(current_mean, trial_mean, cases, epsilon) and all(rule.position != k.position for k in kept)
         steps.append(
             {
                 "rule": rule.to_dict(),

@@ -35,7 +35,7 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
 from brainseg_tf.arrays import bbox, check_spacing
-from brainseg_tf.evaluation import _region_masker, hd95, lesion_wise_scores, scheme_regions
+from brainseg_tf.evaluation import _FULL_26, _dilate, _region_masker, hd95, lesion_wise_scores, scheme_regions
 from brainseg_tf.schemes import LabelScheme, get_scheme
 
 __all__ = [
@@ -60,8 +60,6 @@ __all__ = [
 ]
 
 YEARS = ("legacy", "2023", "2024", "2025")
-_FULL_26 = np.ones((3, 3, 3), dtype=bool)
-_STRUCT_18 = ndimage.generate_binary_structure(3, 2)
 _STRUCT_6 = ndimage.generate_binary_structure(3, 1)
 #: Label names that play one role across schemes (a merge rule names the first).
 _LABEL_ALIASES = {"NETC": ("NETC", "NCR", "NET"), "SNFH": ("SNFH", "ED"), "ET": ("ET",), "RC": ("RC",)}
@@ -395,7 +393,7 @@ def lesion_groups(mask: np.ndarray, dilation: int) -> np.ndarray:
     if box is None:
         return out
     local = mask[box]
-    grown = ndimage.binary_dilation(local, structure=_STRUCT_18, iterations=dilation) if dilation else local
+    grown = _dilate(local, dilation)
     labels, _ = _label_scan_order(grown, _FULL_26)
     out[box] = np.where(local, labels, 0)
     return _renumber(out)
@@ -429,7 +427,7 @@ def _touching(lesions: np.ndarray, other: np.ndarray) -> set[tuple[int, int]]:
         if box is None:
             continue
         roi = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(box, lesions.shape))
-        grown = ndimage.binary_dilation(lesions[roi] == lid, structure=_STRUCT_18)
+        grown = _dilate(lesions[roi] == lid, 1)
         pairs.update((lid, int(o)) for o in np.unique(other[roi][grown]) if o != 0)
     return pairs
 
@@ -512,7 +510,7 @@ def scores_2024(
             continue
         roi = tuple(slice(max(s.start - dilation - 1, 0), min(s.stop + dilation + 1, n)) for s, n in zip(box, shape))
         lesion = ref_lesions[roi] == lid
-        reach = ndimage.binary_dilation(lesion, structure=_STRUCT_18, iterations=dilation) if dilation else lesion
+        reach = _dilate(lesion, dilation)
         ids = np.unique(pred_lesions[roi][reach])
         ids = ids[ids != 0]
         matched.update(int(i) for i in ids)

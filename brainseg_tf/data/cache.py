@@ -78,6 +78,7 @@ from brainseg_tf.data.preprocess import (
     brain_bbox,
     class_locations,
     preprocess_case,
+    target_spacing,
 )
 from brainseg_tf.io import MODALITIES, Dataset, open_dataset, read_case, read_header
 from brainseg_tf.io.errors import DataError
@@ -205,12 +206,7 @@ def _params(
     check_int("margin", margin, 0)
     check_int("max_locations", max_locations)
     if spacing is not None:
-        try:
-            spacing = [float(s) for s in np.broadcast_to(np.asarray(spacing, dtype=float), (3,))]
-        except (TypeError, ValueError):
-            raise ValueError(f"spacing={spacing!r} must be one number or three (mm)") from None
-        if not all(np.isfinite(s) and s > 0 for s in spacing):
-            raise ValueError(f"spacing={spacing!r} must be finite and positive (mm)")
+        spacing = list(target_spacing(spacing))  # type: ignore[arg-type]
     if chunks is not None:
         chunks = [int(c) for c in chunks]
         if len(chunks) != 3 or min(chunks) < 1:

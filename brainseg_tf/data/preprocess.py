@@ -230,6 +230,23 @@ def zscore(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, dict[str, l
     return out, {"mean": means, "std": stds}
 
 
+def target_spacing(spacing: float | Sequence[float] | None) -> tuple[float, float, float] | None:
+    """A resampling target (mm: one number for every axis, or three) as three floats; ``None`` stays.
+
+    Raises:
+        ValueError: not one number or three, or not finite and positive.
+    """
+    if spacing is None:
+        return None
+    try:
+        target = tuple(float(s) for s in np.broadcast_to(np.asarray(spacing, dtype=np.float64), (3,)))
+    except (TypeError, ValueError):
+        raise ValueError(f"spacing={spacing!r} must be one number or three (mm)") from None
+    if not all(np.isfinite(t) and t > 0 for t in target):
+        raise ValueError(f"spacing={spacing!r} must be finite and positive (mm)")
+    return target  # type: ignore[return-value]
+
+
 def preprocess_case(
     case: Any,
     *,
@@ -277,11 +294,8 @@ def preprocess_case(
             if label is not None:
                 label = nib.orientations.apply_orientation(label, ornt)
             grid_affine = affine @ nib.orientations.inv_ornt_aff(ornt, native_shape)
-    target = None
-    if spacing is not None:
-        target = tuple(float(s) for s in np.broadcast_to(np.asarray(spacing, dtype=np.float64), (3,)))
-        if not all(np.isfinite(t) and t > 0 for t in target):
-            raise ValueError(f"spacing={spacing!r} must be finite and positive (mm)")
+    target = target_spacing(spacing)
+    if target is not None:
         cur_spacing = np.sqrt((grid_affine[:3, :3] ** 2).sum(axis=0))
         cur_shape = np.asarray(image.shape[:3])
         new_shape = np.maximum(np.round(cur_shape * cur_spacing / np.asarray(target)).astype(int), 1)
@@ -406,6 +420,7 @@ __all__ = [
     "crop_to_box",
     "preprocess_case",
     "paste_back",
+    "target_spacing",
     "zscore",
     "class_locations",
 ]

@@ -19,7 +19,14 @@ import numpy as np
 
 from brainseg_tf.checks import check_int
 from brainseg_tf.data.cache import Cache, common_scheme, is_cache_path, location_classes, open_cache
-from brainseg_tf.data.preprocess import Geometry, PreprocessedCase, brain_bbox, class_locations, preprocess_case
+from brainseg_tf.data.preprocess import (
+    Geometry,
+    PreprocessedCase,
+    brain_bbox,
+    class_locations,
+    preprocess_case,
+    target_spacing,
+)
 from brainseg_tf.io import Dataset, archive, open_dataset
 from brainseg_tf.schemes import LabelScheme, get_scheme
 
@@ -109,7 +116,7 @@ class NiftiSource:
         shape, spacing = self.dataset.grid(cid)
         shape = np.asarray(shape[:3])
         if self.preprocess.get("spacing") is not None:
-            target = np.broadcast_to(np.asarray(self.preprocess["spacing"], float), (3,))
+            target = np.asarray(target_spacing(self.preprocess["spacing"]))
             shape = np.maximum(np.round(shape * np.asarray(spacing) / target), 1).astype(int)
         if self.preprocess.get("reorient"):
             return (int(shape.max()),) * 3

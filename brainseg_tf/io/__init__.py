@@ -270,11 +270,10 @@ def require_modalities(case: Case | CaseRef, modalities: Sequence[str], what: st
     Raises:
         DataError: naming the case's folder or file, the modalities asked for and the ones it has.
     """
-    if isinstance(case, CaseRef):
-        layouts.require_modalities(case, modalities, what)
+    ref = case if isinstance(case, CaseRef) else case.ref
+    if ref is not None:  # names the case's folder or file
+        layouts.require_modalities(ref, modalities, what)
         return
-    if case.ref is not None:
-        layouts.require_modalities(case.ref, modalities, what)
     missing = [m for m in modalities if m not in case.available_modalities]
     if missing:
         raise DataError(

@@ -180,14 +180,13 @@ def records_dir(run_dir: str | os.PathLike, records: str | os.PathLike | None = 
     return Path(records) if records is not None else RECORDS_ROOT / Path(run_dir).name
 
 
-def fold_val_ids(cfg: TrainConfig, fold: int, folds: int) -> list[str]:
-    """The cases fold ``fold`` of ``folds`` holds out (the recipe's seeded k-fold split of its labelled cases)."""
-    from brainseg_tf.training.data import data_source, labelled_ids
+def fold_val_ids(cfg: TrainConfig, fold: int, folds: int, case_ids: Sequence[str]) -> list[str]:
+    """The cases fold ``fold`` of ``folds`` holds out: the recipe's seeded k-fold split of ``case_ids``
+    (its labelled cases, :func:`brainseg_tf.training.data.labelled_ids`)."""
     from brainseg_tf.training.folds import fold_config
     from brainseg_tf.training.split import make_split
 
-    fold_cfg = fold_config(cfg, fold, folds)
-    return sorted(make_split(labelled_ids(data_source(fold_cfg), fold_cfg), fold_cfg.split).val_ids)
+    return sorted(make_split(case_ids, fold_config(cfg, fold, folds).split).val_ids)
 
 
 def read_record(path: Path) -> dict[str, Any] | None:
@@ -280,11 +279,12 @@ def measure_fold(
     volumes: list[float] = []
     start = time.perf_counter()
     for cid in show_progress(sorted(split.val_ids), desc=f"fold {fold} held-out cases", disable=not progress):
-        prediction = inference.predict_case(predictor, dataset.ref(cid), **RAW)
-        prediction.write(label_path(pred_dir, cid))
-        ref = read_case(dataset.ref(cid)).label  # the reference in the dataset's scheme, internal labels
+        case = read_case(dataset.ref(cid))  # once: the image to predict, the mask (internal labels) to score
+        ref = case.label
         if ref is None:
             raise ValueError(f"{cid}: a held-out case without a reference label cannot be scored")
+        prediction = inference.predict_case(predictor, case, release_image=True, **RAW)
+        prediction.write(label_path(pred_dir, cid))
         spacing = tuple(float(v) for v in prediction.reference.spacing)
         voxel_volume = float(np.prod(spacing))
         volumes.append(voxel_volume)
@@ -363,7 +363,7 @@ def select_from_records(records: Sequence[Mapping[str, Any]], *, epsilon: float 
                 best = (key, trial, mean)
         key, trial, mean = best  # type: ignore[misc]
         cases = postprocessing.case_changes(baseline, trial, regions)
-        keep = mean["mean"] > base_mean["mean"] + eps and cases["improved"] > cases["worsened"]
+        keep = postprocessing.passes_guard(base_mean, mean, cases, eps)
         steps.append(
             {
                 "rule": json.loads(key),
@@ -505,7 +505,11 @@ def cross_validate(
     k = int(folds) if folds is not None else cfg.split.folds
     check_int("folds", k, 2)
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
-    _dataset_root(cfg)
+    from brainseg_tf.io.predictions import label_path
+    from brainseg_tf.training.data import data_source, labelled_ids
+
+    root = _dataset_root(cfg)
+    case_ids = labelled_ids(data_source(cfg), cfg)  # what the folds split, as train_folds sees them
     rec_dir = records_dir(run_dir, records)
     digest = recipe_digest(cfg)
     steps = cfg.training.epochs * cfg.training.steps_per_epoch
@@ -520,7 +524,7 @@ def cross_validate(
     skipped: list[int] = []
     for fold in range(k):
         path = rec_dir / f"fold_{fold}.json"
-        val_ids = fold_val_ids(cfg, fold, k)
+        val_ids = fold_val_ids(cfg, fold, k, case_ids)
         rec = read_record(path)
         if rec is not None:
             why = record_matches(rec, digest=digest, folds=k, fold=fold, checkpoint=checkpoint, val_ids=val_ids)
@@ -546,14 +550,12 @@ def cross_validate(
         )
     summary = summarize_records([done[f] for f in range(k)], resamples=resamples, seed=seed)
     pred_dir = run_dir / OOF_DIR / "predictions"
-    from brainseg_tf.io.predictions import label_path
-
     if all(label_path(pred_dir, cid).is_file() for cid in summary["per_case"]):
         from brainseg_tf import postprocessing
 
         selection = postprocessing.select_for_folders(
             pred_dir,
-            _dataset_root(cfg),
+            root,
             case_ids=list(summary["per_case"]),
             regions=summary["regions"],
             out=run_dir / OOF_DIR / postprocessing.SELECTION_FILE,

@@ -84,16 +84,13 @@ def _check_cache_preprocessing(cache: Path, cfg: TrainConfig) -> None:
     stated = recipe_preprocessing(cfg)
     if not stated:
         return
-    import numpy as np
-
     from brainseg_tf.data import open_cache
+    from brainseg_tf.data.preprocess import target_spacing
 
     with open_cache(cache) as c:
         built = dict(c.params)
     for key, value in stated.items():
-        want = value
-        if key == "spacing" and value is not None:
-            want = [float(v) for v in np.broadcast_to(np.asarray(value, dtype=float), (3,))]
+        want = list(target_spacing(value)) if key == "spacing" and value is not None else value
         if built.get(key) != want:
             raise ValueError(
                 f"{cache}: built with {key}={built.get(key)!r} but the recipe's pipeline.options.preprocess "
@@ -252,16 +249,15 @@ def build_datasets(
     source: Any = data_source(cfg)
     if source is None:
         raise ValueError(f"data.root or data.cache is required for pipeline.kind={p.kind!r}")
+    from brainseg_tf.data.cache import is_cache_path
     from brainseg_tf.io.archive import is_tar_path
 
-    if Path(source).is_dir() or is_tar_path(source):  # read once, in the recipe's layout, scheme and channel order
+    options = dict(p.options)
+    if is_cache_path(Path(source)):  # built with the recipe's preprocessing (data_source checks it)
+        options.pop("preprocess", None)
+    elif Path(source).is_dir() or is_tar_path(source):  # read once, in the recipe's layout, scheme and channel order
         source = open_root(Path(source), cfg)
     common: dict[str, Any] = dict(modalities=list(cfg.data.modalities), target="labels", scheme=cfg.data.scheme)
-    from brainseg_tf.data.cache import is_cache_path
-
-    # a cache was built with the recipe's preprocessing (data_source checks it); a folder is preprocessed here
-    own = () if isinstance(source, (str, Path)) and is_cache_path(Path(source)) else ("preprocess",)
-    options = {k: v for k, v in p.options.items() if k != "preprocess" or own}
     augment = _augment_config(p.augment)
     if p.kind == "patch":
         train_ds = data.patch_dataset(
@@ -305,7 +301,7 @@ def build_datasets(
             seed=cfg.training.seed + 7919,
             repeat=False,
             **common,
-            **{k: val for k, val in p.options.items() if k in own},
+            **{k: val for k, val in options.items() if k in ("preprocess",)},
         )
     else:
         val_ds = data.slice_dataset(
@@ -317,7 +313,7 @@ def build_datasets(
             shuffle=False,
             repeat=False,
             **common,
-            **{k: val for k, val in p.options.items() if k in ("plane", "slices", "crop", *own)},
+            **{k: val for k, val in options.items() if k in ("plane", "slices", "crop", "preprocess")},
         )
     n = v.patches_per_case * len(val_ids)
     val_ds = val_ds.unbatch().take(n).batch(global_batch)
