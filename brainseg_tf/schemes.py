@@ -54,6 +54,8 @@ _EDITIONS = "reference/brats-editions.md"
 #: Label roles, in internal order: core (necrotic / non-enhancing), edema, enhancing tumour.
 _ROLES = (("NCR", "NETC", "NET"), ("ED", "SNFH"), ("ET",))
 _CANONICAL_REGIONS = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
+#: Labels that are not tumour tissue (the resection cavity of post-treatment gliomas).
+_NOT_TUMOUR = ("RC",)
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,11 @@ class LabelScheme:
     def is_canonical(self) -> bool:
         """True when the internal labels and regions are the canonical ones (1 NCR, 2 ED, 3 ET; WT, TC, ET)."""
         return len(self.labels) == 3 and self.internal_regions() == _CANONICAL_REGIONS
+
+    @property
+    def tumour_internal(self) -> tuple[int, ...]:
+        """Internal labels of tumour tissue: every label but a resection cavity (RC), ascending."""
+        return tuple(i for i, n in enumerate(self.internal, 1) if n not in _NOT_TUMOUR)
 
     def internal_value(self, label: str) -> int:
         """Internal label (1-based) of a label name."""

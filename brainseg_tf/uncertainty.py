@@ -153,15 +153,18 @@ def case_score(
     *,
     dilation: int = DEFAULT_DILATION,
     threshold: float = DEFAULT_THRESHOLD,
+    tumour: Sequence[int] = (1, 2, 3),
 ) -> float:
     """One number per case for ranking: mean uncertainty over the tumour's neighbourhood.
 
     Args:
         uncertainty: ``(X, Y, Z)`` map in [0, 1] (:func:`predictive_entropy`, :func:`member_variance`).
-        labels: ``(X, Y, Z)`` canonical predicted labels (tumour = labels 1-3).
+        labels: ``(X, Y, Z)`` internal predicted labels.
         dilation: voxels the predicted tumour is grown by (26-connected steps) so that its border
             counts. Defaults to 3.
         threshold: voxels at least this uncertain count wherever they are. Defaults to 0.5.
+        tumour: the internal labels that are tumour (default the canonical 1-3; a scheme's
+            :attr:`~brainseg_tf.schemes.LabelScheme.tumour_internal`, which leaves out a resection cavity).
 
     Returns:
         The mean of ``uncertainty`` over ``dilate(tumour) | (uncertainty >= threshold)``; 0.0 when
@@ -177,7 +180,7 @@ def case_score(
     check_int("dilation", dilation, 0)
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold={threshold!r} must be in (0, 1]")
-    region = labels > 0
+    region = np.isin(labels, np.asarray(tuple(tumour), dtype=np.int64))
     if dilation and region.any():
         region = ndimage.binary_dilation(region, structure=np.ones((3,) * region.ndim, bool), iterations=int(dilation))
     region |= u >= threshold

@@ -72,6 +72,20 @@ def test_case_score_region_and_empty_case():
         unc.case_score(u, labels[:-1])
 
 
+def test_case_score_leaves_out_a_resection_cavity():
+    from brainseg_tf.schemes import get_scheme
+
+    gli = get_scheme("gli2024")
+    assert gli.tumour_internal == (1, 2, 3)  # internal 4 is RC
+    assert get_scheme("ped2024").tumour_internal == (1, 2, 3, 4)  # PED's cystic component is tumour
+    u = np.zeros((9, 9, 9), np.float32)
+    labels = np.zeros((9, 9, 9), np.uint8)
+    labels[4, 4, 4], u[4, 4, 4] = 3, 0.2  # ET
+    labels[0, 0, 0], u[0, 0, 0] = gli.internal_value("RC"), 0.4  # a cavity, not tumour
+    assert unc.case_score(u, labels, dilation=0, tumour=gli.tumour_internal) == pytest.approx(0.2)
+    assert unc.case_score(u, labels, dilation=0, tumour=(1, 2, 3, 4)) == pytest.approx(0.3)
+
+
 def test_resolve_kind():
     assert unc.resolve_kind("auto", members=1, flips=1) == "entropy"
     assert unc.resolve_kind(True, members=2, flips=1) == "variance"

@@ -690,6 +690,29 @@ class Cache:
     def has_label(self, case_id: str) -> bool:
         return self._entry(case_id).label is not None
 
+    def modalities(self, case_id: str) -> tuple[str, ...]:
+        """The canonical modalities the case had files of, in canonical order (from its provenance:
+        a modality without a file is stored as a zero channel); all four for a multi-channel file."""
+        roles = {r["role"] for r in self.provenance(case_id)["files"]} - {"label"}
+        if roles - set(MODALITIES):  # MSD's 4D image, a Kaggle slice volume: every channel
+            return tuple(MODALITIES)
+        return tuple(m for m in MODALITIES if m in roles)
+
+    def require_modalities(self, case_id: str, modalities: Sequence[str], what: str = "the model") -> None:
+        """Refuse a case that had no file for one of ``modalities`` (its channel holds zeros).
+
+        Raises:
+            DataError: naming the cache file, the case, the modalities asked for and the ones it has.
+        """
+        has = self.modalities(case_id)
+        missing = [m for m in modalities if m not in has]
+        if missing:
+            raise DataError(
+                self.path,
+                f"{self.path}: case {case_id!r} has no {', '.join(missing)} image (stored as zeros): {what} uses "
+                f"{', '.join(modalities)}, this case has {', '.join(has) or 'no image'}",
+            )
+
     def image(self, case_id: str) -> np.ndarray:
         """``(X', Y', Z', 4)`` image: a read-only view for contiguous caches (no copy)."""
         e = self._entry(case_id)

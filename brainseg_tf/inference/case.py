@@ -540,7 +540,9 @@ def predict_case(
         seconds=time.perf_counter() - start,
         uncertainty=native_u,
         uncertainty_kind=kind,
-        uncertainty_score=None if native_u is None else unc.case_score(native_u, labels),
+        uncertainty_score=None
+        if native_u is None
+        else unc.case_score(native_u, labels, tumour=pred.label_scheme.tumour_internal),
         scheme=pred.scheme,
     )
 

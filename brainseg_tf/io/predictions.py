@@ -217,6 +217,13 @@ class ReferenceSource:
     note: str | None = None
 
 
+def recorded_reading(ref: Any) -> str | None:
+    """How a dataset case's mask reads (:func:`~brainseg_tf.io.labels.get_reading`): its scheme where the
+    canonical labels cannot hold it (``"ped2024"``), else its layout's convention."""
+    scheme = None if ref.scheme is None else get_scheme(ref.scheme)
+    return scheme.name if scheme is not None and not scheme.is_canonical else ref.convention
+
+
 def reference_sources(ref_dir: str | Path) -> dict[str, ReferenceSource]:
     """Case id -> :class:`ReferenceSource` from a dataset folder or a folder of label files.
 
@@ -233,9 +240,7 @@ def reference_sources(ref_dir: str | Path) -> dict[str, ReferenceSource]:
         for cid in dataset.labelled_ids:
             ref = dataset.ref(cid)
             check_scheme_readable(ref)
-            scheme = None if ref.scheme is None else get_scheme(ref.scheme)
-            recorded = scheme.name if scheme is not None and not scheme.is_canonical else ref.convention
-            out[cid] = ReferenceSource(ref.label, recorded, ref.scheme, None, ref.scheme_note)
+            out[cid] = ReferenceSource(ref.label, recorded_reading(ref), ref.scheme, None, ref.scheme_note)
         return out
     out = {}
     for cid, path in scan_label_files(ref_dir).items():
@@ -506,6 +511,7 @@ __all__ = [
     "recorded_conventions",
     "scan_label_files",
     "ReferenceSource",
+    "recorded_reading",
     "reference_sources",
     "reference_files",
     "prediction_files",

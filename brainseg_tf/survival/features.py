@@ -1,4 +1,11 @@
-"""Tumour features of canonical label maps (volumes, ratios, shape, position) and feature tables."""
+"""Tumour features of label maps (volumes, ratios, shape, position) and feature tables.
+
+Features are defined on the glioma tissues: the non-enhancing core (``ncr``), edema (``ed``) and
+enhancing tumour (``et``), with ``tc`` and ``wt`` their nested regions. A label scheme with other
+labels is reduced to these through its own WT, TC and ET regions (:func:`tissue_labels`): PED's
+cystic component counts in the core like its NET, a resection cavity (GLI/MET 2024) is not tumour.
+A scheme without those three regions (MEN-RT's GTV) has no such features and is refused.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ from brainseg_tf.arrays import bbox, check_spacing, region_mask
 from brainseg_tf.conventions import CLASS_NAMES, FOREGROUND_CLASSES, REGION_LABELS, REGIONS
 from brainseg_tf.io.errors import DataError, MissingFileError
 from brainseg_tf.progress import progress as show_progress
+from brainseg_tf.schemes import LabelScheme, get_scheme
 from brainseg_tf.survival.clinical import RESECTIONS, ClinicalTable, as_table, match_ids
 from brainseg_tf.survival.tables import cell_error, read_rows
 
@@ -25,6 +33,7 @@ __all__ = [
     "CENTROID_FEATURES",
     "FEATURE_NAMES",
     "IMAGING_FEATURES",
+    "tissue_labels",
     "case_features",
     "feature_rows",
     "write_features",
@@ -90,6 +99,35 @@ def _canonical_label(label: np.ndarray) -> np.ndarray:
     return lab
 
 
+def tissue_labels(label: np.ndarray, scheme: str | LabelScheme | None) -> np.ndarray:
+    """Canonical tissue labels (0 BG, 1 NCR, 2 ED, 3 ET) of a map in ``scheme``'s internal labels.
+
+    Each label goes where the scheme's own regions put it: in ET -> 3; in TC but not ET -> 1 (core);
+    in WT but not TC -> 2 (edema); in none -> 0 (a resection cavity is not tumour). ``None`` or a
+    canonical scheme: ``label`` is returned as it is.
+
+    Raises:
+        ValueError: the scheme has no WT, TC and ET regions (survival features mean nothing there).
+    """
+    if scheme is None or get_scheme(scheme).is_canonical:
+        return np.asarray(label)
+    s = get_scheme(scheme)
+    missing = [r for r in REGIONS if r not in s.region_names]
+    if missing:
+        raise ValueError(
+            f"survival features are glioma tissue volumes and need the WT, TC and ET regions; the {s.name!r} "
+            f"scheme scores {', '.join(s.region_names)} ({s.description})"
+        )
+    lut = np.zeros(s.n_classes, dtype=np.uint8)
+    for i in range(1, s.n_classes):
+        held = {r for r in REGIONS if i in s.region_internal(r)}
+        lut[i] = 3 if "ET" in held else 1 if "TC" in held else 2 if "WT" in held else 0
+    arr = np.asarray(label)
+    if arr.size and (arr.min() < 0 or arr.max() >= s.n_classes):
+        raise ValueError(f"label values {arr.min()}..{arr.max()} are not internal labels of the {s.name!r} scheme")
+    return lut[arr.astype(np.intp)]
+
+
 def _voxel_counts(lab: np.ndarray) -> dict[str, int]:
     """Voxels per class (``ncr``, ``ed``, ``et``) and per region (``wt``, ``tc``, ``et``)."""
     counts = np.bincount(lab.ravel().astype(np.intp), minlength=4)
@@ -129,8 +167,9 @@ def case_features(
     spacing: Sequence[float],
     affine: np.ndarray | None = None,
     brain_mask: np.ndarray | None = None,
+    scheme: str | LabelScheme | None = None,
 ) -> dict[str, float]:
-    """Tumour features of one canonical label map, in :data:`FEATURE_NAMES` order.
+    """Tumour features of one label map, in :data:`FEATURE_NAMES` order.
 
     * ``ncr_ml, ed_ml, et_ml, tc_ml, wt_ml``: volumes in ml (voxel count x voxel volume).
     * ``et_over_tc, ncr_over_tc, tc_over_wt, ed_over_wt, et_over_wt``: volume ratios; 0 where the
@@ -144,18 +183,22 @@ def case_features(
       (BraTS scans share the SRI24 atlas space); NaN without ``affine`` or without tumour.
 
     Args:
-        label: ``(X, Y, Z)`` integer canonical labels (0 BG, 1 NCR, 2 ED, 3 ET).
+        label: ``(X, Y, Z)`` integer canonical labels (0 BG, 1 NCR, 2 ED, 3 ET), or the internal
+            labels of ``scheme``.
         spacing: voxel size in mm ``(sx, sy, sz)``.
         affine: 4x4 voxel-to-world affine of the scan (optional).
         brain_mask: ``(X, Y, Z)`` bool brain (nonzero scan voxels; optional).
+        scheme: the label scheme of ``label`` (default: canonical labels); reduced to the glioma
+            tissues by :func:`tissue_labels`.
 
     Returns:
         ``{feature name: float}``.
 
     Raises:
-        ValueError: label not 3D or with values outside 0-3, bad spacing, affine or mask shape.
+        ValueError: label not 3D or with values outside 0-3 (outside the scheme), bad spacing,
+            affine or mask shape, a scheme without WT, TC and ET.
     """
-    lab = _canonical_label(label)
+    lab = _canonical_label(tissue_labels(label, scheme))
     sp = check_spacing(spacing)
     voxel_ml = sp[0] * sp[1] * sp[2] / 1000.0
     n = _voxel_counts(lab)
@@ -173,16 +216,16 @@ def case_features(
 
 
 def _label_sources(labels: str | Path) -> dict[str, tuple[Path, str | None, dict[str, Path] | None]]:
-    """Case id -> (label file, convention or None, image files or None) of a folder."""
+    """Case id -> (label file, convention or scheme or None, image files or None) of a folder."""
     from brainseg_tf.io import open_dataset
-    from brainseg_tf.io.predictions import prediction_files
+    from brainseg_tf.io.predictions import prediction_files, recorded_reading
 
     labels = Path(labels)
     if not labels.is_dir():
         raise MissingFileError(labels, f"{labels}: label folder not found")
     try:
         ds = open_dataset(labels)
-        found = {r.case_id: (r.label, r.convention, r.images) for r in ds.refs if r.label is not None}
+        found = {r.case_id: (r.label, recorded_reading(r), r.images) for r in ds.refs if r.label is not None}
         if found:
             return found
     except DataError:
@@ -221,8 +264,9 @@ def feature_rows(
             folder, which has its own scans).
         clinical: a clinical table; adds ``clinical_id``, ``age`` and ``resection`` columns for
             the cases that pair (see :func:`~brainseg_tf.survival.match_ids`).
-        convention: label convention of the label maps (``"brats"``, ``"brats2023"``, ``"msd"``,
-            ``"canonical"``); default: the dataset's or the file's header stamp, else decided by
+        convention: label convention or scheme of the label maps (``"brats"``, ``"brats2023"``,
+            ``"msd"``, ``"canonical"``, ``"ped2024"``: :func:`tissue_labels` reduces a scheme to the
+            glioma tissues); default: the dataset's layout or the file's header stamp, else decided by
             :func:`brainseg_tf.evaluation.resolve_convention` (never guessed where it matters).
         tcia_by_number: see :func:`~brainseg_tf.survival.match_ids`.
         progress: progress bar over cases.
@@ -236,7 +280,7 @@ def feature_rows(
     """
 
     from brainseg_tf.io import open_dataset
-    from brainseg_tf.io.labels import load_labels
+    from brainseg_tf.io.labels import read_label_file
 
     sources = _label_sources(labels)
     if not sources:
@@ -250,7 +294,12 @@ def feature_rows(
     rows = []
     for cid in show_progress(sorted(sources), desc="features", disable=not progress):
         path, recorded, own_images = sources[cid]
-        label, affine, spacing = load_labels(path, recorded, explicit=convention, flag="--convention")
+        read = read_label_file(path, recorded, explicit=convention, flag="--convention")
+        try:
+            label = tissue_labels(read.labels, read.reading.scheme)
+        except ValueError as exc:
+            raise DataError(path, f"{path}: {exc}") from exc
+        affine, spacing = read.affine, read.spacing
         files = own_images
         if image_refs is not None:
             if cid not in image_refs:

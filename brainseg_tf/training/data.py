@@ -116,6 +116,8 @@ def labelled_ids(source: Path | None, cfg: TrainConfig) -> list[str]:
         with open_cache(source) as cache:
             cache.check_scheme(cfg.data.scheme, "data.scheme")
             ids = [cid for cid in cache if cache.has_label(cid)]
+            for cid in ids if cfg.data.modalities else ():  # as for a folder below
+                cache.require_modalities(cid, cfg.data.modalities, "the recipe's data.modalities")
     else:
         from brainseg_tf.io import require_modalities
 

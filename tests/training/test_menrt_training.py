@@ -204,6 +204,15 @@ def test_resampling_stated_in_the_recipe_is_built_into_the_cache_recorded_and_un
         assert img.shape == SHAPE
         np.testing.assert_allclose(img.affine, ds[cid].affine, atol=1e-5)
         np.testing.assert_allclose(img.header.get_zooms()[:3], SPACING, atol=1e-6)
+    # the cache knows each case's files: a recipe asking for a modality MEN-RT does not ship is refused
+    with open_cache(tmp_path / "cache.h5") as cache:
+        assert cache.modalities(IDS[0]) == ("t1ce",)
+    wants_flair = json.loads(json.dumps(cfg))
+    wants_flair["data"].update(modalities=["flair", "t1ce"], build_cache=False)
+    with pytest.raises(
+        io.DataError, match=r"cache\.h5: case 'BraTS-MEN-RT-0000-1' has no flair image .*data\.modalities"
+    ):
+        train(wants_flair, run_dir=tmp_path / "run3")
     cfg["pipeline"]["options"] = {"preprocess": {"spacing": 1.0}}
     with pytest.raises(ValueError, match=r"cache\.h5: built with spacing=\[1\.8, 1\.8, 2\.0\] but the recipe's"):
         train(cfg, run_dir=tmp_path / "run2")
