@@ -52,11 +52,14 @@ demo-real: $(STAMP)
 # BraTS 2021, linked into data/real), each a fixed number of steps (the recipe's time limit is off),
 # each fold measured on the cases it held out into results/cv/cv_real22/fold_<k>.json (commit them:
 # the measure resumes from them on any machine), then scored with bootstrap intervals there.
+# Another recipe: make cv-real CV_CONFIG=configs/cpu_brats2018_aug.json CV_RUN=runs/cv_real22_aug
 REAL_CASES := $(wildcard ../shared/data/brats2018/Brats18_* ../shared/data/brats2021/BraTS2021_*)
+CV_CONFIG ?= configs/cpu_brats2018.json
+CV_RUN ?= runs/cv_real22
 cv-real: $(STAMP)
 	mkdir -p data/real
 	for d in $(REAL_CASES); do ln -sfn "$$(readlink -f $$d)" data/real/$$(basename $$d); done
-	$(VENV)/bin/brainseg cv --config configs/cpu_brats2018.json --run-dir runs/cv_real22 --folds 5 \
+	$(VENV)/bin/brainseg cv --config $(CV_CONFIG) --run-dir $(CV_RUN) --folds 5 \
 	  --set data.root=data/real --set data.layout=brats2021 --set data.cache=data/cache/real22_f16.h5
 
 # docs/report_example and the README's demo figures, from a fresh full `brainseg demo` (tests/test_demo.py

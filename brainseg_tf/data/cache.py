@@ -80,8 +80,9 @@ from brainseg_tf.data.preprocess import (
     preprocess_case,
     target_spacing,
 )
-from brainseg_tf.io import MODALITIES, Dataset, open_dataset, read_case, read_header
+from brainseg_tf.io import MODALITIES, Dataset, open_dataset, read_header
 from brainseg_tf.io.errors import DataError
+from brainseg_tf.io.nifti import is_nifti_name
 from brainseg_tf.progress import progress as show_progress
 from brainseg_tf.schemes import DEFAULT_SCHEME, LabelScheme, get_scheme
 
@@ -288,7 +289,7 @@ def build_cache(
         if progress:
             it = show_progress(todo, desc="preprocess")
         for ref in it:
-            case = read_case(ref)
+            case = ds[ref.case_id]  # in the dataset's own reading (convention, channel order)
             pre = preprocess_case(
                 case, crop=crop, margin=margin, normalize=normalize, reorient=reorient, spacing=params["spacing"]
             )
@@ -314,8 +315,11 @@ def _select_refs(ds: Dataset, src: Any, case_ids: Sequence[str] | None, max_case
     if not refs:
         raise ValueError(f"src={str(src)!r}: no cases selected")
     for ref in refs:
-        for _, path in _source_files(ref):
+        files = [path for _, path in _source_files(ref) if is_nifti_name(path)]
+        for path in files:
             read_header(path)
+        if not files:  # another format (the Kaggle slice set's HDF5): the dataset reads its grid
+            ds.grid(ref.case_id)
     return refs
 
 

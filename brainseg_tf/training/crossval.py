@@ -260,7 +260,6 @@ def measure_fold(
 
     from brainseg_tf import inference, postprocessing
     from brainseg_tf.evaluation import evaluate_case, region_dice
-    from brainseg_tf.io import read_case
     from brainseg_tf.io.predictions import label_path
     from brainseg_tf.progress import progress as show_progress
     from brainseg_tf.training.data import open_root
@@ -279,7 +278,7 @@ def measure_fold(
     volumes: list[float] = []
     start = time.perf_counter()
     for cid in show_progress(sorted(split.val_ids), desc=f"fold {fold} held-out cases", disable=not progress):
-        case = read_case(dataset.ref(cid))  # once: the image to predict, the mask (internal labels) to score
+        case = dataset[cid]  # once, in the dataset's reading: the image to predict, the mask to score
         ref = case.label
         if ref is None:
             raise ValueError(f"{cid}: a held-out case without a reference label cannot be scored")
@@ -481,8 +480,10 @@ def cross_validate(
     interrupted fold resumes at its backup in ``RUN_DIR/fold_<k>``) and :func:`measure_fold`
     writes its record. With every record present, :func:`summarize_records` writes
     ``RECORDS/summary.json`` and ``RECORDS/report.md``; when every case's raw prediction is also
-    in ``RUN_DIR/oof/predictions`` (all folds measured on this machine), the exact multi-rule
-    postprocessing selection runs on them too (``RUN_DIR/oof/postprocessing.json``).
+    in ``RUN_DIR/oof/predictions`` (all folds measured on this machine) and the references are
+    label files (a dataset folder; not a tar or the Kaggle slice set, whose cases the records'
+    per-rule selection covers), the exact multi-rule postprocessing selection runs on them too
+    (``RUN_DIR/oof/postprocessing.json``).
 
     Args:
         config_or_path: a :class:`TrainConfig`, a dict or a recipe path.
@@ -550,7 +551,10 @@ def cross_validate(
         )
     summary = summarize_records([done[f] for f in range(k)], resamples=resamples, seed=seed)
     pred_dir = run_dir / OOF_DIR / "predictions"
-    if all(label_path(pred_dir, cid).is_file() for cid in summary["per_case"]):
+    from brainseg_tf.io import kaggle
+
+    label_files = root.is_dir() and not kaggle.is_slice_folder(root)  # not a tar or the Kaggle slices
+    if label_files and all(label_path(pred_dir, cid).is_file() for cid in summary["per_case"]):
         from brainseg_tf import postprocessing
 
         selection = postprocessing.select_for_folders(

@@ -68,3 +68,46 @@ def test_a_channel_order_that_is_not_a_permutation_is_refused(tmp_path):
     path.write_text(json.dumps(recipe))
     with pytest.raises(ValueError, match=r"data\.channel_order=\['t1', 't1', 't2', 'flair'\] must be a permutation"):
         load_config(path)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_the_slice_set_builds_a_cache_and_is_cross_validated(tmp_path):
+    """The set as a cache source (in the recipe's channel order) and in ``brainseg cv``: each volume
+    held out by exactly one fold and scored against its own mask."""
+    from brainseg_tf.data import open_cache
+    from brainseg_tf.training.crossval import cross_validate
+
+    data = tmp_path / "data"
+    for v in (1, 2):
+        write_kaggle_volume(data, v, seed=v, order=ORDER)
+    recipe = json.loads((REPO / "configs" / "unet2d_seed.json").read_text())
+    recipe["data"] = {
+        "root": str(data),
+        "modalities": ["flair", "t1ce"],
+        "channel_order": ORDER,
+        "cache": str(tmp_path / "slices.h5"),
+        "build_cache": True,
+    }
+    recipe["model"]["options"] = {"base_filters": 4}
+    recipe["pipeline"].update(batch_size=2, patch_size=[64, 64])
+    recipe["pipeline"]["options"]["slices"] = [4, 20]
+    recipe["validation"].update(patches_per_case=2, select_postprocessing=False)
+    recipe["training"] = {"epochs": 1, "steps_per_epoch": 1, "seed": 0, "verbose": 0}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*contradict channel_order")
+        result = cross_validate(
+            recipe, run_dir=tmp_path / "cv", folds=2, records=tmp_path / "records", progress=False, resamples=50
+        )
+    with open_cache(tmp_path / "slices.h5") as cache:
+        assert sorted(cache) == ["volume_1", "volume_2"]
+        assert cache.modalities("volume_1") == io.MODALITIES  # one file holds every channel
+        assert cache.image("volume_2").shape[-1] == 4
+    assert result.completed and sorted(result.summary["per_case"]) == ["volume_1", "volume_2"]
+    assert "postprocessing_from_records" in result.summary  # the selection that needs no label files
+    held = [json.loads((tmp_path / "records" / f"fold_{k}.json").read_text())["cases"] for k in range(2)]
+    assert sorted(cid for cases in held for cid in cases) == ["volume_1", "volume_2"]
+    for cases in held:
+        for scores in cases.values():
+            assert set(scores["dice"]) == {"WT", "TC", "ET"}
+            assert all(0.0 <= d <= 1.0 for d in scores["dice"].values())
