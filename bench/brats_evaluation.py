@@ -43,7 +43,6 @@ import argparse
 import csv
 import json
 import math
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -52,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import REPO_ROOT, SHARED_BRATS2018, print_figures, run_worker, summary
+from bench.common import REPO_ROOT, SHARED_BRATS2018, ensure_venv, print_figures, run_worker, summary
 
 PEER_PIN = "brats-evaluation==0.0.10"
 GRID = (48, 56, 40)
@@ -253,24 +252,8 @@ def official_worker(root: str) -> dict[str, Any]:
 
 
 def ensure_peer_venv(venv: Path) -> Path:
-    """The peer venv's python, creating the venv and installing :data:`PEER_PIN` when needed."""
-    python = venv / "bin" / "python"
-    check = "import importlib.metadata as m; print(m.version('brats-evaluation'))"
-    if python.exists():
-        got = subprocess.run([str(python), "-c", check], capture_output=True, text=True)
-        if got.returncode == 0 and got.stdout.strip() == PEER_PIN.split("==")[1]:
-            return python
-    print(f"creating {venv} with {PEER_PIN} (once, about 1 GiB) ...", flush=True)
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    proc = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", PEER_PIN],
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        sys.exit(f"{venv}: pip install {PEER_PIN} failed:\n{proc.stderr[-2000:]}")
-    return python
+    """The peer venv's python with :data:`PEER_PIN` (:func:`bench.common.ensure_venv`)."""
+    return ensure_venv(venv, (PEER_PIN,), "about 1 GiB")
 
 
 # ----------------------------------------------------------------------------- our side

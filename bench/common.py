@@ -111,6 +111,30 @@ def print_figures(figures: Mapping[str, Any], fmt: str = ".3f", prefix: str = ""
 # ----------------------------------------------------------------------------- worker processes
 
 
+def ensure_venv(venv: Path, pins: Sequence[str], note: str = "") -> Path:
+    """The python of a peer's own venv, created with ``pins`` (``name==version``) when missing or
+    when its installed versions differ (a local suffix such as torch's ``+cpu`` is ignored); the
+    peer never enters the project's environment. Exits naming the venv when pip fails."""
+    python = venv / "bin" / "python"
+    want = dict(p.split("==") for p in pins)
+    check = f"import importlib.metadata as m, json; print(json.dumps({{k: m.version(k) for k in {sorted(want)!r}}}))"
+    if python.exists():
+        got = subprocess.run([str(python), "-c", check], capture_output=True, text=True)
+        if got.returncode == 0 and {k: v.split("+")[0] for k, v in json.loads(got.stdout).items()} == want:
+            return python
+    print(f"creating {venv} with {' '.join(pins)} (once{', ' + note if note else ''}) ...", flush=True)
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    proc = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *pins],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        sys.exit(f"{venv}: pip install {' '.join(pins)} failed:\n{proc.stderr[-2000:]}")
+    return python
+
+
 def run_module(module: str, args: Sequence[str], *, python: str | None = None, timeout: float | None = None):
     """Run ``python -m module args`` from the repository root; the completed process (output captured).
 

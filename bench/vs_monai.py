@@ -49,6 +49,7 @@ from bench.common import (
     DEFAULT_CASE,
     REPO_ROOT,
     best_of,
+    ensure_venv,
     load_average,
     peak_rss_gib,
     positive_int,
@@ -128,27 +129,8 @@ def monai_worker(box_path: str, native_path: str, repeat: int, threads: int, roi
 
 
 def ensure_peer_venv(venv: Path) -> Path:
-    """The peer venv's python, creating the venv and installing :data:`PEER_PINS` when needed."""
-    import subprocess
-
-    python = venv / "bin" / "python"
-    check = "import torch, monai; print(torch.__version__, monai.__version__)"
-    want = tuple(p.split("==")[1] for p in PEER_PINS)
-    if python.exists():
-        got = subprocess.run([str(python), "-c", check], capture_output=True, text=True)
-        if got.returncode == 0 and tuple(v.split("+")[0] for v in got.stdout.split()) == want:
-            return python
-    print(f"creating {venv} with {' '.join(PEER_PINS)} (CPU torch; once, about 1 GiB) ...", flush=True)
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    proc = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *PEER_PINS],
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        sys.exit(f"{venv}: pip install {' '.join(PEER_PINS)} failed:\n{proc.stderr[-2000:]}")
-    return python
+    """The peer venv's python with :data:`PEER_PINS` (:func:`bench.common.ensure_venv`)."""
+    return ensure_venv(venv, PEER_PINS, "CPU torch, about 1 GiB")
 
 
 # ----------------------------------------------------------------------------- brainseg_tf side

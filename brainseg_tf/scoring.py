@@ -12,7 +12,9 @@ label scheme's own edition (keyed by :data:`brainseg_tf.schemes.SCHEMES` names).
   by dilation; predicted groups of at most ``min_volume`` voxels (MEN-RT: mm^3) removed before
   false positives are counted; per-region dilation and threshold; in GLI, MET and SSA the
   single-label lesions that touch one lesion of another label are merged (:func:`merge_touching`);
-  penalty 374, 337 (GLI) or the array's diagonal in voxels (MET, MEN-RT); NSD at 0.5 and 1 mm.
+  penalty 374, 337 (GLI) or the array's diagonal in voxels (MET, MEN-RT); NSD at 0.5 and 1 mm;
+  MEN-RT counts false positives but leaves them out of the scores. Checked against the official
+  scripts by ``bench/brats_scoring_2024.py``.
 - ``2025`` (``brats-evaluation`` 0.0.10 over ``panoptica``): 26-connected components matched
   one to one by maximum bipartite matching on Dice (threshold 1e-6, no dilation); per region the
   mean Dice, HD95 and NSD over matched lesions, tp/fp/fn and the detection F1; MET splits lesions at
@@ -85,6 +87,9 @@ class RuleSet:
             diagonal of shape x spacing; the legacy empty-mask rule).
         pred_grouping: 2024: predicted components are grouped by dilation and small groups removed.
         removal_in_mm3: 2024 MEN-RT: the removal threshold is in mm^3 (others compare voxel counts).
+        fp_in_score: 2024: false positives enter the lesion-wise means (as Dice 0, HD95 the
+            penalty, NSD 0); the 2024 MEN-RT code counts them (``lesion_fp``) but leaves them out
+            ("Removing FP for MEN-RT Challenge").
         merges: 2024: ``(region, (labels...))``: lesions of the region that touch one lesion of the
             labels, taken in order, are merged (:func:`merge_touching`).
         nsd_tolerances: NSD tolerances in mm (2024: 0.5 and 1.0).
@@ -102,6 +107,7 @@ class RuleSet:
     penalty: float | str = 374.0
     pred_grouping: bool = False
     removal_in_mm3: bool = False
+    fp_in_score: bool = True
     merges: tuple[tuple[str, tuple[str, ...]], ...] = ()
     nsd_tolerances: tuple[float, ...] = ()
     small_lesion_volume: float | None = None
@@ -199,7 +205,7 @@ RULES: dict[tuple[str, str], RuleSet] = {
         merges=_GLI24_MERGES,
     ),
     ("2024", "MET"): _rules_2024("MET", 1, 2.0, "grid", merges=(("ET", ("NETC",)),)),
-    ("2024", "MEN-RT"): _rules_2024("MEN-RT", 1, 50.0, "grid", removal_in_mm3=True),
+    ("2024", "MEN-RT"): _rules_2024("MEN-RT", 1, 50.0, "grid", removal_in_mm3=True, fp_in_score=False),
     ("2024", "MEN"): _rules_2024("MEN", 1, 50.0, 374.0, pred_grouping=False),
     ("2024", "PED"): _rules_2024("PED", 5, 10.0, 374.0),
     ("2024", "SSA"): _rules_2024("SSA", 3, 50.0, 374.0, merges=(("ET", ("NETC",)),)),
@@ -374,8 +380,9 @@ def normalized_surface_dice(
 
 
 def _label_scan_order(mask: np.ndarray, structure: np.ndarray) -> tuple[np.ndarray, int]:
-    """26-connected components numbered in order of first voxel with the first axis fastest (the
-    order ``cc3d`` gives an array read by nibabel, which the 2024 merge rule depends on)."""
+    """26-connected components numbered in order of first voxel with the first axis fastest: the
+    order ``cc3d`` gives an F-ordered array (a NIfTI read by nibabel; SimpleITK's ``(z, y, x)``
+    array, seen as ``(x, y, z)``)."""
     labels, n = ndimage.label(np.asarray(mask).T, structure=structure)
     return np.ascontiguousarray(labels.T), int(n)
 
@@ -384,8 +391,11 @@ def lesion_groups(mask: np.ndarray, dilation: int) -> np.ndarray:
     """Lesion map ``(X, Y, Z)`` int32: the mask's voxels labelled by the 26-connected component of
     the mask dilated ``dilation`` times (18-connected structure) that holds them; 0 background.
 
-    Components closer than the dilation reach form one lesion. Labels are numbered in scan order
-    (first axis fastest) from 1.
+    Components closer than the dilation reach form one lesion. Labels are numbered from 1 in scan
+    order with the *last* axis fastest: the official 2024 code labels (``cc3d``) the dilated mask
+    that ``scipy.ndimage.binary_dilation`` returns, a C-ordered array, and ``cc3d`` numbers in
+    memory order. The numbering decides the cross-label merge (:func:`merge_touching` groups a
+    lesion with the lowest-numbered lesion it touches), so it is part of the rule.
     """
     mask = np.asarray(mask, dtype=bool)
     out = np.zeros(mask.shape, dtype=np.int32)
@@ -394,7 +404,7 @@ def lesion_groups(mask: np.ndarray, dilation: int) -> np.ndarray:
         return out
     local = mask[box]
     grown = _dilate(local, dilation)
-    labels, _ = _label_scan_order(grown, _FULL_26)
+    labels, _ = ndimage.label(grown, structure=_FULL_26)
     out[box] = np.where(local, labels, 0)
     return _renumber(out)
 
@@ -438,8 +448,9 @@ def merge_touching(lesions: np.ndarray, others: Iterable[np.ndarray]) -> np.ndar
     For each lesion map in ``others`` in turn: the pairs of touching lesions (this lesion map's
     current lesions x that map's lesions) are found; when there is more than one pair, every
     lesion that touches some lesion of the other map takes, as its group, the lowest-numbered
-    lesion of the other map it touches, and lesions sharing it become one lesion. Lesions touching
-    nothing keep their own label. Returns the merged map, renumbered 1..n in order of the labels.
+    lesion of the other map it touches (so the other map's numbering, :func:`lesion_groups`'s,
+    matters), and lesions sharing it become one lesion. Lesions touching nothing keep their own
+    label. Returns the merged map, renumbered 1..n in order of the labels.
     """
     current = np.asarray(lesions, dtype=np.int32)
     for other in others:
@@ -482,6 +493,7 @@ def scores_2024(
     min_volume: float,
     penalty: float,
     tolerances: Sequence[float] = _NSD,
+    fp_in_score: bool = True,
 ) -> dict:
     """2024 lesion-wise scores of one region from its lesion maps.
 
@@ -493,12 +505,15 @@ def scores_2024(
         min_volume: reference lesions of volume <= this (mm^3) are left out of the score.
         penalty: HD95 of a missed lesion and of each false positive.
         tolerances: NSD tolerances in mm.
+        fp_in_score: false positives count in the scores (``False``: MEN-RT 2024, where they are
+            only counted in ``fp``).
 
     Returns:
         dict ``lesion_dice``, ``lesion_hd95``, ``lesion_nsd`` (one per tolerance), ``tp``, ``fn``,
         ``fp`` and ``lesions`` (per reference lesion: volume, Dice, HD95, NSDs, matched count).
-        Score = sum over kept lesions / (kept + FP), FP = predicted lesions touching no reference
-        lesion's dilation; nothing to score -> Dice 1, HD95 0, NSD 1.
+        Score = sum over kept lesions / (kept + FP) (``fp_in_score=False``: / kept), FP =
+        predicted lesions touching no reference lesion's dilation; nothing to score -> Dice 1,
+        HD95 0, NSD 1.
     """
     spacing = check_spacing(spacing)
     voxel_mm3 = spacing[0] * spacing[1] * spacing[2]
@@ -522,13 +537,14 @@ def scores_2024(
         lesions.append((volume, dice, penalty if math.isinf(dist) else dist, nsds, int(ids.size)))
     fp_ids = {int(i) for i in np.unique(pred_lesions) if i != 0} - matched
     fp = len(fp_ids)
+    scored_fp = fp if fp_in_score else 0
     kept = [les for les in lesions if les[0] > min_volume]
-    denominator = len(kept) + fp
+    denominator = len(kept) + scored_fp
     if denominator == 0:
         dice, dist, nsds = 1.0, 0.0, [1.0] * len(tolerances)
     else:
         dice = sum(les[1] for les in kept) / denominator
-        dist = (sum(les[2] for les in kept) + fp * penalty) / denominator
+        dist = (sum(les[2] for les in kept) + scored_fp * penalty) / denominator
         nsds = [sum(les[3][k] for les in kept) / denominator for k in range(len(tolerances))]
     return {
         "lesion_dice": float(dice),
@@ -805,6 +821,7 @@ def score_case(
                 min_volume=rules.min_volume_for(region),
                 penalty=penalty,
                 tolerances=rules.nsd_tolerances,
+                fp_in_score=rules.fp_in_score,
             )
             values = (lw["lesion_dice"], lw["lesion_hd95"], *lw["lesion_nsd"], lw["tp"], lw["fn"], lw["fp"])
             out[region] = dict(zip(rule_columns(rules), values))

@@ -134,6 +134,40 @@ def test_merge_touching_joins_lesions_that_touch_one_other_lesion():
     assert S.merge_touching(et, [netc]).max() == 2
 
 
+def test_2024_lesions_are_numbered_with_the_last_axis_fastest():
+    # the official code numbers (cc3d) the C-ordered mask scipy's dilation returns: last axis fastest
+    mask = _cube((20, 2, 2), (2, 2, 2)) | _cube((2, 20, 20), (2, 2, 2))
+    groups = S.lesion_groups(mask, 1)
+    assert (groups[2, 20, 20], groups[20, 2, 2]) == (1, 2)
+
+
+def _merge_order_case() -> np.ndarray:
+    """MET labels: ET lesion A touches NETC lesions O1 (low x, high z) and O2 (high x, low z); ET
+    lesion B touches O2 only. Numbered last axis fastest, O1 comes first, so A goes with O1 and B
+    with O2: A and B stay two lesions (first axis fastest would number O2 first and merge them)."""
+    label = np.zeros(SHAPE, np.uint8)
+    label[2:6, 28:34, 12:18] = 1  # O1
+    label[20:26, 4:10, 10:16] = 1  # O2
+    label[6:20, 30:32, 13:15] = 3  # A: a bar from O1 ...
+    label[18:20, 7:32, 13:15] = 3  # ... turning to O2
+    label[26:29, 4:10, 11:15] = 3  # B
+    return label
+
+
+def test_2024_merge_follows_the_official_lesion_numbering():
+    label = _merge_order_case()
+    et = S.lesion_groups(label == 3, 1)
+    netc = S.lesion_groups(label == 1, 1)
+    assert S.merge_touching(et, [netc]).max() == 2  # A with O1, B with O2: not merged
+    assert S.merge_touching(netc, [et]).max() == 1  # O1 and O2 both go with A (numbered first)
+    pred = label.copy()
+    pred[26:29, 4:10, 11:15] = 0  # B missed
+    row = _row(E.evaluate_case(pred, label, scheme="met2024", rules="2024"), "ET")
+    # A found (Dice 1, HD95 0), B missed (0, the grid diagonal sqrt(40^2 + 40^2 + 30^2))
+    assert row["lesion_dice_2024"] == 0.5 and row["lesion_hd95_2024"] == pytest.approx(math.sqrt(4100) / 2)
+    assert (row["lesion_tp_2024"], row["lesion_fn_2024"], row["lesion_fp_2024"]) == (1, 1, 0)
+
+
 def test_2024_missed_lesion_and_empty_masks():
     ref = _cube((5, 5, 5), (5, 5, 5))
     empty = np.zeros(SHAPE, bool)
@@ -142,6 +176,23 @@ def test_2024_missed_lesion_and_empty_masks():
     assert (out["lesion_dice"], out["lesion_hd95"], out["lesion_nsd"], out["fn"]) == (0.0, 337.0, [0.0, 0.0], 1)
     out = S.scores_2024(S.lesion_groups(empty, 3), S.lesion_groups(empty, 3), (1, 1, 1), **kw)
     assert (out["lesion_dice"], out["lesion_hd95"], out["lesion_nsd"]) == (1.0, 0.0, [1.0, 1.0])
+
+
+def test_2024_men_rt_counts_false_positives_without_scoring_them():
+    ref = np.zeros(SHAPE, np.uint8)
+    ref[5:10, 5:10, 5:10] = 1  # 125 mm^3 of GTV, found
+    pred = ref.copy()
+    pred[30:34, 30:34, 20:24] = 1  # a 64-voxel false positive (> 50 mm^3: not removed)
+    row = _row(E.evaluate_case(pred, ref, scheme="men_rt", rules="2024"), "GTV")
+    # the official MEN-RT script: "Removing FP for MEN-RT Challenge": counted, not scored
+    assert (row["lesion_dice_2024"], row["lesion_hd95_2024"], row["lesion_fp_2024"]) == (1.0, 0.0, 1)
+    fp_only = np.where(ref > 0, 0, pred).astype(np.uint8)
+    row = _row(E.evaluate_case(fp_only, np.zeros_like(ref), scheme="men_rt", rules="2024"), "GTV")
+    assert (row["lesion_dice_2024"], row["lesion_hd95_2024"], row["lesion_nsd10_2024"]) == (1.0, 0.0, 1.0)
+    assert row["lesion_fp_2024"] == 1
+    # every other 2024 task scores it: (1 + 0) / 2 and (0 + 374) / 2 for MEN (label 1 is in WT)
+    row = _row(E.evaluate_case(pred, ref, scheme="men", rules="2024"), "WT")
+    assert (row["lesion_dice_2024"], row["lesion_hd95_2024"], row["lesion_fp_2024"]) == (0.5, 187.0, 1)
 
 
 def test_2024_met_penalty_is_the_grids_diagonal():
