@@ -109,9 +109,9 @@ def tissue_labels(label: np.ndarray, scheme: str | LabelScheme | None) -> np.nda
     Raises:
         ValueError: the scheme has no WT, TC and ET regions (survival features mean nothing there).
     """
-    if scheme is None or get_scheme(scheme).is_canonical:
+    s = None if scheme is None else get_scheme(scheme)
+    if s is None or s.is_canonical:
         return np.asarray(label)
-    s = get_scheme(scheme)
     missing = [r for r in REGIONS if r not in s.region_names]
     if missing:
         raise ValueError(

@@ -551,9 +551,10 @@ def cross_validate(
         )
     summary = summarize_records([done[f] for f in range(k)], resamples=resamples, seed=seed)
     pred_dir = run_dir / OOF_DIR / "predictions"
-    from brainseg_tf.io import kaggle
+    from brainseg_tf.io.layouts import has_scan_files
 
-    label_files = root.is_dir() and not kaggle.is_slice_folder(root)  # not a tar or the Kaggle slices
+    # references the label-file pairing reads (reference_sources): a dataset folder, not a tar or the Kaggle slices
+    label_files = root.is_dir() and has_scan_files(root)
     if label_files and all(label_path(pred_dir, cid).is_file() for cid in summary["per_case"]):
         from brainseg_tf import postprocessing
 
