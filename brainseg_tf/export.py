@@ -121,6 +121,14 @@ def _name_dims(proto: Any, spatial_dims: int) -> None:
             dim.dim_param = name
 
 
+#: Conversions tried before an output of the wrong rank is an error. tf2onnx (1.16, 1.17) sometimes
+#: returns a graph whose one-channel output keeps an extra axis: its reshape optimizer can turn the
+#: Reshape that replaced the last Transpose into a 6-D Reshape followed by a Squeeze, and when that
+#: Reshape already is the graph output the Squeeze has no consumer and is dropped. It happens at
+#: random (2 of 60 conversions of a 1-region ZNet in one process here); a fresh conversion is right.
+CONVERSION_TRIES = 5
+
+
 def to_onnx(model: Any, spatial_dims: int, channels: int, *, opset: int = ONNX_OPSET) -> bytes:
     """Convert a single-output probability Keras model to a serialized ONNX model.
 
@@ -130,7 +138,8 @@ def to_onnx(model: Any, spatial_dims: int, channels: int, *, opset: int = ONNX_O
 
     Raises:
         OptionalDependencyError: tf2onnx or onnx is not installed.
-        ValueError: the converted graph needs inputs other than the image.
+        ValueError: the converted graph needs inputs other than the image, or every one of
+            :data:`CONVERSION_TRIES` conversions gave an output of the wrong rank.
     """
     import tensorflow as tf
 
@@ -144,7 +153,17 @@ def to_onnx(model: Any, spatial_dims: int, channels: int, *, opset: int = ONNX_O
         return {SIGNATURE_OUTPUT: tf.cast(served(image, training=False), tf.float32)}
 
     function = serve.get_concrete_function()
-    proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=opset)
+    rank = spatial_dims + 2
+    for _ in range(CONVERSION_TRIES):
+        proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=opset)
+        got = len(proto.graph.output[0].type.tensor_type.shape.dim)
+        if got == rank:
+            break
+    else:
+        raise ValueError(
+            f"tf2onnx returned a graph whose output has rank {got}, not {rank}, "
+            f"{CONVERSION_TRIES} times; the model cannot be exported to ONNX with this tf2onnx"
+        )
     _embed_captured_constants(proto, function)
     split_reductions(proto)
     _name_dims(proto, spatial_dims)

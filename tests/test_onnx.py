@@ -179,6 +179,40 @@ def test_export_check_refuses_a_mismatch(exported, tmp_path, monkeypatch):
     assert not (tmp_path / "refused").exists()
 
 
+def _wrong_rank_conversions(monkeypatch, bad: int) -> list:
+    """Make the first ``bad`` tf2onnx conversions return the output with one axis too many, as
+    tf2onnx's reshape optimizer sometimes does (the dropped Squeeze); returns the call log."""
+    import tf2onnx
+
+    real, calls = tf2onnx.convert.from_function, []
+
+    def convert(*args, **kwargs):
+        proto, storage = real(*args, **kwargs)
+        calls.append(len(calls) < bad)
+        if calls[-1]:
+            proto.graph.output[0].type.tensor_type.shape.dim.add().dim_value = 1
+        return proto, storage
+
+    monkeypatch.setattr(tf2onnx.convert, "from_function", convert)
+    return calls
+
+
+def test_a_wrong_rank_conversion_is_redone(exported, tmp_path, monkeypatch):
+    calls = _wrong_rank_conversions(monkeypatch, bad=2)
+    paths = export_model(exported["run"], tmp_path / "redone", format="onnx")
+    assert calls == [True, True, False]
+    assert len(_dims(onnx.load(paths["onnx"]).graph.output[0])) == 5
+
+
+def test_a_conversion_wrong_every_time_is_refused(exported, tmp_path, monkeypatch):
+    import brainseg_tf.export as export
+
+    calls = _wrong_rank_conversions(monkeypatch, bad=99)
+    with pytest.raises(ValueError, match="output has rank 6, not 5, 5 times"):
+        export_model(exported["run"], tmp_path / "refused", format="onnx")
+    assert len(calls) == export.CONVERSION_TRIES and not (tmp_path / "refused").exists()
+
+
 def _synthetic_case(root: Path, shape=(34, 30, 22)) -> Path:
     rng = np.random.default_rng(3)
     brain = np.zeros(shape, bool)
