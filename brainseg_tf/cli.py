@@ -318,16 +318,28 @@ def _print_uncertainty_ranking(out: Path) -> None:
 def _cmd_select_postprocessing(args: argparse.Namespace) -> int:
     from brainseg_tf import postprocessing
 
-    selection = postprocessing.select_for_folders(
-        args.pred,
-        args.ref,
-        out=args.out,
-        ref_convention=args.ref_convention,
-        pred_convention=args.pred_convention,
-        case_ids=args.cases,
-    )
+    if args.records is not None:
+        if args.pred is not None or args.ref is not None or args.cases is not None:
+            raise ValueError("--records chooses from the fold records alone; drop --pred, --ref and --cases")
+        from brainseg_tf.training.crossval import read_records, select_from_records
+
+        selection = select_from_records(read_records(args.records))
+        out = args.out or args.records / postprocessing.SELECTION_FILE
+        selection.write(out)
+    elif args.pred is None or args.ref is None:
+        raise ValueError("give --pred and --ref (label maps), or --records (brainseg cv's fold records)")
+    else:
+        out = args.out or args.pred / postprocessing.SELECTION_FILE
+        selection = postprocessing.select_for_folders(
+            args.pred,
+            args.ref,
+            out=out,
+            ref_convention=args.ref_convention,
+            pred_convention=args.pred_convention,
+            case_ids=args.cases,
+        )
     print(selection.format())
-    print(f"selection: {args.out or args.pred / postprocessing.SELECTION_FILE}")
+    print(f"selection: {out}")
     if args.model is not None:
         postprocessing.record(selection, args.model)
         print(f"recorded in the model card: {args.model / 'brainseg_model.json'}")
@@ -814,12 +826,21 @@ def _add_select_postprocessing_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--pred",
         type=Path,
-        required=True,
+        default=None,
         help="predictions made without postprocessing (brainseg predict --no-postprocessing)",
     )
-    p.add_argument("--ref", type=Path, required=True, help="references: dataset folder or folder of masks")
+    p.add_argument("--ref", type=Path, default=None, help="references: dataset folder or folder of masks")
+    p.add_argument(
+        "--records",
+        type=Path,
+        default=None,
+        help="instead of --pred/--ref: brainseg cv's fold records (every fold), choosing on all out-of-fold "
+        "cases from each rule's recorded Dice (one rule at most)",
+    )
     p.add_argument("--model", type=Path, default=None, help="RUN_DIR or export folder whose card records the rule")
-    p.add_argument("--out", type=Path, default=None, help="selection JSON (default PRED/postprocessing.json)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="selection JSON (default PRED/ or RECORDS/postprocessing.json)"
+    )
     p.add_argument("--ref-convention", default=None)
     p.add_argument("--pred-convention", default=None)
     p.add_argument("--cases", nargs="+", default=None, metavar="CASE_ID", help="only these cases")

@@ -27,7 +27,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,6 +38,9 @@ from brainseg_tf.training.data import resolve_path
 from brainseg_tf.training.folds import fold_dir, train_folds
 from brainseg_tf.training.rundir import default_run_dir
 from brainseg_tf.training.split import load_split
+
+if TYPE_CHECKING:
+    from brainseg_tf.postprocessing import Selection
 
 __all__ = [
     "CHECKPOINTS",
@@ -329,22 +332,26 @@ def measure_fold(
     }
 
 
-def select_from_records(records: Sequence[Mapping[str, Any]], *, epsilon: float | None = None) -> dict[str, Any]:
+def select_from_records(records: Sequence[Mapping[str, Any]], *, epsilon: float | None = None) -> Selection:
     """Postprocessing chosen from fold records (each rule's Dice when applied alone to the raw labels).
 
     The same test as :func:`brainseg_tf.postprocessing.select` for the first rule: in the fixed
     candidate order, the best alternative of each candidate (highest mean Dice, the smallest size
     on ties) is kept when the mean Dice over the regions rises by more than ``epsilon`` **and** it
-    improves more cases than it worsens. Records hold one rule at a time, so at most one rule is
-    chosen here (the exact multi-rule greedy needs the label maps: :func:`cross_validate`).
+    improves more cases than it worsens. Records hold one rule at a time, so the trial stops at the
+    first rule kept (the exact multi-rule greedy needs the label maps: :func:`cross_validate`).
 
     Returns:
-        ``{"chosen": [rule dict] (0 or 1), "baseline": mean per region, "final": ..., "steps": [...]}``.
+        A :class:`brainseg_tf.postprocessing.Selection` (0 or 1 rule) that
+        :func:`brainseg_tf.postprocessing.record` writes into a model card with its evidence.
     """
     from brainseg_tf import postprocessing
+    from brainseg_tf.schemes import get_scheme
 
     eps = postprocessing.EPSILON if epsilon is None else float(epsilon)
-    regions = list(records[0]["regions"])
+    named = records[0].get("scheme")
+    scheme = None if named is None or get_scheme(named).is_canonical else get_scheme(named)
+    regions = tuple(records[0]["regions"])
     baseline = {cid: c["dice"] for rec in records for cid, c in rec["cases"].items()}
     rule_keys = list(next(iter(records[0]["cases"].values()))["rules"])
     groups: dict[tuple, list[str]] = {}
@@ -352,20 +359,24 @@ def select_from_records(records: Sequence[Mapping[str, Any]], *, epsilon: float 
         rule = json.loads(key)
         groups.setdefault((rule.get("kind"), rule.get("region")), []).append(key)
     base_mean = postprocessing.mean_dice(baseline, regions)
-    steps = []
+    final, final_scores, kept = base_mean, baseline, []
+    steps: list[dict[str, Any]] = []
     for keys in groups.values():
-        best = None
+        trials = []
         for key in keys:
             trial = {cid: c["rules"][key] for rec in records for cid, c in rec["cases"].items()}
-            mean = postprocessing.mean_dice(trial, regions)
-            if best is None or mean["mean"] > best[2]["mean"]:
-                best = (key, trial, mean)
-        key, trial, mean = best  # type: ignore[misc]
+            trials.append((postprocessing.Rule(**json.loads(key)), trial, postprocessing.mean_dice(trial, regions)))
+        rule, trial, mean = max(trials, key=lambda t: t[2]["mean"])  # the first (smallest) on ties
         cases = postprocessing.case_changes(baseline, trial, regions)
         keep = postprocessing.passes_guard(base_mean, mean, cases, eps)
         steps.append(
             {
-                "rule": json.loads(key),
+                "rule": rule.to_dict(),
+                "description": rule.describe(scheme),
+                "tried": [{"min_voxels": r.min_voxels, "mean": m["mean"]} for r, _, m in trials]
+                if len(keys) > 1
+                else [],
+                "before": base_mean,
                 "after": mean,
                 "change": mean["mean"] - base_mean["mean"],
                 "cases": cases,
@@ -373,8 +384,51 @@ def select_from_records(records: Sequence[Mapping[str, Any]], *, epsilon: float 
             }
         )
         if keep:
-            return {"chosen": [json.loads(key)], "baseline": base_mean, "final": mean, "steps": steps}
-    return {"chosen": [], "baseline": base_mean, "final": base_mean, "steps": steps}
+            final, final_scores, kept = mean, trial, [rule]
+            break
+    voxel_volume = float(np.median([rec.get("voxel_volume", 1.0) for rec in records]))
+    return postprocessing.Selection(
+        rules=kept,
+        baseline=base_mean,
+        final=final,
+        steps=steps,
+        per_case={cid: {"before": baseline[cid], "after": final_scores[cid]} for cid in baseline},
+        regions=regions,
+        epsilon=eps,
+        voxel_volume=voxel_volume,
+        grid_voxels=postprocessing.size_grid(voxel_volume),
+        scheme=None if scheme is None else scheme.name,
+    )
+
+
+def read_records(records: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every fold record of one complete measure in folder ``records`` (``fold_<k>.json``), by fold.
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+        ValueError: no record, a damaged one, records of different measures (recipe digest, fold
+            count or checkpoint) or a fold without a record, each naming the file or folds.
+    """
+    folder = Path(records)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder of fold records (brainseg cv --records)")
+    found = {p: rec for p in sorted(folder.glob("fold_*.json")) if (rec := read_record(p)) is not None}
+    if not found:
+        raise ValueError(f"{folder}: no fold record (fold_<k>.json); run brainseg cv first")
+    (first_path, first), *others = found.items()
+    for path, rec in others:
+        differ = [k for k in ("recipe_digest", "folds", "checkpoint") if rec.get(k) != first.get(k)]
+        if differ:
+            raise ValueError(
+                f"{path}: a record of another measure than {first_path.name} (its {', '.join(differ)} differ)"
+            )
+    missing = sorted(set(range(int(first["folds"]))) - {int(rec["fold"]) for rec in found.values()})
+    if missing:
+        raise ValueError(
+            f"{folder}: fold(s) {missing} of {first['folds']} have no record yet; "
+            "the choice is made on every out-of-fold case"
+        )
+    return sorted(found.values(), key=lambda rec: int(rec["fold"]))
 
 
 def summarize_records(records: Sequence[Mapping[str, Any]], *, resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
@@ -408,7 +462,7 @@ def summarize_records(records: Sequence[Mapping[str, Any]], *, resamples: int = 
         "bootstrap": {"method": "percentile, cases resampled with replacement", "resamples": resamples, "seed": seed},
         "per_case": per_case,
         "worst_cases": [{"case": c, **per_case[c]} for c in worst],
-        "postprocessing_from_records": select_from_records(records),
+        "postprocessing_from_records": select_from_records(records).to_dict(),
         "machines": sorted({json.dumps(r.get("machine", {}), sort_keys=True) for r in records}),
     }
 
@@ -446,7 +500,7 @@ def _records_markdown(summary: Mapping[str, Any]) -> str:
         for w in summary["worst_cases"]
     ]
     post = summary["postprocessing_from_records"]
-    chosen = ", ".join(json.dumps(r) for r in post["chosen"]) or "none"
+    chosen = "; ".join(post["chosen"]) or "none"
     lines += [
         "",
         f"Postprocessing chosen from the fold records (one rule at most): {chosen} "

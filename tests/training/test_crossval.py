@@ -18,8 +18,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from brainseg_tf.card import ModelCard
+from brainseg_tf.cli import main
+from brainseg_tf.postprocessing import Rule
 from brainseg_tf.training import load_split
-from brainseg_tf.training.crossval import OOF_DIR, cross_validate, fold_assignment, select_from_records
+from brainseg_tf.training.crossval import (
+    OOF_DIR,
+    cross_validate,
+    fold_assignment,
+    read_records,
+    select_from_records,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -167,12 +176,51 @@ def test_record_selection_refuses_a_rule_that_helps_one_case_by_chance() -> None
     lucky = {cid: dict.fromkeys(("WT", "TC", "ET"), 1.0 if cid == "c0" else 0.78) for cid in base}
     out = select_from_records(_fake_records(base, lucky))
     # mean 0.8 -> (1.0 + 5 * 0.78) / 6 = 0.8167 rises, but 1 case improves and 5 worsen
-    assert out["chosen"] == [] and out["steps"][0]["change"] == pytest.approx((1.0 + 5 * 0.78) / 6 - 0.8)
-    assert out["steps"][0]["cases"]["improved"] == 1 and out["steps"][0]["cases"]["worsened"] == 5
+    assert out.rules == [] and out.steps[0]["change"] == pytest.approx((1.0 + 5 * 0.78) / 6 - 0.8)
+    assert out.steps[0]["cases"]["improved"] == 1 and out.steps[0]["cases"]["worsened"] == 5
+    assert out.final == out.baseline and out.per_case["c0"]["after"] == out.per_case["c0"]["before"]
     most = {cid: dict.fromkeys(("WT", "TC", "ET"), 0.7 if cid == "c0" else 0.83) for cid in base}
     out = select_from_records(_fake_records(base, most))
-    assert out["chosen"] == [{"kind": "remove_small", "min_voxels": 10, "region": "WT"}]
-    assert out["final"]["mean"] == pytest.approx((0.7 + 5 * 0.83) / 6)
+    assert out.rules == [Rule("remove_small", "WT", 10)]
+    assert out.final["mean"] == pytest.approx((0.7 + 5 * 0.83) / 6) and out.per_case["c1"]["after"]["ET"] == 0.83
+    assert out.evidence()["n_cases"] == 6 and out.evidence()["kept"][0]["improved"] == 5
+
+
+def test_the_choice_from_the_records_goes_into_a_card(cv_run: dict, tmp_path: Path, capsys) -> None:
+    records = tmp_path / "records"
+    shutil.copytree(cv_run["records"], records)
+    model = tmp_path / "model"
+    model.mkdir()
+    shutil.copy(cv_run["run_dir"] / "fold_0" / "brainseg_model.json", model)
+    assert main(["select-postprocessing", "--records", str(records), "--model", str(model)]) == 0
+    expected = select_from_records(read_records(records))
+    written = json.loads((records / "postprocessing.json").read_text())
+    assert written["n_cases"] == 5 and written["steps"] == json.loads(json.dumps(expected.steps))
+    card = ModelCard.load(model)
+    assert card.postprocessing.evidence["n_cases"] == 5
+    assert [k["rule"] for k in card.postprocessing.evidence["kept"]] == [r.describe() for r in expected.rules]
+    assert "selection: " in capsys.readouterr().out
+
+
+def test_the_choice_from_the_records_needs_every_fold_of_one_measure(cv_run: dict, tmp_path: Path, capsys) -> None:
+    records = tmp_path / "records"
+    shutil.copytree(cv_run["records"], records)
+    (records / "fold_1.json").unlink()
+    assert main(["select-postprocessing", "--records", str(records)]) == 2
+    assert "fold(s) [1] of 3 have no record yet" in capsys.readouterr().err
+    other = json.loads((cv_run["records"] / "fold_1.json").read_text())
+    other["recipe_digest"] = "0" * 16
+    (records / "fold_1.json").write_text(json.dumps(other))
+    with pytest.raises(
+        ValueError, match=r"fold_1\.json: a record of another measure than fold_0\.json \(its recipe_digest"
+    ):
+        read_records(records)
+    with pytest.raises(FileNotFoundError, match="no such folder of fold records"):
+        read_records(tmp_path / "nowhere")
+    assert main(["select-postprocessing", "--records", str(records), "--ref", "."]) == 2
+    assert "drop --pred, --ref and --cases" in capsys.readouterr().err
+    assert main(["select-postprocessing", "--pred", str(records)]) == 2
+    assert "give --pred and --ref" in capsys.readouterr().err
 
 
 def test_fold_assignment_refuses_leaks_and_gaps(tmp_path: Path) -> None:
