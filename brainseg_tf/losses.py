@@ -32,7 +32,7 @@ import keras
 from keras import ops
 
 from brainseg_tf.conventions import OUTPUT_ACTIVATIONS
-from brainseg_tf.schemes import LabelScheme, get_scheme
+from brainseg_tf.schemes import LabelScheme, get_scheme, own_scheme
 
 __all__ = [
     "prepare_targets",
@@ -63,14 +63,6 @@ def _check_head(head: str) -> str:
     return head
 
 
-def _scheme(scheme: str | LabelScheme | None) -> LabelScheme | None:
-    """The scheme to convert labels with; ``None`` for the canonical labels and regions (WT, TC, ET)."""
-    if scheme is None:
-        return None
-    s = get_scheme(scheme)
-    return None if s.is_canonical else s
-
-
 def labels_to_regions(labels, scheme: str | LabelScheme | None = None):
     """Integer labels -> float32 region masks in the scheme's channel order.
 
@@ -85,7 +77,7 @@ def labels_to_regions(labels, scheme: str | LabelScheme | None = None):
         else row ``label`` of ``scheme.region_table()``.
     """
     labels = ops.cast(labels, "int32")
-    s = _scheme(scheme)
+    s = own_scheme(scheme)
     if s is not None:
         return ops.take(ops.convert_to_tensor(s.region_table(), dtype="float32"), labels, axis=0)
     wt = ops.logical_and(labels >= 1, labels <= 3)
@@ -131,7 +123,7 @@ def prepare_targets(
     if head == "softmax":
         target = ops.one_hot(ops.cast(y_true, "int32"), channels, dtype="float32")
     else:
-        s = _scheme(scheme)
+        s = own_scheme(scheme)
         names = ("WT", "TC", "ET") if s is None else s.region_names
         if channels != len(names):
             raise ValueError(

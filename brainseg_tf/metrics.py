@@ -64,7 +64,7 @@ from brainseg_tf.conventions import (
     REGIONS,
 )
 from brainseg_tf.losses import labels_to_regions
-from brainseg_tf.schemes import LabelScheme, get_scheme
+from brainseg_tf.schemes import LabelScheme, get_scheme, own_scheme
 
 __all__ = [
     "confusion_counts",
@@ -95,14 +95,6 @@ _REGION_CLASSES = tuple(REGION_LABELS[r] for r in REGIONS)
 _STATISTICS = ("dice", "iou", "precision", "sensitivity", "specificity")
 _TARGETS = ("class", "region")
 _HEADS = OUTPUT_ACTIVATIONS
-
-
-def _scheme(scheme: str | LabelScheme | None) -> LabelScheme | None:
-    """A non-canonical scheme, or ``None`` for the canonical labels and regions."""
-    if scheme is None:
-        return None
-    s = get_scheme(scheme)
-    return None if s.is_canonical else s
 
 
 def _region_adds(s: LabelScheme) -> list[tuple[int, ...]]:
@@ -222,7 +214,7 @@ def confusion_counts(
     Returns:
         Four float32 tensors of shape ``(K,)``, ``K = len(ids)``.
     """
-    s = _scheme(scheme)
+    s = own_scheme(scheme)
     t = _true_items(y_true, y_pred, head, target, ids, s)
     p = _pred_items(y_pred, head, target, ids, from_logits=from_logits, threshold=threshold, soft=soft, scheme=s)
     axes = list(range(len(p.shape) - 1))
@@ -243,7 +235,7 @@ def _validate(
     if head not in _HEADS:
         raise ValueError(f"head must be one of {_HEADS}, got head={head!r}")
     ids = tuple(int(i) for i in ids)
-    s = _scheme(scheme)
+    s = own_scheme(scheme)
     if s is None:
         limit = 4 if target == "class" else 3
     else:
@@ -397,7 +389,7 @@ class _FixedStatistic(ConfusionMetric):
 
 def item_names(target: str, scheme: str | LabelScheme | None = None) -> tuple[str, ...]:
     """Lower-case names of the classes (``target="class"``) or regions of a scheme, by index."""
-    s = _scheme(scheme)
+    s = own_scheme(scheme)
     if s is None:
         return CLASS_NAMES if target == "class" else REGION_NAMES
     return tuple(n.lower() for n in (s.class_names if target == "class" else s.region_names))
@@ -485,7 +477,7 @@ def standard_metrics(
     """
     if head not in _HEADS:
         raise ValueError(f"head must be one of {_HEADS}, got head={head!r}")
-    s = _scheme(scheme)
+    s = own_scheme(scheme)
     common = dict(head=head, from_logits=from_logits, soft=soft, threshold=threshold, empty_value=empty_value)
     if s is not None:
         common["scheme"] = s.name

@@ -69,7 +69,7 @@ from brainseg_tf.card import CARD_FILE, ModelCard, Postprocessing
 from brainseg_tf.checks import check_int, check_number
 from brainseg_tf.conventions import REGIONS, region_index
 from brainseg_tf.evaluation import region_dice
-from brainseg_tf.schemes import LabelScheme, get_scheme
+from brainseg_tf.schemes import LabelScheme, own_scheme
 
 __all__ = [
     "KINDS",
@@ -93,6 +93,7 @@ __all__ = [
     "case_changes",
     "passes_guard",
     "select",
+    "selection_step",
     "select_for_folders",
     "record",
 ]
@@ -128,15 +129,6 @@ _DEMOTED = {"WT": 0, "TC": 2, "ET": 1}
 # ----------------------------------------------------------------------------- label operations
 
 SchemeArg = str | LabelScheme | None
-
-
-def _own_scheme(scheme: SchemeArg) -> LabelScheme | None:
-    """The scheme whose internal labels the rules act on, or ``None`` for the canonical labels
-    (``None`` itself, or a scheme whose internal labels are the canonical ones)."""
-    if scheme is None:
-        return None
-    scheme = get_scheme(scheme)
-    return None if scheme.is_canonical else scheme
 
 
 def _as_labels(labels: np.ndarray, scheme: LabelScheme | None = None) -> np.ndarray:
@@ -180,7 +172,7 @@ def demoted_label(region: str, scheme: SchemeArg = None) -> int:
     Raises:
         ValueError: ``region`` is not WT/TC/ET or not a region of ``scheme``.
     """
-    own = _own_scheme(scheme)
+    own = own_scheme(scheme)
     region = _region(region, own)
     return _DEMOTED[region] if own is None else _enclosing_label(own, region)
 
@@ -215,7 +207,7 @@ def largest_component(labels: np.ndarray, region: str, *, scheme: SchemeArg = No
     in another ``scheme``'s internal labels, :func:`demoted_label`), so outer regions are
     unchanged. On a tie the component met first in C order is kept.
     """
-    own = _own_scheme(scheme)
+    own = own_scheme(scheme)
     region = _region(region, own)
     out = _as_labels(labels, own)
     components, sizes = _components(_mask(out, region, own))
@@ -234,7 +226,7 @@ def remove_small_components(
     for ET NCR, as in :func:`largest_component` (another ``scheme``: :func:`demoted_label`).
     Returns a new uint8 array.
     """
-    own = _own_scheme(scheme)
+    own = own_scheme(scheme)
     region = _region(region, own)
     min_voxels = int(check_int("min_voxels", min_voxels, 0))
     out = _as_labels(labels, own)
@@ -252,7 +244,7 @@ def et_to_ncr_below(labels: np.ndarray, min_voxels: int, *, scheme: SchemeArg = 
     In another ``scheme``'s internal labels ET becomes its core label (NETC, NET: :func:`demoted_label` of ET).
     """
     min_voxels = int(check_int("min_voxels", min_voxels, 0))
-    own = _own_scheme(scheme)
+    own = own_scheme(scheme)
     out = _as_labels(labels, own)
     et = _mask(out, _region("ET", own), own)
     if 0 < int(np.count_nonzero(et)) < min_voxels:
@@ -316,7 +308,7 @@ class Rule:
 
     def applies_to(self, scheme: SchemeArg = None) -> bool:
         """Whether the rule means something in ``scheme``: its region is one of the scheme's."""
-        own = _own_scheme(scheme)
+        own = own_scheme(scheme)
         return own is None or str(self.region) in own.region_names
 
     def describe(self, scheme: SchemeArg = None) -> str:
@@ -325,7 +317,7 @@ class Rule:
             return f"largest {self.region} component only"
         if self.kind == "remove_small":
             return f"drop {self.region} components < {self.min_voxels} voxels"
-        own = _own_scheme(scheme)
+        own = own_scheme(scheme)
         core = "NCR" if own is None else own.internal[_core_label(own) - 1]
         return f"ET < {self.min_voxels} voxels -> {core}"
 
@@ -358,7 +350,7 @@ def apply(labels: np.ndarray, rules: Sequence[Rule] | Postprocessing, *, scheme:
     Raises:
         ValueError: labels outside the scheme, a rule on a region the scheme lacks.
     """
-    own = _own_scheme(scheme)
+    own = own_scheme(scheme)
     out = _as_labels(labels, own)
     for rule in rules_from_card(rules) if isinstance(rules, Postprocessing) else _ordered(rules):
         out = rule(out, scheme=own)
@@ -405,7 +397,7 @@ def default_candidates(voxel_volume: float = 1.0, scheme: SchemeArg = None) -> l
     (:meth:`Rule.applies_to`); GLI/MET/PED 2024 have WT, TC and ET, so all of them.
     """
     grid = size_grid(voxel_volume)
-    own = _own_scheme(scheme)
+    own = own_scheme(scheme)
     out: list[list[Rule]] = []
     for kind, region in ORDER:
         if own is not None and region not in own.region_names:
@@ -606,6 +598,31 @@ def _crop_to_tumour(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.n
     return pred[box], ref[box]
 
 
+def selection_step(
+    rule: Rule,
+    scheme: SchemeArg,
+    tried: list[dict[str, Any]],
+    before: dict[str, float],
+    after: dict[str, float],
+    cases: dict[str, int],
+    kept: bool,
+) -> dict[str, Any]:
+    """One candidate's line in :attr:`Selection.steps`: the best alternative ``rule`` of its group,
+    ``tried`` (each size's ``min_voxels`` and mean, empty for a rule without sizes), the mean Dice
+    ``before`` and ``after`` it (:func:`mean_dice`), ``cases`` (:func:`case_changes`) and whether it was
+    ``kept``."""
+    return {
+        "rule": rule.to_dict(),
+        "description": rule.describe(own_scheme(scheme)),
+        "tried": list(tried),
+        "before": before,
+        "after": after,
+        "change": after["mean"] - before["mean"],
+        "cases": cases,
+        "kept": bool(kept),
+    }
+
+
 def select(
     predictions: Mapping[str, np.ndarray] | Sequence[np.ndarray],
     references: Mapping[str, np.ndarray] | Sequence[np.ndarray],
@@ -645,7 +662,7 @@ def select(
         ValueError: unpaired cases, different shapes, labels outside the scheme, a candidate or
             region the scheme lacks, bad arguments.
     """
-    own = _own_scheme(scheme)
+    own = own_scheme(scheme)
     if regions is None:
         regions = REGIONS if own is None else own.region_names
     if own is None:
@@ -688,18 +705,7 @@ def select(
         rule, trial, trial_scores, trial_mean = best  # type: ignore[misc]  (groups are non-empty)
         cases = case_changes(current_scores, trial_scores, regions)
         keep = passes_guard(current_mean, trial_mean, cases, epsilon) and all(rule.position != k.position for k in kept)
-        steps.append(
-            {
-                "rule": rule.to_dict(),
-                "description": rule.describe(own),
-                "tried": tried if len(group) > 1 else [],
-                "before": current_mean,
-                "after": trial_mean,
-                "change": trial_mean["mean"] - current_mean["mean"],
-                "cases": cases,
-                "kept": bool(keep),
-            }
-        )
+        steps.append(selection_step(rule, own, tried if len(group) > 1 else [], current_mean, trial_mean, cases, keep))
         if keep:
             kept.append(rule)
             current, current_scores, current_mean = trial, trial_scores, trial_mean
@@ -758,13 +764,13 @@ def select_for_folders(
     for case in pairs:
         preds[case.case_id], refs[case.case_id] = case.pred, case.ref
         volumes.append(float(np.prod(case.spacing)))
-        own = _own_scheme(case.scheme)
+        own = own_scheme(case.scheme)
         found.setdefault(None if own is None else own.name, case.case_id)
     if len(found) > 1:
         listed = ", ".join(f"{name or 'canonical labels'} (e.g. {cid})" for name, cid in found.items())
         raise ValueError(f"{ref_dir}: the cases are in different label schemes ({listed}); select on one scheme")
     scheme = next(iter(found), None)
-    stated = _own_scheme(select_kwargs.get("scheme"))
+    stated = own_scheme(select_kwargs.get("scheme"))
     if "scheme" in select_kwargs and (None if stated is None else stated.name) != scheme:
         raise ValueError(
             f"scheme={select_kwargs['scheme']!r} but the cases of {ref_dir} are in {scheme or 'canonical labels'!r}"
@@ -791,7 +797,7 @@ def record(selection: Selection, model_dir: str | Path) -> ModelCard:
 
     model_dir = Path(model_dir)
     card = load_card(model_dir)
-    own = _own_scheme(card.scheme)
+    own = own_scheme(card.scheme)
     # a selection made in canonical labels records WT/TC/ET rules that hold in every scheme having them
     # (apply(..., scheme=) generalises them); one made in another scheme belongs to that scheme only
     if selection.scheme is not None and (None if own is None else own.name) != selection.scheme:

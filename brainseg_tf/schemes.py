@@ -35,6 +35,7 @@ __all__ = [
     "SCHEMES",
     "SCHEME_OPTION",
     "get_scheme",
+    "own_scheme",
     "detect_scheme",
 ]
 
@@ -430,6 +431,20 @@ def get_scheme(name: str | LabelScheme) -> LabelScheme:
     if key not in SCHEMES:
         raise ValueError(f"scheme={name!r} is unknown; expected one of {list(SCHEMES)}")
     return SCHEMES[key]
+
+
+def own_scheme(scheme: str | LabelScheme | None) -> LabelScheme | None:
+    """The scheme whose internal labels an array operation must convert with, or ``None`` where the
+    canonical labels (0 BG, 1 NCR, 2 ED, 3 ET) and regions (WT, TC, ET) serve: ``None`` itself, or a
+    scheme whose internal labels are the canonical ones (the glioma schemes).
+
+    Raises:
+        ValueError: unknown name (:func:`get_scheme`).
+    """
+    if scheme is None:
+        return None
+    s = get_scheme(scheme)
+    return None if s.is_canonical else s
 
 
 @dataclass(frozen=True)

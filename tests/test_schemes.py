@@ -14,7 +14,7 @@ from helpers import LPS, make_case
 
 from brainseg_tf import io, schemes
 from brainseg_tf.io import labels
-from brainseg_tf.schemes import SCHEMES, detect_scheme, get_scheme
+from brainseg_tf.schemes import SCHEMES, detect_scheme, get_scheme, own_scheme
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "editions.md"
 
@@ -91,6 +91,19 @@ def test_scheme_for_convention_relates_the_old_names():
 def test_unknown_scheme_lists_the_names():
     with pytest.raises(ValueError, match=r"scheme='ped1999' is unknown; expected one of \['brats2021', 'gli2023'"):
         get_scheme("ped1999")
+
+
+def test_own_scheme_is_none_exactly_where_the_canonical_labels_serve():
+    # three tissue labels, nested WT/TC/ET: the canonical labels serve; RC, CC, GTV or extra regions do not
+    canonical = {"brats2021", "gli2023", "ped2023", "men", "ssa", "goat", "msd"}
+    assert own_scheme(None) is None
+    for name, s in SCHEMES.items():
+        got = own_scheme(name)
+        assert (got is None) == (name in canonical), name
+        assert got is None or got is s
+    assert own_scheme(SCHEMES["ped2024"]) is SCHEMES["ped2024"]
+    with pytest.raises(ValueError, match="unknown"):
+        own_scheme("brats1999")
 
 
 @pytest.mark.parametrize(

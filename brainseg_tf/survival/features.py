@@ -21,7 +21,7 @@ from brainseg_tf.arrays import bbox, check_spacing, region_mask
 from brainseg_tf.conventions import CLASS_NAMES, FOREGROUND_CLASSES, REGION_LABELS, REGIONS
 from brainseg_tf.io.errors import DataError, MissingFileError
 from brainseg_tf.progress import progress as show_progress
-from brainseg_tf.schemes import LabelScheme, get_scheme
+from brainseg_tf.schemes import LabelScheme, own_scheme
 from brainseg_tf.survival.clinical import RESECTIONS, ClinicalTable, as_table, match_ids
 from brainseg_tf.survival.tables import cell_error, read_rows
 
@@ -109,8 +109,8 @@ def tissue_labels(label: np.ndarray, scheme: str | LabelScheme | None) -> np.nda
     Raises:
         ValueError: the scheme has no WT, TC and ET regions (survival features mean nothing there).
     """
-    s = None if scheme is None else get_scheme(scheme)
-    if s is None or s.is_canonical:
+    s = own_scheme(scheme)
+    if s is None:
         return np.asarray(label)
     missing = [r for r in REGIONS if r not in s.region_names]
     if missing:

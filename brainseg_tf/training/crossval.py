@@ -346,11 +346,10 @@ def select_from_records(records: Sequence[Mapping[str, Any]], *, epsilon: float 
         :func:`brainseg_tf.postprocessing.record` writes into a model card with its evidence.
     """
     from brainseg_tf import postprocessing
-    from brainseg_tf.schemes import get_scheme
+    from brainseg_tf.schemes import own_scheme
 
     eps = postprocessing.EPSILON if epsilon is None else float(epsilon)
-    named = records[0].get("scheme")
-    scheme = None if named is None or get_scheme(named).is_canonical else get_scheme(named)
+    scheme = own_scheme(records[0].get("scheme"))
     regions = tuple(records[0]["regions"])
     baseline = {cid: c["dice"] for rec in records for cid, c in rec["cases"].items()}
     rule_keys = list(next(iter(records[0]["cases"].values()))["rules"])
@@ -369,20 +368,8 @@ def select_from_records(records: Sequence[Mapping[str, Any]], *, epsilon: float 
         rule, trial, mean = max(trials, key=lambda t: t[2]["mean"])  # the first (smallest) on ties
         cases = postprocessing.case_changes(baseline, trial, regions)
         keep = postprocessing.passes_guard(base_mean, mean, cases, eps)
-        steps.append(
-            {
-                "rule": rule.to_dict(),
-                "description": rule.describe(scheme),
-                "tried": [{"min_voxels": r.min_voxels, "mean": m["mean"]} for r, _, m in trials]
-                if len(keys) > 1
-                else [],
-                "before": base_mean,
-                "after": mean,
-                "change": mean["mean"] - base_mean["mean"],
-                "cases": cases,
-                "kept": bool(keep),
-            }
-        )
+        tried = [{"min_voxels": r.min_voxels, "mean": m["mean"]} for r, _, m in trials] if len(keys) > 1 else []
+        steps.append(postprocessing.selection_step(rule, scheme, tried, base_mean, mean, cases, keep))
         if keep:
             final, final_scores, kept = mean, trial, [rule]
             break

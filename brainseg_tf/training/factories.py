@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from brainseg_tf.schemes import own_scheme
 from brainseg_tf.training.config import TrainConfig
 
 
@@ -53,8 +54,8 @@ def resolved_loss_name(cfg: TrainConfig) -> str:
 def scheme_option(cfg: TrainConfig) -> str | None:
     """The ``scheme=`` the losses and metrics get: the recipe's scheme name, or ``None`` for a glioma
     scheme (their canonical labels and regions are the losses' and metrics' defaults)."""
-    scheme = cfg.scheme
-    return None if scheme.is_canonical else scheme.name
+    scheme = own_scheme(cfg.scheme)
+    return None if scheme is None else scheme.name
 
 
 def build_loss(cfg: TrainConfig):
