@@ -82,6 +82,7 @@ from brainseg_tf.data.preprocess import (
 )
 from brainseg_tf.io import MODALITIES, Dataset, open_dataset, read_header
 from brainseg_tf.io.errors import DataError
+from brainseg_tf.io.errors import require_modalities as require_case_modalities
 from brainseg_tf.io.nifti import is_nifti_name
 from brainseg_tf.progress import progress as show_progress
 from brainseg_tf.schemes import DEFAULT_SCHEME, LabelScheme, get_scheme
@@ -708,14 +709,14 @@ class Cache:
         Raises:
             DataError: naming the cache file, the case, the modalities asked for and the ones it has.
         """
-        has = self.modalities(case_id)
-        missing = [m for m in modalities if m not in has]
-        if missing:
-            raise DataError(
-                self.path,
-                f"{self.path}: case {case_id!r} has no {', '.join(missing)} image (stored as zeros): {what} uses "
-                f"{', '.join(modalities)}, this case has {', '.join(has) or 'no image'}",
-            )
+        require_case_modalities(
+            self.path,
+            case_id,
+            self.modalities(case_id),
+            modalities,
+            what,
+            note=" (the cache stores the others as zeros)",
+        )
 
     def image(self, case_id: str) -> np.ndarray:
         """``(X', Y', Z', 4)`` image: a read-only view for contiguous caches (no copy)."""

@@ -30,6 +30,7 @@ import numpy as np
 
 from brainseg_tf.io import labels, layouts, predictions
 from brainseg_tf.io.errors import DataError, MissingFileError, UnknownCaseError
+from brainseg_tf.io.errors import require_modalities as require_case_modalities
 from brainseg_tf.io.jsonfile import read_json
 from brainseg_tf.io.labels import (
     CLASS_NAMES,
@@ -274,13 +275,7 @@ def require_modalities(case: Case | CaseRef, modalities: Sequence[str], what: st
     if ref is not None:  # names the case's folder or file
         layouts.require_modalities(ref, modalities, what)
         return
-    missing = [m for m in modalities if m not in case.available_modalities]
-    if missing:
-        raise DataError(
-            case.case_id,
-            f"case {case.case_id!r} has no {', '.join(missing)} image: {what} uses {', '.join(modalities)}, "
-            f"this case has {', '.join(case.available_modalities) or 'no image'}",
-        )
+    require_case_modalities(None, case.case_id, case.available_modalities, modalities, what)
 
 
 class Dataset:

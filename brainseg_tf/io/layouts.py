@@ -27,6 +27,7 @@ import numpy as np
 
 from brainseg_tf import atomic
 from brainseg_tf.io.errors import DataError, MissingFileError
+from brainseg_tf.io.errors import require_modalities as require_case_modalities
 from brainseg_tf.io.jsonfile import read_json
 from brainseg_tf.io.labels import (
     MODALITIES,
@@ -289,18 +290,12 @@ def require_modalities(ref: CaseRef, modalities: Sequence[str], what: str = "the
     Raises:
         DataError: naming the case's folder (or file), the modalities asked for and the ones it has.
     """
-    missing = [m for m in modalities if m not in ref.modalities]
-    if not missing:
+    if all(m in ref.modalities for m in modalities):
         return
-    where = _location(ref)
     shipped = (
         f" (the {ref.scheme!r} scheme's cases hold {', '.join(scheme_modalities(ref.scheme))})" if ref.scheme else ""
     )
-    raise DataError(
-        where,
-        f"{where}: case {ref.case_id!r} has no {', '.join(missing)} image: {what} uses {', '.join(modalities)}, "
-        f"this case has {', '.join(ref.modalities) or 'no image'}{shipped}",
-    )
+    require_case_modalities(_location(ref), ref.case_id, ref.modalities, modalities, what, note=shipped)
 
 
 def labels_to_canonical(data: np.ndarray, ref: CaseRef, source: str | Path | None = None) -> np.ndarray:

@@ -161,3 +161,24 @@ def test_validate_reports_all_problems_at_once(tmp_path):
     problems = io.validate_dataset(tmp_path)
     assert len(problems) == 2
     assert str(bad1) in problems[0] and str(seg) in problems[1] and "7 (1 voxels)" in problems[1]
+
+
+def test_a_case_built_in_memory_without_a_modality_is_refused_naming_it():
+    case = io.Case(
+        image=np.zeros((4, 4, 4, 4), np.float32),
+        label=None,
+        affine=np.eye(4),
+        header=None,
+        spacing=(1.0, 1.0, 1.0),
+        case_id="mine",
+        convention="brats",
+        layout="memory",
+        shape=(4, 4, 4),
+        available_modalities=("t1ce", "t2"),
+    )
+    io.require_modalities(case, ("t1ce",))  # has it: no error
+    with pytest.raises(io.DataError) as err:
+        io.require_modalities(case, ("flair", "t1ce", "t2"), what="the survival model")
+    assert str(err.value) == (
+        "case 'mine' has no flair image: the survival model uses flair, t1ce, t2, this case has t1ce, t2"
+    )
