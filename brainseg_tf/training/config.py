@@ -171,6 +171,13 @@ class ValidationConfig:
             validation cases with ``best.keras`` (:func:`brainseg_tf.postprocessing.select`) and
             record it in the model card (``predict`` applies it) and ``postprocessing.json``;
             ``null`` (default): on wherever the run has raw validation cases (``data.root``).
+            Ignored where ``postprocessing_records`` is set.
+        postprocessing_records: instead, the folder of this recipe's ``brainseg cv`` fold records
+            (``results/cv/<run>``): after training the card records the postprocessing chosen on
+            every out-of-fold case (:func:`brainseg_tf.training.crossval.select_from_records`, with
+            its evidence). Checked before training starts: records of another recipe (digest),
+            an incomplete or damaged set are refused, naming the folder. Relative to the current
+            directory, else to the recipe's folder.
         patches_per_case: patches per validation case for ``mode="patches"``.
         foreground_fraction: share of tumour-centred validation patches.
         final_sliding_window: after training, evaluate ``best.keras`` on every whole validation
@@ -200,6 +207,7 @@ class ValidationConfig:
     max_cases: int | None = None
     every_epochs: int = 1
     select_postprocessing: bool | None = None
+    postprocessing_records: str | None = None
     window: str = "patch"
     max_window_voxels: int = 1_500_000
     min_window: list[int] | None = None
@@ -591,6 +599,13 @@ def _check_validation(cfg: TrainConfig) -> None:
     check_fraction("validation.overlap", v.overlap)
     check_int("validation.every_epochs", v.every_epochs)
     check_choice("validation.window", v.window, ("patch", "auto"))
+    if v.postprocessing_records is not None and (
+        not isinstance(v.postprocessing_records, str) or not v.postprocessing_records
+    ):
+        raise ValueError(
+            f"validation.postprocessing_records={v.postprocessing_records!r} must be the folder of brainseg cv's "
+            "fold records (a path string) or null"
+        )
     check_int("validation.max_window_voxels", v.max_window_voxels)
     if v.min_window is not None:
         check_int_sequence("validation.min_window", v.min_window, length=cfg.spatial_dims)

@@ -79,8 +79,13 @@ class CrossValResult:
 
 
 def cv_config(cfg: TrainConfig) -> TrainConfig:
-    """The recipe as cross-validation trains it: ``training.max_minutes`` off (fixed steps only)."""
-    return dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, max_minutes=None))
+    """The recipe as cross-validation trains it: ``training.max_minutes`` off (fixed steps only), and
+    no ``validation.postprocessing_records`` (the folds make those records)."""
+    return dataclasses.replace(
+        cfg,
+        training=dataclasses.replace(cfg.training, max_minutes=None),
+        validation=dataclasses.replace(cfg.validation, postprocessing_records=None),
+    )
 
 
 def fold_assignment(run_dir: str | os.PathLike, folds: int) -> dict[str, int]:
@@ -167,15 +172,29 @@ RECORD_FORMAT = 1
 RECORDS_ROOT = Path("results") / "cv"
 
 
-def recipe_digest(cfg: TrainConfig) -> str:
-    """SHA-256 (16 hex digits) of what decides a fold's result: the resolved recipe without its name,
-    description and data paths (the record lists its cases, so a moved dataset keeps its records)."""
+def _decisive(cfg: TrainConfig) -> dict[str, Any]:
+    """What decides a fold's result: the resolved recipe without its name, description, data paths
+    (the record lists its cases, so a moved dataset keeps its records) and
+    ``validation.postprocessing_records``."""
     data = cfg.to_dict()
     for key in ("name", "description"):
         data.pop(key, None)
     data["data"] = {k: v for k, v in data["data"].items() if k not in ("root", "cache", "build_cache")}
-    text = json.dumps(data, sort_keys=True, default=str)
+    data["validation"].pop("postprocessing_records", None)  # where a model's card takes its choice from
+    return data
+
+
+def recipe_digest(cfg: TrainConfig) -> str:
+    """SHA-256 (16 hex digits) of :func:`_decisive`: the key a fold record is kept under."""
+    text = json.dumps(_decisive(cfg), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys where two nested dicts differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in _differences(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [prefix.rstrip(".")]
 
 
 def records_dir(run_dir: str | os.PathLike, records: str | os.PathLike | None = None) -> Path:
@@ -386,6 +405,39 @@ def select_from_records(records: Sequence[Mapping[str, Any]], *, epsilon: float 
         grid_voxels=postprocessing.size_grid(voxel_volume),
         scheme=None if scheme is None else scheme.name,
     )
+
+
+def _get(data: Mapping[str, Any], dotted: str) -> Any:
+    for key in dotted.split("."):
+        data = data.get(key) if isinstance(data, Mapping) else None
+    return data
+
+
+def recipe_records(cfg: TrainConfig, records: str | os.PathLike) -> list[dict[str, Any]]:
+    """The fold records in ``records`` (:func:`read_records`) when they measured recipe ``cfg``.
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`read_records`; ``ValueError`` also for records of
+            another recipe (what decides a fold's result differs, the data layout aside), naming the
+            folder and the differing keys.
+    """
+    found = read_records(records)
+    theirs = as_config(found[0]["recipe_resolved"])
+    # compared key by key (the records' own recipe through today's defaults), not by digest: the
+    # layout names how a folder is read, not what is in it (a model's folder may differ), and a
+    # choice on the run's validation cases does not change its out-of-fold predictions
+    mine_d, theirs_d = _decisive(cv_config(cfg)), _decisive(cv_config(theirs))
+    for d in (mine_d, theirs_d):
+        d["data"].pop("layout", None)
+        d["validation"].pop("select_postprocessing", None)
+    differ = _differences(mine_d, theirs_d)
+    if differ:
+        shown = "; ".join(f"{k}: {_get(mine_d, k)!r} here, {_get(theirs_d, k)!r} there" for k in differ[:4])
+        raise ValueError(
+            f"{records}: these fold records measured another recipe ({found[0].get('recipe')!r}; {shown}): a "
+            "changed recipe needs its own out-of-fold measure (brainseg cv), or drop validation.postprocessing_records"
+        )
+    return found
 
 
 def read_records(records: str | os.PathLike) -> list[dict[str, Any]]:

@@ -59,7 +59,12 @@ from brainseg_tf.training.rundir import (
     write_json,
 )
 from brainseg_tf.training.split import Split, make_split
-from brainseg_tf.training.validation import VolumeValidation, select_postprocessing
+from brainseg_tf.training.validation import (
+    VolumeValidation,
+    postprocessing_from_records,
+    postprocessing_records,
+    select_postprocessing,
+)
 
 
 @dataclass
@@ -119,6 +124,8 @@ def train(
     """
     cfg = as_config(config_or_path)
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
+    if cfg.validation.postprocessing_records is not None:
+        postprocessing_records(cfg)  # refused now, not after training
 
     import keras
     import tensorflow as tf
@@ -437,7 +444,9 @@ def _report(
     }
     # The card first: the postprocessing selection then records its rules in it.
     card.replace(provenance=dataclasses.replace(card.provenance, epochs=epochs_completed)).save(work_dir / CARD_FILE)
-    if _selects_postprocessing(cfg, split):
+    if cfg.validation.postprocessing_records is not None:
+        metrics["postprocessing"] = postprocessing_from_records(cfg, work_dir)
+    elif _selects_postprocessing(cfg, split):
         metrics["postprocessing"] = select_postprocessing(cfg, split, work_dir)
     if cfg.validation.final_sliding_window and split.val_ids and cfg.pipeline.kind != "custom":
         metrics["sliding_window"] = final_evaluation(cfg, split, work_dir)

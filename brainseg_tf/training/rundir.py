@@ -39,6 +39,7 @@ RESUMABLE_CHANGES = (
     "data.root",
     "data.cache",
     "validation.select_postprocessing",
+    "validation.postprocessing_records",
     "training.all_folds",
 )
 

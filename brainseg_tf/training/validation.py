@@ -1,6 +1,7 @@
 """Whole-volume validation: the run's model predicts whole validation cases as ``brainseg predict``
 does, scored with the legacy BraTS empty-mask rule (``validation.mode="volumes"``), and the
-postprocessing chosen on those cases after training (``validation.select_postprocessing``).
+postprocessing chosen on those cases after training (``validation.select_postprocessing``), or
+taken from the recipe's out-of-fold records (``validation.postprocessing_records``).
 
 Prediction is :func:`brainseg_tf.inference.predict_case` with a :class:`~brainseg_tf.inference.Predictor`
 built from the in-memory model and the run's model card: the same crop, z-score, Gaussian sliding
@@ -38,6 +39,8 @@ __all__ = [
     "region_dice",
     "scheme_region_dice",
     "select_postprocessing",
+    "postprocessing_records",
+    "postprocessing_from_records",
 ]
 
 # Postprocessing off: what the selection starts from.
@@ -178,15 +181,42 @@ def select_postprocessing(cfg: TrainConfig, split: Any, run_dir: Path) -> dict[s
     selection = postprocessing.select(
         preds, refs, voxel_volume=voxel_volume, regions=case_regions(cfg), scheme=cfg.scheme.name
     )
+    return _record_selection(selection, run_dir, t0, model=Path(predictor.source or "").name)
+
+
+def postprocessing_records(cfg: TrainConfig) -> list[dict[str, Any]]:
+    """The fold records ``validation.postprocessing_records`` names, checked to be of recipe ``cfg``
+    (:func:`brainseg_tf.training.crossval.recipe_records`: refused naming the folder otherwise)."""
+    from brainseg_tf.training.crossval import recipe_records
+
+    return recipe_records(cfg, resolve_path(cfg.validation.postprocessing_records, cfg))
+
+
+def postprocessing_from_records(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
+    """Record in ``run_dir``'s card the postprocessing chosen on every out-of-fold case of the
+    recipe's fold records (``validation.postprocessing_records``;
+    :func:`brainseg_tf.training.crossval.select_from_records`), with its evidence, instead of a
+    choice on the run's own validation cases. Returns a summary for ``metrics.json``."""
+    from brainseg_tf.training.crossval import select_from_records
+
+    t0 = time.monotonic()
+    selection = select_from_records(postprocessing_records(cfg))
+    return _record_selection(selection, run_dir, t0, records=str(cfg.validation.postprocessing_records))
+
+
+def _record_selection(selection: Any, run_dir: Path, t0: float, **source: Any) -> dict[str, Any]:
+    """Print ``selection``'s table, record it in ``run_dir``'s card; the summary for ``metrics.json``."""
+    from brainseg_tf import postprocessing
+
     print("[brainseg train] " + selection.format().replace("\n", "\n[brainseg train] "), flush=True)
     card = postprocessing.record(selection, run_dir)
     return {
-        "model": Path(predictor.source or "").name,
+        **source,
         "chosen": [r.describe() for r in selection.rules],
         "postprocessing": dataclasses.asdict(card.postprocessing),
         "baseline": selection.baseline,
         "final": selection.final,
-        "cases": len(preds),
+        "cases": len(selection.per_case),
         "file": postprocessing.SELECTION_FILE,
         "seconds": round(time.monotonic() - t0, 1),
     }

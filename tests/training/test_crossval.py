@@ -21,7 +21,7 @@ import pytest
 from brainseg_tf.card import ModelCard
 from brainseg_tf.cli import main
 from brainseg_tf.postprocessing import Rule
-from brainseg_tf.training import load_split
+from brainseg_tf.training import load_split, train
 from brainseg_tf.training.crossval import (
     OOF_DIR,
     cross_validate,
@@ -221,6 +221,31 @@ def test_the_choice_from_the_records_needs_every_fold_of_one_measure(cv_run: dic
     assert "drop --pred, --ref and --cases" in capsys.readouterr().err
     assert main(["select-postprocessing", "--pred", str(records)]) == 2
     assert "give --pred and --ref" in capsys.readouterr().err
+
+
+def test_a_recipe_takes_its_postprocessing_from_its_own_records(cv_run: dict, tmp_path: Path) -> None:
+    recipe = _recipe(cv_run["root"])
+    recipe["validation"].update(select_postprocessing=True, postprocessing_records=str(cv_run["records"]))
+    other = json.loads(json.dumps(recipe))
+    other["training"]["epochs"] = EPOCHS + 1
+    with pytest.raises(
+        ValueError, match=r"records: these fold records measured another recipe .*training\.epochs: 3 here, 2"
+    ):
+        train(other, run_dir=tmp_path / "other")
+    assert not (tmp_path / "other" / "brainseg_model.json").exists()  # refused before training
+    elsewhere = json.loads(json.dumps(recipe))
+    elsewhere["validation"]["postprocessing_records"] = str(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="nowhere: no such folder of fold records"):
+        train(elsewhere, run_dir=tmp_path / "elsewhere")
+
+    result = train(recipe, run_dir=tmp_path / "run")
+    expected = select_from_records(read_records(cv_run["records"]))
+    card = ModelCard.load(tmp_path / "run")
+    assert card.postprocessing.evidence["n_cases"] == 5  # every out-of-fold case, not the run's 1 validation case
+    assert card.postprocessing.evidence == expected.evidence()
+    assert card.postprocessing.largest_component == [r.region for r in expected.rules if r.kind == "largest_component"]
+    assert result.metrics["postprocessing"]["records"] == str(cv_run["records"])
+    assert result.metrics["postprocessing"]["cases"] == 5
 
 
 def test_fold_assignment_refuses_leaks_and_gaps(tmp_path: Path) -> None:
