@@ -81,8 +81,7 @@ from brainseg_tf.data.preprocess import (
     target_spacing,
 )
 from brainseg_tf.io import MODALITIES, Dataset, open_dataset, read_header
-from brainseg_tf.io.errors import DataError
-from brainseg_tf.io.errors import require_modalities as require_case_modalities
+from brainseg_tf.io.errors import DataError, refuse_missing_modalities
 from brainseg_tf.io.nifti import is_nifti_name
 from brainseg_tf.progress import progress as show_progress
 from brainseg_tf.schemes import DEFAULT_SCHEME, LabelScheme, get_scheme
@@ -709,7 +708,7 @@ class Cache:
         Raises:
             DataError: naming the cache file, the case, the modalities asked for and the ones it has.
         """
-        require_case_modalities(
+        refuse_missing_modalities(
             self.path,
             case_id,
             self.modalities(case_id),

@@ -29,8 +29,7 @@ import nibabel as nib
 import numpy as np
 
 from brainseg_tf.io import labels, layouts, predictions
-from brainseg_tf.io.errors import DataError, MissingFileError, UnknownCaseError
-from brainseg_tf.io.errors import require_modalities as require_case_modalities
+from brainseg_tf.io.errors import DataError, MissingFileError, UnknownCaseError, refuse_missing_modalities
 from brainseg_tf.io.jsonfile import read_json
 from brainseg_tf.io.labels import (
     CLASS_NAMES,
@@ -275,7 +274,7 @@ def require_modalities(case: Case | CaseRef, modalities: Sequence[str], what: st
     if ref is not None:  # names the case's folder or file
         layouts.require_modalities(ref, modalities, what)
         return
-    require_case_modalities(None, case.case_id, case.available_modalities, modalities, what)
+    refuse_missing_modalities(None, case.case_id, case.available_modalities, modalities, what)
 
 
 class Dataset:

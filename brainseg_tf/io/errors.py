@@ -28,7 +28,7 @@ class UnknownCaseError(DataError, KeyError):
     __str__ = DataError.__str__  # KeyError's would quote the message
 
 
-def require_modalities(
+def refuse_missing_modalities(
     where: str | Path | None,
     case_id: str,
     has: Sequence[str],

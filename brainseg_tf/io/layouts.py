@@ -26,8 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from brainseg_tf import atomic
-from brainseg_tf.io.errors import DataError, MissingFileError
-from brainseg_tf.io.errors import require_modalities as require_case_modalities
+from brainseg_tf.io.errors import DataError, MissingFileError, refuse_missing_modalities
 from brainseg_tf.io.jsonfile import read_json
 from brainseg_tf.io.labels import (
     MODALITIES,
@@ -295,7 +294,7 @@ def require_modalities(ref: CaseRef, modalities: Sequence[str], what: str = "the
     shipped = (
         f" (the {ref.scheme!r} scheme's cases hold {', '.join(scheme_modalities(ref.scheme))})" if ref.scheme else ""
     )
-    require_case_modalities(_location(ref), ref.case_id, ref.modalities, modalities, what, note=shipped)
+    refuse_missing_modalities(_location(ref), ref.case_id, ref.modalities, modalities, what, note=shipped)
 
 
 def labels_to_canonical(data: np.ndarray, ref: CaseRef, source: str | Path | None = None) -> np.ndarray:

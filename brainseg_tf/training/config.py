@@ -175,8 +175,10 @@ class ValidationConfig:
         postprocessing_records: instead, the folder of this recipe's ``brainseg cv`` fold records
             (``results/cv/<run>``): after training the card records the postprocessing chosen on
             every out-of-fold case (:func:`brainseg_tf.training.crossval.select_from_records`, with
-            its evidence). Checked before training starts: records of another recipe (digest),
-            an incomplete or damaged set are refused, naming the folder. Relative to the current
+            its evidence). Checked before training starts: records of another recipe (compared
+            on what a fold's predictions depend on: :func:`brainseg_tf.training.crossval.recipe_records`),
+            an incomplete or damaged set are refused, naming the folder. A finished run given
+            the setting takes it when run again. Relative to the current
             directory, else to the recipe's folder.
         patches_per_case: patches per validation case for ``mode="patches"``.
         foreground_fraction: share of tumour-centred validation patches.

@@ -172,21 +172,16 @@ RECORD_FORMAT = 1
 RECORDS_ROOT = Path("results") / "cv"
 
 
-def _decisive(cfg: TrainConfig) -> dict[str, Any]:
-    """What decides a fold's result: the resolved recipe without its name, description, data paths
-    (the record lists its cases, so a moved dataset keeps its records) and
-    ``validation.postprocessing_records``."""
+def recipe_digest(cfg: TrainConfig) -> str:
+    """SHA-256 (16 hex digits) of what decides a fold's result, the key its record is kept under: the
+    resolved recipe without its name, description, data paths (the record lists its cases, so a
+    moved dataset keeps its records) and ``validation.postprocessing_records``."""
     data = cfg.to_dict()
     for key in ("name", "description"):
         data.pop(key, None)
     data["data"] = {k: v for k, v in data["data"].items() if k not in ("root", "cache", "build_cache")}
     data["validation"].pop("postprocessing_records", None)  # where a model's card takes its choice from
-    return data
-
-
-def recipe_digest(cfg: TrainConfig) -> str:
-    """SHA-256 (16 hex digits) of :func:`_decisive`: the key a fold record is kept under."""
-    text = json.dumps(_decisive(cfg), sort_keys=True, default=str)
+    text = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -413,26 +408,65 @@ def _get(data: Mapping[str, Any], dotted: str) -> Any:
     return data
 
 
+#: What a fold's raw out-of-fold predictions depend on (:func:`recipe_records`): the data as read
+#: (not where it lies or how its folder is named), the model, the patches, the loss, the optimizer,
+#: the schedule, the steps, the seeds and the arithmetic. Not the split the recipe uses outside
+#: cross-validation (the folds are the records' own), logging, checkpoint frequency or what is done
+#: after training. With the ``best`` checkpoint the validation that chooses it counts too.
+_FOLD_RESULT = {
+    "data": None,
+    "model": None,
+    "pipeline": None,
+    "loss": None,
+    "optimizer": None,
+    "schedule": None,
+    "training": ("epochs", "steps_per_epoch", "seed"),
+    "runtime": ("mixed_precision", "xla", "deterministic"),
+    "split": ("seed",),
+}
+_DATA_PLACE = ("root", "cache", "build_cache", "layout")
+_BEST_VALIDATION = (
+    "mode",
+    "every_epochs",
+    "overlap",
+    "window",
+    "max_window_voxels",
+    "min_window",
+    "max_cases",
+    "patches_per_case",
+    "foreground_fraction",
+)
+
+
+def _fold_result(cfg: TrainConfig, checkpoint: str) -> dict[str, Any]:
+    """The parts of recipe ``cfg`` (:data:`_FOLD_RESULT`) a fold's out-of-fold predictions depend on."""
+    data = cfg.to_dict()
+    out = {key: data[key] if keys is None else {k: data[key][k] for k in keys} for key, keys in _FOLD_RESULT.items()}
+    out["data"] = {k: v for k, v in out["data"].items() if k not in _DATA_PLACE}
+    if checkpoint == "best":
+        out["validation"] = {k: data["validation"][k] for k in _BEST_VALIDATION}
+    return out
+
+
 def recipe_records(cfg: TrainConfig, records: str | os.PathLike) -> list[dict[str, Any]]:
     """The fold records in ``records`` (:func:`read_records`) when they measured recipe ``cfg``.
 
+    Compared key by key on what a fold's predictions depend on (:data:`_FOLD_RESULT`), the records'
+    recipe read through today's defaults: a recipe that differs only in its own validation split,
+    logging or data folder (a fold of ``brainseg train --folds``, ``--set training.verbose=2``)
+    takes them.
+
     Raises:
         FileNotFoundError, ValueError: as :func:`read_records`; ``ValueError`` also for records of
-            another recipe (what decides a fold's result differs, the data layout aside), naming the
-            folder and the differing keys.
+            another recipe, naming the folder and the keys that differ.
     """
     found = read_records(records)
-    theirs = as_config(found[0]["recipe_resolved"])
-    # compared key by key (the records' own recipe through today's defaults), not by digest: the
-    # layout names how a folder is read, not what is in it (a model's folder may differ), and a
-    # choice on the run's validation cases does not change its out-of-fold predictions
-    mine_d, theirs_d = _decisive(cv_config(cfg)), _decisive(cv_config(theirs))
-    for d in (mine_d, theirs_d):
-        d["data"].pop("layout", None)
-        d["validation"].pop("select_postprocessing", None)
-    differ = _differences(mine_d, theirs_d)
+    checkpoint = found[0].get("checkpoint", "final")
+    mine = _fold_result(cfg, checkpoint)
+    theirs = _fold_result(as_config(found[0]["recipe_resolved"]), checkpoint)
+    differ = _differences(mine, theirs)
     if differ:
-        shown = "; ".join(f"{k}: {_get(mine_d, k)!r} here, {_get(theirs_d, k)!r} there" for k in differ[:4])
+        shown = "; ".join(f"{k}: {_get(mine, k)!r} here, {_get(theirs, k)!r} there" for k in differ[:4])
         raise ValueError(
             f"{records}: these fold records measured another recipe ({found[0].get('recipe')!r}; {shown}): a "
             "changed recipe needs its own out-of-fold measure (brainseg cv), or drop validation.postprocessing_records"

@@ -220,6 +220,11 @@ def _completed_run(cfg: TrainConfig, run_dir: Path) -> RunResult | None:
         return None
     with RunLock(run_dir):  # a kill may have hit the finished run's report write
         remove_stale_temporaries(run_dir)
+        records = cfg.validation.postprocessing_records
+        if records is not None and (done.get("postprocessing") or {}).get("records") != records:
+            # the recipe now takes its postprocessing from out-of-fold records: the finished run's card too
+            done["postprocessing"] = postprocessing_from_records(cfg, run_dir)
+            write_json(metrics_path, done)
     event(run_dir, event="already_complete", epochs=done["epochs_completed"])
     epochs = done["epochs_completed"]
     return RunResult(run_dir, None, history_from_csv(run_dir / "log.csv"), done, epochs, epochs, True)

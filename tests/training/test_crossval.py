@@ -22,13 +22,16 @@ from brainseg_tf.card import ModelCard
 from brainseg_tf.cli import main
 from brainseg_tf.postprocessing import Rule
 from brainseg_tf.training import load_split, train
+from brainseg_tf.training.config import as_config
 from brainseg_tf.training.crossval import (
     OOF_DIR,
     cross_validate,
     fold_assignment,
     read_records,
+    recipe_records,
     select_from_records,
 )
+from brainseg_tf.training.folds import fold_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -238,14 +241,36 @@ def test_a_recipe_takes_its_postprocessing_from_its_own_records(cv_run: dict, tm
     with pytest.raises(FileNotFoundError, match="nowhere: no such folder of fold records"):
         train(elsewhere, run_dir=tmp_path / "elsewhere")
 
-    result = train(recipe, run_dir=tmp_path / "run")
+    # what does not change a fold's predictions: the recipe's own split, a fold of it, logging
+    cfg = as_config(recipe)
+    other_split = json.loads(json.dumps(recipe))
+    other_split["split"]["val_ids"] = ["BraTS2021_00001"]
+    other_split["training"]["verbose"] = 0
+    for same in (as_config(other_split), fold_config(cfg, 1, FOLDS)):
+        assert len(recipe_records(same, cv_run["records"])) == FOLDS
+
     expected = select_from_records(read_records(cv_run["records"]))
-    card = ModelCard.load(tmp_path / "run")
-    assert card.postprocessing.evidence["n_cases"] == 5  # every out-of-fold case, not the run's 1 validation case
-    assert card.postprocessing.evidence == expected.evidence()
-    assert card.postprocessing.largest_component == [r.region for r in expected.rules if r.kind == "largest_component"]
-    assert result.metrics["postprocessing"]["records"] == str(cv_run["records"])
-    assert result.metrics["postprocessing"]["cases"] == 5
+
+    def chosen_out_of_fold(run: Path) -> None:
+        card = ModelCard.load(run)
+        assert card.postprocessing.evidence["n_cases"] == 5  # every out-of-fold case, not the run's 1 validation case
+        assert card.postprocessing.evidence == expected.evidence()
+        assert card.postprocessing.largest_component == [
+            r.region for r in expected.rules if r.kind == "largest_component"
+        ]
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert metrics["postprocessing"]["records"] == str(cv_run["records"])
+        assert metrics["postprocessing"]["cases"] == 5
+
+    train(recipe, run_dir=tmp_path / "run")
+    chosen_out_of_fold(tmp_path / "run")
+    # a run finished before the recipe named its records takes them when it is run again
+    before = json.loads(json.dumps(recipe))
+    del before["validation"]["postprocessing_records"]
+    train(before, run_dir=tmp_path / "finished")
+    assert ModelCard.load(tmp_path / "finished").postprocessing.evidence["n_cases"] == 1
+    train(recipe, run_dir=tmp_path / "finished")
+    chosen_out_of_fold(tmp_path / "finished")
 
 
 def test_fold_assignment_refuses_leaks_and_gaps(tmp_path: Path) -> None:
