@@ -36,7 +36,7 @@ from brainseg_tf.checks import check_choice, check_int
 from brainseg_tf.training.config import TrainConfig, as_config
 from brainseg_tf.training.data import resolve_path
 from brainseg_tf.training.folds import fold_dir, train_folds
-from brainseg_tf.training.rundir import default_run_dir
+from brainseg_tf.training.rundir import default_run_dir, flatten_config
 from brainseg_tf.training.split import load_split
 
 if TYPE_CHECKING:
@@ -183,13 +183,6 @@ def recipe_digest(cfg: TrainConfig) -> str:
     data["validation"].pop("postprocessing_records", None)  # where a model's card takes its choice from
     text = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
-    """Dotted keys where two nested dicts differ."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [d for k in sorted(set(a) | set(b)) for d in _differences(a.get(k), b.get(k), f"{prefix}{k}.")]
-    return [] if a == b else [prefix.rstrip(".")]
 
 
 def records_dir(run_dir: str | os.PathLike, records: str | os.PathLike | None = None) -> Path:
@@ -402,12 +395,6 @@ def select_from_records(records: Sequence[Mapping[str, Any]], *, epsilon: float 
     )
 
 
-def _get(data: Mapping[str, Any], dotted: str) -> Any:
-    for key in dotted.split("."):
-        data = data.get(key) if isinstance(data, Mapping) else None
-    return data
-
-
 #: What a fold's raw out-of-fold predictions depend on (:func:`recipe_records`): the data as read
 #: (not where it lies or how its folder is named), the model, the patches, the loss, the optimizer,
 #: the schedule, the steps, the seeds and the arithmetic. Not the split the recipe uses outside
@@ -462,11 +449,11 @@ def recipe_records(cfg: TrainConfig, records: str | os.PathLike) -> list[dict[st
     """
     found = read_records(records)
     checkpoint = found[0].get("checkpoint", "final")
-    mine = _fold_result(cfg, checkpoint)
-    theirs = _fold_result(as_config(found[0]["recipe_resolved"]), checkpoint)
-    differ = _differences(mine, theirs)
+    mine = flatten_config(_fold_result(cfg, checkpoint))
+    theirs = flatten_config(_fold_result(as_config(found[0]["recipe_resolved"]), checkpoint))
+    differ = [k for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
     if differ:
-        shown = "; ".join(f"{k}: {_get(mine, k)!r} here, {_get(theirs, k)!r} there" for k in differ[:4])
+        shown = "; ".join(f"{k}: {mine.get(k)!r} here, {theirs.get(k)!r} there" for k in differ[:4])
         raise ValueError(
             f"{records}: these fold records measured another recipe ({found[0].get('recipe')!r}; {shown}): a "
             "changed recipe needs its own out-of-fold measure (brainseg cv), or drop validation.postprocessing_records"

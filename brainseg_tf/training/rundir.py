@@ -49,19 +49,20 @@ def write_json(path: Path, obj: Any) -> None:
     atomic.write_json(path, obj)
 
 
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_config(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A recipe dict as ``{"section.key": value}`` (``options`` and ``augment`` dicts kept whole)."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, Mapping) and k not in ("options", "augment"):
-            out.update(_flatten(v, key + "."))
+            out.update(flatten_config(v, key + "."))
         else:
             out[key] = v
     return out
 
 
 def incompatible_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    a, b = _flatten(old), _flatten(new)
+    a, b = flatten_config(old), flatten_config(new)
     changed = []
     for key in sorted(set(a) | set(b)):
         if key.split(".")[0] in ("inference", "resolved_runtime"):
