@@ -53,14 +53,16 @@ demo-real: $(STAMP)
 # each fold measured on the cases it held out into results/cv/cv_real22/fold_<k>.json (commit them:
 # the measure resumes from them on any machine), then scored with bootstrap intervals there.
 # Another recipe: make cv-real CV_CONFIG=configs/cpu_brats2018_aug.json CV_RUN=runs/cv_real22_aug
+#   CV_ARGS="--order 4,3 --against results/cv/cv_real22" (judged against today's recipe after each fold)
 REAL_CASES := $(wildcard ../shared/data/brats2018/Brats18_* ../shared/data/brats2021/BraTS2021_*)
 CV_CONFIG ?= configs/cpu_brats2018.json
 CV_RUN ?= runs/cv_real22
+CV_ARGS ?=
 cv-real: $(STAMP)
 	mkdir -p data/real
 	for d in $(REAL_CASES); do ln -sfn "$$(readlink -f $$d)" data/real/$$(basename $$d); done
 	$(VENV)/bin/brainseg cv --config $(CV_CONFIG) --run-dir $(CV_RUN) --folds 5 \
-	  --set data.root=data/real --set data.layout=brats2021 --set data.cache=data/cache/real22_f16.h5
+	  --set data.root=data/real --set data.layout=brats2021 --set data.cache=data/cache/real22_f16.h5 $(CV_ARGS)
 
 # docs/report_example and the README's demo figures, from a fresh full `brainseg demo` (tests/test_demo.py
 # checks the committed example's settings against the demo's defaults).

@@ -164,10 +164,32 @@ def _cmd_cv(args: argparse.Namespace) -> int:
         folds=args.folds,
         checkpoint=args.checkpoint,
         records=args.records,
+        order=args.order,
+        against=args.against,
+        stop_if_futile=args.stop_if_futile,
     )
     state = f"out-of-fold measure in {result.records}" if result.completed else "re-run to continue"
     print(f"run directory: {result.run_dir}; fold records: {result.records} ({state})")
     return 0
+
+
+def _cmd_cv_compare(args: argparse.Namespace) -> int:
+    from brainseg_tf import atomic
+    from brainseg_tf.training.crossval import compare_records, format_comparison
+
+    comparison = compare_records(args.records, args.against)
+    print(format_comparison(comparison), end="")
+    if args.out is not None:
+        atomic.write_json(args.out, comparison)
+        print(f"comparison: {args.out}")
+    return 0
+
+
+def _fold_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give fold numbers separated by commas, e.g. 4,3") from None
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -685,8 +707,39 @@ def _add_cv_parser(sub: argparse._SubParsersAction) -> None:
         help="folder of the fold records, meant to be committed so the measure resumes anywhere "
         "(default results/cv/<run directory name>; delete a fold's record to measure it again)",
     )
+    p.add_argument(
+        "--order",
+        type=_fold_list,
+        default=None,
+        metavar="K,K,...",
+        help="folds to measure first, in this order (the others follow); scheduling only, e.g. 4,3",
+    )
+    p.add_argument(
+        "--against",
+        type=Path,
+        default=None,
+        metavar="RECORDS",
+        help="a baseline recipe's complete fold records: judge the measure against it after each fold "
+        "(brainseg cv-compare; RECORDS/comparison.md)",
+    )
+    p.add_argument(
+        "--stop-if-futile",
+        action="store_true",
+        help="with --against: stop once the gain so far is below half the baseline's half-width in every region",
+    )
     _add_set_argument(p)
     p.set_defaults(func=_cmd_cv)
+
+
+def _add_cv_compare_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "cv-compare",
+        help="judge a candidate recipe's out-of-fold measure (complete or under way) against a baseline's",
+    )
+    p.add_argument("--records", type=Path, required=True, help="the candidate's fold records (brainseg cv)")
+    p.add_argument("--against", type=Path, required=True, help="the baseline's complete fold records")
+    p.add_argument("--out", type=Path, default=None, help="also write the comparison as JSON here")
+    p.set_defaults(func=_cmd_cv_compare)
 
 
 def _add_plan_parser(sub: argparse._SubParsersAction) -> None:
@@ -911,6 +964,7 @@ _SUBCOMMANDS = (
     _add_evaluate_parser,
     _add_train_parser,
     _add_cv_parser,
+    _add_cv_compare_parser,
     _add_plan_parser,
     _add_predict_parser,
     _add_select_postprocessing_parser,

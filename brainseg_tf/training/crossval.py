@@ -49,12 +49,16 @@ __all__ = [
     "cv_config",
     "fold_assignment",
     "cross_validate",
+    "compare_records",
+    "format_comparison",
 ]
 
 CHECKPOINTS = ("best", "final")
 OOF_DIR = "oof"
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.md"
+COMPARISON_FILE = "comparison.json"
+COMPARISON_REPORT = "comparison.md"
 WORST_CASES = 5
 
 
@@ -461,13 +465,15 @@ def recipe_records(cfg: TrainConfig, records: str | os.PathLike) -> list[dict[st
     return found
 
 
-def read_records(records: str | os.PathLike) -> list[dict[str, Any]]:
-    """Every fold record of one complete measure in folder ``records`` (``fold_<k>.json``), by fold.
+def read_records(records: str | os.PathLike, *, complete: bool = True) -> list[dict[str, Any]]:
+    """Every fold record of one measure in folder ``records`` (``fold_<k>.json``), by fold.
+
+    ``complete=False`` also takes a measure still under way (some folds without a record).
 
     Raises:
         FileNotFoundError: the folder does not exist.
         ValueError: no record, a damaged one, records of different measures (recipe digest, fold
-            count or checkpoint) or a fold without a record, each naming the file or folds.
+            count or checkpoint) or (``complete``) a fold without a record, each naming the file or folds.
     """
     folder = Path(records)
     if not folder.is_dir():
@@ -483,12 +489,127 @@ def read_records(records: str | os.PathLike) -> list[dict[str, Any]]:
                 f"{path}: a record of another measure than {first_path.name} (its {', '.join(differ)} differ)"
             )
     missing = sorted(set(range(int(first["folds"]))) - {int(rec["fold"]) for rec in found.values()})
-    if missing:
+    if missing and complete:
         raise ValueError(
             f"{folder}: fold(s) {missing} of {first['folds']} have no record yet; "
             "the choice is made on every out-of-fold case"
         )
     return sorted(found.values(), key=lambda rec: int(rec["fold"]))
+
+
+# -- judging a candidate recipe against a baseline's measure (the rule of docs/benchmarks.md) ------
+VERDICTS = ("replaces", "does not replace", "continue", "stop: futile")
+
+
+def compare_records(
+    candidate: str | os.PathLike, baseline: str | os.PathLike, *, resamples: int = 2000, seed: int = 0
+) -> dict[str, Any]:
+    """Judge a candidate recipe's out-of-fold measure against a baseline's, case for case.
+
+    The baseline's measure must be complete: its half-widths (case bootstrap 95 % interval over all
+    its cases, :func:`summarize_records`) are the margins. The candidate's may be under way; it is
+    compared on the cases its recorded folds held out, which must be the baseline's same folds
+    (same fold count, checkpoint, held-out cases, regions and Dice rule). Per region: both means
+    over those cases, the gain, and a paired bootstrap 95 % interval of the per-case gain (shown,
+    not used by the verdict). The verdict (:data:`VERDICTS`):
+
+    - complete: ``"replaces"`` when the gain is larger than the baseline's half-width in at least
+      one region and negative in none, else ``"does not replace"``;
+    - under way: ``"stop: futile"`` when the gain so far is below half the half-width in every
+      region, else ``"continue"``.
+
+    Returns:
+        ``{"candidate", "baseline", "complete", "n_cases", "folds_compared", "regions", "per_region":
+        {region: {"candidate", "baseline", "gain", "gain_ci95", "half_width"}}, "verdict", "why"}``.
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`read_records`; ``ValueError`` also when the two
+            measures are not comparable, naming what differs.
+    """
+    from brainseg_tf.evaluation import bootstrap_ci
+
+    cand = read_records(candidate, complete=False)
+    base = read_records(baseline, complete=False)
+    if len(base) != int(base[0]["folds"]):
+        missing = sorted(set(range(int(base[0]["folds"]))) - {int(rec["fold"]) for rec in base})
+        raise ValueError(f"{baseline}: the baseline's measure must be complete; fold(s) {missing} have no record")
+    head = cand[0]
+    for key in ("folds", "checkpoint", "dice_rule", "regions"):
+        if head.get(key) != base[0].get(key):
+            raise ValueError(
+                f"{candidate} and {baseline} are not comparable measures: {key} {head.get(key)!r} "
+                f"against {base[0].get(key)!r}"
+            )
+    by_fold = {int(rec["fold"]): rec for rec in base}
+    for rec in cand:
+        if sorted(rec["cases"]) != sorted(by_fold[int(rec["fold"])]["cases"]):
+            raise ValueError(
+                f"{candidate}: fold {rec['fold']} holds out other cases than {baseline}'s fold {rec['fold']}"
+            )
+    regions = list(head["regions"])
+    base_cases = {cid: c["dice"] for rec in base for cid, c in rec["cases"].items()}
+    whole = _region_stats(base_cases, regions, resamples, seed)  # the measure's intervals (summarize_records)
+    cases = [(rec, cid) for rec in cand for cid in sorted(rec["cases"])]
+    per_region = {}
+    for r in regions:
+        mine = np.asarray([rec["cases"][cid]["dice"][r] for rec, cid in cases], dtype=float)
+        theirs = np.asarray([by_fold[int(rec["fold"])]["cases"][cid]["dice"][r] for rec, cid in cases], dtype=float)
+        gain = float(mine.mean() - theirs.mean())
+        per_region[r] = {
+            "candidate": float(mine.mean()),
+            "baseline": float(theirs.mean()),
+            "gain": gain,
+            "gain_ci95": list(bootstrap_ci(mine - theirs, resamples=resamples, seed=seed)),
+            "half_width": float(whole[r]["half_width"]),
+        }
+    complete = len(cand) == int(head["folds"])
+    if complete:
+        above = [r for r in regions if per_region[r]["gain"] > per_region[r]["half_width"]]
+        below = [r for r in regions if per_region[r]["gain"] < 0]
+        verdict = "replaces" if above and not below else "does not replace"
+        why = (
+            f"gain above the baseline's half-width in {', '.join(above) or 'no region'}; "
+            f"lower in {', '.join(below) or 'no region'}"
+        )
+    else:
+        short = [r for r in regions if per_region[r]["gain"] < per_region[r]["half_width"] / 2]
+        verdict = "stop: futile" if len(short) == len(regions) else "continue"
+        why = (
+            f"after {len(cand)} of {head['folds']} folds the gain is below half the half-width in "
+            f"{', '.join(short) or 'no region'}"
+        )
+    return {
+        "candidate": {"records": str(candidate), "recipe": head["recipe"], "recipe_digest": head["recipe_digest"]},
+        "baseline": {"records": str(baseline), "recipe": base[0]["recipe"], "recipe_digest": base[0]["recipe_digest"]},
+        "complete": complete,
+        "n_cases": len(cases),
+        "folds_compared": [int(rec["fold"]) for rec in cand],
+        "regions": regions,
+        "per_region": per_region,
+        "verdict": verdict,
+        "why": why,
+    }
+
+
+def format_comparison(comparison: Mapping[str, Any]) -> str:
+    """:func:`compare_records`' result as a Markdown table and its verdict."""
+    c = comparison
+    lines = [
+        f"{c['candidate']['recipe']} ({c['candidate']['records']}) against {c['baseline']['recipe']} "
+        f"({c['baseline']['records']}) on the {c['n_cases']} cases of fold(s) "
+        f"{', '.join(map(str, c['folds_compared']))}:",
+        "",
+        "| region | candidate | baseline | gain | paired 95 % interval of the gain | baseline half-width |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r, d in c["per_region"].items():
+        lo, hi = d["gain_ci95"]
+        lines.append(
+            f"| {r} | {d['candidate']:.3f} | {d['baseline']:.3f} | {d['gain']:+.3f} | {lo:+.3f} – {hi:+.3f} "
+            f"| {d['half_width']:.3f} |"
+        )
+    lines += ["", f"verdict: **{c['verdict']}** ({c['why']})"]
+    return "\n".join(lines) + "\n"
 
 
 def summarize_records(records: Sequence[Mapping[str, Any]], *, resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
@@ -584,6 +705,9 @@ def cross_validate(
     resamples: int = 2000,
     seed: int = 0,
     progress: bool = True,
+    order: Sequence[int] | None = None,
+    against: str | os.PathLike | None = None,
+    stop_if_futile: bool = False,
 ) -> CrossValResult:
     """Train each fold, measure it on the cases it held out, and score all folds together.
 
@@ -608,6 +732,13 @@ def cross_validate(
         records: the records folder (see above).
         resamples, seed: of the bootstrap interval.
         progress: show progress over cases.
+        order: folds to measure first, in this order (the others follow in increasing order).
+            Scheduling only: a fold's record does not depend on when it ran.
+        against: a baseline's complete records folder: after each fold, the measure so far is
+            judged against it (:func:`compare_records`; printed, and written to
+            ``RECORDS/comparison.json`` and ``comparison.md``).
+        stop_if_futile: with ``against``, stop (``completed`` False) once the verdict is
+            ``"stop: futile"`` after a fold measured by this call.
 
     Raises:
         ValueError: bad arguments or recipe, a record of another measure in the records folder.
@@ -619,6 +750,13 @@ def cross_validate(
     cfg = cv_config(original)
     k = int(folds) if folds is not None else cfg.split.folds
     check_int("folds", k, 2)
+    first = [int(check_int("order", f, 0, k - 1)) for f in (order or ())]
+    if len(set(first)) != len(first):
+        raise ValueError(f"order={list(order or ())}: a fold appears twice")
+    if stop_if_futile and against is None:
+        raise ValueError("stop_if_futile needs against= (the baseline's records)")
+    if against is not None:
+        read_records(against)  # a complete baseline, before any fold trains
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
     from brainseg_tf.io.predictions import label_path
     from brainseg_tf.training.data import data_source, labelled_ids
@@ -637,7 +775,7 @@ def cross_validate(
     done: dict[int, dict[str, Any]] = {}
     measured: list[str] = []
     skipped: list[int] = []
-    for fold in range(k):
+    for fold in [*first, *(f for f in range(k) if f not in first)]:
         path = rec_dir / f"fold_{fold}.json"
         val_ids = fold_val_ids(cfg, fold, k, case_ids)
         rec = read_record(path)
@@ -663,6 +801,19 @@ def cross_validate(
             f"[brainseg cv] fold {fold}: " + ", ".join(f"{r} {v:.3f}" for r, v in means.items()) + f"; record {path}",
             flush=True,
         )
+        if against is not None:
+            comparison = compare_records(rec_dir, against, resamples=resamples, seed=seed)
+            atomic.write_json(rec_dir / COMPARISON_FILE, comparison)
+            atomic.write_text(rec_dir / COMPARISON_REPORT, format_comparison(comparison))
+            print(f"[brainseg cv] against {against}: {comparison['verdict']} ({comparison['why']})", flush=True)
+            if stop_if_futile and comparison["verdict"] == "stop: futile" and len(done) < k:
+                print("[brainseg cv] stopped: futile by the rule (stop_if_futile)", flush=True)
+                return CrossValResult(run_dir, rec_dir, False, {}, measured, skipped)
+    if against is not None and not measured:  # every fold was already recorded: judge once
+        comparison = compare_records(rec_dir, against, resamples=resamples, seed=seed)
+        atomic.write_json(rec_dir / COMPARISON_FILE, comparison)
+        atomic.write_text(rec_dir / COMPARISON_REPORT, format_comparison(comparison))
+        print(f"[brainseg cv] against {against}: {comparison['verdict']} ({comparison['why']})", flush=True)
     summary = summarize_records([done[f] for f in range(k)], resamples=resamples, seed=seed)
     pred_dir = run_dir / OOF_DIR / "predictions"
     from brainseg_tf.io.layouts import has_scan_files

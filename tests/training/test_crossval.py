@@ -291,3 +291,38 @@ def test_fold_assignment_refuses_leaks_and_gaps(tmp_path: Path) -> None:
         fold_assignment(tmp_path, 3)
     with pytest.raises(ValueError, match="folds"):
         fold_assignment(tmp_path, 1)
+
+
+def test_folds_run_in_the_order_given_and_a_futile_measure_stops(cv_run: dict, tmp_path: Path) -> None:
+    records, baseline = tmp_path / "records", tmp_path / "baseline"
+    shutil.copytree(cv_run["records"], records)
+    shutil.copytree(cv_run["records"], baseline)
+    for k in range(FOLDS):  # a baseline that scored every case 1.0: nothing can catch up with it
+        rec = _record(cv_run, k)
+        for case in rec["cases"].values():
+            case["dice"] = dict.fromkeys(case["dice"], 1.0)
+        (baseline / f"fold_{k}.json").write_text(json.dumps(rec))
+    for k in (1, 2):
+        (records / f"fold_{k}.json").unlink()
+    run = tmp_path / "run"
+    with pytest.raises(ValueError, match=r"order=\[2, 2\]: a fold appears twice"):
+        cross_validate(_recipe(cv_run["root"]), run_dir=run, folds=FOLDS, records=records, order=[2, 2])
+    with pytest.raises(ValueError, match=r"order must be an integer in \[0, 2\], got 3"):
+        cross_validate(_recipe(cv_run["root"]), run_dir=run, folds=FOLDS, records=records, order=[3])
+    out = cross_validate(
+        _recipe(cv_run["root"]),
+        run_dir=run,
+        folds=FOLDS,
+        records=records,
+        progress=False,
+        order=[2],
+        against=baseline,
+        stop_if_futile=True,
+    )
+    # fold 2 ran first (before fold 0's record was even read), and the comparison after it stopped the measure
+    assert not out.completed and out.skipped == [] and (run / "fold_2" / "final.keras").is_file()
+    assert not (run / "fold_1").exists() and not (records / "fold_1.json").exists()
+    assert sorted(out.predicted) == sorted(_record(cv_run, 2)["cases"])
+    comparison = json.loads((records / "comparison.json").read_text())
+    assert comparison["folds_compared"] == [0, 2] and comparison["verdict"] == "stop: futile"
+    assert "verdict: **stop: futile**" in (records / "comparison.md").read_text()

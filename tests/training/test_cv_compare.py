@@ -1,0 +1,123 @@
+"""Judging a candidate recipe's out-of-fold measure against a baseline's (``compare_records``,
+``brainseg cv-compare``) on constructed fold records: the gains against hand-computed means, the
+verdicts at their margins, and the refusals of measures that are not comparable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from brainseg_tf.cli import main
+from brainseg_tf.evaluation import bootstrap_ci
+from brainseg_tf.training.crossval import compare_records, format_comparison
+
+REGIONS = ("WT", "TC", "ET")
+#: Two folds of two held-out cases each.
+FOLD_CASES = {0: ["a", "b"], 1: ["c", "d"]}
+BASE = {"a": 0.80, "b": 0.70, "c": 0.90, "d": 0.60}
+
+
+def _write(folder: Path, dice: dict[str, dict[str, float]], folds=(0, 1), *, recipe="r", n_folds=2) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for k in folds:
+        rec = {
+            "format": 1,
+            "recipe": recipe,
+            "recipe_digest": f"digest-{recipe}",
+            "folds": n_folds,
+            "fold": k,
+            "checkpoint": "final",
+            "regions": list(REGIONS),
+            "dice_rule": "legacy",
+            "optimizer_steps": 10,
+            "cases": {cid: {"dice": dice[cid]} for cid in FOLD_CASES[k]},
+        }
+        (folder / f"fold_{k}.json").write_text(json.dumps(rec))
+    return folder
+
+
+def _same(values: dict[str, float], shift: dict[str, float] | None = None) -> dict[str, dict[str, float]]:
+    shift = shift or {}
+    return {cid: {r: v + shift.get(r, 0.0) for r in REGIONS} for cid, v in values.items()}
+
+
+def _half_width(values) -> float:
+    low, high = bootstrap_ci(list(values), resamples=2000, seed=0)
+    return (high - low) / 2
+
+
+def test_gains_and_margins_against_hand_computed_means(tmp_path: Path) -> None:
+    base = _write(tmp_path / "base", _same(BASE))
+    hw = _half_width(BASE.values())
+    assert hw > 0.05  # four spread cases: a wide interval
+    # WT clears the half-width, TC gains a little, ET is unchanged: replaces
+    cand = _write(tmp_path / "cand", _same(BASE, {"WT": hw + 0.01, "TC": 0.004}), recipe="c")
+    out = compare_records(cand, base)
+    assert out["complete"] and out["n_cases"] == 4 and out["folds_compared"] == [0, 1]
+    wt = out["per_region"]["WT"]
+    assert wt["baseline"] == pytest.approx(0.75) and wt["candidate"] == pytest.approx(0.75 + hw + 0.01)
+    assert wt["gain"] == pytest.approx(hw + 0.01) and wt["half_width"] == pytest.approx(hw)
+    assert wt["gain_ci95"] == pytest.approx([hw + 0.01, hw + 0.01])  # the same gain on every case
+    assert out["per_region"]["ET"]["gain"] == 0.0
+    assert out["verdict"] == "replaces" and "above the baseline's half-width in WT" in out["why"]
+    # the same WT gain, but ET lower by 0.001 on one case: lower in one region, does not replace
+    worse = _same(BASE, {"WT": hw + 0.01})
+    worse["d"]["ET"] -= 0.004
+    out = compare_records(_write(tmp_path / "worse", worse, recipe="w"), base)
+    assert out["per_region"]["ET"]["gain"] == pytest.approx(-0.001)
+    assert out["verdict"] == "does not replace" and out["why"].endswith("lower in ET")
+    # a gain just under the half-width everywhere does not replace either
+    under = _same(BASE, dict.fromkeys(REGIONS, hw - 0.005))
+    assert compare_records(_write(tmp_path / "under", under, recipe="u"), base)["verdict"] == "does not replace"
+
+
+def test_a_measure_under_way_continues_or_stops_as_futile(tmp_path: Path) -> None:
+    base = _write(tmp_path / "base", _same(BASE))
+    hw = _half_width(BASE.values())
+    # only fold 0 measured: compared on its two cases
+    half = _write(tmp_path / "half", _same(BASE, {"ET": hw / 2 + 0.001}), folds=(0,), recipe="h")
+    out = compare_records(half, base)
+    assert not out["complete"] and out["n_cases"] == 2 and out["folds_compared"] == [0]
+    assert out["per_region"]["ET"]["baseline"] == pytest.approx(0.75)  # (0.80 + 0.70) / 2
+    assert out["verdict"] == "continue" and out["why"].endswith("below half the half-width in WT, TC")
+    flat = _write(tmp_path / "flat", _same(BASE, dict.fromkeys(REGIONS, hw / 2 - 0.001)), folds=(1,), recipe="f")
+    out = compare_records(flat, base)
+    assert out["folds_compared"] == [1] and out["per_region"]["WT"]["baseline"] == pytest.approx(0.75)
+    assert out["verdict"] == "stop: futile"
+    text = format_comparison(out)
+    assert "| WT | " in text and "verdict: **stop: futile**" in text
+
+
+def test_measures_that_are_not_comparable_are_refused(tmp_path: Path) -> None:
+    base = _write(tmp_path / "base", _same(BASE))
+    partial = _write(tmp_path / "partial", _same(BASE), folds=(0,), recipe="p")
+    with pytest.raises(ValueError, match=r"partial: the baseline's measure must be complete; fold\(s\) \[1\]"):
+        compare_records(base, partial)
+    other = _write(tmp_path / "other", _same(BASE), folds=(0,), recipe="o")
+    rec = json.loads((other / "fold_0.json").read_text())
+    rec["cases"] = {"a": rec["cases"]["a"], "c": {"dice": dict.fromkeys(REGIONS, 0.5)}}
+    (other / "fold_0.json").write_text(json.dumps(rec))
+    with pytest.raises(ValueError, match=r"other: fold 0 holds out other cases than .*base's fold 0"):
+        compare_records(other, base)
+    three = _write(tmp_path / "three", _same(BASE), folds=(0,), recipe="t", n_folds=3)
+    with pytest.raises(ValueError, match=r"not comparable measures: folds 3 against 2"):
+        compare_records(three, base)
+    with pytest.raises(FileNotFoundError, match="nowhere: no such folder of fold records"):
+        compare_records(tmp_path / "nowhere", base)
+
+
+def test_cli_prints_the_verdict_and_writes_the_comparison(tmp_path: Path, capsys) -> None:
+    base = _write(tmp_path / "base", _same(BASE))
+    cand = _write(tmp_path / "cand", _same(BASE, {"TC": -0.01}), recipe="c")
+    out = tmp_path / "cmp.json"
+    assert main(["cv-compare", "--records", str(cand), "--against", str(base), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "verdict: **does not replace**" in printed and "| TC | 0.740 | 0.750 | -0.010 |" in printed
+    saved = json.loads(out.read_text())
+    assert saved["verdict"] == "does not replace"
+    assert np.isclose(saved["per_region"]["TC"]["gain"], -0.01)
+    assert main(["cv-compare", "--records", str(base), "--against", str(tmp_path / "missing")]) == 2
+    assert "missing: no such folder of fold records" in capsys.readouterr().err
