@@ -343,9 +343,17 @@ def _cmd_select_postprocessing(args: argparse.Namespace) -> int:
     if args.records is not None:
         if args.pred is not None or args.ref is not None or args.cases is not None:
             raise ValueError("--records chooses from the fold records alone; drop --pred, --ref and --cases")
-        from brainseg_tf.training.crossval import read_records, select_from_records
+        from brainseg_tf.training.crossval import read_records, recipe_records, select_from_records
 
-        selection = select_from_records(read_records(args.records))
+        if args.model is not None and (args.model / "config.json").is_file():  # a run directory
+            from brainseg_tf.training.rundir import run_recipe
+
+            records = recipe_records(run_recipe(args.model), args.records)  # its recipe must be the records'
+        else:
+            records = read_records(args.records)
+            if args.model is not None:
+                print(f"note: {args.model} has no config.json (not a run directory): its recipe is not compared")
+        selection = select_from_records(records)
         out = args.out or args.records / postprocessing.SELECTION_FILE
         selection.write(out)
     elif args.pred is None or args.ref is None:

@@ -287,6 +287,26 @@ def default_run_dir(cfg: TrainConfig) -> Path:
     return Path("runs") / cfg.name
 
 
+def run_recipe(run_dir: str | Path) -> TrainConfig:
+    """The recipe a run directory was trained with (``RUN_DIR/config.json`` without what training
+    resolved at run time).
+
+    Raises:
+        FileNotFoundError: no ``config.json`` there.
+        ValueError: a damaged one, naming the file.
+    """
+    from brainseg_tf.training.config import as_config
+
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found (not a run directory)")
+    try:
+        saved = json.loads(path.read_text())
+        return as_config({k: v for k, v in saved.items() if k not in ("inference", "resolved_runtime")})
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: not a run's recipe ({exc})") from None
+
+
 def prepare_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool) -> tuple[dict[str, Any] | None, Split | None]:
     """Check an existing run dir against the recipe; return the saved config and split."""
     saved_cfg_path, split_path = run_dir / "config.json", run_dir / "split.json"

@@ -202,7 +202,23 @@ def test_the_choice_from_the_records_goes_into_a_card(cv_run: dict, tmp_path: Pa
     card = ModelCard.load(model)
     assert card.postprocessing.evidence["n_cases"] == 5
     assert [k["rule"] for k in card.postprocessing.evidence["kept"]] == [r.describe() for r in expected.rules]
-    assert "selection: " in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "selection: " in out and "has no config.json (not a run directory): its recipe is not compared" in out
+    # a run directory of another recipe does not take these records
+    shutil.copy(cv_run["run_dir"] / "fold_0" / "config.json", model)
+    other = json.loads((model / "config.json").read_text())
+    other["training"]["steps_per_epoch"] = 3
+    (model / "config.json").write_text(json.dumps(other))
+    before = (model / "brainseg_model.json").read_text()
+    assert main(["select-postprocessing", "--records", str(records), "--model", str(model)]) == 2
+    err = capsys.readouterr().err
+    assert "these fold records measured another recipe" in err and "training.steps_per_epoch: 3 here, 2 there" in err
+    assert (model / "brainseg_model.json").read_text() == before  # the card untouched
+    (model / "config.json").write_text("{damaged")
+    assert main(["select-postprocessing", "--records", str(records), "--model", str(model)]) == 2
+    assert "model/config.json: not a run's recipe" in capsys.readouterr().err
+    shutil.copy(cv_run["run_dir"] / "fold_0" / "config.json", model)  # its own recipe (a fold of it): taken
+    assert main(["select-postprocessing", "--records", str(records), "--model", str(model)]) == 0
 
 
 def test_the_choice_from_the_records_needs_every_fold_of_one_measure(cv_run: dict, tmp_path: Path, capsys) -> None:
