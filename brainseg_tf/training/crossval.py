@@ -547,8 +547,8 @@ def compare_records(
                 f"{candidate}: fold {rec['fold']} holds out other cases than {baseline}'s fold {rec['fold']}"
             )
     regions = list(head["regions"])
-    base_cases = {cid: c["dice"] for rec in base for cid, c in rec["cases"].items()}
-    whole = _region_stats(base_cases, regions, resamples, seed)  # the measure's intervals (summarize_records)
+    base_cases = dict(sorted((cid, c["dice"]) for rec in base for cid, c in rec["cases"].items()))
+    whole = _region_stats(base_cases, regions, resamples, seed)  # the measure's own intervals: cases sorted as there
     cases = [(rec, cid) for rec in cand for cid in sorted(rec["cases"])]
     per_region = {}
     for r in regions:

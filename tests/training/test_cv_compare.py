@@ -15,9 +15,9 @@ from brainseg_tf.evaluation import bootstrap_ci
 from brainseg_tf.training.crossval import compare_records, format_comparison
 
 REGIONS = ("WT", "TC", "ET")
-#: Two folds of two held-out cases each.
-FOLD_CASES = {0: ["a", "b"], 1: ["c", "d"]}
-BASE = {"a": 0.80, "b": 0.70, "c": 0.90, "d": 0.60}
+#: Two folds of two held-out cases each (not in case order: the interval is over the cases sorted, as the measure's).
+FOLD_CASES = {0: ["b", "d", "f"], 1: ["a", "c", "e"]}
+BASE = {"a": 0.80, "b": 0.70, "c": 0.90, "d": 0.60, "e": 0.85, "f": 0.50}
 
 
 def _write(folder: Path, dice: dict[str, dict[str, float]], folds=(0, 1), *, recipe="r", n_folds=2) -> Path:
@@ -44,30 +44,30 @@ def _same(values: dict[str, float], shift: dict[str, float] | None = None) -> di
     return {cid: {r: v + shift.get(r, 0.0) for r in REGIONS} for cid, v in values.items()}
 
 
-def _half_width(values) -> float:
-    low, high = bootstrap_ci(list(values), resamples=2000, seed=0)
+def _half_width(values: dict[str, float]) -> float:
+    low, high = bootstrap_ci([values[c] for c in sorted(values)], resamples=2000, seed=0)
     return (high - low) / 2
 
 
 def test_gains_and_margins_against_hand_computed_means(tmp_path: Path) -> None:
     base = _write(tmp_path / "base", _same(BASE))
-    hw = _half_width(BASE.values())
-    assert hw > 0.05  # four spread cases: a wide interval
+    hw = _half_width(BASE)
+    assert hw > 0.05  # six spread cases: a wide interval
     # WT clears the half-width, TC gains a little, ET is unchanged: replaces
     cand = _write(tmp_path / "cand", _same(BASE, {"WT": hw + 0.01, "TC": 0.004}), recipe="c")
     out = compare_records(cand, base)
-    assert out["complete"] and out["n_cases"] == 4 and out["folds_compared"] == [0, 1]
+    assert out["complete"] and out["n_cases"] == 6 and out["folds_compared"] == [0, 1]
     wt = out["per_region"]["WT"]
-    assert wt["baseline"] == pytest.approx(0.75) and wt["candidate"] == pytest.approx(0.75 + hw + 0.01)
+    assert wt["baseline"] == pytest.approx(0.725) and wt["candidate"] == pytest.approx(0.725 + hw + 0.01)
     assert wt["gain"] == pytest.approx(hw + 0.01) and wt["half_width"] == pytest.approx(hw)
     assert wt["gain_ci95"] == pytest.approx([hw + 0.01, hw + 0.01])  # the same gain on every case
     assert out["per_region"]["ET"]["gain"] == 0.0
     assert out["verdict"] == "replaces" and "above the baseline's half-width in WT" in out["why"]
-    # the same WT gain, but ET lower by 0.001 on one case: lower in one region, does not replace
+    # the same WT gain, but ET lower by 0.004 on one case: lower in one region, does not replace
     worse = _same(BASE, {"WT": hw + 0.01})
     worse["d"]["ET"] -= 0.004
     out = compare_records(_write(tmp_path / "worse", worse, recipe="w"), base)
-    assert out["per_region"]["ET"]["gain"] == pytest.approx(-0.001)
+    assert out["per_region"]["ET"]["gain"] == pytest.approx(-0.004 / 6)
     assert out["verdict"] == "does not replace" and out["why"].endswith("lower in ET")
     # a gain just under the half-width everywhere does not replace either
     under = _same(BASE, dict.fromkeys(REGIONS, hw - 0.005))
@@ -76,16 +76,16 @@ def test_gains_and_margins_against_hand_computed_means(tmp_path: Path) -> None:
 
 def test_a_measure_under_way_continues_or_stops_as_futile(tmp_path: Path) -> None:
     base = _write(tmp_path / "base", _same(BASE))
-    hw = _half_width(BASE.values())
+    hw = _half_width(BASE)
     # only fold 0 measured: compared on its two cases
     half = _write(tmp_path / "half", _same(BASE, {"ET": hw / 2 + 0.001}), folds=(0,), recipe="h")
     out = compare_records(half, base)
-    assert not out["complete"] and out["n_cases"] == 2 and out["folds_compared"] == [0]
-    assert out["per_region"]["ET"]["baseline"] == pytest.approx(0.75)  # (0.80 + 0.70) / 2
+    assert not out["complete"] and out["n_cases"] == 3 and out["folds_compared"] == [0]
+    assert out["per_region"]["ET"]["baseline"] == pytest.approx(0.60)  # b, d and f
     assert out["verdict"] == "continue" and out["why"].endswith("below half the half-width in WT, TC")
     flat = _write(tmp_path / "flat", _same(BASE, dict.fromkeys(REGIONS, hw / 2 - 0.001)), folds=(1,), recipe="f")
     out = compare_records(flat, base)
-    assert out["folds_compared"] == [1] and out["per_region"]["WT"]["baseline"] == pytest.approx(0.75)
+    assert out["folds_compared"] == [1] and out["per_region"]["WT"]["baseline"] == pytest.approx(0.85)  # a, c and e
     assert out["verdict"] == "stop: futile"
     text = format_comparison(out)
     assert "| WT | " in text and "verdict: **stop: futile**" in text
@@ -98,7 +98,7 @@ def test_measures_that_are_not_comparable_are_refused(tmp_path: Path) -> None:
         compare_records(base, partial)
     other = _write(tmp_path / "other", _same(BASE), folds=(0,), recipe="o")
     rec = json.loads((other / "fold_0.json").read_text())
-    rec["cases"] = {"a": rec["cases"]["a"], "c": {"dice": dict.fromkeys(REGIONS, 0.5)}}
+    rec["cases"] = {"b": rec["cases"]["b"], "a": {"dice": dict.fromkeys(REGIONS, 0.5)}}
     (other / "fold_0.json").write_text(json.dumps(rec))
     with pytest.raises(ValueError, match=r"other: fold 0 holds out other cases than .*base's fold 0"):
         compare_records(other, base)
@@ -115,7 +115,7 @@ def test_cli_prints_the_verdict_and_writes_the_comparison(tmp_path: Path, capsys
     out = tmp_path / "cmp.json"
     assert main(["cv-compare", "--records", str(cand), "--against", str(base), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "verdict: **does not replace**" in printed and "| TC | 0.740 | 0.750 | -0.010 |" in printed
+    assert "verdict: **does not replace**" in printed and "| TC | 0.715 | 0.725 | -0.010 |" in printed
     saved = json.loads(out.read_text())
     assert saved["verdict"] == "does not replace"
     assert np.isclose(saved["per_region"]["TC"]["gain"], -0.01)
