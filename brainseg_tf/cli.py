@@ -168,7 +168,12 @@ def _cmd_cv(args: argparse.Namespace) -> int:
         against=args.against,
         stop_if_futile=args.stop_if_futile,
     )
-    state = f"out-of-fold measure in {result.records}" if result.completed else "re-run to continue"
+    if result.completed:
+        state = f"out-of-fold measure in {result.records}"
+    elif result.stopped == "futile":
+        state = f"stopped as futile against {args.against}: {result.records / 'comparison.md'}"
+    else:
+        state = "re-run to continue"
     print(f"run directory: {result.run_dir}; fold records: {result.records} ({state})")
     return 0
 
@@ -345,6 +350,8 @@ def _cmd_select_postprocessing(args: argparse.Namespace) -> int:
             raise ValueError("--records chooses from the fold records alone; drop --pred, --ref and --cases")
         from brainseg_tf.training.crossval import read_records, recipe_records, select_from_records
 
+        if args.model is not None and not args.model.is_dir():
+            raise FileNotFoundError(f"{args.model}: no such model folder (--model)")
         if args.model is not None and (args.model / "config.json").is_file():  # a run directory
             from brainseg_tf.training.rundir import run_recipe
 

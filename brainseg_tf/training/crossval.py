@@ -72,6 +72,8 @@ class CrossValResult:
         completed: every fold measured and the summary written.
         summary: the content of ``RECORDS/summary.json`` (empty when not every fold is measured).
         predicted: the cases this call predicted (folds it measured); ``skipped``: folds whose record was kept.
+        stopped: why the measure stopped before its last fold other than an interrupted fold
+            (``"futile"``: ``stop_if_futile``), else ``None``.
     """
 
     run_dir: Path
@@ -80,6 +82,7 @@ class CrossValResult:
     summary: dict[str, Any]
     predicted: list[str]
     skipped: list[int]
+    stopped: str | None = None
 
 
 def cv_config(cfg: TrainConfig) -> TrainConfig:
@@ -482,6 +485,10 @@ def read_records(records: str | os.PathLike, *, complete: bool = True) -> list[d
     if not found:
         raise ValueError(f"{folder}: no fold record (fold_<k>.json); run brainseg cv first")
     (first_path, first), *others = found.items()
+    for path, rec in found.items():  # one file per fold, named after it: no copy counted twice
+        fold = rec.get("fold")
+        if not isinstance(fold, int) or not 0 <= fold < int(first.get("folds", 0)) or path.name != f"fold_{fold}.json":
+            raise ValueError(f"{path}: holds fold {fold!r} of {first.get('folds')!r}; a record is fold_<its fold>.json")
     for path, rec in others:
         differ = [k for k in ("recipe_digest", "folds", "checkpoint") if rec.get(k) != first.get(k)]
         if differ:
@@ -528,6 +535,8 @@ def compare_records(
     """
     from brainseg_tf.evaluation import bootstrap_ci
 
+    if Path(candidate).resolve() == Path(baseline).resolve():
+        raise ValueError(f"{candidate}: a measure compared with itself; give the baseline's records in --against")
     cand = read_records(candidate, complete=False)
     base = read_records(baseline, complete=False)
     if len(base) != int(base[0]["folds"]):
@@ -547,6 +556,14 @@ def compare_records(
                 f"{candidate}: fold {rec['fold']} holds out other cases than {baseline}'s fold {rec['fold']}"
             )
     regions = list(head["regions"])
+    for folder, recs in ((candidate, cand), (baseline, base)):
+        for rec in recs:
+            for cid, c in rec["cases"].items():
+                bad = [r for r in regions if not math.isfinite(float(c.get("dice", {}).get(r, math.nan)))]
+                if bad:
+                    raise ValueError(
+                        f"{folder}/fold_{rec['fold']}.json: case {cid} has no finite {', '.join(bad)} Dice"
+                    )
     base_cases = dict(sorted((cid, c["dice"]) for rec in base for cid, c in rec["cases"].items()))
     whole = _region_stats(base_cases, regions, resamples, seed)  # the measure's own intervals: cases sorted as there
     cases = [(rec, cid) for rec in cand for cid in sorted(rec["cases"])]
@@ -562,7 +579,7 @@ def compare_records(
             "gain_ci95": list(bootstrap_ci(mine - theirs, resamples=resamples, seed=seed)),
             "half_width": float(whole[r]["half_width"]),
         }
-    complete = len(cand) == int(head["folds"])
+    complete = {int(rec["fold"]) for rec in cand} == set(range(int(head["folds"])))
     if complete:
         above = [r for r in regions if per_region[r]["gain"] > per_region[r]["half_width"]]
         below = [r for r in regions if per_region[r]["gain"] < 0]
@@ -695,6 +712,15 @@ def _records_markdown(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _judge(rec_dir: Path, against: str | os.PathLike, resamples: int, seed: int) -> dict[str, Any]:
+    """:func:`compare_records` of the records so far, printed and written beside them."""
+    comparison = compare_records(rec_dir, against, resamples=resamples, seed=seed)
+    atomic.write_json(rec_dir / COMPARISON_FILE, comparison)
+    atomic.write_text(rec_dir / COMPARISON_REPORT, format_comparison(comparison))
+    print(f"[brainseg cv] against {against}: {comparison['verdict']} ({comparison['why']})", flush=True)
+    return comparison
+
+
 def cross_validate(
     config_or_path: TrainConfig | str | os.PathLike | Mapping[str, Any],
     *,
@@ -734,11 +760,13 @@ def cross_validate(
         progress: show progress over cases.
         order: folds to measure first, in this order (the others follow in increasing order).
             Scheduling only: a fold's record does not depend on when it ran.
-        against: a baseline's complete records folder: after each fold, the measure so far is
-            judged against it (:func:`compare_records`; printed, and written to
-            ``RECORDS/comparison.json`` and ``comparison.md``).
-        stop_if_futile: with ``against``, stop (``completed`` False) once the verdict is
-            ``"stop: futile"`` after a fold measured by this call.
+        against: a baseline's complete records folder of the same split (checked before any
+            fold trains): after each fold this call measures, or once when every fold was
+            already recorded, the measure so far is judged against it (:func:`compare_records`;
+            printed, and written to ``RECORDS/comparison.json`` and ``comparison.md``).
+        stop_if_futile: with ``against``, stop (``completed`` False, ``stopped="futile"``) when
+            the verdict is ``"stop: futile"``: after a fold, or before training the first missing
+            fold when the records already there are futile (a re-run trains nothing more).
 
     Raises:
         ValueError: bad arguments or recipe, a record of another measure in the records folder.
@@ -750,13 +778,14 @@ def cross_validate(
     cfg = cv_config(original)
     k = int(folds) if folds is not None else cfg.split.folds
     check_int("folds", k, 2)
-    first = [int(check_int("order", f, 0, k - 1)) for f in (order or ())]
+    first = list(order or ())
+    for f in first:
+        if not isinstance(f, int) or isinstance(f, bool) or not 0 <= f < k:
+            raise ValueError(f"order={first}: fold {f!r} is not one of the {k} folds (0-{k - 1})")
     if len(set(first)) != len(first):
-        raise ValueError(f"order={list(order or ())}: a fold appears twice")
+        raise ValueError(f"order={first}: a fold appears twice")
     if stop_if_futile and against is None:
         raise ValueError("stop_if_futile needs against= (the baseline's records)")
-    if against is not None:
-        read_records(against)  # a complete baseline, before any fold trains
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
     from brainseg_tf.io.predictions import label_path
     from brainseg_tf.training.data import data_source, labelled_ids
@@ -765,6 +794,16 @@ def cross_validate(
     case_ids = labelled_ids(data_source(cfg), cfg)  # what the folds split, as train_folds sees them
     rec_dir = records_dir(run_dir, records)
     digest = recipe_digest(cfg)
+    if against is not None:  # a complete baseline of this same split, before any fold trains
+        base = read_records(against)
+        for key, mine in (("folds", k), ("checkpoint", checkpoint)):
+            if base[0].get(key) != mine:
+                raise ValueError(f"against={against}: its {key} is {base[0].get(key)!r}, this measure's {mine!r}")
+        for rec in base:
+            if sorted(rec["cases"]) != fold_val_ids(cfg, int(rec["fold"]), k, case_ids):
+                raise ValueError(
+                    f"{against}/fold_{rec['fold']}.json: holds out other cases than fold {rec['fold']} here"
+                )
     steps = cfg.training.epochs * cfg.training.steps_per_epoch
     print(
         f"[brainseg cv] {k} folds of {steps} optimizer steps each (recipe digest {digest}); "
@@ -787,6 +826,12 @@ def cross_validate(
             done[fold] = rec
             skipped.append(fold)
             continue
+        already = stop_if_futile and not measured and any(rec_dir.glob("fold_*.json"))
+        if (
+            already and _judge(rec_dir, against, resamples, seed)["verdict"] == "stop: futile"
+        ):  # before hours of training
+            print("[brainseg cv] stopped before training: futile by the rule (stop_if_futile)", flush=True)
+            return CrossValResult(run_dir, rec_dir, False, {}, measured, skipped, stopped="futile")
         trained = train_folds(cfg, run_dir=run_dir, folds=k, resume=True, only=[fold])
         if not trained.summary["per_fold"][fold]["completed"]:
             print(f"[brainseg cv] fold {fold} did not complete; re-run to continue", flush=True)
@@ -802,18 +847,12 @@ def cross_validate(
             flush=True,
         )
         if against is not None:
-            comparison = compare_records(rec_dir, against, resamples=resamples, seed=seed)
-            atomic.write_json(rec_dir / COMPARISON_FILE, comparison)
-            atomic.write_text(rec_dir / COMPARISON_REPORT, format_comparison(comparison))
-            print(f"[brainseg cv] against {against}: {comparison['verdict']} ({comparison['why']})", flush=True)
+            comparison = _judge(rec_dir, against, resamples, seed)
             if stop_if_futile and comparison["verdict"] == "stop: futile" and len(done) < k:
                 print("[brainseg cv] stopped: futile by the rule (stop_if_futile)", flush=True)
-                return CrossValResult(run_dir, rec_dir, False, {}, measured, skipped)
+                return CrossValResult(run_dir, rec_dir, False, {}, measured, skipped, stopped="futile")
     if against is not None and not measured:  # every fold was already recorded: judge once
-        comparison = compare_records(rec_dir, against, resamples=resamples, seed=seed)
-        atomic.write_json(rec_dir / COMPARISON_FILE, comparison)
-        atomic.write_text(rec_dir / COMPARISON_REPORT, format_comparison(comparison))
-        print(f"[brainseg cv] against {against}: {comparison['verdict']} ({comparison['why']})", flush=True)
+        _judge(rec_dir, against, resamples, seed)
     summary = summarize_records([done[f] for f in range(k)], resamples=resamples, seed=seed)
     pred_dir = run_dir / OOF_DIR / "predictions"
     from brainseg_tf.io.layouts import has_scan_files

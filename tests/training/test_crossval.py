@@ -318,12 +318,12 @@ def test_folds_run_in_the_order_given_and_a_futile_measure_stops(cv_run: dict, t
         for case in rec["cases"].values():
             case["dice"] = dict.fromkeys(case["dice"], 1.0)
         (baseline / f"fold_{k}.json").write_text(json.dumps(rec))
-    for k in (1, 2):
+    for k in range(FOLDS):  # a measure not started yet
         (records / f"fold_{k}.json").unlink()
     run = tmp_path / "run"
     with pytest.raises(ValueError, match=r"order=\[2, 2\]: a fold appears twice"):
         cross_validate(_recipe(cv_run["root"]), run_dir=run, folds=FOLDS, records=records, order=[2, 2])
-    with pytest.raises(ValueError, match=r"order must be an integer in \[0, 2\], got 3"):
+    with pytest.raises(ValueError, match=r"order=\[3\]: fold 3 is not one of the 3 folds \(0-2\)"):
         cross_validate(_recipe(cv_run["root"]), run_dir=run, folds=FOLDS, records=records, order=[3])
     out = cross_validate(
         _recipe(cv_run["root"]),
@@ -335,10 +335,25 @@ def test_folds_run_in_the_order_given_and_a_futile_measure_stops(cv_run: dict, t
         against=baseline,
         stop_if_futile=True,
     )
-    # fold 2 ran first (before fold 0's record was even read), and the comparison after it stopped the measure
+    # fold 2 ran first, and the comparison after it stopped the measure
     assert not out.completed and out.skipped == [] and (run / "fold_2" / "final.keras").is_file()
-    assert not (run / "fold_1").exists() and not (records / "fold_1.json").exists()
+    assert not (run / "fold_0").exists() and not (records / "fold_0.json").exists()
     assert sorted(out.predicted) == sorted(_record(cv_run, 2)["cases"])
     comparison = json.loads((records / "comparison.json").read_text())
-    assert comparison["folds_compared"] == [0, 2] and comparison["verdict"] == "stop: futile"
+    assert comparison["folds_compared"] == [2] and comparison["verdict"] == "stop: futile"
     assert "verdict: **stop: futile**" in (records / "comparison.md").read_text()
+    assert out.stopped == "futile"
+    # run again: the records already there are futile, so nothing more trains
+    again = cross_validate(
+        _recipe(cv_run["root"]), run_dir=run, folds=FOLDS, records=records, against=baseline, stop_if_futile=True
+    )
+    assert again.stopped == "futile" and again.predicted == [] and not (run / "fold_0").exists()
+    # a baseline of another split is refused before any fold trains
+    rec = json.loads((baseline / "fold_1.json").read_text())
+    rec["cases"] = {"x": next(iter(rec["cases"].values()))}
+    (baseline / "fold_1.json").write_text(json.dumps(rec))
+    with pytest.raises(ValueError, match=r"baseline/fold_1\.json: holds out other cases than fold 1 here"):
+        cross_validate(
+            _recipe(cv_run["root"]), run_dir=tmp_path / "run2", folds=FOLDS, records=records, against=baseline
+        )
+    assert not (tmp_path / "run2").exists()

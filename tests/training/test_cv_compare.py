@@ -15,7 +15,7 @@ from brainseg_tf.evaluation import bootstrap_ci
 from brainseg_tf.training.crossval import compare_records, format_comparison
 
 REGIONS = ("WT", "TC", "ET")
-#: Two folds of two held-out cases each (not in case order: the interval is over the cases sorted, as the measure's).
+#: Two folds of three held-out cases each (not in case order: the interval is over the cases sorted, as the measure's).
 FOLD_CASES = {0: ["b", "d", "f"], 1: ["a", "c", "e"]}
 BASE = {"a": 0.80, "b": 0.70, "c": 0.90, "d": 0.60, "e": 0.85, "f": 0.50}
 
@@ -77,7 +77,7 @@ def test_gains_and_margins_against_hand_computed_means(tmp_path: Path) -> None:
 def test_a_measure_under_way_continues_or_stops_as_futile(tmp_path: Path) -> None:
     base = _write(tmp_path / "base", _same(BASE))
     hw = _half_width(BASE)
-    # only fold 0 measured: compared on its two cases
+    # only fold 0 measured: compared on its three cases
     half = _write(tmp_path / "half", _same(BASE, {"ET": hw / 2 + 0.001}), folds=(0,), recipe="h")
     out = compare_records(half, base)
     assert not out["complete"] and out["n_cases"] == 3 and out["folds_compared"] == [0]
@@ -107,6 +107,28 @@ def test_measures_that_are_not_comparable_are_refused(tmp_path: Path) -> None:
         compare_records(three, base)
     with pytest.raises(FileNotFoundError, match="nowhere: no such folder of fold records"):
         compare_records(tmp_path / "nowhere", base)
+    with pytest.raises(ValueError, match="base: a measure compared with itself"):
+        compare_records(base, base)
+
+
+def test_damaged_records_are_refused_naming_the_file(tmp_path: Path) -> None:
+    base = _write(tmp_path / "base", _same(BASE))
+    twice = _write(tmp_path / "twice", _same(BASE), recipe="t")
+    (twice / "fold_0 copy.json").write_text((twice / "fold_0.json").read_text())
+    with pytest.raises(
+        ValueError, match=r"twice/fold_0 copy\.json: holds fold 0 of 2; a record is fold_<its fold>\.json"
+    ):
+        compare_records(twice, base)
+    misnamed = _write(tmp_path / "misnamed", _same(BASE), recipe="m")
+    (misnamed / "fold_1.json").write_text((misnamed / "fold_0.json").read_text())
+    with pytest.raises(
+        ValueError, match=r"misnamed/fold_1\.json: holds fold 0 of 2; a record is fold_<its fold>\.json"
+    ):
+        compare_records(misnamed, base)
+    nan = _same(BASE)
+    nan["c"]["TC"] = float("nan")
+    with pytest.raises(ValueError, match=r"nan/fold_1\.json: case c has no finite TC Dice"):
+        compare_records(_write(tmp_path / "nan", nan, recipe="n"), base)
 
 
 def test_cli_prints_the_verdict_and_writes_the_comparison(tmp_path: Path, capsys) -> None:
