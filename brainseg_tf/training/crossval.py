@@ -468,6 +468,11 @@ def recipe_records(cfg: TrainConfig, records: str | os.PathLike) -> list[dict[st
     return found
 
 
+def _missing_folds(records: Sequence[Mapping[str, Any]]) -> list[int]:
+    """The folds of one measure's ``records`` (all of the same fold count) that have no record."""
+    return sorted(set(range(int(records[0]["folds"]))) - {int(rec["fold"]) for rec in records})
+
+
 def read_records(records: str | os.PathLike, *, complete: bool = True) -> list[dict[str, Any]]:
     """Every fold record of one measure in folder ``records`` (``fold_<k>.json``), by fold.
 
@@ -495,7 +500,7 @@ def read_records(records: str | os.PathLike, *, complete: bool = True) -> list[d
             raise ValueError(
                 f"{path}: a record of another measure than {first_path.name} (its {', '.join(differ)} differ)"
             )
-    missing = sorted(set(range(int(first["folds"]))) - {int(rec["fold"]) for rec in found.values()})
+    missing = _missing_folds(list(found.values()))
     if missing and complete:
         raise ValueError(
             f"{folder}: fold(s) {missing} of {first['folds']} have no record yet; "
@@ -539,8 +544,7 @@ def compare_records(
         raise ValueError(f"{candidate}: a measure compared with itself; give the baseline's records in --against")
     cand = read_records(candidate, complete=False)
     base = read_records(baseline, complete=False)
-    if len(base) != int(base[0]["folds"]):
-        missing = sorted(set(range(int(base[0]["folds"]))) - {int(rec["fold"]) for rec in base})
+    if missing := _missing_folds(base):
         raise ValueError(f"{baseline}: the baseline's measure must be complete; fold(s) {missing} have no record")
     head = cand[0]
     for key in ("folds", "checkpoint", "dice_rule", "regions"):
@@ -579,7 +583,7 @@ def compare_records(
             "gain_ci95": list(bootstrap_ci(mine - theirs, resamples=resamples, seed=seed)),
             "half_width": float(whole[r]["half_width"]),
         }
-    complete = {int(rec["fold"]) for rec in cand} == set(range(int(head["folds"])))
+    complete = not _missing_folds(cand)
     if complete:
         above = [r for r in regions if per_region[r]["gain"] > per_region[r]["half_width"]]
         below = [r for r in regions if per_region[r]["gain"] < 0]
@@ -826,10 +830,9 @@ def cross_validate(
             done[fold] = rec
             skipped.append(fold)
             continue
-        already = stop_if_futile and not measured and any(rec_dir.glob("fold_*.json"))
-        if (
-            already and _judge(rec_dir, against, resamples, seed)["verdict"] == "stop: futile"
-        ):  # before hours of training
+        # before hours of training, the records already there (of an earlier call) may be futile
+        earlier = stop_if_futile and not measured and any(rec_dir.glob("fold_*.json"))
+        if earlier and _judge(rec_dir, against, resamples, seed)["verdict"] == "stop: futile":
             print("[brainseg cv] stopped before training: futile by the rule (stop_if_futile)", flush=True)
             return CrossValResult(run_dir, rec_dir, False, {}, measured, skipped, stopped="futile")
         trained = train_folds(cfg, run_dir=run_dir, folds=k, resume=True, only=[fold])
