@@ -167,6 +167,7 @@ def _cmd_cv(args: argparse.Namespace) -> int:
         order=args.order,
         against=args.against,
         stop_if_futile=args.stop_if_futile,
+        futile_after=args.futile_after,
     )
     if result.completed:
         state = f"out-of-fold measure in {result.records}"
@@ -182,7 +183,7 @@ def _cmd_cv_compare(args: argparse.Namespace) -> int:
     from brainseg_tf import atomic
     from brainseg_tf.training.crossval import compare_records, format_comparison
 
-    comparison = compare_records(args.records, args.against)
+    comparison = compare_records(args.records, args.against, futile_after=args.futile_after)
     print(format_comparison(comparison), end="")
     if args.out is not None:
         atomic.write_json(args.out, comparison)
@@ -742,6 +743,7 @@ def _add_cv_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="with --against: stop once the gain so far is below half the baseline's half-width in every region",
     )
+    _add_futile_after_argument(p)
     _add_set_argument(p)
     p.set_defaults(func=_cmd_cv)
 
@@ -754,7 +756,18 @@ def _add_cv_compare_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--records", type=Path, required=True, help="the candidate's fold records (brainseg cv)")
     p.add_argument("--against", type=Path, required=True, help="the baseline's complete fold records")
     p.add_argument("--out", type=Path, default=None, help="also write the comparison as JSON here")
+    _add_futile_after_argument(p)
     p.set_defaults(func=_cmd_cv_compare)
+
+
+def _add_futile_after_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--futile-after",
+        type=int,
+        default=2,
+        metavar="N",
+        help="the futility rule judges a measure under way from N recorded folds on (default 2)",
+    )
 
 
 def _add_plan_parser(sub: argparse._SubParsersAction) -> None:

@@ -514,7 +514,12 @@ VERDICTS = ("replaces", "does not replace", "continue", "stop: futile")
 
 
 def compare_records(
-    candidate: str | os.PathLike, baseline: str | os.PathLike, *, resamples: int = 2000, seed: int = 0
+    candidate: str | os.PathLike,
+    baseline: str | os.PathLike,
+    *,
+    resamples: int = 2000,
+    seed: int = 0,
+    futile_after: int = 2,
 ) -> dict[str, Any]:
     """Judge a candidate recipe's out-of-fold measure against a baseline's, case for case.
 
@@ -527,8 +532,9 @@ def compare_records(
 
     - complete: ``"replaces"`` when the gain is larger than the baseline's half-width in at least
       one region and negative in none, else ``"does not replace"``;
-    - under way: ``"stop: futile"`` when the gain so far is below half the half-width in every
-      region, else ``"continue"``.
+    - under way: ``"stop: futile"`` when at least ``futile_after`` folds are in (default 2: one
+      fold of a few cases decides nothing) and the gain so far is below half the half-width in
+      every region, else ``"continue"``.
 
     Returns:
         ``{"candidate", "baseline", "complete", "n_cases", "folds_compared", "regions", "per_region":
@@ -540,6 +546,7 @@ def compare_records(
     """
     from brainseg_tf.evaluation import bootstrap_ci
 
+    check_int("futile_after", futile_after, 1)
     if Path(candidate).resolve() == Path(baseline).resolve():
         raise ValueError(f"{candidate}: a measure compared with itself; give the baseline's records in --against")
     cand = read_records(candidate, complete=False)
@@ -594,11 +601,14 @@ def compare_records(
         )
     else:
         short = [r for r in regions if per_region[r]["gain"] < per_region[r]["half_width"] / 2]
-        verdict = "stop: futile" if len(short) == len(regions) else "continue"
+        judged = len(cand) >= futile_after
+        verdict = "stop: futile" if judged and len(short) == len(regions) else "continue"
         why = (
             f"after {len(cand)} of {head['folds']} folds the gain is below half the half-width in "
             f"{', '.join(short) or 'no region'}"
         )
+        if not judged:
+            why += f" (the futility rule judges from {futile_after} folds on)"
     return {
         "candidate": {"records": str(candidate), "recipe": head["recipe"], "recipe_digest": head["recipe_digest"]},
         "baseline": {"records": str(baseline), "recipe": base[0]["recipe"], "recipe_digest": base[0]["recipe_digest"]},
@@ -716,9 +726,9 @@ def _records_markdown(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _judge(rec_dir: Path, against: str | os.PathLike, resamples: int, seed: int) -> dict[str, Any]:
+def _judge(rec_dir: Path, against: str | os.PathLike, resamples: int, seed: int, futile_after: int) -> dict[str, Any]:
     """:func:`compare_records` of the records so far, printed and written beside them."""
-    comparison = compare_records(rec_dir, against, resamples=resamples, seed=seed)
+    comparison = compare_records(rec_dir, against, resamples=resamples, seed=seed, futile_after=futile_after)
     atomic.write_json(rec_dir / COMPARISON_FILE, comparison)
     atomic.write_text(rec_dir / COMPARISON_REPORT, format_comparison(comparison))
     print(f"[brainseg cv] against {against}: {comparison['verdict']} ({comparison['why']})", flush=True)
@@ -738,6 +748,7 @@ def cross_validate(
     order: Sequence[int] | None = None,
     against: str | os.PathLike | None = None,
     stop_if_futile: bool = False,
+    futile_after: int = 2,
 ) -> CrossValResult:
     """Train each fold, measure it on the cases it held out, and score all folds together.
 
@@ -771,6 +782,7 @@ def cross_validate(
         stop_if_futile: with ``against``, stop (``completed`` False, ``stopped="futile"``) when
             the verdict is ``"stop: futile"``: after a fold, or before training the first missing
             fold when the records already there are futile (a re-run trains nothing more).
+        futile_after: the futility rule judges once this many folds are recorded (default 2).
 
     Raises:
         ValueError: bad arguments or recipe, a record of another measure in the records folder.
@@ -778,6 +790,7 @@ def cross_validate(
     """
     check_choice("checkpoint", checkpoint, CHECKPOINTS)
     check_int("resamples", resamples, 1)
+    check_int("futile_after", futile_after, 1)
     original = as_config(config_or_path)
     cfg = cv_config(original)
     k = int(folds) if folds is not None else cfg.split.folds
@@ -832,7 +845,7 @@ def cross_validate(
             continue
         # before hours of training, the records already there (of an earlier call) may be futile
         earlier = stop_if_futile and not measured and any(rec_dir.glob("fold_*.json"))
-        if earlier and _judge(rec_dir, against, resamples, seed)["verdict"] == "stop: futile":
+        if earlier and _judge(rec_dir, against, resamples, seed, futile_after)["verdict"] == "stop: futile":
             print("[brainseg cv] stopped before training: futile by the rule (stop_if_futile)", flush=True)
             return CrossValResult(run_dir, rec_dir, False, {}, measured, skipped, stopped="futile")
         trained = train_folds(cfg, run_dir=run_dir, folds=k, resume=True, only=[fold])
@@ -850,12 +863,12 @@ def cross_validate(
             flush=True,
         )
         if against is not None:
-            comparison = _judge(rec_dir, against, resamples, seed)
+            comparison = _judge(rec_dir, against, resamples, seed, futile_after)
             if stop_if_futile and comparison["verdict"] == "stop: futile" and len(done) < k:
                 print("[brainseg cv] stopped: futile by the rule (stop_if_futile)", flush=True)
                 return CrossValResult(run_dir, rec_dir, False, {}, measured, skipped, stopped="futile")
     if against is not None and not measured:  # every fold was already recorded: judge once
-        _judge(rec_dir, against, resamples, seed)
+        _judge(rec_dir, against, resamples, seed, futile_after)
     summary = summarize_records([done[f] for f in range(k)], resamples=resamples, seed=seed)
     pred_dir = run_dir / OOF_DIR / "predictions"
     from brainseg_tf.io.layouts import has_scan_files

@@ -325,6 +325,9 @@ def test_folds_run_in_the_order_given_and_a_futile_measure_stops(cv_run: dict, t
         cross_validate(_recipe(cv_run["root"]), run_dir=run, folds=FOLDS, records=records, order=[2, 2])
     with pytest.raises(ValueError, match=r"order=\[3\]: fold 3 is not one of the 3 folds \(0-2\)"):
         cross_validate(_recipe(cv_run["root"]), run_dir=run, folds=FOLDS, records=records, order=[3])
+    with pytest.raises(ValueError, match="futile_after"):
+        cross_validate(_recipe(cv_run["root"]), run_dir=run, folds=FOLDS, records=records, futile_after=0)
+    assert not run.exists()
     out = cross_validate(
         _recipe(cv_run["root"]),
         run_dir=run,
@@ -334,6 +337,7 @@ def test_folds_run_in_the_order_given_and_a_futile_measure_stops(cv_run: dict, t
         order=[2],
         against=baseline,
         stop_if_futile=True,
+        futile_after=1,
     )
     # fold 2 ran first, and the comparison after it stopped the measure
     assert not out.completed and out.skipped == [] and (run / "fold_2" / "final.keras").is_file()
@@ -345,7 +349,13 @@ def test_folds_run_in_the_order_given_and_a_futile_measure_stops(cv_run: dict, t
     assert out.stopped == "futile"
     # run again: the records already there are futile, so nothing more trains
     again = cross_validate(
-        _recipe(cv_run["root"]), run_dir=run, folds=FOLDS, records=records, against=baseline, stop_if_futile=True
+        _recipe(cv_run["root"]),
+        run_dir=run,
+        folds=FOLDS,
+        records=records,
+        against=baseline,
+        stop_if_futile=True,
+        futile_after=1,
     )
     assert again.stopped == "futile" and again.predicted == [] and not (run / "fold_0").exists()
     # a baseline of another split is refused before any fold trains

@@ -79,16 +79,21 @@ def test_a_measure_under_way_continues_or_stops_as_futile(tmp_path: Path) -> Non
     hw = _half_width(BASE)
     # only fold 0 measured: compared on its three cases
     half = _write(tmp_path / "half", _same(BASE, {"ET": hw / 2 + 0.001}), folds=(0,), recipe="h")
-    out = compare_records(half, base)
+    out = compare_records(half, base, futile_after=1)
     assert not out["complete"] and out["n_cases"] == 3 and out["folds_compared"] == [0]
     assert out["per_region"]["ET"]["baseline"] == pytest.approx(0.60)  # b, d and f
     assert out["verdict"] == "continue" and out["why"].endswith("below half the half-width in WT, TC")
     flat = _write(tmp_path / "flat", _same(BASE, dict.fromkeys(REGIONS, hw / 2 - 0.001)), folds=(1,), recipe="f")
+    # one fold is below the rule everywhere, but the rule judges from two folds on by default
     out = compare_records(flat, base)
+    assert out["verdict"] == "continue" and out["why"].endswith("(the futility rule judges from 2 folds on)")
+    out = compare_records(flat, base, futile_after=1)
     assert out["folds_compared"] == [1] and out["per_region"]["WT"]["baseline"] == pytest.approx(0.85)  # a, c and e
     assert out["verdict"] == "stop: futile"
     text = format_comparison(out)
     assert "| WT | " in text and "verdict: **stop: futile**" in text
+    with pytest.raises(ValueError, match="futile_after"):
+        compare_records(flat, base, futile_after=0)
 
 
 def test_measures_that_are_not_comparable_are_refused(tmp_path: Path) -> None:
