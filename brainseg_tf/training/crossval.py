@@ -504,7 +504,7 @@ def read_records(records: str | os.PathLike, *, complete: bool = True) -> list[d
     if missing and complete:
         raise ValueError(
             f"{folder}: fold(s) {missing} of {first['folds']} have no record yet; "
-            "the choice is made on every out-of-fold case"
+            "a complete out-of-fold measure is needed here (brainseg cv resumes it)"
         )
     return sorted(found.values(), key=lambda rec: int(rec["fold"]))
 

@@ -367,3 +367,10 @@ def test_folds_run_in_the_order_given_and_a_futile_measure_stops(cv_run: dict, t
             _recipe(cv_run["root"]), run_dir=tmp_path / "run2", folds=FOLDS, records=records, against=baseline
         )
     assert not (tmp_path / "run2").exists()
+    # and so is an incomplete baseline, with a message about the baseline, not about postprocessing
+    (baseline / "fold_1.json").unlink()
+    with pytest.raises(ValueError, match=r"fold\(s\) \[1\] of 3 have no record yet; a complete out-of-fold"):
+        cross_validate(
+            _recipe(cv_run["root"]), run_dir=tmp_path / "run2", folds=FOLDS, records=records, against=baseline
+        )
+    assert not (tmp_path / "run2").exists()
