@@ -509,6 +509,44 @@ def read_records(records: str | os.PathLike, *, complete: bool = True) -> list[d
     return sorted(found.values(), key=lambda rec: int(rec["fold"]))
 
 
+def volume_errors(cases: Mapping[str, Mapping[str, Any]], regions: Sequence[str]) -> dict[str, Any] | None:
+    """Summed volume agreement of fold-record ``cases`` per region: predicted, reference, false-positive
+    and missed millilitres, and how many cases are predicted larger than their reference. The overlap
+    is recovered from each case's Dice and volumes (``Dice * (pred + ref) / 2``), so a measure's bias
+    (over- or under-segmentation) reads off its records. ``None`` when a case has no volumes."""
+    if not cases or any("pred_ml" not in c or "ref_ml" not in c for c in cases.values()):
+        return None
+    out: dict[str, Any] = {}
+    for r in regions:
+        pred = np.array([float(c["pred_ml"][r]) for c in cases.values()])
+        ref = np.array([float(c["ref_ml"][r]) for c in cases.values()])
+        overlap = np.array([float(c["dice"][r]) for c in cases.values()]) * (pred + ref) / 2
+        out[r] = {
+            "pred_ml": float(pred.sum()),
+            "ref_ml": float(ref.sum()),
+            "false_positive_ml": float((pred - overlap).sum()),
+            "missed_ml": float((ref - overlap).sum()),
+            "over_segmented": int((pred > ref).sum()),
+            "n": len(pred),
+        }
+    return out
+
+
+def _volume_lines(named: Mapping[str, Mapping[str, Any] | None]) -> list[str]:
+    """Markdown rows of :func:`volume_errors` results, one block per named measure."""
+    lines = [
+        "| measure | region | predicted ml | reference ml | false positive ml | missed ml | cases over-segmented |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, vols in named.items():
+        for r, v in (vols or {}).items():
+            lines.append(
+                f"| {name} | {r} | {v['pred_ml']:.1f} | {v['ref_ml']:.1f} | {v['false_positive_ml']:.1f} "
+                f"| {v['missed_ml']:.1f} | {v['over_segmented']} of {v['n']} |"
+            )
+    return lines
+
+
 # -- judging a candidate recipe against a baseline's measure (the rule of docs/benchmarks.md) ------
 VERDICTS = ("replaces", "does not replace", "continue", "stop: futile")
 
@@ -617,6 +655,10 @@ def compare_records(
         "folds_compared": [int(rec["fold"]) for rec in cand],
         "regions": regions,
         "per_region": per_region,
+        "volumes": {  # on the compared cases: which way each measure errs
+            "candidate": volume_errors({cid: rec["cases"][cid] for rec, cid in cases}, regions),
+            "baseline": volume_errors({cid: by_fold[int(rec["fold"])]["cases"][cid] for rec, cid in cases}, regions),
+        },
         "verdict": verdict,
         "why": why,
     }
@@ -640,6 +682,10 @@ def format_comparison(comparison: Mapping[str, Any]) -> str:
             f"| {d['half_width']:.3f} |"
         )
     lines += ["", f"verdict: **{c['verdict']}** ({c['why']})"]
+    volumes = c.get("volumes", {})
+    if all(volumes.get(k) for k in ("candidate", "baseline")):
+        lines += ["", "Volumes on the same cases (overlap from Dice and volumes):", ""]
+        lines += _volume_lines(volumes)
     return "\n".join(lines) + "\n"
 
 
@@ -674,6 +720,7 @@ def summarize_records(records: Sequence[Mapping[str, Any]], *, resamples: int = 
         "bootstrap": {"method": "percentile, cases resampled with replacement", "resamples": resamples, "seed": seed},
         "per_case": per_case,
         "worst_cases": [{"case": c, **per_case[c]} for c in worst],
+        "volumes": volume_errors({cid: c for rec in records for cid, c in rec["cases"].items()}, regions),
         "postprocessing_from_records": select_from_records(records).to_dict(),
         "machines": sorted({json.dumps(r.get("machine", {}), sort_keys=True) for r in records}),
     }
@@ -711,6 +758,9 @@ def _records_markdown(summary: Mapping[str, Any]) -> str:
         f"- {w['case']} (fold {w['fold']}): " + ", ".join(f"{k} {w[k]:.3f}" for k in [*regions, "mean"])
         for w in summary["worst_cases"]
     ]
+    if summary.get("volumes"):
+        lines += ["", "Volumes summed over the cases (overlap from Dice and volumes; which way the measure errs):", ""]
+        lines += _volume_lines({summary["recipe"]: summary["volumes"]})
     post = summary["postprocessing_from_records"]
     chosen = "; ".join(post["chosen"]) or "none"
     lines += [

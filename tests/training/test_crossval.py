@@ -139,6 +139,25 @@ def test_scores_intervals_and_report(cv_run: dict) -> None:
     assert (
         report.startswith("## Out-of-fold results: cv_tiny") and "95 % interval" in report and "Worst cases" in report
     )
+    # the volume agreement, recovered from Dice and volumes, against the label files themselves
+    import nibabel as nib
+
+    for name, labels in {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)}.items():
+        fp = missed = over = 0.0
+        for cid in cases:
+            ref_img = nib.load(next((cv_run["root"] / cid).glob("*seg*")))
+            ml = float(np.prod(ref_img.header.get_zooms()[:3])) / 1000
+            b = np.isin(np.asarray(ref_img.dataobj), labels)
+            a = np.isin(
+                np.asarray(nib.load(cv_run["run_dir"] / OOF_DIR / "predictions" / f"{cid}.nii.gz").dataobj), labels
+            )
+            fp, missed, over = fp + (a & ~b).sum() * ml, missed + (b & ~a).sum() * ml, over + (a.sum() > b.sum())
+        vol = summary["volumes"][name]
+        assert vol["false_positive_ml"] == pytest.approx(fp, abs=1e-3) and vol["missed_ml"] == pytest.approx(
+            missed, abs=1e-3
+        )
+        assert vol["over_segmented"] == over and vol["n"] == 5
+        assert f"| cv_tiny | {name} | {vol['pred_ml']:.1f} |" in report
 
 
 def test_rerun_resumes_from_the_records_alone(cv_run: dict, tmp_path: Path) -> None:

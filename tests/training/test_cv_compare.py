@@ -1,6 +1,7 @@
 """Judging a candidate recipe's out-of-fold measure against a baseline's (``compare_records``,
 ``brainseg cv-compare``) on constructed fold records: the gains against hand-computed means, the
-verdicts at their margins, and the refusals of measures that are not comparable."""
+verdicts at their margins, the refusals of measures that are not comparable, and the volume
+agreement (false-positive and missed millilitres) read off the records."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from brainseg_tf.cli import main
 from brainseg_tf.evaluation import bootstrap_ci
-from brainseg_tf.training.crossval import compare_records, format_comparison
+from brainseg_tf.training.crossval import compare_records, format_comparison, volume_errors
 
 REGIONS = ("WT", "TC", "ET")
 #: Two folds of three held-out cases each (not in case order: the interval is over the cases sorted, as the measure's).
@@ -148,3 +149,37 @@ def test_cli_prints_the_verdict_and_writes_the_comparison(tmp_path: Path, capsys
     assert np.isclose(saved["per_region"]["TC"]["gain"], -0.01)
     assert main(["cv-compare", "--records", str(base), "--against", str(tmp_path / "missing")]) == 2
     assert "missing: no such folder of fold records" in capsys.readouterr().err
+
+
+def test_volume_errors_against_hand_computed_overlaps(tmp_path: Path) -> None:
+    # p: 10 ml predicted inside 30 ml of tumour (overlap 10, Dice 0.5); q: 25 ml predicted, 15 ml of
+    # tumour, 12 ml overlap (Dice 24 / 40 = 0.6); ET: an empty reference predicted empty (Dice 1)
+    cases = {
+        "p": {"dice": {"WT": 0.5, "ET": 1.0}, "pred_ml": {"WT": 10.0, "ET": 0.0}, "ref_ml": {"WT": 30.0, "ET": 0.0}},
+        "q": {"dice": {"WT": 0.6, "ET": 0.0}, "pred_ml": {"WT": 25.0, "ET": 2.0}, "ref_ml": {"WT": 15.0, "ET": 0.0}},
+    }
+    out = volume_errors(cases, ["WT", "ET"])
+    assert out["WT"] == pytest.approx(
+        {"pred_ml": 35.0, "ref_ml": 45.0, "false_positive_ml": 13.0, "missed_ml": 23.0, "over_segmented": 1, "n": 2}
+    )
+    assert out["ET"] == pytest.approx(
+        {"pred_ml": 2.0, "ref_ml": 0.0, "false_positive_ml": 2.0, "missed_ml": 0.0, "over_segmented": 1, "n": 2}
+    )
+    assert volume_errors({"p": {"dice": {"WT": 0.5}}}, ["WT"]) is None  # a record without volumes
+    # through the summary and the comparison: each measure's errors on the compared cases
+    dice = _same(BASE)
+    base = _write(tmp_path / "base", dice)
+    cand = _write(tmp_path / "cand", _same(BASE, {"WT": 0.01}), folds=(0,), recipe="c")
+    for folder, shift in ((base, 0.0), (cand, -5.0)):
+        for path in folder.glob("fold_*.json"):
+            rec = json.loads(path.read_text())
+            for c in rec["cases"].values():
+                c["pred_ml"] = dict.fromkeys(REGIONS, 20.0 + shift)
+                c["ref_ml"] = dict.fromkeys(REGIONS, 10.0)
+            path.write_text(json.dumps(rec))
+    out = compare_records(cand, base)
+    wt_b, wt_c = out["volumes"]["baseline"]["WT"], out["volumes"]["candidate"]["WT"]
+    assert wt_b["n"] == wt_c["n"] == 3 and wt_b["pred_ml"] == 60.0 and wt_c["pred_ml"] == 45.0
+    overlap = sum(dice[c]["WT"] for c in FOLD_CASES[0]) * 30 / 2  # b, d, f: Dice x (20 + 10) / 2
+    assert wt_b["false_positive_ml"] == pytest.approx(60.0 - overlap)
+    assert "| baseline | WT | 60.0 | 30.0 |" in format_comparison(out)
