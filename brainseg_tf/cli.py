@@ -155,6 +155,8 @@ def _add_set_argument(p: argparse.ArgumentParser) -> None:
 def _cmd_cv(args: argparse.Namespace) -> int:
     if not args.config.is_file():  # before importing TensorFlow
         raise FileNotFoundError(f"{args.config}: recipe not found")
+    if args.against is None and (args.stop_if_futile or args.futile_after is not None):
+        raise ValueError("--stop-if-futile and --futile-after judge against a baseline: give its records in --against")
     from brainseg_tf.training import load_config
     from brainseg_tf.training.crossval import cross_validate
 
@@ -167,7 +169,7 @@ def _cmd_cv(args: argparse.Namespace) -> int:
         order=args.order,
         against=args.against,
         stop_if_futile=args.stop_if_futile,
-        futile_after=args.futile_after,
+        futile_after=2 if args.futile_after is None else args.futile_after,
     )
     if result.completed:
         state = f"out-of-fold measure in {result.records}"
@@ -183,7 +185,7 @@ def _cmd_cv_compare(args: argparse.Namespace) -> int:
     from brainseg_tf import atomic
     from brainseg_tf.training.crossval import compare_records, format_comparison
 
-    comparison = compare_records(args.records, args.against, futile_after=args.futile_after)
+    comparison = compare_records(args.records, args.against, futile_after=args.futile_after or 2)
     print(format_comparison(comparison), end="")
     if args.out is not None:
         atomic.write_json(args.out, comparison)
@@ -741,7 +743,8 @@ def _add_cv_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--stop-if-futile",
         action="store_true",
-        help="with --against: stop once the gain so far is below half the baseline's half-width in every region",
+        help="with --against: stop once the gain so far is below half the baseline's half-width in every region "
+        "(judged from --futile-after folds on)",
     )
     _add_futile_after_argument(p)
     _add_set_argument(p)
@@ -763,11 +766,21 @@ def _add_cv_compare_parser(sub: argparse._SubParsersAction) -> None:
 def _add_futile_after_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--futile-after",
-        type=int,
-        default=2,
+        type=_positive_int,
+        default=None,
         metavar="N",
         help="the futility rule judges a measure under way from N recorded folds on (default 2)",
     )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number of at least 1")
+    return value
 
 
 def _add_plan_parser(sub: argparse._SubParsersAction) -> None:

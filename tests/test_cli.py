@@ -71,6 +71,16 @@ BAD_ARGUMENTS = {
     "train": (["train", "--config", MISSING], "nope: recipe not found"),
     "cv": (["cv", "--config", MISSING, "--folds", "5"], "nope: recipe not found"),
     "cv-compare": (["cv-compare", "--records", MISSING, "--against", "."], "nope: no such folder of fold records"),
+    "cv --futile-after": (
+        [
+            "cv",
+            "--config",
+            str(Path(__file__).resolve().parents[1] / "configs" / "cpu_brats2018.json"),
+            "--futile-after",
+            "2",
+        ],
+        "--stop-if-futile and --futile-after judge against a baseline",
+    ),
     "unpack": (["unpack", MISSING, "--out", "out"], "nope: archive not found"),
     "predict": (["predict", "--model", MISSING, "--input", ".", "--out", "p"], "nope: not found"),
     "evaluate": (["evaluate", "--pred", MISSING, "--ref", "."], "prediction folder not found: nope"),

@@ -13,8 +13,8 @@
    model (postprocessing off) and scores it into the record.
 3. With every record in, :func:`summarize_records`: per-region mean Dice with a case-level
    bootstrap 95 % interval (:func:`brainseg_tf.evaluation.bootstrap_ci`), the per-case table, the
-   worst cases and the postprocessing chosen on all out-of-fold cases, into
-   ``RECORDS/summary.json`` and ``RECORDS/report.md``.
+   worst cases, the volume agreement (:func:`volume_errors`) and the postprocessing chosen on all
+   out-of-fold cases, into ``RECORDS/summary.json`` and ``RECORDS/report.md``.
 """
 
 from __future__ import annotations
@@ -512,15 +512,26 @@ def read_records(records: str | os.PathLike, *, complete: bool = True) -> list[d
 def volume_errors(cases: Mapping[str, Mapping[str, Any]], regions: Sequence[str]) -> dict[str, Any] | None:
     """Summed volume agreement of fold-record ``cases`` per region: predicted, reference, false-positive
     and missed millilitres, and how many cases are predicted larger than their reference. The overlap
-    is recovered from each case's Dice and volumes (``Dice * (pred + ref) / 2``), so a measure's bias
-    (over- or under-segmentation) reads off its records. ``None`` when a case has no volumes."""
-    if not cases or any("pred_ml" not in c or "ref_ml" not in c for c in cases.values()):
+    is recovered from each case's Dice and volumes (``Dice * (pred + ref) / 2``; 0 when both are
+    empty, whatever the empty-mask rule), so a measure's bias (over- or under-segmentation) reads off
+    its records. ``None`` when a case lacks a region's volume or a finite Dice (older records)."""
+
+    def value(c: Mapping[str, Any], key: str, r: str) -> float:
+        v = c.get(key, {}).get(r) if isinstance(c.get(key), Mapping) else None
+        return float(v) if isinstance(v, (int, float)) else math.nan
+
+    if not cases:
         return None
     out: dict[str, Any] = {}
     for r in regions:
-        pred = np.array([float(c["pred_ml"][r]) for c in cases.values()])
-        ref = np.array([float(c["ref_ml"][r]) for c in cases.values()])
-        overlap = np.array([float(c["dice"][r]) for c in cases.values()]) * (pred + ref) / 2
+        pred = np.array([value(c, "pred_ml", r) for c in cases.values()])
+        ref = np.array([value(c, "ref_ml", r) for c in cases.values()])
+        dice = np.array([value(c, "dice", r) for c in cases.values()])
+        both = pred + ref
+        if not np.all(np.isfinite(pred) & np.isfinite(ref) & (np.isfinite(dice) | (both == 0))):
+            return None
+        overlap = np.where(both > 0, np.nan_to_num(dice) * both / 2, 0.0)
+        overlap = np.clip(overlap, 0.0, np.minimum(pred, ref))  # volumes are rounded in the record
         out[r] = {
             "pred_ml": float(pred.sum()),
             "ref_ml": float(ref.sum()),
@@ -576,7 +587,8 @@ def compare_records(
 
     Returns:
         ``{"candidate", "baseline", "complete", "n_cases", "folds_compared", "regions", "per_region":
-        {region: {"candidate", "baseline", "gain", "gain_ci95", "half_width"}}, "verdict", "why"}``.
+        {region: {"candidate", "baseline", "gain", "gain_ci95", "half_width"}}, "volumes":
+        {"candidate", "baseline"} (:func:`volume_errors` on the compared cases), "verdict", "why"}``.
 
     Raises:
         FileNotFoundError, ValueError: as :func:`read_records`; ``ValueError`` also when the two
@@ -682,17 +694,21 @@ def format_comparison(comparison: Mapping[str, Any]) -> str:
             f"| {d['half_width']:.3f} |"
         )
     lines += ["", f"verdict: **{c['verdict']}** ({c['why']})"]
-    volumes = c.get("volumes", {})
-    if all(volumes.get(k) for k in ("candidate", "baseline")):
+    volumes = c.get("volumes") or {}
+    shown = {k: v for k, v in volumes.items() if v}
+    if shown:
         lines += ["", "Volumes on the same cases (overlap from Dice and volumes):", ""]
-        lines += _volume_lines(volumes)
+        lines += _volume_lines(shown)
+    missing = [k for k in ("candidate", "baseline") if not volumes.get(k)]
+    if missing:
+        lines += ["", f"(no volumes in the {' and '.join(missing)} records: older records)"]
     return "\n".join(lines) + "\n"
 
 
 def summarize_records(records: Sequence[Mapping[str, Any]], *, resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
     """The out-of-fold measure from every fold's record: per-region mean Dice with a case-level
-    bootstrap 95 % interval, the per-case table, the worst cases and the record-based
-    postprocessing selection (:func:`select_from_records`)."""
+    bootstrap 95 % interval, the per-case table, the worst cases, the volume agreement
+    (:func:`volume_errors`) and the record-based postprocessing selection (:func:`select_from_records`)."""
     first = records[0]
     regions = list(first["regions"])
     per_case: dict[str, dict[str, float]] = {}
@@ -845,6 +861,8 @@ def cross_validate(
     cfg = cv_config(original)
     k = int(folds) if folds is not None else cfg.split.folds
     check_int("folds", k, 2)
+    if stop_if_futile and futile_after >= k:
+        raise ValueError(f"futile_after={futile_after} with {k} folds: the futility rule could never stop the measure")
     first = list(order or ())
     for f in first:
         if not isinstance(f, int) or isinstance(f, bool) or not 0 <= f < k:

@@ -346,6 +346,16 @@ def test_folds_run_in_the_order_given_and_a_futile_measure_stops(cv_run: dict, t
         cross_validate(_recipe(cv_run["root"]), run_dir=run, folds=FOLDS, records=records, order=[3])
     with pytest.raises(ValueError, match="futile_after"):
         cross_validate(_recipe(cv_run["root"]), run_dir=run, folds=FOLDS, records=records, futile_after=0)
+    with pytest.raises(ValueError, match="futile_after=3 with 3 folds: the futility rule could never stop"):
+        cross_validate(
+            _recipe(cv_run["root"]),
+            run_dir=run,
+            folds=FOLDS,
+            records=records,
+            against=baseline,
+            stop_if_futile=True,
+            futile_after=FOLDS,
+        )
     assert not run.exists()
     out = cross_validate(
         _recipe(cv_run["root"]),

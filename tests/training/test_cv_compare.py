@@ -21,7 +21,10 @@ FOLD_CASES = {0: ["b", "d", "f"], 1: ["a", "c", "e"]}
 BASE = {"a": 0.80, "b": 0.70, "c": 0.90, "d": 0.60, "e": 0.85, "f": 0.50}
 
 
-def _write(folder: Path, dice: dict[str, dict[str, float]], folds=(0, 1), *, recipe="r", n_folds=2) -> Path:
+def _write(
+    folder: Path, dice: dict[str, dict[str, float]], folds=(0, 1), *, recipe="r", n_folds=2, fold_cases=None
+) -> Path:
+    fold_cases = fold_cases or FOLD_CASES
     folder.mkdir(parents=True, exist_ok=True)
     for k in folds:
         rec = {
@@ -34,7 +37,7 @@ def _write(folder: Path, dice: dict[str, dict[str, float]], folds=(0, 1), *, rec
             "regions": list(REGIONS),
             "dice_rule": "legacy",
             "optimizer_steps": 10,
-            "cases": {cid: {"dice": dice[cid]} for cid in FOLD_CASES[k]},
+            "cases": {cid: {"dice": dice[cid]} for cid in fold_cases[k]},
         }
         (folder / f"fold_{k}.json").write_text(json.dumps(rec))
     return folder
@@ -166,6 +169,11 @@ def test_volume_errors_against_hand_computed_overlaps(tmp_path: Path) -> None:
         {"pred_ml": 2.0, "ref_ml": 0.0, "false_positive_ml": 2.0, "missed_ml": 0.0, "over_segmented": 1, "n": 2}
     )
     assert volume_errors({"p": {"dice": {"WT": 0.5}}}, ["WT"]) is None  # a record without volumes
+    assert volume_errors({"q": {**cases["q"], "dice": {"WT": float("nan")}}}, ["WT"]) is None
+    assert volume_errors(cases, ["WT", "TC"]) is None  # no TC volume
+    # both empty: no overlap whatever the empty-mask rule says (NaN under the 2024 rule)
+    empty = {"e": {"dice": {"ET": float("nan")}, "pred_ml": {"ET": 0.0}, "ref_ml": {"ET": 0.0}}}
+    assert volume_errors(empty, ["ET"])["ET"]["false_positive_ml"] == 0.0
     # through the summary and the comparison: each measure's errors on the compared cases
     dice = _same(BASE)
     base = _write(tmp_path / "base", dice)
@@ -175,11 +183,34 @@ def test_volume_errors_against_hand_computed_overlaps(tmp_path: Path) -> None:
             rec = json.loads(path.read_text())
             for c in rec["cases"].values():
                 c["pred_ml"] = dict.fromkeys(REGIONS, 20.0 + shift)
-                c["ref_ml"] = dict.fromkeys(REGIONS, 10.0)
+                c["ref_ml"] = dict.fromkeys(REGIONS, 20.0)
             path.write_text(json.dumps(rec))
     out = compare_records(cand, base)
     wt_b, wt_c = out["volumes"]["baseline"]["WT"], out["volumes"]["candidate"]["WT"]
     assert wt_b["n"] == wt_c["n"] == 3 and wt_b["pred_ml"] == 60.0 and wt_c["pred_ml"] == 45.0
-    overlap = sum(dice[c]["WT"] for c in FOLD_CASES[0]) * 30 / 2  # b, d, f: Dice x (20 + 10) / 2
-    assert wt_b["false_positive_ml"] == pytest.approx(60.0 - overlap)
-    assert "| baseline | WT | 60.0 | 30.0 |" in format_comparison(out)
+    overlap = sum(dice[c]["WT"] for c in FOLD_CASES[0]) * 40 / 2  # b, d, f: Dice x (20 + 20) / 2
+    assert wt_b["false_positive_ml"] == pytest.approx(60.0 - overlap) == wt_b["missed_ml"]
+    assert wt_c["over_segmented"] == 0 and wt_b["over_segmented"] == 0
+    assert "| baseline | WT | 60.0 | 60.0 |" in format_comparison(out)
+
+
+def test_the_futility_rule_judges_from_futile_after_folds_on(tmp_path: Path, capsys) -> None:
+    three = {0: ["b", "d"], 1: ["a", "c"], 2: ["e", "f"]}
+    base = _write(tmp_path / "base", _same(BASE), folds=(0, 1, 2), n_folds=3, fold_cases=three)
+    hw = _half_width(BASE)
+    flat = _same(BASE, dict.fromkeys(REGIONS, hw / 2 - 0.001))  # below half the half-width everywhere
+    one = _write(tmp_path / "one", flat, folds=(2,), recipe="f", n_folds=3, fold_cases=three)
+    two = _write(tmp_path / "two", flat, folds=(2, 0), recipe="f", n_folds=3, fold_cases=three)
+    assert compare_records(one, base)["verdict"] == "continue"  # default: from 2 folds on
+    assert compare_records(two, base)["verdict"] == "stop: futile"
+    assert compare_records(two, base, futile_after=1)["verdict"] == "stop: futile"
+    assert compare_records(two, base, futile_after=3)["verdict"] == "continue"  # never judged: 3 folds is complete
+    # through the command line: the default, and --futile-after forwarded
+    assert main(["cv-compare", "--records", str(one), "--against", str(base)]) == 0
+    assert "verdict: **continue**" in capsys.readouterr().out
+    assert main(["cv-compare", "--records", str(one), "--against", str(base), "--futile-after", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "verdict: **stop: futile**" in out and "(no volumes in the candidate and baseline records" in out
+    with pytest.raises(SystemExit):
+        main(["cv-compare", "--records", str(one), "--against", str(base), "--futile-after", "0"])
+    assert "'0': expected a whole number of at least 1" in capsys.readouterr().err
