@@ -10,6 +10,7 @@ training, and the scores with their intervals.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -340,34 +341,17 @@ def test_folds_run_in_the_order_given_and_a_futile_measure_stops(cv_run: dict, t
     for k in range(FOLDS):  # a measure not started yet
         (records / f"fold_{k}.json").unlink()
     run = tmp_path / "run"
+    measure = functools.partial(cross_validate, _recipe(cv_run["root"]), run_dir=run, folds=FOLDS, records=records)
     with pytest.raises(ValueError, match=r"order=\[2, 2\]: a fold appears twice"):
-        cross_validate(_recipe(cv_run["root"]), run_dir=run, folds=FOLDS, records=records, order=[2, 2])
+        measure(order=[2, 2])
     with pytest.raises(ValueError, match=r"order=\[3\]: fold 3 is not one of the 3 folds \(0-2\)"):
-        cross_validate(_recipe(cv_run["root"]), run_dir=run, folds=FOLDS, records=records, order=[3])
+        measure(order=[3])
     with pytest.raises(ValueError, match="futile_after"):
-        cross_validate(_recipe(cv_run["root"]), run_dir=run, folds=FOLDS, records=records, futile_after=0)
+        measure(futile_after=0)
     with pytest.raises(ValueError, match="futile_after=3 with 3 folds: the futility rule could never stop"):
-        cross_validate(
-            _recipe(cv_run["root"]),
-            run_dir=run,
-            folds=FOLDS,
-            records=records,
-            against=baseline,
-            stop_if_futile=True,
-            futile_after=FOLDS,
-        )
+        measure(against=baseline, stop_if_futile=True, futile_after=FOLDS)
     assert not run.exists()
-    out = cross_validate(
-        _recipe(cv_run["root"]),
-        run_dir=run,
-        folds=FOLDS,
-        records=records,
-        progress=False,
-        order=[2],
-        against=baseline,
-        stop_if_futile=True,
-        futile_after=1,
-    )
+    out = measure(progress=False, order=[2], against=baseline, stop_if_futile=True, futile_after=1)
     # fold 2 ran first, and the comparison after it stopped the measure
     assert not out.completed and out.skipped == [] and (run / "fold_2" / "final.keras").is_file()
     assert not (run / "fold_0").exists() and not (records / "fold_0.json").exists()
@@ -377,15 +361,7 @@ def test_folds_run_in_the_order_given_and_a_futile_measure_stops(cv_run: dict, t
     assert "verdict: **stop: futile**" in (records / "comparison.md").read_text()
     assert out.stopped == "futile"
     # run again: the records already there are futile, so nothing more trains
-    again = cross_validate(
-        _recipe(cv_run["root"]),
-        run_dir=run,
-        folds=FOLDS,
-        records=records,
-        against=baseline,
-        stop_if_futile=True,
-        futile_after=1,
-    )
+    again = measure(against=baseline, stop_if_futile=True, futile_after=1)
     assert again.stopped == "futile" and again.predicted == [] and not (run / "fold_0").exists()
     # a baseline of another split is refused before any fold trains
     rec = json.loads((baseline / "fold_1.json").read_text())
